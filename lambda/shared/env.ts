@@ -1,0 +1,45 @@
+/**
+ * Environment variable contract between the constructs (lib/) that set variables on the
+ * functions and the handlers (lambda/) that read them. Handlers read the environment only
+ * through {@link readEnv}; constructs use the same names from {@link ENV}.
+ */
+export const ENV = {
+  devicesTable: 'FLEET_DEVICES_TABLE',
+  lotsTable: 'FLEET_LOTS_TABLE',
+  eventsTable: 'FLEET_EVENTS_TABLE',
+  /** Prefix of thing names (`<prefix>-<serial>`) and thing groups. */
+  thingNamePrefix: 'FLEET_THING_PREFIX',
+  /** Regular expression (source) serial numbers must match. */
+  serialPattern: 'FLEET_SERIAL_PATTERN',
+  /** Comma-separated provisioning template names the hook serves. */
+  templateNames: 'FLEET_TEMPLATE_NAMES',
+  /** Ring shares as `canary:early` percentages, e.g. `2:18` (broad takes the rest). */
+  ringShares: 'FLEET_RING_SHARES',
+  /** Milliseconds the hook may spend on AWS calls before failing closed. */
+  hookBudgetMs: 'FLEET_HOOK_BUDGET_MS',
+} as const;
+
+export type EnvKey = keyof typeof ENV;
+
+/** Raised when a required variable is missing or malformed; the message names the fix. */
+export class EnvError extends Error {}
+
+/**
+ * Read the named variables, failing with one message that lists every missing one.
+ * `source` is injectable for tests; handlers pass nothing and get `process.env`.
+ */
+export function readEnv<K extends EnvKey>(
+  keys: readonly K[],
+  source: Record<string, string | undefined> = process.env,
+): Record<K, string> {
+  const missing = keys.filter((k) => !source[ENV[k]]);
+  if (missing.length > 0) {
+    throw new EnvError(
+      `missing environment variable(s) ${missing.map((k) => ENV[k]).join(', ')}; ` +
+        'they are set by the stack constructs: redeploy the stack, or export them for a local run',
+    );
+  }
+  const out = {} as Record<K, string>;
+  for (const k of keys) out[k] = source[ENV[k]] as string;
+  return out;
+}

@@ -1,0 +1,217 @@
+/**
+ * Domain model shared by the Lambda handlers, the `fleet` CLI, the device simulator and the
+ * local lab. This file is the single source of truth for table attribute names, index names,
+ * device lifecycle states, rollout rings and provisioning reason codes.
+ *
+ * It has no AWS SDK import and no I/O.
+ */
+
+/** Device lifecycle status stored on the Devices table (see docs/architecture.md). */
+export const DEVICE_STATUSES = ['MANUFACTURED', 'PROVISIONING', 'ACTIVE', 'RMA', 'RETIRED'] as const;
+export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
+
+/** Lot status stored on the Lots table. A lot on HOLD blocks provisioning of its units. */
+export const LOT_STATUSES = ['OK', 'HOLD'] as const;
+export type LotStatus = (typeof LOT_STATUSES)[number];
+
+/** Rollout rings, assigned at enrollment from a deterministic hash of the serial. */
+export const RINGS = ['canary', 'early', 'broad'] as const;
+export type Ring = (typeof RINGS)[number];
+
+/**
+ * Reason codes of the pre-provisioning decision. Every decision carries exactly one; operators
+ * filter the enrollment view and the `ProvisioningDecision` metric by it.
+ */
+export const ALLOW_REASONS = [
+  /** First enrollment of a MANUFACTURED unit. */
+  'ALLOWED',
+  /** Retry of an attempt in PROVISIONING with the same public key (CSR flow). */
+  'ALLOWED_RETRY_SAME_KEY',
+  /** Retry of an attempt in PROVISIONING proven by a valid factory-key attestation. */
+  'ALLOWED_RETRY_ATTESTED',
+  /** Retry of an attempt in PROVISIONING whose earlier certificate provably never became usable. */
+  'ALLOWED_RETRY_PRIOR_CERT_UNUSABLE',
+] as const;
+
+export const DENY_REASONS = [
+  /** The hook event or its parameters failed schema validation. */
+  'INVALID_PARAMETERS',
+  /** The event's template is not one this hook serves. */
+  'TEMPLATE_MISMATCH',
+  /** The serial is not on the manufacturing allowlist (Devices table). */
+  'NOT_ON_ALLOWLIST',
+  /** The device's lot has no record on the Lots table. */
+  'LOT_UNKNOWN',
+  /** The claim certificate was not issued for this device's lot. */
+  'CLAIM_LOT_MISMATCH',
+  /** The device's lot is on HOLD. */
+  'LOT_ON_HOLD',
+  /** The reported hardware revision differs from the manifest. */
+  'HARDWARE_REVISION_MISMATCH',
+  /** The lot requires attestation and the request carries no DeviceProof. */
+  'ATTESTATION_REQUIRED',
+  /** The DeviceProof does not verify against the factory public key. */
+  'ATTESTATION_INVALID',
+  /** The serial is already ACTIVE: a clone or a duplicate enrollment. */
+  'DEVICE_ALREADY_ACTIVE',
+  /** An earlier attempt is PROVISIONING and this request cannot prove it is the same device. */
+  'DUPLICATE_IN_PROGRESS',
+  /** The device is under RMA. */
+  'DEVICE_IN_RMA',
+  /** The device is retired. */
+  'DEVICE_RETIRED',
+  /** Another attempt for the same serial won the conditional write. */
+  'CONCURRENT_ATTEMPT',
+  /** Any unexpected failure: the hook fails closed. */
+  'INTERNAL_ERROR',
+] as const;
+
+export type AllowReason = (typeof ALLOW_REASONS)[number];
+export type DenyReason = (typeof DENY_REASONS)[number];
+export type DecisionReason = AllowReason | DenyReason;
+
+/** Types of entries on the append-only device event trail. */
+export const EVENT_TYPES = [
+  'MANUFACTURED',
+  'ENROLLMENT_ALLOWED',
+  'ENROLLMENT_DENIED',
+  'ACTIVATED',
+  'CONNECTED',
+  'DISCONNECTED',
+  'STATUS_RESET',
+] as const;
+export type DeviceEventType = (typeof EVENT_TYPES)[number];
+
+/** Attribute and index names of the three registry tables. */
+export const TABLES = {
+  devices: {
+    partitionKey: 'serial',
+    byLotIndex: 'byLot',
+    byLotKey: 'lot',
+    byThingIndex: 'byThing',
+    byThingKey: 'thingName',
+    byCertificateIndex: 'byCertificate',
+    byCertificateKey: 'certificateId',
+  },
+  lots: {
+    partitionKey: 'lot',
+  },
+  events: {
+    partitionKey: 'serial',
+    sortKey: 'sk',
+    /** Sparse GSI holding only enrollment decisions, bucketed by UTC day. */
+    enrollmentIndex: 'byEnrollmentDay',
+    enrollmentPartitionKey: 'enrollDay',
+    enrollmentSortKey: 'at',
+  },
+} as const;
+
+/** One certificate that has belonged to a device, newest last. */
+export interface CertificateLineageEntry {
+  certificateId: string;
+  /** ISO-8601 time the hook allowed this certificate. */
+  issuedAt: string;
+  /** SHA-256 fingerprint (hex) of the certificate's SubjectPublicKeyInfo. */
+  publicKeyFingerprint: string;
+}
+
+/** An item of the Devices table. */
+export interface DeviceRecord {
+  serial: string;
+  lot: string;
+  hwRev: string;
+  factoryFirmware: string;
+  currentFirmware: string;
+  status: DeviceStatus;
+  /** Factory attestation public key (PEM SPKI), when the manifest carries one. */
+  publicKey?: string;
+  /** Set once the hook allows an enrollment. */
+  thingName?: string;
+  ring?: Ring;
+  /** Current certificate id (present from the first allowed enrollment on). */
+  certificateId?: string;
+  /** Fingerprint of the current certificate's public key. */
+  publicKeyFingerprint?: string;
+  /** Every certificate ever allowed for this serial, oldest first. */
+  certificateHistory?: CertificateLineageEntry[];
+  /** Presence bookkeeping for ordered lifecycle events. */
+  presenceVersion?: number;
+  presenceTimestamp?: number;
+  connected?: boolean;
+  createdAt: string;
+  updatedAt: string;
+  activatedAt?: string;
+  /** Monotonic counter incremented by every status transition (optimistic concurrency). */
+  revision: number;
+}
+
+/** An item of the Lots table. */
+export interface LotRecord {
+  lot: string;
+  status: LotStatus;
+  holdReason?: string;
+  /** Claim certificate ids issued for this lot (string set on the table). */
+  claimCertificateIds: string[];
+  /** When true, enrollment requires a DeviceProof signed by the factory key. */
+  requireAttestation: boolean;
+  unitCount: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** An item of the Events (trail) table. Never updated, never deleted by the stack. */
+export interface DeviceEvent {
+  serial: string;
+  /** `<ISO time>#<random suffix>`: time-ordered and unique within the partition. */
+  sk: string;
+  at: string;
+  type: DeviceEventType;
+  reason?: DecisionReason | string;
+  lot?: string;
+  /** Only on enrollment decisions: UTC day (YYYY-MM-DD), the sparse GSI partition. */
+  enrollDay?: string;
+  detail?: Record<string, string | number | boolean>;
+}
+
+/** Parameters a device sends in its RegisterThing request (all strings, per the MQTT API). */
+export const PROVISIONING_PARAMETERS = {
+  serial: 'SerialNumber',
+  hwRev: 'HardwareRevision',
+  firmware: 'FirmwareVersion',
+  proof: 'DeviceProof',
+} as const;
+
+/** Parameters the hook sets through `parameterOverrides`. */
+export const OVERRIDE_PARAMETERS = {
+  thingName: 'ThingName',
+  ring: 'Ring',
+  lot: 'Lot',
+  hwRev: 'HardwareRevision',
+} as const;
+
+/** Thing name for a serial: `<prefix>-<serial>`. */
+export function thingNameFor(prefix: string, serial: string): string {
+  return `${prefix}-${serial}`;
+}
+
+/** Inverse of {@link thingNameFor}; undefined when the name does not carry the prefix. */
+export function serialFromThingName(prefix: string, thingName: string): string | undefined {
+  const head = `${prefix}-`;
+  return thingName.startsWith(head) && thingName.length > head.length ? thingName.slice(head.length) : undefined;
+}
+
+/** Thing group names for rings, lots and quarantine. */
+export const thingGroupNames = {
+  ring: (prefix: string, ring: Ring): string => `${prefix}-ring-${ring}`,
+  lot: (prefix: string, lot: string): string => `${prefix}-lot-${lot}`,
+  quarantine: (prefix: string): string => `${prefix}-quarantine`,
+};
+
+/** Default format of serial numbers (overridable through FleetConfig). */
+export const DEFAULT_SERIAL_PATTERN = '^[A-Z0-9][A-Z0-9-]{3,31}$';
+/** Lot identifiers: short, safe for thing-group names. */
+export const LOT_PATTERN = /^[A-Za-z0-9_-]{1,48}$/;
+/** Hardware revisions, e.g. `A`, `rev2`, `B-1`. */
+export const HW_REV_PATTERN = /^[A-Za-z0-9._-]{1,16}$/;
+/** Firmware versions: semantic version with optional pre-release/build. */
+export const FIRMWARE_PATTERN = /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$/;

@@ -1,0 +1,29 @@
+/**
+ * Names of the CloudFormation outputs of the fleet stack. The construct that creates a
+ * resource exports it under one of these keys; the `fleet` CLI and the lab read them back.
+ */
+export const STACK_OUTPUTS = {
+  devicesTable: 'DevicesTableName',
+  lotsTable: 'LotsTableName',
+  eventsTable: 'EventsTableName',
+  devicePolicy: 'DevicePolicyName',
+  thingNamePrefix: 'ThingNamePrefix',
+  topicPrefix: 'TopicPrefix',
+  /** JSON array of {@link ProvisioningTemplateOutput}. */
+  provisioningTemplates: 'ProvisioningTemplates',
+} as const;
+
+/** One provisioning template as exported in the `ProvisioningTemplates` output. */
+export interface ProvisioningTemplateOutput {
+  /** Fixed template name devices publish to. */
+  templateName: string;
+  /** IoT policy to attach to this template's claim certificates. */
+  claimPolicyName: string;
+  /** Thing type the template assigns. */
+  thingTypeName: string;
+  /** MQTT client id prefix claim connections must use. */
+  claimClientIdPrefix: string;
+}
+
+/** Default stack name (bin/app.ts) and CLI default. */
+export const DEFAULT_STACK_NAME = 'IotFleetStack';
