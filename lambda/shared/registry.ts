@@ -1,0 +1,380 @@
+/**
+ * Registry adapter: the only code that reads and writes the three registry tables (Devices,
+ * Lots, Events). Shared by the provisioning hook, the presence Lambda, the `fleet` CLI and the
+ * local lab. The DynamoDB Document client is injected.
+ *
+ * Every status transition is ONE conditional UpdateItem guarded by the expected status AND the
+ * `revision` counter read by the caller, so two concurrent attempts can never both win (the
+ * local emulator has no transactions, and none are needed). A lost race surfaces as
+ * {@link RegistryConditionError}; a transition the current status does not allow surfaces as
+ * {@link RegistryStateError} with a message that names the fix.
+ */
+import { randomBytes } from 'node:crypto';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { CertificateLineageEntry, DeviceEvent, DeviceRecord, DeviceStatus, LotRecord, Ring, TABLES } from './model';
+
+export interface RegistryTableNames {
+  devices: string;
+  lots: string;
+  events: string;
+}
+
+/** Per-call options: an abort signal bounds the call (the hook passes its deadline). */
+export interface CallOptions {
+  abortSignal?: AbortSignal;
+}
+
+/** A conditional write lost: another writer changed the item first (or it does not exist). */
+export class RegistryConditionError extends Error {
+  override readonly name = 'RegistryConditionError';
+  constructor(
+    readonly operation: string,
+    readonly serial: string,
+    message?: string,
+  ) {
+    super(message ?? `${operation} for ${serial} lost a conditional write: the device changed concurrently; re-read and retry`);
+  }
+}
+
+/** The device is missing or its status does not allow the requested operation. */
+export class RegistryStateError extends Error {
+  override readonly name = 'RegistryStateError';
+  constructor(
+    readonly operation: string,
+    readonly serial: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function isConditionFailure(err: unknown): boolean {
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    ((err as { name?: string }).name === 'ConditionalCheckFailedException' ||
+      (err as { name?: string }).name === 'TransactionCanceledException')
+  );
+}
+
+/** Input of {@link Registry.beginProvisioning}: the hook's allowed transition. */
+export interface BeginProvisioningInput {
+  /** Status read by the hook: MANUFACTURED (first attempt) or PROVISIONING (retry). */
+  expectedStatus: Extract<DeviceStatus, 'MANUFACTURED' | 'PROVISIONING'>;
+  /** Revision read by the hook; the write fails when anyone moved it since. */
+  expectedRevision: number;
+  thingName: string;
+  ring: Ring;
+  certificateId: string;
+  publicKeyFingerprint: string;
+  /** Firmware the device reported. */
+  firmware: string;
+  /** Append the certificate to the lineage (false when the same certificate is retried). */
+  appendHistory: boolean;
+  /** ISO time of the decision; defaults to now. */
+  at?: string;
+}
+
+/** Presence facts of one lifecycle event. */
+export interface PresenceInput {
+  connected: boolean;
+  versionNumber: number;
+  /** Event time, epoch milliseconds. */
+  timestamp: number;
+}
+
+export interface ActivateInput {
+  expectedRevision: number;
+  /** The device's current certificate: activation only happens with it. */
+  certificateId: string;
+  /** Include the connectivity fields; the write then also requires the event to be newer. */
+  presence?: PresenceInput;
+  at?: string;
+}
+
+/** `a` is strictly newer than the stored (version, timestamp); the same rule as the condition. */
+export function isNewerPresence(
+  a: { versionNumber: number; timestamp: number },
+  stored: { presenceVersion?: number; presenceTimestamp?: number },
+): boolean {
+  if (stored.presenceVersion === undefined) return true;
+  if (a.versionNumber !== stored.presenceVersion) return a.versionNumber > stored.presenceVersion;
+  return a.timestamp > (stored.presenceTimestamp ?? -1);
+}
+
+const NEWER_PRESENCE_CONDITION =
+  '(attribute_not_exists(#pv) OR #pv < :pv OR (#pv = :pv AND (attribute_not_exists(#pt) OR #pt < :pt)))';
+
+export class Registry {
+  readonly tables: RegistryTableNames;
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly now: () => Date;
+
+  constructor(doc: DynamoDBDocumentClient, tables: RegistryTableNames, now: () => Date = () => new Date()) {
+    this.doc = doc;
+    this.tables = tables;
+    this.now = now;
+  }
+
+  /** Strongly consistent read of a device (the hook's decision depends on its revision). */
+  async getDevice(serial: string, opts: CallOptions = {}): Promise<DeviceRecord | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.tables.devices,
+        Key: { [TABLES.devices.partitionKey]: serial },
+        ConsistentRead: true,
+      }),
+      { abortSignal: opts.abortSignal },
+    );
+    return out.Item as DeviceRecord | undefined;
+  }
+
+  /** Strongly consistent read of a lot, so a HOLD takes effect on the next enrollment. */
+  async getLot(lot: string, opts: CallOptions = {}): Promise<LotRecord | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.tables.lots, Key: { [TABLES.lots.partitionKey]: lot }, ConsistentRead: true }),
+      { abortSignal: opts.abortSignal },
+    );
+    if (!out.Item) return undefined;
+    const item = out.Item as LotRecord & { claimCertificateIds?: string[] | Set<string> };
+    // The table stores claim ids as a string set; the document client returns a Set.
+    const ids = item.claimCertificateIds;
+    return { ...item, claimCertificateIds: ids instanceof Set ? [...ids] : (ids ?? []) };
+  }
+
+  /**
+   * Append-only: conditional PutItem (attribute_not_exists); sk = `${at}#${random}`; sets
+   * enrollDay (UTC YYYY-MM-DD of at) for ENROLLMENT_ALLOWED/ENROLLMENT_DENIED only.
+   */
+  async appendEvent(
+    e: Omit<DeviceEvent, 'sk' | 'at' | 'enrollDay'> & { at?: string },
+    opts: CallOptions = {},
+  ): Promise<DeviceEvent> {
+    const at = e.at ?? this.now().toISOString();
+    const event: DeviceEvent = { ...e, at, sk: `${at}#${randomBytes(6).toString('hex')}` };
+    if (e.type === 'ENROLLMENT_ALLOWED' || e.type === 'ENROLLMENT_DENIED') event.enrollDay = at.slice(0, 10);
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.tables.events,
+        Item: event,
+        ConditionExpression: 'attribute_not_exists(#sk)',
+        ExpressionAttributeNames: { '#sk': TABLES.events.sortKey },
+      }),
+      { abortSignal: opts.abortSignal },
+    );
+    return event;
+  }
+
+  /**
+   * The hook's transition: MANUFACTURED -> PROVISIONING (first attempt), or PROVISIONING ->
+   * PROVISIONING with the new certificate (an allowed retry). Records thing name, ring,
+   * certificate, key fingerprint, reported firmware and the certificate lineage.
+   * @throws RegistryConditionError when the status or revision changed since the read.
+   */
+  async beginProvisioning(serial: string, input: BeginProvisioningInput, opts: CallOptions = {}): Promise<DeviceRecord> {
+    const at = input.at ?? this.now().toISOString();
+    const entry: CertificateLineageEntry = {
+      certificateId: input.certificateId,
+      issuedAt: at,
+      publicKeyFingerprint: input.publicKeyFingerprint,
+    };
+    const sets = [
+      '#status = :to',
+      '#rev = :next',
+      '#thing = :thing',
+      '#ring = :ring',
+      '#cert = :cert',
+      '#fp = :fp',
+      '#fw = :fw',
+      '#upd = :at',
+    ];
+    const values: Record<string, unknown> = {
+      ':to': 'PROVISIONING',
+      ':rev': input.expectedRevision,
+      ':next': input.expectedRevision + 1,
+      ':thing': input.thingName,
+      ':ring': input.ring,
+      ':cert': input.certificateId,
+      ':fp': input.publicKeyFingerprint,
+      ':fw': input.firmware,
+      ':at': at,
+    };
+    if (input.appendHistory) {
+      sets.push('#hist = list_append(if_not_exists(#hist, :empty), :entry)');
+      values[':empty'] = [];
+      values[':entry'] = [entry];
+    }
+    return this.transition('beginProvisioning', serial, input.expectedStatus, input.expectedRevision, {
+      update: `SET ${sets.join(', ')}`,
+      names: {
+        '#thing': TABLES.devices.byThingKey,
+        '#ring': 'ring',
+        '#cert': TABLES.devices.byCertificateKey,
+        '#fp': 'publicKeyFingerprint',
+        '#fw': 'currentFirmware',
+        '#upd': 'updatedAt',
+        ...(input.appendHistory ? { '#hist': 'certificateHistory' } : {}),
+      },
+      values,
+      opts,
+    });
+  }
+
+  /**
+   * First connection with the current certificate: PROVISIONING -> ACTIVE, sets activatedAt
+   * (and the connectivity fields when `presence` is given and newer than what is stored).
+   * @throws RegistryConditionError when status, revision, certificate or ordering changed.
+   */
+  async activate(serial: string, input: ActivateInput, opts: CallOptions = {}): Promise<DeviceRecord> {
+    const at = input.at ?? this.now().toISOString();
+    const sets = ['#status = :to', '#rev = :next', '#act = :at', '#upd = :at'];
+    const names: Record<string, string> = { '#act': 'activatedAt', '#upd': 'updatedAt', '#cert': 'certificateId' };
+    const values: Record<string, unknown> = {
+      ':to': 'ACTIVE',
+      ':rev': input.expectedRevision,
+      ':next': input.expectedRevision + 1,
+      ':at': at,
+      ':cert': input.certificateId,
+    };
+    const extra = ['#cert = :cert'];
+    if (input.presence) {
+      sets.push('#conn = :conn', '#pv = :pv', '#pt = :pt');
+      Object.assign(names, { '#conn': 'connected', '#pv': 'presenceVersion', '#pt': 'presenceTimestamp' });
+      Object.assign(values, {
+        ':conn': input.presence.connected,
+        ':pv': input.presence.versionNumber,
+        ':pt': input.presence.timestamp,
+      });
+      extra.push(NEWER_PRESENCE_CONDITION);
+    }
+    return this.transition('activate', serial, 'PROVISIONING', input.expectedRevision, {
+      update: `SET ${sets.join(', ')}`,
+      names,
+      values,
+      extraCondition: extra.join(' AND '),
+      opts,
+    });
+  }
+
+  /**
+   * Connectivity bookkeeping (not a status transition, so `revision` is left alone): applied
+   * only when the event is newer by (versionNumber, timestamp). Returns the updated record, or
+   * undefined when the event is stale or a duplicate, or the device does not exist.
+   */
+  async recordPresence(serial: string, p: PresenceInput, opts: CallOptions = {}): Promise<DeviceRecord | undefined> {
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.devices,
+          Key: { [TABLES.devices.partitionKey]: serial },
+          UpdateExpression: 'SET #conn = :conn, #pv = :pv, #pt = :pt, #upd = :at',
+          ConditionExpression: `attribute_exists(#pk) AND ${NEWER_PRESENCE_CONDITION}`,
+          ExpressionAttributeNames: {
+            '#pk': TABLES.devices.partitionKey,
+            '#conn': 'connected',
+            '#pv': 'presenceVersion',
+            '#pt': 'presenceTimestamp',
+            '#upd': 'updatedAt',
+          },
+          ExpressionAttributeValues: {
+            ':conn': p.connected,
+            ':pv': p.versionNumber,
+            ':pt': p.timestamp,
+            ':at': this.now().toISOString(),
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+        { abortSignal: opts.abortSignal },
+      );
+      return out.Attributes as DeviceRecord;
+    } catch (err) {
+      if (isConditionFailure(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Operator reset of a unit stuck in PROVISIONING back to MANUFACTURED (conditional on
+   * status+revision), appends STATUS_RESET. Throws a clear error naming the fix when the
+   * status does not allow it.
+   */
+  async resetDevice(serial: string, opts: { reason: string; actor: string }): Promise<DeviceRecord> {
+    const device = await this.getDevice(serial);
+    if (!device) {
+      throw new RegistryStateError(
+        'resetDevice',
+        serial,
+        `device ${serial} is not in the registry; check the serial, or import it with the manifest import command`,
+      );
+    }
+    if (device.status !== 'PROVISIONING') {
+      const fix: Record<string, string> = {
+        MANUFACTURED: 'it is already MANUFACTURED and can enroll; nothing to reset',
+        ACTIVE: 'it is ACTIVE; to give it a new identity, open an RMA and refurbish it instead',
+        RMA: 'it is under RMA; finish the RMA (refurbish or scrap) instead',
+        RETIRED: 'it is RETIRED and can never enroll again',
+      };
+      throw new RegistryStateError(
+        'resetDevice',
+        serial,
+        `cannot reset device ${serial}: only a unit stuck in PROVISIONING can be reset, but ${fix[device.status] ?? `its status is ${device.status}`}`,
+      );
+    }
+    const revision = device.revision ?? 0;
+    const at = this.now().toISOString();
+    const updated = await this.transition('resetDevice', serial, 'PROVISIONING', revision, {
+      update: 'SET #status = :to, #rev = :next, #upd = :at REMOVE #cert, #fp',
+      names: { '#upd': 'updatedAt', '#cert': TABLES.devices.byCertificateKey, '#fp': 'publicKeyFingerprint' },
+      values: { ':to': 'MANUFACTURED', ':rev': revision, ':next': revision + 1, ':at': at },
+      opts: {},
+    });
+    const detail: Record<string, string> = { actor: opts.actor, from: 'PROVISIONING', to: 'MANUFACTURED' };
+    if (device.certificateId) detail.previousCertificateId = device.certificateId;
+    await this.appendEvent({ serial, at, type: 'STATUS_RESET', reason: opts.reason, lot: device.lot, detail });
+    return updated;
+  }
+
+  /** One conditional UpdateItem guarded by status and revision. */
+  private async transition(
+    operation: string,
+    serial: string,
+    expectedStatus: DeviceStatus,
+    expectedRevision: number,
+    w: {
+      update: string;
+      names: Record<string, string>;
+      values: Record<string, unknown>;
+      extraCondition?: string;
+      opts: CallOptions;
+    },
+  ): Promise<DeviceRecord> {
+    // Records written without a revision count as revision 0.
+    const revisionCondition = expectedRevision === 0 ? '(attribute_not_exists(#rev) OR #rev = :rev)' : '#rev = :rev';
+    const condition = [`attribute_exists(#pk)`, '#status = :from', revisionCondition, w.extraCondition]
+      .filter(Boolean)
+      .join(' AND ');
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.devices,
+          Key: { [TABLES.devices.partitionKey]: serial },
+          UpdateExpression: w.update,
+          ConditionExpression: condition,
+          ExpressionAttributeNames: {
+            '#pk': TABLES.devices.partitionKey,
+            '#status': 'status',
+            '#rev': 'revision',
+            ...w.names,
+          },
+          ExpressionAttributeValues: { ...w.values, ':from': expectedStatus },
+          ReturnValues: 'ALL_NEW',
+        }),
+        { abortSignal: w.opts.abortSignal },
+      );
+      return out.Attributes as DeviceRecord;
+    } catch (err) {
+      if (isConditionFailure(err)) throw new RegistryConditionError(operation, serial);
+      throw err;
+    }
+  }
+}

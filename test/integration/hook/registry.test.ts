@@ -1,0 +1,116 @@
+import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { Registry, RegistryConditionError, RegistryStateError, RegistryTableNames } from '../../../lambda/shared/registry';
+import { DeviceRecord } from '../../../lambda/shared/model';
+import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
+
+let db: LocalDynamo;
+let tables: RegistryTableNames;
+let registry: Registry;
+
+const device = (serial: string, over: Partial<DeviceRecord> = {}): DeviceRecord => ({
+  serial,
+  lot: 'L1',
+  hwRev: 'A',
+  factoryFirmware: '1.0.0',
+  currentFirmware: '1.0.0',
+  status: 'MANUFACTURED',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  revision: 0,
+  ...over,
+});
+
+const begin = {
+  expectedStatus: 'MANUFACTURED' as const,
+  expectedRevision: 0,
+  thingName: 'fleet-X',
+  ring: 'broad' as const,
+  certificateId: 'c1',
+  publicKeyFingerprint: 'fp1',
+  firmware: '1.0.1',
+  appendHistory: true,
+};
+
+beforeAll(async () => {
+  db = await startDynalite();
+  tables = await createRegistryTables(db.client, 'Reg');
+  registry = new Registry(db.doc, tables, () => new Date('2026-03-04T05:06:07.000Z'));
+});
+afterAll(async () => db.stop());
+
+async function put(d: DeviceRecord): Promise<void> {
+  await db.doc.send(new PutCommand({ TableName: tables.devices, Item: d }));
+}
+
+test('beginProvisioning is guarded by status and revision; only one of two racers wins', async () => {
+  await put(device('SN-RACE'));
+  const results = await Promise.allSettled([
+    registry.beginProvisioning('SN-RACE', begin),
+    registry.beginProvisioning('SN-RACE', { ...begin, certificateId: 'c2' }),
+  ]);
+  expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+  const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+  expect(rejected.reason).toBeInstanceOf(RegistryConditionError);
+  const stored = await registry.getDevice('SN-RACE');
+  expect(stored).toMatchObject({ status: 'PROVISIONING', revision: 1, currentFirmware: '1.0.1' });
+  expect(stored?.certificateHistory).toHaveLength(1);
+});
+
+test('retry appends lineage; activate needs the current certificate', async () => {
+  await put(device('SN-ACT'));
+  await registry.beginProvisioning('SN-ACT', begin);
+  await registry.beginProvisioning('SN-ACT', { ...begin, expectedStatus: 'PROVISIONING', expectedRevision: 1, certificateId: 'c2' });
+  await expect(registry.activate('SN-ACT', { expectedRevision: 2, certificateId: 'c1' })).rejects.toBeInstanceOf(
+    RegistryConditionError,
+  );
+  const active = await registry.activate('SN-ACT', {
+    expectedRevision: 2,
+    certificateId: 'c2',
+    presence: { connected: true, versionNumber: 3, timestamp: 10 },
+  });
+  expect(active).toMatchObject({ status: 'ACTIVE', revision: 3, connected: true, presenceVersion: 3 });
+  expect(active.certificateHistory?.map((c) => c.certificateId)).toEqual(['c1', 'c2']);
+});
+
+test('recordPresence never rolls back', async () => {
+  await put(device('SN-PRES', { status: 'ACTIVE' }));
+  expect(await registry.recordPresence('SN-PRES', { connected: true, versionNumber: 2, timestamp: 100 })).toBeDefined();
+  expect(await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 1, timestamp: 200 })).toBeUndefined();
+  expect(await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 2, timestamp: 100 })).toBeUndefined();
+  expect(await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 2, timestamp: 150 })).toMatchObject({
+    connected: false,
+  });
+  expect(await registry.recordPresence('SN-NONE', { connected: true, versionNumber: 1, timestamp: 1 })).toBeUndefined();
+});
+
+test('resetDevice resets PROVISIONING only and appends STATUS_RESET', async () => {
+  await put(device('SN-RESET'));
+  await expect(registry.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' })).rejects.toThrow(/already MANUFACTURED/);
+  await expect(registry.resetDevice('SN-MISSING', { reason: 'stuck', actor: 'op' })).rejects.toBeInstanceOf(
+    RegistryStateError,
+  );
+  await registry.beginProvisioning('SN-RESET', begin);
+  const reset = await registry.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' });
+  expect(reset).toMatchObject({ status: 'MANUFACTURED', revision: 2 });
+  expect(reset.certificateId).toBeUndefined();
+});
+
+test('appendEvent sets enrollDay only on enrollment decisions and never overwrites', async () => {
+  const a = await registry.appendEvent({ serial: 'SN-EV', type: 'ENROLLMENT_DENIED', reason: 'LOT_UNKNOWN' });
+  const b = await registry.appendEvent({ serial: 'SN-EV', type: 'ACTIVATED' });
+  expect(a.enrollDay).toBe('2026-03-04');
+  expect(b.enrollDay).toBeUndefined();
+  expect(a.sk).not.toBe(b.sk);
+  expect(a.sk.startsWith('2026-03-04T05:06:07.000Z#')).toBe(true);
+});
+
+test('getLot returns claim ids as an array when stored as a string set', async () => {
+  await db.doc.send(
+    new PutCommand({
+      TableName: tables.lots,
+      Item: { lot: 'LS', status: 'OK', claimCertificateIds: new Set(['a', 'b']), requireAttestation: false, unitCount: 1 },
+    }),
+  );
+  expect((await registry.getLot('LS'))?.claimCertificateIds.sort()).toEqual(['a', 'b']);
+  expect(await registry.getLot('NOPE')).toBeUndefined();
+});
