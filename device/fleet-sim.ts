@@ -1,0 +1,279 @@
+/**
+ * Runs many simulated devices in one process with bounded concurrency and summarizes the
+ * enrollment: attempted, enrolled, denied by reason, gave up, retries, p50/p99 enrollment time.
+ */
+import { SingleBar, Presets } from 'cli-progress';
+import type { BackoffOptions, RandomFn, SleepFn } from './backoff';
+import {
+  DeviceAgent,
+  type AgentEvent,
+  type DeviceFaults,
+  type EnrollmentResult,
+  type Endpoint,
+  type TlsCredentials,
+} from './agent';
+import { generateFactoryKey, type FactoryIdentity } from './identity';
+
+/** One device of a fleet run: its factory identity and optional fault modes. */
+export interface DeviceSpec {
+  identity: FactoryIdentity;
+  faults?: DeviceFaults;
+}
+
+export interface ProgressEvent {
+  done: number;
+  total: number;
+  result: DeviceRunResult;
+}
+
+export interface RunFleetOptions {
+  devices: DeviceSpec[];
+  endpoint: Endpoint;
+  /** Claim credentials per lot. A device uses its lot's claim (or `faults.wrongLotClaim`'s). */
+  claims: Record<string, TlsCredentials>;
+  templateName: string;
+  /** Devices enrolling at the same time. @default 16 */
+  concurrency?: number;
+  backoff?: Partial<BackoffOptions>;
+  /** Called after each device finishes. */
+  onProgress?: (event: ProgressEvent) => void;
+  /** Draw a cli-progress bar on stdout: `'auto'` only when stdout is a TTY. @default false */
+  progressBar?: boolean | 'auto';
+  /** @default 'prov-' */
+  claimClientIdPrefix?: string;
+  /** @default 'fleet' */
+  topicPrefix?: string;
+  /** @default true */
+  lastWill?: boolean;
+  /** Directory for the issued certificates and keys (mode 0600). */
+  certDir?: string;
+  /** Keep each enrolled device's thing session open; close them with `result.close()`. @default false */
+  keepConnected?: boolean;
+  /** Enroll `cloneOf` devices after all the others, as a clone shows up after the original. @default true */
+  clonesLast?: boolean;
+  connectTimeoutMs?: number;
+  responseTimeoutMs?: number;
+  random?: RandomFn;
+  sleep?: SleepFn;
+  now?: () => number;
+  onEvent?: (event: AgentEvent) => void;
+}
+
+/** A device's result, with the spec's own serial and the fault modes it ran with. */
+export type DeviceRunResult = EnrollmentResult & {
+  /** Serial of the spec (differs from `serial` for a clone, which presents another serial). */
+  specSerial: string;
+  faults?: DeviceFaults;
+};
+
+export interface FleetSummary {
+  attempted: number;
+  enrolled: number;
+  /** Final rejections keyed by reason code (`[CODE]` in errorMessage), else message, else errorCode. */
+  deniedByReason: Record<string, number>;
+  gaveUp: number;
+  /** Retries across all devices. */
+  retries: number;
+  /** Enrollment time percentiles over enrolled devices (nearest rank); 0 when none enrolled. */
+  p50Ms: number;
+  p99Ms: number;
+  /** Wall time of the whole run. */
+  wallMs: number;
+}
+
+export interface FleetResult {
+  results: DeviceRunResult[];
+  summary: FleetSummary;
+  /** Connected agents by spec serial (only with `keepConnected`). */
+  agents: Map<string, DeviceAgent>;
+  /** Close every thing session kept open. */
+  close(): Promise<void>;
+}
+
+/** Reason of a final rejection: a `[REASON_CODE]` token in errorMessage, the message, or errorCode. */
+export function denialReason(result: { errorMessage?: string; errorCode?: string }): string {
+  const msg = result.errorMessage ?? '';
+  const token = /\[([A-Z][A-Z0-9_]*)\]/.exec(msg);
+  if (token) return token[1];
+  if (/^[A-Z][A-Z0-9_]+$/.test(msg.trim())) return msg.trim();
+  if (msg.trim()) return msg.trim();
+  return result.errorCode || 'UNKNOWN';
+}
+
+/** Nearest-rank percentile of unsorted values; 0 for an empty list. */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return sorted[rank - 1];
+}
+
+export function summarize(results: EnrollmentResult[], wallMs = 0): FleetSummary {
+  const deniedByReason: Record<string, number> = {};
+  const times: number[] = [];
+  let enrolled = 0;
+  let gaveUp = 0;
+  let retries = 0;
+  for (const r of results) {
+    retries += r.retries;
+    if (r.outcome === 'enrolled') {
+      enrolled++;
+      times.push(r.enrollMs);
+    } else if (r.outcome === 'denied') {
+      const reason = denialReason(r);
+      deniedByReason[reason] = (deniedByReason[reason] ?? 0) + 1;
+    } else gaveUp++;
+  }
+  return {
+    attempted: results.length,
+    enrolled,
+    deniedByReason,
+    gaveUp,
+    retries,
+    p50Ms: percentile(times, 50),
+    p99Ms: percentile(times, 99),
+    wallMs,
+  };
+}
+
+/** Readable multi-line summary. */
+export function formatSummary(summary: FleetSummary): string {
+  const lines = [
+    `Enrollment: ${summary.enrolled}/${summary.attempted} enrolled, ${sumValues(summary.deniedByReason)} denied, ${summary.gaveUp} gave up, ${summary.retries} retries`,
+    `  enroll time: p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms; wall ${(summary.wallMs / 1000).toFixed(1)} s`,
+  ];
+  const reasons = Object.entries(summary.deniedByReason).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  if (reasons.length > 0) {
+    lines.push('  denied by reason:');
+    const width = Math.max(...reasons.map(([r]) => r.length));
+    for (const [reason, n] of reasons) lines.push(`    ${reason.padEnd(width)}  ${n}`);
+  }
+  return lines.join('\n');
+}
+
+function sumValues(m: Record<string, number>): number {
+  return Object.values(m).reduce((a, b) => a + b, 0);
+}
+
+/**
+ * The identity and claim a spec presents, after its fault modes: a clone presents the original's
+ * serial/lot/revision/firmware with its own (different) factory key; `wrongLotClaim` swaps the claim.
+ */
+export function resolvePresentation(
+  spec: DeviceSpec,
+  bySerial: ReadonlyMap<string, FactoryIdentity>,
+  claims: Record<string, TlsCredentials>,
+): { identity: FactoryIdentity; claim: TlsCredentials } {
+  let identity = spec.identity;
+  const f = spec.faults ?? {};
+  if (f.cloneOf) {
+    const original = bySerial.get(f.cloneOf);
+    const base = original ?? { ...spec.identity, serial: f.cloneOf };
+    let factoryKey = spec.identity.factoryKey;
+    if (!factoryKey || factoryKey.publicKeyPem === original?.factoryKey?.publicKeyPem) factoryKey = generateFactoryKey();
+    identity = { ...base, factoryKey };
+  }
+  const claimLot = f.wrongLotClaim ?? identity.lot;
+  const claim = claims[claimLot];
+  if (!claim) {
+    throw new Error(
+      `No claim credentials for lot '${claimLot}' (device ${spec.identity.serial}); pass claims['${claimLot}']`,
+    );
+  }
+  return { identity, claim };
+}
+
+/** Enroll every device with at most `concurrency` in flight. */
+export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
+  const now = options.now ?? Date.now;
+  const started = now();
+  const bySerial = new Map(options.devices.map((d) => [d.identity.serial, d.identity]));
+  // Resolve up front so a missing claim fails before any device connects.
+  const planned = options.devices.map((spec) => ({ spec, ...resolvePresentation(spec, bySerial, options.claims) }));
+  const ordered =
+    options.clonesLast === false
+      ? planned
+      : [...planned.filter((p) => !p.spec.faults?.cloneOf), ...planned.filter((p) => p.spec.faults?.cloneOf)];
+
+  const total = ordered.length;
+  const results: DeviceRunResult[] = new Array(total);
+  const agents = new Map<string, DeviceAgent>();
+  const useBar =
+    options.progressBar === true || (options.progressBar === 'auto' && process.stdout.isTTY === true);
+  const bar = useBar
+    ? new SingleBar(
+        { format: 'enroll [{bar}] {value}/{total} | enrolled {enrolled} denied {denied} gaveUp {gaveUp}', hideCursor: true },
+        Presets.shades_classic,
+      )
+    : undefined;
+  const counts = { enrolled: 0, denied: 0, gaveUp: 0 };
+  bar?.start(total, 0, counts);
+
+  let next = 0;
+  let done = 0;
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const index = next++;
+      const { spec, identity, claim } = ordered[index];
+      const agent = new DeviceAgent({
+        identity,
+        claim,
+        endpoint: options.endpoint,
+        templateName: options.templateName,
+        method: spec.faults?.useCreateKeys ? 'createKeys' : 'csr',
+        badAttestation: spec.faults?.badAttestation,
+        claimClientIdPrefix: options.claimClientIdPrefix,
+        backoff: options.backoff,
+        connectTimeoutMs: options.connectTimeoutMs,
+        responseTimeoutMs: options.responseTimeoutMs,
+        topicPrefix: options.topicPrefix,
+        lastWill: options.lastWill,
+        certDir: options.certDir,
+        keepConnected: options.keepConnected,
+        random: options.random,
+        sleep: options.sleep,
+        now: options.now,
+        onEvent: options.onEvent,
+      });
+      let result: EnrollmentResult;
+      try {
+        result = await agent.enroll();
+      } catch (err) {
+        result = {
+          outcome: 'gaveUp',
+          serial: identity.serial,
+          phase: 'provisioning',
+          lastError: err instanceof Error ? err.message : String(err),
+          elapsedMs: 0,
+          retries: 0,
+        };
+      }
+      if (options.keepConnected && result.outcome === 'enrolled') agents.set(spec.identity.serial, agent);
+      const runResult: DeviceRunResult = {
+        ...result,
+        specSerial: spec.identity.serial,
+        ...(spec.faults ? { faults: spec.faults } : {}),
+      };
+      results[index] = runResult;
+      done++;
+      counts[result.outcome]++;
+      bar?.increment(1, counts);
+      options.onProgress?.({ done, total, result: runResult });
+    }
+  };
+  const concurrency = Math.max(1, Math.min(options.concurrency ?? 16, total || 1));
+  try {
+    await Promise.all(Array.from({ length: concurrency }, () => worker()));
+  } finally {
+    bar?.stop();
+  }
+  return {
+    results,
+    summary: summarize(results, now() - started),
+    agents,
+    close: async () => {
+      await Promise.all([...agents.values()].map((a) => a.close()));
+      agents.clear();
+    },
+  };
+}

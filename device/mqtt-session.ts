@@ -1,0 +1,278 @@
+/**
+ * One MQTT 3.1.1 session over mutual TLS (mqtt.js), with the request/response helper the AWS IoT
+ * device APIs need: subscribe to `<topic>/accepted` and `<topic>/rejected` first, then publish,
+ * then wait for exactly one answer, a connection loss or a timeout.
+ *
+ * No automatic reconnect: the caller owns retry policy (a new session per attempt).
+ */
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import { isIP } from 'node:net';
+
+/** Where the broker is. For AWS IoT: the ATS data endpoint, port 8883, Amazon Root CA. */
+export interface Endpoint {
+  host: string;
+  /** @default 8883 */
+  port?: number;
+  /** PEM of the CA(s) that signed the server certificate. */
+  caPem: string | string[];
+  /** TLS SNI / certificate name check. @default host, unless host is an IP address */
+  servername?: string;
+}
+
+/** A client certificate and its private key (PEM). */
+export interface TlsCredentials {
+  certPem: string;
+  keyPem: string;
+}
+
+/** MQTT last will: published by the broker if the session drops without DISCONNECT. */
+export interface LastWill {
+  topic: string;
+  payload: string;
+  qos?: 0 | 1;
+}
+
+export interface SessionOptions {
+  endpoint: Endpoint;
+  credentials: TlsCredentials;
+  clientId: string;
+  /** Overall budget for TLS + CONNACK. A TLS-refused connection only emits `close`. */
+  connectTimeoutMs: number;
+  keepaliveSec?: number;
+  will?: LastWill;
+}
+
+export type TransportFailure =
+  | 'CONNECT_TIMEOUT'
+  | 'CONNECT_FAILED'
+  | 'CONNECTION_LOST'
+  | 'RESPONSE_TIMEOUT'
+  | 'SUBSCRIBE_REFUSED'
+  | 'PUBLISH_FAILED';
+
+/** A failure of the connection itself (retryable unless `SUBSCRIBE_REFUSED`). */
+export class TransportError extends Error {
+  constructor(
+    readonly failure: TransportFailure,
+    message: string,
+  ) {
+    super(`${failure}: ${message}`);
+    this.name = 'TransportError';
+  }
+}
+
+/** A response on a `/rejected` topic: `{ statusCode, errorCode, errorMessage }`. */
+export class RejectedError extends Error {
+  constructor(
+    readonly api: string,
+    readonly statusCode: number | undefined,
+    readonly errorCode: string,
+    readonly errorMessage: string,
+  ) {
+    super(`${api} rejected: ${statusCode ?? '?'} ${errorCode} ${errorMessage}`);
+    this.name = 'RejectedError';
+  }
+}
+
+interface Waiter {
+  resolve: (payload: Record<string, unknown>) => void;
+  reject: (err: Error) => void;
+  accept?: (payload: Record<string, unknown>) => boolean;
+  api: string;
+}
+
+function parseJson(buf: Buffer): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(buf.toString('utf8'));
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export class MqttSession {
+  private readonly waiters = new Map<string, Waiter>();
+  private closed = false;
+
+  private constructor(readonly client: MqttClient) {
+    client.on('message', (topic, payload) => this.dispatch(topic, payload));
+    client.on('close', () => this.failAll(new TransportError('CONNECTION_LOST', 'connection closed')));
+  }
+
+  /** Open a session, or throw a {@link TransportError} within `connectTimeoutMs`. */
+  static open(options: SessionOptions): Promise<MqttSession> {
+    const { endpoint } = options;
+    const port = endpoint.port ?? 8883;
+    const mqttOptions: IClientOptions = {
+      protocol: 'mqtts',
+      host: endpoint.host,
+      port,
+      protocolVersion: 4,
+      clientId: options.clientId,
+      clean: true,
+      ca: endpoint.caPem,
+      cert: options.credentials.certPem,
+      key: options.credentials.keyPem,
+      rejectUnauthorized: true,
+      servername: endpoint.servername ?? (isIP(endpoint.host) ? undefined : endpoint.host),
+      // AWS IoT on 443 selects MQTT by ALPN.
+      ...(port === 443 ? { ALPNProtocols: ['x-amzn-mqtt-ca'] } : {}),
+      connectTimeout: options.connectTimeoutMs,
+      reconnectPeriod: 0,
+      keepalive: options.keepaliveSec ?? 60,
+      ...(options.will
+        ? {
+            will: {
+              topic: options.will.topic,
+              payload: Buffer.from(options.will.payload),
+              qos: options.will.qos ?? 1,
+              retain: false,
+            },
+          }
+        : {}),
+    };
+    return new Promise((resolve, reject) => {
+      const client = connect(mqttOptions);
+      let settled = false;
+      const fail = (err: TransportError) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        client.removeAllListeners();
+        client.on('error', () => undefined);
+        client.end(true);
+        reject(err);
+      };
+      const timer = setTimeout(
+        () => fail(new TransportError('CONNECT_TIMEOUT', `no CONNACK within ${options.connectTimeoutMs} ms`)),
+        options.connectTimeoutMs,
+      );
+      client.once('connect', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        client.removeAllListeners('error');
+        client.on('error', () => undefined);
+        resolve(new MqttSession(client));
+      });
+      client.once('error', (err) => fail(new TransportError('CONNECT_FAILED', err.message)));
+      client.once('close', () => fail(new TransportError('CONNECT_FAILED', 'closed before CONNACK')));
+    });
+  }
+
+  get connected(): boolean {
+    return !this.closed && this.client.connected;
+  }
+
+  /** Subscribe at QoS 1; a refused filter (SUBACK 0x80) is a {@link TransportError}. */
+  subscribe(filters: string[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.subscribe(filters, { qos: 1 }, (err, granted) => {
+        if (err) return reject(new TransportError('CONNECTION_LOST', err.message));
+        const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
+        if (refused.length > 0) return reject(new TransportError('SUBSCRIBE_REFUSED', refused.join(', ')));
+        resolve();
+      });
+    });
+  }
+
+  publish(topic: string, payload: string, qos: 0 | 1 = 1): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.publish(topic, payload, { qos }, (err) =>
+        err ? reject(new TransportError('PUBLISH_FAILED', err.message)) : resolve(),
+      );
+    });
+  }
+
+  /**
+   * Publish `payload` on `topic` and wait for `<topic>/accepted` (resolves with its JSON) or
+   * `<topic>/rejected` (rejects with {@link RejectedError}). The caller must have subscribed to
+   * both response topics already. `accept` can discard accepted payloads that are not ours.
+   */
+  async request(
+    api: string,
+    topic: string,
+    payload: Record<string, unknown>,
+    timeoutMs: number,
+    accept?: (payload: Record<string, unknown>) => boolean,
+  ): Promise<Record<string, unknown>> {
+    if (this.closed || !this.client.connected) throw new TransportError('CONNECTION_LOST', 'not connected');
+    if (this.waiters.has(topic)) throw new Error(`a ${api} request is already in flight on this session`);
+    let timer: NodeJS.Timeout | undefined;
+    const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
+      this.waiters.set(topic, { resolve, reject, accept, api });
+      timer = setTimeout(() => {
+        this.waiters.delete(topic);
+        reject(new TransportError('RESPONSE_TIMEOUT', `no ${api} response within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      await this.publish(topic, JSON.stringify(payload));
+      return await answer;
+    } finally {
+      clearTimeout(timer);
+      this.waiters.delete(topic);
+      answer.catch(() => undefined);
+    }
+  }
+
+  /** Graceful DISCONNECT (no last will), then close. Never throws. */
+  end(force = false): Promise<void> {
+    this.closed = true;
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.client.end(true);
+        resolve();
+      }, 2000);
+      this.client.end(force, () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** Drop the TCP connection without DISCONNECT (the broker publishes the last will). */
+  kill(): void {
+    this.closed = true;
+    this.client.stream?.destroy();
+    this.client.end(true);
+  }
+
+  private dispatch(topic: string, payload: Buffer): void {
+    let base: string;
+    let ok: boolean;
+    if (topic.endsWith('/accepted')) {
+      base = topic.slice(0, -'/accepted'.length);
+      ok = true;
+    } else if (topic.endsWith('/rejected')) {
+      base = topic.slice(0, -'/rejected'.length);
+      ok = false;
+    } else return;
+    const waiter = this.waiters.get(base);
+    if (!waiter) return;
+    const body = parseJson(payload) ?? {};
+    if (ok) {
+      if (waiter.accept && !waiter.accept(body)) return;
+      this.waiters.delete(base);
+      waiter.resolve(body);
+    } else {
+      this.waiters.delete(base);
+      waiter.reject(
+        new RejectedError(
+          waiter.api,
+          typeof body.statusCode === 'number' ? body.statusCode : undefined,
+          typeof body.errorCode === 'string' ? body.errorCode : 'Unknown',
+          typeof body.errorMessage === 'string' ? body.errorMessage : '',
+        ),
+      );
+    }
+  }
+
+  private failAll(err: Error): void {
+    this.closed = true;
+    for (const [key, waiter] of this.waiters) {
+      this.waiters.delete(key);
+      waiter.reject(err);
+    }
+  }
+}

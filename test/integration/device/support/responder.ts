@@ -1,0 +1,224 @@
+/**
+ * An mTLS aedes broker on a random loopback port with a scripted responder for the fleet
+ * provisioning MQTT API. Answers go only to the requesting connection (as AWS IoT does), and
+ * only once the client has subscribed to the response topic.
+ */
+import { createHash, randomUUID, X509Certificate } from 'node:crypto';
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { certificateIdOf } from '../../../../lambda/shared/attestation';
+import { TestCa, type IssuedPair } from './pki';
+
+/** aedes is ESM-only; load it with Node's own require (require(esm)), outside jest's registry. */
+interface AedesClient {
+  id: string;
+  conn: TLSSocket;
+  publish(packet: Record<string, unknown>, cb?: (err?: Error) => void): void;
+}
+interface AedesBroker {
+  handle: (conn: TLSSocket) => void;
+  close(cb: () => void): void;
+  on(event: 'publish', fn: (packet: { topic: string; payload: Buffer }, client: AedesClient | null) => void): void;
+  on(event: 'subscribe', fn: (subs: Array<{ topic: string }>, client: AedesClient) => void): void;
+  on(event: 'client', fn: (client: AedesClient) => void): void;
+}
+function loadAedes(): { createBroker(opts?: Record<string, unknown>): Promise<AedesBroker> } {
+  const nodeModule = (
+    process as unknown as { getBuiltinModule(id: string): typeof import('node:module') }
+  ).getBuiltinModule('node:module');
+  return nodeModule.createRequire(__filename)('aedes').Aedes;
+}
+
+export interface RejectBody {
+  statusCode: number;
+  errorCode: string;
+  errorMessage: string;
+}
+
+/** What to do with one RegisterThing request. */
+export type RegisterDecision =
+  | { accept: { thingName: string; deviceConfiguration?: Record<string, string> } }
+  | { reject: RejectBody }
+  | 'ignore';
+
+export interface RegisterCall {
+  clientId: string;
+  certificateOwnershipToken: string;
+  parameters: Record<string, string>;
+  certificateId?: string;
+}
+
+export interface ConnectionRecord {
+  clientId: string;
+  /** SHA-256 of the presented client certificate (DER). */
+  certFingerprint: string;
+  will?: { topic: string; payload: string };
+}
+
+const CSR = '$aws/certificates/create-from-csr/json';
+const KEYS = '$aws/certificates/create/json';
+const PROVISION = /^\$aws\/provisioning-templates\/([^/]+)\/provision\/json$/;
+
+export function fingerprint(certPem: string): string {
+  return createHash('sha256').update(new X509Certificate(certPem).raw).digest('hex');
+}
+
+export class ScriptedIot {
+  readonly connections: ConnectionRecord[] = [];
+  readonly registerCalls: RegisterCall[] = [];
+  readonly createCalls: Array<{ clientId: string; api: 'csr' | 'keys' }> = [];
+  readonly issued = new Map<string, { certificateId: string; certificatePem: string }>();
+  /** Topic → messages published by devices on non-$aws topics (e.g. wills). */
+  readonly published: Array<{ topic: string; payload: string; clientId?: string }> = [];
+  /** Decide each RegisterThing; default accepts with thing name `thing-<SerialNumber>`. */
+  onRegister: (call: RegisterCall, index: number) => RegisterDecision = (call) => ({
+    accept: { thingName: `thing-${call.parameters.SerialNumber}`, deviceConfiguration: { telemetryTopic: 'x' } },
+  });
+  /** Optional override for certificate creation (e.g. throttle the create call). */
+  onCreate?: (api: 'csr' | 'keys', index: number) => RejectBody | 'ignore' | undefined;
+  templateName = 'fleet-template';
+
+  private readonly subscriptions = new Map<AedesClient, Set<string>>();
+
+  private constructor(
+    readonly ca: TestCa,
+    readonly server: Server,
+    private readonly broker: AedesBroker,
+    readonly port: number,
+    readonly serverCaPem: string,
+  ) {}
+
+  static async start(): Promise<ScriptedIot> {
+    const ca = await TestCa.create();
+    const serverPair = await ca.issue('localhost', true);
+    const broker = await loadAedes().createBroker({
+      preConnect: (client: AedesClient & { will?: unknown }, packet: Record<string, unknown>, cb: (e: Error | null, ok: boolean) => void) => {
+        const peer = client.conn.getPeerCertificate();
+        const will = packet.will as { topic: string; payload: Buffer } | undefined;
+        iot.connections.push({
+          clientId: String(packet.clientId),
+          certFingerprint: peer?.raw ? createHash('sha256').update(peer.raw).digest('hex') : '',
+          ...(will ? { will: { topic: will.topic, payload: will.payload.toString() } } : {}),
+        });
+        cb(null, true);
+      },
+    });
+    const server = createServer(
+      {
+        key: serverPair.keyPem,
+        cert: serverPair.certPem,
+        ca: ca.certPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+        noDelay: true,
+      },
+      (socket) => broker.handle(socket),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const iot: ScriptedIot = new ScriptedIot(ca, server, broker, (server.address() as AddressInfo).port, ca.certPem);
+    iot.wire();
+    return iot;
+  }
+
+  /** A claim certificate signed by the test CA. */
+  claim(lot: string): Promise<IssuedPair> {
+    return this.ca.issue(`claim-${lot}`);
+  }
+
+  get endpoint(): { host: string; port: number; caPem: string } {
+    return { host: '127.0.0.1', port: this.port, caPem: this.serverCaPem };
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private reply(client: AedesClient, topic: string, body: unknown): void {
+    const subscribed = this.subscriptions.get(client);
+    if (!subscribed?.has(topic)) return; // like AWS: no subscription, no answer
+    client.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(body)), qos: 0, retain: false, dup: false }, () => undefined);
+  }
+
+  private wire(): void {
+    this.broker.on('subscribe', (subs, client) => {
+      const set = this.subscriptions.get(client) ?? new Set<string>();
+      for (const s of subs) set.add(s.topic);
+      this.subscriptions.set(client, set);
+    });
+    this.broker.on('publish', (packet, client) => {
+      if (!client) return;
+      if (!packet.topic.startsWith('$aws/')) {
+        this.published.push({ topic: packet.topic, payload: packet.payload.toString(), clientId: client.id });
+        return;
+      }
+      void this.handle(packet.topic, packet.payload, client).catch((err: Error) =>
+        this.reply(client, `${packet.topic}/rejected`, { statusCode: 500, errorCode: 'InternalFailure', errorMessage: err.message }),
+      );
+    });
+  }
+
+  private async handle(topic: string, payload: Buffer, client: AedesClient): Promise<void> {
+    const body = payload.length ? (JSON.parse(payload.toString()) as Record<string, unknown>) : {};
+    if (topic === CSR || topic === KEYS) {
+      const api = topic === CSR ? 'csr' : 'keys';
+      const index = this.createCalls.push({ clientId: client.id, api }) - 1;
+      const scripted = this.onCreate?.(api, index);
+      if (scripted === 'ignore') return;
+      if (scripted) return this.reply(client, `${topic}/rejected`, scripted);
+      let certificatePem: string;
+      let privateKey: string | undefined;
+      if (api === 'csr') {
+        try {
+          certificatePem = await this.ca.issueForCsr(String(body.certificateSigningRequest), 'device');
+        } catch (err) {
+          return this.reply(client, `${topic}/rejected`, {
+            statusCode: 400,
+            errorCode: 'InvalidCsr',
+            errorMessage: (err as Error).message,
+          });
+        }
+      } else {
+        const pair = await this.ca.issue('device');
+        certificatePem = pair.certPem;
+        privateKey = pair.keyPem;
+      }
+      const certificateId = certificateIdOf(certificatePem);
+      const certificateOwnershipToken = randomUUID();
+      this.issued.set(certificateOwnershipToken, { certificateId, certificatePem });
+      return this.reply(client, `${topic}/accepted`, {
+        certificateId,
+        certificatePem,
+        ...(privateKey ? { privateKey } : {}),
+        certificateOwnershipToken,
+      });
+    }
+    const m = PROVISION.exec(topic);
+    if (!m) return;
+    if (m[1] !== this.templateName) {
+      return this.reply(client, `${topic}/rejected`, { statusCode: 404, errorCode: 'ResourceNotFound', errorMessage: 'no template' });
+    }
+    const token = String(body.certificateOwnershipToken ?? '');
+    const call: RegisterCall = {
+      clientId: client.id,
+      certificateOwnershipToken: token,
+      parameters: (body.parameters ?? {}) as Record<string, string>,
+      certificateId: this.issued.get(token)?.certificateId,
+    };
+    const index = this.registerCalls.push(call) - 1;
+    if (!call.certificateId) {
+      return this.reply(client, `${topic}/rejected`, {
+        statusCode: 400,
+        errorCode: 'InvalidCertificateOwnershipToken',
+        errorMessage: 'Certificate ownership token is not valid',
+      });
+    }
+    const decision = this.onRegister(call, index);
+    if (decision === 'ignore') return;
+    if ('reject' in decision) return this.reply(client, `${topic}/rejected`, decision.reject);
+    this.reply(client, `${topic}/accepted`, {
+      thingName: decision.accept.thingName,
+      deviceConfiguration: decision.accept.deviceConfiguration ?? {},
+    });
+  }
+}
