@@ -20,7 +20,13 @@ import {
 } from './backoff';
 import { createKeyAndCsr } from './csr';
 import { generateFactoryKey, type FactoryIdentity } from './identity';
-import { MqttSession, RejectedError, TransportError, type Endpoint, type TlsCredentials } from './mqtt-session';
+import {
+  MqttSession,
+  RejectedError,
+  TransportError,
+  type Endpoint,
+  type TlsCredentials,
+} from './mqtt-session';
 
 export type { Endpoint, TlsCredentials } from './mqtt-session';
 
@@ -141,9 +147,14 @@ const RETRYABLE_TRANSPORT = new Set([
 export function classifyFailure(err: unknown): FailureClass {
   if (err instanceof RejectedError) {
     const description = `${err.statusCode ?? '?'} ${err.errorCode}: ${err.errorMessage}`;
-    if (err.statusCode === 429 || /throttl/i.test(err.errorCode)) return { retryable: true, kind: 'throttled', description };
-    if (err.statusCode !== undefined && err.statusCode >= 500) return { retryable: true, kind: 'serverError', description };
-    if (err.statusCode === undefined && /^(InternalFailure|InternalException|ServiceUnavailable)/i.test(err.errorCode)) {
+    if (err.statusCode === 429 || /throttl/i.test(err.errorCode))
+      return { retryable: true, kind: 'throttled', description };
+    if (err.statusCode !== undefined && err.statusCode >= 500)
+      return { retryable: true, kind: 'serverError', description };
+    if (
+      err.statusCode === undefined &&
+      /^(InternalFailure|InternalException|ServiceUnavailable)/i.test(err.errorCode)
+    ) {
       return { retryable: true, kind: 'serverError', description };
     }
     return { retryable: false, kind: 'rejected', description };
@@ -151,7 +162,11 @@ export function classifyFailure(err: unknown): FailureClass {
   if (err instanceof TransportError) {
     return { retryable: RETRYABLE_TRANSPORT.has(err.failure), kind: 'transport', description: err.message };
   }
-  return { retryable: false, kind: 'rejected', description: err instanceof Error ? err.message : String(err) };
+  return {
+    retryable: false,
+    kind: 'rejected',
+    description: err instanceof Error ? err.message : String(err),
+  };
 }
 
 interface IssuedCertificate {
@@ -204,7 +219,8 @@ export class DeviceAgent {
   }
 
   /** Thing name and credentials once enrolled (the private key never leaves this object otherwise). */
-  get identityAfterEnrollment(): { thingName: string; certificateId: string; credentials: TlsCredentials } | undefined {
+  get identityAfterEnrollment():
+    { thingName: string; certificateId: string; credentials: TlsCredentials } | undefined {
     return this.thing;
   }
 
@@ -289,7 +305,8 @@ export class DeviceAgent {
     const clientId = `${o.claimClientIdPrefix ?? 'prov-'}${this.serial}`;
     const tokenMaxAge = o.ownershipTokenMaxAgeMs ?? 3_300_000;
     const registerTopic = topics.registerThing(o.templateName);
-    const createTopic = o.method === 'createKeys' ? topics.createKeysAndCertificate : topics.createCertificateFromCsr;
+    const createTopic =
+      o.method === 'createKeys' ? topics.createKeysAndCertificate : topics.createCertificateFromCsr;
     let lastError = 'no attempt made';
 
     for (let attempt = 0; attempt < this.backoff.maxAttempts; attempt++) {
@@ -313,13 +330,21 @@ export class DeviceAgent {
         const accepted = await session.request(
           REGISTER_API,
           registerTopic,
-          { certificateOwnershipToken: this.issued.ownershipToken, parameters: this.registerParameters(this.issued) },
+          {
+            certificateOwnershipToken: this.issued.ownershipToken,
+            parameters: this.registerParameters(this.issued),
+          },
           o.responseTimeoutMs ?? 15_000,
         );
         const thingName = str(accepted.thingName);
-        if (!thingName) throw new RejectedError(REGISTER_API, undefined, 'InvalidResponse', 'accepted without thingName');
+        if (!thingName)
+          throw new RejectedError(REGISTER_API, undefined, 'InvalidResponse', 'accepted without thingName');
         this.emit({ type: 'registered', detail: thingName });
-        return { thingName, deviceConfiguration: stringMap(accepted.deviceConfiguration), issued: this.issued };
+        return {
+          thingName,
+          deviceConfiguration: stringMap(accepted.deviceConfiguration),
+          issued: this.issued,
+        };
       } catch (err) {
         const c = classifyFailure(err);
         if (
@@ -377,15 +402,21 @@ export class DeviceAgent {
     }
     const { privateKeyPem, publicKeyPem, csrPem } = await createKeyAndCsr(this.serial);
     const ourSpki = spkiOf(publicKeyPem, false);
-    const r = await session.request(CSR_API, createTopic, { certificateSigningRequest: csrPem }, timeout, (p) => {
-      // Ignore an answer that is not for our key (defensive against brokers that fan out).
-      const pem = str(p.certificatePem);
-      try {
-        return pem !== undefined && spkiOf(pem, true) === ourSpki;
-      } catch {
-        return false;
-      }
-    });
+    const r = await session.request(
+      CSR_API,
+      createTopic,
+      { certificateSigningRequest: csrPem },
+      timeout,
+      (p) => {
+        // Ignore an answer that is not for our key (defensive against brokers that fan out).
+        const pem = str(p.certificatePem);
+        try {
+          return pem !== undefined && spkiOf(pem, true) === ourSpki;
+        } catch {
+          return false;
+        }
+      },
+    );
     const certificateId = str(r.certificateId);
     const certificatePem = str(r.certificatePem);
     const ownershipToken = str(r.certificateOwnershipToken);
@@ -403,9 +434,15 @@ export class DeviceAgent {
       [PROVISIONING_PARAMETERS.firmware]: id.firmware,
     };
     if (this.options.badAttestation) {
-      params[PROVISIONING_PARAMETERS.proof] = signDeviceProof(issued.certificateId, generateFactoryKey().privateKeyPem);
+      params[PROVISIONING_PARAMETERS.proof] = signDeviceProof(
+        issued.certificateId,
+        generateFactoryKey().privateKeyPem,
+      );
     } else if (id.factoryKey) {
-      params[PROVISIONING_PARAMETERS.proof] = signDeviceProof(issued.certificateId, id.factoryKey.privateKeyPem);
+      params[PROVISIONING_PARAMETERS.proof] = signDeviceProof(
+        issued.certificateId,
+        id.factoryKey.privateKeyPem,
+      );
     }
     return params;
   }
@@ -427,7 +464,10 @@ export class DeviceAgent {
           will:
             o.lastWill === false
               ? undefined
-              : { topic: topics.health(o.topicPrefix ?? 'fleet', thing.thingName), payload: '{"connection":"lost"}' },
+              : {
+                  topic: topics.health(o.topicPrefix ?? 'fleet', thing.thingName),
+                  payload: '{"connection":"lost"}',
+                },
         });
         return true;
       } catch (err) {
@@ -446,7 +486,11 @@ export class DeviceAgent {
       [`${thing.thingName}.private.key`, thing.credentials.keyPem],
       [
         `${thing.thingName}.json`,
-        JSON.stringify({ serial: this.serial, thingName: thing.thingName, certificateId: thing.certificateId }, null, 2),
+        JSON.stringify(
+          { serial: this.serial, thingName: thing.thingName, certificateId: thing.certificateId },
+          null,
+          2,
+        ),
       ],
     ];
     for (const [name, content] of files) {

@@ -26,7 +26,10 @@ function pem(label: string, der: ArrayBuffer): string {
 
 /** Generate a P-256 key pair and a CSR with subject `CN=<commonName>`. */
 export async function createKeyAndCsr(commonName: string): Promise<DeviceKeyAndCsr> {
-  const keys = (await webcrypto.subtle.generateKey(P256, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(P256, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     name: `CN=${commonName.replace(/[,+="<>#;\\]/g, '_')}`,
     keys: keys as unknown as x509.Pkcs10CertificateRequestCreateParams['keys'],

@@ -142,7 +142,9 @@ export function formatSummary(summary: FleetSummary): string {
     `Enrollment: ${summary.enrolled}/${summary.attempted} enrolled, ${sumValues(summary.deniedByReason)} denied, ${summary.gaveUp} gave up, ${summary.retries} retries`,
     `  enroll time: p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms; wall ${(summary.wallMs / 1000).toFixed(1)} s`,
   ];
-  const reasons = Object.entries(summary.deniedByReason).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const reasons = Object.entries(summary.deniedByReason).sort(
+    (a, b) => b[1] - a[1] || a[0].localeCompare(b[0]),
+  );
   if (reasons.length > 0) {
     lines.push('  denied by reason:');
     const width = Math.max(...reasons.map(([r]) => r.length));
@@ -170,7 +172,8 @@ export function resolvePresentation(
     const original = bySerial.get(f.cloneOf);
     const base = original ?? { ...spec.identity, serial: f.cloneOf };
     let factoryKey = spec.identity.factoryKey;
-    if (!factoryKey || factoryKey.publicKeyPem === original?.factoryKey?.publicKeyPem) factoryKey = generateFactoryKey();
+    if (!factoryKey || factoryKey.publicKeyPem === original?.factoryKey?.publicKeyPem)
+      factoryKey = generateFactoryKey();
     identity = { ...base, factoryKey };
   }
   const claimLot = f.wrongLotClaim ?? identity.lot;
@@ -189,7 +192,10 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
   const started = now();
   const bySerial = new Map(options.devices.map((d) => [d.identity.serial, d.identity]));
   // Resolve up front so a missing claim fails before any device connects.
-  const planned = options.devices.map((spec) => ({ spec, ...resolvePresentation(spec, bySerial, options.claims) }));
+  const planned = options.devices.map((spec) => ({
+    spec,
+    ...resolvePresentation(spec, bySerial, options.claims),
+  }));
   const ordered =
     options.clonesLast === false
       ? planned
@@ -202,7 +208,10 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
     options.progressBar === true || (options.progressBar === 'auto' && process.stdout.isTTY === true);
   const bar = useBar
     ? new SingleBar(
-        { format: 'enroll [{bar}] {value}/{total} | enrolled {enrolled} denied {denied} gaveUp {gaveUp}', hideCursor: true },
+        {
+          format: 'enroll [{bar}] {value}/{total} | enrolled {enrolled} denied {denied} gaveUp {gaveUp}',
+          hideCursor: true,
+        },
         Presets.shades_classic,
       )
     : undefined;

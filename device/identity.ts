@@ -4,6 +4,7 @@
  * public half is listed in the manufacturing manifest for attestation).
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { z } from 'zod';
 
 /** Factory attestation key pair (PEM). The private key is PKCS#8, the public key SPKI. */
 export interface FactoryKey {
@@ -87,4 +88,32 @@ export function toManifestEntry(identity: FactoryIdentity): ManifestEntry {
     firmware: identity.firmware,
     ...(identity.factoryKey ? { publicKey: identity.factoryKey.publicKeyPem } : {}),
   };
+}
+
+const factoryKeySchema = z.object({ privateKeyPem: z.string().min(1), publicKeyPem: z.string().min(1) });
+/** Schema of an identities file: a JSON array of {@link FactoryIdentity}. */
+export const factoryIdentitiesSchema = z.array(
+  z.object({
+    serial: z.string().min(1),
+    lot: z.string().min(1),
+    hwRev: z.string().min(1),
+    firmware: z.string().min(1),
+    factoryKey: factoryKeySchema.optional(),
+  }),
+);
+
+/** Parse and validate an identities document (e.g. the content of an identities JSON file). */
+export function parseIdentities(json: string, source = 'identities'): FactoryIdentity[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(json);
+  } catch (err) {
+    throw new Error(`${source}: not JSON (${(err as Error).message})`);
+  }
+  const parsed = factoryIdentitiesSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`${source}: invalid identity at ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  return parsed.data;
 }

@@ -84,7 +84,9 @@ interface Waiter {
 function parseJson(buf: Buffer): Record<string, unknown> | undefined {
   try {
     const v: unknown = JSON.parse(buf.toString('utf8'));
-    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+    return v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }

@@ -29,13 +29,22 @@ beforeEach(() => {
   iot.issued.clear();
   iot.onCreate = undefined;
   iot.onRegister = (call) => ({
-    accept: { thingName: `thing-${call.parameters.SerialNumber}`, deviceConfiguration: { telemetryTopic: 'x' } },
+    accept: {
+      thingName: `thing-${call.parameters.SerialNumber}`,
+      deviceConfiguration: { telemetryTopic: 'x' },
+    },
   });
   sleeps.length = 0;
 });
 
 function identity(serial: string, withKey = true): FactoryIdentity {
-  return { serial, lot: 'LOT-A', hwRev: 'B', firmware: '1.2.3', factoryKey: withKey ? generateFactoryKey() : undefined };
+  return {
+    serial,
+    lot: 'LOT-A',
+    hwRev: 'B',
+    firmware: '1.2.3',
+    factoryKey: withKey ? generateFactoryKey() : undefined,
+  };
 }
 
 function agent(id: FactoryIdentity, extra: Partial<AgentOptions> = {}): DeviceAgent {
@@ -72,16 +81,27 @@ test('CSR enrollment end to end: claim session, attested RegisterThing, then the
   const [call] = iot.registerCalls;
   expect(call.clientId).toBe('prov-SN000001');
   expect(call.certificateId).toBe(result.certificateId);
-  expect(call.parameters).toMatchObject({ SerialNumber: 'SN000001', HardwareRevision: 'B', FirmwareVersion: '1.2.3' });
-  expect(verifyDeviceProof(result.certificateId, call.parameters.DeviceProof, id.factoryKey!.publicKeyPem)).toBe(true);
+  expect(call.parameters).toMatchObject({
+    SerialNumber: 'SN000001',
+    HardwareRevision: 'B',
+    FirmwareVersion: '1.2.3',
+  });
+  expect(
+    verifyDeviceProof(result.certificateId, call.parameters.DeviceProof, id.factoryKey!.publicKeyPem),
+  ).toBe(true);
 
   // Claim session first, then a new session whose client id is the thing name and whose
   // certificate is the one issued for the CSR.
   expect(iot.connections.map((c) => c.clientId)).toEqual(['prov-SN000001', 'thing-SN000001']);
   expect(iot.connections[0].certFingerprint).toBe(fingerprint(claimA.certPem));
-  const issuedPem = [...iot.issued.values()].find((i) => i.certificateId === result.certificateId)!.certificatePem;
+  const issuedPem = [...iot.issued.values()].find(
+    (i) => i.certificateId === result.certificateId,
+  )!.certificatePem;
   expect(iot.connections[1].certFingerprint).toBe(fingerprint(issuedPem));
-  expect(iot.connections[1].will).toEqual({ topic: 'dt/fleet/thing-SN000001/health', payload: '{"connection":"lost"}' });
+  expect(iot.connections[1].will).toEqual({
+    topic: 'dt/fleet/thing-SN000001/health',
+    payload: '{"connection":"lost"}',
+  });
   expect(dev.identityAfterEnrollment?.credentials.certPem).toBe(issuedPem);
   expect(dev.session?.connected).toBe(true);
   await dev.close();
@@ -93,7 +113,9 @@ test('the last will is published when the thing session drops', async () => {
   expect(result.outcome).toBe('enrolled');
   dev.dropConnection();
   await waitFor(() => iot.published.some((p) => p.topic === 'dt/fleet/thing-SN000002/health'));
-  expect(iot.published.find((p) => p.topic === 'dt/fleet/thing-SN000002/health')?.payload).toBe('{"connection":"lost"}');
+  expect(iot.published.find((p) => p.topic === 'dt/fleet/thing-SN000002/health')?.payload).toBe(
+    '{"connection":"lost"}',
+  );
 });
 
 test('CreateKeysAndCertificate path uses the returned key for the thing session; no proof without a factory key', async () => {
@@ -104,7 +126,10 @@ test('CreateKeysAndCertificate path uses the returned key for the thing session;
   expect(iot.createCalls).toEqual([{ clientId: 'prov-SN000003', api: 'keys' }]);
   expect(iot.registerCalls[0].parameters.DeviceProof).toBeUndefined();
   const issued = [...iot.issued.values()][0];
-  expect(iot.connections[1]).toMatchObject({ clientId: 'thing-SN000003', certFingerprint: fingerprint(issued.certificatePem) });
+  expect(iot.connections[1]).toMatchObject({
+    clientId: 'thing-SN000003',
+    certFingerprint: fingerprint(issued.certificatePem),
+  });
 
   const certPath = join(dir, 'thing-SN000003.cert.pem');
   expect(await readFile(certPath, 'utf8')).toBe(issued.certificatePem);
@@ -150,7 +175,11 @@ test('5xx and throttled certificate creation are retried too', async () => {
 
 test('a final rejection (403, hook denied) stops at once and reports the reason', async () => {
   iot.onRegister = () => ({
-    reject: { statusCode: 403, errorCode: 'AccessDenied', errorMessage: '[NOT_ON_ALLOWLIST] serial is not allowlisted' },
+    reject: {
+      statusCode: 403,
+      errorCode: 'AccessDenied',
+      errorMessage: '[NOT_ON_ALLOWLIST] serial is not allowlisted',
+    },
   });
   const result = await agent(identity('SN000007')).enroll();
   expect(result).toMatchObject({
@@ -167,7 +196,9 @@ test('a final rejection (403, hook denied) stops at once and reports the reason'
 });
 
 test('gives up after maxAttempts of server errors', async () => {
-  iot.onRegister = () => ({ reject: { statusCode: 500, errorCode: 'InternalFailure', errorMessage: 'boom' } });
+  iot.onRegister = () => ({
+    reject: { statusCode: 500, errorCode: 'InternalFailure', errorMessage: 'boom' },
+  });
   const result = await agent(identity('SN000008')).enroll();
   expect(result).toMatchObject({ outcome: 'gaveUp', phase: 'provisioning', retries: 3 });
   expect(iot.registerCalls).toHaveLength(4);
@@ -175,7 +206,8 @@ test('gives up after maxAttempts of server errors', async () => {
 });
 
 test('a missing answer is a retryable timeout', async () => {
-  iot.onRegister = (call, index) => (index === 0 ? 'ignore' : { accept: { thingName: `thing-${call.parameters.SerialNumber}` } });
+  iot.onRegister = (call, index) =>
+    index === 0 ? 'ignore' : { accept: { thingName: `thing-${call.parameters.SerialNumber}` } };
   const result = await agent(identity('SN000009'), { responseTimeoutMs: 300 }).enroll();
   expect(result).toMatchObject({ outcome: 'enrolled', retries: 1 });
 });

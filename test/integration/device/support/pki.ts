@@ -57,7 +57,11 @@ export class TestCa {
     return this.cert.toString('pem');
   }
 
-  private async sign(subject: string, publicKey: x509.PublicKey | KeyPair['publicKey'], server: boolean): Promise<string> {
+  private async sign(
+    subject: string,
+    publicKey: x509.PublicKey | KeyPair['publicKey'],
+    server: boolean,
+  ): Promise<string> {
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject: `CN=${subject}`,
@@ -70,12 +74,16 @@ export class TestCa {
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([server ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+        new x509.ExtendedKeyUsageExtension([
+          server ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth,
+        ]),
         ...(server
-          ? [new x509.SubjectAlternativeNameExtension([
-              { type: 'dns', value: 'localhost' },
-              { type: 'ip', value: '127.0.0.1' },
-            ])]
+          ? [
+              new x509.SubjectAlternativeNameExtension([
+                { type: 'dns', value: 'localhost' },
+                { type: 'ip', value: '127.0.0.1' },
+              ]),
+            ]
           : []),
       ],
     });

@@ -18,7 +18,10 @@ interface AedesClient {
 interface AedesBroker {
   handle: (conn: TLSSocket) => void;
   close(cb: () => void): void;
-  on(event: 'publish', fn: (packet: { topic: string; payload: Buffer }, client: AedesClient | null) => void): void;
+  on(
+    event: 'publish',
+    fn: (packet: { topic: string; payload: Buffer }, client: AedesClient | null) => void,
+  ): void;
   on(event: 'subscribe', fn: (subs: Array<{ topic: string }>, client: AedesClient) => void): void;
   on(event: 'client', fn: (client: AedesClient) => void): void;
 }
@@ -72,7 +75,10 @@ export class ScriptedIot {
   readonly published: Array<{ topic: string; payload: string; clientId?: string }> = [];
   /** Decide each RegisterThing; default accepts with thing name `thing-<SerialNumber>`. */
   onRegister: (call: RegisterCall, index: number) => RegisterDecision = (call) => ({
-    accept: { thingName: `thing-${call.parameters.SerialNumber}`, deviceConfiguration: { telemetryTopic: 'x' } },
+    accept: {
+      thingName: `thing-${call.parameters.SerialNumber}`,
+      deviceConfiguration: { telemetryTopic: 'x' },
+    },
   });
   /** Optional override for certificate creation (e.g. throttle the create call). */
   onCreate?: (api: 'csr' | 'keys', index: number) => RejectBody | 'ignore' | undefined;
@@ -92,7 +98,11 @@ export class ScriptedIot {
     const ca = await TestCa.create();
     const serverPair = await ca.issue('localhost', true);
     const broker = await loadAedes().createBroker({
-      preConnect: (client: AedesClient & { will?: unknown }, packet: Record<string, unknown>, cb: (e: Error | null, ok: boolean) => void) => {
+      preConnect: (
+        client: AedesClient & { will?: unknown },
+        packet: Record<string, unknown>,
+        cb: (e: Error | null, ok: boolean) => void,
+      ) => {
         const peer = client.conn.getPeerCertificate();
         const will = packet.will as { topic: string; payload: Buffer } | undefined;
         iot.connections.push({
@@ -115,7 +125,13 @@ export class ScriptedIot {
       (socket) => broker.handle(socket),
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const iot: ScriptedIot = new ScriptedIot(ca, server, broker, (server.address() as AddressInfo).port, ca.certPem);
+    const iot: ScriptedIot = new ScriptedIot(
+      ca,
+      server,
+      broker,
+      (server.address() as AddressInfo).port,
+      ca.certPem,
+    );
     iot.wire();
     return iot;
   }
@@ -137,7 +153,17 @@ export class ScriptedIot {
   private reply(client: AedesClient, topic: string, body: unknown): void {
     const subscribed = this.subscriptions.get(client);
     if (!subscribed?.has(topic)) return; // like AWS: no subscription, no answer
-    client.publish({ cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(body)), qos: 0, retain: false, dup: false }, () => undefined);
+    client.publish(
+      {
+        cmd: 'publish',
+        topic,
+        payload: Buffer.from(JSON.stringify(body)),
+        qos: 0,
+        retain: false,
+        dup: false,
+      },
+      () => undefined,
+    );
   }
 
   private wire(): void {
@@ -153,7 +179,11 @@ export class ScriptedIot {
         return;
       }
       void this.handle(packet.topic, packet.payload, client).catch((err: Error) =>
-        this.reply(client, `${packet.topic}/rejected`, { statusCode: 500, errorCode: 'InternalFailure', errorMessage: err.message }),
+        this.reply(client, `${packet.topic}/rejected`, {
+          statusCode: 500,
+          errorCode: 'InternalFailure',
+          errorMessage: err.message,
+        }),
       );
     });
   }
@@ -196,7 +226,11 @@ export class ScriptedIot {
     const m = PROVISION.exec(topic);
     if (!m) return;
     if (m[1] !== this.templateName) {
-      return this.reply(client, `${topic}/rejected`, { statusCode: 404, errorCode: 'ResourceNotFound', errorMessage: 'no template' });
+      return this.reply(client, `${topic}/rejected`, {
+        statusCode: 404,
+        errorCode: 'ResourceNotFound',
+        errorMessage: 'no template',
+      });
     }
     const token = String(body.certificateOwnershipToken ?? '');
     const call: RegisterCall = {
