@@ -1,0 +1,96 @@
+/**
+ * The lab's AWS IoT Core emulation: registry, local CA, control-plane facade (REST-JSON for
+ * `@aws-sdk/client-iot`), mutual-TLS MQTT broker with policy enforcement, fleet provisioning
+ * MQTT API and lifecycle presence events. See the module files for the AWS behaviours followed.
+ */
+import { IotBroker } from './broker';
+import { LabCa } from './ca';
+import { ControlPlane } from './control-plane';
+import { ProvisioningApi } from './provisioning';
+import { IotRegistry } from './state';
+
+export interface IotCoreOptions {
+  region: string;
+  accountId: string;
+  host?: string /* default 127.0.0.1 */;
+  /** Invoke a Lambda by ARN (the pre-provisioning hook); provided by the lab runtime. */
+  invokeLambda(functionArn: string, event: unknown): Promise<unknown>;
+  /** RegisterThing quota in TPS; unset = unlimited. Excess requests get AWS's throttling rejection. */
+  registerThingTps?: number;
+  log?: (entry: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
+}
+
+export interface IotCore {
+  controlPlaneUrl: string; // http://127.0.0.1:<port>, used as AWS_ENDPOINT_URL_IOT
+  mqtt: { host: string; port: number; caPem: string }; // mTLS broker; caPem = lab root CA the device must trust
+  registry: {
+    // used by the cdk.out loader to create what templates declare
+    putPolicy(name: string, document: unknown): void;
+    putThingType(name: string): void;
+    putThingGroup(name: string): void;
+    putProvisioningTemplate(t: { name: string; body: string; enabled: boolean; hookArn?: string; roleArn?: string }): void;
+  };
+  /** Every accepted PUBLISH (device publishes AND lab-generated messages such as presence events). */
+  onMessage(listener: (m: { topic: string; payload: Buffer; clientId?: string; principal?: string }) => void): void;
+  /** Server-side publish (used by republish rule actions and internal events). */
+  publish(topic: string, payload: Buffer | string): Promise<void>;
+  stats(): { registerThing: { accepted: number; throttled: number; rejected: number } };
+  stop(): Promise<void>;
+}
+
+type Listener = Parameters<IotCore['onMessage']>[0];
+
+export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
+  const host = opts.host ?? '127.0.0.1';
+  const registry = new IotRegistry(opts.region, opts.accountId);
+  const ca = await LabCa.create();
+  const provisioning = new ProvisioningApi({
+    registry,
+    ca,
+    invokeLambda: (arn, event) => opts.invokeLambda(arn, event),
+    registerThingTps: opts.registerThingTps,
+    log: opts.log,
+  });
+  const listeners: Listener[] = [];
+  const broker = new IotBroker({
+    registry,
+    ca,
+    host,
+    provisioning,
+    log: opts.log,
+    onMessage: (m) => {
+      for (const l of listeners) l(m);
+    },
+  });
+  const port = await broker.start();
+  const controlPlane = new ControlPlane({ registry, ca, host, endpointAddress: () => `${host}:${port}`, log: opts.log });
+  let controlPlaneUrl: string;
+  try {
+    controlPlaneUrl = await controlPlane.start();
+  } catch (e) {
+    await broker.stop();
+    throw e;
+  }
+  opts.log?.({ level: 'info', msg: 'AWS IoT Core emulation started', controlPlaneUrl, mqtt: `${host}:${port}` });
+
+  return {
+    controlPlaneUrl,
+    mqtt: { host, port, caPem: ca.caPem },
+    registry: {
+      putPolicy: (name, document) => void registry.putPolicy(name, document),
+      putThingType: (name) => registry.putThingType(name),
+      putThingGroup: (name) => void registry.createThingGroup(name),
+      putProvisioningTemplate: (t) => void registry.putProvisioningTemplate(t),
+    },
+    onMessage: (l) => void listeners.push(l),
+    publish: (topic, payload) => broker.publish(topic, payload),
+    stats: () => ({ registerThing: { ...provisioning.stats.registerThing } }),
+    stop: async () => {
+      await Promise.all([broker.stop(), controlPlane.stop()]);
+    },
+  };
+}
+
+export { IotRegistry } from './state';
+export { evaluatePolicies } from './policy-evaluator';
+export { evaluateTemplate, TemplateError } from './template-evaluator';

@@ -1,0 +1,136 @@
+import { IoTClient } from '@aws-sdk/client-iot';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startIotCore, type IotCore, type IotCoreOptions } from '../../../lab/iot';
+
+export const REGION = 'us-east-1';
+export const ACCOUNT = '123456789012';
+
+export interface LogEntry {
+  level: string;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export async function startCore(
+  over: Partial<IotCoreOptions> = {},
+): Promise<{ core: IotCore; iot: IoTClient; logs: LogEntry[] }> {
+  const logs: LogEntry[] = [];
+  const core = await startIotCore({
+    region: REGION,
+    accountId: ACCOUNT,
+    invokeLambda: async () => ({ allowProvisioning: true }),
+    log: (e) => logs.push(e),
+    ...over,
+  });
+  const iot = new IoTClient({
+    region: REGION,
+    endpoint: core.controlPlaneUrl,
+    credentials: { accessKeyId: 'AKIDLOCALTEST', secretAccessKey: 'local-test-secret' },
+    maxAttempts: 1,
+  });
+  return { core, iot, logs };
+}
+
+/** Connect with mTLS; resolves with the client or rejects with the reason (connect timeout guards TLS refusals). */
+export function connect(
+  core: IotCore,
+  creds: { cert: string; key: string },
+  clientId: string,
+  extra: mqtt.IClientOptions = {},
+): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect({
+      protocol: 'mqtts',
+      host: core.mqtt.host,
+      port: core.mqtt.port,
+      ca: core.mqtt.caPem,
+      cert: creds.cert,
+      key: creds.key,
+      clientId,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      ...extra,
+    });
+    const fail = (err: Error): void => {
+      c.end(true);
+      reject(err);
+    };
+    c.once('connect', () => resolve(c));
+    c.once('error', fail);
+    c.once('close', () => fail(new Error('connection closed before CONNACK')));
+  });
+}
+
+export function end(c: MqttClient | undefined): Promise<void> {
+  return new Promise((resolve) => (c ? c.end(false, {}, () => resolve()) : resolve()));
+}
+
+/** Resolve with the first message on a topic (filter match done by mqtt.js subscription). */
+export function nextMessage(c: MqttClient, predicate: (topic: string) => boolean): Promise<{ topic: string; payload: Buffer }> {
+  return new Promise((resolve) => {
+    const on = (topic: string, payload: Buffer): void => {
+      if (!predicate(topic)) return;
+      c.off('message', on);
+      resolve({ topic, payload });
+    };
+    c.on('message', on);
+  });
+}
+
+export function subscribe(c: MqttClient, filter: string | string[], qos: 0 | 1 = 1): Promise<number[]> {
+  return new Promise((resolve, reject) =>
+    c.subscribe(filter, { qos }, (err, granted) => (err ? reject(err) : resolve((granted ?? []).map((g) => g.qos)))),
+  );
+}
+
+export function publish(c: MqttClient, topic: string, payload: string, qos: 0 | 1 = 1): Promise<void> {
+  return new Promise((resolve, reject) => c.publish(topic, payload, { qos }, (err) => (err ? reject(err) : resolve())));
+}
+
+/** Resolves when the connection closes. */
+export function closed(c: MqttClient): Promise<void> {
+  return new Promise((resolve) => (c.connected ? c.once('close', () => resolve()) : resolve()));
+}
+
+export const arn = (resource: string): string => `arn:aws:iot:${REGION}:${ACCOUNT}:${resource}`;
+
+/** The documented per-device policy (reference section 4.4), prefix `fleet`. */
+export function devicePolicy(): unknown {
+  const thing = '${iot:Connection.Thing.ThingName}';
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Effect: 'Allow',
+        Action: 'iot:Connect',
+        Resource: arn(`client/${thing}`),
+        Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
+      },
+      { Effect: 'Allow', Action: ['iot:Publish'], Resource: [arn(`topic/dt/fleet/${thing}/*`), arn(`topic/$aws/things/${thing}/jobs/*`)] },
+      {
+        Effect: 'Allow',
+        Action: ['iot:Subscribe'],
+        Resource: [arn(`topicfilter/$aws/things/${thing}/jobs/*`), arn(`topicfilter/cmd/fleet/${thing}/*`)],
+      },
+      {
+        Effect: 'Allow',
+        Action: ['iot:Receive'],
+        Resource: [arn(`topic/$aws/things/${thing}/jobs/*`), arn(`topic/cmd/fleet/${thing}/*`)],
+      },
+    ],
+  };
+}
+
+/** A least-privilege claim policy for template `tpl` (CSR and key flows). */
+export function claimPolicy(template: string): unknown {
+  const topics = ['$aws/certificates/create/*', '$aws/certificates/create-from-csr/*', `$aws/provisioning-templates/${template}/provision/*`];
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Allow', Action: 'iot:Connect', Resource: arn('client/prov-*') },
+      { Effect: 'Allow', Action: ['iot:Publish', 'iot:Receive'], Resource: topics.map((t) => arn(`topic/${t}`)) },
+      { Effect: 'Allow', Action: 'iot:Subscribe', Resource: topics.map((t) => arn(`topicfilter/${t}`)) },
+    ],
+  };
+}
