@@ -11,7 +11,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { CertificateLineageEntry, DeviceEvent, DeviceRecord, DeviceStatus, LotRecord, Ring, TABLES } from './model';
+import {
+  CertificateLineageEntry,
+  DeviceEvent,
+  DeviceRecord,
+  DeviceStatus,
+  LotRecord,
+  Ring,
+  TABLES,
+} from './model';
 
 export interface RegistryTableNames {
   devices: string;
@@ -32,7 +40,10 @@ export class RegistryConditionError extends Error {
     readonly serial: string,
     message?: string,
   ) {
-    super(message ?? `${operation} for ${serial} lost a conditional write: the device changed concurrently; re-read and retry`);
+    super(
+      message ??
+        `${operation} for ${serial} lost a conditional write: the device changed concurrently; re-read and retry`,
+    );
   }
 }
 
@@ -132,7 +143,11 @@ export class Registry {
   /** Strongly consistent read of a lot, so a HOLD takes effect on the next enrollment. */
   async getLot(lot: string, opts: CallOptions = {}): Promise<LotRecord | undefined> {
     const out = await this.doc.send(
-      new GetCommand({ TableName: this.tables.lots, Key: { [TABLES.lots.partitionKey]: lot }, ConsistentRead: true }),
+      new GetCommand({
+        TableName: this.tables.lots,
+        Key: { [TABLES.lots.partitionKey]: lot },
+        ConsistentRead: true,
+      }),
       { abortSignal: opts.abortSignal },
     );
     if (!out.Item) return undefined;
@@ -171,7 +186,11 @@ export class Registry {
    * certificate, key fingerprint, reported firmware and the certificate lineage.
    * @throws RegistryConditionError when the status or revision changed since the read.
    */
-  async beginProvisioning(serial: string, input: BeginProvisioningInput, opts: CallOptions = {}): Promise<DeviceRecord> {
+  async beginProvisioning(
+    serial: string,
+    input: BeginProvisioningInput,
+    opts: CallOptions = {},
+  ): Promise<DeviceRecord> {
     const at = input.at ?? this.now().toISOString();
     const entry: CertificateLineageEntry = {
       certificateId: input.certificateId,
@@ -228,7 +247,11 @@ export class Registry {
   async activate(serial: string, input: ActivateInput, opts: CallOptions = {}): Promise<DeviceRecord> {
     const at = input.at ?? this.now().toISOString();
     const sets = ['#status = :to', '#rev = :next', '#act = :at', '#upd = :at'];
-    const names: Record<string, string> = { '#act': 'activatedAt', '#upd': 'updatedAt', '#cert': 'certificateId' };
+    const names: Record<string, string> = {
+      '#act': 'activatedAt',
+      '#upd': 'updatedAt',
+      '#cert': 'certificateId',
+    };
     const values: Record<string, unknown> = {
       ':to': 'ACTIVE',
       ':rev': input.expectedRevision,
@@ -261,7 +284,11 @@ export class Registry {
    * only when the event is newer by (versionNumber, timestamp). Returns the updated record, or
    * undefined when the event is stale or a duplicate, or the device does not exist.
    */
-  async recordPresence(serial: string, p: PresenceInput, opts: CallOptions = {}): Promise<DeviceRecord | undefined> {
+  async recordPresence(
+    serial: string,
+    p: PresenceInput,
+    opts: CallOptions = {},
+  ): Promise<DeviceRecord | undefined> {
     try {
       const out = await this.doc.send(
         new UpdateCommand({
@@ -330,7 +357,14 @@ export class Registry {
     });
     const detail: Record<string, string> = { actor: opts.actor, from: 'PROVISIONING', to: 'MANUFACTURED' };
     if (device.certificateId) detail.previousCertificateId = device.certificateId;
-    await this.appendEvent({ serial, at, type: 'STATUS_RESET', reason: opts.reason, lot: device.lot, detail });
+    await this.appendEvent({
+      serial,
+      at,
+      type: 'STATUS_RESET',
+      reason: opts.reason,
+      lot: device.lot,
+      detail,
+    });
     return updated;
   }
 
@@ -349,7 +383,8 @@ export class Registry {
     },
   ): Promise<DeviceRecord> {
     // Records written without a revision count as revision 0.
-    const revisionCondition = expectedRevision === 0 ? '(attribute_not_exists(#rev) OR #rev = :rev)' : '#rev = :rev';
+    const revisionCondition =
+      expectedRevision === 0 ? '(attribute_not_exists(#rev) OR #rev = :rev)' : '#rev = :rev';
     const condition = [`attribute_exists(#pk)`, '#status = :from', revisionCondition, w.extraCondition]
       .filter(Boolean)
       .join(' AND ');

@@ -1,5 +1,10 @@
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
-import { Registry, RegistryConditionError, RegistryStateError, RegistryTableNames } from '../../../lambda/shared/registry';
+import {
+  Registry,
+  RegistryConditionError,
+  RegistryStateError,
+  RegistryTableNames,
+} from '../../../lambda/shared/registry';
 import { DeviceRecord } from '../../../lambda/shared/model';
 import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
 
@@ -59,10 +64,15 @@ test('beginProvisioning is guarded by status and revision; only one of two racer
 test('retry appends lineage; activate needs the current certificate', async () => {
   await put(device('SN-ACT'));
   await registry.beginProvisioning('SN-ACT', begin);
-  await registry.beginProvisioning('SN-ACT', { ...begin, expectedStatus: 'PROVISIONING', expectedRevision: 1, certificateId: 'c2' });
-  await expect(registry.activate('SN-ACT', { expectedRevision: 2, certificateId: 'c1' })).rejects.toBeInstanceOf(
-    RegistryConditionError,
-  );
+  await registry.beginProvisioning('SN-ACT', {
+    ...begin,
+    expectedStatus: 'PROVISIONING',
+    expectedRevision: 1,
+    certificateId: 'c2',
+  });
+  await expect(
+    registry.activate('SN-ACT', { expectedRevision: 2, certificateId: 'c1' }),
+  ).rejects.toBeInstanceOf(RegistryConditionError);
   const active = await registry.activate('SN-ACT', {
     expectedRevision: 2,
     certificateId: 'c2',
@@ -74,18 +84,30 @@ test('retry appends lineage; activate needs the current certificate', async () =
 
 test('recordPresence never rolls back', async () => {
   await put(device('SN-PRES', { status: 'ACTIVE' }));
-  expect(await registry.recordPresence('SN-PRES', { connected: true, versionNumber: 2, timestamp: 100 })).toBeDefined();
-  expect(await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 1, timestamp: 200 })).toBeUndefined();
-  expect(await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 2, timestamp: 100 })).toBeUndefined();
-  expect(await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 2, timestamp: 150 })).toMatchObject({
+  expect(
+    await registry.recordPresence('SN-PRES', { connected: true, versionNumber: 2, timestamp: 100 }),
+  ).toBeDefined();
+  expect(
+    await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 1, timestamp: 200 }),
+  ).toBeUndefined();
+  expect(
+    await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 2, timestamp: 100 }),
+  ).toBeUndefined();
+  expect(
+    await registry.recordPresence('SN-PRES', { connected: false, versionNumber: 2, timestamp: 150 }),
+  ).toMatchObject({
     connected: false,
   });
-  expect(await registry.recordPresence('SN-NONE', { connected: true, versionNumber: 1, timestamp: 1 })).toBeUndefined();
+  expect(
+    await registry.recordPresence('SN-NONE', { connected: true, versionNumber: 1, timestamp: 1 }),
+  ).toBeUndefined();
 });
 
 test('resetDevice resets PROVISIONING only and appends STATUS_RESET', async () => {
   await put(device('SN-RESET'));
-  await expect(registry.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' })).rejects.toThrow(/already MANUFACTURED/);
+  await expect(registry.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' })).rejects.toThrow(
+    /already MANUFACTURED/,
+  );
   await expect(registry.resetDevice('SN-MISSING', { reason: 'stuck', actor: 'op' })).rejects.toBeInstanceOf(
     RegistryStateError,
   );
@@ -108,7 +130,13 @@ test('getLot returns claim ids as an array when stored as a string set', async (
   await db.doc.send(
     new PutCommand({
       TableName: tables.lots,
-      Item: { lot: 'LS', status: 'OK', claimCertificateIds: new Set(['a', 'b']), requireAttestation: false, unitCount: 1 },
+      Item: {
+        lot: 'LS',
+        status: 'OK',
+        claimCertificateIds: new Set(['a', 'b']),
+        requireAttestation: false,
+        unitCount: 1,
+      },
     }),
   );
   expect((await registry.getLot('LS'))?.claimCertificateIds.sort()).toEqual(['a', 'b']);

@@ -1,0 +1,304 @@
+/**
+ * The pre-provisioning hook with injected dependencies: validate, read the registry, run the
+ * pure decision core, commit the transition with one conditional write, audit, answer.
+ * `pre-provisioning-hook.handler.ts` wires it to module-scope clients and the environment.
+ *
+ * Fail closed: any error, and running out of the time budget, denies with INTERNAL_ERROR.
+ */
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import type { IoTPreProvisioningHookResult } from 'aws-lambda';
+import { z } from 'zod';
+import { publicKeyFingerprintOfCertificate } from '../shared/attestation';
+import {
+  DecisionReason,
+  DeviceRecord,
+  FIRMWARE_PATTERN,
+  HW_REV_PATTERN,
+  LotRecord,
+  PROVISIONING_PARAMETERS,
+} from '../shared/model';
+import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
+import {
+  decide,
+  DecisionConfig,
+  DecisionOutcome,
+  isPriorCertificateQuery,
+  PriorCertificateFact,
+} from './decision';
+
+/** Looks up the status of an earlier certificate in AWS IoT. */
+export type PriorCertificateLookup = (
+  certificateId: string,
+  abortSignal: AbortSignal,
+) => Promise<PriorCertificateFact>;
+
+export interface HookConfig extends DecisionConfig {
+  serialPattern: RegExp;
+  templateNames: readonly string[];
+  /** Milliseconds for reads, the decision and the transition before failing closed. */
+  budgetMs: number;
+  /** Milliseconds after which the hook must have answered, audit included. @default 4000 */
+  hardLimitMs?: number;
+}
+
+export interface HookDeps {
+  registry: Registry;
+  lookupPriorCertificate: PriorCertificateLookup;
+  config: HookConfig;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+export type HookResult = IoTPreProvisioningHookResult;
+
+const TEMPLATE_ARN = /^arn:aws[a-z-]*:iot:[a-z0-9-]*:\d*:provisioningtemplate\/([A-Za-z0-9_=,@.-]{1,36})$/;
+const ID = /^[A-Za-z0-9]{1,128}$/;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+/** Printable, bounded: the only serials worth an audit entry when validation failed. */
+const AUDITABLE_SERIAL = /^[\x21-\x7e]{1,64}$/;
+/** The metric's Template dimension stays bounded: unknown templates collapse to this. */
+const OTHER_TEMPLATE = 'other';
+/** Bound on the claim-certificate-to-lot memo (one entry per claim certificate). */
+const MAX_CLAIM_MEMO = 10_000;
+
+const eventSchema = z.object({
+  claimCertificateId: z.string().regex(ID),
+  certificateId: z.string().regex(ID),
+  certificatePem: z.string().min(1).max(16_384),
+  templateArn: z.string().regex(TEMPLATE_ARN),
+  clientId: z.string().min(1).max(128),
+  parameters: z.record(z.string(), z.string()),
+});
+
+class DeadlineError extends Error {
+  override readonly name = 'DeadlineError';
+}
+
+interface Outcome {
+  reason: DecisionReason;
+  overrides?: Record<string, string>;
+  device?: DeviceRecord;
+  ring?: string;
+  error?: unknown;
+}
+
+export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResult> {
+  const { registry, config, logger, metrics } = deps;
+  const hardLimitMs = config.hardLimitMs ?? 4000;
+  const templates = new Set(config.templateNames);
+  const P = PROVISIONING_PARAMETERS;
+  const parametersSchema = z.looseObject({
+    [P.serial]: z.string().regex(config.serialPattern),
+    [P.hwRev]: z.string().regex(HW_REV_PATTERN),
+    [P.firmware]: z.string().regex(FIRMWARE_PATTERN),
+    [P.proof]: z.string().max(256).regex(BASE64).optional(),
+  });
+  // Claim certificate -> lot, learnt from lot records. A claim certificate belongs to one lot
+  // for life, so the memo only lets the lot read start in parallel with the device read; the
+  // lot record itself (status, claim ids) is always read fresh.
+  const lotOfClaim = new Map<string, string>();
+
+  function learnLot(lot: LotRecord): void {
+    for (const id of lot.claimCertificateIds) {
+      if (lotOfClaim.size >= MAX_CLAIM_MEMO && !lotOfClaim.has(id)) lotOfClaim.clear();
+      lotOfClaim.set(id, lot.lot);
+    }
+  }
+
+  async function readDeviceAndLot(
+    serial: string,
+    claimCertificateId: string,
+    abortSignal: AbortSignal,
+  ): Promise<{ device?: DeviceRecord; lot?: LotRecord }> {
+    const guess = lotOfClaim.get(claimCertificateId);
+    const [device, guessed] = await Promise.all([
+      registry.getDevice(serial, { abortSignal }),
+      guess === undefined ? Promise.resolve(undefined) : registry.getLot(guess, { abortSignal }),
+    ]);
+    if (!device) return {};
+    const lot =
+      guessed && guessed.lot === device.lot ? guessed : await registry.getLot(device.lot, { abortSignal });
+    if (lot) learnLot(lot);
+    return { device, lot };
+  }
+
+  async function evaluate(
+    req: Parameters<typeof decide>[0]['request'],
+    abortSignal: AbortSignal,
+    out: Outcome,
+  ): Promise<void> {
+    const { device, lot } = await readDeviceAndLot(req.serial, req.claimCertificateId, abortSignal);
+    out.device = device;
+    const input = { request: req, device, lot, config };
+    let decision: DecisionOutcome = decide(input);
+    if (isPriorCertificateQuery(decision)) {
+      const fact = await deps.lookupPriorCertificate(decision.needsPriorCertificate, abortSignal);
+      decision = decide({ ...input, priorCertificate: fact });
+    }
+    if (isPriorCertificateQuery(decision))
+      throw new Error('decision core asked twice for the prior certificate');
+    if (!decision.allow) {
+      out.reason = decision.reason;
+      return;
+    }
+    try {
+      await registry.beginProvisioning(req.serial, decision.transition, { abortSignal });
+    } catch (err) {
+      if (err instanceof RegistryConditionError || isConditionFailure(err)) {
+        out.reason = 'CONCURRENT_ATTEMPT';
+        return;
+      }
+      throw err;
+    }
+    out.reason = decision.reason;
+    out.overrides = decision.overrides;
+    out.ring = decision.transition.ring;
+  }
+
+  return async function hook(event: unknown): Promise<HookResult> {
+    const started = Date.now();
+    const out: Outcome = { reason: 'INTERNAL_ERROR' };
+    let serial: string | undefined;
+    let template = OTHER_TEMPLATE;
+    let templateName: string | undefined;
+    const raw = (typeof event === 'object' && event !== null ? event : {}) as Record<string, unknown>;
+    const ids = {
+      claimCertificateId:
+        typeof raw.claimCertificateId === 'string' ? raw.claimCertificateId.slice(0, 128) : '',
+      certificateId: typeof raw.certificateId === 'string' ? raw.certificateId.slice(0, 128) : '',
+      clientId: typeof raw.clientId === 'string' ? raw.clientId.slice(0, 128) : '',
+    };
+    const params = raw.parameters as Record<string, unknown> | undefined;
+    const claimedSerial = params && typeof params === 'object' ? params[P.serial] : undefined;
+    if (typeof claimedSerial === 'string' && AUDITABLE_SERIAL.test(claimedSerial)) serial = claimedSerial;
+    if (typeof raw.templateArn === 'string') {
+      templateName = TEMPLATE_ARN.exec(raw.templateArn)?.[1];
+      if (templateName && templates.has(templateName)) template = templateName;
+    }
+
+    try {
+      const parsedEvent = eventSchema.safeParse(event);
+      const parsedParams = parsedEvent.success
+        ? parametersSchema.safeParse(parsedEvent.data.parameters)
+        : undefined;
+      if (!parsedEvent.success || !parsedParams?.success) {
+        out.reason = 'INVALID_PARAMETERS';
+        const issues = (parsedEvent.success ? parsedParams?.error : parsedEvent.error)?.issues ?? [];
+        out.error = issues.map((i) => `${i.path.join('.') || '(event)'}: ${i.message}`).join('; ');
+      } else if (template === OTHER_TEMPLATE) {
+        out.reason = 'TEMPLATE_MISMATCH';
+      } else {
+        const e = parsedEvent.data;
+        const p = parsedParams.data;
+        let publicKeyFingerprint: string | undefined;
+        try {
+          publicKeyFingerprint = publicKeyFingerprintOfCertificate(e.certificatePem);
+        } catch {
+          out.reason = 'INVALID_PARAMETERS';
+          out.error = 'certificatePem: not a parseable X.509 certificate';
+        }
+        if (publicKeyFingerprint !== undefined) {
+          const request = {
+            serial: p[P.serial],
+            hwRev: p[P.hwRev],
+            firmware: p[P.firmware],
+            proof: p[P.proof],
+            claimCertificateId: e.claimCertificateId,
+            certificateId: e.certificateId,
+            publicKeyFingerprint,
+            templateName: template,
+          };
+          // Results land in `out` only when they arrive within the budget.
+          const local: Outcome = { reason: 'INTERNAL_ERROR' };
+          try {
+            await withDeadline(config.budgetMs, (signal) => evaluate(request, signal, local));
+          } finally {
+            out.device = local.device;
+          }
+          Object.assign(out, local);
+        }
+      }
+    } catch (err) {
+      out.reason = 'INTERNAL_ERROR';
+      out.overrides = undefined;
+      out.error = err;
+    }
+
+    const allow = out.overrides !== undefined && out.reason.startsWith('ALLOWED');
+    await finish(allow);
+    return {
+      allowProvisioning: allow,
+      parameterOverrides: allow ? (out.overrides as Record<string, string>) : {},
+    };
+
+    async function finish(allowed: boolean): Promise<void> {
+      const lot = out.device?.lot;
+      const logFields = {
+        decision: allowed ? 'ALLOW' : 'DENY',
+        reason: out.reason,
+        serial,
+        lot,
+        template: templateName,
+        ...ids,
+        ring: out.ring,
+        elapsedMs: Date.now() - started,
+      };
+      if (out.reason === 'INTERNAL_ERROR') {
+        logger.error('provisioning decision failed closed', { ...logFields, error: out.error as Error });
+      } else if (out.reason === 'INVALID_PARAMETERS') {
+        logger.warn('provisioning decision', { ...logFields, issues: String(out.error ?? '') });
+      } else {
+        logger.info('provisioning decision', logFields);
+      }
+      const single = metrics.singleMetric();
+      single.addDimensions({ Reason: out.reason, Template: template });
+      single.addMetric('ProvisioningDecision', MetricUnit.Count, 1);
+
+      if (serial === undefined) return;
+      const remaining = hardLimitMs - (Date.now() - started);
+      if (remaining <= 50) {
+        logger.error('audit entry skipped: no time left before the hook limit', logFields);
+        metrics.singleMetric().addMetric('AuditWriteFailed', MetricUnit.Count, 1);
+        return;
+      }
+      const detail: Record<string, string> = { ...ids, template: templateName ?? '' };
+      if (out.ring) detail.ring = out.ring;
+      try {
+        await registry.appendEvent(
+          {
+            serial,
+            type: allowed ? 'ENROLLMENT_ALLOWED' : 'ENROLLMENT_DENIED',
+            reason: out.reason,
+            ...(lot ? { lot } : {}),
+            detail,
+          },
+          { abortSignal: AbortSignal.timeout(remaining - 25) },
+        );
+      } catch (err) {
+        // The decision stands: an allowed transition is already committed (and recorded in the
+        // device's certificate lineage); denying now would strand a genuine device.
+        logger.error('audit entry could not be written', { ...logFields, error: err as Error });
+        metrics.singleMetric().addMetric('AuditWriteFailed', MetricUnit.Count, 1);
+      }
+    }
+  };
+}
+
+/** Run `work` with an abort signal that fires after `ms`; reject at the deadline regardless. */
+async function withDeadline(ms: number, work: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const err = new DeadlineError(`hook budget of ${ms} ms exhausted`);
+      controller.abort(err);
+      reject(err);
+    }, ms);
+  });
+  try {
+    await Promise.race([work(controller.signal), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * AWS SDK clients with explicit time and retry budgets. Handlers create them once per
+ * container (module scope) and inject them into adapters. Endpoints come from the standard
+ * `AWS_ENDPOINT_URL_*` variables, which the SDK reads itself (the local lab and the tests use
+ * them), so nothing here reads the environment.
+ */
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IoTClient } from '@aws-sdk/client-iot';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+
+export interface ClientBudget {
+  /** Milliseconds to establish a connection. */
+  connectionTimeoutMs: number;
+  /** Milliseconds a single request may take once sent. */
+  requestTimeoutMs: number;
+  /** Total attempts including the first (1 = no retry). */
+  maxAttempts: number;
+  /** Upper bound of concurrent sockets per client. @default 50 */
+  maxSockets?: number;
+}
+
+export function httpHandler(budget: ClientBudget): NodeHttpHandler {
+  const agentOptions = { keepAlive: true, maxSockets: budget.maxSockets ?? 50 };
+  return new NodeHttpHandler({
+    connectionTimeout: budget.connectionTimeoutMs,
+    requestTimeout: budget.requestTimeoutMs,
+    httpAgent: new HttpAgent(agentOptions),
+    httpsAgent: new HttpsAgent(agentOptions),
+  });
+}
+
+/** Document client that drops undefined attributes (optional record fields). */
+export function createDocumentClient(budget: ClientBudget): DynamoDBDocumentClient {
+  const client = new DynamoDBClient({ requestHandler: httpHandler(budget), maxAttempts: budget.maxAttempts });
+  return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+}
+
+export function createIotClient(budget: ClientBudget): IoTClient {
+  return new IoTClient({ requestHandler: httpHandler(budget), maxAttempts: budget.maxAttempts });
+}
