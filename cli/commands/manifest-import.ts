@@ -1,0 +1,268 @@
+/**
+ * `fleet manifest import <file>`: put a factory manifest on the manufacturing allowlist.
+ *
+ * 1. Parse and validate every row (pure, lambda/shared/manifest.ts); read the lots the file
+ *    names, so rows of a lot that requires attestation must carry a public key.
+ * 2. Any invalid row: import nothing (unless `skipInvalid`).
+ * 3. BatchGetItem the serials: an existing serial with the same attributes is unchanged, one
+ *    with different attributes is a conflict (reported, never overwritten); the rest are new.
+ * 4. Create missing lots, BatchWriteItem the new devices (status MANUFACTURED, revision 0, ring
+ *    from the stratified assignment over the file's rows), optionally a MANUFACTURED trail
+ *    event each, and add the new units to the lots' unitCount.
+ *
+ * Re-running the same file is idempotent: everything is `unchanged` the second time.
+ */
+import { readFile } from 'node:fs/promises';
+import { assignRings } from '../../lambda/provisioning/rings';
+import {
+  detectFormat,
+  formatIssue,
+  ManifestFormat,
+  ManifestIssue,
+  ManifestRow,
+  parseManifest,
+} from '../../lambda/shared/manifest';
+import { DeviceRecord, LotRecord } from '../../lambda/shared/model';
+import { publicKeyFingerprint } from '../../lambda/shared/attestation';
+import { Registry } from '../../lambda/shared/registry';
+import { RegistryAdmin } from '../../lambda/shared/registry-admin';
+import { CliContext, registryTables } from '../context';
+import { UsageError } from '../errors';
+
+export interface ManifestImportOptions {
+  /** Path of the manifest (.csv or .json). Used for reading unless `content` is given. */
+  file: string;
+  /** Manifest text (in-process callers); `file` then only names it and picks the format. */
+  content?: string;
+  /** Force the format instead of detecting it from the file name and content. */
+  format?: ManifestFormat;
+  /** Import the valid rows even when some rows are invalid. @default false */
+  skipInvalid?: boolean;
+  /** Validate and compare with the registry, write nothing. @default false */
+  dryRun?: boolean;
+  /** Every row must carry a public key; lots created by this import require attestation. @default false */
+  requireAttestation?: boolean;
+  /** Also append a MANUFACTURED event per new device to the trail (doubles the writes). @default false */
+  trail?: boolean;
+}
+
+export interface ManifestConflict {
+  line: number;
+  serial: string;
+  /** Attributes that differ: what the registry holds vs what the manifest says. */
+  differences: { field: string; registry: string; manifest: string }[];
+}
+
+export interface ManifestImportResult {
+  file: string;
+  /** Data rows in the file. */
+  rows: number;
+  /** New devices written (or, on a dry run, that would be written). */
+  created: number;
+  /** Serials already in the registry with the same attributes. */
+  unchanged: number;
+  conflicts: ManifestConflict[];
+  invalid: ManifestIssue[];
+  /** Lots this import created (or would create). */
+  lotsCreated: string[];
+  /** True when the registry was written. */
+  imported: boolean;
+  dryRun: boolean;
+  /** 0: clean; 1: nothing imported because of invalid rows, or conflicts were found. */
+  exitCode: number;
+}
+
+const COMPARED_FIELDS = ['lot', 'hwRev', 'factoryFirmware', 'publicKey'] as const;
+
+export async function manifestImport(opts: ManifestImportOptions, ctx: CliContext): Promise<ManifestImportResult> {
+  const text = opts.content ?? (await readManifestFile(opts.file));
+  const format = opts.format ?? detectFormat(opts.file, text);
+  const parsed = parseManifest(text, format, {
+    serialPattern: ctx.serialPattern,
+    requirePublicKey: opts.requireAttestation === true,
+  });
+  const tables = registryTables(ctx);
+  const registry = new Registry(ctx.clients.doc, tables, ctx.now);
+  const admin = new RegistryAdmin(ctx.clients.doc, tables, { now: ctx.now, sleep: ctx.sleep });
+
+  // Lots named by the valid rows: existing ones may require attestation.
+  const lotNames = [...new Set(parsed.rows.map((r) => r.lot))].sort();
+  const lots = new Map<string, LotRecord>();
+  for (const lot of lotNames) {
+    const record = await registry.getLot(lot);
+    if (record) lots.set(lot, record);
+  }
+  const invalid = [...parsed.issues];
+  const rows: ManifestRow[] = [];
+  for (const row of parsed.rows) {
+    if (!row.publicKey && lots.get(row.lot)?.requireAttestation) {
+      invalid.push({
+        line: row.line,
+        serial: row.serial,
+        field: 'publicKey',
+        problem: `publicKey is missing, and lot ${row.lot} requires attestation`,
+        fix: 'add the factory P-256 public key of this unit (PEM or base64 SPKI DER)',
+      });
+    } else rows.push(row);
+  }
+  invalid.sort((a, b) => a.line - b.line);
+
+  const result: ManifestImportResult = {
+    file: opts.file,
+    rows: parsed.rowCount,
+    created: 0,
+    unchanged: 0,
+    conflicts: [],
+    invalid,
+    lotsCreated: [],
+    imported: false,
+    dryRun: opts.dryRun === true,
+    exitCode: 0,
+  };
+  for (const issue of invalid) ctx.out.warn(formatIssue(issue));
+  if (invalid.length > 0 && !opts.skipInvalid) {
+    result.exitCode = 1;
+    ctx.out.warn(
+      `nothing imported: ${invalid.length} problem(s) in ${opts.file}; fix them and run again` +
+        (rows.length > 0 ? `, or pass --skip-invalid to import the ${rows.length} valid row(s)` : ''),
+    );
+    printSummary(ctx, result);
+    return result;
+  }
+  if (rows.length === 0) {
+    ctx.out.warn(`no valid rows in ${opts.file}; nothing to import`);
+    result.exitCode = invalid.length > 0 ? 1 : 0;
+    printSummary(ctx, result);
+    return result;
+  }
+
+  // Compare with the registry.
+  const bar = ctx.out.progress('checking', rows.length);
+  const existing = await admin.batchGetDevices(
+    rows.map((r) => r.serial),
+    (done) => bar.update(done),
+  );
+  bar.stop();
+  const fresh: ManifestRow[] = [];
+  for (const row of rows) {
+    const current = existing.get(row.serial);
+    if (!current) {
+      fresh.push(row);
+      continue;
+    }
+    const differences = compare(current, row);
+    if (differences.length === 0) result.unchanged += 1;
+    else result.conflicts.push({ line: row.line, serial: row.serial, differences });
+  }
+  for (const c of result.conflicts) {
+    ctx.out.warn(
+      `line ${c.line} (serial ${c.serial}): conflict, the registry already holds this serial with ` +
+        c.differences.map((d) => `${d.field} ${d.registry} (manifest says ${d.manifest})`).join(', ') +
+        '; the registry was not changed: correct the manifest, or open an RMA/refurbish if the unit really changed',
+    );
+  }
+
+  // New devices, rings stratified over the file's lot x hwRev strata.
+  const rings = assignRings(parsed.rows, ctx.ringShares);
+  const at = ctx.now().toISOString();
+  const devices: DeviceRecord[] = fresh.map((row) => ({
+    serial: row.serial,
+    lot: row.lot,
+    hwRev: row.hwRev,
+    factoryFirmware: row.factoryFirmware,
+    currentFirmware: row.factoryFirmware,
+    status: 'MANUFACTURED',
+    ...(row.publicKey ? { publicKey: row.publicKey } : {}),
+    ring: rings.get(row.serial) ?? 'broad',
+    createdAt: at,
+    updatedAt: at,
+    revision: 0,
+  }));
+  result.created = devices.length;
+  const perLot = new Map<string, number>();
+  for (const d of devices) perLot.set(d.lot, (perLot.get(d.lot) ?? 0) + 1);
+  result.lotsCreated = lotNames.filter((l) => !lots.has(l) && (perLot.get(l) ?? 0) > 0);
+
+  if (opts.dryRun) {
+    result.exitCode = result.conflicts.length > 0 ? 1 : 0;
+    printSummary(ctx, result);
+    return result;
+  }
+
+  const requireAttestation = opts.requireAttestation === true;
+  const created: string[] = [];
+  for (const lot of result.lotsCreated) {
+    if (await admin.createLot(lot, { requireAttestation })) created.push(lot);
+  }
+  result.lotsCreated = created;
+  for (const lot of lotNames) {
+    const record = lots.get(lot);
+    if (record && requireAttestation && !record.requireAttestation) {
+      ctx.out.warn(
+        `lot ${lot} already exists without the attestation requirement; --require-attestation does not change existing lots`,
+      );
+    }
+  }
+  if (devices.length > 0) {
+    const writeBar = ctx.out.progress('importing', devices.length);
+    await admin.batchPutDevices(devices, (done) => writeBar.update(done));
+    writeBar.stop();
+    if (opts.trail) {
+      await admin.batchAppendEvents(
+        devices.map((d) => ({
+          serial: d.serial,
+          at,
+          type: 'MANUFACTURED' as const,
+          lot: d.lot,
+          detail: { hwRev: d.hwRev, factoryFirmware: d.factoryFirmware, ring: d.ring ?? 'broad', source: 'manifest' },
+        })),
+      );
+    }
+    for (const [lot, n] of perLot) await admin.addLotUnits(lot, n);
+  }
+  result.imported = true;
+  result.exitCode = result.conflicts.length > 0 ? 1 : 0;
+  printSummary(ctx, result);
+  return result;
+}
+
+async function readManifestFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new UsageError(`cannot read manifest ${file}: ${why}; check the path`);
+  }
+}
+
+function compare(current: DeviceRecord, row: ManifestRow): ManifestConflict['differences'] {
+  const out: ManifestConflict['differences'] = [];
+  for (const field of COMPARED_FIELDS) {
+    const a = current[field];
+    const b = row[field];
+    if (field === 'publicKey') {
+      if (!sameKey(a, b)) out.push({ field, registry: a ? 'a key' : '(none)', manifest: b ? 'another key' : '(none)' });
+    } else if (a !== b) out.push({ field, registry: String(a ?? '(none)'), manifest: String(b) });
+  }
+  return out;
+}
+
+function sameKey(a?: string, b?: string): boolean {
+  if (!a || !b) return !a && !b;
+  if (a.trim() === b.trim()) return true;
+  try {
+    return publicKeyFingerprint(a) === publicKeyFingerprint(b);
+  } catch {
+    return false;
+  }
+}
+
+function printSummary(ctx: CliContext, r: ManifestImportResult): void {
+  const verb = r.dryRun ? 'dry run, nothing written' : r.imported ? 'imported' : 'not imported';
+  ctx.out.info(
+    `${r.file}: ${r.rows} row(s), ${verb}: created ${r.created}, unchanged ${r.unchanged}, ` +
+      `conflicts ${r.conflicts.length}, invalid ${r.invalid.length}` +
+      (r.lotsCreated.length > 0 ? `; lots ${r.dryRun ? 'to create' : 'created'}: ${r.lotsCreated.join(', ')}` : ''),
+  );
+}

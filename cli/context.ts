@@ -1,0 +1,321 @@
+/**
+ * Command context of the `fleet` CLI: resolved resource names, SDK clients, output sink, clock.
+ *
+ * Resource names resolve per name, first hit wins:
+ *   1. an explicit flag (`--devices-table`, ...),
+ *   2. an environment variable (`FLEET_DEVICES_TABLE`, ...),
+ *   3. the CloudFormation outputs of the deployed stack (`--stack`, default IotFleetStack),
+ *      read with DescribeStacks only when a name the command needs is still missing.
+ *
+ * SDK clients use the default AWS configuration chain, so region, credentials and the standard
+ * `AWS_ENDPOINT_URL_*` variables (e.g. the local lab's endpoints) apply without any code here.
+ *
+ * The lab builds a context with {@link createContext} and calls the commands in-process.
+ */
+import { userInfo } from 'node:os';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IoTClient } from '@aws-sdk/client-iot';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import { parseRingShares, RingShares, RingSharesError } from '../lambda/provisioning/rings';
+import { ENV } from '../lambda/shared/env';
+import { DEFAULT_SERIAL_PATTERN } from '../lambda/shared/model';
+import { RegistryTableNames } from '../lambda/shared/registry';
+import { DEFAULT_STACK_NAME, ProvisioningTemplateOutput, STACK_OUTPUTS } from '../lambda/shared/stack-outputs';
+import { UsageError, CliError } from './errors';
+import { consoleSink, OutputSink } from './output';
+
+/** CLI-only environment variables (the shared ones live in lambda/shared/env.ts). */
+export const CLI_ENV = {
+  /** JSON array like the stack's ProvisioningTemplates output. */
+  provisioningTemplates: 'FLEET_PROVISIONING_TEMPLATES',
+  /** Name of the device IoT policy. */
+  devicePolicy: 'FLEET_DEVICE_POLICY',
+  /** Stack to read outputs from when a name is not given by flag or environment. */
+  stackName: 'FLEET_STACK_NAME',
+  /** Who the operator is, recorded on holds, releases and resets. @default OS user name */
+  actor: 'FLEET_ACTOR',
+} as const;
+
+/** Default ring shares (`canary:early` percent), the same as the stack's default config. */
+export const DEFAULT_RING_SHARES = '2:18';
+
+/** Resource names a command may need. */
+export interface FleetResources {
+  devicesTable?: string;
+  lotsTable?: string;
+  eventsTable?: string;
+  thingPrefix?: string;
+  devicePolicy?: string;
+  provisioningTemplates?: ProvisioningTemplateOutput[];
+}
+export type ResourceKey = keyof FleetResources;
+
+interface ResourceSource {
+  flag: string;
+  env: string;
+  output: string;
+}
+
+/** Where each resource name can come from (used in resolution and in error messages). */
+export const RESOURCE_SOURCES: Record<ResourceKey, ResourceSource> = {
+  devicesTable: { flag: '--devices-table', env: ENV.devicesTable, output: STACK_OUTPUTS.devicesTable },
+  lotsTable: { flag: '--lots-table', env: ENV.lotsTable, output: STACK_OUTPUTS.lotsTable },
+  eventsTable: { flag: '--events-table', env: ENV.eventsTable, output: STACK_OUTPUTS.eventsTable },
+  thingPrefix: { flag: '--thing-prefix', env: ENV.thingNamePrefix, output: STACK_OUTPUTS.thingNamePrefix },
+  devicePolicy: { flag: '--device-policy', env: CLI_ENV.devicePolicy, output: STACK_OUTPUTS.devicePolicy },
+  provisioningTemplates: {
+    flag: '--templates',
+    env: CLI_ENV.provisioningTemplates,
+    output: STACK_OUTPUTS.provisioningTemplates,
+  },
+};
+
+export interface FleetClients {
+  dynamo: DynamoDBClient;
+  doc: DynamoDBDocumentClient;
+  iot: IoTClient;
+}
+
+export interface CliContext {
+  resources: FleetResources;
+  clients: FleetClients;
+  out: OutputSink;
+  now: () => Date;
+  /** Operator identity recorded on lot holds/releases and device resets. */
+  actor: string;
+  /** Regular expression source serials must match (manifest validation). */
+  serialPattern: string;
+  ringShares: RingShares;
+  /** Injectable sleep for batch retry backoff (tests pass a no-op). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Global options shared by every command (flags as commander passes them). */
+export interface GlobalFlags {
+  stack?: string;
+  region?: string;
+  devicesTable?: string;
+  lotsTable?: string;
+  eventsTable?: string;
+  thingPrefix?: string;
+  devicePolicy?: string;
+  templates?: string;
+  serialPattern?: string;
+  ringShares?: string;
+  actor?: string;
+}
+
+/** Default SDK clients (region, credentials and endpoints from the standard AWS chain). */
+export function defaultClients(region?: string): FleetClients {
+  const config = region ? { region } : {};
+  const dynamo = new DynamoDBClient(config);
+  return {
+    dynamo,
+    doc: DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } }),
+    iot: new IoTClient(config),
+  };
+}
+
+/** Build a context from parts; anything omitted gets its default. For the lab and tests. */
+export function createContext(parts: Partial<CliContext> & { resources: FleetResources }): CliContext {
+  return {
+    ...parts,
+    clients: parts.clients ?? defaultClients(),
+    out: parts.out ?? consoleSink(),
+    now: parts.now ?? (() => new Date()),
+    actor: parts.actor ?? defaultActor(process.env),
+    serialPattern: parts.serialPattern ?? DEFAULT_SERIAL_PATTERN,
+    ringShares: parts.ringShares ?? parseRingShares(DEFAULT_RING_SHARES),
+  };
+}
+
+/** Reads the stack outputs; injectable so resolution is testable without AWS. */
+export type StackOutputReader = (stackName: string) => Promise<Record<string, string>>;
+
+export function cloudFormationOutputs(region?: string): StackOutputReader {
+  return async (stackName) => {
+    const cfn = new CloudFormationClient(region ? { region } : {});
+    try {
+      const out = await cfn.send(new DescribeStacksCommand({ StackName: stackName }));
+      const outputs: Record<string, string> = {};
+      for (const o of out.Stacks?.[0]?.Outputs ?? []) {
+        if (o.OutputKey && o.OutputValue !== undefined) outputs[o.OutputKey] = o.OutputValue;
+      }
+      return outputs;
+    } finally {
+      cfn.destroy();
+    }
+  };
+}
+
+export interface ResolveInput {
+  flags: GlobalFlags;
+  env?: Record<string, string | undefined>;
+  /** Names the command cannot run without. */
+  needs: readonly ResourceKey[];
+  /** Names the command uses when available (resolved from flags/env, and from the stack if it is read anyway). */
+  wants?: readonly ResourceKey[];
+  readStackOutputs?: StackOutputReader;
+}
+
+/**
+ * Resolve resource names: flags > environment > stack outputs. Throws a {@link UsageError}
+ * naming, for every missing name, the flag, variable and stack output that supply it.
+ */
+export async function resolveResources(input: ResolveInput): Promise<FleetResources> {
+  const env = input.env ?? process.env;
+  const flagValues: Record<ResourceKey, string | undefined> = {
+    devicesTable: input.flags.devicesTable,
+    lotsTable: input.flags.lotsTable,
+    eventsTable: input.flags.eventsTable,
+    thingPrefix: input.flags.thingPrefix,
+    devicePolicy: input.flags.devicePolicy,
+    provisioningTemplates: input.flags.templates,
+  };
+  const keys = [...new Set([...input.needs, ...(input.wants ?? [])])];
+  const raw: Partial<Record<ResourceKey, { value: string; from: string }>> = {};
+  for (const key of keys) {
+    const src = RESOURCE_SOURCES[key];
+    const flag = flagValues[key];
+    const fromEnv = env[src.env];
+    if (flag) raw[key] = { value: flag, from: `flag ${src.flag}` };
+    else if (fromEnv) raw[key] = { value: fromEnv, from: `environment variable ${src.env}` };
+  }
+  const stackName = input.flags.stack ?? env[CLI_ENV.stackName] ?? DEFAULT_STACK_NAME;
+  let stackProblem: string | undefined;
+  if (input.needs.some((k) => !raw[k])) {
+    const reader = input.readStackOutputs ?? cloudFormationOutputs(input.flags.region);
+    try {
+      const outputs = await reader(stackName);
+      for (const key of keys) {
+        const value = outputs[RESOURCE_SOURCES[key].output];
+        if (!raw[key] && value) raw[key] = { value, from: `output ${RESOURCE_SOURCES[key].output} of stack ${stackName}` };
+      }
+    } catch (err) {
+      stackProblem = `reading the outputs of stack ${stackName} failed (${describeError(err)})`;
+    }
+  }
+  const missing = input.needs.filter((k) => !raw[k]);
+  if (missing.length > 0) {
+    const lines = missing.map((k) => {
+      const s = RESOURCE_SOURCES[k];
+      return `  ${k}: pass ${s.flag}, set ${s.env}, or deploy stack ${stackName} with output ${s.output}`;
+    });
+    throw new UsageError(
+      [
+        `missing resource name(s) ${missing.join(', ')}${stackProblem ? `; ${stackProblem}` : ` (not found in the outputs of stack ${stackName})`}`,
+        ...lines,
+        '  (use --stack NAME or FLEET_STACK_NAME when the stack has another name)',
+      ].join('\n'),
+    );
+  }
+  const resources: FleetResources = {};
+  for (const key of keys) {
+    const hit = raw[key];
+    if (!hit) continue;
+    if (key === 'provisioningTemplates') resources.provisioningTemplates = parseTemplates(hit.value, hit.from);
+    else resources[key] = hit.value;
+  }
+  return resources;
+}
+
+const templateSchema = z.array(
+  z.object({
+    templateName: z.string().min(1),
+    claimPolicyName: z.string().min(1),
+    thingTypeName: z.string().min(1),
+    claimClientIdPrefix: z.string().min(1),
+  }),
+);
+
+/** Parse the ProvisioningTemplates JSON (stack output, env or flag). */
+export function parseTemplates(text: string, from = 'the provisioning templates'): ProvisioningTemplateOutput[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new UsageError(
+      `${from} is not valid JSON; give a JSON array like ` +
+        '[{"templateName":"fleet-default","claimPolicyName":"...","thingTypeName":"...","claimClientIdPrefix":"..."}]',
+    );
+  }
+  const parsed = templateSchema.safeParse(doc);
+  if (!parsed.success) {
+    throw new UsageError(
+      `${from} does not list templates as expected (${parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}); ` +
+        'each entry needs templateName, claimPolicyName, thingTypeName and claimClientIdPrefix',
+    );
+  }
+  return parsed.data;
+}
+
+/** Build the full context from global flags (what bin/fleet.ts does for each command). */
+export async function contextFromFlags(
+  flags: GlobalFlags,
+  needs: readonly ResourceKey[],
+  wants: readonly ResourceKey[] = [],
+  env: Record<string, string | undefined> = process.env,
+): Promise<CliContext> {
+  const resources = await resolveResources({ flags, env, needs, wants });
+  const ringSource = flags.ringShares ?? env[ENV.ringShares] ?? DEFAULT_RING_SHARES;
+  let ringShares: RingShares;
+  try {
+    ringShares = parseRingShares(ringSource);
+  } catch (err) {
+    if (err instanceof RingSharesError) throw new UsageError(`${err.message} (from --ring-shares or ${ENV.ringShares})`);
+    throw err;
+  }
+  const serialPattern = flags.serialPattern ?? env[ENV.serialPattern] ?? DEFAULT_SERIAL_PATTERN;
+  try {
+    new RegExp(serialPattern);
+  } catch {
+    throw new UsageError(
+      `serial pattern "${serialPattern}" is not a valid regular expression; fix --serial-pattern or ${ENV.serialPattern}`,
+    );
+  }
+  return createContext({
+    resources,
+    clients: defaultClients(flags.region),
+    actor: flags.actor ?? defaultActor(env),
+    serialPattern,
+    ringShares,
+  });
+}
+
+function defaultActor(env: Record<string, string | undefined>): string {
+  if (env[CLI_ENV.actor]) return env[CLI_ENV.actor] as string;
+  try {
+    return userInfo().username || 'operator';
+  } catch {
+    return 'operator';
+  }
+}
+
+/** The registry table names, or a usage error naming how to supply the missing ones. */
+export function registryTables(ctx: CliContext, which: readonly ('devicesTable' | 'lotsTable' | 'eventsTable')[] = ['devicesTable', 'lotsTable', 'eventsTable']): RegistryTableNames {
+  for (const key of which) requireResource(ctx, key);
+  return {
+    devices: ctx.resources.devicesTable ?? '',
+    lots: ctx.resources.lotsTable ?? '',
+    events: ctx.resources.eventsTable ?? '',
+  };
+}
+
+/** A resolved resource, or a usage error naming its flag, variable and stack output. */
+export function requireResource<K extends ResourceKey>(ctx: CliContext, key: K): NonNullable<FleetResources[K]> {
+  const value = ctx.resources[key];
+  if (value === undefined || value === '') {
+    const s = RESOURCE_SOURCES[key];
+    throw new UsageError(`missing ${key}: pass ${s.flag}, set ${s.env}, or read it from the stack output ${s.output} (--stack)`);
+  }
+  return value as NonNullable<FleetResources[K]>;
+}
+
+/** Short description of an unexpected error (name and message, no stack). */
+export function describeError(err: unknown): string {
+  if (err instanceof CliError) return err.message;
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}

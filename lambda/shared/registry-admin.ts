@@ -1,0 +1,366 @@
+/**
+ * Registry administration: the operator-side table operations that the hot path never needs.
+ * Used by the `fleet` CLI and the local lab; {@link Registry} (registry.ts) stays the one place
+ * for device reads, transitions and single trail appends.
+ *
+ * - Manifest import: batched reads of existing devices (BatchGetItem, 100 keys) and batched
+ *   writes of new ones (BatchWriteItem, 25 items), retrying unprocessed keys/items with
+ *   exponential backoff and jitter.
+ * - Lot administration: create, hold, release, unit counts, claim certificate ids, listing.
+ * - Enrollment queries on the sparse `byEnrollmentDay` GSI of the events table (one Query per
+ *   UTC day; never a Scan) and the recent trail of one device.
+ *
+ * The DynamoDB Document client is injected; the clock and the sleep are injectable for tests.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  BatchGetCommand,
+  BatchWriteCommand,
+  BatchWriteCommandInput,
+  DynamoDBDocumentClient,
+  PutCommand,
+  QueryCommand,
+  ScanCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from './model';
+import { isConditionFailure, RegistryTableNames } from './registry';
+
+/** DynamoDB limits of the batch APIs. */
+export const BATCH_GET_MAX = 100;
+export const BATCH_WRITE_MAX = 25;
+
+export interface RegistryAdminOptions {
+  now?: () => Date;
+  sleep?: (ms: number) => Promise<void>;
+  /** Attempts per batch before giving up on unprocessed items. @default 8 */
+  maxAttempts?: number;
+  /** First backoff delay in ms (doubled per attempt, with full jitter). @default 50 */
+  baseDelayMs?: number;
+  /** Backoff ceiling in ms. @default 2000 */
+  maxDelayMs?: number;
+}
+
+/** Unprocessed items remained after every retry (throughput exceeded for too long). */
+export class BatchRetryExhaustedError extends Error {
+  override readonly name = 'BatchRetryExhaustedError';
+  constructor(
+    readonly operation: 'BatchGetItem' | 'BatchWriteItem',
+    readonly remaining: number,
+    attempts: number,
+  ) {
+    super(
+      `${operation} left ${remaining} item(s) unprocessed after ${attempts} attempts; the table is throttling: ` +
+        'wait a minute and run the same command again (it is idempotent), or raise the table throughput',
+    );
+  }
+}
+
+/** The lot does not exist (for operations that need it to). */
+export class LotNotFoundError extends Error {
+  override readonly name = 'LotNotFoundError';
+  constructor(readonly lot: string) {
+    super(`lot ${lot} does not exist; create it with "fleet lot create ${lot}" or import its manifest`);
+  }
+}
+
+export interface EnrollmentQuery {
+  /** Inclusive lower bound (ISO time). */
+  since: string;
+  /** Exclusive upper bound (ISO time). */
+  until: string;
+}
+
+type WriteRequest = NonNullable<BatchWriteCommandInput['RequestItems']>[string][number];
+
+export type ProgressCallback = (done: number) => void;
+
+export class RegistryAdmin {
+  readonly tables: RegistryTableNames;
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly now: () => Date;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly maxAttempts: number;
+  private readonly baseDelayMs: number;
+  private readonly maxDelayMs: number;
+
+  constructor(doc: DynamoDBDocumentClient, tables: RegistryTableNames, options: RegistryAdminOptions = {}) {
+    this.doc = doc;
+    this.tables = tables;
+    this.now = options.now ?? (() => new Date());
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.maxAttempts = options.maxAttempts ?? 8;
+    this.baseDelayMs = options.baseDelayMs ?? 50;
+    this.maxDelayMs = options.maxDelayMs ?? 2000;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Devices (manifest import)
+
+  /** Existing devices among `serials` (strongly consistent), keyed by serial. */
+  async batchGetDevices(serials: readonly string[], onProgress?: ProgressCallback): Promise<Map<string, DeviceRecord>> {
+    const found = new Map<string, DeviceRecord>();
+    const unique = [...new Set(serials)];
+    let done = 0;
+    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
+      const chunk = unique.slice(i, i + BATCH_GET_MAX);
+      let keys: Record<string, unknown>[] = chunk.map((serial) => ({ [TABLES.devices.partitionKey]: serial }));
+      for (let attempt = 1; keys.length > 0; attempt += 1) {
+        if (attempt > this.maxAttempts) throw new BatchRetryExhaustedError('BatchGetItem', keys.length, this.maxAttempts);
+        if (attempt > 1) await this.sleep(this.backoff(attempt - 1));
+        const out = await this.doc.send(
+          new BatchGetCommand({ RequestItems: { [this.tables.devices]: { Keys: keys, ConsistentRead: true } } }),
+        );
+        for (const item of out.Responses?.[this.tables.devices] ?? []) {
+          const d = item as DeviceRecord;
+          found.set(d.serial, d);
+        }
+        keys = (out.UnprocessedKeys?.[this.tables.devices]?.Keys as Record<string, unknown>[] | undefined) ?? [];
+      }
+      done += chunk.length;
+      onProgress?.(done);
+    }
+    return found;
+  }
+
+  /**
+   * Write new device records in batches of 25. BatchWriteItem is unconditional, so callers
+   * pass only serials a {@link batchGetDevices} just found absent.
+   */
+  async batchPutDevices(devices: readonly DeviceRecord[], onProgress?: ProgressCallback): Promise<void> {
+    await this.batchPut(this.tables.devices, devices as unknown as Record<string, unknown>[], onProgress);
+  }
+
+  /** Append many trail events in batches (same sk scheme as Registry.appendEvent). */
+  async batchAppendEvents(
+    events: readonly (Omit<DeviceEvent, 'sk' | 'at' | 'enrollDay'> & { at?: string })[],
+    onProgress?: ProgressCallback,
+  ): Promise<void> {
+    const items = events.map((e) => {
+      const at = e.at ?? this.now().toISOString();
+      const item: DeviceEvent = { ...e, at, sk: `${at}#${randomBytes(6).toString('hex')}` };
+      if (e.type === 'ENROLLMENT_ALLOWED' || e.type === 'ENROLLMENT_DENIED') item.enrollDay = at.slice(0, 10);
+      return item as unknown as Record<string, unknown>;
+    });
+    await this.batchPut(this.tables.events, items, onProgress);
+  }
+
+  /** Newest trail events of one device first. */
+  async recentEvents(serial: string, limit = 20): Promise<DeviceEvent[]> {
+    const out = await this.doc.send(
+      new QueryCommand({
+        TableName: this.tables.events,
+        KeyConditionExpression: '#pk = :serial',
+        ExpressionAttributeNames: { '#pk': TABLES.events.partitionKey },
+        ExpressionAttributeValues: { ':serial': serial },
+        ScanIndexForward: false,
+        Limit: limit,
+      }),
+    );
+    return (out.Items ?? []) as DeviceEvent[];
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lots
+
+  /** Create a lot (status OK) unless it exists. Returns true when this call created it. */
+  async createLot(lot: string, opts: { requireAttestation: boolean }): Promise<boolean> {
+    const at = this.now().toISOString();
+    const item: Omit<LotRecord, 'claimCertificateIds'> = {
+      lot,
+      status: 'OK',
+      requireAttestation: opts.requireAttestation,
+      unitCount: 0,
+      createdAt: at,
+      updatedAt: at,
+    };
+    try {
+      // claimCertificateIds is a string set; DynamoDB has no empty sets, so it starts absent.
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tables.lots,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(#pk)',
+          ExpressionAttributeNames: { '#pk': TABLES.lots.partitionKey },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Add `delta` units to a lot's unitCount (atomic counter). */
+  async addLotUnits(lot: string, delta: number): Promise<void> {
+    if (delta === 0) return;
+    await this.updateExistingLot(lot, 'ADD #units :d SET #upd = :at', { '#units': 'unitCount' }, { ':d': delta });
+  }
+
+  /** Put a lot on HOLD (blocks enrollment of its remaining units). Returns the new record. */
+  async holdLot(lot: string, reason: string, actor: string): Promise<LotRecord> {
+    return this.updateExistingLot(
+      lot,
+      'SET #status = :hold, #reason = :reason, #actor = :actor, #since = :at, #upd = :at',
+      { '#status': 'status', '#reason': 'holdReason', '#actor': 'holdActor', '#since': 'heldAt' },
+      { ':hold': 'HOLD', ':reason': reason, ':actor': actor },
+    );
+  }
+
+  /** Release a lot from HOLD. Returns the new record. */
+  async releaseLot(lot: string, reason: string, actor: string): Promise<LotRecord> {
+    return this.updateExistingLot(
+      lot,
+      'SET #status = :ok, #rreason = :reason, #ractor = :actor, #rat = :at, #upd = :at REMOVE #hreason, #hactor, #since',
+      {
+        '#status': 'status',
+        '#rreason': 'releaseReason',
+        '#ractor': 'releaseActor',
+        '#rat': 'releasedAt',
+        '#hreason': 'holdReason',
+        '#hactor': 'holdActor',
+        '#since': 'heldAt',
+      },
+      { ':ok': 'OK', ':reason': reason, ':actor': actor },
+    );
+  }
+
+  /** Record a claim certificate id on the lot (string set ADD: idempotent). */
+  async addClaimCertificate(lot: string, certificateId: string): Promise<LotRecord> {
+    return this.updateExistingLot(lot, 'ADD #ids :ids SET #upd = :at', { '#ids': 'claimCertificateIds' }, {
+      ':ids': new Set([certificateId]),
+    });
+  }
+
+  /** Remove claim certificate ids from the lot (string set DELETE: idempotent). */
+  async removeClaimCertificates(lot: string, certificateIds: readonly string[]): Promise<LotRecord> {
+    if (certificateIds.length === 0) throw new Error('removeClaimCertificates needs at least one certificate id');
+    return this.updateExistingLot(lot, 'DELETE #ids :ids SET #upd = :at', { '#ids': 'claimCertificateIds' }, {
+      ':ids': new Set(certificateIds),
+    });
+  }
+
+  /**
+   * Every lot, sorted by name. The Lots table holds one small item per manufacturing lot
+   * (hundreds, not millions), so a paginated Scan is the right read here.
+   */
+  async listLots(): Promise<LotRecord[]> {
+    const lots: LotRecord[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(new ScanCommand({ TableName: this.tables.lots, ExclusiveStartKey: start }));
+      for (const item of out.Items ?? []) lots.push(normaliseLot(item));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return lots.sort((a, b) => a.lot.localeCompare(b.lot));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Enrollment view
+
+  /**
+   * Enrollment decisions with `since <= at < until`, oldest first: one paginated Query of the
+   * sparse `byEnrollmentDay` GSI per UTC day in the window.
+   */
+  async queryEnrollments(window: EnrollmentQuery): Promise<DeviceEvent[]> {
+    // Stored times are `toISOString()` strings, so bounds are normalised to the same form.
+    const q = { since: new Date(window.since).toISOString(), until: new Date(window.until).toISOString() };
+    const events: DeviceEvent[] = [];
+    for (const day of utcDays(q.since, q.until)) {
+      let start: Record<string, unknown> | undefined;
+      do {
+        const out = await this.doc.send(
+          new QueryCommand({
+            TableName: this.tables.events,
+            IndexName: TABLES.events.enrollmentIndex,
+            KeyConditionExpression: '#day = :day AND #at BETWEEN :since AND :until',
+            ExpressionAttributeNames: {
+              '#day': TABLES.events.enrollmentPartitionKey,
+              '#at': TABLES.events.enrollmentSortKey,
+            },
+            ExpressionAttributeValues: { ':day': day, ':since': q.since, ':until': q.until },
+            ExclusiveStartKey: start,
+          }),
+        );
+        for (const item of out.Items ?? []) {
+          const e = item as DeviceEvent;
+          if (e.at < q.until) events.push(e);
+        }
+        start = out.LastEvaluatedKey;
+      } while (start);
+    }
+    return events;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  private async updateExistingLot(
+    lot: string,
+    update: string,
+    names: Record<string, string>,
+    values: Record<string, unknown>,
+  ): Promise<LotRecord> {
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.lots,
+          Key: { [TABLES.lots.partitionKey]: lot },
+          UpdateExpression: update,
+          ConditionExpression: 'attribute_exists(#pk)',
+          ExpressionAttributeNames: { '#pk': TABLES.lots.partitionKey, '#upd': 'updatedAt', ...names },
+          ExpressionAttributeValues: { ':at': this.now().toISOString(), ...values },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return normaliseLot(out.Attributes ?? {});
+    } catch (err) {
+      if (isConditionFailure(err)) throw new LotNotFoundError(lot);
+      throw err;
+    }
+  }
+
+  private async batchPut(table: string, items: Record<string, unknown>[], onProgress?: ProgressCallback): Promise<void> {
+    let done = 0;
+    for (let i = 0; i < items.length; i += BATCH_WRITE_MAX) {
+      const chunk = items.slice(i, i + BATCH_WRITE_MAX);
+      let requests: WriteRequest[] = chunk.map((Item) => ({ PutRequest: { Item } }));
+      for (let attempt = 1; requests.length > 0; attempt += 1) {
+        if (attempt > this.maxAttempts) {
+          throw new BatchRetryExhaustedError('BatchWriteItem', requests.length, this.maxAttempts);
+        }
+        if (attempt > 1) await this.sleep(this.backoff(attempt - 1));
+        const out = await this.doc.send(new BatchWriteCommand({ RequestItems: { [table]: requests } }));
+        requests = (out.UnprocessedItems?.[table] as typeof requests | undefined) ?? [];
+      }
+      done += chunk.length;
+      onProgress?.(done);
+    }
+  }
+
+  /** Exponential backoff with full jitter. */
+  private backoff(retry: number): number {
+    const cap = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (retry - 1));
+    return Math.floor(cap / 2 + (Math.random() * cap) / 2);
+  }
+}
+
+/** Lot item as stored (claim ids as a string set, possibly absent) to {@link LotRecord}. */
+export function normaliseLot(item: Record<string, unknown>): LotRecord {
+  const ids = item.claimCertificateIds as Set<string> | string[] | undefined;
+  return {
+    ...(item as unknown as LotRecord),
+    claimCertificateIds: ids instanceof Set ? [...ids].sort() : [...(ids ?? [])].sort(),
+    unitCount: typeof item.unitCount === 'number' ? item.unitCount : 0,
+    requireAttestation: item.requireAttestation === true,
+  };
+}
+
+/** UTC days (YYYY-MM-DD) touched by the window [since, until). */
+export function utcDays(since: string, until: string): string[] {
+  const start = Date.parse(since.slice(0, 10) + 'T00:00:00.000Z');
+  const end = Date.parse(until);
+  const days: string[] = [];
+  for (let t = start; t < end; t += 86_400_000) days.push(new Date(t).toISOString().slice(0, 10));
+  return days;
+}
