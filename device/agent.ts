@@ -75,6 +75,11 @@ export interface AgentOptions {
   keepConnected?: boolean;
   /** Reuse an ownership token younger than this on retry. @default 3_300_000 (55 min, inside the 1 h validity) */
   ownershipTokenMaxAgeMs?: number;
+  /**
+   * Random delay in [0, startupJitterMs) before the first connect, so a powered-on pallet does not
+   * connect all at once. Not counted in `enrollMs`. @default 0
+   */
+  startupJitterMs?: number;
   /** Injectable randomness, sleep and clock (tests). */
   random?: RandomFn;
   sleep?: SleepFn;
@@ -231,6 +236,8 @@ export class DeviceAgent {
 
   /** Run enrollment end to end. Never throws for protocol outcomes. */
   async enroll(): Promise<EnrollmentResult> {
+    const jitter = this.options.startupJitterMs ?? 0;
+    if (jitter > 0) await this.sleep(Math.floor(this.random() * jitter));
     const started = this.now();
     const elapsed = () => this.now() - started;
     const reg = await this.provision();

@@ -53,6 +53,8 @@ export interface RunFleetOptions {
   clonesLast?: boolean;
   connectTimeoutMs?: number;
   responseTimeoutMs?: number;
+  /** Per-device random delay before its first connect (see AgentOptions). @default 0 */
+  startupJitterMs?: number;
   random?: RandomFn;
   sleep?: SleepFn;
   now?: () => number;
@@ -211,6 +213,7 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
         {
           format: 'enroll [{bar}] {value}/{total} | enrolled {enrolled} denied {denied} gaveUp {gaveUp}',
           hideCursor: true,
+          stream: process.stdout,
         },
         Presets.shades_classic,
       )
@@ -235,6 +238,7 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
         backoff: options.backoff,
         connectTimeoutMs: options.connectTimeoutMs,
         responseTimeoutMs: options.responseTimeoutMs,
+        startupJitterMs: options.startupJitterMs,
         topicPrefix: options.topicPrefix,
         lastWill: options.lastWill,
         certDir: options.certDir,

@@ -57,6 +57,8 @@ export interface SimulateOptions {
   lastWill?: boolean;
   /** Write issued certificates and keys here (mode 0600). */
   certDir?: string;
+  /** Per-device random delay before the first connect, in ms. @default 0 */
+  startupJitterMs?: number;
   /** @default 10000 */
   connectTimeoutMs?: number;
   /** @default 15000 */
@@ -151,6 +153,7 @@ export async function simulateAgainstEndpoint(options: SimulateOptions): Promise
     certDir: options.certDir,
     connectTimeoutMs: options.connectTimeoutMs,
     responseTimeoutMs: options.responseTimeoutMs,
+    startupJitterMs: options.startupJitterMs,
     progressBar: options.progressBar ?? 'auto',
     onProgress: options.onProgress,
     onEvent: options.onEvent,

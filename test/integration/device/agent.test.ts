@@ -238,6 +238,12 @@ test('a TLS-refused connection (claim from an unknown CA) is retried and ends in
   expect(iot.registerCalls).toHaveLength(0);
 });
 
+test('startup jitter delays the first connect by random * startupJitterMs', async () => {
+  const result = await agent(identity('SN000012'), { startupJitterMs: 1000, random: () => 0.25 }).enroll();
+  expect(result).toMatchObject({ outcome: 'enrolled', retries: 0 });
+  expect(sleeps).toEqual([250]);
+});
+
 async function waitFor(cond: () => boolean, tries = 200): Promise<void> {
   for (let i = 0; i < tries && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   if (!cond()) throw new Error('condition not met');
