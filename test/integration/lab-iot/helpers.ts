@@ -80,7 +80,13 @@ export function nextMessage(c: MqttClient, predicate: (topic: string) => boolean
 
 export function subscribe(c: MqttClient, filter: string | string[], qos: 0 | 1 = 1): Promise<number[]> {
   return new Promise((resolve, reject) =>
-    c.subscribe(filter, { qos }, (err, granted) => (err ? reject(err) : resolve((granted ?? []).map((g) => g.qos)))),
+    c.subscribe(filter, { qos }, (err, granted) => {
+      // mqtt.js reports a SUBACK failure (0x80) as an error carrying the SUBACK packet
+      const suback = (err as { packet?: { granted?: Array<number | { qos: number }> } } | null)?.packet?.granted;
+      if (err && suback) return resolve(suback.map((g) => (typeof g === 'number' ? g : g.qos)));
+      if (err) return reject(err);
+      resolve((granted ?? []).map((g) => g.qos));
+    }),
   );
 }
 
