@@ -1,0 +1,191 @@
+/**
+ * Evaluation of parsed rule SQL against one message. Follows AWS IoT SQL semantics for the
+ * subset: a missing field is Undefined (omitted from the result), comparisons of mismatched
+ * types are Undefined, and a WHERE that is not `true` does not match.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Expr, SqlStatement } from './sql';
+
+export interface MessageContext {
+  /** Topic the rule sees (Basic Ingest prefix removed). */
+  topic: string;
+  payload: Buffer;
+  clientId?: string;
+  principal?: string;
+  accountId: string;
+  /** Rules-engine receive time, epoch ms. */
+  timestamp: number;
+  traceId: string;
+}
+
+/** Parsed JSON payload, or undefined when the payload is not JSON. */
+export function parsePayload(payload: Buffer): unknown {
+  if (payload.length === 0) return undefined;
+  try {
+    return JSON.parse(payload.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+export interface EvalScope {
+  ctx: MessageContext;
+  doc: unknown;
+}
+
+function getPath(doc: unknown, path: (string | number)[]): unknown {
+  let cur: unknown = doc;
+  for (const p of path) {
+    if (cur === null || cur === undefined) return undefined;
+    if (typeof p === 'number') {
+      if (!Array.isArray(cur)) return undefined;
+      cur = cur[p];
+    } else {
+      if (typeof cur !== 'object' || Array.isArray(cur)) return undefined;
+      cur = (cur as Record<string, unknown>)[p];
+    }
+  }
+  return cur;
+}
+
+function compare(op: string, a: unknown, b: unknown): boolean | undefined {
+  if (a === undefined || b === undefined) return undefined;
+  if (op === '=' || op === '<>') {
+    if (typeof a !== typeof b || (a === null) !== (b === null)) return op === '<>' ? undefined : undefined;
+    const eq = typeof a === 'object' ? JSON.stringify(a) === JSON.stringify(b) : a === b;
+    return op === '=' ? eq : !eq;
+  }
+  if (!((typeof a === 'number' && typeof b === 'number') || (typeof a === 'string' && typeof b === 'string'))) return undefined;
+  switch (op) {
+    case '<':
+      return a < b;
+    case '>':
+      return a > b;
+    case '<=':
+      return a <= b;
+    default:
+      return a >= b;
+  }
+}
+
+function arithmetic(op: string, a: unknown, b: unknown): unknown {
+  if (op === '+' && typeof a === 'string' && typeof b === 'string') return a + b;
+  if (typeof a !== 'number' || typeof b !== 'number') return undefined;
+  switch (op) {
+    case '+':
+      return a + b;
+    case '-':
+      return a - b;
+    case '*':
+      return a * b;
+    case '/':
+      return b === 0 ? undefined : a / b;
+    default:
+      return b === 0 ? undefined : a % b;
+  }
+}
+
+function call(name: string, args: unknown[], scope: EvalScope, raw: Expr[]): unknown {
+  const { ctx } = scope;
+  switch (name) {
+    case 'topic': {
+      if (args.length === 0) return ctx.topic;
+      const n = args[0];
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) return undefined;
+      return ctx.topic.split('/')[n - 1];
+    }
+    case 'timestamp':
+      return ctx.timestamp;
+    case 'clientid':
+      return ctx.clientId ?? 'n/a';
+    case 'principal':
+      return ctx.principal;
+    case 'newuuid':
+      return randomUUID();
+    case 'accountid':
+      return ctx.accountId;
+    case 'traceid':
+      return ctx.traceId;
+    case 'lower':
+      return typeof args[0] === 'string' ? args[0].toLowerCase() : undefined;
+    case 'upper':
+      return typeof args[0] === 'string' ? args[0].toUpperCase() : undefined;
+    case 'get_or_default':
+      return args[0] === undefined ? evaluate(raw[1], scope) : args[0];
+    default:
+      throw new Error(`function ${name}() is not implemented`);
+  }
+}
+
+export function evaluate(expr: Expr, scope: EvalScope): unknown {
+  switch (expr.kind) {
+    case 'lit':
+      return expr.value;
+    case 'path':
+      return getPath(scope.doc, expr.path);
+    case 'call':
+      return call(
+        expr.name,
+        expr.name === 'get_or_default' ? [evaluate(expr.args[0], scope)] : expr.args.map((a) => evaluate(a, scope)),
+        scope,
+        expr.args,
+      );
+    case 'not': {
+      const v = evaluate(expr.expr, scope);
+      return typeof v === 'boolean' ? !v : undefined;
+    }
+    case 'neg': {
+      const v = evaluate(expr.expr, scope);
+      return typeof v === 'number' ? -v : undefined;
+    }
+    case 'bin': {
+      if (expr.op === 'AND') {
+        const a = evaluate(expr.left, scope);
+        if (a === false) return false;
+        const b = evaluate(expr.right, scope);
+        if (b === false) return false;
+        return a === true && b === true ? true : undefined;
+      }
+      if (expr.op === 'OR') {
+        const a = evaluate(expr.left, scope);
+        if (a === true) return true;
+        const b = evaluate(expr.right, scope);
+        if (b === true) return true;
+        return a === false && b === false ? false : undefined;
+      }
+      const a = evaluate(expr.left, scope);
+      const b = evaluate(expr.right, scope);
+      if (['=', '<>', '<', '>', '<=', '>='].includes(expr.op)) return compare(expr.op, a, b);
+      return arithmetic(expr.op, a, b);
+    }
+  }
+}
+
+/** Result of running a statement: no match, or the SELECT output (JSON object, or raw bytes for `SELECT *` on a non-JSON payload). */
+export type RuleOutput = { matched: false } | { matched: true; json?: Record<string, unknown>; binary?: Buffer };
+
+/** Run WHERE then SELECT for one message (the FROM filter is checked by the caller). */
+export function runStatement(stmt: SqlStatement, ctx: MessageContext, doc: unknown = parsePayload(ctx.payload)): RuleOutput {
+  const scope: EvalScope = { ctx, doc };
+  if (stmt.where && evaluate(stmt.where, scope) !== true) return { matched: false };
+  const onlyStar = stmt.select.length === 1 && stmt.select[0].kind === 'star';
+  // `SELECT *` of a payload that is not a JSON object passes the bytes through unchanged.
+  if (onlyStar && (doc === undefined || typeof doc !== 'object' || doc === null || Array.isArray(doc))) {
+    return { matched: true, binary: ctx.payload };
+  }
+  const out: Record<string, unknown> = {};
+  for (const p of stmt.select) {
+    if (p.kind === 'star') {
+      if (doc && typeof doc === 'object' && !Array.isArray(doc)) Object.assign(out, doc);
+      continue;
+    }
+    const v = evaluate(p.expr, scope);
+    if (v !== undefined) out[p.name] = v;
+  }
+  return { matched: true, json: out };
+}
+
+/** Bytes an action sends for a rule output (JSON text, or the raw payload). */
+export function outputBytes(out: { json?: Record<string, unknown>; binary?: Buffer }): Buffer {
+  return out.binary ?? Buffer.from(JSON.stringify(out.json ?? {}));
+}

@@ -1,0 +1,32 @@
+/**
+ * Substitution templates in rule action fields (`${topic(3)}`, `${clientid()}`, `${field}`),
+ * per the AWS IoT docs: each `${expression}` is evaluated against the original message (not the
+ * SELECT output, so aliases are not visible) and replaced by its text.
+ */
+import { evaluate, type MessageContext } from './evaluate';
+import { parseExpression, type Expr } from './sql';
+
+export type CompiledTemplate = (ctx: MessageContext, doc: unknown) => string;
+
+/** Compile a template; throws SqlError for an unsupported expression. */
+export function compileTemplate(template: string): CompiledTemplate {
+  const parts: (string | Expr)[] = [];
+  let last = 0;
+  const re = /\$\{([^}]*)\}/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(template))) {
+    parts.push(template.slice(last, m.index));
+    parts.push(parseExpression(m[1]));
+    last = m.index + m[0].length;
+  }
+  parts.push(template.slice(last));
+  return (ctx, doc) =>
+    parts
+      .map((p) => {
+        if (typeof p === 'string') return p;
+        const v = evaluate(p, { ctx, doc });
+        if (v === undefined) return '';
+        return typeof v === 'object' ? JSON.stringify(v) : String(v);
+      })
+      .join('');
+}

@@ -1,0 +1,326 @@
+/**
+ * The lab runtime: what `cdk.out` declares, running on loopback.
+ *
+ *   const lab = await startLabRuntime();             // synthesizes first if cdk.out is stale
+ *   lab.summary().forEach((l) => console.log(l));
+ *   process.env = { ...process.env, ...lab.env };    // fleet CLI / SDK against the lab
+ *   await lab.invoke('ProvisioningTemplate0Hook…', event);
+ *   await lab.idle();                                 // rules and what they triggered are done
+ *   lab.deadLetters();                                // what rule error actions delivered
+ *   await lab.stop();
+ *
+ * Start order: emulators (dynalite, kinesalite) → Lambda runner → IoT Core (lab/iot, given the
+ * runner as its Lambda invoker) → topology (tables, streams, queues, IoT registry, functions,
+ * permissions, topic rules, schedules, event-source mappings) → rules engine subscribed to
+ * every message the broker accepts (device publishes, presence events, server publishes).
+ */
+import { join, resolve as resolvePath } from 'node:path';
+import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
+import { RulesEngine, type RuleStats } from '../rules/engine';
+import { ensureCloudAssembly, type CloudAssembly } from './cdk-out';
+import { startEmulators } from './emulators';
+import { checkInvokePermission } from './handlers/lambda';
+import type { ResourceHandler } from './handlers/types';
+import type { IotCoreLike, StartIotCoreOptions } from './iot-core';
+import { LabKinesis } from './kinesis-client';
+import { LambdaRunner, type FunctionStats } from './lambda-runner';
+import { QueueStore, type QueueMessage } from './queues';
+import { buildTopology, DEFAULT_HANDLERS, handlerRegistry, type Topology } from './topology';
+
+export type LabLog = (e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
+
+export interface LabRuntimeOptions {
+  /** Project root (holds cdk.json). @default process.cwd() */
+  projectDir?: string;
+  /** Cloud assembly directory, relative to projectDir. @default 'cdk.out' */
+  cdkOut?: string;
+  /** Synthesize when cdk.out is stale. @default true */
+  synth?: boolean;
+  /** How to synthesize: run the app directly (fast) or through the CDK CLI. @default 'direct' */
+  synthMode?: 'direct' | 'cli';
+  /** An already loaded assembly (skips locating and synthesizing). */
+  assembly?: CloudAssembly;
+  /** Only these stacks. @default all stacks of the assembly */
+  stacks?: string[];
+  /** Template parameter values (override defaults). */
+  parameters?: Record<string, unknown>;
+  /** @default 'us-east-1' */
+  region?: string;
+  /** @default '123456789012' */
+  accountId?: string;
+  /** Enforce the RegisterThing quota (transactions per second). @default off */
+  registerThingTps?: number;
+  log?: LabLog;
+  /**
+   * The IoT Core emulation: an instance (tests), a factory, or default: lab/iot's
+   * startIotCore. The runtime stops it in stop() either way.
+   */
+  iotCore?: IotCoreLike | ((opts: StartIotCoreOptions) => Promise<IotCoreLike>);
+  /** Working directory for logs and generated files. @default '<projectDir>/.lab' */
+  labDir?: string;
+  /** Per-function log files directory; `false` disables files. @default '<labDir>/logs' */
+  logDir?: string | false;
+  /** Every line a function logs (START/END/REPORT included). */
+  onFunctionLog?: (functionName: string, line: string) => void;
+  /** `timers`: rate() schedules run on their interval; `manual`: only via fireSchedule(). @default 'timers' */
+  schedules?: 'timers' | 'manual';
+  /** Lambda rule action invocation type (see rules/engine.ts). @default 'event' */
+  lambdaInvocation?: 'event' | 'request-response';
+  /** Extra or replacement resource handlers. */
+  handlers?: ResourceHandler[];
+  /** Extra AWS_ENDPOINT_URL_* for functions, keyed by service (e.g. { IOT_DATA_PLANE: url }). */
+  extraEndpoints?: Record<string, string>;
+}
+
+export interface LabEndpoints {
+  dynamodb: string;
+  kinesis: string;
+  /** IoT control plane (AWS_ENDPOINT_URL_IOT). */
+  iot: string;
+  mqtt: { host: string; port: number; caPem: string };
+}
+
+export interface LabStats {
+  functions: FunctionStats[];
+  rules: RuleStats[];
+  queues: { name: string; depth: number }[];
+  iot: unknown;
+}
+
+export interface LabRuntime {
+  endpoints: LabEndpoints;
+  /** Variables to export so the fleet CLI / AWS SDK use the lab (endpoints, dummy credentials, resource names). */
+  env: Record<string, string>;
+  topology: Topology;
+  iot: IotCoreLike;
+  runner: LambdaRunner;
+  rules: RulesEngine;
+  queues: QueueStore;
+  /** Synchronous (RequestResponse) invoke by ARN, name or logical id. */
+  invoke(functionRef: string, event: unknown): Promise<unknown>;
+  /** Messages in the stack's queues (the rules' error actions deliver there); optionally one queue by name, URL, ARN or logical id. */
+  deadLetters(queue?: string): QueueMessage[];
+  /** Run a schedule's targets now (by logical id or rule name). */
+  fireSchedule(ref: string): Promise<unknown[]>;
+  /** Resolves when every rule execution started so far, and what it triggered, has finished. */
+  idle(): Promise<void>;
+  stats(): LabStats;
+  summary(): string[];
+  timings: { synthMs: number; startMs: number };
+  stop(): Promise<void>;
+}
+
+/** Environment variables for the fleet CLI: output name → variable, as cli/context.ts resolves them. */
+const OUTPUT_ENV: Record<string, string> = {
+  DevicesTableName: 'FLEET_DEVICES_TABLE',
+  LotsTableName: 'FLEET_LOTS_TABLE',
+  EventsTableName: 'FLEET_EVENTS_TABLE',
+  ThingNamePrefix: 'FLEET_THING_PREFIX',
+  DevicePolicyName: 'FLEET_DEVICE_POLICY',
+  ProvisioningTemplates: 'FLEET_PROVISIONING_TEMPLATES',
+};
+
+async function defaultIotCore(opts: StartIotCoreOptions): Promise<IotCoreLike> {
+  const mod = (await import('../iot')) as { startIotCore(o: StartIotCoreOptions): Promise<IotCoreLike> };
+  return mod.startIotCore(opts);
+}
+
+export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<LabRuntime> {
+  const started = Date.now();
+  const projectDir = resolvePath(opts.projectDir ?? process.cwd());
+  const region = opts.region ?? 'us-east-1';
+  const accountId = opts.accountId ?? '123456789012';
+  const labDir = resolvePath(projectDir, opts.labDir ?? '.lab');
+  const log: LabLog = opts.log ?? (() => undefined);
+  const stoppers: (() => Promise<void> | void)[] = [];
+  const stopAll = async (): Promise<void> => {
+    for (const s of stoppers.splice(0).reverse()) {
+      try {
+        await s();
+      } catch (e) {
+        log({ level: 'warn', msg: 'error while stopping the lab', error: (e as Error).message });
+      }
+    }
+  };
+
+  try {
+    let synthMs = 0;
+    let assembly = opts.assembly;
+    if (!assembly) {
+      const loaded = await ensureCloudAssembly({
+        projectDir,
+        cdkOut: opts.cdkOut,
+        synth: opts.synth,
+        mode: opts.synthMode,
+        log: (msg) => log({ level: 'info', msg }),
+      });
+      assembly = loaded.assembly;
+      synthMs = loaded.synthMs;
+    }
+    const emulators = await startEmulators();
+    stoppers.push(() => emulators.stop());
+    const dynamodb = new DynamoDBClient({
+      endpoint: emulators.dynamodb,
+      region,
+      credentials: { accessKeyId: 'lab', secretAccessKey: 'lab' },
+    });
+    stoppers.push(() => dynamodb.destroy());
+    const kinesis = new LabKinesis(emulators.kinesis, region);
+    const queues = new QueueStore();
+
+    // The IoT control plane URL is known only once IoT Core is up; functions start lazily,
+    // so the runner reads the endpoint map at first invocation.
+    const endpointMap: Record<string, string> = { DYNAMODB: emulators.dynamodb, KINESIS: emulators.kinesis, ...(opts.extraEndpoints ?? {}) };
+    const runner = new LambdaRunner({
+      region,
+      accountId,
+      endpoints: endpointMap,
+      logDir: opts.logDir === false ? undefined : resolvePath(labDir, opts.logDir ?? 'logs'),
+      onLog: opts.onFunctionLog,
+    });
+    stoppers.push(() => runner.stop());
+
+    const iotOpts: StartIotCoreOptions = {
+      region,
+      accountId,
+      invokeLambda: (arn, event) => runner.invoke(arn, event),
+      registerThingTps: opts.registerThingTps,
+      log,
+    };
+    const iot = typeof opts.iotCore === 'function' ? await opts.iotCore(iotOpts) : (opts.iotCore ?? (await defaultIotCore(iotOpts)));
+    stoppers.push(() => iot.stop());
+    endpointMap.IOT = iot.controlPlaneUrl;
+
+    let permissions: Topology['permissions'] = [];
+    const rules = new RulesEngine({
+      accountId,
+      region,
+      invokeLambda: (arn, event) => runner.invoke(arn, event),
+      checkLambdaInvoke: (arn, ruleArn) => {
+        const fn = runner.resolve(arn);
+        if (!fn) return `ResourceNotFoundException: Function not found: ${arn}`;
+        return checkInvokePermission(permissions, fn, 'iot.amazonaws.com', ruleArn, accountId);
+      },
+      publish: (topic, payload) => iot.publish(topic, payload),
+      kinesisPutRecord: async (stream, pk, data) => {
+        await kinesis.putRecord(stream, pk, data);
+      },
+      sqsSendMessage: async (url, body, meta) => {
+        queues.send(url, body, `rule:${meta.ruleName}`);
+      },
+      dynamoPutItem: async (table, item) => {
+        await dynamodb.send(new PutItemCommand({ TableName: table, Item: item as never }));
+      },
+      log,
+      lambdaInvocation: opts.lambdaInvocation,
+    });
+
+    const { topology, stoppers: bg } = await buildTopology({
+      assembly,
+      region,
+      accountId,
+      labDir,
+      dynamodb,
+      kinesis,
+      iot,
+      runner,
+      rules,
+      queues,
+      handlers: handlerRegistry([...DEFAULT_HANDLERS, ...(opts.handlers ?? [])]),
+      parameters: opts.parameters,
+      stacks: opts.stacks,
+      log,
+    });
+    stoppers.push(...bg);
+    permissions = topology.permissions;
+
+    // Timers for rate() schedules.
+    if ((opts.schedules ?? 'timers') === 'timers') {
+      for (const s of topology.schedules) {
+        if (!s.enabled || !s.everyMs) continue;
+        const t = setInterval(() => {
+          s.fire().catch((e: Error) => log({ level: 'warn', msg: 'scheduled invocation failed', schedule: s.name, error: e.message }));
+        }, s.everyMs);
+        t.unref();
+        stoppers.push(() => clearInterval(t));
+      }
+    }
+
+    let accepting = true;
+    stoppers.push(() => {
+      accepting = false;
+    });
+    iot.onMessage((m) => {
+      if (!accepting) return;
+      rules.handleMessage(m).catch((e: Error) => log({ level: 'error', msg: 'rules engine failed on a message', topic: m.topic, error: e.message }));
+    });
+
+    const endpoints: LabEndpoints = { dynamodb: emulators.dynamodb, kinesis: emulators.kinesis, iot: iot.controlPlaneUrl, mqtt: iot.mqtt };
+    const env: Record<string, string> = {
+      AWS_REGION: region,
+      AWS_DEFAULT_REGION: region,
+      AWS_ACCESS_KEY_ID: 'lab',
+      AWS_SECRET_ACCESS_KEY: 'lab',
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+      AWS_ENDPOINT_URL_KINESIS: endpoints.kinesis,
+      AWS_ENDPOINT_URL_IOT: endpoints.iot,
+      FLEET_STACK_NAME: topology.stacks[0],
+    };
+    for (const [output, variable] of Object.entries(OUTPUT_ENV)) {
+      const v = topology.outputs[output];
+      if (v !== undefined) env[variable] = typeof v === 'string' ? v : JSON.stringify(v);
+    }
+
+    const startMs = Date.now() - started;
+    const summary = (): string[] => [
+      `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
+      ...topology.summary,
+      ...(opts.logDir === false ? [] : [`function logs: ${join(labDir, typeof opts.logDir === 'string' ? opts.logDir : 'logs')}`]),
+    ];
+    log({ level: 'info', msg: 'lab runtime started', startMs, synthMs, unsupported: topology.unsupported.length });
+
+    return {
+      endpoints,
+      env,
+      topology,
+      iot,
+      runner,
+      rules,
+      queues,
+      invoke: (fn, event) => runner.invoke(fn, event),
+      deadLetters: (queue) => {
+        if (!queue) return queues.messages();
+        const q = topology.queues[queue] ?? queues.find(queue);
+        return q ? queues.messages(q.name) : [];
+      },
+      fireSchedule: (ref) => {
+        const s = topology.schedules.find((x) => x.logicalId === ref || x.name === ref);
+        if (!s) return Promise.reject(new Error(`no schedule ${ref}`));
+        return s.fire();
+      },
+      idle: () => rules.idle(),
+      stats: () => ({
+        functions: runner.stats(),
+        rules: rules.stats(),
+        queues: queues.list().map((q) => ({ name: q.name, depth: q.depth })),
+        iot: iot.stats(),
+      }),
+      summary,
+      timings: { synthMs, startMs },
+      stop: stopAll,
+    };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+export type { CloudAssembly } from './cdk-out';
+export { ensureCloudAssembly, isStale, loadCloudAssembly, synthesize } from './cdk-out';
+export type { IotCoreLike, IotMessage } from './iot-core';
+export { LambdaFunctionError, LambdaServiceError } from './lambda-runner';
+export type { QueueMessage } from './queues';
+export type { Topology, TopologyResource } from './topology';
+export type { ResourceHandler } from './handlers/types';

@@ -1,0 +1,92 @@
+/**
+ * A minimal Kinesis JSON-protocol client for the lab's own calls to the Kinesis emulator
+ * (create stream, put record, read shards). HTTP/1.1, unsigned but with the header shape the
+ * emulator checks. Lambda code uses the real SDK client through AWS_ENDPOINT_URL_KINESIS.
+ */
+import { request } from 'node:http';
+
+export class KinesisError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+export interface KinesisRecord {
+  SequenceNumber: string;
+  ApproximateArrivalTimestamp: number;
+  Data: string;
+  PartitionKey: string;
+}
+
+export class LabKinesis {
+  constructor(
+    readonly endpoint: string,
+    readonly region = 'us-east-1',
+  ) {}
+
+  call<T = Record<string, unknown>>(operation: string, body: Record<string, unknown>): Promise<T> {
+    const url = new URL(this.endpoint);
+    const data = Buffer.from(JSON.stringify(body));
+    const date = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          method: 'POST',
+          path: '/',
+          headers: {
+            'content-type': 'application/x-amz-json-1.1',
+            'content-length': data.length,
+            'x-amz-target': `Kinesis_20131202.${operation}`,
+            'x-amz-date': date,
+            authorization: `AWS4-HMAC-SHA256 Credential=lab/${date.slice(0, 8)}/${this.region}/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=lab`,
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            const parsed = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+            if ((res.statusCode ?? 500) >= 400) {
+              const type = String(parsed.__type ?? 'KinesisError').replace(/^.*#/, '');
+              reject(new KinesisError(type, String(parsed.message ?? parsed.Message ?? text)));
+            } else resolve(parsed as T);
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(data);
+    });
+  }
+
+  createStream(name: string, shardCount: number): Promise<unknown> {
+    return this.call('CreateStream', { StreamName: name, ShardCount: shardCount });
+  }
+
+  putRecord(stream: string, partitionKey: string, data: Buffer): Promise<{ ShardId: string; SequenceNumber: string }> {
+    return this.call('PutRecord', { StreamName: stream, PartitionKey: partitionKey, Data: data.toString('base64') });
+  }
+
+  async listShardIds(stream: string): Promise<string[]> {
+    const out = await this.call<{ StreamDescription: { Shards: { ShardId: string }[] } }>('DescribeStream', { StreamName: stream });
+    return out.StreamDescription.Shards.map((s) => s.ShardId);
+  }
+
+  async shardIterator(stream: string, shardId: string, type: 'TRIM_HORIZON' | 'LATEST'): Promise<string> {
+    const out = await this.call<{ ShardIterator: string }>('GetShardIterator', {
+      StreamName: stream,
+      ShardId: shardId,
+      ShardIteratorType: type,
+    });
+    return out.ShardIterator;
+  }
+
+  getRecords(iterator: string, limit: number): Promise<{ Records: KinesisRecord[]; NextShardIterator?: string; MillisBehindLatest?: number }> {
+    return this.call('GetRecords', { ShardIterator: iterator, Limit: limit });
+  }
+}

@@ -1,0 +1,366 @@
+/**
+ * Builds the lab from the cloud assembly: every resource of every stack goes through the
+ * handler registered for its CloudFormation type (see ./handlers). Adding a type is one small
+ * handler module plus one line in {@link DEFAULT_HANDLERS}. Types without a handler are listed
+ * as UNSUPPORTED in the summary, never silently ignored.
+ */
+import { createHash } from 'node:crypto';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { RulesEngine } from '../rules/engine';
+import type { CfnResource, CloudAssembly, StackArtifact } from './cdk-out';
+import { acknowledgedHandlers } from './handlers/acknowledged';
+import { dynamodbTableHandler } from './handlers/dynamodb';
+import { eventSourceMappingHandler } from './handlers/event-source-mapping';
+import { eventsRuleHandler } from './handlers/events';
+import { iotPolicyHandler, iotProvisioningTemplateHandler, iotThingGroupHandler, iotThingTypeHandler, iotTopicRuleHandler } from './handlers/iot';
+import { lambdaFunctionHandler, lambdaPermissionHandler } from './handlers/lambda';
+import { kinesisStreamHandler } from './handlers/kinesis';
+import { sqsQueueHandler } from './handlers/sqs';
+import type { CreateResult, HandlerContext, LambdaPermission, NamingContext, ResourceHandler } from './handlers/types';
+import { evaluateCondition, IntrinsicError, parameterValues, resolve, type IntrinsicContext } from './intrinsics';
+import type { IotCoreLike } from './iot-core';
+import type { LabKinesis } from './kinesis-client';
+import type { LambdaRunner } from './lambda-runner';
+import type { QueueInfo, QueueStore } from './queues';
+
+export const DEFAULT_HANDLERS: ResourceHandler[] = [
+  dynamodbTableHandler,
+  kinesisStreamHandler,
+  sqsQueueHandler,
+  iotPolicyHandler,
+  iotThingTypeHandler,
+  iotThingGroupHandler,
+  iotProvisioningTemplateHandler,
+  iotTopicRuleHandler,
+  lambdaFunctionHandler,
+  lambdaPermissionHandler,
+  eventsRuleHandler,
+  eventSourceMappingHandler,
+  ...acknowledgedHandlers,
+];
+
+/** Map CloudFormation type → handler. Later entries override earlier ones. */
+export function handlerRegistry(handlers: ResourceHandler[] = DEFAULT_HANDLERS): Map<string, ResourceHandler> {
+  const m = new Map<string, ResourceHandler>();
+  for (const h of handlers) for (const t of h.types) m.set(t, h);
+  return m;
+}
+
+export type ResourceStatus = CreateResult['status'] | 'skipped';
+
+export interface TopologyResource {
+  stackName: string;
+  logicalId: string;
+  type: string;
+  physicalName: string;
+  status: ResourceStatus;
+  detail?: string;
+}
+
+export interface ScheduleRecord {
+  logicalId: string;
+  name: string;
+  expression: string;
+  enabled: boolean;
+  /** Interval for rate() schedules; undefined for cron(). */
+  everyMs?: number;
+  fire(): Promise<unknown[]>;
+}
+
+export interface EventSourceMappingRecord {
+  logicalId: string;
+  source: string;
+  functionArn: string;
+}
+
+export interface Topology {
+  stacks: string[];
+  resources: TopologyResource[];
+  /** Physical name (or id) the lab assigned, by logical id. */
+  physicalNames: Record<string, string>;
+  /** Table names by logical id. */
+  tables: Record<string, string>;
+  streams: Record<string, string>;
+  functions: Record<string, { name: string; arn: string }>;
+  queues: Record<string, QueueInfo>;
+  /** Topic rule names by logical id. */
+  rules: Record<string, string>;
+  policies: Record<string, string>;
+  thingGroups: Record<string, string>;
+  thingTypes: Record<string, string>;
+  provisioningTemplates: Record<string, string>;
+  schedules: ScheduleRecord[];
+  eventSourceMappings: EventSourceMappingRecord[];
+  permissions: LambdaPermission[];
+  /** Stack outputs, resolved against the lab (output name → value). */
+  outputs: Record<string, unknown>;
+  unsupported: TopologyResource[];
+  summary: string[];
+}
+
+export interface TopologyDeps {
+  assembly: CloudAssembly;
+  region: string;
+  accountId: string;
+  labDir: string;
+  dynamodb: DynamoDBClient;
+  kinesis: LabKinesis;
+  iot: IotCoreLike;
+  runner: LambdaRunner;
+  rules: RulesEngine;
+  queues: QueueStore;
+  handlers?: Map<string, ResourceHandler>;
+  /** Parameter values by name (override template defaults). */
+  parameters?: Record<string, unknown>;
+  /** Only these stacks (by stack name or artifact id); default all. */
+  stacks?: string[];
+  log?: (e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
+}
+
+const SUFFIX_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+
+/** CloudFormation-style generated name: `<stack>-<logicalId>-<13 chars>`, deterministic. */
+export function generatedName(stackName: string, logicalId: string, maxLength = 128): string {
+  const digest = createHash('sha256').update(`${stackName}/${logicalId}`).digest();
+  let suffix = '';
+  for (let i = 0; i < 13; i++) suffix += SUFFIX_ALPHABET[digest[i] % SUFFIX_ALPHABET.length];
+  const head = `${stackName}-${logicalId}`.slice(0, Math.max(1, maxLength - suffix.length - 1));
+  return `${head}-${suffix}`;
+}
+
+function genericArn(type: string, c: NamingContext, name: string): string {
+  const [, service, kind] = type.split('::');
+  return `arn:aws:${(service ?? 'unknown').toLowerCase()}:${c.region}:${c.accountId}:${(kind ?? 'resource').toLowerCase()}/${name}`;
+}
+
+interface StackState {
+  stack: StackArtifact;
+  naming: (logicalId: string) => NamingContext;
+  ictx: IntrinsicContext;
+  nameOf(logicalId: string): string;
+}
+
+function stackState(stack: StackArtifact, deps: TopologyDeps, registry: Map<string, ResourceHandler>, warn: (m: string) => void): StackState {
+  const resources = stack.template.Resources ?? {};
+  const names = new Map<string, string>();
+  const inProgress = new Set<string>();
+  const naming = (logicalId: string): NamingContext => ({ region: deps.region, accountId: deps.accountId, stackName: stack.stackName, logicalId });
+  const state = {} as StackState;
+  const nameOf = (logicalId: string): string => {
+    const cached = names.get(logicalId);
+    if (cached) return cached;
+    const res = resources[logicalId];
+    const handler = registry.get(res.Type);
+    if (inProgress.has(logicalId)) throw new IntrinsicError(`circular name reference through ${logicalId}`, logicalId);
+    inProgress.add(logicalId);
+    let name: string;
+    const explicit = handler?.nameProperty ? res.Properties?.[handler.nameProperty] : undefined;
+    if (explicit !== undefined) name = String(resolve(explicit, state.ictx, `${logicalId}.Properties.${handler?.nameProperty}`));
+    else {
+      name = generatedName(stack.stackName, logicalId, handler?.maxNameLength ?? 128);
+      if (handler?.sanitizeName) name = handler.sanitizeName(name, res.Properties ?? {});
+    }
+    inProgress.delete(logicalId);
+    names.set(logicalId, name);
+    return name;
+  };
+  state.stack = stack;
+  state.naming = naming;
+  state.nameOf = nameOf;
+  state.ictx = {
+    region: deps.region,
+    accountId: deps.accountId,
+    stackName: stack.stackName,
+    parameters: parameterValues(stack.template.Parameters, deps.parameters),
+    conditions: stack.template.Conditions,
+    ref(logicalId) {
+      const res = resources[logicalId];
+      if (!res) return undefined;
+      const h = registry.get(res.Type);
+      const name = nameOf(logicalId);
+      return h?.ref ? h.ref(name, naming(logicalId), res.Properties ?? {}) : name;
+    },
+    getAtt(logicalId, attribute) {
+      const res = resources[logicalId];
+      if (!res) return undefined;
+      const h = registry.get(res.Type);
+      const name = nameOf(logicalId);
+      const attrs = h?.attributes?.(name, naming(logicalId), res.Properties ?? {}) ?? {};
+      if (attrs[attribute] !== undefined) return attrs[attribute];
+      if (!h && attribute === 'Arn') return genericArn(res.Type, naming(logicalId), name);
+      warn(`Fn::GetAtt ${logicalId}.${attribute} (${res.Type}) has no lab value; using a placeholder`);
+      return `lab-placeholder:${logicalId}.${attribute}`;
+    },
+  };
+  return state;
+}
+
+/** Create everything the assembly declares; returns the topology and the stoppers of background tasks. */
+export async function buildTopology(deps: TopologyDeps): Promise<{ topology: Topology; stoppers: (() => Promise<void> | void)[] }> {
+  const registry = deps.handlers ?? handlerRegistry();
+  const log = deps.log ?? (() => undefined);
+  const stoppers: (() => Promise<void> | void)[] = [];
+  const warnings = new Set<string>();
+  const topology: Topology = {
+    stacks: [],
+    resources: [],
+    physicalNames: {},
+    tables: {},
+    streams: {},
+    functions: {},
+    queues: {},
+    rules: {},
+    policies: {},
+    thingGroups: {},
+    thingTypes: {},
+    provisioningTemplates: {},
+    schedules: [],
+    eventSourceMappings: [],
+    permissions: [],
+    outputs: {},
+    unsupported: [],
+    summary: [],
+  };
+  const stacks = deps.assembly.stacks.filter((s) => !deps.stacks || deps.stacks.includes(s.stackName) || deps.stacks.includes(s.id));
+  if (stacks.length === 0) throw new Error(`no stacks to load from ${deps.assembly.dir}`);
+
+  for (const stack of stacks) {
+    topology.stacks.push(stack.stackName);
+    const st = stackState(stack, deps, registry, (m) => warnings.add(m));
+    const entries = Object.entries(stack.template.Resources ?? {}) as [string, CfnResource][];
+    const order = entries
+      .map(([id, res], i) => ({ id, res, i, phase: registry.get(res.Type)?.phase ?? 100 }))
+      .sort((a, b) => a.phase - b.phase || a.i - b.i);
+    for (const { id, res } of order) {
+      const handler = registry.get(res.Type);
+      const entry: TopologyResource = { stackName: stack.stackName, logicalId: id, type: res.Type, physicalName: '', status: 'unsupported' };
+      topology.resources.push(entry);
+      if (res.Condition && !evaluateCondition(st.ictx, res.Condition)) {
+        entry.status = 'skipped';
+        entry.detail = `condition ${res.Condition} is false`;
+        continue;
+      }
+      entry.physicalName = st.nameOf(id);
+      topology.physicalNames[id] = entry.physicalName;
+      if (!handler) {
+        entry.detail = 'no lab handler for this type';
+        continue;
+      }
+      let properties: Record<string, unknown>;
+      try {
+        properties = resolve(res.Properties ?? {}, st.ictx, `${id}.Properties`) as Record<string, unknown>;
+      } catch (e) {
+        throw new Error(`resource ${id} (${res.Type}): ${(e as Error).message}`);
+      }
+      const ctx: HandlerContext = {
+        ...st.naming(id),
+        physicalName: entry.physicalName,
+        properties,
+        assembly: deps.assembly,
+        stack,
+        labDir: deps.labDir,
+        dynamodb: deps.dynamodb,
+        kinesis: deps.kinesis,
+        iot: deps.iot,
+        runner: deps.runner,
+        rules: deps.rules,
+        queues: deps.queues,
+        permissions: topology.permissions,
+        addStopper: (s) => stoppers.push(s),
+        log,
+        record: (kind, r) => {
+          if (kind === 'schedule') topology.schedules.push(r as unknown as ScheduleRecord);
+          else topology.eventSourceMappings.push(r as unknown as EventSourceMappingRecord);
+        },
+        invoke: (fn, event) => deps.runner.invoke(fn, event),
+      };
+      let result: CreateResult;
+      try {
+        result = await handler.create(ctx);
+      } catch (e) {
+        const err = e as Error;
+        throw new Error(`lab start failed at ${id} (${res.Type}): ${err.message}`, { cause: err });
+      }
+      entry.status = result.status;
+      entry.detail = result.detail;
+      if (result.status === 'unsupported') continue;
+      const name = entry.physicalName;
+      switch (res.Type) {
+        case 'AWS::DynamoDB::Table':
+        case 'AWS::DynamoDB::GlobalTable':
+          topology.tables[id] = name;
+          break;
+        case 'AWS::Kinesis::Stream':
+          topology.streams[id] = name;
+          break;
+        case 'AWS::Lambda::Function':
+          topology.functions[id] = { name, arn: String(st.ictx.getAtt(id, 'Arn')) };
+          break;
+        case 'AWS::SQS::Queue':
+          topology.queues[id] = deps.queues.find(name) as QueueInfo;
+          break;
+        case 'AWS::IoT::TopicRule':
+          topology.rules[id] = name;
+          break;
+        case 'AWS::IoT::Policy':
+          topology.policies[id] = name;
+          break;
+        case 'AWS::IoT::ThingGroup':
+          topology.thingGroups[id] = name;
+          break;
+        case 'AWS::IoT::ThingType':
+          topology.thingTypes[id] = name;
+          break;
+        case 'AWS::IoT::ProvisioningTemplate':
+          topology.provisioningTemplates[id] = name;
+          break;
+        default:
+          break;
+      }
+    }
+    for (const [name, out] of Object.entries(stack.template.Outputs ?? {})) {
+      if (out.Condition && !evaluateCondition(st.ictx, out.Condition)) continue;
+      try {
+        topology.outputs[name] = resolve(out.Value, st.ictx, `Outputs.${name}`);
+      } catch (e) {
+        warnings.add(`output ${name}: ${(e as Error).message}`);
+      }
+    }
+  }
+  topology.unsupported = topology.resources.filter((r) => r.status === 'unsupported');
+  topology.summary = summarize(topology, [...warnings]);
+  return { topology, stoppers };
+}
+
+const LABELS: Record<string, string> = {
+  'AWS::DynamoDB::Table': 'table',
+  'AWS::DynamoDB::GlobalTable': 'table',
+  'AWS::Kinesis::Stream': 'stream',
+  'AWS::SQS::Queue': 'queue',
+  'AWS::Lambda::Function': 'function',
+  'AWS::IoT::TopicRule': 'rule',
+  'AWS::IoT::Policy': 'iot policy',
+  'AWS::IoT::ThingType': 'thing type',
+  'AWS::IoT::ThingGroup': 'thing group',
+  'AWS::IoT::ProvisioningTemplate': 'prov. template',
+  'AWS::Events::Rule': 'schedule',
+  'AWS::Lambda::EventSourceMapping': 'event source',
+};
+
+function summarize(t: Topology, warnings: string[]): string[] {
+  const count = (s: ResourceStatus): number => t.resources.filter((r) => r.status === s).length;
+  const lines = [
+    `stack ${t.stacks.join(', ')}: ${count('created')} created, ${count('acknowledged')} acknowledged (no local effect), ` +
+      `${count('unsupported')} UNSUPPORTED, ${count('skipped')} skipped by condition`,
+  ];
+  for (const r of t.resources.filter((x) => x.status === 'created')) {
+    lines.push(`  ${(LABELS[r.type] ?? r.type).padEnd(15)} ${r.logicalId} → ${r.physicalName}${r.detail ? ` (${r.detail})` : ''}`);
+  }
+  const acked = new Map<string, number>();
+  for (const r of t.resources.filter((x) => x.status === 'acknowledged')) acked.set(r.type, (acked.get(r.type) ?? 0) + 1);
+  if (acked.size) lines.push(`  acknowledged: ${[...acked].map(([type, n]) => `${type} ×${n}`).join(', ')}`);
+  for (const r of t.unsupported) lines.push(`  UNSUPPORTED ${r.type} ${r.logicalId}${r.detail ? `: ${r.detail}` : ''}`);
+  for (const r of t.resources.filter((x) => x.status === 'skipped')) lines.push(`  skipped ${r.type} ${r.logicalId}: ${r.detail}`);
+  for (const w of warnings) lines.push(`  warning: ${w}`);
+  return lines;
+}
