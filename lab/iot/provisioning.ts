@@ -174,7 +174,7 @@ export class ProvisioningApi {
   private async createKeysAndCertificate(req: RequestContext): Promise<Record<string, unknown>> {
     const issued = await this.o.ca.issueWithNewKeys();
     const token = this.issueToken(issued.certificateId);
-    this.o.registry.addCertificate({
+    const rec = this.o.registry.addCertificate({
       certificateId: issued.certificateId,
       certificatePem: issued.certificatePem,
       status: 'PENDING_ACTIVATION',
@@ -182,6 +182,7 @@ export class ProvisioningApi {
       ownershipToken: token,
       createdByClientId: req.clientId,
     });
+    rec.ownershipTokenIssuedAt = this.now();
     return {
       certificateId: issued.certificateId,
       certificatePem: issued.certificatePem,
@@ -202,7 +203,7 @@ export class ProvisioningApi {
       throw new Rejection(400, 'InvalidCsr', (e as Error).message);
     }
     const token = this.issueToken(issued.certificateId);
-    this.o.registry.addCertificate({
+    const rec = this.o.registry.addCertificate({
       certificateId: issued.certificateId,
       certificatePem: issued.certificatePem,
       status: 'PENDING_ACTIVATION',
@@ -210,6 +211,7 @@ export class ProvisioningApi {
       ownershipToken: token,
       createdByClientId: req.clientId,
     });
+    rec.ownershipTokenIssuedAt = this.now();
     return { certificateOwnershipToken: token, certificateId: issued.certificateId, certificatePem: issued.certificatePem };
   }
 

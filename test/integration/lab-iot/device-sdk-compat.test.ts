@@ -97,7 +97,7 @@ test('aws-iot-device-sdk-v2 IotIdentityClient: CreateCertificateFromCsr + Regist
     // the issued certificate works for the device's own connection
     const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
     const keyPem = `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`;
-    const device = await connect(core, { cert: created.certificatePem, key: keyPem }, 'fleet-SDK1');
+    const device = await connect(core, { cert: created.certificatePem as string, key: keyPem }, 'fleet-SDK1');
     await end(device);
   } finally {
     await connection.disconnect();
