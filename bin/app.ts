@@ -26,7 +26,9 @@ function readOverrides(file: unknown): Record<string, unknown> {
   try {
     text = readFileSync(full, 'utf8');
   } catch (e) {
-    throw new FleetConfigError([`config (context): cannot read ${full} (${(e as Error).message}); fix the path`]);
+    throw new FleetConfigError([
+      `config (context): cannot read ${full} (${(e as Error).message}); fix the path`,
+    ]);
   }
   try {
     const parsed: unknown = JSON.parse(text);
@@ -35,14 +37,18 @@ function readOverrides(file: unknown): Record<string, unknown> {
     }
     return parsed as Record<string, unknown>;
   } catch (e) {
-    throw new FleetConfigError([`config (context): ${full} is not valid JSON (${(e as Error).message}); fix the file`]);
+    throw new FleetConfigError([
+      `config (context): ${full} is not valid JSON (${(e as Error).message}); fix the file`,
+    ]);
   }
 }
 
 const app = new App();
 const overrides = readOverrides(app.node.tryGetContext('config'));
 const stageContext: unknown = app.node.tryGetContext('stage');
-const config = resolveFleetConfig(stageContext === undefined ? overrides : { ...overrides, stage: stageContext });
+const config = resolveFleetConfig(
+  stageContext === undefined ? overrides : { ...overrides, stage: stageContext },
+);
 const stackName = (app.node.tryGetContext('stackName') as string | undefined) ?? DEFAULT_STACK_NAME;
 
 const account = process.env.CDK_DEFAULT_ACCOUNT;

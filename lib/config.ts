@@ -111,17 +111,15 @@ const RULE_NAME_RE = /^[a-zA-Z0-9_]{1,128}$/;
 const STAGE_NAME_RE = /^[a-z0-9-]{1,32}$/;
 
 const int = (min: number, max: number, fix: string) =>
-  z
-    .number({ error: fix })
-    .int({ error: fix })
-    .min(min, { error: fix })
-    .max(max, { error: fix });
+  z.number({ error: fix }).int({ error: fix }).min(min, { error: fix }).max(max, { error: fix });
 
 const hookSchema = z.strictObject({
   memorySize: int(128, 10240, 'use an integer number of MB between 128 and 10240').default(1024),
-  budgetMs: int(100, 4500, 'use an integer between 100 and 4500 (AWS IoT waits at most 5 s for the hook)').default(
-    3500,
-  ),
+  budgetMs: int(
+    100,
+    4500,
+    'use an integer between 100 and 4500 (AWS IoT waits at most 5 s for the hook)',
+  ).default(3500),
   provisionedConcurrency: int(0, 1000, 'use an integer between 0 and 1000 (0 disables it)').default(0),
   reservedConcurrency: int(1, 10000, 'use an integer between 1 and 10000, or omit it').optional(),
 });
@@ -161,7 +159,11 @@ const otaStageSchema = z.strictObject({
     .max(100, { error: 'use a number greater than 0 and at most 100' }),
   minNumberOfExecutedThings: int(1, 1_000_000, 'use an integer of at least 1'),
   soakMinutes: int(0, 10080, 'use an integer between 0 and 10080 (7 days)'),
-  inProgressTimeoutMinutes: int(1, 10080, 'use an integer between 1 and 10080 (IoT Jobs in-progress timeout)'),
+  inProgressTimeoutMinutes: int(
+    1,
+    10080,
+    'use an integer between 1 and 10080 (IoT Jobs in-progress timeout)',
+  ),
   retryAttempts: int(0, 10, 'use an integer between 0 and 10 (IoT Jobs retry limit)'),
 });
 
@@ -213,7 +215,9 @@ const inputSchema = z
     serialPattern: z
       .string({ error: 'use a regular expression source string, e.g. "^[A-Z0-9]{4,32}$"' })
       .min(1, { error: 'use a regular expression source string, e.g. "^[A-Z0-9]{4,32}$"' })
-      .refine(compiles, { error: 'use a valid JavaScript regular expression source, e.g. "^[A-Z0-9]{4,32}$"' })
+      .refine(compiles, {
+        error: 'use a valid JavaScript regular expression source, e.g. "^[A-Z0-9]{4,32}$"',
+      })
       .default(DEFAULT_SERIAL_PATTERN),
     rings: z
       .strictObject({

@@ -45,7 +45,11 @@ export class FleetStack extends Stack {
     out(STACK_OUTPUTS.devicesTable, this.registry.devices.tableName, 'Devices registry table');
     out(STACK_OUTPUTS.lotsTable, this.registry.lots.tableName, 'Lots table');
     out(STACK_OUTPUTS.eventsTable, this.registry.events.tableName, 'Device event trail table');
-    out(STACK_OUTPUTS.devicePolicy, this.provisioning.devicePolicy.policyName, 'IoT policy of enrolled devices');
+    out(
+      STACK_OUTPUTS.devicePolicy,
+      this.provisioning.devicePolicy.policyName,
+      'IoT policy of enrolled devices',
+    );
     out(STACK_OUTPUTS.thingNamePrefix, config.thingNamePrefix, 'Thing names are <prefix>-<serial>');
     out(STACK_OUTPUTS.topicPrefix, config.topicPrefix, 'MQTT topic prefix');
     out(

@@ -31,5 +31,8 @@ export function nagFlatten(scope: IConstruct, value: unknown): string {
  * with the reason it is needed. One finding per call, never the whole rule.
  */
 export function acknowledgeWildcardResource(scope: IConstruct, resourceArn: string, reason: string): void {
-  Validations.of(scope).acknowledge({ id: `AwsSolutions-IAM5[Resource::${nagFlatten(scope, resourceArn)}]`, reason });
+  Validations.of(scope).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::${nagFlatten(scope, resourceArn)}]`,
+    reason,
+  });
 }

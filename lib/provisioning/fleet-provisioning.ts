@@ -49,7 +49,9 @@ export class FleetProvisioning extends Construct {
   constructor(scope: Construct, id: string, props: FleetProvisioningProps) {
     super(scope, id);
     if (props.templates.length === 0) {
-      throw new Error('FleetProvisioning needs at least one template: set provisioning.templates in the config');
+      throw new Error(
+        'FleetProvisioning needs at least one template: set provisioning.templates in the config',
+      );
     }
     const names = new Set(props.templates.map((t) => t.name));
     if (names.size !== props.templates.length) {
@@ -98,7 +100,12 @@ export class FleetProvisioning extends Construct {
           registry: props.registry,
           devicePolicyName: this.devicePolicy.policyName,
           provisioningRole: this.provisioningRole.role,
-          dependsOn: [this.provisioningRole, types.get(t.thingTypeName)!, this.thingGroups, this.devicePolicy],
+          dependsOn: [
+            this.provisioningRole,
+            types.get(t.thingTypeName)!,
+            this.thingGroups,
+            this.devicePolicy,
+          ],
           logRetention: props.logRetention,
           removalPolicy,
         }),

@@ -153,7 +153,11 @@ export class FleetProvisioningTemplate extends Construct {
     });
     props.registry.grantProvisioningDecision(this.hook);
     const certs = iotArn(this, 'cert', '*');
-    iam.Grant.addToPrincipal({ grantee: this.hook, actions: ['iot:DescribeCertificate'], resourceArns: [certs] });
+    iam.Grant.addToPrincipal({
+      grantee: this.hook,
+      actions: ['iot:DescribeCertificate'],
+      resourceArns: [certs],
+    });
     acknowledgeWildcardResource(
       this.hook.executionRole,
       certs,

@@ -1,0 +1,51 @@
+import { App, Validations } from 'aws-cdk-lib';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { IConstruct } from 'constructs';
+import { STAGES } from '../../../lib/config';
+import { FleetStack } from '../../../lib/fleet-stack';
+import { resolveFleetConfig } from '../../../lib/config';
+
+function acknowledgements(root: IConstruct): { path: string; id: string; reason: unknown }[] {
+  const out: { path: string; id: string; reason: unknown }[] = [];
+  for (const c of root.node.findAll()) {
+    for (const m of c.node.metadata) {
+      if (m.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
+      for (const [id, reason] of Object.entries(m.data as Record<string, unknown>))
+        out.push({ path: c.node.path, id, reason });
+    }
+  }
+  return out;
+}
+
+describe.each(STAGES)('cdk-nag AwsSolutions (%s)', (stage) => {
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  const stack = new FleetStack(app, 'NagFleet', {
+    config: resolveFleetConfig({
+      stage,
+      provisioning: {
+        templates: [{ name: 'a' }, { name: 'b', thingTypeName: 'gw', hook: { provisionedConcurrency: 1 } }],
+      },
+    }),
+  });
+
+  test('zero unacknowledged findings', () => {
+    const report = new AwsSolutionsChecks().validateScope(stack);
+    const findings = report.violations.map(
+      (v) =>
+        `${v.ruleName} @ ${v.violatingResources.map((r) => r.locations?.join('|') ?? r.resourceLogicalId).join(', ')}`,
+    );
+    expect(findings).toEqual([]);
+    expect(report.success).toBe(true);
+  });
+
+  test('every acknowledgement names one finding and carries a reason', () => {
+    const acks = acknowledgements(stack);
+    expect(acks.length).toBeGreaterThan(0);
+    for (const a of acks) {
+      expect(typeof a.reason).toBe('string');
+      expect((a.reason as string).length).toBeGreaterThan(30);
+      expect(a.id).toMatch(/^(Annotation::)?AwsSolutions-[A-Z]+\d+(\[.+\])?$/);
+      if (a.id.includes('IAM5')) expect(a.id).toMatch(/\[(Resource|Action)::.+\]$/);
+    }
+  });
+});
