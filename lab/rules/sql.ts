@@ -270,8 +270,13 @@ class Parser {
         const name = t.v.toLowerCase();
         const args: Expr[] = [];
         if (!this.isOp(')')) {
-          do args.push(this.expr());
-          while (this.isOp(',') && this.next());
+          do {
+            // `*` as an argument is the whole message, e.g. encode(*, 'base64').
+            if (this.isOp('*')) {
+              this.next();
+              args.push({ kind: 'path', path: [] });
+            } else args.push(this.expr());
+          } while (this.isOp(',') && this.next());
         }
         this.expectOp(')');
         const arity = SQL_FUNCTIONS[name];

@@ -1,0 +1,135 @@
+import { parsePayload, runStatement, type MessageContext } from '../../../lab/rules/evaluate';
+import { parseSql, SqlError } from '../../../lab/rules/sql';
+import { compileTemplate } from '../../../lab/rules/templates';
+import { parseBasicIngest, topicMatches, validateTopicFilter } from '../../../lab/rules/topic-filter';
+
+const msg = (payload: unknown, topic = 'dt/fleet/fleet-001/telemetry'): MessageContext => ({
+  topic,
+  payload: Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload)),
+  clientId: 'fleet-001',
+  principal: 'abc123certid',
+  accountId: '123456789012',
+  timestamp: 1700000000000,
+  traceId: 'trace-1',
+});
+
+const doc = { temp: 21.5, fw: '1.2.0', state: { reported: { rssi: -60, ok: true } }, list: [10, 20], name: 'a' };
+
+describe('SQL parse + evaluate', () => {
+  test.each<[string, string, unknown]>([
+    ['SELECT *', "SELECT * FROM 'dt/#'", doc],
+    ['fields', "SELECT temp, fw FROM 'dt/#'", { temp: 21.5, fw: '1.2.0' }],
+    ['nested field, default name is the last segment', "SELECT state.reported.rssi FROM 'dt/#'", { rssi: -60 }],
+    ['alias', "SELECT state.reported.rssi AS signal FROM 'dt/#'", { signal: -60 }],
+    ['array index', "SELECT list[1] AS second FROM 'dt/#'", { second: 20 }],
+    ['topic()', "SELECT topic() AS t FROM 'dt/#'", { t: 'dt/fleet/fleet-001/telemetry' }],
+    ['topic(n)', "SELECT topic(3) AS thing FROM 'dt/#'", { thing: 'fleet-001' }],
+    ['topic(n) out of range is omitted', "SELECT topic(9) AS x FROM 'dt/#'", {}],
+    ['timestamp()', "SELECT timestamp() AS ts FROM 'dt/#'", { ts: 1700000000000 }],
+    ['clientid()/principal()', "SELECT clientid() AS c, principal() AS p FROM 'dt/#'", { c: 'fleet-001', p: 'abc123certid' }],
+    ['star plus fields', "SELECT *, topic(3) AS thing FROM 'dt/#'", { ...doc, thing: 'fleet-001' }],
+    ['missing field omitted', "SELECT nope, temp FROM 'dt/#'", { temp: 21.5 }],
+    ['literals', "SELECT 'x' AS s, 3 AS n, true AS b FROM 'dt/#'", { s: 'x', n: 3, b: true }],
+    ['arithmetic', "SELECT temp * 2 AS t2 FROM 'dt/#'", { t2: 43 }],
+    ['keywords are case-insensitive', "select temp as t from 'dt/#' where temp > 1", { t: 21.5 }],
+    ['quoted string with escaped quote', "SELECT 'it''s' AS s FROM 'a'", { s: "it's" }],
+  ])('%s', (_name, sql, expected) => {
+    const out = runStatement(parseSql(sql), msg(doc));
+    expect(out).toEqual({ matched: true, json: expected });
+  });
+
+  test.each<[string, boolean]>([
+    ['temp > 20', true],
+    ['temp < 20', false],
+    ['temp >= 21.5 AND fw = \'1.2.0\'', true],
+    ['temp <= 21.4 OR fw <> \'1.2.0\'', false],
+    ["fw != '1.2.0'", false],
+    ['NOT (temp > 20)', false],
+    ['state.reported.ok = true', true],
+    ['(temp > 100 OR name = \'a\') AND list[0] = 10', true],
+    ['nope = 1', false],
+    ['NOT nope = 1', false],
+    ["temp = '21.5'", false],
+    ['nope = 1 OR temp > 1', true],
+    ["topic(4) = 'telemetry'", true],
+    ["clientid() = 'fleet-001'", true],
+  ])('WHERE %s → %s', (where, matched) => {
+    const out = runStatement(parseSql(`SELECT * FROM 'dt/#' WHERE ${where}`), msg(doc));
+    expect(out.matched).toBe(matched);
+  });
+
+  test('newuuid() yields a fresh uuid', () => {
+    const out = runStatement(parseSql("SELECT newuuid() AS id FROM 'a'"), msg(doc));
+    expect(out.matched && out.json?.id).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  test('SELECT * passes a non-JSON payload through as bytes', () => {
+    const out = runStatement(parseSql("SELECT * FROM 'a'"), msg('\u0001\u0002binary'));
+    expect(out).toEqual({ matched: true, binary: Buffer.from('\u0001\u0002binary') });
+  });
+
+  test('FROM is optional (Basic Ingest-only rules)', () => {
+    expect(parseSql('SELECT temp').from).toBeUndefined();
+  });
+
+  test.each<[string, RegExp]>([
+    ["SELECT get_thing_shadow('a','b','c') FROM 'a'", /get_thing_shadow\(\) is not supported/],
+    ["SELECT * FROM 'a' WHERE a IN (1)", /unsupported SQL/],
+    ['SELECT * FROM a', /FROM expects a quoted topic filter/],
+    ["SELECT topic(1, 2) FROM 'a'", /takes 0 or 1 argument/],
+    ["SELECT 'open FROM 'a'", /unterminated|unsupported/],
+    ["SELECT * FROM 'a' WHERE a ~ 1", /unexpected character/],
+    ["SELECT a AS FROM 'x'", /alias|unsupported/],
+  ])('rejects %s', (sql, message) => {
+    expect(() => parseSql(sql)).toThrow(SqlError);
+    expect(() => parseSql(sql)).toThrow(message);
+  });
+});
+
+describe('topic filters', () => {
+  test.each<[string, string, boolean]>([
+    ['dt/fleet/+/telemetry', 'dt/fleet/t1/telemetry', true],
+    ['dt/fleet/+/telemetry', 'dt/fleet/t1/health', false],
+    ['dt/fleet/+/telemetry', 'dt/fleet/t1/x/telemetry', false],
+    ['dt/#', 'dt/fleet/t1/telemetry', true],
+    ['dt/#', 'dt', true],
+    ['#', 'anything/at/all', true],
+    ['#', '$aws/events/presence/connected/x', false],
+    ['+/events/#', '$aws/events/x', false],
+    ['$aws/events/presence/+/+', '$aws/events/presence/connected/fleet-1', true],
+    ['$aws/events/presence/+/+', '$aws/events/presence/connected', false],
+    ['a/b', 'a/b', true],
+    ['a/b', 'a/b/c', false],
+  ])('%s matches %s → %s', (filter, topic, expected) => {
+    expect(topicMatches(filter, topic)).toBe(expected);
+  });
+
+  test.each(['a/#/b', 'a/b#', 'a/+b', ''])('invalid filter %p', (f) => {
+    expect(() => validateTopicFilter(f)).toThrow();
+  });
+
+  test.each<[string, ReturnType<typeof parseBasicIngest>]>([
+    ['$aws/rules/Telemetry/dt/fleet/t1/telemetry', { ruleName: 'Telemetry', topic: 'dt/fleet/t1/telemetry' }],
+    ['dt/fleet/t1/telemetry', undefined],
+    ['$aws/rules/OnlyName', undefined],
+  ])('Basic Ingest %s', (topic, expected) => {
+    expect(parseBasicIngest(topic)).toEqual(expected);
+  });
+});
+
+describe('substitution templates', () => {
+  test.each<[string, string]>([
+    ['${topic()}', 'dt/fleet/fleet-001/telemetry'],
+    ['out/${topic(3)}/x', 'out/fleet-001/x'],
+    ['${clientid()}-${fw}', 'fleet-001-1.2.0'],
+    ['${state.reported.rssi}', '-60'],
+    ['no placeholders', 'no placeholders'],
+    ['${missing}|', '|'],
+  ])('%s', (template, expected) => {
+    expect(compileTemplate(template)(msg(doc), parsePayload(msg(doc).payload))).toBe(expected);
+  });
+
+  test('rejects an unsupported expression', () => {
+    expect(() => compileTemplate('${aws_lambda("x")}')).toThrow(/not supported/);
+  });
+});

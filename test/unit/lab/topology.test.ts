@@ -1,0 +1,156 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { RulesEngine } from '../../../lab/rules/engine';
+import type { CloudAssembly } from '../../../lab/runtime/cdk-out';
+import type { ResourceHandler } from '../../../lab/runtime/handlers/types';
+import type { IotCoreLike } from '../../../lab/runtime/iot-core';
+import { LabKinesis } from '../../../lab/runtime/kinesis-client';
+import { LambdaRunner } from '../../../lab/runtime/lambda-runner';
+import { QueueStore } from '../../../lab/runtime/queues';
+import { buildTopology, DEFAULT_HANDLERS, generatedName, handlerRegistry } from '../../../lab/runtime/topology';
+
+function fakeIot() {
+  const registry = { policies: new Map<string, unknown>(), groups: [] as string[], types: [] as string[], templates: [] as unknown[] };
+  const iot: IotCoreLike = {
+    controlPlaneUrl: 'http://127.0.0.1:9',
+    mqtt: { host: '127.0.0.1', port: 9, caPem: '' },
+    registry: {
+      putPolicy: (n, d) => registry.policies.set(n, d),
+      putThingType: (n) => registry.types.push(n),
+      putThingGroup: (n) => registry.groups.push(n),
+      putProvisioningTemplate: (t) => registry.templates.push(t),
+    },
+    onMessage: () => undefined,
+    publish: async () => undefined,
+    stats: () => ({}),
+    stop: async () => undefined,
+  };
+  return { iot, registry };
+}
+
+const assembly = (resources: Record<string, unknown>, extra: Record<string, unknown> = {}): CloudAssembly => ({
+  dir: '/nowhere',
+  stacks: [{ id: 'S', stackName: 'S', templateFile: '/nowhere/S.template.json', template: { Resources: resources, ...extra } as never, assets: new Map() }],
+  assetForS3Key: () => undefined,
+});
+
+describe('topology', () => {
+  let labDir: string;
+  beforeAll(() => {
+    labDir = mkdtempSync(join(tmpdir(), 'lab-topology-'));
+  });
+  afterAll(() => rmSync(labDir, { recursive: true, force: true }));
+
+  async function build(resources: Record<string, unknown>, extra: Record<string, unknown> = {}, handlers?: ResourceHandler[]) {
+    const { iot, registry } = fakeIot();
+    const queues = new QueueStore();
+    const runner = new LambdaRunner({ region: 'us-east-1', accountId: '123456789012', endpoints: {} });
+    const rules = new RulesEngine({ accountId: '123456789012', region: 'us-east-1', invokeLambda: async () => null, publish: async () => undefined, sqsSendMessage: async () => undefined });
+    const out = await buildTopology({
+      assembly: assembly(resources, extra),
+      region: 'us-east-1',
+      accountId: '123456789012',
+      labDir,
+      dynamodb: new DynamoDBClient({ region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }),
+      kinesis: new LabKinesis('http://127.0.0.1:9'),
+      iot,
+      runner,
+      rules,
+      queues,
+      handlers: handlers ? handlerRegistry([...DEFAULT_HANDLERS, ...handlers]) : undefined,
+    });
+    return { ...out, registry, queues, rules };
+  }
+
+  test('every type is either handled or listed as UNSUPPORTED', async () => {
+    const { topology, registry } = await build(
+      {
+        Dlq: { Type: 'AWS::SQS::Queue', Properties: {} },
+        DevicePolicy: {
+          Type: 'AWS::IoT::Policy',
+          Properties: {
+            PolicyDocument: {
+              Statement: [
+                { Effect: 'Allow', Action: 'iot:Connect', Resource: { 'Fn::Join': ['', ['arn:aws:iot:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':client/${iot:Connection.Thing.ThingName}']] } },
+              ],
+            },
+          },
+        },
+        Group: { Type: 'AWS::IoT::ThingGroup', Properties: { ThingGroupName: 'canary' } },
+        Role: { Type: 'AWS::IAM::Role', Properties: {} },
+        Alarm: { Type: 'AWS::CloudWatch::Alarm', Properties: { AlarmActions: [{ Ref: 'Topic' }] } },
+        Topic: { Type: 'AWS::SNS::Topic', Properties: {} },
+        Rule: {
+          Type: 'AWS::IoT::TopicRule',
+          Properties: {
+            RuleName: 'presence',
+            TopicRulePayload: { Sql: "SELECT * FROM 'a'", Actions: [{ Republish: { Topic: 'b', RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] } } }], ErrorAction: { Sqs: { QueueUrl: { Ref: 'Dlq' } } } },
+          },
+        },
+      },
+      { Outputs: { PolicyName: { Value: { Ref: 'DevicePolicy' } }, DlqArn: { Value: { 'Fn::GetAtt': ['Dlq', 'Arn'] } } } },
+    );
+    expect(topology.unsupported.map((r) => [r.logicalId, r.type])).toEqual([
+      ['Alarm', 'AWS::CloudWatch::Alarm'],
+      ['Topic', 'AWS::SNS::Topic'],
+    ]);
+    expect(topology.summary.filter((l) => l.includes('UNSUPPORTED'))).toEqual([
+      expect.any(String),
+      '  UNSUPPORTED AWS::CloudWatch::Alarm Alarm: no lab handler for this type',
+      '  UNSUPPORTED AWS::SNS::Topic Topic: no lab handler for this type',
+    ]);
+    expect(topology.summary[0]).toMatch(/2 UNSUPPORTED/);
+    expect(topology.rules).toEqual({ Rule: 'presence' });
+    expect(topology.thingGroups).toEqual({ Group: 'canary' });
+    const policyName = generatedName('S', 'DevicePolicy', 128);
+    expect(topology.policies).toEqual({ DevicePolicy: policyName });
+    expect(JSON.stringify(registry.policies.get(policyName))).toContain('arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}');
+    expect(topology.outputs).toEqual({ PolicyName: policyName, DlqArn: `arn:aws:sqs:us-east-1:123456789012:${topology.queues.Dlq.name}` });
+    expect(topology.queues.Dlq.url).toBe(`https://sqs.us-east-1.amazonaws.com/123456789012/${topology.queues.Dlq.name}`);
+  });
+
+  test('a new type is one handler away', async () => {
+    const created: string[] = [];
+    const snsHandler: ResourceHandler = {
+      types: ['AWS::SNS::Topic'],
+      phase: 10,
+      nameProperty: 'TopicName',
+      ref: (name, c) => `arn:aws:sns:${c.region}:${c.accountId}:${name}`,
+      create: (ctx) => {
+        created.push(ctx.physicalName);
+        return { status: 'created' };
+      },
+    };
+    const { topology } = await build({ Topic: { Type: 'AWS::SNS::Topic', Properties: { TopicName: 'alarms' } } }, { Outputs: { T: { Value: { Ref: 'Topic' } } } }, [snsHandler]);
+    expect(created).toEqual(['alarms']);
+    expect(topology.unsupported).toEqual([]);
+    expect(topology.outputs.T).toBe('arn:aws:sns:us-east-1:123456789012:alarms');
+  });
+
+  test('resources whose condition is false are skipped and listed', async () => {
+    const { topology } = await build(
+      { Q: { Type: 'AWS::SQS::Queue', Condition: 'Never', Properties: {} } },
+      { Parameters: { Stage: { Type: 'String', Default: 'dev' } }, Conditions: { Never: { 'Fn::Equals': [{ Ref: 'Stage' }, 'prod'] } } },
+    );
+    expect(topology.resources[0]).toMatchObject({ status: 'skipped', detail: 'condition Never is false' });
+    expect(topology.queues).toEqual({});
+  });
+
+  test('an unsupported rule action fails the start, naming the rule and resource', async () => {
+    await expect(
+      build({ R: { Type: 'AWS::IoT::TopicRule', Properties: { RuleName: 'ts', TopicRulePayload: { Sql: "SELECT * FROM 'a'", Actions: [{ Timestream: {} }] } } } }),
+    ).rejects.toThrow(/lab start failed at R \(AWS::IoT::TopicRule\): topic rule ts: .*Timestream is not supported/);
+  });
+
+  test.each<[string, string, number, RegExp]>([
+    ['S', 'Table', 255, /^S-Table-[A-Z0-9]{13}$/],
+    ['AVeryLongStackNameForTesting', 'AndAnEvenLongerLogicalIdOfAFunction1234ABCD', 64, /^.{50}-[A-Z0-9]{13}$/],
+  ])('generatedName(%s, %s, %d)', (stack, id, max, pattern) => {
+    const name = generatedName(stack, id, max);
+    expect(name).toMatch(pattern);
+    expect(name.length).toBeLessThanOrEqual(max);
+    expect(generatedName(stack, id, max)).toBe(name);
+  });
+});
