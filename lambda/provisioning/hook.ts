@@ -38,7 +38,7 @@ export interface HookConfig extends DecisionConfig {
   templateNames: readonly string[];
   /** Milliseconds for reads, the decision and the transition before failing closed. */
   budgetMs: number;
-  /** Milliseconds after which the hook must have answered, audit included. @default 4000 */
+  /** Milliseconds within which the hook answers, audit entry included. @default 4000 */
   hardLimitMs?: number;
 }
 
@@ -53,7 +53,7 @@ export interface HookDeps {
 export type HookResult = IoTPreProvisioningHookResult;
 
 const TEMPLATE_ARN = /^arn:aws[a-z-]*:iot:[a-z0-9-]*:\d*:provisioningtemplate\/([A-Za-z0-9_=,@.-]{1,36})$/;
-const ID = /^[A-Za-z0-9]{1,128}$/;
+const ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 /** Printable, bounded: the only serials worth an audit entry when validation failed. */
 const AUDITABLE_SERIAL = /^[\x21-\x7e]{1,64}$/;

@@ -4,7 +4,7 @@
  * Thin entry point: reads the environment once, creates the clients once per container with
  * explicit time and retry budgets, and delegates to {@link createHook}. AWS IoT fails the
  * provisioning request when the hook takes longer than 5 s; the budgets below keep every answer,
- * the audit entry included, under 4 s.
+ * the audit entry included, within FLEET_HOOK_BUDGET_MS (at most 4.5 s).
  */
 import { DescribeCertificateCommand } from '@aws-sdk/client-iot';
 import { Logger } from '@aws-lambda-powertools/logger';
@@ -30,12 +30,22 @@ const env = readEnv([
   'hookBudgetMs',
 ]);
 
-/** Reads, the optional IoT lookup and the transition must finish within this budget. */
-const budgetMs = Math.min(3000, Math.max(100, Number.parseInt(env.hookBudgetMs, 10) || 2500));
+/**
+ * FLEET_HOOK_BUDGET_MS bounds the whole answer, audit entry included (AWS IoT allows 5 s; the
+ * stack default is 3.5 s). Reads, the optional IoT lookup and the transition get the budget minus
+ * a reserve for the audit write; past that deadline the hook fails closed.
+ */
+const hardLimitMs = Math.min(4500, Math.max(200, Number.parseInt(env.hookBudgetMs, 10) || 3500));
+const auditReserveMs = Math.min(500, Math.floor(hardLimitMs / 4));
+const budgetMs = hardLimitMs - auditReserveMs;
 
-// Per request: 300 ms to connect, 800 ms to answer, 2 attempts. The overall deadline above cuts
-// any remaining retry; the audit write gets what is left of the 4 s.
-const budget = { connectionTimeoutMs: 300, requestTimeoutMs: 800, maxAttempts: 2 };
+// Per request: connect and answer timeouts scaled to the budget, and a retry budget; the
+// overall deadline cuts any retry that would not fit.
+const budget = {
+  connectionTimeoutMs: Math.min(1000, Math.floor(budgetMs / 3)),
+  requestTimeoutMs: Math.min(1500, Math.floor(budgetMs / 2)),
+  maxAttempts: 3,
+};
 const doc = createDocumentClient(budget);
 const iot = createIotClient(budget);
 
@@ -69,6 +79,7 @@ const hook = createHook({
       .map((t) => t.trim())
       .filter(Boolean),
     budgetMs,
+    hardLimitMs,
   },
 });
 
