@@ -1,0 +1,133 @@
+import { parseRingShares } from '../../../lambda/provisioning/rings';
+import { contextFromFlags, parseTemplates, resolveResources } from '../../../cli/context';
+import { UsageError } from '../../../cli/errors';
+import { formatTable } from '../../../cli/output';
+import { parseTimeArg } from '../../../cli/time';
+
+const TEMPLATES_JSON = JSON.stringify([
+  { templateName: 't', claimPolicyName: 'p', thingTypeName: 'tt', claimClientIdPrefix: 'prov-' },
+]);
+
+describe('resolveResources', () => {
+  const outputs = {
+    DevicesTableName: 'stack-devices',
+    LotsTableName: 'stack-lots',
+    EventsTableName: 'stack-events',
+    ThingNamePrefix: 'stackfleet',
+    DevicePolicyName: 'stack-policy',
+    ProvisioningTemplates: TEMPLATES_JSON,
+  };
+
+  test('flags win over environment, environment over stack outputs', async () => {
+    const reader = jest.fn(async () => outputs);
+    const r = await resolveResources({
+      flags: { devicesTable: 'flag-devices', stack: 'MyStack' },
+      env: { FLEET_DEVICES_TABLE: 'env-devices', FLEET_LOTS_TABLE: 'env-lots' },
+      needs: ['devicesTable', 'lotsTable', 'eventsTable', 'provisioningTemplates'],
+      readStackOutputs: reader,
+    });
+    expect(r).toEqual({
+      devicesTable: 'flag-devices',
+      lotsTable: 'env-lots',
+      eventsTable: 'stack-events',
+      provisioningTemplates: [{ templateName: 't', claimPolicyName: 'p', thingTypeName: 'tt', claimClientIdPrefix: 'prov-' }],
+    });
+    expect(reader).toHaveBeenCalledWith('MyStack');
+  });
+
+  test('the stack is not read when flags and environment supply everything needed', async () => {
+    const reader = jest.fn(async () => outputs);
+    const r = await resolveResources({
+      flags: {},
+      env: { FLEET_LOTS_TABLE: 'env-lots', FLEET_THING_PREFIX: 'p', FLEET_PROVISIONING_TEMPLATES: TEMPLATES_JSON },
+      needs: ['lotsTable'],
+      wants: ['thingPrefix'],
+      readStackOutputs: reader,
+    });
+    expect(r).toEqual({ lotsTable: 'env-lots', thingPrefix: 'p' });
+    expect(reader).not.toHaveBeenCalled();
+  });
+
+  test('FLEET_STACK_NAME picks the stack; the default is IotFleetStack', async () => {
+    const reader = jest.fn(async () => outputs);
+    await resolveResources({ flags: {}, env: { FLEET_STACK_NAME: 'Other' }, needs: ['lotsTable'], readStackOutputs: reader });
+    await resolveResources({ flags: {}, env: {}, needs: ['lotsTable'], readStackOutputs: reader });
+    expect(reader.mock.calls).toEqual([['Other'], ['IotFleetStack']]);
+  });
+
+  test('missing names: a usage error naming flag, variable and output for each', async () => {
+    const err = await resolveResources({
+      flags: {},
+      env: {},
+      needs: ['devicesTable', 'provisioningTemplates'],
+      readStackOutputs: async () => {
+        throw new Error('Stack with id IotFleetStack does not exist');
+      },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/missing resource name\(s\) devicesTable, provisioningTemplates; reading the outputs of stack IotFleetStack failed/);
+    expect(msg).toMatch(/devicesTable: pass --devices-table, set FLEET_DEVICES_TABLE, or deploy stack IotFleetStack with output DevicesTableName/);
+    expect(msg).toMatch(/provisioningTemplates: pass --templates, set FLEET_PROVISIONING_TEMPLATES/);
+  });
+
+  test('outputs that lack a name are reported as not found in the stack', async () => {
+    await expect(
+      resolveResources({ flags: {}, env: {}, needs: ['devicePolicy'], readStackOutputs: async () => ({}) }),
+    ).rejects.toThrow(/not found in the outputs of stack IotFleetStack[\s\S]*--device-policy, set FLEET_DEVICE_POLICY/);
+  });
+});
+
+describe('parseTemplates', () => {
+  test.each([
+    ['{', /not valid JSON/],
+    ['[{"templateName":"t"}]', /claimPolicyName/],
+    ['{"templateName":"t"}', /does not list templates/],
+  ])('%s', (text, message) => {
+    expect(() => parseTemplates(text, 'environment variable FLEET_PROVISIONING_TEMPLATES')).toThrow(message);
+    expect(() => parseTemplates(text)).toThrow(UsageError);
+  });
+});
+
+describe('contextFromFlags', () => {
+  const env = { FLEET_LOTS_TABLE: 'lots' };
+  test('ring shares and serial pattern come from flags, env or defaults', async () => {
+    const ctx = await contextFromFlags({ ringShares: '5:20' }, ['lotsTable'], [], { ...env, FLEET_SERIAL_PATTERN: '^X' });
+    expect(ctx.ringShares).toEqual(parseRingShares('5:20'));
+    expect(ctx.serialPattern).toBe('^X');
+    const d = await contextFromFlags({}, ['lotsTable'], [], { ...env, FLEET_ACTOR: 'ops' });
+    expect(d.ringShares).toEqual({ canaryPercent: 2, earlyPercent: 18 });
+    expect(d.actor).toBe('ops');
+  });
+  test.each([
+    [{ ringShares: '60:60' }, /more than 100.*--ring-shares or FLEET_RING_SHARES/],
+    [{ serialPattern: '([' }, /not a valid regular expression; fix --serial-pattern/],
+  ])('%j is a usage error', async (flags, message) => {
+    await expect(contextFromFlags(flags, ['lotsTable'], [], env)).rejects.toThrow(message);
+  });
+});
+
+describe('parseTimeArg', () => {
+  const now = new Date('2026-07-10T12:00:00.000Z');
+  test.each([
+    ['now', '2026-07-10T12:00:00.000Z'],
+    ['30m', '2026-07-10T11:30:00.000Z'],
+    ['24h', '2026-07-09T12:00:00.000Z'],
+    ['7d', '2026-07-03T12:00:00.000Z'],
+    ['2w', '2026-06-26T12:00:00.000Z'],
+    ['2026-07-01', '2026-07-01T00:00:00.000Z'],
+    ['2026-07-01T08:00:00Z', '2026-07-01T08:00:00.000Z'],
+    ['2026-07-01T08:00:00+02:00', '2026-07-01T06:00:00.000Z'],
+    ['2026-07-01 08:00', expect.stringMatching(/^2026-07-01T/)],
+  ])('%s', (text, iso) => {
+    expect(parseTimeArg(text, now, '--since').toISOString()).toEqual(iso);
+  });
+  test.each(['yesterday', '7 days', '2026-13-01', '-1h', ''])('%j is a usage error', (text) => {
+    expect(() => parseTimeArg(text, now, '--since')).toThrow(UsageError);
+    expect(() => parseTimeArg(text, now, '--since')).toThrow(/--since ".*" is not a time; use an ISO time/);
+  });
+});
+
+test('formatTable aligns columns', () => {
+  expect(formatTable(['A', 'BB'], [['xyz', '1'], ['q', '']])).toEqual(['A    BB', '---  --', 'xyz  1', 'q']);
+});
