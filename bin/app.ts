@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { DEFAULT_STACK_NAME } from '../lambda/shared/stack-outputs';
-import { FleetConfigError, resolveFleetConfig } from '../lib/config';
+import { FleetConfig, FleetConfigError, resolveFleetConfig } from '../lib/config';
 import { FleetStack } from '../lib/fleet-stack';
 
 function readOverrides(file: unknown): Record<string, unknown> {
@@ -43,12 +43,21 @@ function readOverrides(file: unknown): Record<string, unknown> {
   }
 }
 
+function loadConfig(app: App): FleetConfig {
+  try {
+    const overrides = readOverrides(app.node.tryGetContext('config'));
+    const stageContext: unknown = app.node.tryGetContext('stage');
+    return resolveFleetConfig(stageContext === undefined ? overrides : { ...overrides, stage: stageContext });
+  } catch (e) {
+    if (!(e instanceof FleetConfigError)) throw e;
+    // A configuration mistake is not a crash: print the actionable message alone.
+    console.error(e.message);
+    process.exit(1);
+  }
+}
+
 const app = new App();
-const overrides = readOverrides(app.node.tryGetContext('config'));
-const stageContext: unknown = app.node.tryGetContext('stage');
-const config = resolveFleetConfig(
-  stageContext === undefined ? overrides : { ...overrides, stage: stageContext },
-);
+const config = loadConfig(app);
 const stackName = (app.node.tryGetContext('stackName') as string | undefined) ?? DEFAULT_STACK_NAME;
 
 const account = process.env.CDK_DEFAULT_ACCOUNT;
