@@ -26,11 +26,15 @@ export class RingSharesError extends Error {}
 export function parseRingShares(text: string): RingShares {
   const m = /^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$/.exec(text.trim());
   if (!m) {
-    throw new RingSharesError(`ring shares "${text}" are malformed; use "<canaryPercent>:<earlyPercent>", e.g. "2:18"`);
+    throw new RingSharesError(
+      `ring shares "${text}" are malformed; use "<canaryPercent>:<earlyPercent>", e.g. "2:18"`,
+    );
   }
   const shares = { canaryPercent: Number(m[1]), earlyPercent: Number(m[2]) };
   if (shares.canaryPercent + shares.earlyPercent > 100) {
-    throw new RingSharesError(`ring shares "${text}" add up to more than 100; lower the canary or early percent`);
+    throw new RingSharesError(
+      `ring shares "${text}" add up to more than 100; lower the canary or early percent`,
+    );
   }
   return shares;
 }
@@ -66,11 +70,15 @@ export function assignRings(units: readonly RingUnit[], shares: RingShares): Map
   }
   const out = new Map<string, Ring>();
   for (const list of strata.values()) {
-    const ranked = [...list].sort((a, b) => ringHash(a.serial) - ringHash(b.serial) || a.serial.localeCompare(b.serial));
+    const ranked = [...list].sort(
+      (a, b) => ringHash(a.serial) - ringHash(b.serial) || a.serial.localeCompare(b.serial),
+    );
     const n = ranked.length;
     const canary = shares.canaryPercent > 0 ? Math.max(1, Math.round((n * shares.canaryPercent) / 100)) : 0;
     const early = Math.min(n - canary, Math.round((n * shares.earlyPercent) / 100));
-    ranked.forEach((unit, i) => out.set(unit.serial, i < canary ? 'canary' : i < canary + early ? 'early' : 'broad'));
+    ranked.forEach((unit, i) =>
+      out.set(unit.serial, i < canary ? 'canary' : i < canary + early ? 'early' : 'broad'),
+    );
   }
   return out;
 }
