@@ -272,7 +272,9 @@ ${examples(['fleet device reset SN-000123 --reason "lost RegisterThing answer, t
     .option('--manifest <file>', "enroll a manifest's units (no factory keys)")
     .option('--identities <file>', 'simulator identities JSON (with factory keys, for attestation)')
     .option('--devices <n>', 'generated units when no serials are given', positiveInt)
-    .option('--lot <lot>', 'lot of generated units')
+    .option('--lot <lot>', 'lot of --serial and generated units')
+    .option('--hw-rev <rev>', 'hardware revision of --serial and generated units (default A)')
+    .option('--firmware <version>', 'firmware of --serial and generated units (default 1.0.0)')
     .option('--concurrency <n>', 'devices enrolling at once', positiveInt)
     .option('--servername <name>', 'TLS server name when --endpoint is an address')
     .option('--cert-dir <dir>', 'write issued device certificates and keys here (mode 0600)')
@@ -302,6 +304,8 @@ ${examples(['fleet device reset SN-000123 --reason "lost RegisterThing answer, t
               identities: o.identities,
               devices: o.devices,
               lot: o.lot,
+              hwRev: o.hwRev,
+              firmware: o.firmware,
               concurrency: o.concurrency,
               servername: o.servername,
               certDir: o.certDir,

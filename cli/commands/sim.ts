@@ -28,8 +28,12 @@ export interface SimOptions {
   identities?: string;
   /** Generated units when no serials, manifest or identities are given. @default 1 */
   devices?: number;
-  /** Lot of generated units. */
+  /** Lot of generated units and of --serial units. */
   lot?: string;
+  /** Hardware revision of generated and --serial units. */
+  hwRev?: string;
+  /** Firmware version of generated and --serial units. */
+  firmware?: string;
   concurrency?: number;
   servername?: string;
   certDir?: string;
@@ -81,6 +85,8 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
       ...(opts.serials?.length ? { serials: opts.serials } : {}),
       ...(opts.devices ? { devices: opts.devices } : {}),
       ...(opts.lot ? { lot: opts.lot } : {}),
+      ...(opts.hwRev ? { hwRev: opts.hwRev } : {}),
+      ...(opts.firmware ? { firmware: opts.firmware } : {}),
       ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
       ...(opts.servername ? { servername: opts.servername } : {}),
       ...(opts.certDir ? { certDir: opts.certDir } : {}),
