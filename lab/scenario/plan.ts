@@ -1,0 +1,167 @@
+/**
+ * The enrollment scenario's plan: lots, factory identities, the manifest, and what each
+ * simulated unit is expected to get. Pure apart from key generation (no I/O, no lab).
+ *
+ * Lots:
+ *   LAB-A    hardware revisions A and B, no attestation. The clone copies one of its units.
+ *   LAB-B    hardware revisions A and B, no attestation. One unit uses LAB-A's claim.
+ *   LAB-ATT  requires attestation (DeviceProof signed by the factory key).
+ *   LAB-HOLD put on hold after the manifest import.
+ *
+ * Bad cases (each one expected to be denied with its own reason code by the hook):
+ *   unknown serials                 → NOT_ON_ALLOWLIST
+ *   a lot-B serial with lot-A claim → CLAIM_LOT_MISMATCH
+ *   a unit of the lot on hold       → LOT_ON_HOLD
+ *   a bad DeviceProof in LAB-ATT    → ATTESTATION_INVALID
+ *   a clone of an enrolled LAB-A serial, enrolling after the original is ACTIVE,
+ *   with another key and no factory secret (so no DeviceProof) → DEVICE_ALREADY_ACTIVE
+ */
+import { generateIdentities, toManifestEntry, type DeviceSpec, type FactoryIdentity } from '../../device';
+import type { DenyReason } from '../../lambda/shared/model';
+
+export const LAB_LOTS = {
+  a: 'LAB-A',
+  b: 'LAB-B',
+  attested: 'LAB-ATT',
+  hold: 'LAB-HOLD',
+} as const;
+
+export interface PlannedLot {
+  lot: string;
+  requireAttestation: boolean;
+  hold: boolean;
+  hwRevs: string[];
+}
+
+export type BadCase = 'unknownSerial' | 'wrongLotClaim' | 'lotOnHold' | 'badAttestation' | 'clone';
+
+export const BAD_CASE_REASON: Record<BadCase, DenyReason> = {
+  unknownSerial: 'NOT_ON_ALLOWLIST',
+  wrongLotClaim: 'CLAIM_LOT_MISMATCH',
+  lotOnHold: 'LOT_ON_HOLD',
+  badAttestation: 'ATTESTATION_INVALID',
+  clone: 'DEVICE_ALREADY_ACTIVE',
+};
+
+/** One simulated unit and what it should get. */
+export interface PlannedDevice {
+  spec: DeviceSpec;
+  /** `enroll`: allowlisted good unit (enrolls, then activates); otherwise the bad case. */
+  kind: 'good' | BadCase;
+  /** Reason code the hook must record (bad cases only). */
+  expectedReason?: DenyReason;
+  /** For the clone: serial of the original unit. */
+  cloneOf?: string;
+}
+
+export interface ScenarioPlan {
+  lots: PlannedLot[];
+  /** Identities on the manufacturing manifest (good units and allowlisted bad cases). */
+  manifest: FactoryIdentity[];
+  /** Enrolled in the first wave. */
+  firstWave: PlannedDevice[];
+  /** Enrolled after every first-wave unit is ACTIVE (clones). */
+  secondWave: PlannedDevice[];
+  counts: { devices: number; good: number; bad: Record<BadCase, number> };
+}
+
+export interface PlanOptions {
+  /** Simulated units in total, bad cases included. @default 200 */
+  devices?: number;
+  /** Include the deliberate bad cases. @default true */
+  badCases?: boolean;
+}
+
+/** Smallest fleet that holds one good unit per lot and one of each bad case. */
+export const MIN_DEVICES_WITH_BAD_CASES = 8;
+
+/** Bad cases per kind: about 2 % of the fleet each, at least one. */
+export function badCasesPerKind(devices: number): number {
+  return Math.max(1, Math.round(devices * 0.02));
+}
+
+export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
+  const devices = options.devices ?? 200;
+  const withBad = options.badCases ?? true;
+  if (!Number.isInteger(devices) || devices < 1) throw new Error(`devices must be a positive whole number (got ${devices})`);
+  if (withBad && devices < MIN_DEVICES_WITH_BAD_CASES) {
+    throw new Error(`a scenario with bad cases needs at least ${MIN_DEVICES_WITH_BAD_CASES} devices (got ${devices})`);
+  }
+  const lots: PlannedLot[] = [
+    { lot: LAB_LOTS.a, requireAttestation: false, hold: false, hwRevs: ['A', 'B'] },
+    { lot: LAB_LOTS.b, requireAttestation: false, hold: false, hwRevs: ['A', 'B'] },
+    { lot: LAB_LOTS.attested, requireAttestation: true, hold: false, hwRevs: ['B'] },
+  ];
+  if (withBad) lots.push({ lot: LAB_LOTS.hold, requireAttestation: false, hold: true, hwRevs: ['A'] });
+
+  const perKind = withBad ? badCasesPerKind(devices) : 0;
+  const bad: Record<BadCase, number> = {
+    unknownSerial: perKind,
+    wrongLotClaim: perKind,
+    lotOnHold: perKind,
+    badAttestation: perKind,
+    clone: withBad ? 1 : 0,
+  };
+  const badTotal = Object.values(bad).reduce((a, b) => a + b, 0);
+  const good = devices - badTotal;
+  if (good < 3) throw new Error(`${devices} devices leave ${good} good unit(s); use more devices`);
+
+  // Good units: spread over the three enrollable lots; A/B lots alternate hardware revisions.
+  const goodOpen = generateIdentities({
+    count: good - Math.max(1, Math.floor(good / 5)),
+    lots: [LAB_LOTS.a, LAB_LOTS.b],
+    hwRevs: ['A', 'B'],
+    serialPrefix: 'LABG',
+  });
+  const goodAttested = generateIdentities({
+    count: Math.max(1, Math.floor(good / 5)),
+    lots: [LAB_LOTS.attested],
+    hwRevs: ['B'],
+    serialPrefix: 'LABT',
+  });
+  const firstWave: PlannedDevice[] = [...goodOpen, ...goodAttested].map((identity) => ({ spec: { identity }, kind: 'good' }));
+  const manifest: FactoryIdentity[] = [...goodOpen, ...goodAttested];
+  const secondWave: PlannedDevice[] = [];
+
+  if (withBad) {
+    // Not on the manifest; they hold LAB-A's claim (a leaked claim on an unknown board).
+    for (const identity of generateIdentities({ count: bad.unknownSerial, lots: [LAB_LOTS.a], serialPrefix: 'LABX' })) {
+      firstWave.push({ spec: { identity }, kind: 'unknownSerial', expectedReason: BAD_CASE_REASON.unknownSerial });
+    }
+    // LAB-B units on the manifest that present LAB-A's claim certificate.
+    for (const identity of generateIdentities({ count: bad.wrongLotClaim, lots: [LAB_LOTS.b], hwRevs: ['A'], serialPrefix: 'LABW' })) {
+      manifest.push(identity);
+      firstWave.push({ spec: { identity, faults: { wrongLotClaim: LAB_LOTS.a } }, kind: 'wrongLotClaim', expectedReason: BAD_CASE_REASON.wrongLotClaim });
+    }
+    for (const identity of generateIdentities({ count: bad.lotOnHold, lots: [LAB_LOTS.hold], hwRevs: ['A'], serialPrefix: 'LABH' })) {
+      manifest.push(identity);
+      firstWave.push({ spec: { identity }, kind: 'lotOnHold', expectedReason: BAD_CASE_REASON.lotOnHold });
+    }
+    for (const identity of generateIdentities({ count: bad.badAttestation, lots: [LAB_LOTS.attested], hwRevs: ['B'], serialPrefix: 'LABY' })) {
+      manifest.push(identity);
+      firstWave.push({ spec: { identity, faults: { badAttestation: true } }, kind: 'badAttestation', expectedReason: BAD_CASE_REASON.badAttestation });
+    }
+    // The clone copies a good LAB-A unit's printed identity (serial, lot, revision, firmware)
+    // but not its factory secret: it enrolls with its own new key and sends no DeviceProof.
+    const original = goodOpen.find((i) => i.lot === LAB_LOTS.a) as FactoryIdentity;
+    const { factoryKey: _secret, ...printed } = original;
+    secondWave.push({ spec: { identity: printed }, kind: 'clone', expectedReason: BAD_CASE_REASON.clone, cloneOf: original.serial });
+  }
+
+  return { lots, manifest, firstWave, secondWave, counts: { devices, good, bad } };
+}
+
+/** The manifest as CSV (`serial,lot,hwRev,factoryFirmware,publicKey`; the key as base64 SPKI DER). */
+export function manifestCsv(identities: readonly FactoryIdentity[]): string {
+  const lines = ['serial,lot,hwRev,factoryFirmware,publicKey'];
+  for (const identity of identities) {
+    const e = toManifestEntry(identity);
+    const key = e.publicKey ? pemBody(e.publicKey) : '';
+    lines.push([e.serial, e.lot, e.hwRev, e.firmware, key].join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function pemBody(pem: string): string {
+  return pem.replace(/-----(BEGIN|END) [A-Z ]+-----/g, '').replace(/\s+/g, '');
+}
