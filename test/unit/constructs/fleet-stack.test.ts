@@ -1,4 +1,8 @@
+import { App, Stack } from 'aws-cdk-lib';
 import { STACK_OUTPUTS } from '../../../lambda/shared/stack-outputs';
+import { resolveFleetConfig } from '../../../lib/config';
+import { FleetProvisioning } from '../../../lib/provisioning/fleet-provisioning';
+import { RegistryTables } from '../../../lib/traceability/registry-tables';
 import { PRESENCE_SQL } from '../../../lib/provisioning/activation-gate';
 import { asArray, CfnResourceJson, flat, one, PolicyStatement, resourcesOf, synthFleet } from './helpers';
 
@@ -215,6 +219,25 @@ describe('fleet stack', () => {
         expect(p.Properties.Principal).toBe('iot.amazonaws.com');
         expect(p.Properties.SourceAccount).toEqual({ Ref: 'AWS::AccountId' });
       }
+    });
+  });
+
+  describe('FleetProvisioning props that do not fit fail synth with the fix', () => {
+    const base = resolveFleetConfig({});
+    const make = (templates: typeof base.provisioning.templates) => () => {
+      const stack = new Stack(new App(), 'Bad');
+      new FleetProvisioning(stack, 'P', {
+        templates,
+        registry: new RegistryTables(stack, 'R'),
+        serialPattern: base.serialPattern,
+      });
+    };
+    test('no template', () => {
+      expect(make([])).toThrow(/at least one template: set provisioning.templates/);
+    });
+    test('duplicate template names', () => {
+      const [t] = base.provisioning.templates;
+      expect(make([t, t])).toThrow(/names must be unique: rename the duplicates/);
     });
   });
 });
