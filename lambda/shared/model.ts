@@ -213,5 +213,9 @@ export const DEFAULT_SERIAL_PATTERN = '^[A-Z0-9][A-Z0-9-]{3,31}$';
 export const LOT_PATTERN = /^[A-Za-z0-9_-]{1,48}$/;
 /** Hardware revisions, e.g. `A`, `rev2`, `B-1`. */
 export const HW_REV_PATTERN = /^[A-Za-z0-9._-]{1,16}$/;
-/** Firmware versions: semantic version with optional pre-release/build. */
-export const FIRMWARE_PATTERN = /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$/;
+/**
+ * Firmware versions: MAJOR.MINOR.PATCH with an optional pre-release suffix. Semantic-version
+ * build metadata (`+…`) is not accepted because AWS IoT thing attribute values cannot hold `+`,
+ * and the firmware version becomes a thing attribute at enrollment.
+ */
+export const FIRMWARE_PATTERN = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
