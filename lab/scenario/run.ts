@@ -316,6 +316,8 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     const stats = lab.stats();
     const deadLetters = lab.deadLetters().map((m) => ({ queueName: m.queueName, source: m.source, body: m.body }));
     const expectations = checkExpectations(planned, trail, active, enrollment, deadLetters.length, options.allowedGiveUps ?? 0);
+    const erroring = stats.functions.filter((f) => f.errors > 0).map((f) => `${f.functionName} failed ${f.errors}/${f.invocations} invocations (see its log under ${join(labDir, 'logs')})`);
+    if (erroring.length > 0) expectations.push({ name: 'no function errors', ok: false, detail: erroring.join('; ') });
     const failures = expectations.filter((e) => !e.ok).map((e) => `${e.name}: ${e.detail}`);
     const badCases = {} as ScenarioReport['badCases'];
     for (const p of [...plan.firstWave, ...plan.secondWave]) {
