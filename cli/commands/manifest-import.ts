@@ -62,7 +62,10 @@ export interface ManifestImportResult {
   /** Serials already in the registry with the same attributes. */
   unchanged: number;
   conflicts: ManifestConflict[];
+  /** Every problem found (a row may have several; line 0 is the file as a whole). */
   invalid: ManifestIssue[];
+  /** Data rows that cannot be imported (each has at least one problem, or the header is unusable). */
+  invalidRows: number;
   /** Lots this import created (or would create). */
   lotsCreated: string[];
   /** True when the registry was written. */
@@ -114,6 +117,7 @@ export async function manifestImport(opts: ManifestImportOptions, ctx: CliContex
     unchanged: 0,
     conflicts: [],
     invalid,
+    invalidRows: parsed.rowCount - rows.length,
     lotsCreated: [],
     imported: false,
     dryRun: opts.dryRun === true,
@@ -262,7 +266,8 @@ function printSummary(ctx: CliContext, r: ManifestImportResult): void {
   const verb = r.dryRun ? 'dry run, nothing written' : r.imported ? 'imported' : 'not imported';
   ctx.out.info(
     `${r.file}: ${r.rows} row(s), ${verb}: created ${r.created}, unchanged ${r.unchanged}, ` +
-      `conflicts ${r.conflicts.length}, invalid ${r.invalid.length}` +
+      `conflicts ${r.conflicts.length}, invalid rows ${r.invalidRows}` +
+      (r.invalid.length > 0 ? ` (${r.invalid.length} problem(s))` : '') +
       (r.lotsCreated.length > 0 ? `; lots ${r.dryRun ? 'to create' : 'created'}: ${r.lotsCreated.join(', ')}` : ''),
   );
 }

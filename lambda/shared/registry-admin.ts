@@ -4,8 +4,8 @@
  * for device reads, transitions and single trail appends.
  *
  * - Manifest import: batched reads of existing devices (BatchGetItem, 100 keys) and batched
- *   writes of new ones (BatchWriteItem, 25 items), retrying unprocessed keys/items with
- *   exponential backoff and jitter.
+ *   writes of new ones (BatchWriteItem, 25 items), a few batches in flight, retrying
+ *   unprocessed keys/items with exponential backoff and jitter.
  * - Lot administration: create, hold, release, unit counts, claim certificate ids, listing.
  * - Enrollment queries on the sparse `byEnrollmentDay` GSI of the events table (one Query per
  *   UTC day; never a Scan) and the recent trail of one device.
@@ -39,6 +39,8 @@ export interface RegistryAdminOptions {
   baseDelayMs?: number;
   /** Backoff ceiling in ms. @default 2000 */
   maxDelayMs?: number;
+  /** Batch requests in flight at once during imports. @default 4 */
+  concurrency?: number;
 }
 
 /** Unprocessed items remained after every retry (throughput exceeded for too long). */
@@ -83,6 +85,7 @@ export class RegistryAdmin {
   private readonly maxAttempts: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
+  private readonly concurrency: number;
 
   constructor(doc: DynamoDBDocumentClient, tables: RegistryTableNames, options: RegistryAdminOptions = {}) {
     this.doc = doc;
@@ -92,6 +95,7 @@ export class RegistryAdmin {
     this.maxAttempts = options.maxAttempts ?? 8;
     this.baseDelayMs = options.baseDelayMs ?? 50;
     this.maxDelayMs = options.maxDelayMs ?? 2000;
+    this.concurrency = Math.max(1, options.concurrency ?? 4);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -102,8 +106,7 @@ export class RegistryAdmin {
     const found = new Map<string, DeviceRecord>();
     const unique = [...new Set(serials)];
     let done = 0;
-    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
-      const chunk = unique.slice(i, i + BATCH_GET_MAX);
+    await this.forEachChunk(unique, BATCH_GET_MAX, async (chunk) => {
       let keys: Record<string, unknown>[] = chunk.map((serial) => ({ [TABLES.devices.partitionKey]: serial }));
       for (let attempt = 1; keys.length > 0; attempt += 1) {
         if (attempt > this.maxAttempts) throw new BatchRetryExhaustedError('BatchGetItem', keys.length, this.maxAttempts);
@@ -119,7 +122,7 @@ export class RegistryAdmin {
       }
       done += chunk.length;
       onProgress?.(done);
-    }
+    });
     return found;
   }
 
@@ -322,8 +325,7 @@ export class RegistryAdmin {
 
   private async batchPut(table: string, items: Record<string, unknown>[], onProgress?: ProgressCallback): Promise<void> {
     let done = 0;
-    for (let i = 0; i < items.length; i += BATCH_WRITE_MAX) {
-      const chunk = items.slice(i, i + BATCH_WRITE_MAX);
+    await this.forEachChunk(items, BATCH_WRITE_MAX, async (chunk) => {
       let requests: WriteRequest[] = chunk.map((Item) => ({ PutRequest: { Item } }));
       for (let attempt = 1; requests.length > 0; attempt += 1) {
         if (attempt > this.maxAttempts) {
@@ -335,7 +337,27 @@ export class RegistryAdmin {
       }
       done += chunk.length;
       onProgress?.(done);
-    }
+    });
+  }
+
+  /** Run `fn` over consecutive chunks with at most `concurrency` in flight; stops at the first error. */
+  private async forEachChunk<T>(items: readonly T[], size: number, fn: (chunk: T[]) => Promise<void>): Promise<void> {
+    const chunks: T[][] = [];
+    for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+    let next = 0;
+    let failed = false;
+    const worker = async (): Promise<void> => {
+      while (!failed && next < chunks.length) {
+        const chunk = chunks[next++];
+        try {
+          await fn(chunk);
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.concurrency, chunks.length) }, worker));
   }
 
   /** Exponential backoff with full jitter. */

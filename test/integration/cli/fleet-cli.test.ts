@@ -161,6 +161,7 @@ describe('manifest import', () => {
     const rejected = await manifestImport({ file: 'm.csv', content }, ctx);
     expect(rejected).toMatchObject({ imported: false, created: 0, exitCode: 1 });
     expect(rejected.invalid.map((i) => i.line)).toEqual([3, 4, 5]);
+    expect(rejected.invalidRows).toBe(3);
     expect(await registry.getDevice('SN-0001')).toBeUndefined();
     expect(await registry.getLot('L1')).toBeUndefined();
     expect(out.warnings.join('\n')).toMatch(/nothing imported: 3 problem\(s\).*--skip-invalid to import the 1 valid row/);

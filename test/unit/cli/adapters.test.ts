@@ -108,8 +108,14 @@ describe('RegistryAdmin batch retries', () => {
   const mock = mockClient(doc);
   const tables = { devices: 'Devices', lots: 'Lots', events: 'Events' };
   const sleeps: number[] = [];
-  const admin = (maxAttempts = 5) =>
-    new RegistryAdmin(doc, tables, { sleep: async (ms) => void sleeps.push(ms), maxAttempts, baseDelayMs: 10, maxDelayMs: 40 });
+  const admin = (maxAttempts = 5, concurrency = 1) =>
+    new RegistryAdmin(doc, tables, {
+      sleep: async (ms) => void sleeps.push(ms),
+      maxAttempts,
+      baseDelayMs: 10,
+      maxDelayMs: 40,
+      concurrency,
+    });
   const device = (serial: string) => ({ serial, lot: 'L1', hwRev: 'A', factoryFirmware: '1.0.0' }) as DeviceRecord;
   beforeEach(() => {
     mock.reset();
@@ -146,6 +152,18 @@ describe('RegistryAdmin batch retries', () => {
     expect((err as Error).message).toMatch(/1 item\(s\) unprocessed after 3 attempts.*run the same command again/);
     expect(mock.commandCalls(BatchWriteCommand)).toHaveLength(3);
     expect(sleeps.every((s) => s <= 40)).toBe(true);
+  });
+
+  test('several batches in flight still write every item exactly once', async () => {
+    mock.on(BatchWriteCommand).resolves({});
+    const devices = Array.from({ length: 260 }, (_, i) => device(`SN-${i}`));
+    const progress: number[] = [];
+    await admin(5, 4).batchPutDevices(devices, (n) => progress.push(n));
+    const written = mock
+      .commandCalls(BatchWriteCommand)
+      .flatMap((c) => (c.args[0].input.RequestItems?.Devices ?? []).map((r) => r.PutRequest?.Item?.serial));
+    expect(written.sort()).toEqual(devices.map((d) => d.serial).sort());
+    expect(progress.at(-1)).toBe(260);
   });
 
   test('BatchGetItem: chunks of 100, UnprocessedKeys retried, consistent reads', async () => {

@@ -1,0 +1,16 @@
+/**
+ * In-process API of the `fleet` CLI (for the local lab and scripts): build a context with
+ * {@link createContext} and call the commands; each returns its result and writes to `ctx.out`.
+ */
+export { createContext, contextFromFlags, resolveResources, CLI_ENV, RESOURCE_SOURCES } from './context';
+export type { CliContext, FleetClients, FleetResources, GlobalFlags, ResourceKey } from './context';
+export { CliError, UsageError } from './errors';
+export { consoleSink, memorySink } from './output';
+export type { MemorySink, OutputSink, Progress } from './output';
+export { main } from './program';
+export * from './commands/manifest-import';
+export * from './commands/lot';
+export * from './commands/claim';
+export * from './commands/enrollment';
+export * from './commands/device';
+export * from './commands/sim';
