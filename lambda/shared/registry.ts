@@ -184,13 +184,14 @@ export class Registry {
    * The hook's transition: MANUFACTURED -> PROVISIONING (first attempt), or PROVISIONING ->
    * PROVISIONING with the new certificate (an allowed retry). Records thing name, ring,
    * certificate, key fingerprint, reported firmware and the certificate lineage.
+   * Returns nothing (the hook's hot path does not need the record back).
    * @throws RegistryConditionError when the status or revision changed since the read.
    */
   async beginProvisioning(
     serial: string,
     input: BeginProvisioningInput,
     opts: CallOptions = {},
-  ): Promise<DeviceRecord> {
+  ): Promise<void> {
     const at = input.at ?? this.now().toISOString();
     const entry: CertificateLineageEntry = {
       certificateId: input.certificateId,
@@ -223,7 +224,8 @@ export class Registry {
       values[':empty'] = [];
       values[':entry'] = [entry];
     }
-    return this.transition('beginProvisioning', serial, input.expectedStatus, input.expectedRevision, {
+    await this.transition('beginProvisioning', serial, input.expectedStatus, input.expectedRevision, {
+      returnRecord: false,
       update: `SET ${sets.join(', ')}`,
       names: {
         '#thing': TABLES.devices.byThingKey,
@@ -380,6 +382,8 @@ export class Registry {
       values: Record<string, unknown>;
       extraCondition?: string;
       opts: CallOptions;
+      /** @default true */
+      returnRecord?: boolean;
     },
   ): Promise<DeviceRecord> {
     // Records written without a revision count as revision 0.
@@ -402,7 +406,7 @@ export class Registry {
             ...w.names,
           },
           ExpressionAttributeValues: { ...w.values, ':from': expectedStatus },
-          ReturnValues: 'ALL_NEW',
+          ReturnValues: w.returnRecord === false ? 'NONE' : 'ALL_NEW',
         }),
         { abortSignal: w.opts.abortSignal },
       );
