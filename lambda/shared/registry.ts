@@ -103,16 +103,7 @@ export interface ActivateInput {
   at?: string;
 }
 
-/** `a` is strictly newer than the stored (version, timestamp); the same rule as the condition. */
-export function isNewerPresence(
-  a: { versionNumber: number; timestamp: number },
-  stored: { presenceVersion?: number; presenceTimestamp?: number },
-): boolean {
-  if (stored.presenceVersion === undefined) return true;
-  if (a.versionNumber !== stored.presenceVersion) return a.versionNumber > stored.presenceVersion;
-  return a.timestamp > (stored.presenceTimestamp ?? -1);
-}
-
+/** The write-side twin of `isNewerPresence` (lambda/provisioning/presence.ts). */
 const NEWER_PRESENCE_CONDITION =
   '(attribute_not_exists(#pv) OR #pv < :pv OR (#pv = :pv AND (attribute_not_exists(#pt) OR #pt < :pt)))';
 

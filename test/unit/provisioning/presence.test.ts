@@ -1,0 +1,130 @@
+import { DeviceRecord } from '../../../lambda/shared/model';
+import {
+  isNewerPresence,
+  planPresence,
+  PresenceEvent,
+  serialOfClient,
+} from '../../../lambda/provisioning/presence';
+
+const CERT = 'a'.repeat(64);
+const device = (over: Partial<DeviceRecord> = {}): DeviceRecord => ({
+  serial: 'SN-1',
+  lot: 'L',
+  hwRev: 'A',
+  factoryFirmware: '1.0.0',
+  currentFirmware: '1.0.0',
+  status: 'PROVISIONING',
+  certificateId: CERT,
+  createdAt: '2026-01-01T00:00:00.000Z',
+  updatedAt: '2026-01-01T00:00:00.000Z',
+  revision: 1,
+  ...over,
+});
+const event = (over: Partial<PresenceEvent> = {}): PresenceEvent => ({
+  clientId: 'fleet-SN-1',
+  timestamp: 1000,
+  eventType: 'connected',
+  versionNumber: 5,
+  principalIdentifier: CERT,
+  sessionIdentifier: 's-1',
+  ...over,
+});
+
+describe('isNewerPresence orders by (versionNumber, timestamp)', () => {
+  test.each<[string, { versionNumber: number; timestamp: number }, Partial<DeviceRecord>, boolean]>([
+    ['nothing stored yet', { versionNumber: 0, timestamp: 0 }, {}, true],
+    [
+      'higher version, older timestamp',
+      { versionNumber: 6, timestamp: 1 },
+      { presenceVersion: 5, presenceTimestamp: 900 },
+      true,
+    ],
+    [
+      'lower version, newer timestamp',
+      { versionNumber: 4, timestamp: 9999 },
+      { presenceVersion: 5, presenceTimestamp: 900 },
+      false,
+    ],
+    [
+      'same version, later timestamp',
+      { versionNumber: 5, timestamp: 901 },
+      { presenceVersion: 5, presenceTimestamp: 900 },
+      true,
+    ],
+    [
+      'same version, same timestamp (duplicate)',
+      { versionNumber: 5, timestamp: 900 },
+      { presenceVersion: 5, presenceTimestamp: 900 },
+      false,
+    ],
+    [
+      'same version, earlier timestamp',
+      { versionNumber: 5, timestamp: 899 },
+      { presenceVersion: 5, presenceTimestamp: 900 },
+      false,
+    ],
+  ])('%s', (_name, e, stored, expected) => {
+    expect(isNewerPresence(e, stored)).toBe(expected);
+  });
+});
+
+describe('planPresence', () => {
+  test.each<[string, PresenceEvent, DeviceRecord | undefined, string]>([
+    ['unknown device', event(), undefined, 'ignore:UNKNOWN_DEVICE'],
+    ['first connect with the current certificate activates', event(), device(), 'apply:ACTIVATED,CONNECTED'],
+    [
+      'connect with an older certificate does not activate',
+      event({ principalIdentifier: 'b'.repeat(64) }),
+      device(),
+      'apply:CONNECTED',
+    ],
+    ['disconnect never activates', event({ eventType: 'disconnected' }), device(), 'apply:DISCONNECTED'],
+    ['an ACTIVE device only records presence', event(), device({ status: 'ACTIVE' }), 'apply:CONNECTED'],
+    ['RMA device is not activated by a connect', event(), device({ status: 'RMA' }), 'apply:CONNECTED'],
+    [
+      'a late connect still activates but leaves newer presence alone',
+      event({ versionNumber: 4 }),
+      device({ presenceVersion: 5, presenceTimestamp: 2000, connected: false }),
+      'apply:ACTIVATED',
+    ],
+    [
+      'a late event on an ACTIVE device is stale',
+      event({ versionNumber: 4 }),
+      device({ status: 'ACTIVE', presenceVersion: 5 }),
+      'ignore:STALE',
+    ],
+    [
+      'a duplicate event is stale',
+      event(),
+      device({ status: 'ACTIVE', presenceVersion: 5, presenceTimestamp: 1000 }),
+      'ignore:STALE',
+    ],
+  ])('%s', (_name, e, d, expected) => {
+    const plan = planPresence(e, d);
+    expect(plan.kind === 'ignore' ? `ignore:${plan.why}` : `apply:${plan.events.join(',')}`).toBe(expected);
+  });
+
+  test('the plan carries the presence fields of the event', () => {
+    const plan = planPresence(
+      event({ eventType: 'disconnected', versionNumber: 7, timestamp: 42 }),
+      device(),
+    );
+    expect(plan).toMatchObject({
+      kind: 'apply',
+      activate: false,
+      updatePresence: true,
+      presence: { connected: false, versionNumber: 7, timestamp: 42 },
+    });
+  });
+});
+
+describe('serialOfClient', () => {
+  test.each([
+    ['fleet-SN-1', 'SN-1'],
+    ['prov-1234', undefined],
+    ['fleet-', undefined],
+    ['other-SN-1', undefined],
+  ])('%s -> %s', (clientId, serial) => {
+    expect(serialOfClient('fleet', clientId)).toBe(serial);
+  });
+});
