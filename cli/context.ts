@@ -22,7 +22,11 @@ import { parseRingShares, RingShares, RingSharesError } from '../lambda/provisio
 import { ENV } from '../lambda/shared/env';
 import { DEFAULT_SERIAL_PATTERN } from '../lambda/shared/model';
 import { RegistryTableNames } from '../lambda/shared/registry';
-import { DEFAULT_STACK_NAME, ProvisioningTemplateOutput, STACK_OUTPUTS } from '../lambda/shared/stack-outputs';
+import {
+  DEFAULT_STACK_NAME,
+  ProvisioningTemplateOutput,
+  STACK_OUTPUTS,
+} from '../lambda/shared/stack-outputs';
 import { UsageError, CliError } from './errors';
 import { consoleSink, OutputSink } from './output';
 
@@ -191,7 +195,8 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
       const outputs = await reader(stackName);
       for (const key of keys) {
         const value = outputs[RESOURCE_SOURCES[key].output];
-        if (!raw[key] && value) raw[key] = { value, from: `output ${RESOURCE_SOURCES[key].output} of stack ${stackName}` };
+        if (!raw[key] && value)
+          raw[key] = { value, from: `output ${RESOURCE_SOURCES[key].output} of stack ${stackName}` };
       }
     } catch (err) {
       stackProblem = `reading the outputs of stack ${stackName} failed (${describeError(err)})`;
@@ -215,7 +220,8 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
   for (const key of keys) {
     const hit = raw[key];
     if (!hit) continue;
-    if (key === 'provisioningTemplates') resources.provisioningTemplates = parseTemplates(hit.value, hit.from);
+    if (key === 'provisioningTemplates')
+      resources.provisioningTemplates = parseTemplates(hit.value, hit.from);
     else resources[key] = hit.value;
   }
   return resources;
@@ -231,7 +237,10 @@ const templateSchema = z.array(
 );
 
 /** Parse the ProvisioningTemplates JSON (stack output, env or flag). */
-export function parseTemplates(text: string, from = 'the provisioning templates'): ProvisioningTemplateOutput[] {
+export function parseTemplates(
+  text: string,
+  from = 'the provisioning templates',
+): ProvisioningTemplateOutput[] {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -264,7 +273,8 @@ export async function contextFromFlags(
   try {
     ringShares = parseRingShares(ringSource);
   } catch (err) {
-    if (err instanceof RingSharesError) throw new UsageError(`${err.message} (from --ring-shares or ${ENV.ringShares})`);
+    if (err instanceof RingSharesError)
+      throw new UsageError(`${err.message} (from --ring-shares or ${ENV.ringShares})`);
     throw err;
   }
   const serialPattern = flags.serialPattern ?? env[ENV.serialPattern] ?? DEFAULT_SERIAL_PATTERN;
@@ -294,7 +304,14 @@ function defaultActor(env: Record<string, string | undefined>): string {
 }
 
 /** The registry table names, or a usage error naming how to supply the missing ones. */
-export function registryTables(ctx: CliContext, which: readonly ('devicesTable' | 'lotsTable' | 'eventsTable')[] = ['devicesTable', 'lotsTable', 'eventsTable']): RegistryTableNames {
+export function registryTables(
+  ctx: CliContext,
+  which: readonly ('devicesTable' | 'lotsTable' | 'eventsTable')[] = [
+    'devicesTable',
+    'lotsTable',
+    'eventsTable',
+  ],
+): RegistryTableNames {
   for (const key of which) requireResource(ctx, key);
   return {
     devices: ctx.resources.devicesTable ?? '',
@@ -304,11 +321,16 @@ export function registryTables(ctx: CliContext, which: readonly ('devicesTable' 
 }
 
 /** A resolved resource, or a usage error naming its flag, variable and stack output. */
-export function requireResource<K extends ResourceKey>(ctx: CliContext, key: K): NonNullable<FleetResources[K]> {
+export function requireResource<K extends ResourceKey>(
+  ctx: CliContext,
+  key: K,
+): NonNullable<FleetResources[K]> {
   const value = ctx.resources[key];
   if (value === undefined || value === '') {
     const s = RESOURCE_SOURCES[key];
-    throw new UsageError(`missing ${key}: pass ${s.flag}, set ${s.env}, or read it from the stack output ${s.output} (--stack)`);
+    throw new UsageError(
+      `missing ${key}: pass ${s.flag}, set ${s.env}, or read it from the stack output ${s.output} (--stack)`,
+    );
   }
   return value as NonNullable<FleetResources[K]>;
 }

@@ -16,7 +16,11 @@ import { CliError } from './errors';
 const TABLES: ResourceKey[] = ['devicesTable', 'lotsTable', 'eventsTable'];
 
 /** Context factory; tests inject one that builds a local context. */
-export type ContextFactory = (flags: GlobalFlags, needs: readonly ResourceKey[], wants: readonly ResourceKey[]) => Promise<CliContext>;
+export type ContextFactory = (
+  flags: GlobalFlags,
+  needs: readonly ResourceKey[],
+  wants: readonly ResourceKey[],
+) => Promise<CliContext>;
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -27,7 +31,13 @@ function positiveInt(value: string): number {
 }
 
 function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
+  return [
+    ...previous,
+    ...value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ];
 }
 
 const examples = (lines: string[]): string => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
@@ -40,18 +50,36 @@ export function buildProgram(
   program.exitOverride();
   program.showHelpAfterError('(run the command with --help for usage)');
   program
-    .description('Operator CLI of the IoT fleet stack: manifests, lots, claim certificates, enrollments, devices.')
-    .option('--stack <name>', `CloudFormation stack to read resource names from (env ${CLI_ENV.stackName})`, undefined)
+    .description(
+      'Operator CLI of the IoT fleet stack: manifests, lots, claim certificates, enrollments, devices.',
+    )
+    .option(
+      '--stack <name>',
+      `CloudFormation stack to read resource names from (env ${CLI_ENV.stackName})`,
+      undefined,
+    )
     .option('--region <region>', 'AWS region (default: the AWS SDK chain, e.g. AWS_REGION)')
     .option('--devices-table <name>', `Devices table (env ${ENV.devicesTable}, output DevicesTableName)`)
     .option('--lots-table <name>', `Lots table (env ${ENV.lotsTable}, output LotsTableName)`)
     .option('--events-table <name>', `Events table (env ${ENV.eventsTable}, output EventsTableName)`)
-    .option('--thing-prefix <prefix>', `thing name prefix (env ${ENV.thingNamePrefix}, output ThingNamePrefix)`)
-    .option('--device-policy <name>', `device IoT policy (env ${CLI_ENV.devicePolicy}, output DevicePolicyName)`)
-    .option('--templates <json>', `provisioning templates JSON (env ${CLI_ENV.provisioningTemplates}, output ProvisioningTemplates)`)
+    .option(
+      '--thing-prefix <prefix>',
+      `thing name prefix (env ${ENV.thingNamePrefix}, output ThingNamePrefix)`,
+    )
+    .option(
+      '--device-policy <name>',
+      `device IoT policy (env ${CLI_ENV.devicePolicy}, output DevicePolicyName)`,
+    )
+    .option(
+      '--templates <json>',
+      `provisioning templates JSON (env ${CLI_ENV.provisioningTemplates}, output ProvisioningTemplates)`,
+    )
     .option('--serial-pattern <regex>', `serial number pattern (env ${ENV.serialPattern})`)
     .option('--ring-shares <canary:early>', `ring shares in percent, e.g. 2:18 (env ${ENV.ringShares})`)
-    .option('--actor <name>', `operator recorded on holds, releases and resets (env ${CLI_ENV.actor}, default: OS user)`)
+    .option(
+      '--actor <name>',
+      `operator recorded on holds, releases and resets (env ${CLI_ENV.actor}, default: OS user)`,
+    )
     .addHelpText(
       'after',
       `
@@ -75,18 +103,24 @@ ${examples([
   ): Promise<void> => {
     const ctx = await makeContext(cmd.optsWithGlobals() as GlobalFlags, needs, wants);
     const result = (await fn(ctx)) as { exitCode?: number } | undefined;
-    if (result && typeof result === 'object' && typeof result.exitCode === 'number') state.exitCode = result.exitCode;
+    if (result && typeof result === 'object' && typeof result.exitCode === 'number')
+      state.exitCode = result.exitCode;
   };
 
   // manifest ---------------------------------------------------------------------------------
   const manifest = program.command('manifest').description('manufacturing manifests (the allowlist)');
   manifest
     .command('import')
-    .description('validate a manifest and add its units to the registry (idempotent; conflicts are never overwritten)')
+    .description(
+      'validate a manifest and add its units to the registry (idempotent; conflicts are never overwritten)',
+    )
     .argument('<file>', 'manifest: .csv (header serial,lot,hwRev,factoryFirmware[,publicKey]) or .json')
     .option('--skip-invalid', 'import the valid rows even when some rows are invalid')
     .option('--dry-run', 'validate and compare with the registry, write nothing')
-    .option('--require-attestation', 'every row needs a publicKey; lots created by this import require attestation')
+    .option(
+      '--require-attestation',
+      'every row needs a publicKey; lots created by this import require attestation',
+    )
     .option('--trail', 'also append a MANUFACTURED event per new unit to the trail (doubles the writes)')
     .addHelpText(
       'after',
@@ -109,7 +143,13 @@ CSV example:
     .action(async (file: string, o, cmd: Command) =>
       run(cmd, TABLES, (ctx) =>
         manifestImport(
-          { file, skipInvalid: o.skipInvalid, dryRun: o.dryRun, requireAttestation: o.requireAttestation, trail: o.trail },
+          {
+            file,
+            skipInvalid: o.skipInvalid,
+            dryRun: o.dryRun,
+            requireAttestation: o.requireAttestation,
+            trail: o.trail,
+          },
           ctx,
         ),
       ),
@@ -122,9 +162,14 @@ CSV example:
     .description('create a lot (status OK); no-op when it exists')
     .argument('<lot>', 'lot id (1-48 of A-Z a-z 0-9 _ -)')
     .option('--require-attestation', 'units must sign their new certificate id with their factory key')
-    .addHelpText('after', examples(['fleet lot create L2026-07', 'fleet lot create L2026-08 --require-attestation']))
+    .addHelpText(
+      'after',
+      examples(['fleet lot create L2026-07', 'fleet lot create L2026-08 --require-attestation']),
+    )
     .action(async (name: string, o, cmd: Command) =>
-      run(cmd, ['lotsTable'], (ctx) => lotCreate({ lot: name, requireAttestation: o.requireAttestation }, ctx)),
+      run(cmd, ['lotsTable'], (ctx) =>
+        lotCreate({ lot: name, requireAttestation: o.requireAttestation }, ctx),
+      ),
     );
   lot
     .command('hold')
@@ -155,9 +200,14 @@ CSV example:
   const claim = program.command('claim').description('per-lot claim certificates for fleet provisioning');
   claim
     .command('create')
-    .description("create a lot's claim certificate, attach the claim policy, record it on the lot, write the key pair")
+    .description(
+      "create a lot's claim certificate, attach the claim policy, record it on the lot, write the key pair",
+    )
     .requiredOption('--lot <lot>', 'lot the claim is for')
-    .requiredOption('--out <dir>', `directory for claim.cert.pem, claim.private.key (mode 0600) and claim.json`)
+    .requiredOption(
+      '--out <dir>',
+      `directory for claim.cert.pem, claim.private.key (mode 0600) and claim.json`,
+    )
     .option('--template <name>', 'provisioning template (needed when the stack has several)')
     .option('--force', 'overwrite existing claim files in --out')
     .option('--require-attestation', 'when the lot does not exist yet, create it requiring attestation')
@@ -169,14 +219,17 @@ private key exists only in the CreateKeysAndCertificate answer: keep the files s
 ${examples(['fleet claim create --lot L2026-07 --out ./claims/L2026-07', 'fleet claim create --lot L2026-07 --out ./c --template sensor-v2'])}`,
     )
     .action(async (o, cmd: Command) =>
-      run(
-        cmd,
-        ['lotsTable', 'thingPrefix', 'provisioningTemplates'],
-        (ctx) =>
-          claimCreate(
-            { lot: o.lot, out: o.out, template: o.template, force: o.force, requireAttestation: o.requireAttestation },
-            ctx,
-          ),
+      run(cmd, ['lotsTable', 'thingPrefix', 'provisioningTemplates'], (ctx) =>
+        claimCreate(
+          {
+            lot: o.lot,
+            out: o.out,
+            template: o.template,
+            force: o.force,
+            requireAttestation: o.requireAttestation,
+          },
+          ctx,
+        ),
       ),
     );
   claim
@@ -200,10 +253,14 @@ ${examples(['fleet claim create --lot L2026-07 --out ./claims/L2026-07', 'fleet 
     );
 
   // enrollment -------------------------------------------------------------------------------
-  const enrollment = program.command('enrollment').description('onboarding attempts (pre-provisioning decisions)');
+  const enrollment = program
+    .command('enrollment')
+    .description('onboarding attempts (pre-provisioning decisions)');
   enrollment
     .command('list')
-    .description('quarantine view: recent attempts (serial, lot, decision, reason, time) and the first-time success rate')
+    .description(
+      'quarantine view: recent attempts (serial, lot, decision, reason, time) and the first-time success rate',
+    )
     .option('--denied', 'only denied attempts')
     .option('--since <time>', 'window start: ISO time, date, or 30m/24h/7d before now', '24h')
     .option('--until <time>', 'window end (exclusive), same forms', 'now')
@@ -225,7 +282,15 @@ ${examples([
     .action(async (o, cmd: Command) =>
       run(cmd, ['eventsTable'], (ctx) =>
         enrollmentList(
-          { denied: o.denied, since: o.since, until: o.until, reason: o.reason, lot: o.lot, limit: o.limit, json: o.json },
+          {
+            denied: o.denied,
+            since: o.since,
+            until: o.until,
+            reason: o.reason,
+            lot: o.lot,
+            limit: o.limit,
+            json: o.json,
+          },
           ctx,
         ),
       ),
@@ -239,9 +304,14 @@ ${examples([
     .argument('<serial>', 'serial number')
     .option('--events <n>', 'trail events to show', positiveInt, 20)
     .option('--json', 'print JSON')
-    .addHelpText('after', examples(['fleet device show SN-000123', 'fleet device show SN-000123 --events 100 --json']))
+    .addHelpText(
+      'after',
+      examples(['fleet device show SN-000123', 'fleet device show SN-000123 --events 100 --json']),
+    )
     .action(async (serial: string, o, cmd: Command) =>
-      run(cmd, ['devicesTable', 'eventsTable'], (ctx) => deviceShow({ serial, events: o.events, json: o.json }, ctx)),
+      run(cmd, ['devicesTable', 'eventsTable'], (ctx) =>
+        deviceShow({ serial, events: o.events, json: o.json }, ctx),
+      ),
     );
   device
     .command('reset')
@@ -262,7 +332,9 @@ ${examples(['fleet device reset SN-000123 --reason "lost RegisterThing answer, t
   // sim --------------------------------------------------------------------------------------
   program
     .command('sim')
-    .description('enroll simulated devices against an AWS IoT endpoint or the local lab (fleet provisioning MQTT API)')
+    .description(
+      'enroll simulated devices against an AWS IoT endpoint or the local lab (fleet provisioning MQTT API)',
+    )
     .requiredOption('--endpoint <host[:port]>', 'IoT data endpoint (port 8883 by default)')
     .requiredOption('--claim-cert <file>', 'claim certificate PEM (from fleet claim create)')
     .requiredOption('--claim-key <file>', 'claim private key PEM')
@@ -325,7 +397,10 @@ ${examples(['fleet device reset SN-000123 --reason "lost RegisterThing answer, t
       for (const sub of cmd.commands) {
         const name = `${path} ${sub.name()}`.trim();
         if (sub.commands.length > 0) walk(sub, name);
-        else lines.push(`  fleet ${`${name} ${sub.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)).join(' ')}`.trim().padEnd(30)} ${sub.description()}`);
+        else
+          lines.push(
+            `  fleet ${`${name} ${sub.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`)).join(' ')}`.trim().padEnd(30)} ${sub.description()}`,
+          );
       }
     };
     walk(program, '');
@@ -381,10 +456,17 @@ export function explain(err: unknown): string {
   if (name === 'ResourceNotFoundException') {
     return `${msg}; check the table names (--devices-table/--lots-table/--events-table, FLEET_*_TABLE or --stack) and the region`;
   }
-  if (name === 'AccessDeniedException' || name === 'UnrecognizedClientException' || name === 'ExpiredTokenException') {
+  if (
+    name === 'AccessDeniedException' ||
+    name === 'UnrecognizedClientException' ||
+    name === 'ExpiredTokenException'
+  ) {
     return `${name}: ${msg}; check the AWS credentials and their permissions`;
   }
-  if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(msg) || /ECONNREFUSED|ENOTFOUND/.test(String((err as { code?: string }).code))) {
+  if (
+    /ECONNREFUSED|ENOTFOUND|EAI_AGAIN/.test(msg) ||
+    /ECONNREFUSED|ENOTFOUND/.test(String((err as { code?: string }).code))
+  ) {
     return `cannot reach the AWS endpoint (${msg}); check the network and any AWS_ENDPOINT_URL_* variable`;
   }
   if (name === 'BatchRetryExhaustedError' || name === 'LotNotFoundError') return msg;

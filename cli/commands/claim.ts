@@ -70,11 +70,17 @@ export interface ClaimRevokeResult {
   remainingOnLot: string[];
 }
 
-export function pickTemplate(templates: readonly ProvisioningTemplateOutput[], name?: string): ProvisioningTemplateOutput {
+export function pickTemplate(
+  templates: readonly ProvisioningTemplateOutput[],
+  name?: string,
+): ProvisioningTemplateOutput {
   const names = templates.map((t) => t.templateName).join(', ');
   if (name) {
     const hit = templates.find((t) => t.templateName === name);
-    if (!hit) throw new UsageError(`template "${name}" is not one of the stack's provisioning templates (${names}); pick one with --template`);
+    if (!hit)
+      throw new UsageError(
+        `template "${name}" is not one of the stack's provisioning templates (${names}); pick one with --template`,
+      );
     return hit;
   }
   if (templates.length === 1) return templates[0];
@@ -87,7 +93,8 @@ export function pickTemplate(templates: readonly ProvisioningTemplateOutput[], n
 
 export async function claimCreate(opts: ClaimCreateOptions, ctx: CliContext): Promise<ClaimCreateResult> {
   const lot = validateLotName(opts.lot);
-  if (!opts.out || opts.out.trim() === '') throw new UsageError('claim create needs --out DIR, the directory for the claim files');
+  if (!opts.out || opts.out.trim() === '')
+    throw new UsageError('claim create needs --out DIR, the directory for the claim files');
   const template = pickTemplate(requireResource(ctx, 'provisioningTemplates'), opts.template);
   const prefix = requireResource(ctx, 'thingPrefix');
   const tables = registryTables(ctx, ['lotsTable']);
@@ -102,7 +109,9 @@ export async function claimCreate(opts: ClaimCreateOptions, ctx: CliContext): Pr
     const existing: string[] = [];
     for (const f of Object.values(files)) if (await exists(f)) existing.push(f);
     if (existing.length > 0) {
-      throw new UsageError(`${existing.join(', ')} already exist(s); choose another --out directory, or pass --force to overwrite`);
+      throw new UsageError(
+        `${existing.join(', ')} already exist(s); choose another --out directory, or pass --force to overwrite`,
+      );
     }
   }
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -143,8 +152,12 @@ export async function claimCreate(opts: ClaimCreateOptions, ctx: CliContext): Pr
       lotCreated,
       files,
     };
-    ctx.out.info(`claim certificate ${cert.certificateId} created for lot ${lot} (template ${template.templateName})`);
-    ctx.out.info(`  policy ${template.claimPolicyName} attached; thing group ${thingGroup} ${thingGroupCreated ? 'created' : 'present'}`);
+    ctx.out.info(
+      `claim certificate ${cert.certificateId} created for lot ${lot} (template ${template.templateName})`,
+    );
+    ctx.out.info(
+      `  policy ${template.claimPolicyName} attached; thing group ${thingGroup} ${thingGroupCreated ? 'created' : 'present'}`,
+    );
     ctx.out.info(`  lot ${lot} ${lotCreated ? 'created and ' : ''}now lists this claim certificate`);
     ctx.out.info(`  wrote ${files.certificate}, ${files.privateKey} (mode 0600) and ${files.metadata}`);
     ctx.out.info(`  devices must connect with a client id starting with "${template.claimClientIdPrefix}"`);
@@ -184,7 +197,9 @@ export async function claimRevoke(opts: ClaimRevokeOptions, ctx: CliContext): Pr
   }
   const newStatus: ClaimStatusChange = opts.deactivate ? 'INACTIVE' : 'REVOKED';
   if (ids.length === 0) {
-    ctx.out.info(`lot ${lot} has no claim certificates; nothing to ${opts.deactivate ? 'deactivate' : 'revoke'}`);
+    ctx.out.info(
+      `lot ${lot} has no claim certificates; nothing to ${opts.deactivate ? 'deactivate' : 'revoke'}`,
+    );
     return { lot, newStatus, certificates: [], remainingOnLot: [] };
   }
   const iot = new ClaimIot(ctx.clients.iot);
@@ -204,7 +219,9 @@ export async function claimRevoke(opts: ClaimRevokeOptions, ctx: CliContext): Pr
   if (!opts.deactivate) {
     const admin = new RegistryAdmin(ctx.clients.doc, tables, { now: ctx.now, sleep: ctx.sleep });
     remainingOnLot = (await admin.removeClaimCertificates(lot, ids)).claimCertificateIds;
-    ctx.out.info(`removed ${ids.length} claim certificate id(s) from lot ${lot}; ${remainingOnLot.length} remain`);
+    ctx.out.info(
+      `removed ${ids.length} claim certificate id(s) from lot ${lot}; ${remainingOnLot.length} remain`,
+    );
   } else {
     ctx.out.info(
       `lot ${lot} still lists the deactivated certificate(s); re-enable with "aws iot update-certificate --new-status ACTIVE", ` +
@@ -232,7 +249,9 @@ export async function writeSecret(path: string, content: string, overwrite: bool
     await writeFile(path, content, { mode: 0o600, flag: overwrite ? 'w' : 'wx' });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-      throw new UsageError(`${path} already exists; choose another --out directory, or pass --force to overwrite`);
+      throw new UsageError(
+        `${path} already exists; choose another --out directory, or pass --force to overwrite`,
+      );
     }
     throw err;
   }

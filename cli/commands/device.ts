@@ -36,13 +36,19 @@ function validateSerial(serial: string | undefined): string {
 export async function deviceShow(opts: DeviceShowOptions, ctx: CliContext): Promise<DeviceShowResult> {
   const serial = validateSerial(opts.serial);
   const limit = opts.events ?? 20;
-  if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--events "${opts.events}" must be a positive whole number`);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new UsageError(`--events "${opts.events}" must be a positive whole number`);
   const tables = registryTables(ctx, ['devicesTable', 'eventsTable']);
   const device = await new Registry(ctx.clients.doc, tables, ctx.now).getDevice(serial);
   if (!device) {
-    throw new CliError(`device ${serial} is not in the registry; check the serial, or import its manifest with "fleet manifest import"`);
+    throw new CliError(
+      `device ${serial} is not in the registry; check the serial, or import its manifest with "fleet manifest import"`,
+    );
   }
-  const events = await new RegistryAdmin(ctx.clients.doc, tables, { now: ctx.now }).recentEvents(serial, limit);
+  const events = await new RegistryAdmin(ctx.clients.doc, tables, { now: ctx.now }).recentEvents(
+    serial,
+    limit,
+  );
   const result = { device, events };
   if (opts.json) {
     ctx.out.json(result);
@@ -77,7 +83,11 @@ export async function deviceShow(opts: DeviceShowOptions, ctx: CliContext): Prom
         e.at,
         e.type,
         e.reason ?? '-',
-        e.detail ? Object.entries(e.detail).map(([k, v]) => `${k}=${String(v)}`).join(' ') : '',
+        e.detail
+          ? Object.entries(e.detail)
+              .map(([k, v]) => `${k}=${String(v)}`)
+              .join(' ')
+          : '',
       ]),
     )) {
       ctx.out.info(line);
@@ -95,8 +105,13 @@ export async function deviceShow(opts: DeviceShowOptions, ctx: CliContext): Prom
 export async function deviceReset(opts: DeviceResetOptions, ctx: CliContext): Promise<DeviceRecord> {
   const serial = validateSerial(opts.serial);
   const reason = (opts.reason ?? '').trim();
-  if (reason === '') throw new UsageError('fleet device reset needs --reason "<why>"; it is recorded on the trail');
-  const registry = new Registry(ctx.clients.doc, registryTables(ctx, ['devicesTable', 'eventsTable']), ctx.now);
+  if (reason === '')
+    throw new UsageError('fleet device reset needs --reason "<why>"; it is recorded on the trail');
+  const registry = new Registry(
+    ctx.clients.doc,
+    registryTables(ctx, ['devicesTable', 'eventsTable']),
+    ctx.now,
+  );
   try {
     const device = await registry.resetDevice(serial, { reason, actor: ctx.actor });
     ctx.out.info(

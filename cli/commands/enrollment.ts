@@ -63,24 +63,34 @@ export interface EnrollmentListResult {
 
 const KNOWN_REASONS: readonly string[] = [...ALLOW_REASONS, ...DENY_REASONS];
 
-export async function enrollmentList(opts: EnrollmentListOptions, ctx: CliContext): Promise<EnrollmentListResult> {
+export async function enrollmentList(
+  opts: EnrollmentListOptions,
+  ctx: CliContext,
+): Promise<EnrollmentListResult> {
   const now = ctx.now();
   const since = parseTimeArg(opts.since ?? '24h', now, '--since');
   const until = parseTimeArg(opts.until ?? 'now', now, '--until');
   if (since.getTime() >= until.getTime()) {
-    throw new UsageError(`--since (${since.toISOString()}) must be before --until (${until.toISOString()}); widen the window`);
+    throw new UsageError(
+      `--since (${since.toISOString()}) must be before --until (${until.toISOString()}); widen the window`,
+    );
   }
   if (until.getTime() - since.getTime() > MAX_WINDOW_DAYS * 86_400_000) {
     throw new UsageError(`the window spans more than ${MAX_WINDOW_DAYS} days; narrow --since/--until`);
   }
   const limit = opts.limit ?? 50;
-  if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit "${opts.limit}" must be a positive whole number`);
+  if (!Number.isInteger(limit) || limit < 1)
+    throw new UsageError(`--limit "${opts.limit}" must be a positive whole number`);
   const reason = opts.reason?.trim().toUpperCase();
   if (reason !== undefined && !KNOWN_REASONS.includes(reason)) {
-    throw new UsageError(`--reason "${opts.reason}" is not a decision reason code; use one of ${KNOWN_REASONS.join(', ')}`);
+    throw new UsageError(
+      `--reason "${opts.reason}" is not a decision reason code; use one of ${KNOWN_REASONS.join(', ')}`,
+    );
   }
   if (opts.denied && reason && (ALLOW_REASONS as readonly string[]).includes(reason)) {
-    throw new UsageError(`--reason ${opts.reason} is an allow reason and --denied shows only denials; drop one of them`);
+    throw new UsageError(
+      `--reason ${opts.reason} is an allow reason and --denied shows only denials; drop one of them`,
+    );
   }
 
   const admin = new RegistryAdmin(ctx.clients.doc, registryTables(ctx, ['eventsTable']), { now: ctx.now });
@@ -116,13 +126,15 @@ export async function enrollmentList(opts: EnrollmentListOptions, ctx: CliContex
       ctx.out.info(`(${attempts.length} newest of ${matching.length} shown; raise --limit to see more)`);
     }
   }
-  const rate = stats.firstTimeSuccessRate === null ? 'n/a' : `${(stats.firstTimeSuccessRate * 100).toFixed(1)}%`;
+  const rate =
+    stats.firstTimeSuccessRate === null ? 'n/a' : `${(stats.firstTimeSuccessRate * 100).toFixed(1)}%`;
   ctx.out.info(
     `${stats.attempts} attempt(s) from ${stats.serials} serial(s): ${stats.allowed} allowed, ${stats.denied} denied; ` +
       `first-time success rate ${rate} (${stats.firstTimeAllowed}/${stats.serials})`,
   );
   const reasons = Object.entries(stats.deniedByReason).sort((a, b) => b[1] - a[1]);
-  if (reasons.length > 0) ctx.out.info(`denials by reason: ${reasons.map(([r, n]) => `${r} ${n}`).join(', ')}`);
+  if (reasons.length > 0)
+    ctx.out.info(`denials by reason: ${reasons.map(([r, n]) => `${r} ${n}`).join(', ')}`);
   return result;
 }
 

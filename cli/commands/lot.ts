@@ -38,14 +38,19 @@ export interface LotListOptions {
 export function validateLotName(lot: string): string {
   const name = (lot ?? '').trim();
   if (!LOT_PATTERN.test(name)) {
-    throw new UsageError(`lot "${lot}" is invalid; use 1-48 characters of A-Z a-z 0-9 _ - (no spaces), e.g. L2026-07`);
+    throw new UsageError(
+      `lot "${lot}" is invalid; use 1-48 characters of A-Z a-z 0-9 _ - (no spaces), e.g. L2026-07`,
+    );
   }
   return name;
 }
 
 function validateReason(reason: string | undefined, command: string): string {
   const text = (reason ?? '').trim();
-  if (text === '') throw new UsageError(`${command} needs --reason "<why>"; the reason is recorded on the lot for the audit`);
+  if (text === '')
+    throw new UsageError(
+      `${command} needs --reason "<why>"; the reason is recorded on the lot for the audit`,
+    );
   if (text.length > 500) throw new UsageError('--reason is longer than 500 characters; shorten it');
   return text;
 }
@@ -63,13 +68,18 @@ export async function lotCreate(opts: LotCreateOptions, ctx: CliContext): Promis
   const { registry, admin } = clients(ctx);
   const created = await admin.createLot(lot, { requireAttestation: opts.requireAttestation === true });
   const record = await registry.getLot(lot);
-  if (!record) throw new CliError(`lot ${lot} could not be read back after creation; run "fleet lot list" to check`);
+  if (!record)
+    throw new CliError(`lot ${lot} could not be read back after creation; run "fleet lot list" to check`);
   if (created) {
-    ctx.out.info(`lot ${lot} created (status OK, attestation ${record.requireAttestation ? 'required' : 'not required'})`);
+    ctx.out.info(
+      `lot ${lot} created (status OK, attestation ${record.requireAttestation ? 'required' : 'not required'})`,
+    );
   } else {
     ctx.out.info(`lot ${lot} already exists (status ${record.status}); left unchanged`);
     if (opts.requireAttestation && !record.requireAttestation) {
-      ctx.out.warn(`lot ${lot} does not require attestation; --require-attestation does not change existing lots`);
+      ctx.out.warn(
+        `lot ${lot} does not require attestation; --require-attestation does not change existing lots`,
+      );
     }
   }
   return { lot: record, created };
@@ -125,7 +135,10 @@ export async function lotList(opts: LotListOptions, ctx: CliContext): Promise<Lo
     l.requireAttestation ? 'required' : '-',
     l.holdReason ?? '',
   ]);
-  for (const line of formatTable(['LOT', 'STATUS', 'UNITS', 'CLAIM CERTS', 'ATTESTATION', 'HOLD REASON'], rows)) {
+  for (const line of formatTable(
+    ['LOT', 'STATUS', 'UNITS', 'CLAIM CERTS', 'ATTESTATION', 'HOLD REASON'],
+    rows,
+  )) {
     ctx.out.info(line);
   }
   return lots;

@@ -77,7 +77,10 @@ export interface ManifestImportResult {
 
 const COMPARED_FIELDS = ['lot', 'hwRev', 'factoryFirmware', 'publicKey'] as const;
 
-export async function manifestImport(opts: ManifestImportOptions, ctx: CliContext): Promise<ManifestImportResult> {
+export async function manifestImport(
+  opts: ManifestImportOptions,
+  ctx: CliContext,
+): Promise<ManifestImportResult> {
   const text = opts.content ?? (await readManifestFile(opts.file));
   const format = opts.format ?? detectFormat(opts.file, text);
   const parsed = parseManifest(text, format, {
@@ -218,7 +221,12 @@ export async function manifestImport(opts: ManifestImportOptions, ctx: CliContex
           at,
           type: 'MANUFACTURED' as const,
           lot: d.lot,
-          detail: { hwRev: d.hwRev, factoryFirmware: d.factoryFirmware, ring: d.ring ?? 'broad', source: 'manifest' },
+          detail: {
+            hwRev: d.hwRev,
+            factoryFirmware: d.factoryFirmware,
+            ring: d.ring ?? 'broad',
+            source: 'manifest',
+          },
         })),
       );
     }
@@ -235,7 +243,8 @@ async function readManifestFile(file: string): Promise<string> {
     return await readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
     throw new UsageError(`cannot read manifest ${file}: ${why}; check the path`);
   }
 }
@@ -246,7 +255,8 @@ function compare(current: DeviceRecord, row: ManifestRow): ManifestConflict['dif
     const a = current[field];
     const b = row[field];
     if (field === 'publicKey') {
-      if (!sameKey(a, b)) out.push({ field, registry: a ? 'a key' : '(none)', manifest: b ? 'another key' : '(none)' });
+      if (!sameKey(a, b))
+        out.push({ field, registry: a ? 'a key' : '(none)', manifest: b ? 'another key' : '(none)' });
     } else if (a !== b) out.push({ field, registry: String(a ?? '(none)'), manifest: String(b) });
   }
   return out;
@@ -268,6 +278,8 @@ function printSummary(ctx: CliContext, r: ManifestImportResult): void {
     `${r.file}: ${r.rows} row(s), ${verb}: created ${r.created}, unchanged ${r.unchanged}, ` +
       `conflicts ${r.conflicts.length}, invalid rows ${r.invalidRows}` +
       (r.invalid.length > 0 ? ` (${r.invalid.length} problem(s))` : '') +
-      (r.lotsCreated.length > 0 ? `; lots ${r.dryRun ? 'to create' : 'created'}: ${r.lotsCreated.join(', ')}` : ''),
+      (r.lotsCreated.length > 0
+        ? `; lots ${r.dryRun ? 'to create' : 'created'}: ${r.lotsCreated.join(', ')}`
+        : ''),
   );
 }

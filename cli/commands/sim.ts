@@ -53,7 +53,10 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   ] as const) {
     if (!value) throw new UsageError(`fleet sim needs ${flag}; see fleet sim --help`);
   }
-  const sources = [opts.serials?.length ? 1 : 0, opts.manifest ? 1 : 0, opts.identities ? 1 : 0].reduce((a, b) => a + b, 0);
+  const sources = [opts.serials?.length ? 1 : 0, opts.manifest ? 1 : 0, opts.identities ? 1 : 0].reduce(
+    (a, b) => a + b,
+    0,
+  );
   if (sources > 1) throw new UsageError('give only one of --serial, --manifest and --identities');
   if (opts.devices !== undefined && (!Number.isInteger(opts.devices) || opts.devices < 1)) {
     throw new UsageError(`--devices "${opts.devices}" must be a positive whole number`);
@@ -66,7 +69,9 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
     claimClientIdPrefix = t.claimClientIdPrefix;
   }
   if (!template) {
-    throw new UsageError('fleet sim needs --template NAME (or the ProvisioningTemplates output, FLEET_PROVISIONING_TEMPLATES)');
+    throw new UsageError(
+      'fleet sim needs --template NAME (or the ProvisioningTemplates output, FLEET_PROVISIONING_TEMPLATES)',
+    );
   }
   let identities: string | FactoryIdentity[] | undefined = opts.identities;
   if (opts.manifest) identities = await identitiesFromManifest(opts.manifest, ctx);
@@ -94,7 +99,9 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
       progressBar: false,
     });
   } catch (err) {
-    throw new CliError(`fleet sim could not start: ${(err as Error).message}; check the endpoint, files and template`);
+    throw new CliError(
+      `fleet sim could not start: ${(err as Error).message}; check the endpoint, files and template`,
+    );
   }
   await result.close();
   const { agents: _agents, close: _close, ...rest } = result;
@@ -115,5 +122,10 @@ async function identitiesFromManifest(file: string, ctx: CliContext): Promise<Fa
     for (const issue of parsed.issues) ctx.out.warn(formatIssue(issue));
     throw new UsageError(`manifest ${file} has ${parsed.issues.length} problem(s); fix them (see above)`);
   }
-  return parsed.rows.map((r) => ({ serial: r.serial, lot: r.lot, hwRev: r.hwRev, firmware: r.factoryFirmware }));
+  return parsed.rows.map((r) => ({
+    serial: r.serial,
+    lot: r.lot,
+    hwRev: r.hwRev,
+    firmware: r.factoryFirmware,
+  }));
 }

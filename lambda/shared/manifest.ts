@@ -73,7 +73,11 @@ export function detectFormat(fileName: string, text: string): ManifestFormat {
 }
 
 /** Parse and validate a manifest. Never throws for bad input: problems are issues. */
-export function parseManifest(text: string, format: ManifestFormat, options: ManifestOptions = {}): ParsedManifest {
+export function parseManifest(
+  text: string,
+  format: ManifestFormat,
+  options: ManifestOptions = {},
+): ParsedManifest {
   const raw = format === 'json' ? readJsonRows(text) : readCsvRows(text);
   const issues = [...raw.issues];
   const rows: ManifestRow[] = [];
@@ -125,7 +129,9 @@ export function normalisePublicKey(value: string): string | undefined {
     const compact = text.replace(/\s+/g, '');
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) return undefined;
     const der = Buffer.from(compact, 'base64');
-    return createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString();
+    return createPublicKey({ key: der, format: 'der', type: 'spki' })
+      .export({ type: 'spki', format: 'pem' })
+      .toString();
   } catch {
     return undefined;
   }
@@ -181,18 +187,34 @@ function validateRow(
 
   if (!serial) issue('serial', 'serial is empty', 'fill in the unit serial number');
   else if (!serialRe.test(serial)) {
-    issue('serial', `serial "${serial}" does not match the serial pattern ${serialSource}`, serialFix(serialSource));
+    issue(
+      'serial',
+      `serial "${serial}" does not match the serial pattern ${serialSource}`,
+      serialFix(serialSource),
+    );
   }
   if (!lot) issue('lot', 'lot is empty', 'fill in the manufacturing lot id, e.g. L2026-07');
   else if (!LOT_PATTERN.test(lot)) {
-    issue('lot', `lot "${lot}" is invalid`, 'use 1-48 characters of A-Z a-z 0-9 _ - (no spaces), e.g. L2026-07');
+    issue(
+      'lot',
+      `lot "${lot}" is invalid`,
+      'use 1-48 characters of A-Z a-z 0-9 _ - (no spaces), e.g. L2026-07',
+    );
   }
   if (!hwRev) issue('hwRev', 'hwRev is empty', 'fill in the hardware revision, e.g. A or rev2');
   else if (!HW_REV_PATTERN.test(hwRev)) {
-    issue('hwRev', `hwRev "${hwRev}" is invalid`, 'use 1-16 characters of A-Z a-z 0-9 . _ - (no spaces), e.g. rev2');
+    issue(
+      'hwRev',
+      `hwRev "${hwRev}" is invalid`,
+      'use 1-16 characters of A-Z a-z 0-9 . _ - (no spaces), e.g. rev2',
+    );
   }
   if (!factoryFirmware) {
-    issue('factoryFirmware', 'factoryFirmware is empty', 'fill in the firmware version flashed at the factory, e.g. 1.4.0');
+    issue(
+      'factoryFirmware',
+      'factoryFirmware is empty',
+      'fill in the firmware version flashed at the factory, e.g. 1.4.0',
+    );
   } else if (!FIRMWARE_PATTERN.test(factoryFirmware)) {
     issue(
       'factoryFirmware',
@@ -555,7 +577,12 @@ function readJsonRows(input: string): RawRows {
     rows.push({ line, values });
   });
   if (elements.length === 0) {
-    issues.push({ line: 1, field: 'file', problem: 'the manifest lists no devices', fix: 'add at least one device' });
+    issues.push({
+      line: 1,
+      field: 'file',
+      problem: 'the manifest lists no devices',
+      fix: 'add at least one device',
+    });
   }
   return { rows, issues, broken };
 }

@@ -102,23 +102,32 @@ export class RegistryAdmin {
   // Devices (manifest import)
 
   /** Existing devices among `serials` (strongly consistent), keyed by serial. */
-  async batchGetDevices(serials: readonly string[], onProgress?: ProgressCallback): Promise<Map<string, DeviceRecord>> {
+  async batchGetDevices(
+    serials: readonly string[],
+    onProgress?: ProgressCallback,
+  ): Promise<Map<string, DeviceRecord>> {
     const found = new Map<string, DeviceRecord>();
     const unique = [...new Set(serials)];
     let done = 0;
     await this.forEachChunk(unique, BATCH_GET_MAX, async (chunk) => {
-      let keys: Record<string, unknown>[] = chunk.map((serial) => ({ [TABLES.devices.partitionKey]: serial }));
+      let keys: Record<string, unknown>[] = chunk.map((serial) => ({
+        [TABLES.devices.partitionKey]: serial,
+      }));
       for (let attempt = 1; keys.length > 0; attempt += 1) {
-        if (attempt > this.maxAttempts) throw new BatchRetryExhaustedError('BatchGetItem', keys.length, this.maxAttempts);
+        if (attempt > this.maxAttempts)
+          throw new BatchRetryExhaustedError('BatchGetItem', keys.length, this.maxAttempts);
         if (attempt > 1) await this.sleep(this.backoff(attempt - 1));
         const out = await this.doc.send(
-          new BatchGetCommand({ RequestItems: { [this.tables.devices]: { Keys: keys, ConsistentRead: true } } }),
+          new BatchGetCommand({
+            RequestItems: { [this.tables.devices]: { Keys: keys, ConsistentRead: true } },
+          }),
         );
         for (const item of out.Responses?.[this.tables.devices] ?? []) {
           const d = item as DeviceRecord;
           found.set(d.serial, d);
         }
-        keys = (out.UnprocessedKeys?.[this.tables.devices]?.Keys as Record<string, unknown>[] | undefined) ?? [];
+        keys =
+          (out.UnprocessedKeys?.[this.tables.devices]?.Keys as Record<string, unknown>[] | undefined) ?? [];
       }
       done += chunk.length;
       onProgress?.(done);
@@ -197,7 +206,12 @@ export class RegistryAdmin {
   /** Add `delta` units to a lot's unitCount (atomic counter). */
   async addLotUnits(lot: string, delta: number): Promise<void> {
     if (delta === 0) return;
-    await this.updateExistingLot(lot, 'ADD #units :d SET #upd = :at', { '#units': 'unitCount' }, { ':d': delta });
+    await this.updateExistingLot(
+      lot,
+      'ADD #units :d SET #upd = :at',
+      { '#units': 'unitCount' },
+      { ':d': delta },
+    );
   }
 
   /** Put a lot on HOLD (blocks enrollment of its remaining units). Returns the new record. */
@@ -230,17 +244,28 @@ export class RegistryAdmin {
 
   /** Record a claim certificate id on the lot (string set ADD: idempotent). */
   async addClaimCertificate(lot: string, certificateId: string): Promise<LotRecord> {
-    return this.updateExistingLot(lot, 'ADD #ids :ids SET #upd = :at', { '#ids': 'claimCertificateIds' }, {
-      ':ids': new Set([certificateId]),
-    });
+    return this.updateExistingLot(
+      lot,
+      'ADD #ids :ids SET #upd = :at',
+      { '#ids': 'claimCertificateIds' },
+      {
+        ':ids': new Set([certificateId]),
+      },
+    );
   }
 
   /** Remove claim certificate ids from the lot (string set DELETE: idempotent). */
   async removeClaimCertificates(lot: string, certificateIds: readonly string[]): Promise<LotRecord> {
-    if (certificateIds.length === 0) throw new Error('removeClaimCertificates needs at least one certificate id');
-    return this.updateExistingLot(lot, 'DELETE #ids :ids SET #upd = :at', { '#ids': 'claimCertificateIds' }, {
-      ':ids': new Set(certificateIds),
-    });
+    if (certificateIds.length === 0)
+      throw new Error('removeClaimCertificates needs at least one certificate id');
+    return this.updateExistingLot(
+      lot,
+      'DELETE #ids :ids SET #upd = :at',
+      { '#ids': 'claimCertificateIds' },
+      {
+        ':ids': new Set(certificateIds),
+      },
+    );
   }
 
   /**
@@ -251,7 +276,9 @@ export class RegistryAdmin {
     const lots: LotRecord[] = [];
     let start: Record<string, unknown> | undefined;
     do {
-      const out = await this.doc.send(new ScanCommand({ TableName: this.tables.lots, ExclusiveStartKey: start }));
+      const out = await this.doc.send(
+        new ScanCommand({ TableName: this.tables.lots, ExclusiveStartKey: start }),
+      );
       for (const item of out.Items ?? []) lots.push(normaliseLot(item));
       start = out.LastEvaluatedKey;
     } while (start);
@@ -323,7 +350,11 @@ export class RegistryAdmin {
     }
   }
 
-  private async batchPut(table: string, items: Record<string, unknown>[], onProgress?: ProgressCallback): Promise<void> {
+  private async batchPut(
+    table: string,
+    items: Record<string, unknown>[],
+    onProgress?: ProgressCallback,
+  ): Promise<void> {
     let done = 0;
     await this.forEachChunk(items, BATCH_WRITE_MAX, async (chunk) => {
       let requests: WriteRequest[] = chunk.map((Item) => ({ PutRequest: { Item } }));
@@ -341,7 +372,11 @@ export class RegistryAdmin {
   }
 
   /** Run `fn` over consecutive chunks with at most `concurrency` in flight; stops at the first error. */
-  private async forEachChunk<T>(items: readonly T[], size: number, fn: (chunk: T[]) => Promise<void>): Promise<void> {
+  private async forEachChunk<T>(
+    items: readonly T[],
+    size: number,
+    fn: (chunk: T[]) => Promise<void>,
+  ): Promise<void> {
     const chunks: T[][] = [];
     for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
     let next = 0;

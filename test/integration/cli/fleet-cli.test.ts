@@ -32,7 +32,12 @@ import { createRegistryTables, LocalDynamo, RegistryTableNames, startDynalite } 
 
 const NOW = new Date('2026-07-10T12:00:00.000Z');
 const TEMPLATES = [
-  { templateName: 'fleet-default', claimPolicyName: 'ClaimPolicy', thingTypeName: 'Sensor', claimClientIdPrefix: 'prov-' },
+  {
+    templateName: 'fleet-default',
+    claimPolicyName: 'ClaimPolicy',
+    thingTypeName: 'Sensor',
+    claimClientIdPrefix: 'prov-',
+  },
 ];
 
 let local: LocalDynamo;
@@ -80,7 +85,10 @@ function manifest(rows: string[]): string {
   return [HEADER, ...rows].join('\n') + '\n';
 }
 function units(n: number, lot: string, hwRev: string, start = 1): string[] {
-  return Array.from({ length: n }, (_, i) => `SN-${lot}-${hwRev}-${String(start + i).padStart(4, '0')},${lot},${hwRev},1.0.0,`);
+  return Array.from(
+    { length: n },
+    (_, i) => `SN-${lot}-${hwRev}-${String(start + i).padStart(4, '0')},${lot},${hwRev},1.0.0,`,
+  );
 }
 
 describe('manifest import', () => {
@@ -89,7 +97,15 @@ describe('manifest import', () => {
     const rows = [...units(40, 'LA', 'A'), ...units(10, 'LA', 'B'), ...units(25, 'LB', 'A')];
     const content = manifest(rows);
     const first = await manifestImport({ file: 'units.csv', content }, ctx);
-    expect(first).toMatchObject({ rows: 75, created: 75, unchanged: 0, conflicts: [], invalid: [], imported: true, exitCode: 0 });
+    expect(first).toMatchObject({
+      rows: 75,
+      created: 75,
+      unchanged: 0,
+      conflicts: [],
+      invalid: [],
+      imported: true,
+      exitCode: 0,
+    });
     expect(first.lotsCreated).toEqual(['LA', 'LB']);
 
     const device = (await registry.getDevice('SN-LA-A-0001')) as DeviceRecord;
@@ -103,7 +119,12 @@ describe('manifest import', () => {
       createdAt: NOW.toISOString(),
     });
     const la = (await registry.getLot('LA')) as LotRecord;
-    expect(la).toMatchObject({ status: 'OK', unitCount: 50, requireAttestation: false, claimCertificateIds: [] });
+    expect(la).toMatchObject({
+      status: 'OK',
+      unitCount: 50,
+      requireAttestation: false,
+      claimCertificateIds: [],
+    });
     expect((await registry.getLot('LB'))?.unitCount).toBe(25);
 
     // Rings: exactly the stratified assignment, with a canary in every lot x hwRev stratum.
@@ -128,9 +149,15 @@ describe('manifest import', () => {
 
   test('reports conflicts, never overwrites them, and still imports the new rows', async () => {
     const { ctx, out, registry } = await fixture();
-    await manifestImport({ file: 'a.csv', content: manifest(['SN-0001,L1,A,1.0.0,', 'SN-0002,L1,A,1.0.0,']) }, ctx);
+    await manifestImport(
+      { file: 'a.csv', content: manifest(['SN-0001,L1,A,1.0.0,', 'SN-0002,L1,A,1.0.0,']) },
+      ctx,
+    );
     const result = await manifestImport(
-      { file: 'b.csv', content: manifest(['SN-0001,L1,B,1.0.0,', 'SN-0002,L1,A,1.0.0,', 'SN-0003,L1,A,1.0.0,']) },
+      {
+        file: 'b.csv',
+        content: manifest(['SN-0001,L1,B,1.0.0,', 'SN-0002,L1,A,1.0.0,', 'SN-0003,L1,A,1.0.0,']),
+      },
       ctx,
     );
     expect(result).toMatchObject({ created: 1, unchanged: 1, exitCode: 1 });
@@ -140,31 +167,48 @@ describe('manifest import', () => {
     expect((await registry.getDevice('SN-0001'))?.hwRev).toBe('A');
     expect(await registry.getDevice('SN-0003')).toBeDefined();
     expect((await registry.getLot('L1'))?.unitCount).toBe(3);
-    expect(out.warnings.join('\n')).toMatch(/line 2 \(serial SN-0001\): conflict.*hwRev A \(manifest says B\)/);
+    expect(out.warnings.join('\n')).toMatch(
+      /line 2 \(serial SN-0001\): conflict.*hwRev A \(manifest says B\)/,
+    );
   });
 
   test('a public key change is a conflict', async () => {
     const { ctx } = await fixture();
     const key = () =>
-      generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+      generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
+        .publicKey.export({ type: 'spki', format: 'der' })
+        .toString('base64');
     const k1 = key();
     await manifestImport({ file: 'a.csv', content: manifest([`SN-0001,L1,A,1.0.0,${k1}`]) }, ctx);
-    const same = await manifestImport({ file: 'a.csv', content: manifest([`SN-0001,L1,A,1.0.0,${k1}`]) }, ctx);
+    const same = await manifestImport(
+      { file: 'a.csv', content: manifest([`SN-0001,L1,A,1.0.0,${k1}`]) },
+      ctx,
+    );
     expect(same.unchanged).toBe(1);
-    const other = await manifestImport({ file: 'a.csv', content: manifest([`SN-0001,L1,A,1.0.0,${key()}`]) }, ctx);
+    const other = await manifestImport(
+      { file: 'a.csv', content: manifest([`SN-0001,L1,A,1.0.0,${key()}`]) },
+      ctx,
+    );
     expect(other.conflicts[0].differences[0].field).toBe('publicKey');
   });
 
   test('any invalid row imports nothing; --skip-invalid imports the valid rows', async () => {
     const { ctx, out, registry } = await fixture();
-    const content = manifest(['SN-0001,L1,A,1.0.0,', 'bad serial,L1,A,1.0.0,', 'SN-0003,L1,A,v1,', 'SN-0001,L1,A,1.0.0,']);
+    const content = manifest([
+      'SN-0001,L1,A,1.0.0,',
+      'bad serial,L1,A,1.0.0,',
+      'SN-0003,L1,A,v1,',
+      'SN-0001,L1,A,1.0.0,',
+    ]);
     const rejected = await manifestImport({ file: 'm.csv', content }, ctx);
     expect(rejected).toMatchObject({ imported: false, created: 0, exitCode: 1 });
     expect(rejected.invalid.map((i) => i.line)).toEqual([3, 4, 5]);
     expect(rejected.invalidRows).toBe(3);
     expect(await registry.getDevice('SN-0001')).toBeUndefined();
     expect(await registry.getLot('L1')).toBeUndefined();
-    expect(out.warnings.join('\n')).toMatch(/nothing imported: 3 problem\(s\).*--skip-invalid to import the 1 valid row/);
+    expect(out.warnings.join('\n')).toMatch(
+      /nothing imported: 3 problem\(s\).*--skip-invalid to import the 1 valid row/,
+    );
 
     const skipped = await manifestImport({ file: 'm.csv', content, skipInvalid: true }, ctx);
     expect(skipped).toMatchObject({ imported: true, created: 1, exitCode: 0 });
@@ -174,7 +218,10 @@ describe('manifest import', () => {
 
   test('--dry-run writes nothing but reports what would happen', async () => {
     const { ctx, registry } = await fixture();
-    const r = await manifestImport({ file: 'm.csv', content: manifest(units(3, 'L1', 'A')), dryRun: true }, ctx);
+    const r = await manifestImport(
+      { file: 'm.csv', content: manifest(units(3, 'L1', 'A')), dryRun: true },
+      ctx,
+    );
     expect(r).toMatchObject({ dryRun: true, imported: false, created: 3, lotsCreated: ['L1'] });
     expect(await registry.getLot('L1')).toBeUndefined();
   });
@@ -193,7 +240,12 @@ describe('manifest import', () => {
     expect((await registry.getDevice('SN-0001'))?.publicKey).toContain('BEGIN PUBLIC KEY');
     const later = await manifestImport({ file: 'n.csv', content: manifest(['SN-0002,L1,A,1.0.0,']) }, ctx);
     expect(later.invalid).toEqual([
-      expect.objectContaining({ line: 2, serial: 'SN-0002', field: 'publicKey', problem: expect.stringMatching(/requires attestation/) }),
+      expect.objectContaining({
+        line: 2,
+        serial: 'SN-0002',
+        field: 'publicKey',
+        problem: expect.stringMatching(/requires attestation/),
+      }),
     ]);
     expect(later.imported).toBe(false);
   });
@@ -204,14 +256,18 @@ describe('manifest import', () => {
     const r = await manifestImport({ file: 'm.json', content: json, trail: true }, ctx);
     expect(r.created).toBe(1);
     const events = await new RegistryAdmin(local.doc, tables).recentEvents('SN-0001');
-    expect(events).toEqual([expect.objectContaining({ type: 'MANUFACTURED', lot: 'L1', at: NOW.toISOString() })]);
+    expect(events).toEqual([
+      expect.objectContaining({ type: 'MANUFACTURED', lot: 'L1', at: NOW.toISOString() }),
+    ]);
     expect(events[0].enrollDay).toBeUndefined();
   });
 
   test('a missing file is a usage error naming the path', async () => {
     const { ctx } = await fixture();
     await expect(manifestImport({ file: '/nonexistent/units.csv' }, ctx)).rejects.toThrow(UsageError);
-    await expect(manifestImport({ file: '/nonexistent/units.csv' }, ctx)).rejects.toThrow(/no such file; check the path/);
+    await expect(manifestImport({ file: '/nonexistent/units.csv' }, ctx)).rejects.toThrow(
+      /no such file; check the path/,
+    );
   });
 });
 
@@ -246,8 +302,18 @@ describe('lots', () => {
   });
 
   test.each([
-    ['hold of an unknown lot', (ctx: CliContext) => lotHold({ lot: 'NOPE', reason: 'x' }, ctx), CliError, /lot NOPE does not exist; create it/],
-    ['hold without reason', (ctx: CliContext) => lotHold({ lot: 'L1', reason: ' ' }, ctx), UsageError, /needs --reason/],
+    [
+      'hold of an unknown lot',
+      (ctx: CliContext) => lotHold({ lot: 'NOPE', reason: 'x' }, ctx),
+      CliError,
+      /lot NOPE does not exist; create it/,
+    ],
+    [
+      'hold without reason',
+      (ctx: CliContext) => lotHold({ lot: 'L1', reason: ' ' }, ctx),
+      UsageError,
+      /needs --reason/,
+    ],
     ['bad lot name', (ctx: CliContext) => lotCreate({ lot: 'L 1' }, ctx), UsageError, /use 1-48 characters/],
   ])('%s', async (_name, call, type, message) => {
     const { ctx } = await fixture();
@@ -260,7 +326,13 @@ describe('enrollment list', () => {
   test('queries the byEnrollmentDay index day by day and computes the first-time success rate', async () => {
     const { ctx, out, registry } = await fixture();
     const seed = async (serial: string, at: string, allowed: boolean, reason: string, lot = 'L1') =>
-      registry.appendEvent({ serial, at, lot, type: allowed ? 'ENROLLMENT_ALLOWED' : 'ENROLLMENT_DENIED', reason });
+      registry.appendEvent({
+        serial,
+        at,
+        lot,
+        type: allowed ? 'ENROLLMENT_ALLOWED' : 'ENROLLMENT_DENIED',
+        reason,
+      });
     await seed('SN-OLD', '2026-07-01T10:00:00.000Z', false, 'NOT_ON_ALLOWLIST'); // outside the window
     await seed('SN-0001', '2026-07-08T23:59:00.000Z', true, 'ALLOWED');
     await seed('SN-0002', '2026-07-09T01:00:00.000Z', false, 'LOT_ON_HOLD');
@@ -313,7 +385,10 @@ describe('enrollment list', () => {
     expect(limited).toMatchObject({ matched: 4 });
     expect(limited.attempts.map((a) => a.serial)).toEqual(['SN-0004', 'SN-0002']);
 
-    const window = await enrollmentList({ since: '2026-07-09T00:00:00Z', until: '2026-07-09T01:30:00Z' }, ctx);
+    const window = await enrollmentList(
+      { since: '2026-07-09T00:00:00Z', until: '2026-07-09T01:30:00Z' },
+      ctx,
+    );
     expect(window.attempts.map((a) => a.serial)).toEqual(['SN-0002']);
     expect(window.stats.firstTimeSuccessRate).toBe(0);
   });
@@ -363,9 +438,15 @@ describe('device show and reset', () => {
     expect(reset).toMatchObject({ status: 'MANUFACTURED', revision: 2 });
     expect(reset.certificateId).toBeUndefined();
     const after = await deviceShow({ serial: 'SN-0001', json: true }, ctx);
-    expect(after.events[0]).toMatchObject({ type: 'STATUS_RESET', reason: 'lost answer, OPS-42', detail: { actor: 'tester' } });
+    expect(after.events[0]).toMatchObject({
+      type: 'STATUS_RESET',
+      reason: 'lost answer, OPS-42',
+      detail: { actor: 'tester' },
+    });
 
-    await expect(deviceReset({ serial: 'SN-0001', reason: 'again' }, ctx)).rejects.toThrow(/already MANUFACTURED/);
+    await expect(deviceReset({ serial: 'SN-0001', reason: 'again' }, ctx)).rejects.toThrow(
+      /already MANUFACTURED/,
+    );
     await expect(deviceReset({ serial: 'SN-0001', reason: '' }, ctx)).rejects.toThrow(UsageError);
     await expect(deviceShow({ serial: 'SN-NOPE' }, ctx)).rejects.toThrow(/not in the registry/);
   });
@@ -386,25 +467,39 @@ describe('claim create and revoke (IoT mocked)', () => {
       certificateId: id,
       certificateArn: `arn:aws:iot:us-east-1:123456789012:cert/${id}`,
       certificatePem: `-----BEGIN CERTIFICATE-----\n${id}\n-----END CERTIFICATE-----\n`,
-      keyPair: { PrivateKey: `-----BEGIN RSA PRIVATE KEY-----\n${id}\n-----END RSA PRIVATE KEY-----\n`, PublicKey: 'x' },
+      keyPair: {
+        PrivateKey: `-----BEGIN RSA PRIVATE KEY-----\n${id}\n-----END RSA PRIVATE KEY-----\n`,
+        PublicKey: 'x',
+      },
     });
 
   test('create writes 0600 files, attaches the claim policy, creates the lot group and records the claim', async () => {
     const { ctx, registry } = await fixture();
     mockCreate('a'.repeat(64));
-    iotMock.on(DescribeThingGroupCommand).rejects(Object.assign(new Error('nope'), { name: 'ResourceNotFoundException' }));
+    iotMock
+      .on(DescribeThingGroupCommand)
+      .rejects(Object.assign(new Error('nope'), { name: 'ResourceNotFoundException' }));
     iotMock.on(CreateThingGroupCommand).resolves({});
     iotMock.on(AttachPolicyCommand).resolves({});
 
     const out = join(dir, 'L1');
     const r = await claimCreate({ lot: 'L1', out }, ctx);
-    expect(r).toMatchObject({ certificateId: 'a'.repeat(64), thingGroup: 'fleet-lot-L1', thingGroupCreated: true, lotCreated: true });
-    expect(iotMock.commandCalls(CreateKeysAndCertificateCommand)[0].args[0].input).toEqual({ setAsActive: true });
+    expect(r).toMatchObject({
+      certificateId: 'a'.repeat(64),
+      thingGroup: 'fleet-lot-L1',
+      thingGroupCreated: true,
+      lotCreated: true,
+    });
+    expect(iotMock.commandCalls(CreateKeysAndCertificateCommand)[0].args[0].input).toEqual({
+      setAsActive: true,
+    });
     expect(iotMock.commandCalls(AttachPolicyCommand)[0].args[0].input).toEqual({
       policyName: 'ClaimPolicy',
       target: `arn:aws:iot:us-east-1:123456789012:cert/${'a'.repeat(64)}`,
     });
-    expect(iotMock.commandCalls(CreateThingGroupCommand)[0].args[0].input.thingGroupName).toBe('fleet-lot-L1');
+    expect(iotMock.commandCalls(CreateThingGroupCommand)[0].args[0].input.thingGroupName).toBe(
+      'fleet-lot-L1',
+    );
     for (const f of Object.values(r.files)) expect((await stat(f)).mode & 0o777).toBe(0o600);
     expect(await readFile(r.files.privateKey, 'utf8')).toContain('PRIVATE KEY');
     expect(JSON.parse(await readFile(r.files.metadata, 'utf8'))).toMatchObject({
@@ -444,16 +539,22 @@ describe('claim create and revoke (IoT mocked)', () => {
     expect(all.certificates).toEqual([{ certificateId: 'b'.repeat(64), outcome: 'UPDATED' }]);
     expect((await registry.getLot('L1'))?.claimCertificateIds).toEqual([]);
     expect((await claimRevoke({ lot: 'L1' }, ctx)).certificates).toEqual([]);
-    await expect(claimRevoke({ lot: 'L1', certificateId: 'zz' }, ctx)).rejects.toThrow(/not a claim certificate of lot L1/);
+    await expect(claimRevoke({ lot: 'L1', certificateId: 'zz' }, ctx)).rejects.toThrow(
+      /not a claim certificate of lot L1/,
+    );
   });
 
   test('a failure after the certificate exists deactivates it and removes the files', async () => {
     const { ctx, registry } = await fixture();
     mockCreate('c'.repeat(64));
-    iotMock.on(AttachPolicyCommand).rejects(Object.assign(new Error('no such policy'), { name: 'ResourceNotFoundException' }));
+    iotMock
+      .on(AttachPolicyCommand)
+      .rejects(Object.assign(new Error('no such policy'), { name: 'ResourceNotFoundException' }));
     iotMock.on(UpdateCertificateCommand).resolves({});
     const out = join(dir, 'x');
-    await expect(claimCreate({ lot: 'L1', out }, ctx)).rejects.toThrow(/certificate set INACTIVE, claim files removed/);
+    await expect(claimCreate({ lot: 'L1', out }, ctx)).rejects.toThrow(
+      /certificate set INACTIVE, claim files removed/,
+    );
     expect(iotMock.commandCalls(UpdateCertificateCommand)[0].args[0].input).toEqual({
       certificateId: 'c'.repeat(64),
       newStatus: 'INACTIVE',
@@ -464,7 +565,9 @@ describe('claim create and revoke (IoT mocked)', () => {
 
   test('template choice: unknown names and ambiguity are usage errors', async () => {
     const { ctx } = await fixture();
-    await expect(claimCreate({ lot: 'L1', out: dir, template: 'other' }, ctx)).rejects.toThrow(/not one of the stack's provisioning templates/);
+    await expect(claimCreate({ lot: 'L1', out: dir, template: 'other' }, ctx)).rejects.toThrow(
+      /not one of the stack's provisioning templates/,
+    );
     ctx.resources.provisioningTemplates = [...TEMPLATES, { ...TEMPLATES[0], templateName: 'second' }];
     await expect(claimCreate({ lot: 'L1', out: dir }, ctx)).rejects.toThrow(/choose one with --template/);
     expect(iotMock.calls()).toHaveLength(0);
@@ -486,9 +589,13 @@ describe('main (in-process)', () => {
     await writeFile(file, manifest(['bad serial,L1,A,1.0.0,']));
     expect(await main(['manifest', 'import', file], factory, io)).toBe(1);
     await rm(dir, { recursive: true, force: true });
-    const lots = await local.doc.send(new GetCommand({ TableName: ctx.resources.lotsTable, Key: { lot: 'L1' } }));
+    const lots = await local.doc.send(
+      new GetCommand({ TableName: ctx.resources.lotsTable, Key: { lot: 'L1' } }),
+    );
     expect(lots.Item).toBeDefined();
-    await local.doc.send(new PutCommand({ TableName: ctx.resources.lotsTable, Item: { lot: 'L9', status: 'OK' } }));
+    await local.doc.send(
+      new PutCommand({ TableName: ctx.resources.lotsTable, Item: { lot: 'L9', status: 'OK' } }),
+    );
     expect(await main(['lot', 'list', '--json'], factory, io)).toBe(0);
   });
 });

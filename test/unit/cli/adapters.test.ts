@@ -35,18 +35,25 @@ describe('ClaimIot', () => {
       certificatePem: 'PEM',
       privateKey: 'KEY',
     });
-    expect(mock.commandCalls(CreateKeysAndCertificateCommand)[0].args[0].input).toEqual({ setAsActive: true });
+    expect(mock.commandCalls(CreateKeysAndCertificateCommand)[0].args[0].input).toEqual({
+      setAsActive: true,
+    });
   });
 
   test('createClaimCertificate rejects an incomplete answer', async () => {
     mock.on(CreateKeysAndCertificateCommand).resolves({ certificateId: 'id' });
-    await expect(adapter.createClaimCertificate()).rejects.toThrow(/without a certificate id, ARN, PEM or private key/);
+    await expect(adapter.createClaimCertificate()).rejects.toThrow(
+      /without a certificate id, ARN, PEM or private key/,
+    );
   });
 
   test('attachPolicy targets the certificate ARN', async () => {
     mock.on(AttachPolicyCommand).resolves({});
     await adapter.attachPolicy('ClaimPolicy', 'arn:cert/id');
-    expect(mock.commandCalls(AttachPolicyCommand)[0].args[0].input).toEqual({ policyName: 'ClaimPolicy', target: 'arn:cert/id' });
+    expect(mock.commandCalls(AttachPolicyCommand)[0].args[0].input).toEqual({
+      policyName: 'ClaimPolicy',
+      target: 'arn:cert/id',
+    });
   });
 
   test.each([
@@ -94,7 +101,10 @@ describe('ClaimIot', () => {
     if (error) mock.on(UpdateCertificateCommand).rejects(named(error));
     else mock.on(UpdateCertificateCommand).resolves({});
     await expect(adapter.setCertificateStatus('id', 'REVOKED')).resolves.toBe(outcome);
-    expect(mock.commandCalls(UpdateCertificateCommand)[0].args[0].input).toEqual({ certificateId: 'id', newStatus: 'REVOKED' });
+    expect(mock.commandCalls(UpdateCertificateCommand)[0].args[0].input).toEqual({
+      certificateId: 'id',
+      newStatus: 'REVOKED',
+    });
   });
 
   test('setCertificateStatus passes other errors on', async () => {
@@ -116,7 +126,8 @@ describe('RegistryAdmin batch retries', () => {
       maxDelayMs: 40,
       concurrency,
     });
-  const device = (serial: string) => ({ serial, lot: 'L1', hwRev: 'A', factoryFirmware: '1.0.0' }) as DeviceRecord;
+  const device = (serial: string) =>
+    ({ serial, lot: 'L1', hwRev: 'A', factoryFirmware: '1.0.0' }) as DeviceRecord;
   beforeEach(() => {
     mock.reset();
     sleeps.length = 0;
@@ -132,7 +143,9 @@ describe('RegistryAdmin batch retries', () => {
       .resolves({ UnprocessedItems: {} });
     const progress: number[] = [];
     await admin().batchPutDevices(devices, (n) => progress.push(n));
-    const calls = mock.commandCalls(BatchWriteCommand).map((c) => c.args[0].input.RequestItems?.Devices ?? []);
+    const calls = mock
+      .commandCalls(BatchWriteCommand)
+      .map((c) => c.args[0].input.RequestItems?.Devices ?? []);
     expect(calls.map((c) => c.length)).toEqual([25, 2, 1, 5]);
     expect(calls[2][0].PutRequest?.Item?.serial).toBe('SN-4');
     expect(progress).toEqual([25, 30]);
@@ -144,12 +157,16 @@ describe('RegistryAdmin batch retries', () => {
   });
 
   test('BatchWriteItem: gives up with an actionable error when items stay unprocessed', async () => {
-    mock.on(BatchWriteCommand).resolves({ UnprocessedItems: { Devices: [{ PutRequest: { Item: { serial: 'SN-1' } } }] } });
+    mock
+      .on(BatchWriteCommand)
+      .resolves({ UnprocessedItems: { Devices: [{ PutRequest: { Item: { serial: 'SN-1' } } }] } });
     const err = await admin(3)
       .batchPutDevices([device('SN-1')])
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BatchRetryExhaustedError);
-    expect((err as Error).message).toMatch(/1 item\(s\) unprocessed after 3 attempts.*run the same command again/);
+    expect((err as Error).message).toMatch(
+      /1 item\(s\) unprocessed after 3 attempts.*run the same command again/,
+    );
     expect(mock.commandCalls(BatchWriteCommand)).toHaveLength(3);
     expect(sleeps.every((s) => s <= 40)).toBe(true);
   });
@@ -170,7 +187,10 @@ describe('RegistryAdmin batch retries', () => {
     const serials = Array.from({ length: 120 }, (_, i) => `SN-${i}`);
     mock
       .on(BatchGetCommand)
-      .resolvesOnce({ Responses: { Devices: [device('SN-1')] }, UnprocessedKeys: { Devices: { Keys: [{ serial: 'SN-2' }] } } })
+      .resolvesOnce({
+        Responses: { Devices: [device('SN-1')] },
+        UnprocessedKeys: { Devices: { Keys: [{ serial: 'SN-2' }] } },
+      })
       .resolvesOnce({ Responses: { Devices: [device('SN-2')] } })
       .resolves({ Responses: { Devices: [device('SN-110')] } });
     const found = await admin().batchGetDevices([...serials, 'SN-1']);

@@ -30,7 +30,9 @@ describe('resolveResources', () => {
       devicesTable: 'flag-devices',
       lotsTable: 'env-lots',
       eventsTable: 'stack-events',
-      provisioningTemplates: [{ templateName: 't', claimPolicyName: 'p', thingTypeName: 'tt', claimClientIdPrefix: 'prov-' }],
+      provisioningTemplates: [
+        { templateName: 't', claimPolicyName: 'p', thingTypeName: 'tt', claimClientIdPrefix: 'prov-' },
+      ],
     });
     expect(reader).toHaveBeenCalledWith('MyStack');
   });
@@ -39,7 +41,11 @@ describe('resolveResources', () => {
     const reader = jest.fn(async () => outputs);
     const r = await resolveResources({
       flags: {},
-      env: { FLEET_LOTS_TABLE: 'env-lots', FLEET_THING_PREFIX: 'p', FLEET_PROVISIONING_TEMPLATES: TEMPLATES_JSON },
+      env: {
+        FLEET_LOTS_TABLE: 'env-lots',
+        FLEET_THING_PREFIX: 'p',
+        FLEET_PROVISIONING_TEMPLATES: TEMPLATES_JSON,
+      },
       needs: ['lotsTable'],
       wants: ['thingPrefix'],
       readStackOutputs: reader,
@@ -50,7 +56,12 @@ describe('resolveResources', () => {
 
   test('FLEET_STACK_NAME picks the stack; the default is IotFleetStack', async () => {
     const reader = jest.fn(async () => outputs);
-    await resolveResources({ flags: {}, env: { FLEET_STACK_NAME: 'Other' }, needs: ['lotsTable'], readStackOutputs: reader });
+    await resolveResources({
+      flags: {},
+      env: { FLEET_STACK_NAME: 'Other' },
+      needs: ['lotsTable'],
+      readStackOutputs: reader,
+    });
     await resolveResources({ flags: {}, env: {}, needs: ['lotsTable'], readStackOutputs: reader });
     expect(reader.mock.calls).toEqual([['Other'], ['IotFleetStack']]);
   });
@@ -66,15 +77,21 @@ describe('resolveResources', () => {
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UsageError);
     const msg = (err as Error).message;
-    expect(msg).toMatch(/missing resource name\(s\) devicesTable, provisioningTemplates; reading the outputs of stack IotFleetStack failed/);
-    expect(msg).toMatch(/devicesTable: pass --devices-table, set FLEET_DEVICES_TABLE, or deploy stack IotFleetStack with output DevicesTableName/);
+    expect(msg).toMatch(
+      /missing resource name\(s\) devicesTable, provisioningTemplates; reading the outputs of stack IotFleetStack failed/,
+    );
+    expect(msg).toMatch(
+      /devicesTable: pass --devices-table, set FLEET_DEVICES_TABLE, or deploy stack IotFleetStack with output DevicesTableName/,
+    );
     expect(msg).toMatch(/provisioningTemplates: pass --templates, set FLEET_PROVISIONING_TEMPLATES/);
   });
 
   test('outputs that lack a name are reported as not found in the stack', async () => {
     await expect(
       resolveResources({ flags: {}, env: {}, needs: ['devicePolicy'], readStackOutputs: async () => ({}) }),
-    ).rejects.toThrow(/not found in the outputs of stack IotFleetStack[\s\S]*--device-policy, set FLEET_DEVICE_POLICY/);
+    ).rejects.toThrow(
+      /not found in the outputs of stack IotFleetStack[\s\S]*--device-policy, set FLEET_DEVICE_POLICY/,
+    );
   });
 });
 
@@ -92,7 +109,10 @@ describe('parseTemplates', () => {
 describe('contextFromFlags', () => {
   const env = { FLEET_LOTS_TABLE: 'lots' };
   test('ring shares and serial pattern come from flags, env or defaults', async () => {
-    const ctx = await contextFromFlags({ ringShares: '5:20' }, ['lotsTable'], [], { ...env, FLEET_SERIAL_PATTERN: '^X' });
+    const ctx = await contextFromFlags({ ringShares: '5:20' }, ['lotsTable'], [], {
+      ...env,
+      FLEET_SERIAL_PATTERN: '^X',
+    });
     expect(ctx.ringShares).toEqual(parseRingShares('5:20'));
     expect(ctx.serialPattern).toBe('^X');
     const d = await contextFromFlags({}, ['lotsTable'], [], { ...env, FLEET_ACTOR: 'ops' });
@@ -129,5 +149,13 @@ describe('parseTimeArg', () => {
 });
 
 test('formatTable aligns columns', () => {
-  expect(formatTable(['A', 'BB'], [['xyz', '1'], ['q', '']])).toEqual(['A    BB', '---  --', 'xyz  1', 'q']);
+  expect(
+    formatTable(
+      ['A', 'BB'],
+      [
+        ['xyz', '1'],
+        ['q', ''],
+      ],
+    ),
+  ).toEqual(['A    BB', '---  --', 'xyz  1', 'q']);
 });

@@ -21,14 +21,56 @@ const HEADER = 'serial,lot,hwRev,factoryFirmware,publicKey';
 
 describe('splitCsv', () => {
   test.each([
-    ['plain', 'a,b\nc,d\n', [[1, ['a', 'b']], [2, ['c', 'd']]]],
-    ['CRLF', 'a,b\r\nc,d\r\n', [[1, ['a', 'b']], [2, ['c', 'd']]]],
-    ['no final newline', 'a,b\nc,d', [[1, ['a', 'b']], [2, ['c', 'd']]]],
-    ['BOM', '\uFEFFa,b\nc,d', [[1, ['a', 'b']], [2, ['c', 'd']]]],
-    ['blank and comment lines keep numbering', 'a,b\n\n  \n# note\nc,d\n', [[1, ['a', 'b']], [5, ['c', 'd']]]],
+    [
+      'plain',
+      'a,b\nc,d\n',
+      [
+        [1, ['a', 'b']],
+        [2, ['c', 'd']],
+      ],
+    ],
+    [
+      'CRLF',
+      'a,b\r\nc,d\r\n',
+      [
+        [1, ['a', 'b']],
+        [2, ['c', 'd']],
+      ],
+    ],
+    [
+      'no final newline',
+      'a,b\nc,d',
+      [
+        [1, ['a', 'b']],
+        [2, ['c', 'd']],
+      ],
+    ],
+    [
+      'BOM',
+      '\uFEFFa,b\nc,d',
+      [
+        [1, ['a', 'b']],
+        [2, ['c', 'd']],
+      ],
+    ],
+    [
+      'blank and comment lines keep numbering',
+      'a,b\n\n  \n# note\nc,d\n',
+      [
+        [1, ['a', 'b']],
+        [5, ['c', 'd']],
+      ],
+    ],
     ['quoted comma', 'a,"b,c"\n', [[1, ['a', 'b,c']]]],
     ['doubled quote', 'a,"say ""hi"""\n', [[1, ['a', 'say "hi"']]]],
-    ['multi-line quoted field', 'a,"x\ny\nz"\nc,d\n', [[1, ['a', 'x\ny\nz']], [4, ['c', 'd']]]],
+    [
+      'multi-line quoted field',
+      'a,"x\ny\nz"\nc,d\n',
+      [
+        [1, ['a', 'x\ny\nz']],
+        [4, ['c', 'd']],
+      ],
+    ],
     ['empty fields', 'a,,\n', [[1, ['a', '', '']]]],
     ['spaces around quoted field', 'a, "b" ,c\n', [[1, ['a', 'b', 'c']]]],
   ])('%s', (_name, text, expected) => {
@@ -52,7 +94,12 @@ describe('parseManifest (CSV)', () => {
   const ok = (lines: string[]) => [HEADER, ...lines].join('\n');
 
   test('valid rows are normalised, with line numbers', () => {
-    const text = ok(['SN-0001,L1,A,1.0.0,', ' SN-0002 , L1 , rev2 , 1.2.3-rc.1 ,', '', `SN-0003,L2,B,2.0.0,${p256Der64}`]);
+    const text = ok([
+      'SN-0001,L1,A,1.0.0,',
+      ' SN-0002 , L1 , rev2 , 1.2.3-rc.1 ,',
+      '',
+      `SN-0003,L2,B,2.0.0,${p256Der64}`,
+    ]);
     const m = parseManifest(text, 'csv');
     expect(m.issues).toEqual([]);
     expect(m.rowCount).toBe(3);
@@ -91,7 +138,13 @@ describe('parseManifest (CSV)', () => {
     ['unreadable key', 'SN-0001,L1,A,1.0.0,not-a-key', 'publicKey', /not a readable EC P-256/, /prime256v1/],
     ['P-384 key', `SN-0001,L1,A,1.0.0,"${p384Pem}"`, 'publicKey', /P-256/, /prime256v1/],
     ['RSA key', `SN-0001,L1,A,1.0.0,"${rsaPem}"`, 'publicKey', /P-256/, /prime256v1/],
-    ['too few fields', 'SN-0001,L1,A', 'row', /3 field\(s\), but the header has 5/, /quote fields that contain commas/],
+    [
+      'too few fields',
+      'SN-0001,L1,A',
+      'row',
+      /3 field\(s\), but the header has 5/,
+      /quote fields that contain commas/,
+    ],
     ['too many fields', 'SN-0001,L1,A,1.0.0,,x', 'row', /6 field\(s\)/, /give every column a value/],
     ['broken quoting', 'SN-0001,L1,"A"x,1.0.0,', 'row', /after a closing quote/, /double quotes/],
   ])('%s', (_name, row, field, problem, fix) => {
@@ -127,7 +180,9 @@ describe('parseManifest (CSV)', () => {
   });
 
   test('a custom serial pattern applies, with a fix naming the variable', () => {
-    const m = parseManifest(ok(['AB12,L1,A,1.0.0,', 'SN-0001,L1,A,1.0.0,']), 'csv', { serialPattern: '^[A-Z]{2}\\d{2}$' });
+    const m = parseManifest(ok(['AB12,L1,A,1.0.0,', 'SN-0001,L1,A,1.0.0,']), 'csv', {
+      serialPattern: '^[A-Z]{2}\\d{2}$',
+    });
     expect(m.rows.map((r) => r.serial)).toEqual(['AB12']);
     expect(m.issues[0].fix).toMatch(/FLEET_SERIAL_PATTERN/);
   });
@@ -143,7 +198,11 @@ describe('parseManifest (CSV)', () => {
       requirePublicKey: true,
     });
     expect(m.issues).toEqual([
-      expect.objectContaining({ line: 2, field: 'publicKey', problem: 'publicKey is missing and attestation is required' }),
+      expect.objectContaining({
+        line: 2,
+        field: 'publicKey',
+        problem: 'publicKey is missing and attestation is required',
+      }),
     ]);
     expect(m.rows.map((r) => r.serial)).toEqual(['SN-0002']);
   });
@@ -151,7 +210,12 @@ describe('parseManifest (CSV)', () => {
   test.each([
     ['empty file', '', 0, /the manifest is empty/],
     ['only blank lines and BOM', '\uFEFF\n\n', 0, /the manifest is empty/],
-    ['unknown column', 'serial,lot,hwrevision,factoryFirmware\nSN-0001,L1,A,1.0.0', 1, /unknown column "hwrevision"/],
+    [
+      'unknown column',
+      'serial,lot,hwrevision,factoryFirmware\nSN-0001,L1,A,1.0.0',
+      1,
+      /unknown column "hwrevision"/,
+    ],
     ['missing column', 'serial,lot,factoryFirmware\nSN-0001,L1,1.0.0', 1, /lacks the column\(s\) hwRev/],
     ['repeated column', 'serial,lot,hwRev,factoryFirmware,serial\nSN-0001,L1,A,1.0.0,x', 1, /repeats serial/],
     ['no header', 'SN-0001,L1,A,1.0.0\n', 1, /unknown column "SN-0001"/],
@@ -166,9 +230,14 @@ describe('parseManifest (CSV)', () => {
   });
 
   test('rows after an unusable header are counted and reported once', () => {
-    const m = parseManifest('serial,lot,hwrevision,factoryFirmware\nSN-0001,L1,A,1.0.0\nSN-0002,L1,A,1.0.0\n', 'csv');
+    const m = parseManifest(
+      'serial,lot,hwrevision,factoryFirmware\nSN-0001,L1,A,1.0.0\nSN-0002,L1,A,1.0.0\n',
+      'csv',
+    );
     expect(m.rowCount).toBe(2);
-    expect(m.issues.map((i) => i.problem)).toContain('2 row(s) not checked because the header on line 1 is unusable');
+    expect(m.issues.map((i) => i.problem)).toContain(
+      '2 row(s) not checked because the header on line 1 is unusable',
+    );
   });
 
   test('a BOM before the header is ignored', () => {
@@ -195,7 +264,8 @@ describe('parseManifest (JSON)', () => {
   });
 
   test('{devices: [...]} form', () => {
-    const text = '{\n  "devices": [\n    {"serial":"SN-0001","lot":"L1","hwRev":"A","factoryFirmware":"1.0.0"},\n    {"serial":"x","lot":"L1","hwRev":"A","factoryFirmware":"1.0.0"}\n  ]\n}';
+    const text =
+      '{\n  "devices": [\n    {"serial":"SN-0001","lot":"L1","hwRev":"A","factoryFirmware":"1.0.0"},\n    {"serial":"x","lot":"L1","hwRev":"A","factoryFirmware":"1.0.0"}\n  ]\n}';
     const m = parseManifest(text, 'json');
     expect(m.rows.map((r) => r.serial)).toEqual(['SN-0001']);
     expect(m.issues).toEqual([expect.objectContaining({ line: 4, serial: 'x', field: 'serial' })]);
@@ -206,8 +276,18 @@ describe('parseManifest (JSON)', () => {
     ['wrong shape', '{"units": []}', /neither an array/, 1],
     ['empty list', '[]', /lists no devices/, 1],
     ['entry not an object', '[\n"SN-0001"\n]', /entry 1 is not an object/, 2],
-    ['unknown field', '[{"serial":"SN-0001","lot":"L1","hwRev":"A","factoryFirmware":"1.0.0","color":"red"}]', /unknown field\(s\) "color"/, 1],
-    ['number instead of string', '[{"serial":"SN-0001","lot":"L1","hwRev":2,"factoryFirmware":"1.0.0"}]', /hwRev is a number, not a string/, 1],
+    [
+      'unknown field',
+      '[{"serial":"SN-0001","lot":"L1","hwRev":"A","factoryFirmware":"1.0.0","color":"red"}]',
+      /unknown field\(s\) "color"/,
+      1,
+    ],
+    [
+      'number instead of string',
+      '[{"serial":"SN-0001","lot":"L1","hwRev":2,"factoryFirmware":"1.0.0"}]',
+      /hwRev is a number, not a string/,
+      1,
+    ],
   ])('%s', (_name, text, problem, line) => {
     const m = parseManifest(text, 'json');
     expect(m.rows).toEqual([]);
@@ -238,9 +318,9 @@ describe('helpers', () => {
   });
 
   test('formatIssue names line, serial, problem and fix', () => {
-    expect(formatIssue({ line: 7, serial: 'SN-1', field: 'lot', problem: 'lot is empty', fix: 'fill it in' })).toBe(
-      'line 7 (serial SN-1): lot is empty; fill it in',
-    );
+    expect(
+      formatIssue({ line: 7, serial: 'SN-1', field: 'lot', problem: 'lot is empty', fix: 'fill it in' }),
+    ).toBe('line 7 (serial SN-1): lot is empty; fill it in');
     expect(formatIssue({ line: 0, field: 'file', problem: 'the manifest is empty', fix: 'add rows' })).toBe(
       'file: the manifest is empty; add rows',
     );

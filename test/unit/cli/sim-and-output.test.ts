@@ -22,7 +22,10 @@ describe('fleet sim argument checks (before any connection)', () => {
   test.each([
     [{ ...base, endpoint: '' }, /needs --endpoint/],
     [{ ...base, ca: '' }, /needs --ca/],
-    [{ ...base, template: 'a', serials: ['SN-1'], manifest: 'm.csv' }, /only one of --serial, --manifest and --identities/],
+    [
+      { ...base, template: 'a', serials: ['SN-1'], manifest: 'm.csv' },
+      /only one of --serial, --manifest and --identities/,
+    ],
     [{ ...base, template: 'a', devices: 0 }, /--devices "0" must be a positive whole number/],
     [{ ...base }, /choose one with --template/],
     [{ ...base, template: 'zzz' }, /not one of the stack's provisioning templates/],
@@ -38,7 +41,8 @@ describe('fleet sim argument checks (before any connection)', () => {
 });
 
 describe('consoleSink', () => {
-  const stream = (isTTY: boolean) => Object.assign(new PassThrough(), { isTTY }) as unknown as NodeJS.WriteStream;
+  const stream = (isTTY: boolean) =>
+    Object.assign(new PassThrough(), { isTTY }) as unknown as NodeJS.WriteStream;
 
   test('no progress bar when stderr is not a TTY', () => {
     const stderr = stream(false);
