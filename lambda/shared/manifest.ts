@@ -219,7 +219,7 @@ function validateRow(
     issue(
       'factoryFirmware',
       `factoryFirmware "${factoryFirmware}" is not a semantic version`,
-      'use MAJOR.MINOR.PATCH with an optional -pre-release or +build suffix, e.g. 1.4.0 or 1.4.0-rc.1',
+      'use MAJOR.MINOR.PATCH with an optional -pre-release suffix and no +build metadata (thing attributes cannot hold "+"), e.g. 1.4.0 or 1.4.0-rc.1',
     );
   }
   let publicKey: string | undefined;

@@ -135,6 +135,13 @@ describe('parseManifest (CSV)', () => {
     ['bad hwRev', 'SN-0001,L1,rev 2,1.0.0,', 'hwRev', /hwRev "rev 2" is invalid/, /1-16 characters/],
     ['empty firmware', 'SN-0001,L1,A,,', 'factoryFirmware', /factoryFirmware is empty/, /firmware version/],
     ['bad firmware', 'SN-0001,L1,A,v1.0,', 'factoryFirmware', /not a semantic version/, /MAJOR.MINOR.PATCH/],
+    [
+      'firmware with build metadata',
+      'SN-0001,L1,A,1.0.0+b7,',
+      'factoryFirmware',
+      /not a semantic version/,
+      /no \+build metadata/,
+    ],
     ['unreadable key', 'SN-0001,L1,A,1.0.0,not-a-key', 'publicKey', /not a readable EC P-256/, /prime256v1/],
     ['P-384 key', `SN-0001,L1,A,1.0.0,"${p384Pem}"`, 'publicKey', /P-256/, /prime256v1/],
     ['RSA key', `SN-0001,L1,A,1.0.0,"${rsaPem}"`, 'publicKey', /P-256/, /prime256v1/],
