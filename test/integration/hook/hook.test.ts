@@ -84,7 +84,8 @@ beforeAll(async () => {
     putLot(db.doc, tables, lotRecord('LOT-ATT', { requireAttestation: true })),
   ]);
   cert = await freshCert();
-  hook = loadBundledHandler<Hook>(HOOK_ENTRY, hookEnv(tables, db.endpoint, iot.endpoint));
+  // The largest budget the stack allows: 50 concurrent attempts share one test process.
+  hook = loadBundledHandler<Hook>(HOOK_ENTRY, hookEnv(tables, db.endpoint, iot.endpoint, 4500));
 });
 
 afterAll(async () => {
