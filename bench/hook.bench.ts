@@ -342,8 +342,10 @@ export async function run(): Promise<BenchResult> {
       '  parallel with the device read once the container has learnt which lot a claim certificate',
       '  belongs to (the lot record itself is always read fresh).',
       '- What remains is the AWS SDK itself (request building, SigV4 signing, parsing): about 1 ms of',
-      '  CPU per DynamoDB call on this machine, paid equally by both sides. p99 at concurrency 32',
-      '  varies by about +-0.3 between runs on a 2-core machine (GC and emulator pauses).',
+      '  CPU per DynamoDB call on this machine, paid equally by both sides.',
+      '- p99 at concurrency 32 is noisy on a 2-core machine (GC and emulator pauses): over five runs',
+      '  after these changes its ratio ranged 0.98-1.41 (p50 ratio 1.14-1.31); before them it was',
+      '  1.65-2.20. Compare runs by the CPU table rather than by one p99.',
     ].join('\n');
     return { id: 'hook', markdown };
   } finally {
