@@ -217,6 +217,7 @@ describe('deny reasons against the bundled handler, each audited', () => {
     expect(res).toEqual({ allowProvisioning: false, parameterOverrides: {} });
     const res2 = await call({ serial: 'bad serial with spaces', cert, claimCertificateId: 'claim-LOT-A' });
     expect(res2.allowProvisioning).toBe(false);
+    expect(await eventsOf('bad serial with spaces')).toEqual([]);
   });
 
   test('an unparseable certificate is INVALID_PARAMETERS', async () => {
