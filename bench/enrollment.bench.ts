@@ -28,7 +28,12 @@ const GOAL = 1.15;
 
 async function enroll(registerThingTps: number | undefined, concurrency: number): Promise<ScenarioReport> {
   const dir = await mkdtemp(join(tmpdir(), 'fleet-bench-enroll-'));
-  const lab = await startLabRuntime({ projectDir: resolve(__dirname, '..'), labDir: dir, logDir: false, registerThingTps });
+  const lab = await startLabRuntime({
+    projectDir: resolve(__dirname, '..'),
+    labDir: dir,
+    logDir: false,
+    registerThingTps,
+  });
   try {
     return await runScenario(lab, {
       devices: N,
@@ -63,7 +68,9 @@ export async function run(): Promise<BenchResult> {
   const iot = q.lab.iot as { registerThing?: { accepted: number; throttled: number; rejected: number } };
   const throttled = iot.registerThing?.throttled ?? 0;
   const e = q.enrollment;
-  console.log(`  ${measured.toFixed(2)} s vs ideal ${ideal.toFixed(2)} s → ${ratio.toFixed(2)}x; enrolled ${e.enrolled}/${e.attempted}, gave up ${e.gaveUp}, retries ${e.retries}, throttled ${throttled}`);
+  console.log(
+    `  ${measured.toFixed(2)} s vs ideal ${ideal.toFixed(2)} s → ${ratio.toFixed(2)}x; enrolled ${e.enrolled}/${e.attempted}, gave up ${e.gaveUp}, retries ${e.retries}, throttled ${throttled}`,
+  );
 
   const met = ratio <= GOAL && e.gaveUp === 0 && e.enrolled === N;
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
