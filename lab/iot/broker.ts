@@ -24,6 +24,7 @@ import { certificateIdOfDer, type LabCa } from './ca';
 import { evaluatePolicies, iotArn, type IotAction, type PolicyContext } from './policy-evaluator';
 import { isProvisioningRequestTopic, isProvisioningTopic, type Log, type ProvisioningApi } from './provisioning';
 import type { IotRegistry } from './state';
+import { topicMatches } from '../rules/topic-filter';
 
 export interface BrokerMessage {
   topic: string;
@@ -59,18 +60,6 @@ function authError(message: string): AuthError {
   return Object.assign(new Error(message), { returnCode: 5 });
 }
 
-/** MQTT topic-filter match (`+` one level, `#` the rest); `$` topics never match a leading wildcard. */
-export function topicMatches(filter: string, topic: string): boolean {
-  if (topic.startsWith('$') && (filter.startsWith('+') || filter.startsWith('#'))) return false;
-  const f = filter.split('/');
-  const t = topic.split('/');
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}
 
 export class IotBroker {
   private aedes?: AedesBroker;

@@ -165,15 +165,13 @@ export class ProvisioningApi {
     }
   }
 
-  private issueToken(certificateId: string): string {
+  /** Record a newly issued certificate as PENDING_ACTIVATION and return its ownership token. */
+  private registerPendingCertificate(
+    issued: { certificateId: string; certificatePem: string },
+    req: RequestContext,
+  ): string {
     const token = randomBytes(48).toString('base64');
-    this.tokens.set(token, certificateId);
-    return token;
-  }
-
-  private async createKeysAndCertificate(req: RequestContext): Promise<Record<string, unknown>> {
-    const issued = await this.o.ca.issueWithNewKeys();
-    const token = this.issueToken(issued.certificateId);
+    this.tokens.set(token, issued.certificateId);
     const rec = this.o.registry.addCertificate({
       certificateId: issued.certificateId,
       certificatePem: issued.certificatePem,
@@ -183,6 +181,12 @@ export class ProvisioningApi {
       createdByClientId: req.clientId,
     });
     rec.ownershipTokenIssuedAt = this.now();
+    return token;
+  }
+
+  private async createKeysAndCertificate(req: RequestContext): Promise<Record<string, unknown>> {
+    const issued = await this.o.ca.issueWithNewKeys();
+    const token = this.registerPendingCertificate(issued, req);
     return {
       certificateId: issued.certificateId,
       certificatePem: issued.certificatePem,
@@ -202,16 +206,7 @@ export class ProvisioningApi {
     } catch (e) {
       throw new Rejection(400, 'InvalidCsr', (e as Error).message);
     }
-    const token = this.issueToken(issued.certificateId);
-    const rec = this.o.registry.addCertificate({
-      certificateId: issued.certificateId,
-      certificatePem: issued.certificatePem,
-      status: 'PENDING_ACTIVATION',
-      caCertificateId: this.o.ca.caCertificateId,
-      ownershipToken: token,
-      createdByClientId: req.clientId,
-    });
-    rec.ownershipTokenIssuedAt = this.now();
+    const token = this.registerPendingCertificate(issued, req);
     return { certificateOwnershipToken: token, certificateId: issued.certificateId, certificatePem: issued.certificatePem };
   }
 

@@ -18,10 +18,12 @@ import {
   DeviceStatus,
   LotRecord,
   OVERRIDE_PARAMETERS,
-  Ring,
+  ProvisioningTransition,
   thingNameFor,
 } from '../shared/model';
 import { RingShares, ringForSerial } from './rings';
+
+export type { ProvisioningTransition } from '../shared/model';
 
 /** A hook request after schema validation. */
 export interface ProvisioningRequest {
@@ -56,18 +58,6 @@ export interface DecisionInput {
   config: DecisionConfig;
   /** Second phase only: the answer to a {@link PriorCertificateQuery}. */
   priorCertificate?: PriorCertificateFact;
-}
-
-/** The conditional write the handler must win before it may allow. */
-export interface ProvisioningTransition {
-  expectedStatus: Extract<DeviceStatus, 'MANUFACTURED' | 'PROVISIONING'>;
-  expectedRevision: number;
-  thingName: string;
-  ring: Ring;
-  certificateId: string;
-  publicKeyFingerprint: string;
-  firmware: string;
-  appendHistory: boolean;
 }
 
 export interface AllowDecision {

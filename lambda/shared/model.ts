@@ -145,6 +145,25 @@ export interface DeviceRecord {
   revision: number;
 }
 
+/**
+ * The conditional write the pre-provisioning hook must win before it may allow an enrollment:
+ * produced by the decision core, applied by the registry.
+ */
+export interface ProvisioningTransition {
+  /** Status read by the hook: MANUFACTURED (first attempt) or PROVISIONING (retry). */
+  expectedStatus: Extract<DeviceStatus, 'MANUFACTURED' | 'PROVISIONING'>;
+  /** Revision read by the hook; the write fails when anyone moved it since. */
+  expectedRevision: number;
+  thingName: string;
+  ring: Ring;
+  certificateId: string;
+  publicKeyFingerprint: string;
+  /** Firmware the device reported. */
+  firmware: string;
+  /** Append the certificate to the lineage (false when the same certificate is retried). */
+  appendHistory: boolean;
+}
+
 /** An item of the Lots table. */
 export interface LotRecord {
   lot: string;

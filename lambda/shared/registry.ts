@@ -17,7 +17,7 @@ import {
   DeviceRecord,
   DeviceStatus,
   LotRecord,
-  Ring,
+  ProvisioningTransition,
   TABLES,
 } from './model';
 
@@ -68,23 +68,11 @@ export function isConditionFailure(err: unknown): boolean {
   );
 }
 
-/** Input of {@link Registry.beginProvisioning}: the hook's allowed transition. */
-export interface BeginProvisioningInput {
-  /** Status read by the hook: MANUFACTURED (first attempt) or PROVISIONING (retry). */
-  expectedStatus: Extract<DeviceStatus, 'MANUFACTURED' | 'PROVISIONING'>;
-  /** Revision read by the hook; the write fails when anyone moved it since. */
-  expectedRevision: number;
-  thingName: string;
-  ring: Ring;
-  certificateId: string;
-  publicKeyFingerprint: string;
-  /** Firmware the device reported. */
-  firmware: string;
-  /** Append the certificate to the lineage (false when the same certificate is retried). */
-  appendHistory: boolean;
+/** Input of {@link Registry.beginProvisioning}: the hook's allowed transition, optionally timed. */
+export type BeginProvisioningInput = ProvisioningTransition & {
   /** ISO time of the decision; defaults to now. */
   at?: string;
-}
+};
 
 /** Presence facts of one lifecycle event. */
 export interface PresenceInput {
