@@ -1,7 +1,9 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'cdk.out/**', '.lab/**', 'coverage/**', '**/.tmp/**', '**/*.js', '**/*.mjs'] },
+  {
+    ignores: ['node_modules/**', 'cdk.out/**', '.lab/**', 'coverage/**', '**/.tmp/**', '**/*.js', '**/*.mjs'],
+  },
   ...tseslint.configs.recommended,
   {
     rules: {

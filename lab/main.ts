@@ -25,7 +25,8 @@ interface LabFlags {
 function positiveInt(flag: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive whole number`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new InvalidArgumentError(`${flag} must be a positive whole number`);
     return n;
   };
 }
@@ -35,9 +36,20 @@ function parseArgs(argv: string[]): LabFlags {
     .description('Run the fleet stack offline from cdk.out and drive the enrollment scenario through it.')
     .option('--devices <n>', 'simulated units, bad cases included', positiveInt('--devices'), 200)
     .option('--report <path>', 'write the JSON report here')
-    .option('--keep-running', 'leave the lab up after the scenario (Ctrl-C stops it) and print what to export')
-    .option('--register-tps <q>', 'enforce a RegisterThing quota of Q transactions per second', positiveInt('--register-tps'))
-    .option('--concurrency <c>', 'units enrolling at the same time (default 32)', positiveInt('--concurrency'))
+    .option(
+      '--keep-running',
+      'leave the lab up after the scenario (Ctrl-C stops it) and print what to export',
+    )
+    .option(
+      '--register-tps <q>',
+      'enforce a RegisterThing quota of Q transactions per second',
+      positiveInt('--register-tps'),
+    )
+    .option(
+      '--concurrency <c>',
+      'units enrolling at the same time (default 32)',
+      positiveInt('--concurrency'),
+    )
     .option('--quiet', 'print only the summary')
     .option('--lab-dir <dir>', 'working directory (claims, manifest, logs, CA)', '.lab')
     .showHelpAfterError()
@@ -83,7 +95,10 @@ async function main(): Promise<number> {
   const errors: string[] = [];
   const log: LabLog = (e) => {
     if (e.level === 'error') errors.push(e.msg);
-    if (e.level === 'error' && !flags.quiet) process.stderr.write(`lab error: ${e.msg} ${JSON.stringify({ ...e, level: undefined, msg: undefined })}\n`);
+    if (e.level === 'error' && !flags.quiet)
+      process.stderr.write(
+        `lab error: ${e.msg} ${JSON.stringify({ ...e, level: undefined, msg: undefined })}\n`,
+      );
   };
 
   progress('starting the lab (synthesizes cdk.out first when it is stale)');
@@ -97,7 +112,9 @@ async function main(): Promise<number> {
   }
   const startupMs = Date.now() - started;
   if (!flags.quiet) for (const line of lab.summary()) say(line);
-  say(`Lab started in ${(startupMs / 1000).toFixed(1)} s (synth ${(lab.timings.synthMs / 1000).toFixed(1)} s); ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`);
+  say(
+    `Lab started in ${(startupMs / 1000).toFixed(1)} s (synth ${(lab.timings.synthMs / 1000).toFixed(1)} s); ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`,
+  );
 
   let report: ScenarioReport | undefined;
   let code = 0;
@@ -121,11 +138,16 @@ async function main(): Promise<number> {
     if (flags.report) {
       const path = resolve(projectDir, flags.report);
       await mkdir(dirname(path), { recursive: true });
-      await writeFile(path, `${JSON.stringify({ ...report, timings: { ...report.timings, totalMs }, labErrors: errors }, null, 2)}\n`);
+      await writeFile(
+        path,
+        `${JSON.stringify({ ...report, timings: { ...report.timings, totalMs }, labErrors: errors }, null, 2)}\n`,
+      );
       say(`Report written to ${path}`);
     }
     if (!report.ok) {
-      process.stderr.write(`\nlab: the scenario failed:\n${report.failures.map((f) => `  - ${f}`).join('\n')}\n`);
+      process.stderr.write(
+        `\nlab: the scenario failed:\n${report.failures.map((f) => `  - ${f}`).join('\n')}\n`,
+      );
       code = 1;
     }
   }

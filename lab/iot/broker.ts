@@ -22,7 +22,12 @@ import type { Client, Subscription } from 'aedes';
 import { loadAedes, type AedesBroker } from './aedes-loader';
 import { certificateIdOfDer, type LabCa } from './ca';
 import { evaluatePolicies, iotArn, type IotAction, type PolicyContext } from './policy-evaluator';
-import { isProvisioningRequestTopic, isProvisioningTopic, type Log, type ProvisioningApi } from './provisioning';
+import {
+  isProvisioningRequestTopic,
+  isProvisioningTopic,
+  type Log,
+  type ProvisioningApi,
+} from './provisioning';
 import type { IotRegistry } from './state';
 import { topicMatches } from '../rules/topic-filter';
 
@@ -59,7 +64,6 @@ type AuthError = Error & { returnCode: number };
 function authError(message: string): AuthError {
   return Object.assign(new Error(message), { returnCode: 5 });
 }
-
 
 export class IotBroker {
   private aedes?: AedesBroker;
@@ -99,7 +103,12 @@ export class IotBroker {
         const s = this.sessions.get(client);
         if (!s) return cb(new Error('not authenticated'));
         if (packet.topic.startsWith('$aws/events/')) {
-          this.logDenial(s, 'iot:Publish', packet.topic, 'reserved topic: clients cannot publish lifecycle events');
+          this.logDenial(
+            s,
+            'iot:Publish',
+            packet.topic,
+            'reserved topic: clients cannot publish lifecycle events',
+          );
           s.disconnectReason = 'AUTH_ERROR';
           return cb(new Error('publish to reserved topic denied'));
         }
@@ -112,7 +121,8 @@ export class IotBroker {
       authorizeSubscribe: (client, sub: Subscription, cb) => {
         const s = this.sessions.get(client);
         if (!s) return cb(new Error('not authenticated'), null);
-        if (!this.check(s, 'iot:Subscribe', iotArn.topicFilter(reg.region, reg.accountId, sub.topic))) return cb(null, null);
+        if (!this.check(s, 'iot:Subscribe', iotArn.topicFilter(reg.region, reg.accountId, sub.topic)))
+          return cb(null, null);
         cb(null, sub);
       },
       authorizeForward: (client, packet) => {
@@ -151,7 +161,12 @@ export class IotBroker {
       for (const c of this.byCertificate.get(certificateId) ?? []) {
         const s = this.sessions.get(c);
         if (s) s.disconnectReason = 'SERVER_INITIATED_DISCONNECT';
-        this.o.log?.({ level: 'info', msg: 'closing connection: certificate is no longer ACTIVE', clientId: c.id, certificateId });
+        this.o.log?.({
+          level: 'info',
+          msg: 'closing connection: certificate is no longer ACTIVE',
+          clientId: c.id,
+          certificateId,
+        });
         c.close();
       }
     });
@@ -173,7 +188,11 @@ export class IotBroker {
       },
     );
     this.server.on('tlsClientError', (err, socket) => {
-      this.o.log?.({ level: 'info', msg: `TLS handshake refused: ${err.message}`, remote: socket.remoteAddress });
+      this.o.log?.({
+        level: 'info',
+        msg: `TLS handshake refused: ${err.message}`,
+        remote: socket.remoteAddress,
+      });
     });
     await new Promise<void>((resolve, reject) => {
       this.server?.once('error', reject);
@@ -216,7 +235,11 @@ export class IotBroker {
     try {
       this.o.onMessage(m);
     } catch (e) {
-      this.o.log?.({ level: 'error', msg: `onMessage listener failed: ${(e as Error).message}`, topic: m.topic });
+      this.o.log?.({
+        level: 'error',
+        msg: `onMessage listener failed: ${(e as Error).message}`,
+        topic: m.topic,
+      });
     }
   }
 
@@ -226,7 +249,12 @@ export class IotBroker {
     const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
     const remote = socket.remoteAddress ?? 'unknown';
     if (!peer || !peer.raw) {
-      this.o.log?.({ level: 'warn', msg: 'connect refused: no client certificate', clientId: client.id, remote });
+      this.o.log?.({
+        level: 'warn',
+        msg: 'connect refused: no client certificate',
+        clientId: client.id,
+        remote,
+      });
       throw authError('client certificate required');
     }
     const certificateId = certificateIdOfDer(peer.raw);
@@ -249,7 +277,10 @@ export class IotBroker {
       accountId: reg.accountId,
       clientId,
       certificateId,
-      thing: attached && thing ? { thingName: thing.thingName, thingTypeName: thing.thingTypeName, attributes: thing.attributes } : undefined,
+      thing:
+        attached && thing
+          ? { thingName: thing.thingName, thingTypeName: thing.thingTypeName, attributes: thing.attributes }
+          : undefined,
       connectAttributes,
     };
     const version = (this.versions.get(clientId) ?? 0) + 1;
@@ -268,7 +299,9 @@ export class IotBroker {
       throw authError('connect denied by policy');
     }
     // A second connection with the same client id takes over (aedes closes the old one).
-    const previous = (this.aedes as unknown as { clients: Record<string, Client> } | undefined)?.clients[clientId];
+    const previous = (this.aedes as unknown as { clients: Record<string, Client> } | undefined)?.clients[
+      clientId
+    ];
     if (previous && previous !== client) {
       const ps = this.sessions.get(previous);
       if (ps) ps.disconnectReason = 'DUPLICATE_CLIENTID';
@@ -280,7 +313,11 @@ export class IotBroker {
   }
 
   private check(s: Session, action: IotAction, resource: string): boolean {
-    const d = evaluatePolicies(this.o.registry.policiesForCertificate(s.certificateId), { action, resource }, s.ctx);
+    const d = evaluatePolicies(
+      this.o.registry.policiesForCertificate(s.certificateId),
+      { action, resource },
+      s.ctx,
+    );
     if (!d.allowed) {
       this.o.log?.({
         level: 'warn',
@@ -297,7 +334,13 @@ export class IotBroker {
   }
 
   private logDenial(s: Session, action: IotAction, resource: string, why: string): void {
-    this.o.log?.({ level: 'warn', msg: `denied ${action} on ${resource}: ${why}`, clientId: s.clientId, action, resource });
+    this.o.log?.({
+      level: 'warn',
+      msg: `denied ${action} on ${resource}: ${why}`,
+      clientId: s.clientId,
+      action,
+      resource,
+    });
   }
 
   private onReady(client: Client): void {
@@ -314,7 +357,8 @@ export class IotBroker {
     this.byCertificate.get(s.certificateId)?.delete(client);
     if (!s.announced || /[#+]/.test(s.clientId) || !this.aedes) return;
     const clientInitiated = (client as unknown as { _disconnected?: boolean })._disconnected === true;
-    const reason = s.disconnectReason ?? (clientInitiated ? 'CLIENT_INITIATED_DISCONNECT' : 'CONNECTION_LOST');
+    const reason =
+      s.disconnectReason ?? (clientInitiated ? 'CLIENT_INITIATED_DISCONNECT' : 'CONNECTION_LOST');
     void this.publishPresence('disconnected', s, {
       clientInitiatedDisconnect: reason === 'CLIENT_INITIATED_DISCONNECT',
       disconnectReason: reason,
@@ -322,7 +366,11 @@ export class IotBroker {
   }
 
   /** Payload shape: AWS IoT Developer Guide, "Lifecycle events" (connect/disconnect). */
-  private publishPresence(kind: 'connected' | 'disconnected', s: Session, extra: Record<string, unknown>): Promise<void> {
+  private publishPresence(
+    kind: 'connected' | 'disconnected',
+    s: Session,
+    extra: Record<string, unknown>,
+  ): Promise<void> {
     const payload = {
       clientId: s.clientId,
       timestamp: Date.now(),
@@ -337,7 +385,10 @@ export class IotBroker {
   }
 
   private async provision(client: Client, s: Session, topic: string, payload: Buffer): Promise<void> {
-    const res = await this.o.provisioning.handle(topic, payload, { clientId: s.clientId, certificateId: s.certificateId });
+    const res = await this.o.provisioning.handle(topic, payload, {
+      clientId: s.clientId,
+      certificateId: s.certificateId,
+    });
     if (!res || client.closed) return;
     const subs = (client as unknown as { subscriptions: Record<string, { qos: number }> }).subscriptions;
     const match = Object.entries(subs).find(([filter]) => topicMatches(filter, res.topic));
@@ -351,7 +402,14 @@ export class IotBroker {
     }
     const qos = Math.min(1, match[1].qos ?? 0) as 0 | 1;
     client.publish(
-      { cmd: 'publish', topic: res.topic, payload: Buffer.from(JSON.stringify(res.payload)), qos, retain: false, dup: false },
+      {
+        cmd: 'publish',
+        topic: res.topic,
+        payload: Buffer.from(JSON.stringify(res.payload)),
+        qos,
+        retain: false,
+        dup: false,
+      },
       () => undefined,
     );
   }

@@ -94,7 +94,10 @@ export class LabCa {
       signingAlgorithm: SIGN,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+        new x509.KeyUsagesExtension(
+          x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement,
+          true,
+        ),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
         new x509.SubjectAlternativeNameExtension([
           { type: 'dns', value: 'localhost' },
@@ -103,7 +106,10 @@ export class LabCa {
         await x509.AuthorityKeyIdentifierExtension.create(rootKeys.publicKey),
       ],
     });
-    const serverKeyPem = toPem(await webcrypto.subtle.exportKey('pkcs8', serverKeys.privateKey), 'PRIVATE KEY');
+    const serverKeyPem = toPem(
+      await webcrypto.subtle.exportKey('pkcs8', serverKeys.privateKey),
+      'PRIVATE KEY',
+    );
     const caPem = rootCert.toString('pem') + '\n';
     return new LabCa(
       rootCert,
@@ -146,7 +152,9 @@ export class LabCa {
     try {
       csr = new x509.Pkcs10CertificateRequest(csrPem);
     } catch (e) {
-      throw new Error(`Certificate signing request is not a valid PEM PKCS#10 request: ${(e as Error).message}`);
+      throw new Error(
+        `Certificate signing request is not a valid PEM PKCS#10 request: ${(e as Error).message}`,
+      );
     }
     let ok = false;
     try {

@@ -143,7 +143,9 @@ export class ControlPlane {
       return {};
     });
     this.add('ListCertificates', 'GET', '/certificates', ({ query }) => {
-      const all = [...reg.certificates.values()].sort((a, b) => a.creationDate.getTime() - b.creationDate.getTime());
+      const all = [...reg.certificates.values()].sort(
+        (a, b) => a.creationDate.getTime() - b.creationDate.getTime(),
+      );
       if (query.get('isAscendingOrder') !== 'true') all.reverse();
       const p = page(all, query.get('marker'), query.get('pageSize'));
       return {
@@ -160,7 +162,10 @@ export class ControlPlane {
 
     // ---- policies
     this.add('CreatePolicy', 'POST', '/policies/{policyName}', ({ params, body }) => {
-      const p = reg.createPolicy(params.policyName, requireStr(str(body, 'policyDocument'), 'policyDocument'));
+      const p = reg.createPolicy(
+        params.policyName,
+        requireStr(str(body, 'policyDocument'), 'policyDocument'),
+      );
       return {
         policyName: p.policyName,
         policyArn: p.policyArn,
@@ -198,7 +203,11 @@ export class ControlPlane {
     });
     this.add('ListTargetsForPolicy', 'POST', '/policy-targets/{policyName}', ({ params, query }) => {
       reg.getPolicy(params.policyName);
-      const p = page([...(reg.policyTargets.get(params.policyName) ?? [])], query.get('marker'), query.get('pageSize'));
+      const p = page(
+        [...(reg.policyTargets.get(params.policyName) ?? [])],
+        query.get('marker'),
+        query.get('pageSize'),
+      );
       return { targets: p.items, nextMarker: p.next };
     });
 
@@ -275,11 +284,19 @@ export class ControlPlane {
       return {};
     });
     this.add('ListThingPrincipals', 'GET', '/things/{thingName}/principals', ({ params, query }) => {
-      const p = page(reg.listThingPrincipals(params.thingName), query.get('nextToken'), query.get('maxResults'));
+      const p = page(
+        reg.listThingPrincipals(params.thingName),
+        query.get('nextToken'),
+        query.get('maxResults'),
+      );
       return { principals: p.items, nextToken: p.next };
     });
     this.add('ListPrincipalThings', 'GET', '/principals/things', ({ headers, query }) => {
-      const p = page(reg.principalThings(principalHeader(headers)), query.get('nextToken'), query.get('maxResults'));
+      const p = page(
+        reg.principalThings(principalHeader(headers)),
+        query.get('nextToken'),
+        query.get('maxResults'),
+      );
       return { things: p.items, nextToken: p.next };
     });
 
@@ -293,7 +310,11 @@ export class ControlPlane {
         description: props?.thingGroupDescription,
         attributes: props?.attributePayload?.attributes,
       });
-      return { thingGroupName: g.thingGroupName, thingGroupArn: g.thingGroupArn, thingGroupId: g.thingGroupId };
+      return {
+        thingGroupName: g.thingGroupName,
+        thingGroupArn: g.thingGroupArn,
+        thingGroupId: g.thingGroupId,
+      };
     });
     this.add('DescribeThingGroup', 'GET', '/thing-groups/{thingGroupName}', ({ params }) => {
       const g = reg.getThingGroup(params.thingGroupName);
@@ -320,7 +341,10 @@ export class ControlPlane {
     const nameFromArn = (arn: string | undefined, kind: string): string | undefined =>
       arn ? arn.slice(arn.indexOf(`:${kind}/`) + kind.length + 2) : undefined;
     const groupAndThing = (body: Record<string, unknown>): [string, string] => [
-      requireStr(str(body, 'thingGroupName') ?? nameFromArn(str(body, 'thingGroupArn'), 'thinggroup'), 'thingGroupName'),
+      requireStr(
+        str(body, 'thingGroupName') ?? nameFromArn(str(body, 'thingGroupArn'), 'thinggroup'),
+        'thingGroupName',
+      ),
       requireStr(str(body, 'thingName') ?? nameFromArn(str(body, 'thingArn'), 'thing'), 'thingName'),
     ];
     this.add('AddThingToThingGroup', 'PUT', '/thing-groups/addThingToThingGroup', ({ body }) => {
@@ -341,43 +365,53 @@ export class ControlPlane {
         nextToken: p.next,
       };
     });
-    this.add('ListThingsInThingGroup', 'GET', '/thing-groups/{thingGroupName}/things', ({ params, query }) => {
-      const root = reg.getThingGroup(params.thingGroupName);
-      const names = new Set(root.things);
-      if (query.get('recursive') === 'true') {
-        const stack = [root.thingGroupName];
-        while (stack.length) {
-          const parent = stack.pop() as string;
-          for (const g of reg.thingGroups.values()) {
-            if (g.parentGroupName === parent) {
-              g.things.forEach((t) => names.add(t));
-              stack.push(g.thingGroupName);
+    this.add(
+      'ListThingsInThingGroup',
+      'GET',
+      '/thing-groups/{thingGroupName}/things',
+      ({ params, query }) => {
+        const root = reg.getThingGroup(params.thingGroupName);
+        const names = new Set(root.things);
+        if (query.get('recursive') === 'true') {
+          const stack = [root.thingGroupName];
+          while (stack.length) {
+            const parent = stack.pop() as string;
+            for (const g of reg.thingGroups.values()) {
+              if (g.parentGroupName === parent) {
+                g.things.forEach((t) => names.add(t));
+                stack.push(g.thingGroupName);
+              }
             }
           }
         }
-      }
-      const p = page([...names], query.get('nextToken'), query.get('maxResults'));
-      return { things: p.items, nextToken: p.next };
-    });
+        const p = page([...names], query.get('nextToken'), query.get('maxResults'));
+        return { things: p.items, nextToken: p.next };
+      },
+    );
 
     // ---- endpoint and provisioning templates
     this.add('DescribeEndpoint', 'GET', '/endpoint', () => ({ endpointAddress: this.o.endpointAddress() }));
-    this.add('DescribeProvisioningTemplate', 'GET', '/provisioning-templates/{templateName}', ({ params }) => {
-      const t = reg.getProvisioningTemplate(params.templateName);
-      return {
-        templateArn: t.templateArn,
-        templateName: t.templateName,
-        description: t.description,
-        creationDate: epoch(t.creationDate),
-        lastModifiedDate: epoch(t.lastModifiedDate),
-        defaultVersionId: 1,
-        templateBody: t.templateBody,
-        enabled: t.enabled,
-        provisioningRoleArn: t.provisioningRoleArn,
-        preProvisioningHook: t.hookArn ? { targetArn: t.hookArn, payloadVersion: '2020-04-01' } : undefined,
-        type: 'FLEET_PROVISIONING',
-      };
-    });
+    this.add(
+      'DescribeProvisioningTemplate',
+      'GET',
+      '/provisioning-templates/{templateName}',
+      ({ params }) => {
+        const t = reg.getProvisioningTemplate(params.templateName);
+        return {
+          templateArn: t.templateArn,
+          templateName: t.templateName,
+          description: t.description,
+          creationDate: epoch(t.creationDate),
+          lastModifiedDate: epoch(t.lastModifiedDate),
+          defaultVersionId: 1,
+          templateBody: t.templateBody,
+          enabled: t.enabled,
+          provisioningRoleArn: t.provisioningRoleArn,
+          preProvisioningHook: t.hookArn ? { targetArn: t.hookArn, payloadVersion: '2020-04-01' } : undefined,
+          type: 'FLEET_PROVISIONING',
+        };
+      },
+    );
     this.add('ListProvisioningTemplates', 'GET', '/provisioning-templates', ({ query }) => {
       const p = page([...reg.templates.values()], query.get('nextToken'), query.get('maxResults'));
       return {
@@ -460,7 +494,11 @@ export class ControlPlane {
       const err =
         e instanceof IotError
           ? e
-          : new IotError('InternalFailureException', 500, `Lab control plane failed: ${(e as Error).message}`);
+          : new IotError(
+              'InternalFailureException',
+              500,
+              `Lab control plane failed: ${(e as Error).message}`,
+            );
       this.o.log?.({
         level: err.status >= 500 ? 'error' : 'info',
         msg: `control plane ${op}: ${err.code}`,

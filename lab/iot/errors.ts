@@ -15,8 +15,11 @@ export class IotError extends Error {
 }
 
 export const notFound = (what: string): IotError => new IotError('ResourceNotFoundException', 404, what);
-export const alreadyExists = (what: string): IotError => new IotError('ResourceAlreadyExistsException', 409, what);
+export const alreadyExists = (what: string): IotError =>
+  new IotError('ResourceAlreadyExistsException', 409, what);
 export const invalidRequest = (what: string): IotError => new IotError('InvalidRequestException', 400, what);
-export const certificateState = (what: string): IotError => new IotError('CertificateStateException', 406, what);
+export const certificateState = (what: string): IotError =>
+  new IotError('CertificateStateException', 406, what);
 export const deleteConflict = (what: string): IotError => new IotError('DeleteConflictException', 409, what);
-export const versionConflict = (what: string): IotError => new IotError('VersionConflictException', 409, what);
+export const versionConflict = (what: string): IotError =>
+  new IotError('VersionConflictException', 409, what);

@@ -28,10 +28,18 @@ export interface IotCore {
     putPolicy(name: string, document: unknown): void;
     putThingType(name: string): void;
     putThingGroup(name: string): void;
-    putProvisioningTemplate(t: { name: string; body: string; enabled: boolean; hookArn?: string; roleArn?: string }): void;
+    putProvisioningTemplate(t: {
+      name: string;
+      body: string;
+      enabled: boolean;
+      hookArn?: string;
+      roleArn?: string;
+    }): void;
   };
   /** Every accepted PUBLISH (device publishes AND lab-generated messages such as presence events). */
-  onMessage(listener: (m: { topic: string; payload: Buffer; clientId?: string; principal?: string }) => void): void;
+  onMessage(
+    listener: (m: { topic: string; payload: Buffer; clientId?: string; principal?: string }) => void,
+  ): void;
   /** Server-side publish (used by republish rule actions and internal events). */
   publish(topic: string, payload: Buffer | string): Promise<void>;
   stats(): { registerThing: { accepted: number; throttled: number; rejected: number } };
@@ -63,7 +71,13 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
     },
   });
   const port = await broker.start();
-  const controlPlane = new ControlPlane({ registry, ca, host, endpointAddress: () => `${host}:${port}`, log: opts.log });
+  const controlPlane = new ControlPlane({
+    registry,
+    ca,
+    host,
+    endpointAddress: () => `${host}:${port}`,
+    log: opts.log,
+  });
   let controlPlaneUrl: string;
   try {
     controlPlaneUrl = await controlPlane.start();
@@ -71,7 +85,12 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
     await broker.stop();
     throw e;
   }
-  opts.log?.({ level: 'info', msg: 'AWS IoT Core emulation started', controlPlaneUrl, mqtt: `${host}:${port}` });
+  opts.log?.({
+    level: 'info',
+    msg: 'AWS IoT Core emulation started',
+    controlPlaneUrl,
+    mqtt: `${host}:${port}`,
+  });
 
   return {
     controlPlaneUrl,

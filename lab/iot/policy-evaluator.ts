@@ -45,7 +45,8 @@ export interface PolicyRequest {
   resource: string;
 }
 
-export type DecisionReason = 'ALLOWED' | 'EXPLICIT_DENY' | 'NO_MATCHING_ALLOW' | 'CONDITION_FAILED' | 'NO_POLICY';
+export type DecisionReason =
+  'ALLOWED' | 'EXPLICIT_DENY' | 'NO_MATCHING_ALLOW' | 'CONDITION_FAILED' | 'NO_POLICY';
 
 export interface PolicyDecision {
   allowed: boolean;
@@ -226,7 +227,11 @@ function actionMatches(st: Statement, action: IotAction): boolean {
   return false;
 }
 
-function resourceMatches(st: Statement, resource: string, ctx: PolicyContext): { match: boolean; note?: string } {
+function resourceMatches(
+  st: Statement,
+  resource: string,
+  ctx: PolicyContext,
+): { match: boolean; note?: string } {
   const test = (patterns: string[]): { match: boolean; note?: string } => {
     let note: string | undefined;
     for (const p of patterns) {
@@ -268,7 +273,12 @@ export function evaluatePolicies(
 ): PolicyDecision {
   const base = { action: request.action, resource: request.resource };
   if (policies.length === 0) {
-    return { ...base, allowed: false, reason: 'NO_POLICY', detail: 'no policy is attached to the certificate' };
+    return {
+      ...base,
+      allowed: false,
+      reason: 'NO_POLICY',
+      detail: 'no policy is attached to the certificate',
+    };
   }
   let allow: string | undefined;
   let conditionFailure: { statement: string; why: string } | undefined;
@@ -289,7 +299,13 @@ export function evaluatePolicies(
         continue;
       }
       if (effect === 'Deny') {
-        return { ...base, allowed: false, reason: 'EXPLICIT_DENY', statement: id, detail: `explicitly denied by ${id}` };
+        return {
+          ...base,
+          allowed: false,
+          reason: 'EXPLICIT_DENY',
+          statement: id,
+          detail: `explicitly denied by ${id}`,
+        };
       }
       if (effect === 'Allow' && !allow) allow = id;
     }
@@ -297,7 +313,8 @@ export function evaluatePolicies(
   return finish();
 
   function finish(): PolicyDecision {
-    if (allow) return { ...base, allowed: true, reason: 'ALLOWED', statement: allow, detail: `allowed by ${allow}` };
+    if (allow)
+      return { ...base, allowed: true, reason: 'ALLOWED', statement: allow, detail: `allowed by ${allow}` };
     if (conditionFailure) {
       return {
         ...base,
@@ -323,7 +340,8 @@ export const evaluate = evaluatePolicies;
 export const iotArn = {
   client: (region: string, account: string, clientId: string): string =>
     `arn:aws:iot:${region}:${account}:client/${clientId}`,
-  topic: (region: string, account: string, topic: string): string => `arn:aws:iot:${region}:${account}:topic/${topic}`,
+  topic: (region: string, account: string, topic: string): string =>
+    `arn:aws:iot:${region}:${account}:topic/${topic}`,
   topicFilter: (region: string, account: string, filter: string): string =>
     `arn:aws:iot:${region}:${account}:topicfilter/${filter}`,
 };

@@ -103,11 +103,16 @@ export class ProvisioningApi {
 
   constructor(private readonly o: ProvisioningOptions) {
     this.now = o.now ?? Date.now;
-    if (o.registerThingTps !== undefined && o.registerThingTps > 0) this.bucket = new TokenBucket(o.registerThingTps, this.now);
+    if (o.registerThingTps !== undefined && o.registerThingTps > 0)
+      this.bucket = new TokenBucket(o.registerThingTps, this.now);
   }
 
   /** Handle one request; returns the single response to send to the requesting connection. */
-  async handle(topic: string, payload: Buffer, req: RequestContext): Promise<ProvisioningResponse | undefined> {
+  async handle(
+    topic: string,
+    payload: Buffer,
+    req: RequestContext,
+  ): Promise<ProvisioningResponse | undefined> {
     let m: RegExpExecArray | null;
     let kind: 'create' | 'csr' | 'provision';
     let format: string;
@@ -126,7 +131,12 @@ export class ProvisioningApi {
       return undefined;
     }
     try {
-      if (format !== 'json') throw new Rejection(400, 'InvalidPayload', 'The lab serves the json format only (cbor is not supported)');
+      if (format !== 'json')
+        throw new Rejection(
+          400,
+          'InvalidPayload',
+          'The lab serves the json format only (cbor is not supported)',
+        );
       let body: Record<string, unknown> = {};
       const text = payload.toString('utf8').trim();
       if (text) {
@@ -144,7 +154,9 @@ export class ProvisioningApi {
       return { topic: `${topic}/accepted`, payload: accepted };
     } catch (e) {
       const r =
-        e instanceof Rejection ? e : new Rejection(500, 'InternalFailure', `Lab provisioning failed: ${(e as Error).message}`);
+        e instanceof Rejection
+          ? e
+          : new Rejection(500, 'InternalFailure', `Lab provisioning failed: ${(e as Error).message}`);
       if (kind === 'provision') {
         if (r.statusCode === 429) this.stats.registerThing.throttled += 1;
         else this.stats.registerThing.rejected += 1;
@@ -195,7 +207,10 @@ export class ProvisioningApi {
     };
   }
 
-  private async createFromCsr(body: Record<string, unknown>, req: RequestContext): Promise<Record<string, unknown>> {
+  private async createFromCsr(
+    body: Record<string, unknown>,
+    req: RequestContext,
+  ): Promise<Record<string, unknown>> {
     const csr = body.certificateSigningRequest;
     if (typeof csr !== 'string' || !csr.trim()) {
       throw new Rejection(400, 'InvalidPayload', 'certificateSigningRequest is required');
@@ -207,23 +222,39 @@ export class ProvisioningApi {
       throw new Rejection(400, 'InvalidCsr', (e as Error).message);
     }
     const token = this.registerPendingCertificate(issued, req);
-    return { certificateOwnershipToken: token, certificateId: issued.certificateId, certificatePem: issued.certificatePem };
+    return {
+      certificateOwnershipToken: token,
+      certificateId: issued.certificateId,
+      certificatePem: issued.certificatePem,
+    };
   }
 
   /** Resolve and validate an ownership token; expired, unactivated certificates are deleted. */
   private certificateForToken(token: unknown): CertificateRecord {
     if (typeof token !== 'string' || token === '') {
-      throw new Rejection(400, 'InvalidCertificateOwnershipToken', 'Certificate ownership token cannot be empty.');
+      throw new Rejection(
+        400,
+        'InvalidCertificateOwnershipToken',
+        'Certificate ownership token cannot be empty.',
+      );
     }
     const id = this.tokens.get(token);
     const cert = id ? this.o.registry.certificates.get(id) : undefined;
-    if (!id || !cert) throw new Rejection(400, 'InvalidCertificateOwnershipToken', 'Certificate ownership token is invalid.');
+    if (!id || !cert)
+      throw new Rejection(400, 'InvalidCertificateOwnershipToken', 'Certificate ownership token is invalid.');
     if (this.now() - (cert.ownershipTokenIssuedAt ?? 0) > OWNERSHIP_TOKEN_TTL_MS) {
       this.tokens.delete(token);
-      if (cert.status === 'PENDING_ACTIVATION' && this.o.registry.principalThings(cert.certificateArn).length === 0) {
+      if (
+        cert.status === 'PENDING_ACTIVATION' &&
+        this.o.registry.principalThings(cert.certificateArn).length === 0
+      ) {
         this.o.registry.certificates.delete(cert.certificateId);
       }
-      throw new Rejection(400, 'InvalidCertificateOwnershipToken', 'Certificate ownership token has expired.');
+      throw new Rejection(
+        400,
+        'InvalidCertificateOwnershipToken',
+        'Certificate ownership token has expired.',
+      );
     }
     if (cert.status !== 'PENDING_ACTIVATION') {
       throw new Rejection(
@@ -245,8 +276,14 @@ export class ProvisioningApi {
     }
     const reg = this.o.registry;
     const template = reg.templates.get(templateName);
-    if (!template) throw new Rejection(404, 'ResourceNotFound', `The provisioning template ${templateName} does not exist.`);
-    if (!template.enabled) throw new Rejection(400, 'InvalidRequest', `The provisioning template ${templateName} is disabled.`);
+    if (!template)
+      throw new Rejection(
+        404,
+        'ResourceNotFound',
+        `The provisioning template ${templateName} does not exist.`,
+      );
+    if (!template.enabled)
+      throw new Rejection(400, 'InvalidRequest', `The provisioning template ${templateName} is disabled.`);
     const cert = this.certificateForToken(body.certificateOwnershipToken);
 
     const parameters: Record<string, string> = {};
@@ -255,7 +292,8 @@ export class ProvisioningApi {
         throw new Rejection(400, 'InvalidPayload', 'parameters must be a map of strings');
       }
       for (const [k, v] of Object.entries(body.parameters as Record<string, unknown>)) {
-        if (typeof v !== 'string') throw new Rejection(400, 'InvalidPayload', `parameters.${k} must be a string`);
+        if (typeof v !== 'string')
+          throw new Rejection(400, 'InvalidPayload', `parameters.${k} must be a string`);
         parameters[k] = v;
       }
     }
@@ -278,7 +316,11 @@ export class ProvisioningApi {
       }
       const r = result as { allowProvisioning?: unknown; parameterOverrides?: unknown } | null;
       if (!r || r.allowProvisioning !== true) {
-        throw new Rejection(403, 'AccessDenied', 'Pre-provisioning hook denied the request (allowProvisioning is not true)');
+        throw new Rejection(
+          403,
+          'AccessDenied',
+          'Pre-provisioning hook denied the request (allowProvisioning is not true)',
+        );
       }
       if (r.parameterOverrides && typeof r.parameterOverrides === 'object') {
         for (const [k, v] of Object.entries(r.parameterOverrides as Record<string, unknown>)) {
@@ -309,7 +351,11 @@ export class ProvisioningApi {
   private apply(ev: TemplateEvaluation, cert: CertificateRecord): void {
     const reg = this.o.registry;
     if (ev.certificate && ev.certificate.certificateId !== cert.certificateId) {
-      throw new Rejection(400, 'InvalidParameters', 'The template certificate does not match the ownership token');
+      throw new Rejection(
+        400,
+        'InvalidParameters',
+        'The template certificate does not match the ownership token',
+      );
     }
     const t = ev.thing;
     const existing = t ? reg.things.get(t.thingName) : undefined;
@@ -319,12 +365,17 @@ export class ProvisioningApi {
         throw new Rejection(404, 'ResourceNotFound', `Thing type ${t.thingTypeName} does not exist`);
       }
       for (const g of t.thingGroups ?? []) {
-        if (!reg.thingGroups.has(g)) throw new Rejection(404, 'ResourceNotFound', `Thing group ${g} does not exist`);
+        if (!reg.thingGroups.has(g))
+          throw new Rejection(404, 'ResourceNotFound', `Thing group ${g} does not exist`);
       }
       if (existing) {
         for (const k of ['AttributePayload', 'ThingTypeName', 'ThingGroups'] as const) {
           if (ovr[k] === 'FAIL') {
-            throw new Rejection(409, 'ResourceConflictsException', `Thing ${t.thingName} already exists and OverrideSettings.${k} is FAIL`);
+            throw new Rejection(
+              409,
+              'ResourceConflictsException',
+              `Thing ${t.thingName} already exists and OverrideSettings.${k} is FAIL`,
+            );
           }
         }
       }
@@ -332,7 +383,8 @@ export class ProvisioningApi {
     const policyNames: string[] = [];
     for (const p of ev.policies) {
       if (p.policyName) {
-        if (!reg.policies.has(p.policyName)) throw new Rejection(404, 'ResourceNotFound', `Policy ${p.policyName} does not exist`);
+        if (!reg.policies.has(p.policyName))
+          throw new Rejection(404, 'ResourceNotFound', `Policy ${p.policyName} does not exist`);
         policyNames.push(p.policyName);
       }
     }
@@ -347,10 +399,12 @@ export class ProvisioningApi {
         if (t.attributes && (attrAction === 'REPLACE' || attrAction === 'MERGE')) {
           reg.updateThing(t.thingName, { attributes: t.attributes, merge: attrAction === 'MERGE' });
         }
-        if (t.thingTypeName && ovr.ThingTypeName === 'REPLACE') reg.updateThing(t.thingName, { thingTypeName: t.thingTypeName });
+        if (t.thingTypeName && ovr.ThingTypeName === 'REPLACE')
+          reg.updateThing(t.thingName, { thingTypeName: t.thingTypeName });
         const groupAction = ovr.ThingGroups ?? 'DO_NOTHING';
         if (t.thingGroups && groupAction === 'REPLACE') {
-          for (const g of [...existing.groups]) if (!t.thingGroups.includes(g)) reg.removeThingFromGroup(t.thingName, g);
+          for (const g of [...existing.groups])
+            if (!t.thingGroups.includes(g)) reg.removeThingFromGroup(t.thingName, g);
         }
         if (t.thingGroups && (groupAction === 'REPLACE' || groupAction === 'MERGE')) {
           for (const g of t.thingGroups) reg.addThingToGroup(t.thingName, g);

@@ -5,7 +5,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { IotError, alreadyExists, certificateState, deleteConflict, invalidRequest, notFound, versionConflict } from './errors';
+import {
+  IotError,
+  alreadyExists,
+  certificateState,
+  deleteConflict,
+  invalidRequest,
+  notFound,
+  versionConflict,
+} from './errors';
 
 export const CERTIFICATE_STATUSES = [
   'ACTIVE',
@@ -85,7 +93,10 @@ export interface RegistryEvents {
 export class IotRegistry {
   readonly certificates = new Map<string, CertificateRecord>();
   readonly things = new Map<string, ThingRecord>();
-  readonly thingTypes = new Map<string, { thingTypeName: string; thingTypeArn: string; creationDate: Date }>();
+  readonly thingTypes = new Map<
+    string,
+    { thingTypeName: string; thingTypeArn: string; creationDate: Date }
+  >();
   readonly thingGroups = new Map<string, ThingGroupRecord>();
   readonly policies = new Map<string, PolicyRecord>();
   readonly templates = new Map<string, ProvisioningTemplateRecord>();
@@ -122,7 +133,8 @@ export class IotRegistry {
     ownershipToken?: string;
     createdByClientId?: string;
   }): CertificateRecord {
-    if (this.certificates.has(c.certificateId)) throw alreadyExists(`Certificate ${c.certificateId} already exists`);
+    if (this.certificates.has(c.certificateId))
+      throw alreadyExists(`Certificate ${c.certificateId} already exists`);
     const now = new Date();
     const rec: CertificateRecord = {
       ...c,
@@ -170,7 +182,8 @@ export class IotRegistry {
     }
     const principal = c.certificateArn;
     const things = this.principalThings(principal);
-    if (things.length > 0) throw deleteConflict(`Certificate ${certificateId} is attached to things: ${things.join(', ')}`);
+    if (things.length > 0)
+      throw deleteConflict(`Certificate ${certificateId} is attached to things: ${things.join(', ')}`);
     const policies = this.attachedPolicies(principal);
     if (policies.length > 0) {
       if (!forceDelete) {
@@ -189,7 +202,10 @@ export class IotRegistry {
 
   // ---------------------------------------------------------------- things
 
-  createThing(name: string, opts: { thingTypeName?: string; attributes?: Record<string, string> } = {}): ThingRecord {
+  createThing(
+    name: string,
+    opts: { thingTypeName?: string; attributes?: Record<string, string> } = {},
+  ): ThingRecord {
     if (!/^[a-zA-Z0-9:_-]{1,128}$/.test(name)) throw invalidRequest(`Invalid thing name ${name}`);
     const existing = this.things.get(name);
     if (existing) {
@@ -237,7 +253,8 @@ export class IotRegistry {
       throw versionConflict(`The version for thing ${name} does not match the expected version.`);
     }
     if (u.thingTypeName !== undefined) {
-      if (!this.thingTypes.has(u.thingTypeName)) throw notFound(`Thing type ${u.thingTypeName} does not exist`);
+      if (!this.thingTypes.has(u.thingTypeName))
+        throw notFound(`Thing type ${u.thingTypeName} does not exist`);
       t.thingTypeName = u.thingTypeName;
     }
     if (u.removeThingType) t.thingTypeName = undefined;
@@ -306,7 +323,11 @@ export class IotRegistry {
 
   putThingType(name: string): void {
     if (!this.thingTypes.has(name)) {
-      this.thingTypes.set(name, { thingTypeName: name, thingTypeArn: this.arn(`thingtype/${name}`), creationDate: new Date() });
+      this.thingTypes.set(name, {
+        thingTypeName: name,
+        thingTypeArn: this.arn(`thingtype/${name}`),
+        creationDate: new Date(),
+      });
     }
   }
 
@@ -453,4 +474,3 @@ export class IotRegistry {
     return t;
   }
 }
-

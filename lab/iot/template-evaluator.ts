@@ -25,7 +25,11 @@ export interface ThingResource {
   attributes?: Record<string, string>;
   thingGroups?: string[];
   billingGroup?: string;
-  overrideSettings: { AttributePayload?: OverrideAction; ThingTypeName?: OverrideAction; ThingGroups?: OverrideAction };
+  overrideSettings: {
+    AttributePayload?: OverrideAction;
+    ThingTypeName?: OverrideAction;
+    ThingGroups?: OverrideAction;
+  };
 }
 
 export interface CertificateResource {
@@ -70,7 +74,9 @@ function evalNode(node: Json, ctx: Ctx, where: string): Json {
   if (keys.length === 1 && (keys[0] === 'Ref' || keys[0].startsWith('Fn::'))) {
     const fn = keys[0];
     if (!SUPPORTED.has(fn)) {
-      throw new TemplateError(`Unsupported intrinsic function ${fn} at ${where}; provisioning templates support ${[...SUPPORTED].join(', ')}`);
+      throw new TemplateError(
+        `Unsupported intrinsic function ${fn} at ${where}; provisioning templates support ${[...SUPPORTED].join(', ')}`,
+      );
     }
     return evalIntrinsic(fn, node[fn], ctx, where);
   }
@@ -113,7 +119,8 @@ function evalIntrinsic(fn: string, arg: Json, ctx: Ctx, where: string): Json {
         throw new TemplateError(`Fn::Select index ${i} out of range at ${where}`);
       }
       const v = items[i];
-      if (v === null || v === undefined) throw new TemplateError(`Fn::Select selected a null value at ${where}`);
+      if (v === null || v === undefined)
+        throw new TemplateError(`Fn::Select selected a null value at ${where}`);
       return v;
     }
     case 'Fn::Split': {
@@ -123,7 +130,8 @@ function evalIntrinsic(fn: string, arg: Json, ctx: Ctx, where: string): Json {
     case 'Fn::FindInMap': {
       const [m, k1, k2] = asArray(arg, at).map((x) => asString(evalNode(x, ctx, at), at));
       const v = ctx.mappings[m]?.[k1]?.[k2];
-      if (v === undefined) throw new TemplateError(`Fn::FindInMap: no value for [${m}, ${k1}, ${k2}] at ${where}`);
+      if (v === undefined)
+        throw new TemplateError(`Fn::FindInMap: no value for [${m}, ${k1}, ${k2}] at ${where}`);
       return v;
     }
     case 'Fn::Sub': {
@@ -132,7 +140,8 @@ function evalIntrinsic(fn: string, arg: Json, ctx: Ctx, where: string): Json {
       if (Array.isArray(arg)) {
         text = asString(arg[0], at);
         const map = evalNode(arg[1] ?? {}, ctx, at);
-        if (!map || typeof map !== 'object' || Array.isArray(map)) throw new TemplateError(`Fn::Sub variables must be a map at ${at}`);
+        if (!map || typeof map !== 'object' || Array.isArray(map))
+          throw new TemplateError(`Fn::Sub variables must be a map at ${at}`);
         vars = Object.fromEntries(Object.entries(map).map(([k, v]) => [k, asString(v, `${at}.${k}`)]));
       } else {
         text = asString(arg, at);
@@ -153,7 +162,11 @@ function stringMap(v: Json | undefined, where: string): Record<string, string> |
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, asString(x, `${where}.${k}`)]));
 }
 
-function overrideMap<T extends string>(v: unknown, allowed: Record<T, OverrideAction[]>, where: string): Partial<Record<T, OverrideAction>> {
+function overrideMap<T extends string>(
+  v: unknown,
+  allowed: Record<T, OverrideAction[]>,
+  where: string,
+): Partial<Record<T, OverrideAction>> {
   if (v === undefined) return {};
   if (!v || typeof v !== 'object') throw new TemplateError(`OverrideSettings must be a map at ${where}`);
   const out: Partial<Record<T, OverrideAction>> = {};
@@ -181,7 +194,16 @@ export function evaluateTemplate(
   }
   if (!tpl || typeof tpl !== 'object') throw new TemplateError('Template body must be a JSON object');
   for (const section of Object.keys(tpl)) {
-    if (!['Parameters', 'Resources', 'Mappings', 'DeviceConfiguration', 'AWSTemplateFormatVersion', 'Description'].includes(section)) {
+    if (
+      ![
+        'Parameters',
+        'Resources',
+        'Mappings',
+        'DeviceConfiguration',
+        'AWSTemplateFormatVersion',
+        'Description',
+      ].includes(section)
+    ) {
       throw new TemplateError(`Unsupported template section ${section}`);
     }
   }
@@ -209,16 +231,24 @@ export function evaluateTemplate(
     switch (res.Type) {
       case 'AWS::IoT::Thing': {
         if (out.thing) throw new TemplateError('Only one AWS::IoT::Thing resource is supported');
-        const thingName = props.ThingName === undefined ? undefined : asString(props.ThingName, `${where}.ThingName`);
+        const thingName =
+          props.ThingName === undefined ? undefined : asString(props.ThingName, `${where}.ThingName`);
         if (!thingName) throw new TemplateError(`${where}: ThingName is required`);
-        const groups = props.ThingGroups === undefined ? undefined : asArray(props.ThingGroups, `${where}.ThingGroups`);
+        const groups =
+          props.ThingGroups === undefined ? undefined : asArray(props.ThingGroups, `${where}.ThingGroups`);
         out.thing = {
           logicalId,
           thingName,
-          thingTypeName: props.ThingTypeName === undefined ? undefined : asString(props.ThingTypeName, `${where}.ThingTypeName`),
+          thingTypeName:
+            props.ThingTypeName === undefined
+              ? undefined
+              : asString(props.ThingTypeName, `${where}.ThingTypeName`),
           attributes: stringMap(props.AttributePayload, `${where}.AttributePayload`),
           thingGroups: groups?.map((g, i) => asString(g, `${where}.ThingGroups[${i}]`)),
-          billingGroup: props.BillingGroup === undefined ? undefined : asString(props.BillingGroup, `${where}.BillingGroup`),
+          billingGroup:
+            props.BillingGroup === undefined
+              ? undefined
+              : asString(props.BillingGroup, `${where}.BillingGroup`),
           overrideSettings: overrideMap(
             res.OverrideSettings,
             {
@@ -234,9 +264,12 @@ export function evaluateTemplate(
       case 'AWS::IoT::Certificate': {
         if (out.certificate) throw new TemplateError('Only one AWS::IoT::Certificate resource is supported');
         if (props.CertificateId === undefined) {
-          throw new TemplateError(`${where}: only CertificateId can be used with a fleet provisioning template`);
+          throw new TemplateError(
+            `${where}: only CertificateId can be used with a fleet provisioning template`,
+          );
         }
-        const status = props.Status === undefined ? undefined : asString(props.Status, `${where}.Status`).toUpperCase();
+        const status =
+          props.Status === undefined ? undefined : asString(props.Status, `${where}.Status`).toUpperCase();
         if (status !== undefined && status !== 'ACTIVE' && status !== 'INACTIVE') {
           throw new TemplateError(`${where}: Status must be ACTIVE or INACTIVE`);
         }
@@ -244,14 +277,19 @@ export function evaluateTemplate(
           logicalId,
           certificateId: asString(props.CertificateId, `${where}.CertificateId`),
           status: status as 'ACTIVE' | 'INACTIVE' | undefined,
-          overrideSettings: overrideMap(res.OverrideSettings, { Status: ['DO_NOTHING', 'REPLACE', 'FAIL'] }, where),
+          overrideSettings: overrideMap(
+            res.OverrideSettings,
+            { Status: ['DO_NOTHING', 'REPLACE', 'FAIL'] },
+            where,
+          ),
         };
         break;
       }
       case 'AWS::IoT::Policy': {
         const hasName = props.PolicyName !== undefined;
         const hasDoc = props.PolicyDocument !== undefined;
-        if (hasName === hasDoc) throw new TemplateError(`${where}: exactly one of PolicyName or PolicyDocument is required`);
+        if (hasName === hasDoc)
+          throw new TemplateError(`${where}: exactly one of PolicyName or PolicyDocument is required`);
         out.policies.push({
           logicalId,
           policyName: hasName ? asString(props.PolicyName, `${where}.PolicyName`) : undefined,
@@ -269,9 +307,11 @@ export function evaluateTemplate(
   }
 
   const dc = evalNode(tpl.DeviceConfiguration ?? {}, ctx, 'DeviceConfiguration');
-  if (!dc || typeof dc !== 'object' || Array.isArray(dc)) throw new TemplateError('DeviceConfiguration must be a map');
+  if (!dc || typeof dc !== 'object' || Array.isArray(dc))
+    throw new TemplateError('DeviceConfiguration must be a map');
   for (const [k, v] of Object.entries(dc)) {
-    if (v !== null && typeof v === 'object') throw new TemplateError(`DeviceConfiguration.${k}: nested objects are not supported`);
+    if (v !== null && typeof v === 'object')
+      throw new TemplateError(`DeviceConfiguration.${k}: nested objects are not supported`);
     out.deviceConfiguration[k] = asString(v, `DeviceConfiguration.${k}`);
   }
   return out;

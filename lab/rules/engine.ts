@@ -132,13 +132,19 @@ export class RulesEngine {
       if (stmt.from !== undefined) validateTopicFilter(stmt.from);
     } catch (e) {
       if (e instanceof RuleLoadError) throw e;
-      throw new RuleLoadError(ruleName, `${e instanceof SqlError ? 'SQL' : 'FROM'} not supported: ${(e as Error).message} in "${payload.Sql}"`);
+      throw new RuleLoadError(
+        ruleName,
+        `${e instanceof SqlError ? 'SQL' : 'FROM'} not supported: ${(e as Error).message} in "${payload.Sql}"`,
+      );
     }
     const version = payload.AwsIotSqlVersion ?? '2015-10-08';
-    if (!['2015-10-08', '2016-03-23', 'beta'].includes(version)) throw new RuleLoadError(ruleName, `unknown AwsIotSqlVersion ${version}`);
+    if (!['2015-10-08', '2016-03-23', 'beta'].includes(version))
+      throw new RuleLoadError(ruleName, `unknown AwsIotSqlVersion ${version}`);
     const actions = (payload.Actions ?? []).map((a, i) => this.compileAction(ruleName, a, `Actions[${i}]`));
     if (actions.length === 0) throw new RuleLoadError(ruleName, 'has no actions');
-    const errorAction = payload.ErrorAction ? this.compileAction(ruleName, payload.ErrorAction, 'ErrorAction') : undefined;
+    const errorAction = payload.ErrorAction
+      ? this.compileAction(ruleName, payload.ErrorAction, 'ErrorAction')
+      : undefined;
     this.rules.set(ruleName, {
       name: ruleName,
       arn: this.ruleArn(ruleName),
@@ -146,13 +152,24 @@ export class RulesEngine {
       disabled: payload.RuleDisabled === true,
       actions,
       errorAction,
-      stats: { ruleName, matched: 0, actionFailures: 0, errorActions: 0, errorActionFailures: 0, lambdaAsyncErrors: 0 },
+      stats: {
+        ruleName,
+        matched: 0,
+        actionFailures: 0,
+        errorActions: 0,
+        errorActionFailures: 0,
+        lambdaAsyncErrors: 0,
+      },
     });
   }
 
   private compileAction(rule: string, action: Record<string, unknown>, field: string): CompiledAction {
     const keys = Object.keys(action);
-    if (keys.length !== 1) throw new RuleLoadError(rule, `${field} must hold exactly one action, found ${keys.join(', ') || 'none'}`);
+    if (keys.length !== 1)
+      throw new RuleLoadError(
+        rule,
+        `${field} must hold exactly one action, found ${keys.join(', ') || 'none'}`,
+      );
     const kind = keys[0];
     const p = (action[kind] ?? {}) as Record<string, unknown>;
     const at = `${field}.${kind}`;
@@ -178,7 +195,13 @@ export class RulesEngine {
             void this.track(
               call.catch((e: Error) => {
                 if (stats) stats.lambdaAsyncErrors++;
-                this.deps.log?.({ level: 'warn', msg: 'asynchronous Lambda invocation from a rule failed', rule, functionArn: arn, error: e.message });
+                this.deps.log?.({
+                  level: 'warn',
+                  msg: 'asynchronous Lambda invocation from a rule failed',
+                  rule,
+                  functionArn: arn,
+                  error: e.message,
+                });
               }),
             );
           },
@@ -197,11 +220,15 @@ export class RulesEngine {
         const stream = str(p.StreamName, `${at}.StreamName`, rule);
         const put = this.deps.kinesisPutRecord;
         if (!put) throw new RuleLoadError(rule, `${at}: no Kinesis emulator`);
-        const pk = typeof p.PartitionKey === 'string' && p.PartitionKey !== '' ? template(p.PartitionKey, `${at}.PartitionKey`, rule) : undefined;
+        const pk =
+          typeof p.PartitionKey === 'string' && p.PartitionKey !== ''
+            ? template(p.PartitionKey, `${at}.PartitionKey`, rule)
+            : undefined;
         return {
           name: 'KinesisAction',
           resource: stream,
-          run: async ({ ctx, doc, data }) => put(stream, pk ? pk(ctx, doc) || randomUUID() : randomUUID(), data),
+          run: async ({ ctx, doc, data }) =>
+            put(stream, pk ? pk(ctx, doc) || randomUUID() : randomUUID(), data),
         };
       }
       case 'Sqs': {
@@ -212,7 +239,11 @@ export class RulesEngine {
         return {
           name: 'SqsAction',
           resource: url,
-          run: async ({ ctx, data }) => send(url, base64 ? data.toString('base64') : data.toString('utf8'), { ruleName: rule, topic: ctx.topic }),
+          run: async ({ ctx, data }) =>
+            send(url, base64 ? data.toString('base64') : data.toString('utf8'), {
+              ruleName: rule,
+              topic: ctx.topic,
+            }),
         };
       }
       case 'DynamoDBv2': {
@@ -230,7 +261,10 @@ export class RulesEngine {
         };
       }
       default:
-        throw new RuleLoadError(rule, `${at}: action ${kind} is not supported by the lab (supported: ${SUPPORTED_ACTIONS.join(', ')})`);
+        throw new RuleLoadError(
+          rule,
+          `${at}: action ${kind} is not supported by the lab (supported: ${SUPPORTED_ACTIONS.join(', ')})`,
+        );
     }
   }
 
@@ -265,11 +299,21 @@ export class RulesEngine {
   }
 
   /** Feed one message (what the broker received). Returns when its rules have finished. */
-  handleMessage(m: { topic: string; payload: Buffer | string; clientId?: string; principal?: string }): Promise<void> {
+  handleMessage(m: {
+    topic: string;
+    payload: Buffer | string;
+    clientId?: string;
+    principal?: string;
+  }): Promise<void> {
     return this.track(this.process(m));
   }
 
-  private async process(m: { topic: string; payload: Buffer | string; clientId?: string; principal?: string }): Promise<void> {
+  private async process(m: {
+    topic: string;
+    payload: Buffer | string;
+    clientId?: string;
+    principal?: string;
+  }): Promise<void> {
     const payload = typeof m.payload === 'string' ? Buffer.from(m.payload) : m.payload;
     const ingest = parseBasicIngest(m.topic);
     let targets: CompiledRule[];
@@ -278,12 +322,19 @@ export class RulesEngine {
       topic = ingest.topic;
       const rule = this.rules.get(ingest.ruleName);
       if (!rule || rule.disabled) {
-        this.deps.log?.({ level: 'warn', msg: 'Basic Ingest message for an unknown or disabled rule (RuleNotFound)', rule: ingest.ruleName, topic: m.topic });
+        this.deps.log?.({
+          level: 'warn',
+          msg: 'Basic Ingest message for an unknown or disabled rule (RuleNotFound)',
+          rule: ingest.ruleName,
+          topic: m.topic,
+        });
         return;
       }
       targets = [rule];
     } else {
-      targets = [...this.rules.values()].filter((r) => !r.disabled && r.stmt.from !== undefined && topicMatches(r.stmt.from, m.topic));
+      targets = [...this.rules.values()].filter(
+        (r) => !r.disabled && r.stmt.from !== undefined && topicMatches(r.stmt.from, m.topic),
+      );
     }
     if (targets.length === 0) return;
     const doc = parsePayload(payload);
@@ -303,7 +354,12 @@ export class RulesEngine {
     try {
       out = runStatement(rule.stmt, ctx, doc);
     } catch (e) {
-      this.deps.log?.({ level: 'error', msg: 'rule SQL evaluation failed', rule: rule.name, error: (e as Error).message });
+      this.deps.log?.({
+        level: 'error',
+        msg: 'rule SQL evaluation failed',
+        rule: rule.name,
+        error: (e as Error).message,
+      });
       return;
     }
     if (!out.matched) return;
@@ -314,7 +370,11 @@ export class RulesEngine {
     results.forEach((r, i) => {
       if (r.status === 'rejected') {
         const a = rule.actions[i];
-        failures.push({ failedAction: a.name, failedResource: a.resource, errorMessage: errorText(r.reason, a, ctx.topic) });
+        failures.push({
+          failedAction: a.name,
+          failedResource: a.resource,
+          errorMessage: errorText(r.reason, a, ctx.topic),
+        });
       }
     });
     if (failures.length === 0) return;
@@ -331,10 +391,20 @@ export class RulesEngine {
     };
     rule.stats.errorActions++;
     try {
-      await rule.errorAction.run({ ctx, doc: message, data: Buffer.from(JSON.stringify(message)), json: message });
+      await rule.errorAction.run({
+        ctx,
+        doc: message,
+        data: Buffer.from(JSON.stringify(message)),
+        json: message,
+      });
     } catch (e) {
       rule.stats.errorActionFailures++;
-      this.deps.log?.({ level: 'error', msg: 'rule error action failed', rule: rule.name, error: (e as Error).message });
+      this.deps.log?.({
+        level: 'error',
+        msg: 'rule error action failed',
+        rule: rule.name,
+        error: (e as Error).message,
+      });
     }
   }
 }

@@ -55,7 +55,8 @@ function compare(op: string, a: unknown, b: unknown): boolean | undefined {
     const eq = typeof a === 'object' ? JSON.stringify(a) === JSON.stringify(b) : a === b;
     return op === '=' ? eq : !eq;
   }
-  if (!((typeof a === 'number' && typeof b === 'number') || (typeof a === 'string' && typeof b === 'string'))) return undefined;
+  if (!((typeof a === 'number' && typeof b === 'number') || (typeof a === 'string' && typeof b === 'string')))
+    return undefined;
   switch (op) {
     case '<':
       return a < b;
@@ -126,7 +127,9 @@ export function evaluate(expr: Expr, scope: EvalScope): unknown {
     case 'call':
       return call(
         expr.name,
-        expr.name === 'get_or_default' ? [evaluate(expr.args[0], scope)] : expr.args.map((a) => evaluate(a, scope)),
+        expr.name === 'get_or_default'
+          ? [evaluate(expr.args[0], scope)]
+          : expr.args.map((a) => evaluate(a, scope)),
         scope,
         expr.args,
       );
@@ -162,10 +165,15 @@ export function evaluate(expr: Expr, scope: EvalScope): unknown {
 }
 
 /** Result of running a statement: no match, or the SELECT output (JSON object, or raw bytes for `SELECT *` on a non-JSON payload). */
-export type RuleOutput = { matched: false } | { matched: true; json?: Record<string, unknown>; binary?: Buffer };
+export type RuleOutput =
+  { matched: false } | { matched: true; json?: Record<string, unknown>; binary?: Buffer };
 
 /** Run WHERE then SELECT for one message (the FROM filter is checked by the caller). */
-export function runStatement(stmt: SqlStatement, ctx: MessageContext, doc: unknown = parsePayload(ctx.payload)): RuleOutput {
+export function runStatement(
+  stmt: SqlStatement,
+  ctx: MessageContext,
+  doc: unknown = parsePayload(ctx.payload),
+): RuleOutput {
   const scope: EvalScope = { ctx, doc };
   if (stmt.where && evaluate(stmt.where, scope) !== true) return { matched: false };
   const onlyStar = stmt.select.length === 1 && stmt.select[0].kind === 'star';

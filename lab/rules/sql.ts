@@ -183,7 +183,8 @@ class Parser {
       where = this.expr();
     }
     const t = this.peek();
-    if (t.t !== 'eof') throw new SqlError(`unsupported SQL from position ${t.pos} ('${'v' in t ? t.v : ''}')`);
+    if (t.t !== 'eof')
+      throw new SqlError(`unsupported SQL from position ${t.pos} ('${'v' in t ? t.v : ''}')`);
     return { select, from, where };
   }
 
@@ -280,8 +281,12 @@ class Parser {
         }
         this.expectOp(')');
         const arity = SQL_FUNCTIONS[name];
-        if (!arity) throw new SqlError(`function ${t.v}() is not supported by the lab (supported: ${Object.keys(SQL_FUNCTIONS).join(', ')})`);
-        if (!arity.includes(args.length)) throw new SqlError(`${name}() takes ${arity.join(' or ')} argument(s), got ${args.length}`);
+        if (!arity)
+          throw new SqlError(
+            `function ${t.v}() is not supported by the lab (supported: ${Object.keys(SQL_FUNCTIONS).join(', ')})`,
+          );
+        if (!arity.includes(args.length))
+          throw new SqlError(`${name}() takes ${arity.join(' or ')} argument(s), got ${args.length}`);
         return { kind: 'call', name, args };
       }
       const path: (string | number)[] = [t.v];
@@ -294,7 +299,8 @@ class Parser {
         } else if (this.isOp('[')) {
           this.next();
           const n = this.next();
-          if (n.t !== 'num' || !Number.isInteger(n.v)) throw new SqlError(`expected an array index at ${n.pos}`);
+          if (n.t !== 'num' || !Number.isInteger(n.v))
+            throw new SqlError(`expected an array index at ${n.pos}`);
           this.expectOp(']');
           path.push(n.v);
         } else break;

@@ -10,7 +10,8 @@ export function validateTopicFilter(filter: string): void {
     if (level.includes('#') && (level !== '#' || i !== levels.length - 1)) {
       throw new TopicFilterError(`'#' must be the last level on its own in '${filter}'`);
     }
-    if (level.includes('+') && level !== '+') throw new TopicFilterError(`'+' must be a whole level in '${filter}'`);
+    if (level.includes('+') && level !== '+')
+      throw new TopicFilterError(`'+' must be a whole level in '${filter}'`);
   });
 }
 

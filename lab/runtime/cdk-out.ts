@@ -90,12 +90,22 @@ export interface SynthOptions {
   timeoutMs?: number;
 }
 
-function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; shell?: boolean }): Promise<void> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; shell?: boolean },
+): Promise<void> {
   return new Promise((resolveRun, reject) => {
     execFile(
       cmd,
       args,
-      { cwd: opts.cwd, env: opts.env, timeout: opts.timeoutMs, maxBuffer: 64 * 1024 * 1024, shell: opts.shell },
+      {
+        cwd: opts.cwd,
+        env: opts.env,
+        timeout: opts.timeoutMs,
+        maxBuffer: 64 * 1024 * 1024,
+        shell: opts.shell,
+      },
       (err, _stdout, stderr) => {
         if (err) reject(new Error(`synth failed (${[cmd, ...args].join(' ')}): ${err.message}\n${stderr}`));
         else resolveRun();
@@ -119,7 +129,10 @@ export async function synthesize(opts: SynthOptions): Promise<number> {
   };
   const timeoutMs = opts.timeoutMs ?? 300_000;
   if ((opts.mode ?? 'direct') === 'cli') {
-    const ctxArgs = Object.entries(opts.context ?? {}).flatMap(([k, v]) => ['--context', `${k}=${String(v)}`]);
+    const ctxArgs = Object.entries(opts.context ?? {}).flatMap(([k, v]) => [
+      '--context',
+      `${k}=${String(v)}`,
+    ]);
     await run('npx', ['cdk', 'synth', '--quiet', '--no-notices', '--output', outDir, ...ctxArgs], {
       cwd: opts.projectDir,
       env,
@@ -129,12 +142,19 @@ export async function synthesize(opts: SynthOptions): Promise<number> {
     const contextFile = join(opts.projectDir, 'cdk.context.json');
     const context = {
       ...(cdkJson.context ?? {}),
-      ...(existsSync(contextFile) ? (JSON.parse(readFileSync(contextFile, 'utf8')) as Record<string, unknown>) : {}),
+      ...(existsSync(contextFile)
+        ? (JSON.parse(readFileSync(contextFile, 'utf8')) as Record<string, unknown>)
+        : {}),
       ...(opts.context ?? {}),
     };
     await run(cdkJson.app, [], {
       cwd: opts.projectDir,
-      env: { ...env, CDK_OUTDIR: outDir, CDK_CONTEXT_JSON: JSON.stringify(context), CDK_CLI_VERSION: env.CDK_CLI_VERSION ?? '2.1148.0' },
+      env: {
+        ...env,
+        CDK_OUTDIR: outDir,
+        CDK_CONTEXT_JSON: JSON.stringify(context),
+        CDK_CLI_VERSION: env.CDK_CLI_VERSION ?? '2.1148.0',
+      },
       timeoutMs,
       shell: true,
     });
@@ -174,8 +194,11 @@ export function loadCloudAssembly(dir: string): CloudAssembly {
   const allAssets = new Map<string, FileAsset>();
   const visit = (d: string): void => {
     const manifestPath = join(d, 'manifest.json');
-    if (!existsSync(manifestPath)) throw new Error(`no cloud assembly at ${d} (manifest.json missing): run the synth first`);
-    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { artifacts?: Record<string, ManifestArtifact> };
+    if (!existsSync(manifestPath))
+      throw new Error(`no cloud assembly at ${d} (manifest.json missing): run the synth first`);
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+      artifacts?: Record<string, ManifestArtifact>;
+    };
     const artifacts = manifest.artifacts ?? {};
     const assetsByArtifact = new Map<string, Map<string, FileAsset>>();
     for (const [id, a] of Object.entries(artifacts)) {
@@ -218,7 +241,9 @@ export interface EnsureOptions {
 }
 
 /** Synthesize when stale, then load. Returns the assembly and the synth time (0 if fresh). */
-export async function ensureCloudAssembly(opts: EnsureOptions = {}): Promise<{ assembly: CloudAssembly; synthMs: number; reason?: string }> {
+export async function ensureCloudAssembly(
+  opts: EnsureOptions = {},
+): Promise<{ assembly: CloudAssembly; synthMs: number; reason?: string }> {
   const projectDir = resolvePath(opts.projectDir ?? process.cwd());
   const cdkOut = resolvePath(projectDir, opts.cdkOut ?? 'cdk.out');
   let synthMs = 0;

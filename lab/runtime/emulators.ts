@@ -36,11 +36,16 @@ function close(server: Server): Promise<void> {
   });
 }
 
-export async function startEmulators(opts: { host?: string; dynamodbPort?: number; kinesisPort?: number } = {}): Promise<Emulators> {
+export async function startEmulators(
+  opts: { host?: string; dynamodbPort?: number; kinesisPort?: number } = {},
+): Promise<Emulators> {
   const host = opts.host ?? '127.0.0.1';
   const ddb = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   const kin = kinesalite({ createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 1000 });
-  const [dynamodb, kinesis] = await Promise.all([listen(ddb, host, opts.dynamodbPort), listen(kin, host, opts.kinesisPort)]);
+  const [dynamodb, kinesis] = await Promise.all([
+    listen(ddb, host, opts.dynamodbPort),
+    listen(kin, host, opts.kinesisPort),
+  ]);
   return {
     dynamodb,
     kinesis,

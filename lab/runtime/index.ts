@@ -170,7 +170,11 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
 
     // The IoT control plane URL is known only once IoT Core is up; functions start lazily,
     // so the runner reads the endpoint map at first invocation.
-    const endpointMap: Record<string, string> = { DYNAMODB: emulators.dynamodb, KINESIS: emulators.kinesis, ...(opts.extraEndpoints ?? {}) };
+    const endpointMap: Record<string, string> = {
+      DYNAMODB: emulators.dynamodb,
+      KINESIS: emulators.kinesis,
+      ...(opts.extraEndpoints ?? {}),
+    };
     const runner = new LambdaRunner({
       region,
       accountId,
@@ -187,7 +191,10 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       registerThingTps: opts.registerThingTps,
       log,
     };
-    const iot = typeof opts.iotCore === 'function' ? await opts.iotCore(iotOpts) : (opts.iotCore ?? (await defaultIotCore(iotOpts)));
+    const iot =
+      typeof opts.iotCore === 'function'
+        ? await opts.iotCore(iotOpts)
+        : (opts.iotCore ?? (await defaultIotCore(iotOpts)));
     stoppers.push(() => iot.stop());
     endpointMap.IOT = iot.controlPlaneUrl;
 
@@ -239,7 +246,9 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       for (const s of topology.schedules) {
         if (!s.enabled || !s.everyMs) continue;
         const t = setInterval(() => {
-          s.fire().catch((e: Error) => log({ level: 'warn', msg: 'scheduled invocation failed', schedule: s.name, error: e.message }));
+          s.fire().catch((e: Error) =>
+            log({ level: 'warn', msg: 'scheduled invocation failed', schedule: s.name, error: e.message }),
+          );
         }, s.everyMs);
         t.unref();
         stoppers.push(() => clearInterval(t));
@@ -252,10 +261,19 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
     });
     iot.onMessage((m) => {
       if (!accepting) return;
-      rules.handleMessage(m).catch((e: Error) => log({ level: 'error', msg: 'rules engine failed on a message', topic: m.topic, error: e.message }));
+      rules
+        .handleMessage(m)
+        .catch((e: Error) =>
+          log({ level: 'error', msg: 'rules engine failed on a message', topic: m.topic, error: e.message }),
+        );
     });
 
-    const endpoints: LabEndpoints = { dynamodb: emulators.dynamodb, kinesis: emulators.kinesis, iot: iot.controlPlaneUrl, mqtt: iot.mqtt };
+    const endpoints: LabEndpoints = {
+      dynamodb: emulators.dynamodb,
+      kinesis: emulators.kinesis,
+      iot: iot.controlPlaneUrl,
+      mqtt: iot.mqtt,
+    };
     const env: Record<string, string> = {
       AWS_REGION: region,
       AWS_DEFAULT_REGION: region,
@@ -277,9 +295,17 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
     const summary = (): string[] => [
       `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
       ...topology.summary,
-      ...(opts.logDir === false ? [] : [`function logs: ${join(labDir, typeof opts.logDir === 'string' ? opts.logDir : 'logs')}`]),
+      ...(opts.logDir === false
+        ? []
+        : [`function logs: ${join(labDir, typeof opts.logDir === 'string' ? opts.logDir : 'logs')}`]),
     ];
-    log({ level: 'info', msg: 'lab runtime started', startMs, synthMs, unsupported: topology.unsupported.length });
+    log({
+      level: 'info',
+      msg: 'lab runtime started',
+      startMs,
+      synthMs,
+      unsupported: topology.unsupported.length,
+    });
 
     return {
       endpoints,

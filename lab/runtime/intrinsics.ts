@@ -86,7 +86,8 @@ function refOf(ctx: IntrinsicContext, name: string, path: string): unknown {
 
 function getAttOf(ctx: IntrinsicContext, logicalId: string, attr: string, path: string): unknown {
   const v = ctx.getAtt(logicalId, attr);
-  if (v === undefined) throw new IntrinsicError(`Fn::GetAtt ${logicalId}.${attr} is not known to the lab`, path);
+  if (v === undefined)
+    throw new IntrinsicError(`Fn::GetAtt ${logicalId}.${attr} is not known to the lab`, path);
   return v;
 }
 
@@ -95,13 +96,19 @@ export function evaluateCondition(ctx: IntrinsicContext, name: string, path = `C
   const def = ctx.conditions?.[name];
   if (def === undefined) throw new IntrinsicError(`unknown condition ${name}`, path);
   const v = resolve(def, ctx, path);
-  if (typeof v !== 'boolean') throw new IntrinsicError(`condition ${name} did not evaluate to a boolean`, path);
+  if (typeof v !== 'boolean')
+    throw new IntrinsicError(`condition ${name} did not evaluate to a boolean`, path);
   return v;
 }
 
 const SUB_PATTERN = /\$\{([^}]*)\}/g;
 
-function substitute(ctx: IntrinsicContext, text: string, vars: Record<string, unknown>, path: string): string {
+function substitute(
+  ctx: IntrinsicContext,
+  text: string,
+  vars: Record<string, unknown>,
+  path: string,
+): string {
   return text.replace(SUB_PATTERN, (whole, inner: string) => {
     if (inner.startsWith('!')) return `\${${inner.slice(1)}}`; // ${!Literal} → ${Literal}
     const name = inner.trim();
@@ -111,7 +118,8 @@ function substitute(ctx: IntrinsicContext, text: string, vars: Record<string, un
       if (v === undefined) throw new IntrinsicError(`unknown pseudo parameter ${name} in Fn::Sub`, path);
       return stringify(v, path);
     }
-    if (Object.prototype.hasOwnProperty.call(ctx.parameters, name)) return stringify(ctx.parameters[name], path);
+    if (Object.prototype.hasOwnProperty.call(ctx.parameters, name))
+      return stringify(ctx.parameters[name], path);
     const dot = name.indexOf('.');
     if (dot > 0) {
       const v = ctx.getAtt(name.slice(0, dot), name.slice(dot + 1));
@@ -186,7 +194,8 @@ export function resolve(value: Json, ctx: IntrinsicContext, path = ''): Json {
         const [index, list] = expectArray(arg, key, p, 2);
         const i = Number(resolve(index, ctx, p));
         const l = expectArray(resolve(list, ctx, p), key, p);
-        if (!Number.isInteger(i) || i < 0 || i >= l.length) throw new IntrinsicError(`Fn::Select index ${i} out of range`, p);
+        if (!Number.isInteger(i) || i < 0 || i >= l.length)
+          throw new IntrinsicError(`Fn::Select index ${i} out of range`, p);
         return l[i];
       }
       case 'Fn::Split': {

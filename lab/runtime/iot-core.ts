@@ -17,7 +17,13 @@ export interface IotCoreLike {
     putPolicy(name: string, document: unknown): void;
     putThingType(name: string): void;
     putThingGroup(name: string): void;
-    putProvisioningTemplate(t: { name: string; body: string; enabled: boolean; hookArn?: string; roleArn?: string }): void;
+    putProvisioningTemplate(t: {
+      name: string;
+      body: string;
+      enabled: boolean;
+      hookArn?: string;
+      roleArn?: string;
+    }): void;
   };
   onMessage(listener: (m: IotMessage) => void): void;
   publish(topic: string, payload: Buffer | string): Promise<void>;

@@ -68,12 +68,22 @@ export class LabKinesis {
     return this.call('CreateStream', { StreamName: name, ShardCount: shardCount });
   }
 
-  putRecord(stream: string, partitionKey: string, data: Buffer): Promise<{ ShardId: string; SequenceNumber: string }> {
-    return this.call('PutRecord', { StreamName: stream, PartitionKey: partitionKey, Data: data.toString('base64') });
+  putRecord(
+    stream: string,
+    partitionKey: string,
+    data: Buffer,
+  ): Promise<{ ShardId: string; SequenceNumber: string }> {
+    return this.call('PutRecord', {
+      StreamName: stream,
+      PartitionKey: partitionKey,
+      Data: data.toString('base64'),
+    });
   }
 
   async listShardIds(stream: string): Promise<string[]> {
-    const out = await this.call<{ StreamDescription: { Shards: { ShardId: string }[] } }>('DescribeStream', { StreamName: stream });
+    const out = await this.call<{ StreamDescription: { Shards: { ShardId: string }[] } }>('DescribeStream', {
+      StreamName: stream,
+    });
     return out.StreamDescription.Shards.map((s) => s.ShardId);
   }
 
@@ -86,7 +96,10 @@ export class LabKinesis {
     return out.ShardIterator;
   }
 
-  getRecords(iterator: string, limit: number): Promise<{ Records: KinesisRecord[]; NextShardIterator?: string; MillisBehindLatest?: number }> {
+  getRecords(
+    iterator: string,
+    limit: number,
+  ): Promise<{ Records: KinesisRecord[]; NextShardIterator?: string; MillisBehindLatest?: number }> {
     return this.call('GetRecords', { ShardIterator: iterator, Limit: limit });
   }
 }

@@ -106,7 +106,14 @@ class FunctionHost {
     private readonly env: Record<string, string>,
     private readonly opts: LambdaRunnerOptions,
   ) {
-    this.stats = { functionName: spec.functionName, invocations: 0, errors: 0, timeouts: 0, coldStarts: 0, inFlight: 0 };
+    this.stats = {
+      functionName: spec.functionName,
+      invocations: 0,
+      errors: 0,
+      timeouts: 0,
+      coldStarts: 0,
+      inFlight: 0,
+    };
     if (opts.logDir) {
       mkdirSync(opts.logDir, { recursive: true });
       this.log = createWriteStream(join(opts.logDir, `${spec.functionName}.log`), { flags: 'a' });
@@ -118,22 +125,31 @@ class FunctionHost {
     this.opts.onLog?.(this.spec.functionName, line);
   }
 
+  /** Split text chunks into log lines; `flush()` emits a trailing partial line. */
+  private lineSplitter(): { push(chunk: string): void; flush(): void } {
+    let buf = '';
+    return {
+      push: (chunk) => {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          this.emit(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+        }
+      },
+      flush: () => {
+        if (buf) this.emit(buf);
+        buf = '';
+      },
+    };
+  }
+
   private pipe(stream: NodeJS.ReadableStream | null): void {
     if (!stream) return;
-    let buf = '';
+    const lines = this.lineSplitter();
     stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        this.emit(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
-      }
-    });
-    stream.on('end', () => {
-      if (buf) this.emit(buf);
-      buf = '';
-    });
+    stream.on('data', (chunk: string) => lines.push(chunk));
+    stream.on('end', () => lines.flush());
   }
 
   private start(): Sandbox {
@@ -155,23 +171,42 @@ class FunctionHost {
     });
     worker.unref();
     const sandbox: Sandbox = { worker, pending: new Map(), retired: false };
+    // Output written before the worker's stdout override (none today) still arrives here.
     this.pipe(worker.stdout);
     this.pipe(worker.stderr);
-    worker.on('message', (msg: { type: string; id: number; ok: boolean; json?: string; error?: { errorType: string; errorMessage: string; trace?: string[] } }) => {
-      if (msg.type !== 'result') return;
-      const p = sandbox.pending.get(msg.id);
-      if (!p) return; // timed out already
-      if (msg.ok) {
-        this.finish(sandbox, msg.id, p);
-        p.resolve(JSON.parse(msg.json ?? 'null'));
-      } else {
-        const e = msg.error ?? { errorType: 'Error', errorMessage: 'unknown error' };
-        this.stats.errors++;
-        this.emit(`${new Date().toISOString()}\t${p.requestId}\tERROR\tInvoke Error \t${JSON.stringify(e)}`);
-        this.finish(sandbox, msg.id, p);
-        p.reject(new LambdaFunctionError(s.functionName, e.errorType, e.errorMessage, e.trace));
-      }
-    });
+    const functionOutput = this.lineSplitter();
+    worker.on('exit', () => functionOutput.flush());
+    worker.on(
+      'message',
+      (msg: {
+        type: string;
+        id: number;
+        ok: boolean;
+        json?: string;
+        text?: string;
+        error?: { errorType: string; errorMessage: string; trace?: string[] };
+      }) => {
+        if (msg.type === 'log') {
+          functionOutput.push(msg.text ?? '');
+          return;
+        }
+        if (msg.type !== 'result') return;
+        const p = sandbox.pending.get(msg.id);
+        if (!p) return; // timed out already
+        if (msg.ok) {
+          this.finish(sandbox, msg.id, p);
+          p.resolve(JSON.parse(msg.json ?? 'null'));
+        } else {
+          const e = msg.error ?? { errorType: 'Error', errorMessage: 'unknown error' };
+          this.stats.errors++;
+          this.emit(
+            `${new Date().toISOString()}\t${p.requestId}\tERROR\tInvoke Error \t${JSON.stringify(e)}`,
+          );
+          this.finish(sandbox, msg.id, p);
+          p.reject(new LambdaFunctionError(s.functionName, e.errorType, e.errorMessage, e.trace));
+        }
+      },
+    );
     const fail = (errorType: string, errorMessage: string): void => {
       for (const [id, p] of sandbox.pending) {
         this.finish(sandbox, id, p);
@@ -180,7 +215,9 @@ class FunctionHost {
       }
       if (this.sandbox === sandbox) this.sandbox = undefined;
     };
-    worker.on('error', (err) => fail('Runtime.ExitError', `RequestId: the runtime exited with an uncaught error: ${err.message}`));
+    worker.on('error', (err) =>
+      fail('Runtime.ExitError', `RequestId: the runtime exited with an uncaught error: ${err.message}`),
+    );
     worker.on('exit', (code) => fail('Runtime.ExitError', `Runtime exited with status ${code}`));
     this.stats.coldStarts++;
     return sandbox;
@@ -191,7 +228,9 @@ class FunctionHost {
     sandbox.pending.delete(id);
     this.stats.inFlight--;
     this.emit(`END RequestId: ${p.requestId}`);
-    this.emit(`REPORT RequestId: ${p.requestId}\tDuration: ${(Date.now() - p.started).toFixed(2)} ms\tMemory Size: ${this.spec.memoryMb} MB`);
+    this.emit(
+      `REPORT RequestId: ${p.requestId}\tDuration: ${(Date.now() - p.started).toFixed(2)} ms\tMemory Size: ${this.spec.memoryMb} MB`,
+    );
     if (sandbox.retired && sandbox.pending.size === 0) void sandbox.worker.terminate();
   }
 
@@ -222,7 +261,14 @@ class FunctionHost {
       timer.unref();
       sandbox.pending.set(id, { resolve, reject, timer, requestId, started });
       const traceId = `Root=1-${Math.floor(started / 1000).toString(16)}-${randomUUID().replace(/-/g, '').slice(0, 24)};Sampled=0`;
-      sandbox.worker.postMessage({ type: 'invoke', id, event, deadline: started + timeoutMs, requestId, traceId });
+      sandbox.worker.postMessage({
+        type: 'invoke',
+        id,
+        event,
+        deadline: started + timeoutMs,
+        requestId,
+        traceId,
+      });
     });
   }
 
@@ -242,7 +288,10 @@ class FunctionHost {
 }
 
 /** Lambda runtime environment for a function (exported for tests and the summary). */
-export function lambdaEnvironment(spec: LambdaFunctionSpec, opts: LambdaRunnerOptions): Record<string, string> {
+export function lambdaEnvironment(
+  spec: LambdaFunctionSpec,
+  opts: LambdaRunnerOptions,
+): Record<string, string> {
   const endpointVars = Object.fromEntries(
     Object.entries(opts.endpoints).map(([svc, url]) => [`AWS_ENDPOINT_URL_${svc.toUpperCase()}`, url]),
   );
@@ -285,7 +334,8 @@ export class LambdaRunner {
   register(spec: LambdaFunctionSpec): void {
     const host = new FunctionHost(spec, lambdaEnvironment(spec, this.opts), this.opts);
     this.hosts.set(spec.functionArn, host);
-    for (const alias of [spec.functionName, spec.logicalId, spec.functionArn]) this.aliases.set(alias, spec.functionArn);
+    for (const alias of [spec.functionName, spec.logicalId, spec.functionArn])
+      this.aliases.set(alias, spec.functionArn);
   }
 
   /** ARN for an ARN (qualifier stripped), function name or logical id; undefined when unknown. */
@@ -313,7 +363,10 @@ export class LambdaRunner {
   /** Invoke synchronously (RequestResponse); rejects with LambdaFunctionError or LambdaServiceError. */
   invoke(ref: string, event: unknown): Promise<unknown> {
     const arn = this.resolve(ref);
-    if (!arn) return Promise.reject(new LambdaServiceError('ResourceNotFoundException', `Function not found: ${ref}`));
+    if (!arn)
+      return Promise.reject(
+        new LambdaServiceError('ResourceNotFoundException', `Function not found: ${ref}`),
+      );
     return (this.hosts.get(arn) as FunctionHost).invoke(event);
   }
 

@@ -5,7 +5,8 @@
  *
  * Protocol (parent → worker): { type: 'invoke', id, event, deadline, requestId, traceId }.
  * Worker → parent: { type: 'result', id, ok: true, json } | { type: 'result', id, ok: false, error }
- * where error is Lambda's { errorType, errorMessage, trace }.
+ * where error is Lambda's { errorType, errorMessage, trace }, and { type: 'log', text } for
+ * everything the function writes to stdout or stderr.
  */
 export const LAMBDA_WORKER_SOURCE = String.raw`
 'use strict';
@@ -13,6 +14,18 @@ const { parentPort, workerData } = require('node:worker_threads');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
 const { codeDir, handler, functionName, functionArn, memoryMb, logGroupName, logStreamName } = workerData;
+
+// Function output travels on the message port, like results, so every line a handler logs
+// reaches the parent before the result of the same invocation does.
+for (const name of ['stdout', 'stderr']) {
+  process[name].write = (chunk, encoding, cb) => {
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString(typeof encoding === 'string' ? encoding : 'utf8');
+    parentPort.postMessage({ type: 'log', text });
+    const done = typeof encoding === 'function' ? encoding : cb;
+    if (typeof done === 'function') done();
+    return true;
+  };
+}
 
 function toError(err, fallbackType) {
   if (err instanceof Error) {

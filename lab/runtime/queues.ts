@@ -32,20 +32,32 @@ export class QueueStore {
 
   /** A queue by name, URL or ARN. */
   find(ref: string): QueueInfo | undefined {
-    const name = ref.includes('/') ? ref.slice(ref.lastIndexOf('/') + 1) : ref.includes(':') ? ref.slice(ref.lastIndexOf(':') + 1) : ref;
+    const name = ref.includes('/')
+      ? ref.slice(ref.lastIndexOf('/') + 1)
+      : ref.includes(':')
+        ? ref.slice(ref.lastIndexOf(':') + 1)
+        : ref;
     return this.queues.get(name)?.info;
   }
 
   send(ref: string, body: string, source?: string): QueueMessage {
     const info = this.find(ref);
-    if (!info) throw new Error(`AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist: ${ref}`);
+    if (!info)
+      throw new Error(`AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist: ${ref}`);
     let json: unknown;
     try {
       json = JSON.parse(body);
     } catch {
       json = undefined;
     }
-    const msg: QueueMessage = { messageId: randomUUID(), queueName: info.name, body, json, sentAt: Date.now(), source };
+    const msg: QueueMessage = {
+      messageId: randomUUID(),
+      queueName: info.name,
+      body,
+      json,
+      sentAt: Date.now(),
+      source,
+    };
     this.queues.get(info.name)?.messages.push(msg);
     for (const l of this.listeners.get(info.name) ?? []) l(msg);
     return msg;

@@ -12,12 +12,30 @@ import { acknowledgedHandlers } from './handlers/acknowledged';
 import { dynamodbTableHandler } from './handlers/dynamodb';
 import { eventSourceMappingHandler } from './handlers/event-source-mapping';
 import { eventsRuleHandler } from './handlers/events';
-import { iotPolicyHandler, iotProvisioningTemplateHandler, iotThingGroupHandler, iotThingTypeHandler, iotTopicRuleHandler } from './handlers/iot';
+import {
+  iotPolicyHandler,
+  iotProvisioningTemplateHandler,
+  iotThingGroupHandler,
+  iotThingTypeHandler,
+  iotTopicRuleHandler,
+} from './handlers/iot';
 import { lambdaFunctionHandler, lambdaPermissionHandler } from './handlers/lambda';
 import { kinesisStreamHandler } from './handlers/kinesis';
 import { sqsQueueHandler } from './handlers/sqs';
-import type { CreateResult, HandlerContext, LambdaPermission, NamingContext, ResourceHandler } from './handlers/types';
-import { evaluateCondition, IntrinsicError, parameterValues, resolve, type IntrinsicContext } from './intrinsics';
+import type {
+  CreateResult,
+  HandlerContext,
+  LambdaPermission,
+  NamingContext,
+  ResourceHandler,
+} from './handlers/types';
+import {
+  evaluateCondition,
+  IntrinsicError,
+  parameterValues,
+  resolve,
+  type IntrinsicContext,
+} from './intrinsics';
 import type { IotCoreLike } from './iot-core';
 import type { LabKinesis } from './kinesis-client';
 import type { LambdaRunner } from './lambda-runner';
@@ -40,7 +58,9 @@ export const DEFAULT_HANDLERS: ResourceHandler[] = [
 ];
 
 /** Map CloudFormation type → handler. Later entries override earlier ones. */
-export function handlerRegistry(handlers: ResourceHandler[] = DEFAULT_HANDLERS): Map<string, ResourceHandler> {
+export function handlerRegistry(
+  handlers: ResourceHandler[] = DEFAULT_HANDLERS,
+): Map<string, ResourceHandler> {
   const m = new Map<string, ResourceHandler>();
   for (const h of handlers) for (const t of h.types) m.set(t, h);
   return m;
@@ -140,22 +160,34 @@ interface StackState {
   nameOf(logicalId: string): string;
 }
 
-function stackState(stack: StackArtifact, deps: TopologyDeps, registry: Map<string, ResourceHandler>, warn: (m: string) => void): StackState {
+function stackState(
+  stack: StackArtifact,
+  deps: TopologyDeps,
+  registry: Map<string, ResourceHandler>,
+  warn: (m: string) => void,
+): StackState {
   const resources = stack.template.Resources ?? {};
   const names = new Map<string, string>();
   const inProgress = new Set<string>();
-  const naming = (logicalId: string): NamingContext => ({ region: deps.region, accountId: deps.accountId, stackName: stack.stackName, logicalId });
+  const naming = (logicalId: string): NamingContext => ({
+    region: deps.region,
+    accountId: deps.accountId,
+    stackName: stack.stackName,
+    logicalId,
+  });
   const state = {} as StackState;
   const nameOf = (logicalId: string): string => {
     const cached = names.get(logicalId);
     if (cached) return cached;
     const res = resources[logicalId];
     const handler = registry.get(res.Type);
-    if (inProgress.has(logicalId)) throw new IntrinsicError(`circular name reference through ${logicalId}`, logicalId);
+    if (inProgress.has(logicalId))
+      throw new IntrinsicError(`circular name reference through ${logicalId}`, logicalId);
     inProgress.add(logicalId);
     let name: string;
     const explicit = handler?.nameProperty ? res.Properties?.[handler.nameProperty] : undefined;
-    if (explicit !== undefined) name = String(resolve(explicit, state.ictx, `${logicalId}.Properties.${handler?.nameProperty}`));
+    if (explicit !== undefined)
+      name = String(resolve(explicit, state.ictx, `${logicalId}.Properties.${handler?.nameProperty}`));
     else {
       name = generatedName(stack.stackName, logicalId, handler?.maxNameLength ?? 128);
       if (handler?.sanitizeName) name = handler.sanitizeName(name, res.Properties ?? {});
@@ -196,7 +228,9 @@ function stackState(stack: StackArtifact, deps: TopologyDeps, registry: Map<stri
 }
 
 /** Create everything the assembly declares; returns the topology and the stoppers of background tasks. */
-export async function buildTopology(deps: TopologyDeps): Promise<{ topology: Topology; stoppers: (() => Promise<void> | void)[] }> {
+export async function buildTopology(
+  deps: TopologyDeps,
+): Promise<{ topology: Topology; stoppers: (() => Promise<void> | void)[] }> {
   const registry = deps.handlers ?? handlerRegistry();
   const log = deps.log ?? (() => undefined);
   const stoppers: (() => Promise<void> | void)[] = [];
@@ -221,7 +255,9 @@ export async function buildTopology(deps: TopologyDeps): Promise<{ topology: Top
     unsupported: [],
     summary: [],
   };
-  const stacks = deps.assembly.stacks.filter((s) => !deps.stacks || deps.stacks.includes(s.stackName) || deps.stacks.includes(s.id));
+  const stacks = deps.assembly.stacks.filter(
+    (s) => !deps.stacks || deps.stacks.includes(s.stackName) || deps.stacks.includes(s.id),
+  );
   if (stacks.length === 0) throw new Error(`no stacks to load from ${deps.assembly.dir}`);
 
   for (const stack of stacks) {
@@ -233,7 +269,13 @@ export async function buildTopology(deps: TopologyDeps): Promise<{ topology: Top
       .sort((a, b) => a.phase - b.phase || a.i - b.i);
     for (const { id, res } of order) {
       const handler = registry.get(res.Type);
-      const entry: TopologyResource = { stackName: stack.stackName, logicalId: id, type: res.Type, physicalName: '', status: 'unsupported' };
+      const entry: TopologyResource = {
+        stackName: stack.stackName,
+        logicalId: id,
+        type: res.Type,
+        physicalName: '',
+        status: 'unsupported',
+      };
       topology.resources.push(entry);
       if (res.Condition && !evaluateCondition(st.ictx, res.Condition)) {
         entry.status = 'skipped';
@@ -354,13 +396,18 @@ function summarize(t: Topology, warnings: string[]): string[] {
       `${count('unsupported')} UNSUPPORTED, ${count('skipped')} skipped by condition`,
   ];
   for (const r of t.resources.filter((x) => x.status === 'created')) {
-    lines.push(`  ${(LABELS[r.type] ?? r.type).padEnd(15)} ${r.logicalId} → ${r.physicalName}${r.detail ? ` (${r.detail})` : ''}`);
+    lines.push(
+      `  ${(LABELS[r.type] ?? r.type).padEnd(15)} ${r.logicalId} → ${r.physicalName}${r.detail ? ` (${r.detail})` : ''}`,
+    );
   }
   const acked = new Map<string, number>();
-  for (const r of t.resources.filter((x) => x.status === 'acknowledged')) acked.set(r.type, (acked.get(r.type) ?? 0) + 1);
+  for (const r of t.resources.filter((x) => x.status === 'acknowledged'))
+    acked.set(r.type, (acked.get(r.type) ?? 0) + 1);
   if (acked.size) lines.push(`  acknowledged: ${[...acked].map(([type, n]) => `${type} ×${n}`).join(', ')}`);
-  for (const r of t.unsupported) lines.push(`  UNSUPPORTED ${r.type} ${r.logicalId}${r.detail ? `: ${r.detail}` : ''}`);
-  for (const r of t.resources.filter((x) => x.status === 'skipped')) lines.push(`  skipped ${r.type} ${r.logicalId}: ${r.detail}`);
+  for (const r of t.unsupported)
+    lines.push(`  UNSUPPORTED ${r.type} ${r.logicalId}${r.detail ? `: ${r.detail}` : ''}`);
+  for (const r of t.resources.filter((x) => x.status === 'skipped'))
+    lines.push(`  skipped ${r.type} ${r.logicalId}: ${r.detail}`);
   for (const w of warnings) lines.push(`  warning: ${w}`);
   return lines;
 }

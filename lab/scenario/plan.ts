@@ -83,9 +83,12 @@ export function badCasesPerKind(devices: number): number {
 export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
   const devices = options.devices ?? 200;
   const withBad = options.badCases ?? true;
-  if (!Number.isInteger(devices) || devices < 1) throw new Error(`devices must be a positive whole number (got ${devices})`);
+  if (!Number.isInteger(devices) || devices < 1)
+    throw new Error(`devices must be a positive whole number (got ${devices})`);
   if (withBad && devices < MIN_DEVICES_WITH_BAD_CASES) {
-    throw new Error(`a scenario with bad cases needs at least ${MIN_DEVICES_WITH_BAD_CASES} devices (got ${devices})`);
+    throw new Error(
+      `a scenario with bad cases needs at least ${MIN_DEVICES_WITH_BAD_CASES} devices (got ${devices})`,
+    );
   }
   const lots: PlannedLot[] = [
     { lot: LAB_LOTS.a, requireAttestation: false, hold: false, hwRevs: ['A', 'B'] },
@@ -119,33 +122,72 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
     hwRevs: ['B'],
     serialPrefix: 'LABT',
   });
-  const firstWave: PlannedDevice[] = [...goodOpen, ...goodAttested].map((identity) => ({ spec: { identity }, kind: 'good' }));
+  const firstWave: PlannedDevice[] = [...goodOpen, ...goodAttested].map((identity) => ({
+    spec: { identity },
+    kind: 'good',
+  }));
   const manifest: FactoryIdentity[] = [...goodOpen, ...goodAttested];
   const secondWave: PlannedDevice[] = [];
 
   if (withBad) {
     // Not on the manifest; they hold LAB-A's claim (a leaked claim on an unknown board).
-    for (const identity of generateIdentities({ count: bad.unknownSerial, lots: [LAB_LOTS.a], serialPrefix: 'LABX' })) {
-      firstWave.push({ spec: { identity }, kind: 'unknownSerial', expectedReason: BAD_CASE_REASON.unknownSerial });
+    for (const identity of generateIdentities({
+      count: bad.unknownSerial,
+      lots: [LAB_LOTS.a],
+      serialPrefix: 'LABX',
+    })) {
+      firstWave.push({
+        spec: { identity },
+        kind: 'unknownSerial',
+        expectedReason: BAD_CASE_REASON.unknownSerial,
+      });
     }
     // LAB-B units on the manifest that present LAB-A's claim certificate.
-    for (const identity of generateIdentities({ count: bad.wrongLotClaim, lots: [LAB_LOTS.b], hwRevs: ['A'], serialPrefix: 'LABW' })) {
+    for (const identity of generateIdentities({
+      count: bad.wrongLotClaim,
+      lots: [LAB_LOTS.b],
+      hwRevs: ['A'],
+      serialPrefix: 'LABW',
+    })) {
       manifest.push(identity);
-      firstWave.push({ spec: { identity, faults: { wrongLotClaim: LAB_LOTS.a } }, kind: 'wrongLotClaim', expectedReason: BAD_CASE_REASON.wrongLotClaim });
+      firstWave.push({
+        spec: { identity, faults: { wrongLotClaim: LAB_LOTS.a } },
+        kind: 'wrongLotClaim',
+        expectedReason: BAD_CASE_REASON.wrongLotClaim,
+      });
     }
-    for (const identity of generateIdentities({ count: bad.lotOnHold, lots: [LAB_LOTS.hold], hwRevs: ['A'], serialPrefix: 'LABH' })) {
+    for (const identity of generateIdentities({
+      count: bad.lotOnHold,
+      lots: [LAB_LOTS.hold],
+      hwRevs: ['A'],
+      serialPrefix: 'LABH',
+    })) {
       manifest.push(identity);
       firstWave.push({ spec: { identity }, kind: 'lotOnHold', expectedReason: BAD_CASE_REASON.lotOnHold });
     }
-    for (const identity of generateIdentities({ count: bad.badAttestation, lots: [LAB_LOTS.attested], hwRevs: ['B'], serialPrefix: 'LABY' })) {
+    for (const identity of generateIdentities({
+      count: bad.badAttestation,
+      lots: [LAB_LOTS.attested],
+      hwRevs: ['B'],
+      serialPrefix: 'LABY',
+    })) {
       manifest.push(identity);
-      firstWave.push({ spec: { identity, faults: { badAttestation: true } }, kind: 'badAttestation', expectedReason: BAD_CASE_REASON.badAttestation });
+      firstWave.push({
+        spec: { identity, faults: { badAttestation: true } },
+        kind: 'badAttestation',
+        expectedReason: BAD_CASE_REASON.badAttestation,
+      });
     }
     // The clone copies a good LAB-A unit's printed identity (serial, lot, revision, firmware)
     // but not its factory secret: it enrolls with its own new key and sends no DeviceProof.
     const original = goodOpen.find((i) => i.lot === LAB_LOTS.a) as FactoryIdentity;
     const { factoryKey: _secret, ...printed } = original;
-    secondWave.push({ spec: { identity: printed }, kind: 'clone', expectedReason: BAD_CASE_REASON.clone, cloneOf: original.serial });
+    secondWave.push({
+      spec: { identity: printed },
+      kind: 'clone',
+      expectedReason: BAD_CASE_REASON.clone,
+      cloneOf: original.serial,
+    });
   }
 
   return { lots, manifest, firstWave, secondWave, counts: { devices, good, bad } };

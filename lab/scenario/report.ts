@@ -8,15 +8,23 @@ export function formatReport(r: ScenarioReport): string[] {
   const denied = Object.values(e.deniedByReason).reduce((a, b) => a + b, 0);
   const lines: string[] = [];
   lines.push('');
-  lines.push(`Enrollment of ${e.attempted} units (${r.lots.map((l) => `${l.lot}${l.requireAttestation ? ' attested' : ''}${l.hold ? ' on hold' : ''}`).join(', ')})`);
-  lines.push(`  enrolled   ${e.enrolled}   activated ${e.activated}   denied ${denied}   gave up ${e.gaveUp}   retries ${e.retries}`);
-  lines.push(`  enroll time p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms; first-time success ${e.firstTimeSuccessRate === null ? 'n/a' : `${(e.firstTimeSuccessRate * 100).toFixed(1)}%`}`);
+  lines.push(
+    `Enrollment of ${e.attempted} units (${r.lots.map((l) => `${l.lot}${l.requireAttestation ? ' attested' : ''}${l.hold ? ' on hold' : ''}`).join(', ')})`,
+  );
+  lines.push(
+    `  enrolled   ${e.enrolled}   activated ${e.activated}   denied ${denied}   gave up ${e.gaveUp}   retries ${e.retries}`,
+  );
+  lines.push(
+    `  enroll time p50 ${e.p50Ms} ms, p99 ${e.p99Ms} ms; first-time success ${e.firstTimeSuccessRate === null ? 'n/a' : `${(e.firstTimeSuccessRate * 100).toFixed(1)}%`}`,
+  );
   const reasons = Object.entries(e.deniedByReason).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (reasons.length > 0) {
     lines.push('  denied by reason (audit trail; devices only see AccessDenied on AWS):');
     const width = Math.max(...reasons.map(([k]) => k.length));
     for (const [reason, n] of reasons) {
-      const kinds = Object.entries(r.badCases).filter(([, v]) => v.expectedReason === reason).map(([k, v]) => `${k}: ${v.serials.slice(0, 3).join(', ')}${v.serials.length > 3 ? ', …' : ''}`);
+      const kinds = Object.entries(r.badCases)
+        .filter(([, v]) => v.expectedReason === reason)
+        .map(([k, v]) => `${k}: ${v.serials.slice(0, 3).join(', ')}${v.serials.length > 3 ? ', …' : ''}`);
       lines.push(`    ${reason.padEnd(width)}  ${String(n).padStart(3)}  ${kinds.join('; ')}`);
     }
   }
@@ -26,16 +34,21 @@ export function formatReport(r: ScenarioReport): string[] {
   );
   lines.push('Functions:');
   for (const f of r.lab.functions) {
-    lines.push(`  ${f.functionName}: ${f.invocations} invocations, ${f.errors} errors, ${f.timeouts} timeouts, ${f.coldStarts} cold starts`);
+    lines.push(
+      `  ${f.functionName}: ${f.invocations} invocations, ${f.errors} errors, ${f.timeouts} timeouts, ${f.coldStarts} cold starts`,
+    );
   }
   lines.push('Rules:');
   for (const rule of r.lab.rules) {
-    lines.push(`  ${rule.ruleName}: ${rule.matched} matched, ${rule.actionFailures} action failures, ${rule.errorActions} error actions`);
+    lines.push(
+      `  ${rule.ruleName}: ${rule.matched} matched, ${rule.actionFailures} action failures, ${rule.errorActions} error actions`,
+    );
   }
   lines.push(`Dead letters: ${r.lab.deadLetters.length}`);
   lines.push('');
   lines.push('Expectations:');
-  for (const x of r.expectations) lines.push(`  ${x.ok ? 'ok  ' : 'FAIL'} ${x.name}${x.ok ? '' : `: ${x.detail}`}`);
+  for (const x of r.expectations)
+    lines.push(`  ${x.ok ? 'ok  ' : 'FAIL'} ${x.name}${x.ok ? '' : `: ${x.detail}`}`);
   lines.push(r.ok ? 'All expectations met.' : `${r.failures.length} expectation(s) failed.`);
   return lines;
 }

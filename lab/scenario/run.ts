@@ -125,7 +125,12 @@ export interface ScenarioReport {
     iot: unknown;
     deadLetters: { queueName: string; source?: string; body: string }[];
   };
-  factory: { lotsCreated: string[]; claims: Record<string, string>; manifest: { file: string; rows: number; created: number }; held: string[] };
+  factory: {
+    lotsCreated: string[];
+    claims: Record<string, string>;
+    manifest: { file: string; rows: number; created: number };
+    held: string[];
+  };
 }
 
 /** A CliContext on the lab: resources resolved from the lab's env as the CLI does, clients on its endpoints. */
@@ -186,7 +191,9 @@ async function setUpFactory(plan: ScenarioPlan, ctx: CliContext, labDir: string)
   const imported = await manifestImport({ file }, ctx);
   if (!imported.imported || imported.exitCode !== 0) {
     const out = ctx.out as MemorySink;
-    throw new Error(`manifest import failed (exit ${imported.exitCode}): ${[...out.lines, ...out.warnings].slice(-10).join(' | ')}`);
+    throw new Error(
+      `manifest import failed (exit ${imported.exitCode}): ${[...out.lines, ...out.warnings].slice(-10).join(' | ')}`,
+    );
   }
   const held: string[] = [];
   for (const lot of plan.lots.filter((l) => l.hold)) {
@@ -195,12 +202,22 @@ async function setUpFactory(plan: ScenarioPlan, ctx: CliContext, labDir: string)
   }
   return {
     claims,
-    report: { lotsCreated, claims: claimIds, manifest: { file, rows: imported.rows, created: imported.created }, held },
+    report: {
+      lotsCreated,
+      claims: claimIds,
+      manifest: { file, rows: imported.rows, created: imported.created },
+      held,
+    },
   };
 }
 
 /** Poll the Devices table until every serial is ACTIVE or the time is up; returns the ACTIVE ones. */
-async function waitForActivation(lab: LabRuntime, registry: Registry, serials: string[], timeoutMs: number): Promise<Set<string>> {
+async function waitForActivation(
+  lab: LabRuntime,
+  registry: Registry,
+  serials: string[],
+  timeoutMs: number,
+): Promise<Set<string>> {
   const active = new Set<string>();
   const deadline = Date.now() + timeoutMs;
   let pending = [...serials];
@@ -237,14 +254,20 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
   const plan = buildPlan({ devices: options.devices, badCases: options.badCases });
   const concurrency = options.concurrency ?? 32;
   const backoff: BackoffOptions = {
-    ...(options.registerThingTps ? quotaBackoff(options.registerThingTps, concurrency) : DEFAULT_SCENARIO_BACKOFF),
+    ...(options.registerThingTps
+      ? quotaBackoff(options.registerThingTps, concurrency)
+      : DEFAULT_SCENARIO_BACKOFF),
     ...(options.backoff ?? {}),
   };
   const out = memorySink();
   const ctx = await labCliContext(lab, out);
   const sessions: FleetResult[] = [];
   try {
-    const tables = { devices: ctx.resources.devicesTable ?? '', lots: ctx.resources.lotsTable ?? '', events: ctx.resources.eventsTable ?? '' };
+    const tables = {
+      devices: ctx.resources.devicesTable ?? '',
+      lots: ctx.resources.lotsTable ?? '',
+      events: ctx.resources.eventsTable ?? '',
+    };
     const registry = new Registry(ctx.clients.doc, tables);
     const template = (ctx.resources.provisioningTemplates ?? [])[0];
     if (!template) throw new Error('the lab declares no provisioning template');
@@ -257,7 +280,11 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     const trailSince = new Date(Date.now() - 1000).toISOString();
 
     const fleetOptions = {
-      endpoint: { host: lab.endpoints.mqtt.host, port: lab.endpoints.mqtt.port, caPem: lab.endpoints.mqtt.caPem },
+      endpoint: {
+        host: lab.endpoints.mqtt.host,
+        port: lab.endpoints.mqtt.port,
+        caPem: lab.endpoints.mqtt.caPem,
+      },
       claims: factory.claims,
       templateName: template.templateName,
       claimClientIdPrefix: template.claimClientIdPrefix,
@@ -270,12 +297,21 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     // 2. First wave; thing sessions stay open until activation is observed.
     log(`enrolling ${plan.firstWave.length} units (concurrency ${concurrency})`);
     const t1 = Date.now();
-    const first = await runFleet({ ...fleetOptions, devices: plan.firstWave.map((d) => d.spec), keepConnected: true });
+    const first = await runFleet({
+      ...fleetOptions,
+      devices: plan.firstWave.map((d) => d.spec),
+      keepConnected: true,
+    });
     sessions.push(first);
     const firstWaveMs = Date.now() - t1;
     const enrolledSerials = first.results.filter((r) => r.outcome === 'enrolled').map((r) => r.specSerial);
     const t2 = Date.now();
-    const active = await waitForActivation(lab, registry, enrolledSerials, options.activationTimeoutMs ?? 30_000);
+    const active = await waitForActivation(
+      lab,
+      registry,
+      enrolledSerials,
+      options.activationTimeoutMs ?? 30_000,
+    );
     const activationWaitMs = Date.now() - t2;
     log(`${first.summary.enrolled} enrolled, ${active.size} activated`);
     await first.close();
@@ -285,14 +321,21 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     let second: FleetResult | undefined;
     if (plan.secondWave.length > 0) {
       log(`enrolling ${plan.secondWave.length} clone(s) of enrolled serials`);
-      second = await runFleet({ ...fleetOptions, devices: plan.secondWave.map((d) => d.spec), keepConnected: false });
+      second = await runFleet({
+        ...fleetOptions,
+        devices: plan.secondWave.map((d) => d.spec),
+        keepConnected: false,
+      });
       await lab.idle();
     }
     const cloneWaveMs = Date.now() - t3;
     const wallMs = Date.now() - t1;
 
     // 4. The audit trail, through the operator's command.
-    const trail = await enrollmentList({ since: trailSince, until: new Date(Date.now() + 1000).toISOString(), limit: 1_000_000, json: true }, ctx);
+    const trail = await enrollmentList(
+      { since: trailSince, until: new Date(Date.now() + 1000).toISOString(), limit: 1_000_000, json: true },
+      ctx,
+    );
 
     const planned: { planned: PlannedDevice; result: DeviceRunResult }[] = [
       ...plan.firstWave.map((p, i) => ({ planned: p, result: findResult(first, p, i) })),
@@ -314,10 +357,25 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
       firstTimeSuccessRate: trail.stats.firstTimeSuccessRate,
     };
     const stats = lab.stats();
-    const deadLetters = lab.deadLetters().map((m) => ({ queueName: m.queueName, source: m.source, body: m.body }));
-    const expectations = checkExpectations(planned, trail, active, enrollment, deadLetters.length, options.allowedGiveUps ?? 0);
-    const erroring = stats.functions.filter((f) => f.errors > 0).map((f) => `${f.functionName} failed ${f.errors}/${f.invocations} invocations (see its log under ${join(labDir, 'logs')})`);
-    if (erroring.length > 0) expectations.push({ name: 'no function errors', ok: false, detail: erroring.join('; ') });
+    const deadLetters = lab
+      .deadLetters()
+      .map((m) => ({ queueName: m.queueName, source: m.source, body: m.body }));
+    const expectations = checkExpectations(
+      planned,
+      trail,
+      active,
+      enrollment,
+      deadLetters.length,
+      options.allowedGiveUps ?? 0,
+    );
+    const erroring = stats.functions
+      .filter((f) => f.errors > 0)
+      .map(
+        (f) =>
+          `${f.functionName} failed ${f.errors}/${f.invocations} invocations (see its log under ${join(labDir, 'logs')})`,
+      );
+    if (erroring.length > 0)
+      expectations.push({ name: 'no function errors', ok: false, detail: erroring.join('; ') });
     const failures = expectations.filter((e) => !e.ok).map((e) => `${e.name}: ${e.detail}`);
     const badCases = {} as ScenarioReport['badCases'];
     for (const p of [...plan.firstWave, ...plan.secondWave]) {
@@ -382,12 +440,19 @@ function checkExpectations(
   const bad = planned.filter((p) => p.planned.kind !== 'good');
   const gaveUp = planned.filter((p) => p.result.outcome === 'gaveUp');
   const notEnrolled = good.filter((p) => p.result.outcome !== 'enrolled' && p.result.outcome !== 'gaveUp');
-  const notActive = good.filter((p) => p.result.outcome === 'enrolled' && !active.has(p.planned.spec.identity.serial));
+  const notActive = good.filter(
+    (p) => p.result.outcome === 'enrolled' && !active.has(p.planned.spec.identity.serial),
+  );
   const expectations: Expectation[] = [];
 
   const describe = (p: { planned: PlannedDevice; result: DeviceRunResult }): string => {
     const r = p.result;
-    const seen = r.outcome === 'denied' ? `denied ${r.errorCode}: ${r.errorMessage}` : r.outcome === 'gaveUp' ? `gave up (${r.phase}: ${r.lastError})` : 'enrolled';
+    const seen =
+      r.outcome === 'denied'
+        ? `denied ${r.errorCode}: ${r.errorMessage}`
+        : r.outcome === 'gaveUp'
+          ? `gave up (${r.phase}: ${r.lastError})`
+          : 'enrolled';
     const trailReasons = denialsBySerial.get(p.planned.spec.identity.serial);
     return `${p.planned.spec.identity.serial} [${p.planned.kind}] ${seen}${trailReasons ? `; trail: ${trailReasons.join(', ')}` : ''}`;
   };
@@ -396,8 +461,13 @@ function checkExpectations(
 
   expectations.push({
     name: 'every allowlisted good unit enrolls',
-    ok: notEnrolled.length === 0 && good.every((p) => p.result.outcome === 'enrolled' || p.result.outcome === 'gaveUp'),
-    detail: notEnrolled.length === 0 ? `${good.length - gaveUp.filter((g) => g.planned.kind === 'good').length}/${good.length}` : list(notEnrolled),
+    ok:
+      notEnrolled.length === 0 &&
+      good.every((p) => p.result.outcome === 'enrolled' || p.result.outcome === 'gaveUp'),
+    detail:
+      notEnrolled.length === 0
+        ? `${good.length - gaveUp.filter((g) => g.planned.kind === 'good').length}/${good.length}`
+        : list(notEnrolled),
   });
   expectations.push({
     name: 'every enrolled unit is activated by the lifecycle rule',
@@ -416,14 +486,21 @@ function checkExpectations(
   }
   // No decision other than the planned ones: good units are never denied on the way.
   const expectedCounts: Record<string, number> = {};
-  for (const p of bad) expectedCounts[p.planned.expectedReason as string] = (expectedCounts[p.planned.expectedReason as string] ?? 0) + 1;
+  for (const p of bad)
+    expectedCounts[p.planned.expectedReason as string] =
+      (expectedCounts[p.planned.expectedReason as string] ?? 0) + 1;
   const actual = enrollment.deniedByReason;
   const keys = [...new Set([...Object.keys(expectedCounts), ...Object.keys(actual)])].sort();
   const mismatched = keys.filter((k) => (expectedCounts[k] ?? 0) !== (actual[k] ?? 0));
   expectations.push({
     name: 'trail denials match the planned bad cases',
     ok: mismatched.length === 0,
-    detail: mismatched.length === 0 ? keys.map((k) => `${k} ${actual[k]}`).join(', ') || 'none' : mismatched.map((k) => `${k}: expected ${expectedCounts[k] ?? 0}, trail ${actual[k] ?? 0}`).join('; '),
+    detail:
+      mismatched.length === 0
+        ? keys.map((k) => `${k} ${actual[k]}`).join(', ') || 'none'
+        : mismatched
+            .map((k) => `${k}: expected ${expectedCounts[k] ?? 0}, trail ${actual[k] ?? 0}`)
+            .join('; '),
   });
   expectations.push({
     name: `gave up ≤ ${allowedGiveUps}`,

@@ -17,7 +17,11 @@ export function signDeviceProof(certificateId: string, factoryPrivateKeyPem: str
 }
 
 /** True when `proof` is a valid factory signature over `certificateId`. Never throws. */
-export function verifyDeviceProof(certificateId: string, proof: string, factoryPublicKeyPem: string): boolean {
+export function verifyDeviceProof(
+  certificateId: string,
+  proof: string,
+  factoryPublicKeyPem: string,
+): boolean {
   try {
     const key = createPublicKey(factoryPublicKeyPem);
     if (key.asymmetricKeyType !== 'ec') return false;

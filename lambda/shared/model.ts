@@ -216,7 +216,9 @@ export function thingNameFor(prefix: string, serial: string): string {
 /** Inverse of {@link thingNameFor}; undefined when the name does not carry the prefix. */
 export function serialFromThingName(prefix: string, thingName: string): string | undefined {
   const head = `${prefix}-`;
-  return thingName.startsWith(head) && thingName.length > head.length ? thingName.slice(head.length) : undefined;
+  return thingName.startsWith(head) && thingName.length > head.length
+    ? thingName.slice(head.length)
+    : undefined;
 }
 
 /** Thing group names for rings, lots and quarantine. */

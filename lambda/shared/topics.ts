@@ -10,7 +10,8 @@ export const topics = {
   /** Fleet provisioning MQTT API (format json). */
   createKeysAndCertificate: '$aws/certificates/create/json',
   createCertificateFromCsr: '$aws/certificates/create-from-csr/json',
-  registerThing: (templateName: string): string => `$aws/provisioning-templates/${templateName}/provision/json`,
+  registerThing: (templateName: string): string =>
+    `$aws/provisioning-templates/${templateName}/provision/json`,
   presence: (kind: 'connected' | 'disconnected', clientId: string): string =>
     `$aws/events/presence/${kind}/${clientId}`,
 };

@@ -73,7 +73,8 @@ describe('npm run lab scenario (12 units, every bad case)', () => {
 
   test('no dead letters; the hook and presence functions ran without errors', () => {
     expect(report.lab.deadLetters).toEqual([]);
-    for (const f of report.lab.functions) expect({ name: f.functionName, errors: f.errors }).toEqual({ name: f.functionName, errors: 0 });
+    for (const f of report.lab.functions)
+      expect({ name: f.functionName, errors: f.errors }).toEqual({ name: f.functionName, errors: 0 });
     expect(report.lab.rules.reduce((a, r) => a + r.matched, 0)).toBeGreaterThanOrEqual(7);
   });
 });

@@ -73,7 +73,11 @@ export async function createRegistryTables(client: DynamoDBClient, suffix = ''):
           ],
           Projection: keysOnly,
         },
-        { IndexName: d.byThingIndex, KeySchema: [{ AttributeName: d.byThingKey, KeyType: 'HASH' }], Projection: keysOnly },
+        {
+          IndexName: d.byThingIndex,
+          KeySchema: [{ AttributeName: d.byThingKey, KeyType: 'HASH' }],
+          Projection: keysOnly,
+        },
         {
           IndexName: d.byCertificateIndex,
           KeySchema: [{ AttributeName: d.byCertificateKey, KeyType: 'HASH' }],

@@ -26,14 +26,17 @@ describe('ring assignment', () => {
     const units = [];
     for (const lot of ['L1', 'L2']) {
       for (const hwRev of ['A', 'B']) {
-        for (let i = 0; i < 100; i++) units.push({ serial: `${lot}${hwRev}${String(i).padStart(4, '0')}`, lot, hwRev });
+        for (let i = 0; i < 100; i++)
+          units.push({ serial: `${lot}${hwRev}${String(i).padStart(4, '0')}`, lot, hwRev });
       }
     }
     units.push({ serial: 'LONE0001', lot: 'L3', hwRev: 'C' });
     const rings = assignRings(units, { canaryPercent: 2, earlyPercent: 18 });
     for (const lot of ['L1', 'L2']) {
       for (const hwRev of ['A', 'B']) {
-        const stratum = units.filter((u) => u.lot === lot && u.hwRev === hwRev).map((u) => rings.get(u.serial));
+        const stratum = units
+          .filter((u) => u.lot === lot && u.hwRev === hwRev)
+          .map((u) => rings.get(u.serial));
         expect(stratum.filter((r) => r === 'canary')).toHaveLength(2);
         expect(stratum.filter((r) => r === 'early')).toHaveLength(18);
         expect(stratum.filter((r) => r === 'broad')).toHaveLength(80);

@@ -24,7 +24,10 @@ export const acknowledgedHandlers: ResourceHandler[] = [
   ack(['AWS::IAM::Role'], {
     nameProperty: 'RoleName',
     maxNameLength: 64,
-    attributes: (name, c) => ({ Arn: arn('iam', c, `role/${name}`, { region: false }), RoleId: `AROA${name.slice(0, 16).toUpperCase()}` }),
+    attributes: (name, c) => ({
+      Arn: arn('iam', c, `role/${name}`, { region: false }),
+      RoleId: `AROA${name.slice(0, 16).toUpperCase()}`,
+    }),
   }),
   ack(['AWS::IAM::Policy']),
   ack(['AWS::IAM::ManagedPolicy'], {

@@ -9,7 +9,11 @@ function gsi(g: Props, onDemand: boolean): Props {
     IndexName: g.IndexName,
     KeySchema: g.KeySchema,
     Projection: g.Projection ?? { ProjectionType: 'ALL' },
-    ...(onDemand ? {} : { ProvisionedThroughput: g.ProvisionedThroughput ?? { ReadCapacityUnits: 5, WriteCapacityUnits: 5 } }),
+    ...(onDemand
+      ? {}
+      : {
+          ProvisionedThroughput: g.ProvisionedThroughput ?? { ReadCapacityUnits: 5, WriteCapacityUnits: 5 },
+        }),
   };
 }
 
@@ -27,17 +31,28 @@ export const dynamodbTableHandler: ResourceHandler = {
     const p = ctx.properties;
     const onDemand =
       p.BillingMode === 'PAY_PER_REQUEST' ||
-      (p.BillingMode === undefined && p.ProvisionedThroughput === undefined && p.WriteProvisionedThroughputSettings === undefined);
+      (p.BillingMode === undefined &&
+        p.ProvisionedThroughput === undefined &&
+        p.WriteProvisionedThroughputSettings === undefined);
     const input: CreateTableCommandInput = {
       TableName: ctx.physicalName,
       AttributeDefinitions: p.AttributeDefinitions as CreateTableCommandInput['AttributeDefinitions'],
       KeySchema: p.KeySchema as CreateTableCommandInput['KeySchema'],
       ...(onDemand
         ? { BillingMode: 'PAY_PER_REQUEST' }
-        : { ProvisionedThroughput: (p.ProvisionedThroughput as CreateTableCommandInput['ProvisionedThroughput']) ?? { ReadCapacityUnits: 5, WriteCapacityUnits: 5 } }),
+        : {
+            ProvisionedThroughput:
+              (p.ProvisionedThroughput as CreateTableCommandInput['ProvisionedThroughput']) ?? {
+                ReadCapacityUnits: 5,
+                WriteCapacityUnits: 5,
+              },
+          }),
     };
     const gsis = (p.GlobalSecondaryIndexes as Props[] | undefined) ?? [];
-    if (gsis.length) input.GlobalSecondaryIndexes = gsis.map((g) => gsi(g, onDemand)) as unknown as CreateTableCommandInput['GlobalSecondaryIndexes'];
+    if (gsis.length)
+      input.GlobalSecondaryIndexes = gsis.map((g) =>
+        gsi(g, onDemand),
+      ) as unknown as CreateTableCommandInput['GlobalSecondaryIndexes'];
     const lsis = (p.LocalSecondaryIndexes as Props[] | undefined) ?? [];
     if (lsis.length) {
       input.LocalSecondaryIndexes = lsis.map((l) => ({

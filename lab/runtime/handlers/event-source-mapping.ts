@@ -11,7 +11,13 @@
 import { arn, type HandlerContext, type ResourceHandler } from './types';
 
 interface KinesisEventRecord {
-  kinesis: { kinesisSchemaVersion: '1.0'; partitionKey: string; sequenceNumber: string; data: string; approximateArrivalTimestamp: number };
+  kinesis: {
+    kinesisSchemaVersion: '1.0';
+    partitionKey: string;
+    sequenceNumber: string;
+    data: string;
+    approximateArrivalTimestamp: number;
+  };
   eventSource: 'aws:kinesis';
   eventVersion: '1.0';
   eventID: string;
@@ -22,7 +28,8 @@ interface KinesisEventRecord {
 }
 
 function failedFrom(result: unknown, records: KinesisEventRecord[]): number {
-  const failures = (result as { batchItemFailures?: { itemIdentifier?: string }[] } | null)?.batchItemFailures;
+  const failures = (result as { batchItemFailures?: { itemIdentifier?: string }[] } | null)
+    ?.batchItemFailures;
   if (!Array.isArray(failures) || failures.length === 0) return -1;
   const ids = new Set(failures.map((f) => f.itemIdentifier));
   const idx = records.findIndex((r) => ids.has(r.kinesis.sequenceNumber));
@@ -33,9 +40,12 @@ function startKinesisMapping(ctx: HandlerContext, streamArn: string, fnArn: stri
   const p = ctx.properties;
   const stream = streamArn.slice(streamArn.indexOf('stream/') + 'stream/'.length);
   const batchSize = typeof p.BatchSize === 'number' ? p.BatchSize : 100;
-  const reportItems = Array.isArray(p.FunctionResponseTypes) && p.FunctionResponseTypes.includes('ReportBatchItemFailures');
-  const maxRetries = typeof p.MaximumRetryAttempts === 'number' && p.MaximumRetryAttempts >= 0 ? p.MaximumRetryAttempts : 3;
-  const onFailure = (p.DestinationConfig as { OnFailure?: { Destination?: string } } | undefined)?.OnFailure?.Destination;
+  const reportItems =
+    Array.isArray(p.FunctionResponseTypes) && p.FunctionResponseTypes.includes('ReportBatchItemFailures');
+  const maxRetries =
+    typeof p.MaximumRetryAttempts === 'number' && p.MaximumRetryAttempts >= 0 ? p.MaximumRetryAttempts : 3;
+  const onFailure = (p.DestinationConfig as { OnFailure?: { Destination?: string } } | undefined)?.OnFailure
+    ?.Destination;
   const startingPosition = p.StartingPosition === 'LATEST' ? 'LATEST' : 'TRIM_HORIZON';
   let stopped = false;
   const timers = new Set<NodeJS.Timeout>();
@@ -99,16 +109,33 @@ function startKinesisMapping(ctx: HandlerContext, streamArn: string, fnArn: stri
           ctx.queues.send(
             onFailure,
             JSON.stringify({
-              requestContext: { requestId: ctx.logicalId, functionArn: fnArn, condition: 'RetryAttemptsExhausted', approximateInvokeCount: attempts },
+              requestContext: {
+                requestId: ctx.logicalId,
+                functionArn: fnArn,
+                condition: 'RetryAttemptsExhausted',
+                approximateInvokeCount: attempts,
+              },
               responseContext: { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
               version: '1.0',
               timestamp: new Date().toISOString(),
-              KinesisBatchInfo: { shardId, startSequenceNumber: first, endSequenceNumber: last, batchSize: pending.length, streamArn },
+              KinesisBatchInfo: {
+                shardId,
+                startSequenceNumber: first,
+                endSequenceNumber: last,
+                batchSize: pending.length,
+                streamArn,
+              },
             }),
             `esm:${ctx.logicalId}`,
           );
         }
-        ctx.log({ level: 'warn', msg: 'event-source mapping gave up on a batch', mapping: ctx.logicalId, shardId, records: pending.length });
+        ctx.log({
+          level: 'warn',
+          msg: 'event-source mapping gave up on a batch',
+          mapping: ctx.logicalId,
+          shardId,
+          records: pending.length,
+        });
         pending = [];
       } else await sleep(100 * attempts);
     }
@@ -117,7 +144,14 @@ function startKinesisMapping(ctx: HandlerContext, streamArn: string, fnArn: stri
   void ctx.kinesis.listShardIds(stream).then((shards) =>
     shards.forEach((s) =>
       pollShard(s).catch((e: Error) => {
-        if (!stopped) ctx.log({ level: 'error', msg: 'Kinesis poller stopped', mapping: ctx.logicalId, shardId: s, error: e.message });
+        if (!stopped)
+          ctx.log({
+            level: 'error',
+            msg: 'Kinesis poller stopped',
+            mapping: ctx.logicalId,
+            shardId: s,
+            error: e.message,
+          });
       }),
     ),
   );
@@ -135,7 +169,12 @@ function startSqsMapping(ctx: HandlerContext, queueArn: string, fnArn: string): 
           messageId: m.messageId,
           receiptHandle: m.messageId,
           body: m.body,
-          attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(m.sentAt), SenderId: 'lab', ApproximateFirstReceiveTimestamp: String(Date.now()) },
+          attributes: {
+            ApproximateReceiveCount: '1',
+            SentTimestamp: String(m.sentAt),
+            SenderId: 'lab',
+            ApproximateFirstReceiveTimestamp: String(Date.now()),
+          },
           messageAttributes: {},
           md5OfBody: '',
           eventSource: 'aws:sqs',
@@ -157,7 +196,10 @@ function startSqsMapping(ctx: HandlerContext, queueArn: string, fnArn: string): 
 export const eventSourceMappingHandler: ResourceHandler = {
   types: ['AWS::Lambda::EventSourceMapping'],
   phase: 60,
-  attributes: (name) => ({ Id: name, EventSourceMappingArn: `arn:aws:lambda:::event-source-mapping:${name}` }),
+  attributes: (name) => ({
+    Id: name,
+    EventSourceMappingArn: `arn:aws:lambda:::event-source-mapping:${name}`,
+  }),
   create(ctx) {
     const p = ctx.properties;
     const source = String(p.EventSourceArn ?? '');

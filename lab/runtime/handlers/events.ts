@@ -7,7 +7,14 @@
 import { randomUUID } from 'node:crypto';
 import { arn, type ResourceHandler } from './types';
 
-const UNIT_MS: Record<string, number> = { minute: 60_000, minutes: 60_000, hour: 3_600_000, hours: 3_600_000, day: 86_400_000, days: 86_400_000 };
+const UNIT_MS: Record<string, number> = {
+  minute: 60_000,
+  minutes: 60_000,
+  hour: 3_600_000,
+  hours: 3_600_000,
+  day: 86_400_000,
+  days: 86_400_000,
+};
 
 /** Interval in ms of a `rate(...)` expression, undefined for `cron(...)`; throws when malformed. */
 export function rateMs(expression: string): number | undefined {
@@ -35,7 +42,11 @@ export const eventsRuleHandler: ResourceHandler = {
       input: typeof t.Input === 'string' ? (JSON.parse(t.Input) as unknown) : undefined,
     }));
     const nonLambda = targets.filter((t) => !ctx.runner.has(t.arn));
-    if (nonLambda.length) return { status: 'unsupported', detail: `targets other than stack functions: ${nonLambda.map((t) => t.arn).join(', ')}` };
+    if (nonLambda.length)
+      return {
+        status: 'unsupported',
+        detail: `targets other than stack functions: ${nonLambda.map((t) => t.arn).join(', ')}`,
+      };
     const ruleArn = arn('events', ctx, `rule/${ctx.physicalName}`);
     const fire = async (): Promise<unknown[]> => {
       const event = {
@@ -52,7 +63,17 @@ export const eventsRuleHandler: ResourceHandler = {
       return Promise.all(targets.map((t) => ctx.invoke(t.arn, t.input ?? event)));
     };
     const enabled = p.State === undefined || p.State === 'ENABLED';
-    ctx.record('schedule', { logicalId: ctx.logicalId, name: ctx.physicalName, expression, enabled, everyMs: every, fire });
-    return { status: 'created', detail: `${expression} → ${targets.length} target(s)${enabled ? '' : ' (disabled)'}` };
+    ctx.record('schedule', {
+      logicalId: ctx.logicalId,
+      name: ctx.physicalName,
+      expression,
+      enabled,
+      everyMs: every,
+      fire,
+    });
+    return {
+      status: 'created',
+      detail: `${expression} → ${targets.length} target(s)${enabled ? '' : ' (disabled)'}`,
+    };
   },
 };

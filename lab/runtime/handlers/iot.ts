@@ -52,9 +52,12 @@ export const iotProvisioningTemplateHandler: ResourceHandler = {
     const p = ctx.properties;
     const hook = p.PreProvisioningHook as { TargetArn?: string } | undefined;
     const body = typeof p.TemplateBody === 'string' ? p.TemplateBody : JSON.stringify(p.TemplateBody);
-    if (p.TemplateType === 'JITP') return { status: 'unsupported', detail: 'JITP templates are not emulated' };
+    if (p.TemplateType === 'JITP')
+      return { status: 'unsupported', detail: 'JITP templates are not emulated' };
     if (hook?.TargetArn && !ctx.runner.has(hook.TargetArn)) {
-      throw new Error(`provisioning template ${ctx.physicalName}: pre-provisioning hook ${hook.TargetArn} is not a function of the stack`);
+      throw new Error(
+        `provisioning template ${ctx.physicalName}: pre-provisioning hook ${hook.TargetArn} is not a function of the stack`,
+      );
     }
     ctx.iot.registry.putProvisioningTemplate({
       name: ctx.physicalName,
@@ -63,7 +66,10 @@ export const iotProvisioningTemplateHandler: ResourceHandler = {
       hookArn: hook?.TargetArn,
       roleArn: typeof p.ProvisioningRoleArn === 'string' ? p.ProvisioningRoleArn : undefined,
     });
-    return { status: 'created', detail: `${p.Enabled === true ? 'enabled' : 'DISABLED'}${hook?.TargetArn ? ', with hook' : ''}` };
+    return {
+      status: 'created',
+      detail: `${p.Enabled === true ? 'enabled' : 'DISABLED'}${hook?.TargetArn ? ', with hook' : ''}`,
+    };
   },
 };
 

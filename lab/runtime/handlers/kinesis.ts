@@ -9,7 +9,12 @@ export const kinesisStreamHandler: ResourceHandler = {
   attributes: (name, c) => ({ Arn: arn('kinesis', c, `stream/${name}`) }),
   async create(ctx) {
     const mode = (ctx.properties.StreamModeDetails as { StreamMode?: string } | undefined)?.StreamMode;
-    const shards = typeof ctx.properties.ShardCount === 'number' ? ctx.properties.ShardCount : mode === 'ON_DEMAND' ? 4 : 1;
+    const shards =
+      typeof ctx.properties.ShardCount === 'number'
+        ? ctx.properties.ShardCount
+        : mode === 'ON_DEMAND'
+          ? 4
+          : 1;
     await ctx.kinesis.createStream(ctx.physicalName, shards);
     return { status: 'created', detail: `${shards} shard(s)${mode === 'ON_DEMAND' ? ', on-demand' : ''}` };
   },

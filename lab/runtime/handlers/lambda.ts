@@ -17,13 +17,20 @@ function codeDir(ctx: HandlerContext): string {
   }
   if (typeof code.S3Key === 'string') {
     const asset = ctx.assembly.assetForS3Key(code.S3Key);
-    if (!asset) throw new Error(`function ${ctx.logicalId}: asset for S3 key ${code.S3Key} not found in ${ctx.assembly.dir}`);
+    if (!asset)
+      throw new Error(
+        `function ${ctx.logicalId}: asset for S3 key ${code.S3Key} not found in ${ctx.assembly.dir}`,
+      );
     if (!statSync(asset.path).isDirectory()) {
-      throw new Error(`function ${ctx.logicalId}: asset ${asset.path} is a packaged file; the lab runs directory assets (NodejsFunction / Code.fromAsset(dir))`);
+      throw new Error(
+        `function ${ctx.logicalId}: asset ${asset.path} is a packaged file; the lab runs directory assets (NodejsFunction / Code.fromAsset(dir))`,
+      );
     }
     return asset.path;
   }
-  throw new Error(`function ${ctx.logicalId}: Code must be ZipFile or an S3 asset of this assembly (found ${Object.keys(code).join(', ')})`);
+  throw new Error(
+    `function ${ctx.logicalId}: Code must be ZipFile or an S3 asset of this assembly (found ${Object.keys(code).join(', ')})`,
+  );
 }
 
 export const lambdaFunctionHandler: ResourceHandler = {
@@ -36,9 +43,13 @@ export const lambdaFunctionHandler: ResourceHandler = {
     const p = ctx.properties;
     const runtime = String(p.Runtime ?? '');
     if (p.PackageType === 'Image' || !runtime.startsWith('nodejs')) {
-      return { status: 'unsupported', detail: `runtime ${runtime || p.PackageType}: the lab runs Node.js functions only` };
+      return {
+        status: 'unsupported',
+        detail: `runtime ${runtime || p.PackageType}: the lab runs Node.js functions only`,
+      };
     }
-    const env = ((p.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {}) as Record<string, unknown>;
+    const env = ((p.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ??
+      {}) as Record<string, unknown>;
     const spec = {
       logicalId: ctx.logicalId,
       functionName: ctx.physicalName,
@@ -51,7 +62,10 @@ export const lambdaFunctionHandler: ResourceHandler = {
       environment: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
     };
     ctx.runner.register(spec);
-    return { status: 'created', detail: `${runtime}, ${spec.timeoutSec}s, ${spec.memoryMb} MB, ${spec.handler}` };
+    return {
+      status: 'created',
+      detail: `${runtime}, ${spec.timeoutSec}s, ${spec.memoryMb} MB, ${spec.handler}`,
+    };
   },
 };
 
@@ -74,13 +88,24 @@ export const lambdaPermissionHandler: ResourceHandler = {
 };
 
 function wildcard(pattern: string, value: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
   return re.test(value);
 }
 
 /** Why `principal` may not invoke `functionArn` from `sourceArn`, or undefined when it may. */
 export function checkInvokePermission(
-  permissions: readonly { functionArn: string; action: string; principal: string; sourceArn?: string; sourceAccount?: string }[],
+  permissions: readonly {
+    functionArn: string;
+    action: string;
+    principal: string;
+    sourceArn?: string;
+    sourceAccount?: string;
+  }[],
   functionArn: string,
   principal: string,
   sourceArn: string,

@@ -80,6 +80,11 @@ export interface ResourceHandler {
   create(ctx: HandlerContext): Promise<CreateResult> | CreateResult;
 }
 
-export function arn(service: string, c: NamingContext, resource: string, opts: { region?: boolean; account?: boolean } = {}): string {
+export function arn(
+  service: string,
+  c: NamingContext,
+  resource: string,
+  opts: { region?: boolean; account?: boolean } = {},
+): string {
   return `arn:aws:${service}:${opts.region === false ? '' : c.region}:${opts.account === false ? '' : c.accountId}:${resource}`;
 }

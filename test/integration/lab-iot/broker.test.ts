@@ -48,7 +48,10 @@ const templateBody = JSON.stringify({
       },
       OverrideSettings: { AttributePayload: 'MERGE', ThingGroups: 'REPLACE' },
     },
-    certificate: { Type: 'AWS::IoT::Certificate', Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' } },
+    certificate: {
+      Type: 'AWS::IoT::Certificate',
+      Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' },
+    },
     policy: { Type: 'AWS::IoT::Policy', Properties: { PolicyName: 'fleet-device' } },
   },
   DeviceConfiguration: { telemetryTopic: { 'Fn::Sub': 'dt/fleet/${ThingName}/telemetry' } },
@@ -71,14 +74,22 @@ async function hook(_arn: string, event: unknown): Promise<unknown> {
   return { allowProvisioning: true, parameterOverrides: { ThingName: `fleet-${serial}`, Ring: 'canary' } };
 }
 
-async function identity(thingName?: string, policy = 'fleet-device'): Promise<{ cert: string; key: string; id: string; arn: string }> {
+async function identity(
+  thingName?: string,
+  policy = 'fleet-device',
+): Promise<{ cert: string; key: string; id: string; arn: string }> {
   const c = await iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true }));
   if (thingName) {
     await iot.send(new CreateThingCommand({ thingName }));
     await iot.send(new AttachThingPrincipalCommand({ thingName, principal: c.certificateArn }));
   }
   await iot.send(new AttachPolicyCommand({ policyName: policy, target: c.certificateArn }));
-  return { cert: c.certificatePem as string, key: c.keyPair?.PrivateKey as string, id: c.certificateId as string, arn: c.certificateArn as string };
+  return {
+    cert: c.certificatePem as string,
+    key: c.keyPair?.PrivateKey as string,
+    id: c.certificateId as string,
+    arn: c.certificateArn as string,
+  };
 }
 
 async function conn(creds: { cert: string; key: string }, clientId: string): Promise<MqttClient> {
@@ -88,23 +99,36 @@ async function conn(creds: { cert: string; key: string }, clientId: string): Pro
 }
 
 async function csr(): Promise<{ csrPem: string; keyPem: string }> {
-  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
   const req = await x509.Pkcs10CertificateRequestGenerator.create({
     name: 'CN=device',
     keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
   });
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return { csrPem: req.toString('pem'), keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n` };
+  return {
+    csrPem: req.toString('pem'),
+    keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`,
+  };
 }
 
 /** Subscribe to accepted+rejected, publish the request, resolve with the response. */
-async function request(c: MqttClient, topic: string, body: unknown): Promise<{ outcome: string; payload: Record<string, unknown> }> {
+async function request(
+  c: MqttClient,
+  topic: string,
+  body: unknown,
+): Promise<{ outcome: string; payload: Record<string, unknown> }> {
   await subscribe(c, [`${topic}/accepted`, `${topic}/rejected`]);
   const msg = nextMessage(c, (t) => t === `${topic}/accepted` || t === `${topic}/rejected`);
   await publish(c, topic, JSON.stringify(body));
   const m = await msg;
-  return { outcome: m.topic.slice(topic.length + 1), payload: JSON.parse(m.payload.toString()) as Record<string, unknown> };
+  return {
+    outcome: m.topic.slice(topic.length + 1),
+    payload: JSON.parse(m.payload.toString()) as Record<string, unknown>,
+  };
 }
 
 beforeAll(async () => {
@@ -145,7 +169,11 @@ describe('policy enforcement', () => {
     const tel = messages.find((m) => m.topic === 'dt/fleet/fleet-X/telemetry');
     expect(tel).toEqual(expect.objectContaining({ clientId: 'fleet-X', principal: x.id }));
     expect(messages.some((m) => m.topic === 'dt/fleet/fleet-Y/telemetry')).toBe(false);
-    const denial = logs.find((l) => String(l.msg).includes('policy denied iot:Publish') && String(l.resource).endsWith('dt/fleet/fleet-Y/telemetry'));
+    const denial = logs.find(
+      (l) =>
+        String(l.msg).includes('policy denied iot:Publish') &&
+        String(l.resource).endsWith('dt/fleet/fleet-Y/telemetry'),
+    );
     expect(denial).toEqual(expect.objectContaining({ reason: 'NO_MATCHING_ALLOW', clientId: 'fleet-X' }));
   });
 
@@ -202,15 +230,25 @@ describe('fleet provisioning MQTT API', () => {
   test('CSR flow end to end: create-from-csr, RegisterThing with hook overrides, reconnect as the thing', async () => {
     const c = await conn(claim, 'prov-SN100');
     const { csrPem, keyPem } = await csr();
-    const created = await request(c, '$aws/certificates/create-from-csr/json', { certificateSigningRequest: csrPem });
+    const created = await request(c, '$aws/certificates/create-from-csr/json', {
+      certificateSigningRequest: csrPem,
+    });
     expect(created.outcome).toBe('accepted');
     const certificateId = created.payload.certificateId as string;
     const certificatePem = created.payload.certificatePem as string;
-    expect(Object.keys(created.payload).sort()).toEqual(['certificateId', 'certificateOwnershipToken', 'certificatePem']);
-    expect((await iot.send(new DescribeCertificateCommand({ certificateId }))).certificateDescription?.status).toBe('PENDING_ACTIVATION');
+    expect(Object.keys(created.payload).sort()).toEqual([
+      'certificateId',
+      'certificateOwnershipToken',
+      'certificatePem',
+    ]);
+    expect(
+      (await iot.send(new DescribeCertificateCommand({ certificateId }))).certificateDescription?.status,
+    ).toBe('PENDING_ACTIVATION');
 
     // pending activation: cannot connect yet
-    await expect(connect(core, { cert: certificatePem, key: keyPem }, 'fleet-SN100')).rejects.toThrow(/Not authorized/i);
+    await expect(connect(core, { cert: certificatePem, key: keyPem }, 'fleet-SN100')).rejects.toThrow(
+      /Not authorized/i,
+    );
 
     const reg = await request(c, `$aws/provisioning-templates/${TEMPLATE}/provision/json`, {
       certificateOwnershipToken: created.payload.certificateOwnershipToken,
@@ -218,7 +256,10 @@ describe('fleet provisioning MQTT API', () => {
     });
     expect(reg).toEqual({
       outcome: 'accepted',
-      payload: { deviceConfiguration: { telemetryTopic: 'dt/fleet/fleet-SN100/telemetry' }, thingName: 'fleet-SN100' },
+      payload: {
+        deviceConfiguration: { telemetryTopic: 'dt/fleet/fleet-SN100/telemetry' },
+        thingName: 'fleet-SN100',
+      },
     });
     expect(hookCalls.at(-1)).toEqual({
       claimCertificateId: claim.id,
@@ -228,11 +269,17 @@ describe('fleet provisioning MQTT API', () => {
       clientId: 'prov-SN100',
       parameters: { SerialNumber: 'SN100' },
     });
-    expect((await iot.send(new DescribeCertificateCommand({ certificateId }))).certificateDescription?.status).toBe('ACTIVE');
-    expect((await iot.send(new DescribeThingCommand({ thingName: 'fleet-SN100' }))).attributes).toEqual({ serial: 'SN100' });
-    expect((await iot.send(new ListThingGroupsForThingCommand({ thingName: 'fleet-SN100' }))).thingGroups?.map((g) => g.groupName)).toEqual([
-      'fleet-ring-canary',
-    ]);
+    expect(
+      (await iot.send(new DescribeCertificateCommand({ certificateId }))).certificateDescription?.status,
+    ).toBe('ACTIVE');
+    expect((await iot.send(new DescribeThingCommand({ thingName: 'fleet-SN100' }))).attributes).toEqual({
+      serial: 'SN100',
+    });
+    expect(
+      (await iot.send(new ListThingGroupsForThingCommand({ thingName: 'fleet-SN100' }))).thingGroups?.map(
+        (g) => g.groupName,
+      ),
+    ).toEqual(['fleet-ring-canary']);
 
     // token is single use
     const again = await request(c, `$aws/provisioning-templates/${TEMPLATE}/provision/json`, {
@@ -241,11 +288,16 @@ describe('fleet provisioning MQTT API', () => {
     });
     expect(again.payload.errorCode).toBe('InvalidCertificateOwnershipToken');
 
-    const presence = new Promise<void>((resolve) => core.onMessage((m) => m.topic === '$aws/events/presence/connected/fleet-SN100' && resolve()));
+    const presence = new Promise<void>((resolve) =>
+      core.onMessage((m) => m.topic === '$aws/events/presence/connected/fleet-SN100' && resolve()),
+    );
     const device = await conn({ cert: certificatePem, key: keyPem }, 'fleet-SN100');
     await publish(device, 'dt/fleet/fleet-SN100/telemetry', '{"ok":true}');
     await presence;
-    const evt = JSON.parse(messages.find((m) => m.topic === '$aws/events/presence/connected/fleet-SN100')?.payload.toString() ?? '{}');
+    const evt = JSON.parse(
+      messages.find((m) => m.topic === '$aws/events/presence/connected/fleet-SN100')?.payload.toString() ??
+        '{}',
+    );
     expect(evt).toEqual({
       clientId: 'fleet-SN100',
       timestamp: expect.any(Number),
@@ -256,11 +308,18 @@ describe('fleet provisioning MQTT API', () => {
       versionNumber: 1,
     });
     const disc = new Promise<Buffer>((resolve) =>
-      core.onMessage((m) => m.topic === '$aws/events/presence/disconnected/fleet-SN100' && resolve(m.payload)),
+      core.onMessage(
+        (m) => m.topic === '$aws/events/presence/disconnected/fleet-SN100' && resolve(m.payload),
+      ),
     );
     await end(device);
     expect(JSON.parse((await disc).toString())).toEqual(
-      expect.objectContaining({ eventType: 'disconnected', clientInitiatedDisconnect: true, disconnectReason: 'CLIENT_INITIATED_DISCONNECT', versionNumber: 1 }),
+      expect.objectContaining({
+        eventType: 'disconnected',
+        clientInitiatedDisconnect: true,
+        disconnectReason: 'CLIENT_INITIATED_DISCONNECT',
+        versionNumber: 1,
+      }),
     );
   });
 
@@ -268,7 +327,12 @@ describe('fleet provisioning MQTT API', () => {
     const c = await conn(claim, 'prov-K1');
     const r = await request(c, '$aws/certificates/create/json', {});
     expect(r.outcome).toBe('accepted');
-    expect(Object.keys(r.payload).sort()).toEqual(['certificateId', 'certificateOwnershipToken', 'certificatePem', 'privateKey']);
+    expect(Object.keys(r.payload).sort()).toEqual([
+      'certificateId',
+      'certificateOwnershipToken',
+      'certificatePem',
+      'privateKey',
+    ]);
     expect(r.payload.privateKey).toContain('PRIVATE KEY');
   });
 
@@ -278,7 +342,9 @@ describe('fleet provisioning MQTT API', () => {
   ])('hook outcome %s is rejected %s %s', async (serial, statusCode, errorCode) => {
     const c = await conn(claim, `prov-${serial}`);
     const { csrPem } = await csr();
-    const created = await request(c, '$aws/certificates/create-from-csr/json', { certificateSigningRequest: csrPem });
+    const created = await request(c, '$aws/certificates/create-from-csr/json', {
+      certificateSigningRequest: csrPem,
+    });
     const before = core.stats().registerThing.rejected;
     const r = await request(c, `$aws/provisioning-templates/${TEMPLATE}/provision/json`, {
       certificateOwnershipToken: created.payload.certificateOwnershipToken,
@@ -300,7 +366,9 @@ describe('fleet provisioning MQTT API', () => {
 
   test('an invalid CSR is rejected', async () => {
     const c = await conn(claim, 'prov-BADCSR');
-    const r = await request(c, '$aws/certificates/create-from-csr/json', { certificateSigningRequest: 'not a csr' });
+    const r = await request(c, '$aws/certificates/create-from-csr/json', {
+      certificateSigningRequest: 'not a csr',
+    });
     expect(r.outcome).toBe('rejected');
     expect(r.payload).toEqual(expect.objectContaining({ statusCode: 400 }));
   });
@@ -331,10 +399,19 @@ describe('RegisterThing throttling', () => {
     tcore.registry.putPolicy('fleet-claim', claimPolicy(TEMPLATE));
     tcore.registry.putPolicy('fleet-device', devicePolicy());
     tcore.registry.putThingGroup('fleet-ring-canary');
-    tcore.registry.putProvisioningTemplate({ name: TEMPLATE, body: templateBody, enabled: true, hookArn: HOOK });
+    tcore.registry.putProvisioningTemplate({
+      name: TEMPLATE,
+      body: templateBody,
+      enabled: true,
+      hookArn: HOOK,
+    });
     const k = await tiot.send(new CreateKeysAndCertificateCommand({ setAsActive: true }));
     await tiot.send(new AttachPolicyCommand({ policyName: 'fleet-claim', target: k.certificateArn }));
-    const c = await connect(tcore, { cert: k.certificatePem as string, key: k.keyPair?.PrivateKey as string }, 'prov-TH');
+    const c = await connect(
+      tcore,
+      { cert: k.certificatePem as string, key: k.keyPair?.PrivateKey as string },
+      'prov-TH',
+    );
     try {
       const results: string[] = [];
       for (const serial of ['TH1', 'TH2']) {
@@ -343,7 +420,9 @@ describe('RegisterThing throttling', () => {
           certificateOwnershipToken: created.payload.certificateOwnershipToken,
           parameters: { SerialNumber: serial },
         });
-        results.push(r.outcome === 'accepted' ? 'accepted' : `${r.payload.statusCode}/${r.payload.errorCode}`);
+        results.push(
+          r.outcome === 'accepted' ? 'accepted' : `${r.payload.statusCode}/${r.payload.errorCode}`,
+        );
       }
       expect(results).toEqual(['accepted', '429/ThrottlingException']);
       expect(tcore.stats()).toEqual({ registerThing: { accepted: 1, throttled: 1, rejected: 0 } });

@@ -5,7 +5,12 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { AttachPolicyCommand, CreateKeysAndCertificateCommand, DescribeThingCommand, type IoTClient } from '@aws-sdk/client-iot';
+import {
+  AttachPolicyCommand,
+  CreateKeysAndCertificateCommand,
+  DescribeThingCommand,
+  type IoTClient,
+} from '@aws-sdk/client-iot';
 import { iot, iotidentity, mqtt } from 'aws-iot-device-sdk-v2';
 import type { IotCore } from '../../../lab/iot';
 import '../../../lab/iot/ca';
@@ -15,8 +20,14 @@ const TEMPLATE = 'fleet-tpl';
 const body = JSON.stringify({
   Parameters: { SerialNumber: { Type: 'String' }, 'AWS::IoT::Certificate::Id': { Type: 'String' } },
   Resources: {
-    thing: { Type: 'AWS::IoT::Thing', Properties: { ThingName: { 'Fn::Join': ['-', ['fleet', { Ref: 'SerialNumber' }]] } } },
-    certificate: { Type: 'AWS::IoT::Certificate', Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' } },
+    thing: {
+      Type: 'AWS::IoT::Thing',
+      Properties: { ThingName: { 'Fn::Join': ['-', ['fleet', { Ref: 'SerialNumber' }]] } },
+    },
+    certificate: {
+      Type: 'AWS::IoT::Certificate',
+      Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' },
+    },
     policy: { Type: 'AWS::IoT::Policy', Properties: { PolicyName: 'fleet-device' } },
   },
   DeviceConfiguration: { fw: '1.0.0' },
@@ -29,14 +40,22 @@ beforeAll(async () => {
   ({ core, iot: iotClient } = await startCore({ invokeLambda: async () => ({ allowProvisioning: true }) }));
   core.registry.putPolicy('fleet-device', devicePolicy());
   core.registry.putPolicy('fleet-claim', claimPolicy(TEMPLATE));
-  core.registry.putProvisioningTemplate({ name: TEMPLATE, body, enabled: true, hookArn: 'arn:aws:lambda:us-east-1:123456789012:function:hook' });
+  core.registry.putProvisioningTemplate({
+    name: TEMPLATE,
+    body,
+    enabled: true,
+    hookArn: 'arn:aws:lambda:us-east-1:123456789012:function:hook',
+  });
 });
 afterAll(async () => {
   iotClient.destroy();
   await core.stop();
 });
 
-function once<T>(subscribe: (cb: (error?: unknown, response?: T) => void) => Promise<unknown>): { ready: Promise<unknown>; value: Promise<T> } {
+function once<T>(subscribe: (cb: (error?: unknown, response?: T) => void) => Promise<unknown>): {
+  ready: Promise<unknown>;
+  value: Promise<T>;
+} {
   let resolve!: (v: T) => void;
   let reject!: (e: unknown) => void;
   const value = new Promise<T>((res, rej) => {
@@ -51,7 +70,10 @@ test('aws-iot-device-sdk-v2 IotIdentityClient: CreateCertificateFromCsr + Regist
   const claim = await iotClient.send(new CreateKeysAndCertificateCommand({ setAsActive: true }));
   await iotClient.send(new AttachPolicyCommand({ policyName: 'fleet-claim', target: claim.certificateArn }));
 
-  const config = iot.AwsIotMqttConnectionConfigBuilder.new_mtls_builder(claim.certificatePem as string, claim.keyPair?.PrivateKey as string)
+  const config = iot.AwsIotMqttConnectionConfigBuilder.new_mtls_builder(
+    claim.certificatePem as string,
+    claim.keyPair?.PrivateKey as string,
+  )
     .with_certificate_authority(core.mqtt.caPem)
     .with_endpoint(core.mqtt.host)
     .with_port(core.mqtt.port)
@@ -65,7 +87,10 @@ test('aws-iot-device-sdk-v2 IotIdentityClient: CreateCertificateFromCsr + Regist
     const identity = new iotidentity.IotIdentityClient(connection);
     const QOS = mqtt.QoS.AtLeastOnce;
 
-    const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+      'sign',
+      'verify',
+    ])) as webcrypto.CryptoKeyPair;
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: 'CN=sdk-device',
       keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
@@ -75,24 +100,42 @@ test('aws-iot-device-sdk-v2 IotIdentityClient: CreateCertificateFromCsr + Regist
     const csrAccepted = once<iotidentity.model.CreateCertificateFromCsrResponse>((cb) =>
       identity.subscribeToCreateCertificateFromCsrAccepted({}, QOS, cb),
     );
-    const csrRejected = once<iotidentity.model.ErrorResponse>((cb) => identity.subscribeToCreateCertificateFromCsrRejected({}, QOS, cb));
+    const csrRejected = once<iotidentity.model.ErrorResponse>((cb) =>
+      identity.subscribeToCreateCertificateFromCsrRejected({}, QOS, cb),
+    );
     await Promise.all([csrAccepted.ready, csrRejected.ready]);
     await identity.publishCreateCertificateFromCsr({ certificateSigningRequest: csr.toString('pem') }, QOS);
-    const created = await Promise.race([csrAccepted.value, csrRejected.value.then((r) => Promise.reject(new Error(JSON.stringify(r))))]);
+    const created = await Promise.race([
+      csrAccepted.value,
+      csrRejected.value.then((r) => Promise.reject(new Error(JSON.stringify(r)))),
+    ]);
     expect(created.certificateId).toMatch(/^[0-9a-f]{64}$/);
 
     const regAccepted = once<iotidentity.model.RegisterThingResponse>((cb) =>
       identity.subscribeToRegisterThingAccepted({ templateName: TEMPLATE }, QOS, cb),
     );
-    const regRejected = once<iotidentity.model.ErrorResponse>((cb) => identity.subscribeToRegisterThingRejected({ templateName: TEMPLATE }, QOS, cb));
+    const regRejected = once<iotidentity.model.ErrorResponse>((cb) =>
+      identity.subscribeToRegisterThingRejected({ templateName: TEMPLATE }, QOS, cb),
+    );
     await Promise.all([regAccepted.ready, regRejected.ready]);
     await identity.publishRegisterThing(
-      { templateName: TEMPLATE, certificateOwnershipToken: created.certificateOwnershipToken, parameters: { SerialNumber: 'SDK1' } },
+      {
+        templateName: TEMPLATE,
+        certificateOwnershipToken: created.certificateOwnershipToken,
+        parameters: { SerialNumber: 'SDK1' },
+      },
       QOS,
     );
-    const registered = await Promise.race([regAccepted.value, regRejected.value.then((r) => Promise.reject(new Error(JSON.stringify(r))))]);
-    expect(registered).toEqual(expect.objectContaining({ thingName: 'fleet-SDK1', deviceConfiguration: { fw: '1.0.0' } }));
-    expect((await iotClient.send(new DescribeThingCommand({ thingName: 'fleet-SDK1' }))).thingName).toBe('fleet-SDK1');
+    const registered = await Promise.race([
+      regAccepted.value,
+      regRejected.value.then((r) => Promise.reject(new Error(JSON.stringify(r)))),
+    ]);
+    expect(registered).toEqual(
+      expect.objectContaining({ thingName: 'fleet-SDK1', deviceConfiguration: { fw: '1.0.0' } }),
+    );
+    expect((await iotClient.send(new DescribeThingCommand({ thingName: 'fleet-SDK1' }))).thingName).toBe(
+      'fleet-SDK1',
+    );
 
     // the issued certificate works for the device's own connection
     const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));

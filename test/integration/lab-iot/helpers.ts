@@ -67,7 +67,10 @@ export function end(c: MqttClient | undefined): Promise<void> {
 }
 
 /** Resolve with the first message on a topic (filter match done by mqtt.js subscription). */
-export function nextMessage(c: MqttClient, predicate: (topic: string) => boolean): Promise<{ topic: string; payload: Buffer }> {
+export function nextMessage(
+  c: MqttClient,
+  predicate: (topic: string) => boolean,
+): Promise<{ topic: string; payload: Buffer }> {
   return new Promise((resolve) => {
     const on = (topic: string, payload: Buffer): void => {
       if (!predicate(topic)) return;
@@ -82,7 +85,8 @@ export function subscribe(c: MqttClient, filter: string | string[], qos: 0 | 1 =
   return new Promise((resolve, reject) =>
     c.subscribe(filter, { qos }, (err, granted) => {
       // mqtt.js reports a SUBACK failure (0x80) as an error carrying the SUBACK packet
-      const suback = (err as { packet?: { granted?: Array<number | { qos: number }> } } | null)?.packet?.granted;
+      const suback = (err as { packet?: { granted?: Array<number | { qos: number }> } } | null)?.packet
+        ?.granted;
       if (err && suback) return resolve(suback.map((g) => (typeof g === 'number' ? g : g.qos)));
       if (err) return reject(err);
       resolve((granted ?? []).map((g) => g.qos));
@@ -91,7 +95,9 @@ export function subscribe(c: MqttClient, filter: string | string[], qos: 0 | 1 =
 }
 
 export function publish(c: MqttClient, topic: string, payload: string, qos: 0 | 1 = 1): Promise<void> {
-  return new Promise((resolve, reject) => c.publish(topic, payload, { qos }, (err) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) =>
+    c.publish(topic, payload, { qos }, (err) => (err ? reject(err) : resolve())),
+  );
 }
 
 /** Resolves when the connection closes. */
@@ -113,7 +119,11 @@ export function devicePolicy(): unknown {
         Resource: arn(`client/${thing}`),
         Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
       },
-      { Effect: 'Allow', Action: ['iot:Publish'], Resource: [arn(`topic/dt/fleet/${thing}/*`), arn(`topic/$aws/things/${thing}/jobs/*`)] },
+      {
+        Effect: 'Allow',
+        Action: ['iot:Publish'],
+        Resource: [arn(`topic/dt/fleet/${thing}/*`), arn(`topic/$aws/things/${thing}/jobs/*`)],
+      },
       {
         Effect: 'Allow',
         Action: ['iot:Subscribe'],
@@ -130,12 +140,20 @@ export function devicePolicy(): unknown {
 
 /** A least-privilege claim policy for template `tpl` (CSR and key flows). */
 export function claimPolicy(template: string): unknown {
-  const topics = ['$aws/certificates/create/*', '$aws/certificates/create-from-csr/*', `$aws/provisioning-templates/${template}/provision/*`];
+  const topics = [
+    '$aws/certificates/create/*',
+    '$aws/certificates/create-from-csr/*',
+    `$aws/provisioning-templates/${template}/provision/*`,
+  ];
   return {
     Version: '2012-10-17',
     Statement: [
       { Effect: 'Allow', Action: 'iot:Connect', Resource: arn('client/prov-*') },
-      { Effect: 'Allow', Action: ['iot:Publish', 'iot:Receive'], Resource: topics.map((t) => arn(`topic/${t}`)) },
+      {
+        Effect: 'Allow',
+        Action: ['iot:Publish', 'iot:Receive'],
+        Resource: topics.map((t) => arn(`topic/${t}`)),
+      },
       { Effect: 'Allow', Action: 'iot:Subscribe', Resource: topics.map((t) => arn(`topicfilter/${t}`)) },
     ],
   };

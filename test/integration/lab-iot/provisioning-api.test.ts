@@ -6,8 +6,14 @@ import { IotRegistry } from '../../../lab/iot/state';
 const body = JSON.stringify({
   Parameters: { SerialNumber: { Type: 'String' }, 'AWS::IoT::Certificate::Id': { Type: 'String' } },
   Resources: {
-    thing: { Type: 'AWS::IoT::Thing', Properties: { ThingName: { Ref: 'SerialNumber' }, ThingGroups: ['missing-group'] } },
-    certificate: { Type: 'AWS::IoT::Certificate', Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' } } },
+    thing: {
+      Type: 'AWS::IoT::Thing',
+      Properties: { ThingName: { Ref: 'SerialNumber' }, ThingGroups: ['missing-group'] },
+    },
+    certificate: {
+      Type: 'AWS::IoT::Certificate',
+      Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' } },
+    },
   },
 });
 
@@ -20,7 +26,12 @@ function setup(): { api: ProvisioningApi; reg: IotRegistry; clock: { t: number }
   const clock = { t: 1_000_000 };
   const reg = new IotRegistry('us-east-1', '123456789012');
   reg.putProvisioningTemplate({ name: 'tpl', body, enabled: true });
-  const api = new ProvisioningApi({ registry: reg, ca, invokeLambda: async () => ({ allowProvisioning: true }), now: () => clock.t });
+  const api = new ProvisioningApi({
+    registry: reg,
+    ca,
+    invokeLambda: async () => ({ allowProvisioning: true }),
+    now: () => clock.t,
+  });
   return { api, reg, clock };
 }
 
@@ -33,9 +44,17 @@ test('an ownership token older than 1 hour is rejected and its unactivated certi
   const token = created?.payload.certificateOwnershipToken as string;
   const certificateId = created?.payload.certificateId as string;
   clock.t += OWNERSHIP_TOKEN_TTL_MS + 1;
-  const r = await api.handle('$aws/provisioning-templates/tpl/provision/json', json({ certificateOwnershipToken: token, parameters: { SerialNumber: 'S1' } }), req);
+  const r = await api.handle(
+    '$aws/provisioning-templates/tpl/provision/json',
+    json({ certificateOwnershipToken: token, parameters: { SerialNumber: 'S1' } }),
+    req,
+  );
   expect(r?.topic).toBe('$aws/provisioning-templates/tpl/provision/json/rejected');
-  expect(r?.payload).toEqual({ statusCode: 400, errorCode: 'InvalidCertificateOwnershipToken', errorMessage: 'Certificate ownership token has expired.' });
+  expect(r?.payload).toEqual({
+    statusCode: 400,
+    errorCode: 'InvalidCertificateOwnershipToken',
+    errorMessage: 'Certificate ownership token has expired.',
+  });
   expect(reg.certificates.has(certificateId)).toBe(false);
 });
 
@@ -45,7 +64,10 @@ test('a missing thing group rejects the request and leaves no partial state', as
   const rec = reg.getCertificate(created?.payload.certificateId as string);
   const r = await api.handle(
     '$aws/provisioning-templates/tpl/provision/json',
-    json({ certificateOwnershipToken: created?.payload.certificateOwnershipToken, parameters: { SerialNumber: 'S2' } }),
+    json({
+      certificateOwnershipToken: created?.payload.certificateOwnershipToken,
+      parameters: { SerialNumber: 'S2' },
+    }),
     req,
   );
   expect(r?.payload).toEqual(expect.objectContaining({ statusCode: 404, errorCode: 'ResourceNotFound' }));

@@ -22,7 +22,10 @@ const template = {
       },
       OverrideSettings: { AttributePayload: 'MERGE', ThingGroups: 'REPLACE' },
     },
-    certificate: { Type: 'AWS::IoT::Certificate', Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'Active' } },
+    certificate: {
+      Type: 'AWS::IoT::Certificate',
+      Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'Active' },
+    },
     policy: { Type: 'AWS::IoT::Policy', Properties: { PolicyName: 'fleet-device' } },
   },
   DeviceConfiguration: {
@@ -47,7 +50,9 @@ test('evaluates parameters, defaults and every documented intrinsic', () => {
     }),
   );
   expect(ev.certificate).toEqual(expect.objectContaining({ certificateId: 'abc123', status: 'ACTIVE' }));
-  expect(ev.policies).toEqual([{ logicalId: 'policy', policyName: 'fleet-device', policyDocument: undefined }]);
+  expect(ev.policies).toEqual([
+    { logicalId: 'policy', policyName: 'fleet-device', policyDocument: undefined },
+  ]);
   expect(ev.deviceConfiguration).toEqual({
     telemetryTopic: 'dt/fleet/fleet-SN-L7-0001/telemetry',
     healthTopic: 'dt/fleet/fleet-SN-L7-0001/health',
@@ -68,24 +73,100 @@ const bad = (mutate: (t: Record<string, unknown>) => void): Record<string, unkno
 };
 
 test.each([
-  ['missing required parameter', template, { SerialNumber: 'x', ThingName: 't' }, /Missing value for parameter Ring/],
-  ['unsupported intrinsic', bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { 'Fn::If': ['c', 'a', 'b'] })), params, /Unsupported intrinsic function Fn::If/],
-  ['GetAtt is unsupported', bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { 'Fn::GetAtt': ['thing', 'Arn'] })), params, /Fn::GetAtt/],
-  ['Ref to an undeclared parameter', bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { Ref: 'Nope' })), params, /undefined parameter Nope/],
-  ['Select out of range', bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { 'Fn::Select': [5, ['a']] })), params, /out of range/],
-  ['FindInMap miss', bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { 'Fn::FindInMap': ['Rings', 'broad', 'Group'] })), params, /FindInMap/],
+  [
+    'missing required parameter',
+    template,
+    { SerialNumber: 'x', ThingName: 't' },
+    /Missing value for parameter Ring/,
+  ],
+  [
+    'unsupported intrinsic',
+    bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { 'Fn::If': ['c', 'a', 'b'] })),
+    params,
+    /Unsupported intrinsic function Fn::If/,
+  ],
+  [
+    'GetAtt is unsupported',
+    bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { 'Fn::GetAtt': ['thing', 'Arn'] })),
+    params,
+    /Fn::GetAtt/,
+  ],
+  [
+    'Ref to an undeclared parameter',
+    bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { Ref: 'Nope' })),
+    params,
+    /undefined parameter Nope/,
+  ],
+  [
+    'Select out of range',
+    bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { 'Fn::Select': [5, ['a']] })),
+    params,
+    /out of range/,
+  ],
+  [
+    'FindInMap miss',
+    bad(
+      (t) =>
+        ((t.DeviceConfiguration as Record<string, unknown>).x = {
+          'Fn::FindInMap': ['Rings', 'broad', 'Group'],
+        }),
+    ),
+    params,
+    /FindInMap/,
+  ],
   ['Conditions section', bad((t) => (t.Conditions = {})), params, /Unsupported template section Conditions/],
-  ['unknown resource type', bad((t) => ((t.Resources as Record<string, unknown>).q = { Type: 'AWS::SQS::Queue' })), params, /unsupported resource type AWS::SQS::Queue/],
-  ['nested DeviceConfiguration', bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { a: 'b' })), params, /nested objects/],
-  ['bad OverrideSettings', bad((t) => (((t.Resources as Record<string, Record<string, unknown>>).thing.OverrideSettings as Record<string, unknown>).ThingTypeName = 'MERGE')), params, /ThingTypeName must be one of/],
-  ['certificate without CertificateId', bad((t) => ((t.Resources as Record<string, Record<string, unknown>>).certificate.Properties = { Status: 'ACTIVE' })), params, /only CertificateId/],
+  [
+    'unknown resource type',
+    bad((t) => ((t.Resources as Record<string, unknown>).q = { Type: 'AWS::SQS::Queue' })),
+    params,
+    /unsupported resource type AWS::SQS::Queue/,
+  ],
+  [
+    'nested DeviceConfiguration',
+    bad((t) => ((t.DeviceConfiguration as Record<string, unknown>).x = { a: 'b' })),
+    params,
+    /nested objects/,
+  ],
+  [
+    'bad OverrideSettings',
+    bad(
+      (t) =>
+        ((
+          (t.Resources as Record<string, Record<string, unknown>>).thing.OverrideSettings as Record<
+            string,
+            unknown
+          >
+        ).ThingTypeName = 'MERGE'),
+    ),
+    params,
+    /ThingTypeName must be one of/,
+  ],
+  [
+    'certificate without CertificateId',
+    bad(
+      (t) =>
+        ((t.Resources as Record<string, Record<string, unknown>>).certificate.Properties = {
+          Status: 'ACTIVE',
+        }),
+    ),
+    params,
+    /only CertificateId/,
+  ],
   ['invalid JSON body', '{', params, /not valid JSON/],
 ])('%s is rejected with a clear message', (_n, body, p, message) => {
-  expect(() => evaluateTemplate(body as string, p as Record<string, string>, { builtins })).toThrow(TemplateError);
+  expect(() => evaluateTemplate(body as string, p as Record<string, string>, { builtins })).toThrow(
+    TemplateError,
+  );
   expect(() => evaluateTemplate(body as string, p as Record<string, string>, { builtins })).toThrow(message);
 });
 
 test('inline PolicyDocument is serialized', () => {
-  const t = bad((x) => ((x.Resources as Record<string, unknown>).policy = { Type: 'AWS::IoT::Policy', Properties: { PolicyDocument: { Statement: [] } } }));
+  const t = bad(
+    (x) =>
+      ((x.Resources as Record<string, unknown>).policy = {
+        Type: 'AWS::IoT::Policy',
+        Properties: { PolicyDocument: { Statement: [] } },
+      }),
+  );
   expect(evaluateTemplate(t, params, { builtins }).policies[0].policyDocument).toBe('{"Statement":[]}');
 });

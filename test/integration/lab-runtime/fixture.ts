@@ -47,10 +47,18 @@ export function writeFixtureAssembly(): string {
   mkdirSync(join(dir, `asset.${WORKER_HASH}`));
   writeFileSync(join(dir, `asset.${WORKER_HASH}`, 'index.js'), WORKER_CODE);
   mkdirSync(join(dir, `asset.${CONSUMER_HASH}`));
-  writeFileSync(join(dir, `asset.${CONSUMER_HASH}`, 'index.js'), consumerCode(require.resolve('@aws-sdk/client-dynamodb')));
+  writeFileSync(
+    join(dir, `asset.${CONSUMER_HASH}`, 'index.js'),
+    consumerCode(require.resolve('@aws-sdk/client-dynamodb')),
+  );
 
   const template = {
-    Parameters: { BootstrapVersion: { Type: 'AWS::SSM::Parameter::Value<String>', Default: '/cdk-bootstrap/hnb659fds/version' } },
+    Parameters: {
+      BootstrapVersion: {
+        Type: 'AWS::SSM::Parameter::Value<String>',
+        Default: '/cdk-bootstrap/hnb659fds/version',
+      },
+    },
     Resources: {
       Table: {
         Type: 'AWS::DynamoDB::Table',
@@ -61,7 +69,13 @@ export function writeFixtureAssembly(): string {
             { AttributeName: 'thing', AttributeType: 'S' },
           ],
           KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-          GlobalSecondaryIndexes: [{ IndexName: 'byThing', KeySchema: [{ AttributeName: 'thing', KeyType: 'HASH' }], Projection: { ProjectionType: 'KEYS_ONLY' } }],
+          GlobalSecondaryIndexes: [
+            {
+              IndexName: 'byThing',
+              KeySchema: [{ AttributeName: 'thing', KeyType: 'HASH' }],
+              Projection: { ProjectionType: 'KEYS_ONLY' },
+            },
+          ],
           PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         },
       },
@@ -108,7 +122,9 @@ export function writeFixtureAssembly(): string {
             Sql: "SELECT *, topic(2) AS thing FROM 'dev/+/data' WHERE temp > 0",
             AwsIotSqlVersion: '2016-03-23',
             Actions: [{ Lambda: { FunctionArn: { 'Fn::GetAtt': ['Worker', 'Arn'] } } }],
-            ErrorAction: { Sqs: { QueueUrl: { Ref: 'Dlq' }, RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] }, UseBase64: false } },
+            ErrorAction: {
+              Sqs: { QueueUrl: { Ref: 'Dlq' }, RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] }, UseBase64: false },
+            },
           },
         },
       },
@@ -129,7 +145,15 @@ export function writeFixtureAssembly(): string {
           RuleName: 'telemetry',
           TopicRulePayload: {
             Sql: "SELECT temp FROM 'tele/+'",
-            Actions: [{ Kinesis: { StreamName: { Ref: 'Stream' }, PartitionKey: '${topic(2)}', RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] } } }],
+            Actions: [
+              {
+                Kinesis: {
+                  StreamName: { Ref: 'Stream' },
+                  PartitionKey: '${topic(2)}',
+                  RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] },
+                },
+              },
+            ],
             ErrorAction: { Sqs: { QueueUrl: { Ref: 'Dlq' }, RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] } } },
           },
         },
@@ -146,21 +170,34 @@ export function writeFixtureAssembly(): string {
       },
       Nightly: {
         Type: 'AWS::Events::Rule',
-        Properties: { ScheduleExpression: 'rate(1 day)', Targets: [{ Arn: { 'Fn::GetAtt': ['Worker', 'Arn'] }, Id: 'T', Input: '{"mode":"ok","from":"schedule"}' }] },
+        Properties: {
+          ScheduleExpression: 'rate(1 day)',
+          Targets: [
+            { Arn: { 'Fn::GetAtt': ['Worker', 'Arn'] }, Id: 'T', Input: '{"mode":"ok","from":"schedule"}' },
+          ],
+        },
       },
     },
     Outputs: { TableName: { Value: { Ref: 'Table' } } },
   };
 
   writeFileSync(join(dir, 'Lab.template.json'), JSON.stringify(template));
-  const dest = (hash: string) => ({ 'current_account-current_region': { bucketName: 'cdk-assets', objectKey: `${hash}.zip` } });
+  const dest = (hash: string) => ({
+    'current_account-current_region': { bucketName: 'cdk-assets', objectKey: `${hash}.zip` },
+  });
   writeFileSync(
     join(dir, 'Lab.assets.json'),
     JSON.stringify({
       version: '48.0.0',
       files: {
-        [WORKER_HASH]: { source: { path: `asset.${WORKER_HASH}`, packaging: 'zip' }, destinations: dest(WORKER_HASH) },
-        [CONSUMER_HASH]: { source: { path: `asset.${CONSUMER_HASH}`, packaging: 'zip' }, destinations: dest(CONSUMER_HASH) },
+        [WORKER_HASH]: {
+          source: { path: `asset.${WORKER_HASH}`, packaging: 'zip' },
+          destinations: dest(WORKER_HASH),
+        },
+        [CONSUMER_HASH]: {
+          source: { path: `asset.${CONSUMER_HASH}`, packaging: 'zip' },
+          destinations: dest(CONSUMER_HASH),
+        },
       },
     }),
   );
@@ -170,7 +207,11 @@ export function writeFixtureAssembly(): string {
       version: '48.0.0',
       artifacts: {
         'Lab.assets': { type: 'cdk:asset-manifest', properties: { file: 'Lab.assets.json' } },
-        Lab: { type: 'aws:cloudformation:stack', properties: { templateFile: 'Lab.template.json' }, dependencies: ['Lab.assets'] },
+        Lab: {
+          type: 'aws:cloudformation:stack',
+          properties: { templateFile: 'Lab.template.json' },
+          dependencies: ['Lab.assets'],
+        },
       },
     }),
   );
@@ -178,13 +219,22 @@ export function writeFixtureAssembly(): string {
 }
 
 /** An IoT Core stand-in: server publishes loop back to listeners, as the broker does. */
-export function fakeIotCore(): IotCoreLike & { emit(m: IotMessage): void; published: IotMessage[]; stopped: boolean } {
+export function fakeIotCore(): IotCoreLike & {
+  emit(m: IotMessage): void;
+  published: IotMessage[];
+  stopped: boolean;
+} {
   const listeners: ((m: IotMessage) => void)[] = [];
   const published: IotMessage[] = [];
   const fake = {
     controlPlaneUrl: 'http://127.0.0.1:1',
     mqtt: { host: '127.0.0.1', port: 1, caPem: '' },
-    registry: { putPolicy: () => undefined, putThingType: () => undefined, putThingGroup: () => undefined, putProvisioningTemplate: () => undefined },
+    registry: {
+      putPolicy: () => undefined,
+      putThingType: () => undefined,
+      putThingGroup: () => undefined,
+      putProvisioningTemplate: () => undefined,
+    },
     onMessage: (l: (m: IotMessage) => void) => void listeners.push(l),
     emit: (m: IotMessage) => listeners.forEach((l) => l(m)),
     publish: async (topic: string, payload: Buffer | string) => {

@@ -1,6 +1,11 @@
 import { rmSync } from 'node:fs';
 import { DescribeTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
-import { LambdaFunctionError, loadCloudAssembly, startLabRuntime, type LabRuntime } from '../../../lab/runtime';
+import {
+  LambdaFunctionError,
+  loadCloudAssembly,
+  startLabRuntime,
+  type LabRuntime,
+} from '../../../lab/runtime';
 import { fakeIotCore, writeFixtureAssembly } from './fixture';
 
 jest.setTimeout(60_000);
@@ -35,7 +40,11 @@ describe('lab runtime on a synthetic cdk.out', () => {
       schedules: 'manual',
       onFunctionLog: (fn, line) => logs.push(`${fn} ${line}`),
     });
-    ddb = new DynamoDBClient({ endpoint: lab.endpoints.dynamodb, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+    ddb = new DynamoDBClient({
+      endpoint: lab.endpoints.dynamodb,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+    });
   });
 
   afterAll(async () => {
@@ -73,20 +82,30 @@ describe('lab runtime on a synthetic cdk.out', () => {
     });
     expect(out.remaining).toBeGreaterThan(0);
     expect(out.remaining).toBeLessThanOrEqual(1000);
-    expect(await lab.invoke(lab.topology.functions.Worker.arn, { mode: 'ok' })).toMatchObject({ fn: lab.topology.functions.Worker.name });
+    expect(await lab.invoke(lab.topology.functions.Worker.arn, { mode: 'ok' })).toMatchObject({
+      fn: lab.topology.functions.Worker.name,
+    });
   });
 
   test('a handler error comes back as a Lambda function error', async () => {
-    await expect(lab.invoke('Worker', { mode: 'throw' })).rejects.toMatchObject({ errorType: 'TypeError', errorMessage: 'boom from handler' });
+    await expect(lab.invoke('Worker', { mode: 'throw' })).rejects.toMatchObject({
+      errorType: 'TypeError',
+      errorMessage: 'boom from handler',
+    });
   });
 
   test('the function timeout is enforced and the sandbox is replaced', async () => {
-    const before = lab.runner.stats().find((s) => s.functionName === lab.topology.functions.Worker.name)?.coldStarts ?? 0;
+    const before =
+      lab.runner.stats().find((s) => s.functionName === lab.topology.functions.Worker.name)?.coldStarts ?? 0;
     const err = await lab.invoke('Worker', { mode: 'hang' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LambdaFunctionError);
-    expect(err).toMatchObject({ errorType: 'Sandbox.Timedout', errorMessage: expect.stringContaining('Task timed out after 1.00 seconds') });
+    expect(err).toMatchObject({
+      errorType: 'Sandbox.Timedout',
+      errorMessage: expect.stringContaining('Task timed out after 1.00 seconds'),
+    });
     await expect(lab.invoke('Worker', { mode: 'ok' })).resolves.toMatchObject({ event: { mode: 'ok' } });
-    const after = lab.runner.stats().find((s) => s.functionName === lab.topology.functions.Worker.name)?.coldStarts ?? 0;
+    const after =
+      lab.runner.stats().find((s) => s.functionName === lab.topology.functions.Worker.name)?.coldStarts ?? 0;
     expect(after).toBe(before + 1);
   });
 
@@ -96,14 +115,19 @@ describe('lab runtime on a synthetic cdk.out', () => {
     await lab.idle();
     expect(logs.some((l) => l.includes('"thing":"d1"'))).toBe(true);
     expect(logs.some((l) => l.includes('"thing":"d2"'))).toBe(false);
-    expect(lab.stats().rules.find((r) => r.ruleName === lab.topology.rules.GoodRule)).toMatchObject({ matched: 1, actionFailures: 0 });
+    expect(lab.stats().rules.find((r) => r.ruleName === lab.topology.rules.GoodRule)).toMatchObject({
+      matched: 1,
+      actionFailures: 0,
+    });
   });
 
   test('a Lambda action the function may not be invoked by fails, and the error action delivers to the queue', async () => {
     const payload = Buffer.from(JSON.stringify({ hello: 'np' }));
     iot.emit({ topic: 'np/x', payload, clientId: 'dev-np' });
     await lab.idle();
-    const dead = lab.deadLetters('Dlq').filter((m) => (m.json as { ruleName?: string }).ruleName === 'no_permission');
+    const dead = lab
+      .deadLetters('Dlq')
+      .filter((m) => (m.json as { ruleName?: string }).ruleName === 'no_permission');
     expect(dead).toHaveLength(1);
     expect(dead[0].json).toEqual({
       ruleName: 'no_permission',
@@ -122,10 +146,16 @@ describe('lab runtime on a synthetic cdk.out', () => {
   });
 
   test('Kinesis rule action → stream → event-source mapping → consumer Lambda writes through the SDK', async () => {
-    iot.emit({ topic: 'tele/dev-7', payload: Buffer.from(JSON.stringify({ temp: 42, noise: true })), clientId: 'dev-7' });
+    iot.emit({
+      topic: 'tele/dev-7',
+      payload: Buffer.from(JSON.stringify({ temp: 42, noise: true })),
+      clientId: 'dev-7',
+    });
     await lab.idle();
     const item = await eventually(async () => {
-      const r = await ddb.send(new GetItemCommand({ TableName: lab.topology.tables.Table, Key: { pk: { S: 'dev-7' } } }));
+      const r = await ddb.send(
+        new GetItemCommand({ TableName: lab.topology.tables.Table, Key: { pk: { S: 'dev-7' } } }),
+      );
       return r.Item;
     });
     expect(item).toEqual({ pk: { S: 'dev-7' }, thing: { S: 'dev-7' }, temp: { N: '42' } });
@@ -151,14 +181,20 @@ describe("lab runtime with lambdaInvocation 'request-response'", () => {
       lambdaInvocation: 'request-response',
     });
     try {
-      iot.emit({ topic: 'dev/d3/data', payload: Buffer.from(JSON.stringify({ temp: 1, mode: 'throw' })), clientId: 'd3' });
+      iot.emit({
+        topic: 'dev/d3/data',
+        payload: Buffer.from(JSON.stringify({ temp: 1, mode: 'throw' })),
+        clientId: 'd3',
+      });
       await lab.idle();
       const dead = lab.deadLetters();
       expect(dead).toHaveLength(1);
       expect(dead[0].json).toMatchObject({
         ruleName: lab.topology.rules.GoodRule,
         topic: 'dev/d3/data',
-        failures: [{ failedAction: 'LambdaAction', errorMessage: expect.stringContaining('boom from handler') }],
+        failures: [
+          { failedAction: 'LambdaAction', errorMessage: expect.stringContaining('boom from handler') },
+        ],
       });
     } finally {
       await lab.stop();

@@ -1,4 +1,9 @@
-import { RuleLoadError, RulesEngine, type RuleEngineDeps, type TopicRulePayload } from '../../../lab/rules/engine';
+import {
+  RuleLoadError,
+  RulesEngine,
+  type RuleEngineDeps,
+  type TopicRulePayload,
+} from '../../../lab/rules/engine';
 
 function harness(overrides: Partial<RuleEngineDeps> = {}) {
   const calls: { kind: string; args: unknown[] }[] = [];
@@ -29,7 +34,11 @@ function harness(overrides: Partial<RuleEngineDeps> = {}) {
 const FN = 'arn:aws:lambda:us-east-1:123456789012:function:fn';
 const DLQ = 'https://sqs.us-east-1.amazonaws.com/123456789012/dlq';
 
-const rule = (sql: string, actions: Record<string, unknown>[], errorAction?: Record<string, unknown>): TopicRulePayload => ({
+const rule = (
+  sql: string,
+  actions: Record<string, unknown>[],
+  errorAction?: Record<string, unknown>,
+): TopicRulePayload => ({
   Sql: sql,
   AwsIotSqlVersion: '2016-03-23',
   Actions: actions,
@@ -48,7 +57,11 @@ describe('RulesEngine', () => {
         { DynamoDBv2: { PutItem: { TableName: 't' }, RoleArn: 'r' } },
       ]),
     );
-    await engine.handleMessage({ topic: 'dt/fleet/d1/telemetry', payload: Buffer.from('{"temp":5}'), clientId: 'd1' });
+    await engine.handleMessage({
+      topic: 'dt/fleet/d1/telemetry',
+      payload: Buffer.from('{"temp":5}'),
+      clientId: 'd1',
+    });
     await engine.idle();
     expect(calls).toEqual(
       expect.arrayContaining([
@@ -72,7 +85,12 @@ describe('RulesEngine', () => {
         throw new Error('publish refused');
       },
     });
-    engine.addRule('R1', rule("SELECT * FROM 'a/#'", [{ Kinesis: { StreamName: 's' } }, { Republish: { Topic: 'b' } }], { Sqs: { QueueUrl: DLQ, UseBase64: false } }));
+    engine.addRule(
+      'R1',
+      rule("SELECT * FROM 'a/#'", [{ Kinesis: { StreamName: 's' } }, { Republish: { Topic: 'b' } }], {
+        Sqs: { QueueUrl: DLQ, UseBase64: false },
+      }),
+    );
     await engine.handleMessage({ topic: 'a/x', payload: Buffer.from('{"v":1}'), clientId: 'dev-1' });
     const sqs = calls.filter((c) => c.kind === 'sqs');
     expect(sqs).toHaveLength(1);
@@ -84,8 +102,16 @@ describe('RulesEngine', () => {
       clientId: 'dev-1',
       base64OriginalPayload: Buffer.from('{"v":1}').toString('base64'),
       failures: [
-        { failedAction: 'KinesisAction', failedResource: 's', errorMessage: expect.stringContaining('stream s not found') },
-        { failedAction: 'RepublishAction', failedResource: 'b', errorMessage: expect.stringContaining('publish refused') },
+        {
+          failedAction: 'KinesisAction',
+          failedResource: 's',
+          errorMessage: expect.stringContaining('stream s not found'),
+        },
+        {
+          failedAction: 'RepublishAction',
+          failedResource: 'b',
+          errorMessage: expect.stringContaining('publish refused'),
+        },
       ],
     });
     expect(engine.stats()[0]).toMatchObject({ actionFailures: 2, errorActions: 1 });
@@ -93,18 +119,28 @@ describe('RulesEngine', () => {
 
   test('Lambda action without permission fails and reaches the error action; handler errors (Event invoke) do not', async () => {
     const { engine, calls } = harness({
-      checkLambdaInvoke: (arn) => (arn === FN ? undefined : `AccessDeniedException: no permission for ${arn}`),
+      checkLambdaInvoke: (arn) =>
+        arn === FN ? undefined : `AccessDeniedException: no permission for ${arn}`,
       invokeLambda: async () => {
         throw new Error('handler blew up');
       },
     });
-    engine.addRule('Ok', rule("SELECT * FROM 'a'", [{ Lambda: { FunctionArn: FN } }], { Sqs: { QueueUrl: DLQ } }));
-    engine.addRule('Denied', rule("SELECT * FROM 'a'", [{ Lambda: { FunctionArn: `${FN}2` } }], { Sqs: { QueueUrl: DLQ } }));
+    engine.addRule(
+      'Ok',
+      rule("SELECT * FROM 'a'", [{ Lambda: { FunctionArn: FN } }], { Sqs: { QueueUrl: DLQ } }),
+    );
+    engine.addRule(
+      'Denied',
+      rule("SELECT * FROM 'a'", [{ Lambda: { FunctionArn: `${FN}2` } }], { Sqs: { QueueUrl: DLQ } }),
+    );
     await engine.handleMessage({ topic: 'a', payload: Buffer.from('{}') });
     await engine.idle();
     const bodies = calls.filter((c) => c.kind === 'sqs').map((c) => JSON.parse(c.args[1] as string));
     expect(bodies).toHaveLength(1);
-    expect(bodies[0]).toMatchObject({ ruleName: 'Denied', failures: [{ failedAction: 'LambdaAction', errorMessage: expect.stringContaining('AccessDenied') }] });
+    expect(bodies[0]).toMatchObject({
+      ruleName: 'Denied',
+      failures: [{ failedAction: 'LambdaAction', errorMessage: expect.stringContaining('AccessDenied') }],
+    });
     expect(engine.stats().find((s) => s.ruleName === 'Ok')?.lambdaAsyncErrors).toBe(1);
   });
 
@@ -115,33 +151,69 @@ describe('RulesEngine', () => {
         throw new Error('handler blew up');
       },
     });
-    engine.addRule('R', rule("SELECT * FROM 'a'", [{ Lambda: { FunctionArn: FN } }], { Sqs: { QueueUrl: DLQ, UseBase64: true } }));
+    engine.addRule(
+      'R',
+      rule("SELECT * FROM 'a'", [{ Lambda: { FunctionArn: FN } }], {
+        Sqs: { QueueUrl: DLQ, UseBase64: true },
+      }),
+    );
     await engine.handleMessage({ topic: 'a', payload: Buffer.from('{}') });
     const sqs = calls.filter((c) => c.kind === 'sqs');
-    expect(JSON.parse(Buffer.from(sqs[0].args[1] as string, 'base64').toString())).toMatchObject({ failures: [{ errorMessage: expect.stringContaining('handler blew up') }] });
+    expect(JSON.parse(Buffer.from(sqs[0].args[1] as string, 'base64').toString())).toMatchObject({
+      failures: [{ errorMessage: expect.stringContaining('handler blew up') }],
+    });
   });
 
   test('Basic Ingest triggers only the named rule, and topic() omits the prefix', async () => {
     const { engine, calls } = harness();
-    engine.addRule('Ingest', rule("SELECT topic(3) AS thing FROM 'dt/fleet/+/telemetry'", [{ Republish: { Topic: 'out' } }]));
+    engine.addRule(
+      'Ingest',
+      rule("SELECT topic(3) AS thing FROM 'dt/fleet/+/telemetry'", [{ Republish: { Topic: 'out' } }]),
+    );
     engine.addRule('Other', rule("SELECT * FROM '#'", [{ Republish: { Topic: 'other' } }]));
-    await engine.handleMessage({ topic: '$aws/rules/Ingest/dt/fleet/d9/telemetry', payload: Buffer.from('{}') });
+    await engine.handleMessage({
+      topic: '$aws/rules/Ingest/dt/fleet/d9/telemetry',
+      payload: Buffer.from('{}'),
+    });
     expect(calls).toEqual([{ kind: 'publish', args: ['out', '{"thing":"d9"}'] }]);
   });
 
   test('disabled rules do not run', async () => {
     const { engine, calls } = harness();
-    engine.addRule('Off', { ...rule("SELECT * FROM 'a'", [{ Republish: { Topic: 'b' } }]), RuleDisabled: true });
+    engine.addRule('Off', {
+      ...rule("SELECT * FROM 'a'", [{ Republish: { Topic: 'b' } }]),
+      RuleDisabled: true,
+    });
     await engine.handleMessage({ topic: 'a', payload: Buffer.from('{}') });
     expect(calls).toEqual([]);
   });
 
   test.each<[string, TopicRulePayload, RegExp]>([
-    ['unsupported action', rule("SELECT * FROM 'a'", [{ Timestream: { DatabaseName: 'd' } }]), /topic rule Bad: Actions\[0\]\.Timestream: action Timestream is not supported/],
-    ['unsupported error action', rule("SELECT * FROM 'a'", [{ Republish: { Topic: 'x' } }], { S3: { BucketName: 'b' } }), /ErrorAction\.S3: action S3 is not supported/],
-    ['unsupported SQL function', rule("SELECT aws_lambda('x', *) FROM 'a'", [{ Republish: { Topic: 'x' } }]), /topic rule Bad: SQL not supported: function aws_lambda/],
-    ['bad topic filter', rule("SELECT * FROM 'a/#/b'", [{ Republish: { Topic: 'x' } }]), /topic rule Bad: FROM not supported/],
-    ['bad template', rule("SELECT * FROM 'a'", [{ Republish: { Topic: '${get_thing_shadow()}' } }]), /topic rule Bad: Actions\[0\]\.Republish\.Topic/],
+    [
+      'unsupported action',
+      rule("SELECT * FROM 'a'", [{ Timestream: { DatabaseName: 'd' } }]),
+      /topic rule Bad: Actions\[0\]\.Timestream: action Timestream is not supported/,
+    ],
+    [
+      'unsupported error action',
+      rule("SELECT * FROM 'a'", [{ Republish: { Topic: 'x' } }], { S3: { BucketName: 'b' } }),
+      /ErrorAction\.S3: action S3 is not supported/,
+    ],
+    [
+      'unsupported SQL function',
+      rule("SELECT aws_lambda('x', *) FROM 'a'", [{ Republish: { Topic: 'x' } }]),
+      /topic rule Bad: SQL not supported: function aws_lambda/,
+    ],
+    [
+      'bad topic filter',
+      rule("SELECT * FROM 'a/#/b'", [{ Republish: { Topic: 'x' } }]),
+      /topic rule Bad: FROM not supported/,
+    ],
+    [
+      'bad template',
+      rule("SELECT * FROM 'a'", [{ Republish: { Topic: '${get_thing_shadow()}' } }]),
+      /topic rule Bad: Actions\[0\]\.Republish\.Topic/,
+    ],
     ['no actions', rule("SELECT * FROM 'a'", []), /has no actions/],
   ])('fails loudly at load: %s', (_n, payload, message) => {
     const { engine } = harness();

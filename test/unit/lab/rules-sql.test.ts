@@ -13,20 +13,34 @@ const msg = (payload: unknown, topic = 'dt/fleet/fleet-001/telemetry'): MessageC
   traceId: 'trace-1',
 });
 
-const doc = { temp: 21.5, fw: '1.2.0', state: { reported: { rssi: -60, ok: true } }, list: [10, 20], name: 'a' };
+const doc = {
+  temp: 21.5,
+  fw: '1.2.0',
+  state: { reported: { rssi: -60, ok: true } },
+  list: [10, 20],
+  name: 'a',
+};
 
 describe('SQL parse + evaluate', () => {
   test.each<[string, string, unknown]>([
     ['SELECT *', "SELECT * FROM 'dt/#'", doc],
     ['fields', "SELECT temp, fw FROM 'dt/#'", { temp: 21.5, fw: '1.2.0' }],
-    ['nested field, default name is the last segment', "SELECT state.reported.rssi FROM 'dt/#'", { rssi: -60 }],
+    [
+      'nested field, default name is the last segment',
+      "SELECT state.reported.rssi FROM 'dt/#'",
+      { rssi: -60 },
+    ],
     ['alias', "SELECT state.reported.rssi AS signal FROM 'dt/#'", { signal: -60 }],
     ['array index', "SELECT list[1] AS second FROM 'dt/#'", { second: 20 }],
     ['topic()', "SELECT topic() AS t FROM 'dt/#'", { t: 'dt/fleet/fleet-001/telemetry' }],
     ['topic(n)', "SELECT topic(3) AS thing FROM 'dt/#'", { thing: 'fleet-001' }],
     ['topic(n) out of range is omitted', "SELECT topic(9) AS x FROM 'dt/#'", {}],
     ['timestamp()', "SELECT timestamp() AS ts FROM 'dt/#'", { ts: 1700000000000 }],
-    ['clientid()/principal()', "SELECT clientid() AS c, principal() AS p FROM 'dt/#'", { c: 'fleet-001', p: 'abc123certid' }],
+    [
+      'clientid()/principal()',
+      "SELECT clientid() AS c, principal() AS p FROM 'dt/#'",
+      { c: 'fleet-001', p: 'abc123certid' },
+    ],
     ['star plus fields', "SELECT *, topic(3) AS thing FROM 'dt/#'", { ...doc, thing: 'fleet-001' }],
     ['missing field omitted', "SELECT nope, temp FROM 'dt/#'", { temp: 21.5 }],
     ['literals', "SELECT 'x' AS s, 3 AS n, true AS b FROM 'dt/#'", { s: 'x', n: 3, b: true }],
@@ -41,12 +55,12 @@ describe('SQL parse + evaluate', () => {
   test.each<[string, boolean]>([
     ['temp > 20', true],
     ['temp < 20', false],
-    ['temp >= 21.5 AND fw = \'1.2.0\'', true],
-    ['temp <= 21.4 OR fw <> \'1.2.0\'', false],
+    ["temp >= 21.5 AND fw = '1.2.0'", true],
+    ["temp <= 21.4 OR fw <> '1.2.0'", false],
     ["fw != '1.2.0'", false],
     ['NOT (temp > 20)', false],
     ['state.reported.ok = true', true],
-    ['(temp > 100 OR name = \'a\') AND list[0] = 10', true],
+    ["(temp > 100 OR name = 'a') AND list[0] = 10", true],
     ['nope = 1', false],
     ['NOT nope = 1', false],
     ["temp = '21.5'", false],

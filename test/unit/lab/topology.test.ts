@@ -9,10 +9,20 @@ import type { IotCoreLike } from '../../../lab/runtime/iot-core';
 import { LabKinesis } from '../../../lab/runtime/kinesis-client';
 import { LambdaRunner } from '../../../lab/runtime/lambda-runner';
 import { QueueStore } from '../../../lab/runtime/queues';
-import { buildTopology, DEFAULT_HANDLERS, generatedName, handlerRegistry } from '../../../lab/runtime/topology';
+import {
+  buildTopology,
+  DEFAULT_HANDLERS,
+  generatedName,
+  handlerRegistry,
+} from '../../../lab/runtime/topology';
 
 function fakeIot() {
-  const registry = { policies: new Map<string, unknown>(), groups: [] as string[], types: [] as string[], templates: [] as unknown[] };
+  const registry = {
+    policies: new Map<string, unknown>(),
+    groups: [] as string[],
+    types: [] as string[],
+    templates: [] as unknown[],
+  };
   const iot: IotCoreLike = {
     controlPlaneUrl: 'http://127.0.0.1:9',
     mqtt: { host: '127.0.0.1', port: 9, caPem: '' },
@@ -30,9 +40,20 @@ function fakeIot() {
   return { iot, registry };
 }
 
-const assembly = (resources: Record<string, unknown>, extra: Record<string, unknown> = {}): CloudAssembly => ({
+const assembly = (
+  resources: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): CloudAssembly => ({
   dir: '/nowhere',
-  stacks: [{ id: 'S', stackName: 'S', templateFile: '/nowhere/S.template.json', template: { Resources: resources, ...extra } as never, assets: new Map() }],
+  stacks: [
+    {
+      id: 'S',
+      stackName: 'S',
+      templateFile: '/nowhere/S.template.json',
+      template: { Resources: resources, ...extra } as never,
+      assets: new Map(),
+    },
+  ],
   assetForS3Key: () => undefined,
 });
 
@@ -43,11 +64,21 @@ describe('topology', () => {
   });
   afterAll(() => rmSync(labDir, { recursive: true, force: true }));
 
-  async function build(resources: Record<string, unknown>, extra: Record<string, unknown> = {}, handlers?: ResourceHandler[]) {
+  async function build(
+    resources: Record<string, unknown>,
+    extra: Record<string, unknown> = {},
+    handlers?: ResourceHandler[],
+  ) {
     const { iot, registry } = fakeIot();
     const queues = new QueueStore();
     const runner = new LambdaRunner({ region: 'us-east-1', accountId: '123456789012', endpoints: {} });
-    const rules = new RulesEngine({ accountId: '123456789012', region: 'us-east-1', invokeLambda: async () => null, publish: async () => undefined, sqsSendMessage: async () => undefined });
+    const rules = new RulesEngine({
+      accountId: '123456789012',
+      region: 'us-east-1',
+      invokeLambda: async () => null,
+      publish: async () => undefined,
+      sqsSendMessage: async () => undefined,
+    });
     const out = await buildTopology({
       assembly: assembly(resources, extra),
       region: 'us-east-1',
@@ -73,7 +104,22 @@ describe('topology', () => {
           Properties: {
             PolicyDocument: {
               Statement: [
-                { Effect: 'Allow', Action: 'iot:Connect', Resource: { 'Fn::Join': ['', ['arn:aws:iot:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':client/${iot:Connection.Thing.ThingName}']] } },
+                {
+                  Effect: 'Allow',
+                  Action: 'iot:Connect',
+                  Resource: {
+                    'Fn::Join': [
+                      '',
+                      [
+                        'arn:aws:iot:',
+                        { Ref: 'AWS::Region' },
+                        ':',
+                        { Ref: 'AWS::AccountId' },
+                        ':client/${iot:Connection.Thing.ThingName}',
+                      ],
+                    ],
+                  },
+                },
               ],
             },
           },
@@ -86,11 +132,20 @@ describe('topology', () => {
           Type: 'AWS::IoT::TopicRule',
           Properties: {
             RuleName: 'presence',
-            TopicRulePayload: { Sql: "SELECT * FROM 'a'", Actions: [{ Republish: { Topic: 'b', RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] } } }], ErrorAction: { Sqs: { QueueUrl: { Ref: 'Dlq' } } } },
+            TopicRulePayload: {
+              Sql: "SELECT * FROM 'a'",
+              Actions: [{ Republish: { Topic: 'b', RoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] } } }],
+              ErrorAction: { Sqs: { QueueUrl: { Ref: 'Dlq' } } },
+            },
           },
         },
       },
-      { Outputs: { PolicyName: { Value: { Ref: 'DevicePolicy' } }, DlqArn: { Value: { 'Fn::GetAtt': ['Dlq', 'Arn'] } } } },
+      {
+        Outputs: {
+          PolicyName: { Value: { Ref: 'DevicePolicy' } },
+          DlqArn: { Value: { 'Fn::GetAtt': ['Dlq', 'Arn'] } },
+        },
+      },
     );
     expect(topology.unsupported.map((r) => [r.logicalId, r.type])).toEqual([
       ['Alarm', 'AWS::CloudWatch::Alarm'],
@@ -106,9 +161,16 @@ describe('topology', () => {
     expect(topology.thingGroups).toEqual({ Group: 'canary' });
     const policyName = generatedName('S', 'DevicePolicy', 128);
     expect(topology.policies).toEqual({ DevicePolicy: policyName });
-    expect(JSON.stringify(registry.policies.get(policyName))).toContain('arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}');
-    expect(topology.outputs).toEqual({ PolicyName: policyName, DlqArn: `arn:aws:sqs:us-east-1:123456789012:${topology.queues.Dlq.name}` });
-    expect(topology.queues.Dlq.url).toBe(`https://sqs.us-east-1.amazonaws.com/123456789012/${topology.queues.Dlq.name}`);
+    expect(JSON.stringify(registry.policies.get(policyName))).toContain(
+      'arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}',
+    );
+    expect(topology.outputs).toEqual({
+      PolicyName: policyName,
+      DlqArn: `arn:aws:sqs:us-east-1:123456789012:${topology.queues.Dlq.name}`,
+    });
+    expect(topology.queues.Dlq.url).toBe(
+      `https://sqs.us-east-1.amazonaws.com/123456789012/${topology.queues.Dlq.name}`,
+    );
   });
 
   test('a new type is one handler away', async () => {
@@ -123,7 +185,11 @@ describe('topology', () => {
         return { status: 'created' };
       },
     };
-    const { topology } = await build({ Topic: { Type: 'AWS::SNS::Topic', Properties: { TopicName: 'alarms' } } }, { Outputs: { T: { Value: { Ref: 'Topic' } } } }, [snsHandler]);
+    const { topology } = await build(
+      { Topic: { Type: 'AWS::SNS::Topic', Properties: { TopicName: 'alarms' } } },
+      { Outputs: { T: { Value: { Ref: 'Topic' } } } },
+      [snsHandler],
+    );
     expect(created).toEqual(['alarms']);
     expect(topology.unsupported).toEqual([]);
     expect(topology.outputs.T).toBe('arn:aws:sns:us-east-1:123456789012:alarms');
@@ -132,7 +198,10 @@ describe('topology', () => {
   test('resources whose condition is false are skipped and listed', async () => {
     const { topology } = await build(
       { Q: { Type: 'AWS::SQS::Queue', Condition: 'Never', Properties: {} } },
-      { Parameters: { Stage: { Type: 'String', Default: 'dev' } }, Conditions: { Never: { 'Fn::Equals': [{ Ref: 'Stage' }, 'prod'] } } },
+      {
+        Parameters: { Stage: { Type: 'String', Default: 'dev' } },
+        Conditions: { Never: { 'Fn::Equals': [{ Ref: 'Stage' }, 'prod'] } },
+      },
     );
     expect(topology.resources[0]).toMatchObject({ status: 'skipped', detail: 'condition Never is false' });
     expect(topology.queues).toEqual({});
@@ -140,13 +209,28 @@ describe('topology', () => {
 
   test('an unsupported rule action fails the start, naming the rule and resource', async () => {
     await expect(
-      build({ R: { Type: 'AWS::IoT::TopicRule', Properties: { RuleName: 'ts', TopicRulePayload: { Sql: "SELECT * FROM 'a'", Actions: [{ Timestream: {} }] } } } }),
-    ).rejects.toThrow(/lab start failed at R \(AWS::IoT::TopicRule\): topic rule ts: .*Timestream is not supported/);
+      build({
+        R: {
+          Type: 'AWS::IoT::TopicRule',
+          Properties: {
+            RuleName: 'ts',
+            TopicRulePayload: { Sql: "SELECT * FROM 'a'", Actions: [{ Timestream: {} }] },
+          },
+        },
+      }),
+    ).rejects.toThrow(
+      /lab start failed at R \(AWS::IoT::TopicRule\): topic rule ts: .*Timestream is not supported/,
+    );
   });
 
   test.each<[string, string, number, RegExp]>([
     ['S', 'Table', 255, /^S-Table-[A-Z0-9]{13}$/],
-    ['AVeryLongStackNameForTesting', 'AndAnEvenLongerLogicalIdOfAFunction1234ABCD', 64, /^.{50}-[A-Z0-9]{13}$/],
+    [
+      'AVeryLongStackNameForTesting',
+      'AndAnEvenLongerLogicalIdOfAFunction1234ABCD',
+      64,
+      /^.{50}-[A-Z0-9]{13}$/,
+    ],
   ])('generatedName(%s, %s, %d)', (stack, id, max, pattern) => {
     const name = generatedName(stack, id, max);
     expect(name).toMatch(pattern);
