@@ -20,26 +20,36 @@ export interface IotCoreOptions {
   log?: (entry: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
 }
 
+/** One accepted PUBLISH as the rules engine sees it. */
+export interface IotMessage {
+  topic: string;
+  payload: Buffer;
+  clientId?: string;
+  principal?: string;
+}
+
+/** What the cdk.out loader creates in the emulated registry. */
+export interface IotRegistryApi {
+  putPolicy(name: string, document: unknown): void;
+  putThingType(name: string): void;
+  putThingGroup(name: string): void;
+  putProvisioningTemplate(t: {
+    name: string;
+    body: string;
+    enabled: boolean;
+    hookArn?: string;
+    roleArn?: string;
+  }): void;
+}
+
 export interface IotCore {
-  controlPlaneUrl: string; // http://127.0.0.1:<port>, used as AWS_ENDPOINT_URL_IOT
-  mqtt: { host: string; port: number; caPem: string }; // mTLS broker; caPem = lab root CA the device must trust
-  registry: {
-    // used by the cdk.out loader to create what templates declare
-    putPolicy(name: string, document: unknown): void;
-    putThingType(name: string): void;
-    putThingGroup(name: string): void;
-    putProvisioningTemplate(t: {
-      name: string;
-      body: string;
-      enabled: boolean;
-      hookArn?: string;
-      roleArn?: string;
-    }): void;
-  };
+  /** http://127.0.0.1:<port>, used as AWS_ENDPOINT_URL_IOT. */
+  controlPlaneUrl: string;
+  /** mTLS broker; caPem is the lab root CA devices must trust. */
+  mqtt: { host: string; port: number; caPem: string };
+  registry: IotRegistryApi;
   /** Every accepted PUBLISH (device publishes AND lab-generated messages such as presence events). */
-  onMessage(
-    listener: (m: { topic: string; payload: Buffer; clientId?: string; principal?: string }) => void,
-  ): void;
+  onMessage(listener: (m: IotMessage) => void): void;
   /** Server-side publish (used by republish rule actions and internal events). */
   publish(topic: string, payload: Buffer | string): Promise<void>;
   stats(): { registerThing: { accepted: number; throttled: number; rejected: number } };
