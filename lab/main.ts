@@ -5,6 +5,7 @@
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -79,6 +80,7 @@ function exportLines(lab: LabRuntime, caFile: string, labDir: string): string[] 
     'then, for example:',
     '  npm run fleet -- enrollment list --since 1h --denied',
     '  npm run fleet -- lot list',
+    `  tail -f ${join(labDir, 'logs', 'lab.log')}   # policy decisions (why a connect/publish/subscribe was denied)`,
     `  npm run fleet -- sim --endpoint "$FLEET_LAB_MQTT_ENDPOINT" --ca "$FLEET_LAB_CA" \\`,
     `      --claim-cert ${join(labDir, 'claims/LAB-A/claim.cert.pem')} --claim-key ${join(labDir, 'claims/LAB-A/claim.private.key')} --serial LABX999999`,
   ];
@@ -93,11 +95,17 @@ async function main(): Promise<number> {
     if (!flags.quiet) say(`· ${line}`);
   };
   const errors: string[] = [];
+  // Every entry of the lab itself (policy decisions, provisioning, rules) goes to lab.log as a
+  // JSON line; warnings (e.g. a policy denial and why) and errors are also shown here.
+  const labLogFile = join(labDir, 'logs', 'lab.log');
+  mkdirSync(dirname(labLogFile), { recursive: true });
+  const labLog = createWriteStream(labLogFile, { flags: 'w' });
   const log: LabLog = (e) => {
+    labLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
     if (e.level === 'error') errors.push(e.msg);
-    if (e.level === 'error' && !flags.quiet)
+    if (e.level !== 'info' && !flags.quiet)
       process.stderr.write(
-        `lab error: ${e.msg} ${JSON.stringify({ ...e, level: undefined, msg: undefined })}\n`,
+        `lab ${e.level}: ${e.msg} ${JSON.stringify({ ...e, level: undefined, msg: undefined })}\n`,
       );
   };
 
@@ -164,6 +172,8 @@ async function main(): Promise<number> {
     say('\nstopping the lab');
   }
   await lab.stop();
+  say(`Lab log (policy decisions, provisioning, rules): ${labLogFile}`);
+  await new Promise<void>((done) => labLog.end(done));
   return code;
 }
 
