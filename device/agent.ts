@@ -18,7 +18,7 @@ import {
   type RandomFn,
   type SleepFn,
 } from './backoff';
-import { createKeyAndCsr } from './csr';
+import { createKeyAndCsr, type DeviceKeyPair } from './csr';
 import { generateFactoryKey, type FactoryIdentity } from './identity';
 import {
   MqttSession,
@@ -212,6 +212,11 @@ export class DeviceAgent {
   private readonly now: () => number;
   private retries = 0;
   private issued?: IssuedCertificate;
+  /**
+   * The enrollment key of the CSR path, generated once: every CSR of this enrollment uses it, so
+   * a retry after a lost RegisterThing answer proves it is the same device (same public key).
+   */
+  private csrKeys?: DeviceKeyPair;
   private thingSession?: MqttSession;
   private thing?: { thingName: string; credentials: TlsCredentials; certificateId: string };
 
@@ -407,7 +412,8 @@ export class DeviceAgent {
       }
       return { certificateId, certificatePem, privateKeyPem, ownershipToken, obtainedAt: this.now() };
     }
-    const { privateKeyPem, publicKeyPem, csrPem } = await createKeyAndCsr(this.serial);
+    const { keys, privateKeyPem, publicKeyPem, csrPem } = await createKeyAndCsr(this.serial, this.csrKeys);
+    this.csrKeys = keys;
     const ourSpki = spkiOf(publicKeyPem, false);
     const r = await session.request(
       CSR_API,

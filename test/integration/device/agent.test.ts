@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { verifyDeviceProof } from '../../../lambda/shared/attestation';
+import { publicKeyFingerprintOfCertificate, verifyDeviceProof } from '../../../lambda/shared/attestation';
 import { DeviceAgent, type AgentOptions } from '../../../device/agent';
 import { generateFactoryKey, type FactoryIdentity } from '../../../device/identity';
 import { fingerprint, ScriptedIot } from './support/responder';
@@ -228,6 +228,11 @@ test('a stale ownership token is rejected once, then the device starts over with
   expect(result).toMatchObject({ outcome: 'enrolled', retries: 1 });
   expect(iot.createCalls).toHaveLength(2);
   expect(new Set(iot.registerCalls.map((c) => c.certificateOwnershipToken)).size).toBe(2);
+  // Both certificates carry the same device key: a retry after a lost answer is the same device.
+  const keys = [...iot.issued.values()]
+    .slice(-2)
+    .map((c) => publicKeyFingerprintOfCertificate(c.certificatePem));
+  expect(keys[0]).toBe(keys[1]);
 });
 
 test('a TLS-refused connection (claim from an unknown CA) is retried and ends in gaveUp', async () => {
