@@ -100,10 +100,12 @@ async function main(): Promise<number> {
   const labLogFile = join(labDir, 'logs', 'lab.log');
   mkdirSync(dirname(labLogFile), { recursive: true });
   const labLog = createWriteStream(labLogFile, { flags: 'w' });
+  // Sessions closing while the lab stops produce expected noise; it stays in lab.log only.
+  let stopping = false;
   const log: LabLog = (e) => {
     labLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
     if (e.level === 'error') errors.push(e.msg);
-    if (e.level !== 'info' && !flags.quiet)
+    if (e.level !== 'info' && !flags.quiet && !stopping)
       process.stderr.write(
         `lab ${e.level}: ${e.msg} ${JSON.stringify({ ...e, level: undefined, msg: undefined })}\n`,
       );
@@ -171,6 +173,7 @@ async function main(): Promise<number> {
     });
     say('\nstopping the lab');
   }
+  stopping = true;
   await lab.stop();
   say(`Lab log (policy decisions, provisioning, rules): ${labLogFile}`);
   await new Promise<void>((done) => labLog.end(done));

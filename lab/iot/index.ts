@@ -53,6 +53,11 @@ export interface IotCore {
   /** Server-side publish (used by republish rule actions and internal events). */
   publish(topic: string, payload: Buffer | string): Promise<void>;
   stats(): { registerThing: { accepted: number; throttled: number; rejected: number } };
+  /** Fault injection for scenarios and tests. */
+  faults: {
+    /** The next RegisterThing of this client id succeeds, but its answer is lost. */
+    loseNextRegisterThingAnswer(clientId: string): void;
+  };
   stop(): Promise<void>;
 }
 
@@ -114,6 +119,9 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
     onMessage: (l) => void listeners.push(l),
     publish: (topic, payload) => broker.publish(topic, payload),
     stats: () => ({ registerThing: { ...provisioning.stats.registerThing } }),
+    faults: {
+      loseNextRegisterThingAnswer: (clientId) => provisioning.loseNextRegisterThingAnswer(clientId),
+    },
     stop: async () => {
       await Promise.all([broker.stop(), controlPlane.stop()]);
     },

@@ -98,6 +98,8 @@ export function isProvisioningTopic(topic: string): boolean {
 export class ProvisioningApi {
   readonly stats = { registerThing: { accepted: 0, throttled: 0, rejected: 0 } };
   private readonly tokens = new Map<string, string>(); // ownership token -> certificate id
+  /** Client ids whose next accepted RegisterThing answer is lost (fault injection). */
+  private readonly loseAnswerFor = new Set<string>();
   private readonly bucket?: TokenBucket;
   private readonly now: () => number;
 
@@ -105,6 +107,15 @@ export class ProvisioningApi {
     this.now = o.now ?? Date.now;
     if (o.registerThingTps !== undefined && o.registerThingTps > 0)
       this.bucket = new TokenBucket(o.registerThingTps, this.now);
+  }
+
+  /**
+   * Fault injection: the next RegisterThing of `clientId` is carried out in full (hook, thing,
+   * certificate activated) but its `accepted` answer never reaches the device, as when a
+   * connection drops at the wrong moment. The device must recover by retrying.
+   */
+  loseNextRegisterThingAnswer(clientId: string): void {
+    this.loseAnswerFor.add(clientId);
   }
 
   /** Handle one request; returns the single response to send to the requesting connection. */
@@ -150,7 +161,18 @@ export class ProvisioningApi {
       if (kind === 'create') accepted = await this.createKeysAndCertificate(req);
       else if (kind === 'csr') accepted = await this.createFromCsr(body, req);
       else accepted = await this.registerThing(templateName, body, req);
-      if (kind === 'provision') this.stats.registerThing.accepted += 1;
+      if (kind === 'provision') {
+        this.stats.registerThing.accepted += 1;
+        if (this.loseAnswerFor.delete(req.clientId)) {
+          this.o.log?.({
+            level: 'info',
+            msg: 'fault injected: RegisterThing answer lost',
+            clientId: req.clientId,
+            thingName: accepted.thingName,
+          });
+          return undefined;
+        }
+      }
       return { topic: `${topic}/accepted`, payload: accepted };
     } catch (e) {
       const r =

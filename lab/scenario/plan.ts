@@ -15,9 +15,14 @@
  *   a bad DeviceProof in LAB-ATT    → ATTESTATION_INVALID
  *   a clone of an enrolled LAB-A serial, enrolling after the original is ACTIVE,
  *   with another key and no factory secret (so no DeviceProof) → DEVICE_ALREADY_ACTIVE
+ *
+ * Recovery case (expected to end enrolled and ACTIVE):
+ *   a LAB-B unit without a factory key whose RegisterThing answer is lost: its first attempt is
+ *   allowed (ALLOWED), the device times out, retries with the same key and is allowed again as the
+ *   same device → ALLOWED_RETRY_SAME_KEY. A genuine retry is never stranded.
  */
 import { generateIdentities, toManifestEntry, type DeviceSpec, type FactoryIdentity } from '../../device';
-import type { DenyReason } from '../../lambda/shared/model';
+import type { AllowReason, DenyReason } from '../../lambda/shared/model';
 
 export const LAB_LOTS = {
   a: 'LAB-A',
@@ -43,13 +48,20 @@ export const BAD_CASE_REASON: Record<BadCase, DenyReason> = {
   clone: 'DEVICE_ALREADY_ACTIVE',
 };
 
+export type RecoveryCase = 'lostAnswer';
+
+/** The allow reason the hook must record for the retry of a recovery case. */
+export const RECOVERY_CASE_REASON: Record<RecoveryCase, AllowReason> = {
+  lostAnswer: 'ALLOWED_RETRY_SAME_KEY',
+};
+
 /** One simulated unit and what it should get. */
 export interface PlannedDevice {
   spec: DeviceSpec;
-  /** `enroll`: allowlisted good unit (enrolls, then activates); otherwise the bad case. */
-  kind: 'good' | BadCase;
-  /** Reason code the hook must record (bad cases only). */
-  expectedReason?: DenyReason;
+  /** `good`: allowlisted unit (enrolls, then activates); otherwise the bad or recovery case. */
+  kind: 'good' | BadCase | RecoveryCase;
+  /** Reason code the hook must record (bad cases: the denial; recovery cases: the retry's allow). */
+  expectedReason?: DenyReason | AllowReason;
   /** For the clone: serial of the original unit. */
   cloneOf?: string;
 }
@@ -62,7 +74,9 @@ export interface ScenarioPlan {
   firstWave: PlannedDevice[];
   /** Enrolled after every first-wave unit is ACTIVE (clones). */
   secondWave: PlannedDevice[];
-  counts: { devices: number; good: number; bad: Record<BadCase, number> };
+  /** Enrolled last, with a fault injected into their RegisterThing answer. */
+  recoveryWave: PlannedDevice[];
+  counts: { devices: number; good: number; bad: Record<BadCase, number>; recovery: number };
 }
 
 export interface PlanOptions {
@@ -72,8 +86,8 @@ export interface PlanOptions {
   badCases?: boolean;
 }
 
-/** Smallest fleet that holds one good unit per lot and one of each bad case. */
-export const MIN_DEVICES_WITH_BAD_CASES = 8;
+/** Smallest fleet that holds one good unit per lot, one of each bad case and the recovery case. */
+export const MIN_DEVICES_WITH_BAD_CASES = 9;
 
 /** Bad cases per kind: about 2 % of the fleet each, at least one. */
 export function badCasesPerKind(devices: number): number {
@@ -106,7 +120,8 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
     clone: withBad ? 1 : 0,
   };
   const badTotal = Object.values(bad).reduce((a, b) => a + b, 0);
-  const good = devices - badTotal;
+  const recovery = withBad ? 1 : 0;
+  const good = devices - badTotal - recovery;
   if (good < 3) throw new Error(`${devices} devices leave ${good} good unit(s); use more devices`);
 
   // Good units: spread over the three enrollable lots; A/B lots alternate hardware revisions.
@@ -190,7 +205,26 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
     });
   }
 
-  return { lots, manifest, firstWave, secondWave, counts: { devices, good, bad } };
+  const recoveryWave: PlannedDevice[] = [];
+  if (recovery > 0) {
+    // No factory key, so no DeviceProof: only the same public key can prove the retry.
+    for (const identity of generateIdentities({
+      count: recovery,
+      lots: [LAB_LOTS.b],
+      hwRevs: ['A'],
+      serialPrefix: 'LABR',
+      withFactoryKey: false,
+    })) {
+      manifest.push(identity);
+      recoveryWave.push({
+        spec: { identity },
+        kind: 'lostAnswer',
+        expectedReason: RECOVERY_CASE_REASON.lostAnswer,
+      });
+    }
+  }
+
+  return { lots, manifest, firstWave, secondWave, recoveryWave, counts: { devices, good, bad, recovery } };
 }
 
 /** The manifest as CSV (`serial,lot,hwRev,factoryFirmware,publicKey`; the key as base64 SPKI DER). */

@@ -28,9 +28,14 @@ export function formatReport(r: ScenarioReport): string[] {
       lines.push(`    ${reason.padEnd(width)}  ${String(n).padStart(3)}  ${kinds.join('; ')}`);
     }
   }
+  for (const [kind, v] of Object.entries(r.recoveryCases)) {
+    lines.push(
+      `  recovered after a lost RegisterThing answer (${kind}): ${v.serials.join(', ')}, retry allowed as ${v.expectedReason}`,
+    );
+  }
   lines.push(
     `Timings: synth ${s(r.timings.synthMs)}, lab start ${s(r.timings.labStartMs)}, factory set-up ${s(r.timings.factorySetupMs)}, ` +
-      `enrollment ${s(r.timings.firstWaveMs)}, activation wait ${s(r.timings.activationWaitMs)}, clones ${s(r.timings.cloneWaveMs)}; scenario ${s(r.timings.scenarioMs)}`,
+      `enrollment ${s(r.timings.firstWaveMs)}, activation wait ${s(r.timings.activationWaitMs)}, clones ${s(r.timings.cloneWaveMs)}, recovery ${s(r.timings.recoveryWaveMs)}; scenario ${s(r.timings.scenarioMs)}`,
   );
   lines.push('Functions:');
   for (const f of r.lab.functions) {

@@ -9,6 +9,8 @@
  *    MQTT API; enrolled units reconnect as their thing and keep the session until the
  *    lifecycle rule (presence event → topic rule → presence Lambda) has made them ACTIVE.
  * 3. Second wave: the clone, once its original is ACTIVE.
+ * 3b. Recovery wave: a unit whose RegisterThing answer the lab loses on purpose; it must time
+ *    out, retry with the same key, be allowed as the same device and end ACTIVE.
  * 4. Reasons come from the audit trail (`fleet enrollment list`), because on AWS a denied
  *    device only sees AccessDenied; they are cross-checked against the plan.
  */
@@ -33,7 +35,16 @@ import {
 } from '../../device';
 import { Registry } from '../../lambda/shared/registry';
 import type { LabRuntime } from '../runtime';
-import { buildPlan, manifestCsv, type BadCase, type PlannedDevice, type ScenarioPlan } from './plan';
+import {
+  BAD_CASE_REASON,
+  buildPlan,
+  manifestCsv,
+  RECOVERY_CASE_REASON,
+  type BadCase,
+  type PlannedDevice,
+  type RecoveryCase,
+  type ScenarioPlan,
+} from './plan';
 
 export interface ScenarioOptions {
   /** Simulated units, bad cases included. @default 200 */
@@ -103,6 +114,8 @@ export interface ScenarioReport {
   devices: number;
   lots: { lot: string; requireAttestation: boolean; hold: boolean; hwRevs: string[] }[];
   badCases: Record<BadCase, { serials: string[]; expectedReason: string }>;
+  /** Units that must recover from an injected fault, with the allow reason of their retry. */
+  recoveryCases: Partial<Record<RecoveryCase, { serials: string[]; expectedReason: string }>>;
   enrollment: EnrollmentSection;
   expectations: Expectation[];
   failures: string[];
@@ -113,6 +126,7 @@ export interface ScenarioReport {
     firstWaveMs: number;
     activationWaitMs: number;
     cloneWaveMs: number;
+    recoveryWaveMs: number;
     scenarioMs: number;
   };
   lab: {
@@ -329,6 +343,35 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
       await lab.idle();
     }
     const cloneWaveMs = Date.now() - t3;
+
+    // 3b. Recovery wave: the lab loses each unit's RegisterThing answer once.
+    const t4 = Date.now();
+    let recovery: FleetResult | undefined;
+    if (plan.recoveryWave.length > 0) {
+      const faults = lab.iot.faults;
+      if (!faults) throw new Error('this lab offers no fault injection; run the scenario without bad cases');
+      for (const p of plan.recoveryWave)
+        faults.loseNextRegisterThingAnswer(`${template.claimClientIdPrefix}${p.spec.identity.serial}`);
+      log(`enrolling ${plan.recoveryWave.length} unit(s) whose RegisterThing answer is lost`);
+      recovery = await runFleet({
+        ...fleetOptions,
+        devices: plan.recoveryWave.map((d) => d.spec),
+        keepConnected: true,
+        // The lost answer surfaces as a response timeout; keep it short so the retry comes soon.
+        responseTimeoutMs: RECOVERY_RESPONSE_TIMEOUT_MS,
+      });
+      sessions.push(recovery);
+      const recovered = recovery.results.filter((r) => r.outcome === 'enrolled').map((r) => r.specSerial);
+      for (const serial of await waitForActivation(
+        lab,
+        registry,
+        recovered,
+        options.activationTimeoutMs ?? 30_000,
+      ))
+        active.add(serial);
+      await recovery.close();
+    }
+    const recoveryWaveMs = Date.now() - t4;
     const wallMs = Date.now() - t1;
 
     // 4. The audit trail, through the operator's command.
@@ -340,6 +383,7 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     const planned: { planned: PlannedDevice; result: DeviceRunResult }[] = [
       ...plan.firstWave.map((p, i) => ({ planned: p, result: findResult(first, p, i) })),
       ...plan.secondWave.map((p, i) => ({ planned: p, result: findResult(second as FleetResult, p, i) })),
+      ...plan.recoveryWave.map((p, i) => ({ planned: p, result: findResult(recovery as FleetResult, p, i) })),
     ];
     const results = planned.map((p) => p.result);
     const enrollTimes = results.flatMap((r) => (r.outcome === 'enrolled' ? [r.enrollMs] : []));
@@ -379,8 +423,14 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     const failures = expectations.filter((e) => !e.ok).map((e) => `${e.name}: ${e.detail}`);
     const badCases = {} as ScenarioReport['badCases'];
     for (const p of [...plan.firstWave, ...plan.secondWave]) {
-      if (p.kind === 'good') continue;
+      if (!isBadCase(p.kind)) continue;
       const entry = (badCases[p.kind] ??= { serials: [], expectedReason: p.expectedReason ?? '' });
+      entry.serials.push(p.spec.identity.serial);
+    }
+    const recoveryCases: ScenarioReport['recoveryCases'] = {};
+    for (const p of plan.recoveryWave) {
+      const kind = p.kind as RecoveryCase;
+      const entry = (recoveryCases[kind] ??= { serials: [], expectedReason: p.expectedReason ?? '' });
       entry.serials.push(p.spec.identity.serial);
     }
     return {
@@ -388,6 +438,7 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
       devices: plan.counts.devices,
       lots: plan.lots,
       badCases,
+      recoveryCases,
       enrollment,
       expectations,
       failures,
@@ -398,6 +449,7 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
         firstWaveMs,
         activationWaitMs,
         cloneWaveMs,
+        recoveryWaveMs,
         scenarioMs: Date.now() - started,
       },
       lab: {
@@ -416,6 +468,13 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     for (const s of sessions) await s.close().catch(() => undefined);
     destroyContext(ctx);
   }
+}
+
+/** Response timeout of the recovery wave: how long a device waits for the answer the lab loses. */
+const RECOVERY_RESPONSE_TIMEOUT_MS = 2_000;
+
+function isBadCase(kind: PlannedDevice['kind']): kind is BadCase {
+  return kind in BAD_CASE_REASON;
 }
 
 function findResult(fleet: FleetResult, p: PlannedDevice, index: number): DeviceRunResult {
@@ -437,7 +496,13 @@ function checkExpectations(
     denialsBySerial.set(a.serial, [...(denialsBySerial.get(a.serial) ?? []), a.reason]);
   }
   const good = planned.filter((p) => p.planned.kind === 'good');
-  const bad = planned.filter((p) => p.planned.kind !== 'good');
+  const bad = planned.filter((p) => isBadCase(p.planned.kind));
+  const recovering = planned.filter((p) => p.planned.kind in RECOVERY_CASE_REASON);
+  const allowsBySerial = new Map<string, string[]>();
+  for (const a of trail.attempts) {
+    if (a.decision !== 'ALLOWED' || !a.reason) continue;
+    allowsBySerial.set(a.serial, [...(allowsBySerial.get(a.serial) ?? []), a.reason]);
+  }
   const gaveUp = planned.filter((p) => p.result.outcome === 'gaveUp');
   const notEnrolled = good.filter((p) => p.result.outcome !== 'enrolled' && p.result.outcome !== 'gaveUp');
   const notActive = good.filter(
@@ -482,6 +547,22 @@ function checkExpectations(
       name: `${p.planned.kind} ${serial} is denied with ${p.planned.expectedReason}`,
       ok,
       detail: ok ? 'denied, reason recorded in the trail' : describe(p),
+    });
+  }
+  for (const p of recovering) {
+    const serial = p.planned.spec.identity.serial;
+    const allows = allowsBySerial.get(serial) ?? [];
+    const ok =
+      p.result.outcome === 'enrolled' &&
+      p.result.retries > 0 &&
+      active.has(serial) &&
+      allows.includes(p.planned.expectedReason as string);
+    expectations.push({
+      name: `${p.planned.kind} ${serial} retries and is allowed as ${p.planned.expectedReason}, then ACTIVE`,
+      ok,
+      detail: ok
+        ? `allowed ${[...allows].reverse().join(' then ')}; ${p.result.retries} retr${p.result.retries === 1 ? 'y' : 'ies'}`
+        : `${describe(p)}; allowed: ${allows.join(', ') || 'never'}; ${active.has(serial) ? 'ACTIVE' : 'not ACTIVE'}`,
     });
   }
   // No decision other than the planned ones: good units are never denied on the way.

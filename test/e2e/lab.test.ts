@@ -64,6 +64,15 @@ describe('npm run lab scenario (12 units, every bad case)', () => {
     expect(Object.keys(report.enrollment.deniedByReasonSeenByDevices)).not.toContain('DEVICE_ALREADY_ACTIVE');
   });
 
+  test('a unit whose RegisterThing answer was lost retries with the same key and is not stranded', () => {
+    expect(report.recoveryCases.lostAnswer?.expectedReason).toBe('ALLOWED_RETRY_SAME_KEY');
+    const [serial] = report.recoveryCases.lostAnswer?.serials ?? [];
+    expect(serial).toBeDefined();
+    const check = report.expectations.find((x) => x.name.startsWith(`lostAnswer ${serial}`));
+    expect(check).toMatchObject({ ok: true });
+    expect(check?.detail).toMatch(/^allowed ALLOWED then ALLOWED_RETRY_SAME_KEY; [1-9]\d* retr/);
+  });
+
   test('the factory was set up through the fleet commands', () => {
     expect(report.factory.lotsCreated.sort()).toEqual(['LAB-A', 'LAB-ATT', 'LAB-B', 'LAB-HOLD']);
     expect(Object.keys(report.factory.claims).sort()).toEqual(['LAB-A', 'LAB-ATT', 'LAB-B', 'LAB-HOLD']);
