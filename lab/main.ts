@@ -10,6 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { startLabRuntime, type LabLog, type LabRuntime } from './runtime';
+import { MIN_DEVICES_WITH_BAD_CASES } from './scenario/plan';
 import { formatReport } from './scenario/report';
 import { runScenario, type ScenarioReport } from './scenario/run';
 
@@ -23,11 +24,15 @@ interface LabFlags {
   labDir: string;
 }
 
-function positiveInt(flag: string) {
+function positiveInt(flag: string, min = 1, why = '') {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < 1)
-      throw new InvalidArgumentError(`${flag} must be a positive whole number`);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(
+        min === 1
+          ? `${flag} must be a positive whole number`
+          : `${flag} must be a whole number of at least ${min}${why}; use ${flag} ${min} or more`,
+      );
     return n;
   };
 }
@@ -35,7 +40,16 @@ function positiveInt(flag: string) {
 function parseArgs(argv: string[]): LabFlags {
   const program = new Command('npm run lab --')
     .description('Run the fleet stack offline from cdk.out and drive the enrollment scenario through it.')
-    .option('--devices <n>', 'simulated units, bad cases included', positiveInt('--devices'), 200)
+    .option(
+      '--devices <n>',
+      'simulated units, bad cases included',
+      positiveInt(
+        '--devices',
+        MIN_DEVICES_WITH_BAD_CASES,
+        ' (a good unit per lot, every bad case and the recovery case)',
+      ),
+      200,
+    )
     .option('--report <path>', 'write the JSON report here')
     .option(
       '--keep-running',
