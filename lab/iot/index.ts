@@ -7,7 +7,7 @@ import { IotBroker } from './broker';
 import { LabCa } from './ca';
 import { ControlPlane } from './control-plane';
 import { ProvisioningApi } from './provisioning';
-import { IotRegistry } from './state';
+import { IotRegistry, type ProvisioningTemplateInput } from './state';
 
 export interface IotCoreOptions {
   region: string;
@@ -33,13 +33,7 @@ export interface IotRegistryApi {
   putPolicy(name: string, document: unknown): void;
   putThingType(name: string): void;
   putThingGroup(name: string): void;
-  putProvisioningTemplate(t: {
-    name: string;
-    body: string;
-    enabled: boolean;
-    hookArn?: string;
-    roleArn?: string;
-  }): void;
+  putProvisioningTemplate(t: ProvisioningTemplateInput): void;
 }
 
 export interface IotCore {

@@ -90,6 +90,16 @@ export interface RegistryEvents {
   certificateDisabled: (certificateId: string) => void;
 }
 
+/** A provisioning template as the cdk.out loader declares it. */
+export interface ProvisioningTemplateInput {
+  name: string;
+  body: string;
+  enabled: boolean;
+  hookArn?: string;
+  roleArn?: string;
+  description?: string;
+}
+
 export class IotRegistry {
   readonly certificates = new Map<string, CertificateRecord>();
   readonly things = new Map<string, ThingRecord>();
@@ -443,14 +453,7 @@ export class IotRegistry {
 
   // ---------------------------------------------------------------- provisioning templates
 
-  putProvisioningTemplate(t: {
-    name: string;
-    body: string;
-    enabled: boolean;
-    hookArn?: string;
-    roleArn?: string;
-    description?: string;
-  }): ProvisioningTemplateRecord {
+  putProvisioningTemplate(t: ProvisioningTemplateInput): ProvisioningTemplateRecord {
     const now = new Date();
     const prev = this.templates.get(t.name);
     const rec: ProvisioningTemplateRecord = {

@@ -5,8 +5,8 @@
  */
 import { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { TABLES } from '../../lambda/shared/model';
+import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { DeviceEvent, TABLES } from '../../lambda/shared/model';
 
 // dynalite ships no type declarations.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -121,4 +121,20 @@ export async function createRegistryTables(client: DynamoDBClient, suffix = ''):
     }),
   );
   return names;
+}
+
+/** Every trail entry of one serial, oldest first (a direct query, for assertions). */
+export async function readTrail(
+  doc: DynamoDBDocumentClient,
+  eventsTable: string,
+  serial: string,
+): Promise<DeviceEvent[]> {
+  const out = await doc.send(
+    new QueryCommand({
+      TableName: eventsTable,
+      KeyConditionExpression: 'serial = :s',
+      ExpressionAttributeValues: { ':s': serial },
+    }),
+  );
+  return (out.Items ?? []) as DeviceEvent[];
 }

@@ -3,12 +3,11 @@
  * AWS IoT's DescribeCertificate. Every reason code is exercised against the real handler.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { signDeviceProof } from '../../../lambda/shared/attestation';
 import { DeviceEvent, DeviceRecord } from '../../../lambda/shared/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
 import { cleanBundles, loadBundledHandler } from '../../helpers/bundle';
-import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
+import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';
 import {
   createTestCa,
   DeviceKey,
@@ -52,16 +51,7 @@ async function seedDevice(lot: string, over: Partial<DeviceRecord> = {}): Promis
   return serial;
 }
 
-async function eventsOf(serial: string): Promise<DeviceEvent[]> {
-  const out = await db.doc.send(
-    new QueryCommand({
-      TableName: tables.events,
-      KeyConditionExpression: 'serial = :s',
-      ExpressionAttributeValues: { ':s': serial },
-    }),
-  );
-  return (out.Items ?? []) as DeviceEvent[];
-}
+const eventsOf = (serial: string): Promise<DeviceEvent[]> => readTrail(db.doc, tables.events, serial);
 
 const call = (i: HookEventInput): Promise<HookResult> => hook(hookEvent(i));
 

@@ -7,23 +7,14 @@ import {
 } from '../../../lambda/shared/registry';
 import { DeviceRecord } from '../../../lambda/shared/model';
 import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
+import { deviceRecord } from './fixtures';
 
 let db: LocalDynamo;
 let tables: RegistryTableNames;
 let registry: Registry;
 
-const device = (serial: string, over: Partial<DeviceRecord> = {}): DeviceRecord => ({
-  serial,
-  lot: 'L1',
-  hwRev: 'A',
-  factoryFirmware: '1.0.0',
-  currentFirmware: '1.0.0',
-  status: 'MANUFACTURED',
-  createdAt: '2026-01-01T00:00:00.000Z',
-  updatedAt: '2026-01-01T00:00:00.000Z',
-  revision: 0,
-  ...over,
-});
+const device = (serial: string, over: Partial<DeviceRecord> = {}): DeviceRecord =>
+  deviceRecord(serial, 'L1', over);
 
 const begin = {
   expectedStatus: 'MANUFACTURED' as const,

@@ -2,12 +2,11 @@
  * The BUNDLED presence handler against dynalite on loopback: activation, ordering of late and
  * duplicate events, claim connections and malformed events.
  */
-import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { ENV } from '../../../lambda/shared/env';
 import { DeviceEvent } from '../../../lambda/shared/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
 import { cleanBundles, loadBundledHandler } from '../../helpers/bundle';
-import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
+import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';
 import { deviceRecord, PRESENCE_ENTRY, putDevice } from '../hook/fixtures';
 
 type Presence = (event: unknown) => Promise<string>;
@@ -31,16 +30,7 @@ const lifecycle = (serial: string, over: Record<string, unknown> = {}): Record<s
   ...over,
 });
 
-async function trail(serial: string): Promise<DeviceEvent[]> {
-  const out = await db.doc.send(
-    new QueryCommand({
-      TableName: tables.events,
-      KeyConditionExpression: 'serial = :s',
-      ExpressionAttributeValues: { ':s': serial },
-    }),
-  );
-  return (out.Items ?? []) as DeviceEvent[];
-}
+const trail = (serial: string): Promise<DeviceEvent[]> => readTrail(db.doc, tables.events, serial);
 
 async function provisioning(serial: string): Promise<void> {
   await putDevice(
