@@ -125,6 +125,9 @@ async function defaultIotCore(opts: StartIotCoreOptions): Promise<IotCoreLike> {
   return mod.startIotCore(opts);
 }
 
+/** How long stop() waits for rule executions already under way before closing the emulators. */
+const STOP_DRAIN_MS = 5_000;
+
 export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<LabRuntime> {
   const started = Date.now();
   const projectDir = resolvePath(opts.projectDir ?? process.cwd());
@@ -256,6 +259,18 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
     }
 
     let accepting = true;
+    // Stoppers run in reverse: first stop feeding the rules, then let what they already started
+    // finish (bounded), so no function is still writing to an emulator when the emulators close.
+    stoppers.push(async () => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        rules.idle(),
+        new Promise<void>((done) => {
+          timer = setTimeout(done, STOP_DRAIN_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    });
     stoppers.push(() => {
       accepting = false;
     });
