@@ -7,10 +7,8 @@
  * Dynalite runs in a child process, so the emulator does not share the event loop with the code
  * being measured. The handler logs and emits EMF metrics as in Lambda; its stdout goes to a sink.
  */
-import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -34,6 +32,7 @@ import {
   lotRecord,
   putLot,
 } from '../test/integration/hook/fixtures';
+import { startEmulatorProcess } from '../lab/runtime/emulators';
 import type { BenchResult } from './run';
 
 const LOTS = 8;
@@ -57,21 +56,6 @@ function stats(samples: number[]): Stats {
   const s = [...samples].sort((a, b) => a - b);
   const at = (q: number): number => s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
   return { n: s.length, p50: at(0.5), p99: at(0.99), mean: s.reduce((a, b) => a + b, 0) / s.length };
-}
-
-async function startDynaliteProcess(): Promise<{ endpoint: string; child: ChildProcess }> {
-  const script =
-    "const d=require('dynalite')({createTableMs:0,deleteTableMs:0,updateTableMs:0});" +
-    "d.listen(0,'127.0.0.1',()=>process.stdout.write(JSON.stringify({port:d.address().port})+'\\n'));";
-  const child = spawn(process.execPath, ['-e', script], {
-    cwd: join(__dirname, '..'),
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('error', reject);
-    child.stdout?.once('data', (b: Buffer) => resolve((JSON.parse(b.toString()) as { port: number }).port));
-  });
-  return { endpoint: `http://127.0.0.1:${port}`, child };
 }
 
 /** CPU milliseconds used so far by a child process (Linux /proc), or NaN elsewhere. */
@@ -114,7 +98,7 @@ export async function run(): Promise<BenchResult> {
   process.env.POWERTOOLS_METRICS_DISABLED = 'false';
   process.env.POWERTOOLS_DEV = 'false';
 
-  const { endpoint, child } = await startDynaliteProcess();
+  const { endpoint, child, stop: stopDynalite } = await startEmulatorProcess('dynalite');
   const admin = new DynamoDBClient({ endpoint, region: 'us-east-1' });
   const adminDoc = DynamoDBDocumentClient.from(admin, { marshallOptions: { removeUndefinedValues: true } });
   try {
@@ -350,7 +334,7 @@ export async function run(): Promise<BenchResult> {
     return { id: 'hook', markdown };
   } finally {
     admin.destroy();
-    child.kill();
+    await stopDynalite();
     cleanBundles();
   }
 }

@@ -46,6 +46,13 @@ export interface LambdaRunnerOptions {
   onLog?: (functionName: string, line: string) => void;
   /** Extra variables for every function (after the defaults, before the function's own). */
   extraEnv?: Record<string, string>;
+  /**
+   * Invocations of one function that run at the same time in its worker; more wait for a slot
+   * before they start (their timeout starts when they do). Lambda runs one event per execution
+   * environment; capping the executions that share one worker's event loop keeps the SDK's
+   * connect and request timeouts inside the handlers meaningful under a burst. @default 4
+   */
+  maxConcurrentPerFunction?: number;
 }
 
 /** An invocation that ended in a function error (what Lambda reports as FunctionError). */
@@ -98,6 +105,9 @@ interface Sandbox {
 class FunctionHost {
   private sandbox?: Sandbox;
   private nextId = 1;
+  /** Invocations started in the worker, and those waiting for a slot (resolve true = go). */
+  private running = 0;
+  private readonly waiting: ((go: boolean) => void)[] = [];
   readonly stats: FunctionStats;
   private readonly log?: WriteStream;
 
@@ -227,6 +237,7 @@ class FunctionHost {
     clearTimeout(p.timer);
     sandbox.pending.delete(id);
     this.stats.inFlight--;
+    this.releaseSlot();
     this.emit(`END RequestId: ${p.requestId}`);
     this.emit(
       `REPORT RequestId: ${p.requestId}\tDuration: ${(Date.now() - p.started).toFixed(2)} ms\tMemory Size: ${this.spec.memoryMb} MB`,
@@ -234,15 +245,37 @@ class FunctionHost {
     if (sandbox.retired && sandbox.pending.size === 0) void sandbox.worker.terminate();
   }
 
-  invoke(event: unknown): Promise<unknown> {
+  private acquireSlot(): Promise<boolean> {
+    if (this.running < (this.opts.maxConcurrentPerFunction ?? 4)) {
+      this.running++;
+      return Promise.resolve(true);
+    }
+    return new Promise((go) => this.waiting.push(go));
+  }
+
+  private releaseSlot(): void {
+    const next = this.waiting.shift();
+    if (next) next(true);
+    else this.running--;
+  }
+
+  async invoke(event: unknown): Promise<unknown> {
+    this.stats.invocations++;
+    this.stats.inFlight++;
+    if (!(await this.acquireSlot())) {
+      this.stats.inFlight--;
+      throw new LambdaServiceError('ServiceUnavailable', 'the lab is stopping');
+    }
+    return this.dispatch(event);
+  }
+
+  private dispatch(event: unknown): Promise<unknown> {
     if (!this.sandbox) this.sandbox = this.start();
     const sandbox = this.sandbox;
     const id = this.nextId++;
     const requestId = randomUUID();
     const timeoutMs = this.spec.timeoutSec * 1000;
     const started = Date.now();
-    this.stats.invocations++;
-    this.stats.inFlight++;
     this.emit(`START RequestId: ${requestId} Version: $LATEST`);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -273,6 +306,7 @@ class FunctionHost {
   }
 
   async stop(): Promise<void> {
+    for (const go of this.waiting.splice(0)) go(false);
     const s = this.sandbox;
     this.sandbox = undefined;
     if (s) {

@@ -109,6 +109,20 @@ describe('lab runtime on a synthetic cdk.out', () => {
     expect(after).toBe(before + 1);
   });
 
+  test('invocations beyond the per-function concurrency wait for a slot before they start', async () => {
+    const name = lab.topology.functions.Worker.name;
+    const starts = (): number => logs.filter((l) => l.startsWith(`${name} START RequestId`)).length;
+    const before = starts();
+    const calls = Array.from({ length: 6 }, () =>
+      lab.invoke('Worker', { mode: 'hang' }).catch((e: unknown) => e),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(starts() - before).toBe(4); // the default cap; two wait
+    const results = await Promise.all(calls);
+    expect(starts() - before).toBe(6);
+    for (const r of results) expect(r).toMatchObject({ errorType: 'Sandbox.Timedout' });
+  });
+
   test('a matching message runs the rule, which invokes the Lambda in its worker', async () => {
     iot.emit({ topic: 'dev/d1/data', payload: Buffer.from(JSON.stringify({ temp: 3 })), clientId: 'd1' });
     iot.emit({ topic: 'dev/d2/data', payload: Buffer.from(JSON.stringify({ temp: -3 })), clientId: 'd2' });
