@@ -145,53 +145,50 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
   const secondWave: PlannedDevice[] = [];
 
   if (withBad) {
-    // Not on the manifest; they hold LAB-A's claim (a leaked claim on an unknown board).
-    for (const identity of generateIdentities({
-      count: bad.unknownSerial,
-      lots: [LAB_LOTS.a],
-      serialPrefix: 'LABX',
-    })) {
-      firstWave.push({
-        spec: { identity },
-        kind: 'unknownSerial',
-        expectedReason: BAD_CASE_REASON.unknownSerial,
-      });
-    }
-    // LAB-B units on the manifest that present LAB-A's claim certificate.
-    for (const identity of generateIdentities({
-      count: bad.wrongLotClaim,
-      lots: [LAB_LOTS.b],
-      hwRevs: ['A'],
-      serialPrefix: 'LABW',
-    })) {
-      manifest.push(identity);
-      firstWave.push({
-        spec: { identity, faults: { wrongLotClaim: LAB_LOTS.a } },
+    // First-wave bad cases: who they are, whether the manifest lists them, which fault they carry.
+    const firstWaveBad: {
+      kind: Exclude<BadCase, 'clone'>;
+      lot: string;
+      hwRev: string;
+      serialPrefix: string;
+      onManifest: boolean;
+      faults?: DeviceSpec['faults'];
+    }[] = [
+      // Not on the manifest; they hold LAB-A's claim (a leaked claim on an unknown board).
+      { kind: 'unknownSerial', lot: LAB_LOTS.a, hwRev: 'A', serialPrefix: 'LABX', onManifest: false },
+      // LAB-B units on the manifest that present LAB-A's claim certificate.
+      {
         kind: 'wrongLotClaim',
-        expectedReason: BAD_CASE_REASON.wrongLotClaim,
-      });
-    }
-    for (const identity of generateIdentities({
-      count: bad.lotOnHold,
-      lots: [LAB_LOTS.hold],
-      hwRevs: ['A'],
-      serialPrefix: 'LABH',
-    })) {
-      manifest.push(identity);
-      firstWave.push({ spec: { identity }, kind: 'lotOnHold', expectedReason: BAD_CASE_REASON.lotOnHold });
-    }
-    for (const identity of generateIdentities({
-      count: bad.badAttestation,
-      lots: [LAB_LOTS.attested],
-      hwRevs: ['B'],
-      serialPrefix: 'LABY',
-    })) {
-      manifest.push(identity);
-      firstWave.push({
-        spec: { identity, faults: { badAttestation: true } },
+        lot: LAB_LOTS.b,
+        hwRev: 'A',
+        serialPrefix: 'LABW',
+        onManifest: true,
+        faults: { wrongLotClaim: LAB_LOTS.a },
+      },
+      { kind: 'lotOnHold', lot: LAB_LOTS.hold, hwRev: 'A', serialPrefix: 'LABH', onManifest: true },
+      {
         kind: 'badAttestation',
-        expectedReason: BAD_CASE_REASON.badAttestation,
-      });
+        lot: LAB_LOTS.attested,
+        hwRev: 'B',
+        serialPrefix: 'LABY',
+        onManifest: true,
+        faults: { badAttestation: true },
+      },
+    ];
+    for (const c of firstWaveBad) {
+      for (const identity of generateIdentities({
+        count: bad[c.kind],
+        lots: [c.lot],
+        hwRevs: [c.hwRev],
+        serialPrefix: c.serialPrefix,
+      })) {
+        if (c.onManifest) manifest.push(identity);
+        firstWave.push({
+          spec: c.faults ? { identity, faults: c.faults } : { identity },
+          kind: c.kind,
+          expectedReason: BAD_CASE_REASON[c.kind],
+        });
+      }
     }
     // The clone copies a good LAB-A unit's printed identity (serial, lot, revision, firmware)
     // but not its factory secret: it enrolls with its own new key and sends no DeviceProof.
