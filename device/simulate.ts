@@ -128,11 +128,15 @@ async function resolveIdentities(o: SimulateOptions): Promise<FactoryIdentity[]>
  */
 export async function simulateAgainstEndpoint(options: SimulateOptions): Promise<SimulateResult> {
   const { host, port } = parseEndpoint(options.endpoint);
-  const [caPem, certPem, keyPem] = await Promise.all([
+  // Read all three, then report every unreadable one at once, in a fixed order.
+  const read = await Promise.allSettled([
     readPem(options.ca, 'CA'),
     readPem(options.claimCert, 'claim certificate'),
     readPem(options.claimKey, 'claim key'),
   ]);
+  const unreadable = read.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+  if (unreadable.length > 0) throw new Error(unreadable.join('; '));
+  const [caPem, certPem, keyPem] = read.map((r) => (r as PromiseFulfilledResult<string>).value);
   if (!options.template) throw new Error('template is required (the fleet provisioning template name)');
   const identities = await resolveIdentities(options);
   const claim = { certPem, keyPem };
