@@ -12,7 +12,6 @@
  *
  * The DynamoDB Document client is injected; the clock and the sleep are injectable for tests.
  */
-import { randomBytes } from 'node:crypto';
 import {
   BatchGetCommand,
   BatchWriteCommand,
@@ -24,7 +23,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from './model';
-import { isConditionFailure, RegistryTableNames } from './registry';
+import { isConditionFailure, NewDeviceEvent, RegistryTableNames, trailEntry } from './registry';
 
 /** DynamoDB limits of the batch APIs. */
 export const BATCH_GET_MAX = 100;
@@ -144,16 +143,8 @@ export class RegistryAdmin {
   }
 
   /** Append many trail events in batches (same sk scheme as Registry.appendEvent). */
-  async batchAppendEvents(
-    events: readonly (Omit<DeviceEvent, 'sk' | 'at' | 'enrollDay'> & { at?: string })[],
-    onProgress?: ProgressCallback,
-  ): Promise<void> {
-    const items = events.map((e) => {
-      const at = e.at ?? this.now().toISOString();
-      const item: DeviceEvent = { ...e, at, sk: `${at}#${randomBytes(6).toString('hex')}` };
-      if (e.type === 'ENROLLMENT_ALLOWED' || e.type === 'ENROLLMENT_DENIED') item.enrollDay = at.slice(0, 10);
-      return item as unknown as Record<string, unknown>;
-    });
+  async batchAppendEvents(events: readonly NewDeviceEvent[], onProgress?: ProgressCallback): Promise<void> {
+    const items = events.map((e) => trailEntry(e, this.now) as unknown as Record<string, unknown>);
     await this.batchPut(this.tables.events, items, onProgress);
   }
 

@@ -68,6 +68,21 @@ export function isConditionFailure(err: unknown): boolean {
   );
 }
 
+/** A trail event as callers describe it; the registry sets `at` (unless given), `sk` and `enrollDay`. */
+export type NewDeviceEvent = Omit<DeviceEvent, 'sk' | 'at' | 'enrollDay'> & { at?: string };
+
+/**
+ * The stored form of a trail event: `sk` = `<at>#<random>` (time-ordered, unique within the
+ * serial), and `enrollDay` (UTC day of `at`) on enrollment decisions only, which keeps the
+ * enrollment index sparse. Every writer of the trail goes through this.
+ */
+export function trailEntry(e: NewDeviceEvent, now: () => Date = () => new Date()): DeviceEvent {
+  const at = e.at ?? now().toISOString();
+  const event: DeviceEvent = { ...e, at, sk: `${at}#${randomBytes(6).toString('hex')}` };
+  if (e.type === 'ENROLLMENT_ALLOWED' || e.type === 'ENROLLMENT_DENIED') event.enrollDay = at.slice(0, 10);
+  return event;
+}
+
 /** Input of {@link Registry.beginProvisioning}: the hook's allowed transition, optionally timed. */
 export type BeginProvisioningInput = ProvisioningTransition & {
   /** ISO time of the decision; defaults to now. */
@@ -140,13 +155,8 @@ export class Registry {
    * Append-only: conditional PutItem (attribute_not_exists); sk = `${at}#${random}`; sets
    * enrollDay (UTC YYYY-MM-DD of at) for ENROLLMENT_ALLOWED/ENROLLMENT_DENIED only.
    */
-  async appendEvent(
-    e: Omit<DeviceEvent, 'sk' | 'at' | 'enrollDay'> & { at?: string },
-    opts: CallOptions = {},
-  ): Promise<DeviceEvent> {
-    const at = e.at ?? this.now().toISOString();
-    const event: DeviceEvent = { ...e, at, sk: `${at}#${randomBytes(6).toString('hex')}` };
-    if (e.type === 'ENROLLMENT_ALLOWED' || e.type === 'ENROLLMENT_DENIED') event.enrollDay = at.slice(0, 10);
+  async appendEvent(e: NewDeviceEvent, opts: CallOptions = {}): Promise<DeviceEvent> {
+    const event = trailEntry(e, this.now);
     await this.doc.send(
       new PutCommand({
         TableName: this.tables.events,
