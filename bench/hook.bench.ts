@@ -19,7 +19,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { createDocumentClient } from '../lambda/shared/clients';
-import { DeviceRecord } from '../lambda/shared/model';
+import { DeviceRecord } from '../core/model';
 import { createRegistryTables } from '../test/helpers/dynalite';
 import { loadBundledHandler, cleanBundles } from '../test/helpers/bundle';
 import {

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { DEFAULT_STACK_NAME } from '../lambda/shared/stack-outputs';
+import { DEFAULT_STACK_NAME } from '../core/stack-outputs';
 import { FleetConfig, FleetConfigError, resolveFleetConfig } from '../lib/config';
 import { FleetStack } from '../lib/fleet-stack';
 

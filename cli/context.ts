@@ -18,19 +18,19 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
-import { parseRingShares, RingShares, RingSharesError } from '../lambda/provisioning/rings';
-import { ENV } from '../lambda/shared/env';
-import { DEFAULT_SERIAL_PATTERN } from '../lambda/shared/model';
+import { parseRingShares, RingShares, RingSharesError } from '../core/rings';
+import { ENV } from '../core/env';
+import { DEFAULT_SERIAL_PATTERN } from '../core/model';
 import { RegistryTableNames } from '../lambda/shared/registry';
 import {
   DEFAULT_STACK_NAME,
   ProvisioningTemplateOutput,
   STACK_OUTPUTS,
-} from '../lambda/shared/stack-outputs';
+} from '../core/stack-outputs';
 import { UsageError, CliError } from './errors';
 import { consoleSink, OutputSink } from './output';
 
-/** CLI-only environment variables (the shared ones live in lambda/shared/env.ts). */
+/** CLI-only environment variables (the shared ones live in core/env.ts). */
 export const CLI_ENV = {
   /** JSON array like the stack's ProvisioningTemplates output. */
   provisioningTemplates: 'FLEET_PROVISIONING_TEMPLATES',

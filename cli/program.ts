@@ -3,7 +3,7 @@
  * command functions of cli/commands; nothing else. bin/fleet.ts runs {@link main}.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ENV } from '../lambda/shared/env';
+import { ENV } from '../core/env';
 import { claimCreate, claimRevoke } from './commands/claim';
 import { deviceReset, deviceShow } from './commands/device';
 import { enrollmentList } from './commands/enrollment';

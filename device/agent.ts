@@ -7,9 +7,9 @@
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { signDeviceProof } from '../lambda/shared/attestation';
-import { PROVISIONING_PARAMETERS } from '../lambda/shared/model';
-import { topics } from '../lambda/shared/topics';
+import { signDeviceProof } from '../core/attestation';
+import { PROVISIONING_PARAMETERS } from '../core/model';
+import { topics } from '../core/topics';
 import {
   fullJitterDelayMs,
   realSleep,

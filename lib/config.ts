@@ -10,7 +10,7 @@
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { z } from 'zod';
-import { DEFAULT_SERIAL_PATTERN, RINGS, type Ring } from '../lambda/shared/model';
+import { DEFAULT_SERIAL_PATTERN, RINGS, type Ring } from '../core/model';
 
 /** Deployment stages. `dev` is disposable; `staging` and `prod` retain data. */
 export const STAGES = ['dev', 'staging', 'prod'] as const;

@@ -1,7 +1,7 @@
 import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { STACK_OUTPUTS } from '../lambda/shared/stack-outputs';
+import { STACK_OUTPUTS } from '../core/stack-outputs';
 import { FleetConfig, ringSharesOf } from './config';
 import { FleetProvisioning } from './provisioning/fleet-provisioning';
 import { RegistryTables } from './traceability/registry-tables';

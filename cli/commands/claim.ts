@@ -13,10 +13,10 @@
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { thingGroupNames } from '../../lambda/shared/model';
+import { thingGroupNames } from '../../core/model';
 import { Registry } from '../../lambda/shared/registry';
-import { RegistryAdmin } from '../../lambda/shared/registry-admin';
-import { ProvisioningTemplateOutput } from '../../lambda/shared/stack-outputs';
+import { RegistryAdmin } from '../registry-admin';
+import { ProvisioningTemplateOutput } from '../../core/stack-outputs';
 import { CliContext, registryTables, requireResource } from '../context';
 import { CliError, UsageError } from '../errors';
 import { ClaimIot, ClaimStatusChange } from '../iot-adapter';

@@ -2,9 +2,9 @@
  * `fleet device show|reset`: one unit's registry record and trail, and the operator reset of a
  * unit stuck in PROVISIONING (see docs/operations.md, "A unit is stuck in PROVISIONING").
  */
-import { DeviceEvent, DeviceRecord } from '../../lambda/shared/model';
+import { DeviceEvent, DeviceRecord } from '../../core/model';
 import { Registry, RegistryConditionError, RegistryStateError } from '../../lambda/shared/registry';
-import { RegistryAdmin } from '../../lambda/shared/registry-admin';
+import { RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { CliError, UsageError } from '../errors';
 import { formatTable } from '../output';

@@ -6,8 +6,8 @@
  * time, newest first, and the first-time success rate: the share of serials with an attempt in
  * the window whose first attempt in the window was allowed.
  */
-import { ALLOW_REASONS, DENY_REASONS, DeviceEvent } from '../../lambda/shared/model';
-import { RegistryAdmin } from '../../lambda/shared/registry-admin';
+import { ALLOW_REASONS, DENY_REASONS, DeviceEvent } from '../../core/model';
+import { RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { UsageError } from '../errors';
 import { formatTable } from '../output';

@@ -3,9 +3,9 @@
  * enrollment of its remaining units (the hook denies LOT_ON_HOLD) and is excluded from
  * rollouts; release puts it back to OK. Every hold and release records the reason and actor.
  */
-import { LOT_PATTERN, LotRecord } from '../../lambda/shared/model';
+import { LOT_PATTERN, LotRecord } from '../../core/model';
 import { Registry } from '../../lambda/shared/registry';
-import { LotNotFoundError, RegistryAdmin } from '../../lambda/shared/registry-admin';
+import { LotNotFoundError, RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { CliError, UsageError } from '../errors';
 import { formatTable } from '../output';

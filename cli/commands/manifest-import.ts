@@ -1,7 +1,7 @@
 /**
  * `fleet manifest import <file>`: put a factory manifest on the manufacturing allowlist.
  *
- * 1. Parse and validate every row (pure, lambda/shared/manifest.ts); read the lots the file
+ * 1. Parse and validate every row (pure, core/manifest.ts); read the lots the file
  *    names, so rows of a lot that requires attestation must carry a public key.
  * 2. Any invalid row: import nothing (unless `skipInvalid`).
  * 3. BatchGetItem the serials: an existing serial with the same attributes is unchanged, one
@@ -13,7 +13,7 @@
  * Re-running the same file is idempotent: everything is `unchanged` the second time.
  */
 import { readFile } from 'node:fs/promises';
-import { assignRings } from '../../lambda/provisioning/rings';
+import { assignRings } from '../../core/rings';
 import {
   detectFormat,
   formatIssue,
@@ -21,11 +21,11 @@ import {
   ManifestIssue,
   ManifestRow,
   parseManifest,
-} from '../../lambda/shared/manifest';
-import { DeviceRecord, LotRecord } from '../../lambda/shared/model';
-import { publicKeyFingerprint } from '../../lambda/shared/attestation';
+} from '../../core/manifest';
+import { DeviceRecord, LotRecord } from '../../core/model';
+import { publicKeyFingerprint } from '../../core/attestation';
 import { Registry } from '../../lambda/shared/registry';
-import { RegistryAdmin } from '../../lambda/shared/registry-admin';
+import { RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { UsageError } from '../errors';
 

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import type { FactoryIdentity } from '../../device/identity';
 import type { SimulateResult } from '../../device/simulate';
-import { detectFormat, formatIssue, parseManifest } from '../../lambda/shared/manifest';
+import { detectFormat, formatIssue, parseManifest } from '../../core/manifest';
 import { CliContext } from '../context';
 import { CliError, UsageError } from '../errors';
 import { pickTemplate } from './claim';

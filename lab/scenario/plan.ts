@@ -22,7 +22,7 @@
  *   same device → ALLOWED_RETRY_SAME_KEY. A genuine retry is never stranded.
  */
 import { generateIdentities, toManifestEntry, type DeviceSpec, type FactoryIdentity } from '../../device';
-import type { AllowReason, DenyReason } from '../../lambda/shared/model';
+import type { AllowReason, DenyReason } from '../../core/model';
 
 export const LAB_LOTS = {
   a: 'LAB-A',

@@ -10,10 +10,10 @@ import { DescribeCertificateCommand } from '@aws-sdk/client-iot';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { createDocumentClient, createIotClient } from '../shared/clients';
-import { readEnv } from '../shared/env';
+import { readEnv } from '../../core/env';
 import { Registry } from '../shared/registry';
-import { createHook, HookResult, PriorCertificateLookup } from './hook';
-import { parseRingShares } from './rings';
+import { createHook, HookResult, PriorCertificateLookup } from './pre-provisioning-hook';
+import { parseRingShares } from '../../core/rings';
 
 const SERVICE = 'pre-provisioning-hook';
 const logger = new Logger({ serviceName: SERVICE });

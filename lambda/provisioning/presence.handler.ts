@@ -5,9 +5,9 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { createDocumentClient } from '../shared/clients';
-import { readEnv } from '../shared/env';
+import { readEnv } from '../../core/env';
 import { Registry } from '../shared/registry';
-import { createPresenceHandler, PresenceOutcome } from './presence-handler';
+import { createPresenceHandler, PresenceOutcome } from './presence';
 
 const SERVICE = 'presence';
 const logger = new Logger({ serviceName: SERVICE });

@@ -1,76 +1,119 @@
 /**
- * Pure core of the presence (activation) Lambda: what one AWS IoT lifecycle event
- * (`$aws/events/presence/connected|disconnected/<clientId>`) does to a device record.
- * No AWS SDK import, no I/O.
+ * The presence (activation) Lambda with injected dependencies. `presence.handler.ts` wires it to
+ * module-scope clients and the environment.
  *
- * - A `connected` event from the device's current certificate while it is PROVISIONING
- *   activates it (PROVISIONING -> ACTIVE).
- * - The connectivity fields move only forward in (versionNumber, timestamp) order: AWS documents
- *   that lifecycle messages may arrive out of order or twice, so a late or duplicate event never
- *   rolls them back. The registry enforces the same order in its conditional write.
+ * Malformed events and events of other clients are logged and dropped (never thrown, so the
+ * asynchronous invocation does not retry them). Registry failures are thrown: Lambda retries the
+ * event and finally sends it to the dead-letter queue.
  */
-import { DeviceEventType, DeviceRecord, serialFromThingName } from '../shared/model';
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { z } from 'zod';
+import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
+import { planPresence, PresenceEvent, serialOfClient } from '../../core/presence';
 
-/** The lifecycle event fields the Lambda relies on (AWS IoT Core developer guide, lifecycle events). */
-export interface PresenceEvent {
-  clientId: string;
-  /** Epoch milliseconds. */
-  timestamp: number;
-  eventType: 'connected' | 'disconnected';
-  versionNumber: number;
-  sessionIdentifier?: string;
-  /** Certificate id for X.509 connections. */
-  principalIdentifier?: string;
-  disconnectReason?: string;
-  clientInitiatedDisconnect?: boolean;
+export interface PresenceDeps {
+  registry: Registry;
+  thingNamePrefix: string;
+  logger: Logger;
+  metrics: Metrics;
 }
 
-/** `a` is strictly newer than the stored (version, timestamp). */
-export function isNewerPresence(
-  a: { versionNumber: number; timestamp: number },
-  stored: Pick<DeviceRecord, 'presenceVersion' | 'presenceTimestamp'>,
-): boolean {
-  if (stored.presenceVersion === undefined) return true;
-  if (a.versionNumber !== stored.presenceVersion) return a.versionNumber > stored.presenceVersion;
-  return a.timestamp > (stored.presenceTimestamp ?? -1);
-}
+export type PresenceOutcome = 'ACTIVATED' | 'APPLIED' | 'STALE' | 'IGNORED' | 'UNKNOWN_DEVICE' | 'REJECTED';
 
-/** Serial of a device client id, or undefined for other clients (e.g. claim connections). */
-export function serialOfClient(thingNamePrefix: string, clientId: string): string | undefined {
-  return serialFromThingName(thingNamePrefix, clientId);
-}
+const eventSchema = z.looseObject({
+  clientId: z.string().min(1).max(128),
+  timestamp: z.number().int().nonnegative(),
+  eventType: z.enum(['connected', 'disconnected']),
+  versionNumber: z.number().int().nonnegative(),
+  sessionIdentifier: z.string().max(128).optional(),
+  principalIdentifier: z.string().max(256).optional(),
+  disconnectReason: z.string().max(64).optional(),
+  clientInitiatedDisconnect: z.boolean().optional(),
+});
 
-export type PresencePlan =
-  | { kind: 'ignore'; why: 'UNKNOWN_DEVICE' | 'STALE' }
-  | {
-      kind: 'apply';
-      /** PROVISIONING -> ACTIVE with this event. */
-      activate: boolean;
-      /** The connectivity fields move to this event. */
-      updatePresence: boolean;
-      presence: { connected: boolean; versionNumber: number; timestamp: number };
-      /** Trail entries to append once the write succeeded. */
-      events: DeviceEventType[];
+/** Attempts when a concurrent event changed the record between the read and the write. */
+const MAX_ATTEMPTS = 3;
+
+export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => Promise<PresenceOutcome> {
+  const { registry, logger, metrics } = deps;
+
+  function count(outcome: PresenceOutcome, eventType: string): void {
+    metrics.addDimensions({ Outcome: outcome, EventType: eventType });
+    metrics.addMetric('PresenceEvent', MetricUnit.Count, 1);
+    metrics.publishStoredMetrics();
+  }
+
+  async function apply(serial: string, e: PresenceEvent): Promise<PresenceOutcome> {
+    for (let attempt = 1; ; attempt++) {
+      const device = await registry.getDevice(serial);
+      const plan = planPresence(e, device);
+      if (plan.kind === 'ignore') return plan.why === 'STALE' ? 'STALE' : 'UNKNOWN_DEVICE';
+      const dev = device!;
+      try {
+        const at = new Date(e.timestamp).toISOString();
+        if (plan.activate) {
+          await registry.activate(serial, {
+            expectedRevision: dev.revision ?? 0,
+            certificateId: dev.certificateId!,
+            presence: plan.updatePresence ? plan.presence : undefined,
+            at,
+          });
+        } else if (!(await registry.recordPresence(serial, plan.presence))) {
+          // A newer event was recorded between the read and the write: this one is stale now.
+          return 'STALE';
+        }
+        const detail: Record<string, string | number | boolean> = {
+          clientId: e.clientId,
+          versionNumber: e.versionNumber,
+        };
+        if (e.sessionIdentifier) detail.sessionIdentifier = e.sessionIdentifier;
+        if (e.principalIdentifier) detail.certificateId = e.principalIdentifier;
+        if (e.disconnectReason) detail.disconnectReason = e.disconnectReason;
+        for (const type of plan.events) {
+          await registry.appendEvent({ serial, type, at, lot: dev.lot, detail });
+        }
+        return plan.activate ? 'ACTIVATED' : 'APPLIED';
+      } catch (err) {
+        const lost = err instanceof RegistryConditionError || isConditionFailure(err);
+        if (!lost || attempt >= MAX_ATTEMPTS) throw err;
+        logger.debug('presence write lost a race; re-reading', { serial, attempt });
+      }
+    }
+  }
+
+  return async function presence(event: unknown): Promise<PresenceOutcome> {
+    const parsed = eventSchema.safeParse(event);
+    if (!parsed.success) {
+      logger.error('malformed presence event dropped', {
+        issues: parsed.error.issues.map((i) => `${i.path.join('.') || '(event)'}: ${i.message}`).join('; '),
+      });
+      count('REJECTED', 'unknown');
+      return 'REJECTED';
+    }
+    const e = parsed.data as PresenceEvent;
+    const serial = serialOfClient(deps.thingNamePrefix, e.clientId);
+    if (serial === undefined) {
+      logger.debug('presence event of a non-device client ignored', {
+        clientId: e.clientId,
+        eventType: e.eventType,
+      });
+      count('IGNORED', e.eventType);
+      return 'IGNORED';
+    }
+    const outcome = await apply(serial, e);
+    const fields = {
+      serial,
+      clientId: e.clientId,
+      eventType: e.eventType,
+      versionNumber: e.versionNumber,
+      outcome,
     };
-
-export function planPresence(event: PresenceEvent, device: DeviceRecord | undefined): PresencePlan {
-  if (!device) return { kind: 'ignore', why: 'UNKNOWN_DEVICE' };
-  const connected = event.eventType === 'connected';
-  const activate =
-    connected &&
-    device.status === 'PROVISIONING' &&
-    device.certificateId !== undefined &&
-    event.principalIdentifier === device.certificateId;
-  const updatePresence = isNewerPresence(event, device);
-  if (!activate && !updatePresence) return { kind: 'ignore', why: 'STALE' };
-  const events: DeviceEventType[] = [];
-  if (activate) events.push('ACTIVATED');
-  if (updatePresence) events.push(connected ? 'CONNECTED' : 'DISCONNECTED');
-  return {
-    kind: 'apply',
-    activate,
-    updatePresence,
-    presence: { connected, versionNumber: event.versionNumber, timestamp: event.timestamp },
-    events,
+    if (outcome === 'ACTIVATED') logger.info('device activated', fields);
+    else if (outcome === 'UNKNOWN_DEVICE')
+      logger.warn('presence event for a serial not in the registry', fields);
+    else logger.debug('presence event', fields);
+    count(outcome, e.eventType);
+    return outcome;
   };
 }

@@ -9,7 +9,7 @@
  * bytes (EC points in compressed form) and anything unexpected fall back to the full parse.
  */
 import { createHash } from 'node:crypto';
-import { publicKeyFingerprintOfCertificate } from '../shared/attestation';
+import { publicKeyFingerprintOfCertificate } from '../../core/attestation';
 
 const PEM = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/;
 const SEQUENCE = 0x30;

@@ -19,7 +19,7 @@ import {
   LotRecord,
   ProvisioningTransition,
   TABLES,
-} from './model';
+} from '../../core/model';
 
 export interface RegistryTableNames {
   devices: string;
@@ -106,7 +106,7 @@ export interface ActivateInput {
   at?: string;
 }
 
-/** The write-side twin of `isNewerPresence` (lambda/provisioning/presence.ts). */
+/** The write-side twin of `isNewerPresence` (core/presence.ts). */
 const NEWER_PRESENCE_CONDITION =
   '(attribute_not_exists(#pv) OR #pv < :pv OR (#pv = :pv AND (attribute_not_exists(#pt) OR #pt < :pt)))';
 

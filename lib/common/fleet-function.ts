@@ -26,7 +26,7 @@ export interface FleetFunctionProps {
   readonly timeout?: Duration;
   /** Memory in MB. @default 512 */
   readonly memorySize?: number;
-  /** Extra environment variables (names from lambda/shared/env.ts). @default - none */
+  /** Extra environment variables (names from core/env.ts). @default - none */
   readonly environment?: Record<string, string>;
   /** Reserved concurrency. @default - unreserved */
   readonly reservedConcurrentExecutions?: number;

@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { ENV } from '../../lambda/shared/env';
+import { ENV } from '../../core/env';
 import { FleetFunction } from '../common/fleet-function';
 import type { RegistryTables } from '../traceability/registry-tables';
 

@@ -2,7 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { Construct } from 'constructs';
-import { topics } from '../../lambda/shared/topics';
+import { topics } from '../../core/topics';
 import { iotArn, THING_NAME_VARIABLE } from './iot-arns';
 
 /** MQTT connect attributes a device may use (`iot:ConnectAttributes`). */

@@ -1,7 +1,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import type { ProvisioningTemplateOutput } from '../../lambda/shared/stack-outputs';
+import type { ProvisioningTemplateOutput } from '../../core/stack-outputs';
 import type { ProvisioningTemplateConfig } from '../config';
 import type { RegistryTables } from '../traceability/registry-tables';
 import { ActivationGate } from './activation-gate';

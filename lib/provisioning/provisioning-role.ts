@@ -1,7 +1,7 @@
 import { ArnFormat, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { thingGroupNames, thingNameFor } from '../../lambda/shared/model';
+import { thingGroupNames, thingNameFor } from '../../core/model';
 import { acknowledgeWildcardResource } from '../common/nag';
 import type { DevicePolicy } from './device-policy';
 import { iotArn } from './iot-arns';

@@ -4,8 +4,8 @@ import * as iot from 'aws-cdk-lib/aws-iot';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct, IDependable } from 'constructs';
-import { ENV } from '../../lambda/shared/env';
-import { OVERRIDE_PARAMETERS, PROVISIONING_PARAMETERS, thingGroupNames } from '../../lambda/shared/model';
+import { ENV } from '../../core/env';
+import { OVERRIDE_PARAMETERS, PROVISIONING_PARAMETERS, thingGroupNames } from '../../core/model';
 import type { ProvisioningTemplateConfig } from '../config';
 import { FleetFunction } from '../common/fleet-function';
 import { acknowledgeWildcardResource } from '../common/nag';
@@ -31,7 +31,7 @@ export interface TemplateBodyOptions {
 /**
  * The fleet provisioning template body (as a JSON-able object). Parameter names are a contract
  * with the hook (parameterOverrides) and the lab: see PROVISIONING_PARAMETERS and
- * OVERRIDE_PARAMETERS in lambda/shared/model.ts.
+ * OVERRIDE_PARAMETERS in core/model.ts.
  */
 export function templateBody(o: TemplateBodyOptions): Record<string, unknown> {
   const ref = (name: string) => ({ Ref: name });

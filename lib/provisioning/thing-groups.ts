@@ -2,7 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { Construct } from 'constructs';
-import { RINGS, thingGroupNames, type Ring } from '../../lambda/shared/model';
+import { RINGS, thingGroupNames, type Ring } from '../../core/model';
 import { iotArn } from './iot-arns';
 
 export interface FleetThingGroupsProps {

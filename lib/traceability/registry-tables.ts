@@ -2,7 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
-import { TABLES } from '../../lambda/shared/model';
+import { TABLES } from '../../core/model';
 
 export interface RegistryTablesProps {
   /**
@@ -32,7 +32,7 @@ export const BY_LOT_PROJECTION = ['status', 'hwRev', 'ring', 'thingName', 'curre
 
 /**
  * The traceability registry: Devices (one item per serial), Lots, and the append-only device
- * event trail. Attribute and index names come from `TABLES` in lambda/shared/model.ts.
+ * event trail. Attribute and index names come from `TABLES` in core/model.ts.
  *
  * Index projections are chosen so that frequent device updates (presence, firmware) do not
  * write to every index: `byThing` and `byCertificate` are KEYS_ONLY (they resolve a thing name

@@ -1,12 +1,12 @@
 /**
  * Test helper: a dynalite (DynamoDB-API emulator) server on a random loopback port, plus the
- * registry tables created with the key schema and indexes of lambda/shared/model.ts.
+ * registry tables created with the key schema and indexes of core/model.ts.
  * The server stops itself when the test calls `stop()` (always do so in afterAll).
  */
 import { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { DeviceEvent, TABLES } from '../../lambda/shared/model';
+import { DeviceEvent, TABLES } from '../../core/model';
 
 // dynalite ships no type declarations.
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -1,5 +1,5 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
-import { DEFAULT_SERIAL_PATTERN } from '../../lambda/shared/model';
+import { DEFAULT_SERIAL_PATTERN } from '../../core/model';
 import {
   DEFAULT_OTA_STAGES,
   FleetConfigError,

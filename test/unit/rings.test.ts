@@ -1,4 +1,4 @@
-import { assignRings, parseRingShares, ringForSerial, ringHash } from '../../lambda/provisioning/rings';
+import { assignRings, parseRingShares, ringForSerial, ringHash } from '../../core/rings';
 
 describe('ring assignment', () => {
   test('hash is deterministic and in [0,1)', () => {

@@ -15,10 +15,10 @@ import {
 } from '@aws-sdk/client-iot';
 import { GetCommand, PutCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
-import { assignRings, parseRingShares } from '../../../lambda/provisioning/rings';
-import { DeviceRecord, LotRecord } from '../../../lambda/shared/model';
+import { assignRings, parseRingShares } from '../../../core/rings';
+import { DeviceRecord, LotRecord } from '../../../core/model';
 import { Registry } from '../../../lambda/shared/registry';
-import { RegistryAdmin } from '../../../lambda/shared/registry-admin';
+import { RegistryAdmin } from '../../../cli/registry-admin';
 import { claimCreate, claimRevoke } from '../../../cli/commands/claim';
 import { deviceReset, deviceShow } from '../../../cli/commands/device';
 import { enrollmentList } from '../../../cli/commands/enrollment';

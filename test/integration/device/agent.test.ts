@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { publicKeyFingerprintOfCertificate, verifyDeviceProof } from '../../../lambda/shared/attestation';
+import { publicKeyFingerprintOfCertificate, verifyDeviceProof } from '../../../core/attestation';
 import { DeviceAgent, type AgentOptions } from '../../../device/agent';
 import { generateFactoryKey, type FactoryIdentity } from '../../../device/identity';
 import { fingerprint, ScriptedIot } from './support/responder';

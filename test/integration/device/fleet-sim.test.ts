@@ -1,7 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { verifyDeviceProof } from '../../../lambda/shared/attestation';
+import { verifyDeviceProof } from '../../../core/attestation';
 import {
   denialReason,
   formatSummary,

@@ -10,9 +10,9 @@ import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { certificateIdOf, publicKeyFingerprintOfCertificate } from '../../../lambda/shared/attestation';
-import { ENV } from '../../../lambda/shared/env';
-import { DEFAULT_SERIAL_PATTERN, DeviceRecord, LotRecord } from '../../../lambda/shared/model';
+import { certificateIdOf, publicKeyFingerprintOfCertificate } from '../../../core/attestation';
+import { ENV } from '../../../core/env';
+import { DEFAULT_SERIAL_PATTERN, DeviceRecord, LotRecord } from '../../../core/model';
 import type { RegistryTableNames } from '../../../lambda/shared/registry';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

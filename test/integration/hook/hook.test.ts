@@ -3,8 +3,8 @@
  * AWS IoT's DescribeCertificate. Every reason code is exercised against the real handler.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { signDeviceProof } from '../../../lambda/shared/attestation';
-import { DeviceEvent, DeviceRecord } from '../../../lambda/shared/model';
+import { signDeviceProof } from '../../../core/attestation';
+import { DeviceEvent, DeviceRecord } from '../../../core/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
 import { cleanBundles, loadBundledHandler } from '../../helpers/bundle';
 import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';

@@ -5,7 +5,7 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { createHook } from '../../../lambda/provisioning/hook';
+import { createHook } from '../../../lambda/provisioning/pre-provisioning-hook';
 import { Registry } from '../../../lambda/shared/registry';
 import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
 import {

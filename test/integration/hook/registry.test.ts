@@ -5,7 +5,7 @@ import {
   RegistryStateError,
   RegistryTableNames,
 } from '../../../lambda/shared/registry';
-import { DeviceRecord } from '../../../lambda/shared/model';
+import { DeviceRecord } from '../../../core/model';
 import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
 import { deviceRecord } from './fixtures';
 

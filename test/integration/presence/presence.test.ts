@@ -2,8 +2,8 @@
  * The BUNDLED presence handler against dynalite on loopback: activation, ordering of late and
  * duplicate events, claim connections and malformed events.
  */
-import { ENV } from '../../../lambda/shared/env';
-import { DeviceEvent } from '../../../lambda/shared/model';
+import { ENV } from '../../../core/env';
+import { DeviceEvent } from '../../../core/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
 import { cleanBundles, loadBundledHandler } from '../../helpers/bundle';
 import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';

@@ -11,8 +11,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { ClaimIot } from '../../../cli/iot-adapter';
-import { BatchRetryExhaustedError, RegistryAdmin, utcDays } from '../../../lambda/shared/registry-admin';
-import { DeviceRecord } from '../../../lambda/shared/model';
+import { BatchRetryExhaustedError, RegistryAdmin, utcDays } from '../../../cli/registry-admin';
+import { DeviceRecord } from '../../../core/model';
 
 const named = (name: string) => Object.assign(new Error(name), { name });
 

@@ -1,4 +1,4 @@
-import { parseRingShares } from '../../../lambda/provisioning/rings';
+import { parseRingShares } from '../../../core/rings';
 import { contextFromFlags, parseTemplates, resolveResources } from '../../../cli/context';
 import { UsageError } from '../../../cli/errors';
 import { formatTable } from '../../../cli/output';

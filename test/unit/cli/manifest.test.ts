@@ -5,7 +5,7 @@ import {
   normalisePublicKey,
   parseManifest,
   splitCsv,
-} from '../../../lambda/shared/manifest';
+} from '../../../core/manifest';
 
 const p256 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
 const p256Pem = p256.export({ type: 'spki', format: 'pem' }).toString();

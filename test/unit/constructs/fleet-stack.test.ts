@@ -1,5 +1,5 @@
 import { App, Stack } from 'aws-cdk-lib';
-import { STACK_OUTPUTS } from '../../../lambda/shared/stack-outputs';
+import { STACK_OUTPUTS } from '../../../core/stack-outputs';
 import { resolveFleetConfig } from '../../../lib/config';
 import { FleetProvisioning } from '../../../lib/provisioning/fleet-provisioning';
 import { RegistryTables } from '../../../lib/traceability/registry-tables';

@@ -1,5 +1,5 @@
 import { Match } from 'aws-cdk-lib/assertions';
-import { ENV } from '../../../lambda/shared/env';
+import { ENV } from '../../../core/env';
 import {
   HOOK_PAYLOAD_VERSION,
   MAX_TEMPLATE_BODY_LENGTH,

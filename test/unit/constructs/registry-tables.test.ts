@@ -1,7 +1,7 @@
 import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { TABLES } from '../../../lambda/shared/model';
+import { TABLES } from '../../../core/model';
 import { resolveFleetConfig, type Stage } from '../../../lib/config';
 import { REGISTRY_LOGICAL_IDS, RegistryTables } from '../../../lib/traceability/registry-tables';
 import { asArray, flat, PolicyStatement } from './helpers';

@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { signDeviceProof } from '../../../lambda/shared/attestation';
-import { DeviceRecord, LotRecord } from '../../../lambda/shared/model';
+import { signDeviceProof } from '../../../core/attestation';
+import { DeviceRecord, LotRecord } from '../../../core/model';
 import {
   decide,
   DecisionInput,
@@ -8,8 +8,8 @@ import {
   isPriorCertificateQuery,
   PriorCertificateFact,
   ProvisioningRequest,
-} from '../../../lambda/provisioning/decision';
-import { ringForSerial } from '../../../lambda/provisioning/rings';
+} from '../../../core/provisioning-decision';
+import { ringForSerial } from '../../../core/rings';
 
 const factory = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 const factoryPublicPem = factory.publicKey.export({ type: 'spki', format: 'pem' }).toString();

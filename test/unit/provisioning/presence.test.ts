@@ -1,10 +1,10 @@
-import { DeviceRecord } from '../../../lambda/shared/model';
+import { DeviceRecord } from '../../../core/model';
 import {
   isNewerPresence,
   planPresence,
   PresenceEvent,
   serialOfClient,
-} from '../../../lambda/provisioning/presence';
+} from '../../../core/presence';
 
 const CERT = 'a'.repeat(64);
 const device = (over: Partial<DeviceRecord> = {}): DeviceRecord => ({

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
-import { publicKeyFingerprintOfCertificate } from '../../../lambda/shared/attestation';
+import { publicKeyFingerprintOfCertificate } from '../../../core/attestation';
 import { fastPublicKeyFingerprint, spkiOfCertificateDer } from '../../../lambda/provisioning/spki';
 import { createTestCa } from '../../integration/hook/fixtures';
 

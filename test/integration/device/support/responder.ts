@@ -6,7 +6,7 @@
 import { createHash, randomUUID, X509Certificate } from 'node:crypto';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { certificateIdOf } from '../../../../lambda/shared/attestation';
+import { certificateIdOf } from '../../../../core/attestation';
 import { TestCa, type IssuedPair } from './pki';
 
 /** aedes is ESM-only; load it with Node's own require (require(esm)), outside jest's registry. */

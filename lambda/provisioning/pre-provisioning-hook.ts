@@ -16,7 +16,7 @@ import {
   HW_REV_PATTERN,
   LotRecord,
   PROVISIONING_PARAMETERS,
-} from '../shared/model';
+} from '../../core/model';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
 import { fastPublicKeyFingerprint } from './spki';
 import {
@@ -25,7 +25,7 @@ import {
   DecisionOutcome,
   isPriorCertificateQuery,
   PriorCertificateFact,
-} from './decision';
+} from '../../core/provisioning-decision';
 
 /** Looks up the status of an earlier certificate in AWS IoT. */
 export type PriorCertificateLookup = (

@@ -10,7 +10,7 @@
  * The rule: no second device can ever take over a serial, and a genuine retry after a lost
  * response is never stranded.
  */
-import { verifyDeviceProof } from '../shared/attestation';
+import { verifyDeviceProof } from './attestation';
 import {
   AllowReason,
   DenyReason,
@@ -20,10 +20,10 @@ import {
   OVERRIDE_PARAMETERS,
   ProvisioningTransition,
   thingNameFor,
-} from '../shared/model';
+} from './model';
 import { RingShares, ringForSerial } from './rings';
 
-export type { ProvisioningTransition } from '../shared/model';
+export type { ProvisioningTransition } from './model';
 
 /** A hook request after schema validation. */
 export interface ProvisioningRequest {

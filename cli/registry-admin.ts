@@ -22,8 +22,8 @@ import {
   ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from './model';
-import { isConditionFailure, NewDeviceEvent, RegistryTableNames, trailEntry } from './registry';
+import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from '../core/model';
+import { isConditionFailure, NewDeviceEvent, RegistryTableNames, trailEntry } from '../lambda/shared/registry';
 
 /** DynamoDB limits of the batch APIs. */
 export const BATCH_GET_MAX = 100;

@@ -11,7 +11,7 @@
  *   whose manifest row carries no ring.
  */
 import { createHash } from 'node:crypto';
-import { Ring } from '../shared/model';
+import { Ring } from './model';
 
 export interface RingShares {
   /** Percent of units in the canary ring (0-100). */

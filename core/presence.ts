@@ -1,0 +1,76 @@
+/**
+ * Pure core of the presence (activation) Lambda: what one AWS IoT lifecycle event
+ * (`$aws/events/presence/connected|disconnected/<clientId>`) does to a device record.
+ * No AWS SDK import, no I/O.
+ *
+ * - A `connected` event from the device's current certificate while it is PROVISIONING
+ *   activates it (PROVISIONING -> ACTIVE).
+ * - The connectivity fields move only forward in (versionNumber, timestamp) order: AWS documents
+ *   that lifecycle messages may arrive out of order or twice, so a late or duplicate event never
+ *   rolls them back. The registry enforces the same order in its conditional write.
+ */
+import { DeviceEventType, DeviceRecord, serialFromThingName } from './model';
+
+/** The lifecycle event fields the Lambda relies on (AWS IoT Core developer guide, lifecycle events). */
+export interface PresenceEvent {
+  clientId: string;
+  /** Epoch milliseconds. */
+  timestamp: number;
+  eventType: 'connected' | 'disconnected';
+  versionNumber: number;
+  sessionIdentifier?: string;
+  /** Certificate id for X.509 connections. */
+  principalIdentifier?: string;
+  disconnectReason?: string;
+  clientInitiatedDisconnect?: boolean;
+}
+
+/** `a` is strictly newer than the stored (version, timestamp). */
+export function isNewerPresence(
+  a: { versionNumber: number; timestamp: number },
+  stored: Pick<DeviceRecord, 'presenceVersion' | 'presenceTimestamp'>,
+): boolean {
+  if (stored.presenceVersion === undefined) return true;
+  if (a.versionNumber !== stored.presenceVersion) return a.versionNumber > stored.presenceVersion;
+  return a.timestamp > (stored.presenceTimestamp ?? -1);
+}
+
+/** Serial of a device client id, or undefined for other clients (e.g. claim connections). */
+export function serialOfClient(thingNamePrefix: string, clientId: string): string | undefined {
+  return serialFromThingName(thingNamePrefix, clientId);
+}
+
+export type PresencePlan =
+  | { kind: 'ignore'; why: 'UNKNOWN_DEVICE' | 'STALE' }
+  | {
+      kind: 'apply';
+      /** PROVISIONING -> ACTIVE with this event. */
+      activate: boolean;
+      /** The connectivity fields move to this event. */
+      updatePresence: boolean;
+      presence: { connected: boolean; versionNumber: number; timestamp: number };
+      /** Trail entries to append once the write succeeded. */
+      events: DeviceEventType[];
+    };
+
+export function planPresence(event: PresenceEvent, device: DeviceRecord | undefined): PresencePlan {
+  if (!device) return { kind: 'ignore', why: 'UNKNOWN_DEVICE' };
+  const connected = event.eventType === 'connected';
+  const activate =
+    connected &&
+    device.status === 'PROVISIONING' &&
+    device.certificateId !== undefined &&
+    event.principalIdentifier === device.certificateId;
+  const updatePresence = isNewerPresence(event, device);
+  if (!activate && !updatePresence) return { kind: 'ignore', why: 'STALE' };
+  const events: DeviceEventType[] = [];
+  if (activate) events.push('ACTIVATED');
+  if (updatePresence) events.push(connected ? 'CONNECTED' : 'DISCONNECTED');
+  return {
+    kind: 'apply',
+    activate,
+    updatePresence,
+    presence: { connected, versionNumber: event.versionNumber, timestamp: event.timestamp },
+    events,
+  };
+}
