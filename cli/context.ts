@@ -22,11 +22,7 @@ import { parseRingShares, RingShares, RingSharesError } from '../core/rings';
 import { ENV } from '../core/env';
 import { DEFAULT_SERIAL_PATTERN } from '../core/model';
 import { RegistryTableNames } from '../lambda/shared/registry';
-import {
-  DEFAULT_STACK_NAME,
-  ProvisioningTemplateOutput,
-  STACK_OUTPUTS,
-} from '../core/stack-outputs';
+import { DEFAULT_STACK_NAME, ProvisioningTemplateOutput, STACK_OUTPUTS } from '../core/stack-outputs';
 import { UsageError, CliError } from './errors';
 import { consoleSink, OutputSink } from './output';
 

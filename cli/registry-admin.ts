@@ -23,7 +23,8 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from '../core/model';
-import { isConditionFailure, NewDeviceEvent, RegistryTableNames, trailEntry } from '../lambda/shared/registry';
+import { isConditionFailure, RegistryTableNames } from '../lambda/shared/registry';
+import { enrollmentPartitions, NewDeviceEvent, trailEntry, utcDays } from '../core/trail';
 
 /** DynamoDB limits of the batch APIs. */
 export const BATCH_GET_MAX = 100;
@@ -281,35 +282,48 @@ export class RegistryAdmin {
 
   /**
    * Enrollment decisions with `since <= at < until`, oldest first: one paginated Query of the
-   * sparse `byEnrollmentDay` GSI per UTC day in the window.
+   * sparse `byEnrollmentDay` GSI per shard of each UTC day in the window (never a Scan), the
+   * shards of a day read in parallel and merged by time.
    */
   async queryEnrollments(window: EnrollmentQuery): Promise<DeviceEvent[]> {
     // Stored times are `toISOString()` strings, so bounds are normalised to the same form.
     const q = { since: new Date(window.since).toISOString(), until: new Date(window.until).toISOString() };
     const events: DeviceEvent[] = [];
     for (const day of utcDays(q.since, q.until)) {
-      let start: Record<string, unknown> | undefined;
-      do {
-        const out = await this.doc.send(
-          new QueryCommand({
-            TableName: this.tables.events,
-            IndexName: TABLES.events.enrollmentIndex,
-            KeyConditionExpression: '#day = :day AND #at BETWEEN :since AND :until',
-            ExpressionAttributeNames: {
-              '#day': TABLES.events.enrollmentPartitionKey,
-              '#at': TABLES.events.enrollmentSortKey,
-            },
-            ExpressionAttributeValues: { ':day': day, ':since': q.since, ':until': q.until },
-            ExclusiveStartKey: start,
-          }),
-        );
-        for (const item of out.Items ?? []) {
-          const e = item as DeviceEvent;
-          if (e.at < q.until) events.push(e);
-        }
-        start = out.LastEvaluatedKey;
-      } while (start);
+      const shards = await Promise.all(
+        enrollmentPartitions(day).map((p) => this.queryEnrollmentPartition(p, q)),
+      );
+      events.push(...shards.flat().sort((a, b) => a.at.localeCompare(b.at) || a.sk.localeCompare(b.sk)));
     }
+    return events;
+  }
+
+  private async queryEnrollmentPartition(
+    partition: string,
+    q: { since: string; until: string },
+  ): Promise<DeviceEvent[]> {
+    const events: DeviceEvent[] = [];
+    let start: Record<string, unknown> | undefined;
+    do {
+      const out = await this.doc.send(
+        new QueryCommand({
+          TableName: this.tables.events,
+          IndexName: TABLES.events.enrollmentIndex,
+          KeyConditionExpression: '#day = :day AND #at BETWEEN :since AND :until',
+          ExpressionAttributeNames: {
+            '#day': TABLES.events.enrollmentPartitionKey,
+            '#at': TABLES.events.enrollmentSortKey,
+          },
+          ExpressionAttributeValues: { ':day': partition, ':since': q.since, ':until': q.until },
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        const e = item as DeviceEvent;
+        if (e.at < q.until) events.push(e);
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
     return events;
   }
 
@@ -402,13 +416,4 @@ export function normaliseLot(item: Record<string, unknown>): LotRecord {
     unitCount: typeof item.unitCount === 'number' ? item.unitCount : 0,
     requireAttestation: item.requireAttestation === true,
   };
-}
-
-/** UTC days (YYYY-MM-DD) touched by the window [since, until). */
-export function utcDays(since: string, until: string): string[] {
-  const start = Date.parse(since.slice(0, 10) + 'T00:00:00.000Z');
-  const end = Date.parse(until);
-  const days: string[] = [];
-  for (let t = start; t < end; t += 86_400_000) days.push(new Date(t).toISOString().slice(0, 10));
-  return days;
 }

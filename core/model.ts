@@ -5,6 +5,7 @@
  *
  * It has no AWS SDK import and no I/O.
  */
+import type { SourceStatus } from './lifecycle';
 
 /** Device lifecycle status stored on the Devices table (see docs/architecture.md). */
 export const DEVICE_STATUSES = ['MANUFACTURED', 'PROVISIONING', 'ACTIVE', 'RMA', 'RETIRED'] as const;
@@ -79,6 +80,8 @@ export const EVENT_TYPES = [
   'CONNECTED',
   'DISCONNECTED',
   'STATUS_RESET',
+  'RMA_OPENED',
+  'RMA_CLOSED',
 ] as const;
 export type DeviceEventType = (typeof EVENT_TYPES)[number];
 
@@ -99,10 +102,15 @@ export const TABLES = {
   events: {
     partitionKey: 'serial',
     sortKey: 'sk',
-    /** Sparse GSI holding only enrollment decisions, bucketed by UTC day. */
+    /**
+     * Sparse GSI holding only enrollment decisions. Its partition key is the UTC day and a shard
+     * (`YYYY-MM-DD#k`, see core/trail.ts), so an enrollment burst spreads over several partitions.
+     */
     enrollmentIndex: 'byEnrollmentDay',
     enrollmentPartitionKey: 'enrollDay',
     enrollmentSortKey: 'at',
+    /** TTL attribute (epoch seconds): set only on entries of serials that are not on the manifest. */
+    expiresAt: 'expiresAt',
   },
 } as const;
 
@@ -151,7 +159,7 @@ export interface DeviceRecord {
  */
 export interface ProvisioningTransition {
   /** Status read by the hook: MANUFACTURED (first attempt) or PROVISIONING (retry). */
-  expectedStatus: Extract<DeviceStatus, 'MANUFACTURED' | 'PROVISIONING'>;
+  expectedStatus: SourceStatus<'enroll'>;
   /** Revision read by the hook; the write fails when anyone moved it since. */
   expectedRevision: number;
   thingName: string;
@@ -187,8 +195,10 @@ export interface DeviceEvent {
   type: DeviceEventType;
   reason?: DecisionReason | string;
   lot?: string;
-  /** Only on enrollment decisions: UTC day (YYYY-MM-DD), the sparse GSI partition. */
+  /** Only on enrollment decisions: `<UTC day>#<shard>`, the sparse GSI partition. */
   enrollDay?: string;
+  /** Epoch seconds after which DynamoDB TTL may delete the entry (unlisted serials only). */
+  expiresAt?: number;
   detail?: Record<string, string | number | boolean>;
 }
 

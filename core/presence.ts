@@ -9,6 +9,7 @@
  *   that lifecycle messages may arrive out of order or twice, so a late or duplicate event never
  *   rolls them back. The registry enforces the same order in its conditional write.
  */
+import { canTransition } from './lifecycle';
 import { DeviceEventType, DeviceRecord, serialFromThingName } from './model';
 
 /** The lifecycle event fields the Lambda relies on (AWS IoT Core developer guide, lifecycle events). */
@@ -58,7 +59,7 @@ export function planPresence(event: PresenceEvent, device: DeviceRecord | undefi
   const connected = event.eventType === 'connected';
   const activate =
     connected &&
-    device.status === 'PROVISIONING' &&
+    canTransition('activate', device.status) &&
     device.certificateId !== undefined &&
     event.principalIdentifier === device.certificateId;
   const updatePresence = isNewerPresence(event, device);

@@ -15,12 +15,12 @@ import {
   AllowReason,
   DenyReason,
   DeviceRecord,
-  DeviceStatus,
   LotRecord,
   OVERRIDE_PARAMETERS,
   ProvisioningTransition,
   thingNameFor,
 } from './model';
+import { canTransition, ENROLLMENT_DENIALS } from './lifecycle';
 import { RingShares, ringForSerial } from './rings';
 
 export type { ProvisioningTransition } from './model';
@@ -90,12 +90,6 @@ export function isPriorCertificateQuery(o: DecisionOutcome): o is PriorCertifica
 
 const deny = (reason: DenyReason): DenyDecision => ({ allow: false, reason });
 
-const STATUS_DENIALS: Partial<Record<DeviceStatus, DenyReason>> = {
-  ACTIVE: 'DEVICE_ALREADY_ACTIVE',
-  RMA: 'DEVICE_IN_RMA',
-  RETIRED: 'DEVICE_RETIRED',
-};
-
 export function decide(input: DecisionInput): DecisionOutcome {
   const { request: req, device, lot } = input;
   if (!device) return deny('NOT_ON_ALLOWLIST');
@@ -113,11 +107,11 @@ export function decide(input: DecisionInput): DecisionOutcome {
     return deny('ATTESTATION_INVALID');
   }
 
-  const statusDenial = STATUS_DENIALS[device.status];
-  if (statusDenial) return deny(statusDenial);
-
+  // The lifecycle table says which statuses may enroll; every other status has its reason.
+  if (!canTransition('enroll', device.status)) {
+    return deny(ENROLLMENT_DENIALS[device.status]);
+  }
   if (device.status === 'MANUFACTURED') return allow('ALLOWED', input);
-  if (device.status !== 'PROVISIONING') return deny('INTERNAL_ERROR');
 
   // PROVISIONING: an earlier attempt got this far. Only the same device may continue.
   if (device.publicKeyFingerprint !== undefined && device.publicKeyFingerprint === req.publicKeyFingerprint) {
@@ -154,7 +148,7 @@ function allow(reason: AllowReason, input: DecisionInput): AllowDecision {
       [OVERRIDE_PARAMETERS.hwRev]: device.hwRev,
     },
     transition: {
-      expectedStatus: device.status as 'MANUFACTURED' | 'PROVISIONING',
+      expectedStatus: device.status as ProvisioningTransition['expectedStatus'],
       expectedRevision: device.revision ?? 0,
       thingName,
       ring,

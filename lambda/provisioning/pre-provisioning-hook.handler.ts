@@ -9,15 +9,16 @@
 import { DescribeCertificateCommand } from '@aws-sdk/client-iot';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { METRICS_NAMESPACE, SERVICES } from '../../core/metrics';
 import { createDocumentClient, createIotClient } from '../shared/clients';
 import { readEnv } from '../../core/env';
 import { Registry } from '../shared/registry';
 import { createHook, HookResult, PriorCertificateLookup } from './pre-provisioning-hook';
 import { parseRingShares } from '../../core/rings';
 
-const SERVICE = 'pre-provisioning-hook';
+const SERVICE = SERVICES.preProvisioningHook;
 const logger = new Logger({ serviceName: SERVICE });
-const metrics = new Metrics({ namespace: 'IotFleet', serviceName: SERVICE });
+const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE });
 
 const env = readEnv([
   'devicesTable',

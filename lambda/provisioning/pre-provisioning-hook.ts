@@ -18,6 +18,7 @@ import {
   PROVISIONING_PARAMETERS,
 } from '../../core/model';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
+import { METRICS, OTHER_TEMPLATE_DIMENSION } from '../../core/metrics';
 import { fastPublicKeyFingerprint } from './spki';
 import {
   decide,
@@ -57,8 +58,6 @@ const ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 /** Printable, bounded: the only serials worth an audit entry when validation failed. */
 const AUDITABLE_SERIAL = /^[\x21-\x7e]{1,64}$/;
-/** The metric's Template dimension stays bounded: unknown templates collapse to this. */
-const OTHER_TEMPLATE = 'other';
 /** Bound on the claim-certificate-to-lot memo (one entry per claim certificate). */
 const MAX_CLAIM_MEMO = 10_000;
 
@@ -160,7 +159,7 @@ export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResu
     const started = Date.now();
     const out: Outcome = { reason: 'INTERNAL_ERROR' };
     let serial: string | undefined;
-    let template = OTHER_TEMPLATE;
+    let template = OTHER_TEMPLATE_DIMENSION;
     let templateName: string | undefined;
     const raw = (typeof event === 'object' && event !== null ? event : {}) as Record<string, unknown>;
     const ids = {
@@ -186,7 +185,7 @@ export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResu
         out.reason = 'INVALID_PARAMETERS';
         const issues = (parsedEvent.success ? parsedParams?.error : parsedEvent.error)?.issues ?? [];
         out.error = issues.map((i) => `${i.path.join('.') || '(event)'}: ${i.message}`).join('; ');
-      } else if (template === OTHER_TEMPLATE) {
+      } else if (template === OTHER_TEMPLATE_DIMENSION) {
         out.reason = 'TEMPLATE_MISMATCH';
       } else {
         const e = parsedEvent.data;
@@ -254,14 +253,14 @@ export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResu
       // One synchronous block on the shared instance, so concurrent invocations (tests, bench)
       // never mix dimensions; cheaper than a singleMetric() instance per call.
       metrics.addDimensions({ Reason: out.reason, Template: template });
-      metrics.addMetric('ProvisioningDecision', MetricUnit.Count, 1);
+      metrics.addMetric(METRICS.provisioningDecision.name, MetricUnit.Count, 1);
       metrics.publishStoredMetrics();
 
       if (serial === undefined) return;
       const remaining = hardLimitMs - (Date.now() - started);
       if (remaining <= 50) {
         logger.error('audit entry skipped: no time left before the hook limit', logFields);
-        metrics.singleMetric().addMetric('AuditWriteFailed', MetricUnit.Count, 1);
+        metrics.singleMetric().addMetric(METRICS.auditWriteFailed.name, MetricUnit.Count, 1);
         return;
       }
       const detail: Record<string, string> = { ...ids, template: templateName ?? '' };
@@ -281,7 +280,7 @@ export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResu
         // The decision stands: an allowed transition is already committed (and recorded in the
         // device's certificate lineage); denying now would strand a genuine device.
         logger.error('audit entry could not be written', { ...logFields, error: err as Error });
-        metrics.singleMetric().addMetric('AuditWriteFailed', MetricUnit.Count, 1);
+        metrics.singleMetric().addMetric(METRICS.auditWriteFailed.name, MetricUnit.Count, 1);
       }
     }
   };

@@ -4,14 +4,15 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
+import { METRICS_NAMESPACE, SERVICES } from '../../core/metrics';
 import { createDocumentClient } from '../shared/clients';
 import { readEnv } from '../../core/env';
 import { Registry } from '../shared/registry';
 import { createPresenceHandler, PresenceOutcome } from './presence';
 
-const SERVICE = 'presence';
+const SERVICE = SERVICES.presence;
 const logger = new Logger({ serviceName: SERVICE });
-const metrics = new Metrics({ namespace: 'IotFleet', serviceName: SERVICE });
+const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE });
 
 const env = readEnv(['devicesTable', 'eventsTable', 'thingNamePrefix']);
 

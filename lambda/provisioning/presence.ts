@@ -9,6 +9,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { z } from 'zod';
+import { METRICS } from '../../core/metrics';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
 import { planPresence, PresenceEvent, serialOfClient } from '../../core/presence';
 
@@ -40,7 +41,7 @@ export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => P
 
   function count(outcome: PresenceOutcome, eventType: string): void {
     metrics.addDimensions({ Outcome: outcome, EventType: eventType });
-    metrics.addMetric('PresenceEvent', MetricUnit.Count, 1);
+    metrics.addMetric(METRICS.presenceEvent.name, MetricUnit.Count, 1);
     metrics.publishStoredMetrics();
   }
 

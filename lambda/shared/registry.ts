@@ -9,17 +9,26 @@
  * {@link RegistryConditionError}; a transition the current status does not allow surfaces as
  * {@link RegistryStateError} with a message that names the fix.
  */
-import { randomBytes } from 'node:crypto';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import {
   CertificateLineageEntry,
   DeviceEvent,
   DeviceRecord,
-  DeviceStatus,
   LotRecord,
   ProvisioningTransition,
   TABLES,
 } from '../../core/model';
+import {
+  assertTransition,
+  canTransition,
+  LIFECYCLE,
+  LifecycleAction,
+  refusal,
+  SourceStatus,
+} from '../../core/lifecycle';
+import { NewDeviceEvent, trailEntry } from '../../core/trail';
+
+export type { NewDeviceEvent } from '../../core/trail';
 
 export interface RegistryTableNames {
   devices: string;
@@ -66,21 +75,6 @@ export function isConditionFailure(err: unknown): boolean {
     ((err as { name?: string }).name === 'ConditionalCheckFailedException' ||
       (err as { name?: string }).name === 'TransactionCanceledException')
   );
-}
-
-/** A trail event as callers describe it; the registry sets `at` (unless given), `sk` and `enrollDay`. */
-export type NewDeviceEvent = Omit<DeviceEvent, 'sk' | 'at' | 'enrollDay'> & { at?: string };
-
-/**
- * The stored form of a trail event: `sk` = `<at>#<random>` (time-ordered, unique within the
- * serial), and `enrollDay` (UTC day of `at`) on enrollment decisions only, which keeps the
- * enrollment index sparse. Every writer of the trail goes through this.
- */
-export function trailEntry(e: NewDeviceEvent, now: () => Date = () => new Date()): DeviceEvent {
-  const at = e.at ?? now().toISOString();
-  const event: DeviceEvent = { ...e, at, sk: `${at}#${randomBytes(6).toString('hex')}` };
-  if (e.type === 'ENROLLMENT_ALLOWED' || e.type === 'ENROLLMENT_DENIED') event.enrollDay = at.slice(0, 10);
-  return event;
 }
 
 /** Input of {@link Registry.beginProvisioning}: the hook's allowed transition, optionally timed. */
@@ -152,8 +146,8 @@ export class Registry {
   }
 
   /**
-   * Append-only: conditional PutItem (attribute_not_exists); sk = `${at}#${random}`; sets
-   * enrollDay (UTC YYYY-MM-DD of at) for ENROLLMENT_ALLOWED/ENROLLMENT_DENIED only.
+   * Append-only: conditional PutItem (attribute_not_exists) of the entry built by
+   * {@link trailEntry} (sort key, enrollment index shard, optional TTL).
    */
   async appendEvent(e: NewDeviceEvent, opts: CallOptions = {}): Promise<DeviceEvent> {
     const event = trailEntry(e, this.now);
@@ -198,7 +192,6 @@ export class Registry {
       '#upd = :at',
     ];
     const values: Record<string, unknown> = {
-      ':to': 'PROVISIONING',
       ':rev': input.expectedRevision,
       ':next': input.expectedRevision + 1,
       ':thing': input.thingName,
@@ -213,7 +206,7 @@ export class Registry {
       values[':empty'] = [];
       values[':entry'] = [entry];
     }
-    await this.transition('beginProvisioning', serial, input.expectedStatus, input.expectedRevision, {
+    await this.transition('enroll', serial, input.expectedStatus, input.expectedRevision, {
       returnRecord: false,
       update: `SET ${sets.join(', ')}`,
       names: {
@@ -244,7 +237,6 @@ export class Registry {
       '#cert': 'certificateId',
     };
     const values: Record<string, unknown> = {
-      ':to': 'ACTIVE',
       ':rev': input.expectedRevision,
       ':next': input.expectedRevision + 1,
       ':at': at,
@@ -318,40 +310,27 @@ export class Registry {
    */
   async resetDevice(serial: string, opts: { reason: string; actor: string }): Promise<DeviceRecord> {
     const device = await this.getDevice(serial);
-    if (!device) {
-      throw new RegistryStateError(
-        'resetDevice',
-        serial,
-        `device ${serial} is not in the registry; check the serial, or import it with the manifest import command`,
-      );
-    }
-    if (device.status !== 'PROVISIONING') {
-      const fix: Record<string, string> = {
-        MANUFACTURED: 'it is already MANUFACTURED and can enroll; nothing to reset',
-        ACTIVE: 'it is ACTIVE; to give it a new identity, open an RMA and refurbish it instead',
-        RMA: 'it is under RMA; finish the RMA (refurbish or scrap) instead',
-        RETIRED: 'it is RETIRED and can never enroll again',
-      };
-      throw new RegistryStateError(
-        'resetDevice',
-        serial,
-        `cannot reset device ${serial}: only a unit stuck in PROVISIONING can be reset, but ${fix[device.status] ?? `its status is ${device.status}`}`,
-      );
+    if (!device || !canTransition('reset', device.status)) {
+      throw new RegistryStateError('resetDevice', serial, refusal('reset', serial, device?.status));
     }
     const revision = device.revision ?? 0;
     const at = this.now().toISOString();
-    const updated = await this.transition('resetDevice', serial, 'PROVISIONING', revision, {
+    const updated = await this.transition('reset', serial, device.status, revision, {
       update: 'SET #status = :to, #rev = :next, #upd = :at REMOVE #cert, #fp',
       names: { '#upd': 'updatedAt', '#cert': TABLES.devices.byCertificateKey, '#fp': 'publicKeyFingerprint' },
-      values: { ':to': 'MANUFACTURED', ':rev': revision, ':next': revision + 1, ':at': at },
+      values: { ':rev': revision, ':next': revision + 1, ':at': at },
       opts: {},
     });
-    const detail: Record<string, string> = { actor: opts.actor, from: 'PROVISIONING', to: 'MANUFACTURED' };
+    const detail: Record<string, string> = {
+      actor: opts.actor,
+      from: device.status,
+      to: LIFECYCLE.reset.to,
+    };
     if (device.certificateId) detail.previousCertificateId = device.certificateId;
     await this.appendEvent({
       serial,
       at,
-      type: 'STATUS_RESET',
+      type: LIFECYCLE.reset.event,
       reason: opts.reason,
       lot: device.lot,
       detail,
@@ -359,11 +338,14 @@ export class Registry {
     return updated;
   }
 
-  /** One conditional UpdateItem guarded by status and revision. */
-  private async transition(
-    operation: string,
+  /**
+   * One conditional UpdateItem guarded by status and revision. The target status comes from the
+   * lifecycle table (`:to`); a change the table does not allow is refused before any write.
+   */
+  private async transition<A extends LifecycleAction>(
+    action: A,
     serial: string,
-    expectedStatus: DeviceStatus,
+    expectedStatus: SourceStatus<A>,
     expectedRevision: number,
     w: {
       update: string;
@@ -375,6 +357,7 @@ export class Registry {
       returnRecord?: boolean;
     },
   ): Promise<DeviceRecord> {
+    assertTransition(action, serial, expectedStatus);
     // Records written without a revision count as revision 0.
     const revisionCondition =
       expectedRevision === 0 ? '(attribute_not_exists(#rev) OR #rev = :rev)' : '#rev = :rev';
@@ -394,14 +377,14 @@ export class Registry {
             '#rev': 'revision',
             ...w.names,
           },
-          ExpressionAttributeValues: { ...w.values, ':from': expectedStatus },
+          ExpressionAttributeValues: { ...w.values, ':from': expectedStatus, ':to': LIFECYCLE[action].to },
           ReturnValues: w.returnRecord === false ? 'NONE' : 'ALL_NEW',
         }),
         { abortSignal: w.opts.abortSignal },
       );
       return out.Attributes as DeviceRecord;
     } catch (err) {
-      if (isConditionFailure(err)) throw new RegistryConditionError(operation, serial);
+      if (isConditionFailure(err)) throw new RegistryConditionError(action, serial);
       throw err;
     }
   }

@@ -6,12 +6,13 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { METRICS_NAMESPACE } from '../../core/metrics';
 
 /** Repository root (holds package.json and package-lock.json). */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 
 /** CloudWatch metrics namespace shared by every fleet function (Powertools Metrics). */
-export const METRICS_NAMESPACE = 'IotFleet';
+export { METRICS_NAMESPACE };
 
 export interface FleetFunctionProps {
   /** Handler source file, relative to the repository root (e.g. `lambda/provisioning/x.handler.ts`). */

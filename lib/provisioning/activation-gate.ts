@@ -8,6 +8,7 @@ import { Construct } from 'constructs';
 import { ENV } from '../../core/env';
 import { FleetFunction } from '../common/fleet-function';
 import type { RegistryTables } from '../traceability/registry-tables';
+import { SERVICES } from '../../core/metrics';
 
 /** Entry of the presence (lifecycle) handler, relative to the repository root. */
 export const PRESENCE_ENTRY = 'lambda/provisioning/presence.handler.ts';
@@ -52,7 +53,7 @@ export class ActivationGate extends Construct {
 
     this.presenceFunction = new FleetFunction(this, 'Presence', {
       entry: PRESENCE_ENTRY,
-      serviceName: 'presence',
+      serviceName: SERVICES.presence,
       description: 'Activation gate and connectivity state from AWS IoT presence events',
       timeout: Duration.seconds(10),
       memorySize: 512,

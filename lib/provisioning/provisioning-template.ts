@@ -12,6 +12,7 @@ import { acknowledgeWildcardResource } from '../common/nag';
 import type { RegistryTables } from '../traceability/registry-tables';
 import { ClaimPolicy } from './claim-policy';
 import { iotArn } from './iot-arns';
+import { SERVICES } from '../../core/metrics';
 
 /** Entry of the pre-provisioning hook handler, relative to the repository root. */
 export const HOOK_ENTRY = 'lambda/provisioning/pre-provisioning-hook.handler.ts';
@@ -133,7 +134,7 @@ export class FleetProvisioningTemplate extends Construct {
 
     this.hook = new FleetFunction(this, 'Hook', {
       entry: HOOK_ENTRY,
-      serviceName: 'pre-provisioning-hook',
+      serviceName: SERVICES.preProvisioningHook,
       description: `Pre-provisioning hook (allowlist decision) of template ${t.name}`,
       timeout: Duration.seconds(5),
       memorySize: t.hook.memorySize,

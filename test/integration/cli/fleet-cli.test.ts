@@ -19,6 +19,7 @@ import { assignRings, parseRingShares } from '../../../core/rings';
 import { DeviceRecord, LotRecord } from '../../../core/model';
 import { Registry } from '../../../lambda/shared/registry';
 import { RegistryAdmin } from '../../../cli/registry-admin';
+import { enrollmentPartitions } from '../../../core/trail';
 import { claimCreate, claimRevoke } from '../../../cli/commands/claim';
 import { deviceReset, deviceShow } from '../../../cli/commands/device';
 import { enrollmentList } from '../../../cli/commands/enrollment';
@@ -323,7 +324,7 @@ describe('lots', () => {
 });
 
 describe('enrollment list', () => {
-  test('queries the byEnrollmentDay index day by day and computes the first-time success rate', async () => {
+  test('queries every shard of the byEnrollmentDay index day by day and computes the first-time success rate', async () => {
     const { ctx, out, registry } = await fixture();
     const seed = async (serial: string, at: string, allowed: boolean, reason: string, lot = 'L1') =>
       registry.appendEvent({
@@ -347,12 +348,9 @@ describe('enrollment list', () => {
     send.mockRestore();
     expect(commands.every((c) => c instanceof QueryCommand)).toBe(true);
     expect(commands.some((c) => c instanceof ScanCommand)).toBe(false);
-    expect(commands.map((c) => (c as QueryCommand).input.ExpressionAttributeValues?.[':day'])).toEqual([
-      '2026-07-07',
-      '2026-07-08',
-      '2026-07-09',
-      '2026-07-10',
-    ]);
+    expect(commands.map((c) => (c as QueryCommand).input.ExpressionAttributeValues?.[':day'])).toEqual(
+      ['2026-07-07', '2026-07-08', '2026-07-09', '2026-07-10'].flatMap(enrollmentPartitions),
+    );
     expect(commands.every((c) => (c as QueryCommand).input.IndexName === 'byEnrollmentDay')).toBe(true);
 
     expect(r.window).toEqual({ since: '2026-07-07T12:00:00.000Z', until: NOW.toISOString() });

@@ -11,7 +11,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { ClaimIot } from '../../../cli/iot-adapter';
-import { BatchRetryExhaustedError, RegistryAdmin, utcDays } from '../../../cli/registry-admin';
+import { BatchRetryExhaustedError, RegistryAdmin } from '../../../cli/registry-admin';
+import { utcDays } from '../../../core/trail';
 import { DeviceRecord } from '../../../core/model';
 
 const named = (name: string) => Object.assign(new Error(name), { name });
