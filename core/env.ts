@@ -17,6 +17,13 @@ export const ENV = {
   ringShares: 'FLEET_RING_SHARES',
   /** Milliseconds the hook may spend on AWS calls before failing closed. */
   hookBudgetMs: 'FLEET_HOOK_BUDGET_MS',
+  /**
+   * ARN prefix of this stack's provisioning templates, `arn:<partition>:iot:<region>:<account>:provisioningtemplate/`:
+   * the hook serves only its own templates in its own account, partition and region.
+   */
+  templateArnPrefix: 'FLEET_TEMPLATE_ARN_PREFIX',
+  /** Days the trail keeps entries of serials that are not on the manifest (DynamoDB TTL). */
+  unlistedTrailRetentionDays: 'FLEET_UNLISTED_TRAIL_RETENTION_DAYS',
 } as const;
 
 export type EnvKey = keyof typeof ENV;
