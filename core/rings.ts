@@ -39,6 +39,11 @@ export function parseRingShares(text: string): RingShares {
   return shares;
 }
 
+/** The `<canary>:<early>` text form read by {@link parseRingShares} (env variable, stack output). */
+export function formatRingShares(shares: RingShares): string {
+  return `${shares.canaryPercent}:${shares.earlyPercent}`;
+}
+
 /** Uniform value in [0, 1) derived from the serial. */
 export function ringHash(serial: string): number {
   const digest = createHash('sha256').update(`ring:${serial}`).digest();

@@ -11,6 +11,10 @@ export const STACK_OUTPUTS = {
   topicPrefix: 'TopicPrefix',
   /** JSON array of {@link ProvisioningTemplateOutput}. */
   provisioningTemplates: 'ProvisioningTemplates',
+  /** Regular expression (source) serial numbers must match: the hook's and the manifest's. */
+  serialPattern: 'SerialPattern',
+  /** Ring shares in the `<canary>:<early>` form of core/rings.ts (`formatRingShares`). */
+  ringShares: 'RingShares',
 } as const;
 
 /** One provisioning template as exported in the `ProvisioningTemplates` output. */
