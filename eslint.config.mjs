@@ -11,7 +11,7 @@ const EMULATORS = ['./lab/iot', './lab/rules', './lab/runtime'];
 /** Decision cores and parsers: lib reads core's contracts (names, shapes, defaults) only. */
 const CORE_LOGIC = [
   './core/provisioning-decision.ts',
-  './core/presence.ts',
+  './core/presence-plan.ts',
   './core/manifest.ts',
   './core/attestation.ts',
   './core/trail.ts',

@@ -11,7 +11,7 @@ import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import { z } from 'zod';
 import { METRICS } from '../../core/metrics';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
-import { planPresence, PresenceEvent, serialOfClient } from '../../core/presence';
+import { planPresence, PresenceEvent, serialOfClient } from '../../core/presence-plan';
 
 export interface PresenceDeps {
   registry: Registry;

@@ -100,7 +100,7 @@ export interface ActivateInput {
   at?: string;
 }
 
-/** The write-side twin of `isNewerPresence` (core/presence.ts). */
+/** The write-side twin of `isNewerPresence` (core/presence-plan.ts). */
 const NEWER_PRESENCE_CONDITION =
   '(attribute_not_exists(#pv) OR #pv < :pv OR (#pv = :pv AND (attribute_not_exists(#pt) OR #pt < :pt)))';
 

@@ -1,5 +1,5 @@
 import { DeviceRecord } from '../../../core/model';
-import { isNewerPresence, planPresence, PresenceEvent, serialOfClient } from '../../../core/presence';
+import { isNewerPresence, planPresence, PresenceEvent, serialOfClient } from '../../../core/presence-plan';
 
 const CERT = 'a'.repeat(64);
 const device = (over: Partial<DeviceRecord> = {}): DeviceRecord => ({
