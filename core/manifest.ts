@@ -185,42 +185,44 @@ function validateRow(
   // Issues raised while reading values did not know the serial yet.
   for (const i of issues) i.serial = serialForMessages;
 
-  if (!serial) issue('serial', 'serial is empty', 'fill in the unit serial number');
-  else if (!serialRe.test(serial)) {
-    issue(
+  // Each required field: empty, or not of its pattern, is one issue with its own fix.
+  const checks: Array<[ManifestField, string | undefined, RegExp, string, string, string]> = [
+    [
       'serial',
-      `serial "${serial}" does not match the serial pattern ${serialSource}`,
+      serial,
+      serialRe,
+      'fill in the unit serial number',
+      `does not match the serial pattern ${serialSource}`,
       serialFix(serialSource),
-    );
-  }
-  if (!lot) issue('lot', 'lot is empty', 'fill in the manufacturing lot id, e.g. L2026-07');
-  else if (!LOT_PATTERN.test(lot)) {
-    issue(
+    ],
+    [
       'lot',
-      `lot "${lot}" is invalid`,
+      lot,
+      LOT_PATTERN,
+      'fill in the manufacturing lot id, e.g. L2026-07',
+      'is invalid',
       'use 1-48 characters of A-Z a-z 0-9 _ - (no spaces), e.g. L2026-07',
-    );
-  }
-  if (!hwRev) issue('hwRev', 'hwRev is empty', 'fill in the hardware revision, e.g. A or rev2');
-  else if (!HW_REV_PATTERN.test(hwRev)) {
-    issue(
+    ],
+    [
       'hwRev',
-      `hwRev "${hwRev}" is invalid`,
+      hwRev,
+      HW_REV_PATTERN,
+      'fill in the hardware revision, e.g. A or rev2',
+      'is invalid',
       'use 1-16 characters of A-Z a-z 0-9 . _ - (no spaces), e.g. rev2',
-    );
-  }
-  if (!factoryFirmware) {
-    issue(
+    ],
+    [
       'factoryFirmware',
-      'factoryFirmware is empty',
+      factoryFirmware,
+      FIRMWARE_PATTERN,
       'fill in the firmware version flashed at the factory, e.g. 1.4.0',
-    );
-  } else if (!FIRMWARE_PATTERN.test(factoryFirmware)) {
-    issue(
-      'factoryFirmware',
-      `factoryFirmware "${factoryFirmware}" is not a semantic version`,
+      'is not a semantic version',
       'use MAJOR.MINOR.PATCH with an optional -pre-release suffix and no +build metadata (thing attributes cannot hold "+"), e.g. 1.4.0 or 1.4.0-rc.1',
-    );
+    ],
+  ];
+  for (const [field, value, pattern, emptyFix, invalid, invalidFix] of checks) {
+    if (!value) issue(field, `${field} is empty`, emptyFix);
+    else if (!pattern.test(value)) issue(field, `${field} "${value}" ${invalid}`, invalidFix);
   }
   let publicKey: string | undefined;
   if (publicKeyText) {
