@@ -1,26 +1,41 @@
 /**
  * The lab's MQTT message broker: aedes (MQTT 3.1.1) behind a mutual-TLS server.
  *
- * Connect: the client certificate (already chained to the lab CA by TLS) is looked up by its
- * certificate id (SHA-256 of the DER); unknown, INACTIVE, REVOKED and PENDING_ACTIVATION
- * certificates are refused. Then every policy attached to the certificate is evaluated for
- * iot:Connect on `client/<clientId>`; later for iot:Publish (`topic/…`), iot:Subscribe
- * (`topicfilter/<filter>`, MQTT wildcards literal) and iot:Receive (`topic/…`, per message).
+ * TLS: a client certificate that does not chain to the lab CA fails the handshake with a fatal
+ * `unknown_ca` alert (see `client-certificate-gate.ts`; TLS 1.2, as the gate must read the
+ * certificate). A connection without a client certificate gets the TLS server's own alert.
  *
- * Like AWS IoT Core with MQTT 3.1.1: an unauthorized PUBLISH closes the connection
- * (disconnectReason AUTH_ERROR); an unauthorized SUBSCRIBE gets the SUBACK failure code 0x80;
- * a message the subscriber may not receive is dropped. Every denial is logged with the
- * decision (action, resource, reason, deciding statement).
+ * Connect: the client certificate is looked up by its certificate id (SHA-256 of the DER);
+ * unknown, INACTIVE, REVOKED and PENDING_ACTIVATION certificates are refused. Then every policy
+ * attached to the certificate is evaluated for iot:Connect on `client/<clientId>`; later for
+ * iot:Publish (`topic/…`), iot:RetainPublish as well for a RETAIN publish (`topic/…`),
+ * iot:Subscribe (`topicfilter/<filter>`, MQTT wildcards literal) and iot:Receive (`topic/…`,
+ * per message, retained messages included).
+ *
+ * Like AWS IoT Core with MQTT 3.1.1: an unauthorized PUBLISH (retained or not) closes the
+ * connection (disconnectReason AUTH_ERROR) and nothing is stored or delivered; an unauthorized
+ * SUBSCRIBE gets the SUBACK failure code 0x80; a message the subscriber may not receive is
+ * dropped. Every denial is logged with the decision (action, resource, reason, deciding
+ * statement).
+ *
+ * Reserved topics (`reserved-topics.ts`): Basic Ingest (`$aws/rules/…`) and fleet provisioning
+ * requests are consumed by the service (rules engine, provisioning API) and never delivered to
+ * a subscriber; subscribing to Basic Ingest or to a provisioning request topic gets 0x80;
+ * publishing to lifecycle events or provisioning answers closes the connection. A message is
+ * delivered only through a subscription that matches it under MQTT rules (a filter starting
+ * with a wildcard never matches a `$` topic), retained and queued messages included.
  *
  * Presence events `$aws/events/presence/connected|disconnected/<clientId>` are published through
  * the broker itself, so subscribers and `onMessage` listeners (the rules engine) see them.
  */
 import { randomUUID } from 'node:crypto';
-import { AddressInfo, Socket } from 'node:net';
-import { createServer as createTlsServer, Server as TlsServer, TLSSocket } from 'node:tls';
-import type { Client, Subscription } from 'aedes';
+import { X509Certificate } from 'node:crypto';
+import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
+import { createSecureContext, SecureContext, TLSSocket } from 'node:tls';
+import type { Client, PublishPacket, Subscription } from 'aedes';
 import { loadAedes, type AedesBroker } from './aedes-loader';
 import { certificateIdOfDer, type LabCa } from './ca';
+import { ClientCertificateGate } from './client-certificate-gate';
 import { evaluatePolicies, iotArn, type IotAction, type PolicyContext } from './policy-evaluator';
 import {
   isProvisioningRequestTopic,
@@ -28,6 +43,7 @@ import {
   type Log,
   type ProvisioningApi,
 } from './provisioning';
+import { isServiceConsumedTopic, reservedPublishRefusal, reservedSubscribeRefusal } from './reserved-topics';
 import type { IotRegistry } from './state';
 import { topicMatches } from '../rules/topic-filter';
 
@@ -67,8 +83,10 @@ function authError(message: string): AuthError {
 
 export class IotBroker {
   private aedes?: AedesBroker;
-  private server?: TlsServer;
+  private server?: NetServer;
   private readonly sockets = new Set<Socket>();
+  /** Remote address of each TLS connection (the TLS socket sits on the gate, not on TCP). */
+  private readonly remotes = new WeakMap<object, string>();
   private readonly sessions = new WeakMap<Client, Session>();
   private readonly pendingAttributes = new WeakMap<Client, string[]>();
   private readonly byCertificate = new Map<string, Set<Client>>();
@@ -102,25 +120,23 @@ export class IotBroker {
         if (!client) return cb(null); // server-side publish
         const s = this.sessions.get(client);
         if (!s) return cb(new Error('not authenticated'));
-        if (packet.topic.startsWith('$aws/events/')) {
-          this.logDenial(
-            s,
-            'iot:Publish',
-            packet.topic,
-            'reserved topic: clients cannot publish lifecycle events',
-          );
+        const denied = this.publishDenial(s, packet);
+        if (denied) {
           s.disconnectReason = 'AUTH_ERROR';
-          return cb(new Error('publish to reserved topic denied'));
+          return cb(new Error(denied));
         }
-        if (!this.check(s, 'iot:Publish', iotArn.topic(reg.region, reg.accountId, packet.topic))) {
-          s.disconnectReason = 'AUTH_ERROR';
-          return cb(new Error(`publish to ${packet.topic} denied by policy`));
-        }
+        // The service consumes it (rules engine, provisioning API): there is nothing to retain.
+        if (isServiceConsumedTopic(packet.topic)) packet.retain = false;
         cb(null);
       },
       authorizeSubscribe: (client, sub: Subscription, cb) => {
         const s = this.sessions.get(client);
         if (!s) return cb(new Error('not authenticated'), null);
+        const refusal = reservedSubscribeRefusal(sub.topic);
+        if (refusal) {
+          this.logDenial(s, 'iot:Subscribe', sub.topic, refusal);
+          return cb(null, null);
+        }
         if (!this.check(s, 'iot:Subscribe', iotArn.topicFilter(reg.region, reg.accountId, sub.topic)))
           return cb(null, null);
         cb(null, sub);
@@ -128,6 +144,8 @@ export class IotBroker {
       authorizeForward: (client, packet) => {
         const s = this.sessions.get(client);
         if (!s) return null;
+        if (isServiceConsumedTopic(packet.topic)) return null;
+        if (!this.subscribedTo(client, packet.topic)) return null;
         if (!this.check(s, 'iot:Receive', iotArn.topic(reg.region, reg.accountId, packet.topic))) return null;
         return packet;
       },
@@ -171,29 +189,17 @@ export class IotBroker {
       }
     });
 
-    this.server = createTlsServer(
-      {
-        key: this.o.ca.serverKeyPem,
-        cert: this.o.ca.serverCertPem,
-        ca: [this.o.ca.caPem],
-        requestCert: true,
-        rejectUnauthorized: true,
-        noDelay: true,
-        minVersion: 'TLSv1.2',
-      },
-      (socket) => {
-        this.sockets.add(socket);
-        socket.on('close', () => this.sockets.delete(socket));
-        aedes.handle(socket);
-      },
-    );
-    this.server.on('tlsClientError', (err, socket) => {
-      this.o.log?.({
-        level: 'info',
-        msg: `TLS handshake refused: ${err.message}`,
-        remote: socket.remoteAddress,
-      });
+    const secureContext = createSecureContext({
+      key: this.o.ca.serverKeyPem,
+      cert: this.o.ca.serverCertPem,
+      ca: [this.o.ca.caPem],
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.2',
     });
+    const caCertificate = new X509Certificate(this.o.ca.caPem);
+    this.server = createNetServer({ noDelay: true }, (tcp) =>
+      this.accept(aedes, tcp, secureContext, caCertificate),
+    );
     await new Promise<void>((resolve, reject) => {
       this.server?.once('error', reject);
       this.server?.listen(0, this.o.host, () => resolve());
@@ -210,6 +216,41 @@ export class IotBroker {
     if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /**
+   * One TCP connection: the client-certificate gate in front of a server-side TLS socket, and
+   * aedes on the TLS socket (its connect timeout also bounds a stalled handshake).
+   */
+  private accept(aedes: AedesBroker, tcp: Socket, secureContext: SecureContext, ca: X509Certificate): void {
+    const remote = tcp.remoteAddress ?? 'unknown';
+    this.sockets.add(tcp);
+    tcp.on('close', () => this.sockets.delete(tcp));
+    const gate = new ClientCertificateGate(tcp, {
+      ca,
+      onRefused: (reason) =>
+        this.o.log?.({
+          level: 'warn',
+          msg: `TLS handshake refused with alert unknown_ca: ${reason}`,
+          remote,
+        }),
+    });
+    const socket = new TLSSocket(gate, {
+      isServer: true,
+      secureContext,
+      requestCert: true,
+      rejectUnauthorized: true,
+    });
+    // The identity is fixed at CONNECT: no renegotiation to another certificate afterwards.
+    socket.disableRenegotiation();
+    this.remotes.set(socket, remote);
+    let established = false;
+    socket.once('secure', () => (established = true));
+    socket.on('error', (err) => {
+      if (established || gate.refused) return;
+      this.o.log?.({ level: 'info', msg: `TLS handshake refused: ${err.message}`, remote });
+    });
+    aedes.handle(socket);
   }
 
   /** Server-side publish through the broker (subscribers, Receive policy, onMessage). */
@@ -247,7 +288,7 @@ export class IotBroker {
     const reg = this.o.registry;
     const socket = client.conn as unknown as TLSSocket;
     const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-    const remote = socket.remoteAddress ?? 'unknown';
+    const remote = this.remotes.get(socket) ?? socket.remoteAddress ?? 'unknown';
     if (!peer || !peer.raw) {
       this.o.log?.({
         level: 'warn',
@@ -331,6 +372,32 @@ export class IotBroker {
       });
     }
     return d.allowed;
+  }
+
+  /** Why this PUBLISH is refused (reserved topic, iot:Publish, iot:RetainPublish), or undefined. */
+  private publishDenial(s: Session, packet: PublishPacket): string | undefined {
+    const reg = this.o.registry;
+    const refusal = reservedPublishRefusal(packet.topic);
+    if (refusal) {
+      this.logDenial(s, 'iot:Publish', packet.topic, refusal);
+      return `publish to ${packet.topic} refused: ${refusal}`;
+    }
+    const resource = iotArn.topic(reg.region, reg.accountId, packet.topic);
+    if (!this.check(s, 'iot:Publish', resource)) return `publish to ${packet.topic} denied by policy`;
+    // AWS IoT: a RETAIN publish needs iot:RetainPublish as well as iot:Publish on the topic.
+    if (packet.retain && !this.check(s, 'iot:RetainPublish', resource))
+      return `retained publish to ${packet.topic} denied by policy`;
+    return undefined;
+  }
+
+  /**
+   * True when one of the client's subscriptions matches `topic` under MQTT rules. aedes already
+   * holds this for live messages, but its retained-message store and offline queue match `#`
+   * and `+` against `$` topics too.
+   */
+  private subscribedTo(client: Client, topic: string): boolean {
+    const subs = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions;
+    return Object.keys(subs).some((filter) => topicMatches(filter, topic));
   }
 
   private logDenial(s: Session, action: IotAction, resource: string, why: string): void {

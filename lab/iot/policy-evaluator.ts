@@ -21,7 +21,8 @@
  *   condition fail (and say so in the decision).
  */
 
-export type IotAction = 'iot:Connect' | 'iot:Publish' | 'iot:Subscribe' | 'iot:Receive';
+/** MQTT actions; `iot:RetainPublish` is checked (on the topic ARN) in addition to `iot:Publish` for a RETAIN publish. */
+export type IotAction = 'iot:Connect' | 'iot:Publish' | 'iot:RetainPublish' | 'iot:Subscribe' | 'iot:Receive';
 
 export interface PolicyDocumentInput {
   name: string;

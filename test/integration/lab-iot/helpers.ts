@@ -1,4 +1,10 @@
-import { IoTClient } from '@aws-sdk/client-iot';
+import {
+  AttachPolicyCommand,
+  AttachThingPrincipalCommand,
+  CreateKeysAndCertificateCommand,
+  CreateThingCommand,
+  IoTClient,
+} from '@aws-sdk/client-iot';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startIotCore, type IotCore, type IotCoreOptions } from '../../../lab/iot';
 
@@ -155,6 +161,67 @@ export function claimPolicy(template: string): unknown {
         Resource: topics.map((t) => arn(`topic/${t}`)),
       },
       { Effect: 'Allow', Action: 'iot:Subscribe', Resource: topics.map((t) => arn(`topicfilter/${t}`)) },
+    ],
+  };
+}
+
+/** A certificate from CreateKeysAndCertificate (ACTIVE) with `policy` attached, optionally attached to a new thing. */
+export async function identity(
+  iot: IoTClient,
+  policy: string,
+  thingName?: string,
+): Promise<{ cert: string; key: string; id: string; arn: string }> {
+  const c = await iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true }));
+  if (thingName) {
+    await iot.send(new CreateThingCommand({ thingName }));
+    await iot.send(new AttachThingPrincipalCommand({ thingName, principal: c.certificateArn }));
+  }
+  await iot.send(new AttachPolicyCommand({ policyName: policy, target: c.certificateArn }));
+  return {
+    cert: c.certificatePem as string,
+    key: c.keyPair?.PrivateKey as string,
+    id: c.certificateId as string,
+    arn: c.certificateArn as string,
+  };
+}
+
+/** Every message the client receives, in arrival order, with its RETAIN flag. */
+export function collect(c: MqttClient): Array<{ topic: string; payload: string; retain: boolean }> {
+  const got: Array<{ topic: string; payload: string; retain: boolean }> = [];
+  c.on('message', (topic, payload, packet) =>
+    got.push({ topic, payload: payload.toString(), retain: packet.retain }),
+  );
+  return got;
+}
+
+/**
+ * Proves nothing is still on its way to `c`: a server-side publish on `topic` (which `c` is
+ * subscribed to) goes through the broker after everything published before it, so once it
+ * arrives, earlier messages for `c` have arrived too.
+ */
+export async function flush(core: IotCore, c: MqttClient, topic: string): Promise<void> {
+  const marker = `marker-${Math.random().toString(16).slice(2)}`;
+  const seen = new Promise<void>((resolve) => {
+    const on = (t: string, p: Buffer): void => {
+      if (t !== topic || p.toString() !== marker) return;
+      c.off('message', on);
+      resolve();
+    };
+    c.on('message', on);
+  });
+  await core.publish(topic, marker);
+  await seen;
+}
+
+/** Connect, publish and subscribe to anything, no iot:RetainPublish: the widest policy short of retained messages. */
+export function openPolicy(extraStatements: unknown[] = []): unknown {
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      { Effect: 'Allow', Action: 'iot:Connect', Resource: arn('client/*') },
+      { Effect: 'Allow', Action: ['iot:Publish', 'iot:Receive'], Resource: arn('topic/*') },
+      { Effect: 'Allow', Action: 'iot:Subscribe', Resource: arn('topicfilter/*') },
+      ...extraStatements,
     ],
   };
 }
