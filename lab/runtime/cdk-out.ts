@@ -1,8 +1,11 @@
 /**
  * Locate, refresh and read the synthesized cloud assembly (`cdk.out`).
  *
- * - {@link isStale}: `cdk.out/manifest.json` is missing, or a file under bin/, lib/, lambda/,
- *   or cdk.json / cdk.context.json / package-lock.json is newer than it.
+ * - {@link isStale}: `cdk.out/manifest.json` is missing; or the lab's record of the synth
+ *   ({@link SYNTH_RECORD_FILE} beside manifest.json: context values and the content hash of
+ *   every input file such as a config file) is missing or differs from what is asked now; or
+ *   someone synthesized into the directory after the lab did; or a file under bin/, core/,
+ *   lib/, lambda/, or cdk.json / cdk.context.json / package-lock.json is newer than it.
  * - {@link synthesize}: runs the CDK app. The default `direct` mode runs cdk.json's `app`
  *   command itself with `CDK_OUTDIR` and `CDK_CONTEXT_JSON` (the context from cdk.json and
  *   cdk.context.json), exactly what the CDK CLI hands the app; `cli` mode runs
@@ -10,7 +13,8 @@
  * - {@link loadCloudAssembly}: reads manifest.json → stack templates and asset manifests.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 
 export interface CfnTemplate {
@@ -43,6 +47,8 @@ export interface StackArtifact {
   stackName: string;
   templateFile: string;
   template: CfnTemplate;
+  /** Stack tags from the manifest (what `Tags.of(stack)` set). */
+  tags: Record<string, string>;
   /** File assets by hash. */
   assets: Map<string, FileAsset>;
 }
@@ -55,7 +61,78 @@ export interface CloudAssembly {
 }
 
 /** Inputs whose change makes cdk.out stale, relative to the project root. */
-export const SYNTH_INPUTS = ['bin', 'lib', 'lambda', 'cdk.json', 'cdk.context.json', 'package-lock.json'];
+export const SYNTH_INPUTS = [
+  'bin',
+  'core',
+  'lib',
+  'lambda',
+  'cdk.json',
+  'cdk.context.json',
+  'package-lock.json',
+];
+
+/** The lab's record of a synth, written beside manifest.json. */
+export const SYNTH_RECORD_FILE = 'lab-synth.json';
+
+/** What a synth was asked for: extra context values and input files outside the project sources. */
+export interface SynthRequest {
+  /** Context values passed to the app (merged over cdk.json's). @default {} */
+  context?: Record<string, unknown>;
+  /** Files the app reads (e.g. a config file given in the context), absolute paths. @default [] */
+  inputFiles?: string[];
+}
+
+export interface SynthRecord {
+  context: Record<string, unknown>;
+  /** Absolute path → sha256 of the content at synth time (`missing` when it did not exist). */
+  inputFiles: Record<string, string>;
+  /** mtime of manifest.json right after the synth: a later synth by another tool changes it. */
+  manifestMtimeMs: number;
+  synthesizedAt: string;
+}
+
+function fileHash(path: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch {
+    return 'missing';
+  }
+}
+
+function recordFor(request: SynthRequest, manifestMtimeMs: number): SynthRecord {
+  return {
+    context: request.context ?? {},
+    inputFiles: Object.fromEntries((request.inputFiles ?? []).map((f) => [f, fileHash(f)])),
+    manifestMtimeMs,
+    synthesizedAt: new Date().toISOString(),
+  };
+}
+
+/** The record of the last synth the lab made into `cdkOut`, or undefined. */
+export function readSynthRecord(cdkOut: string): SynthRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(join(cdkOut, SYNTH_RECORD_FILE), 'utf8')) as SynthRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeSynthRecord(cdkOut: string, request: SynthRequest): void {
+  const manifestMtimeMs = statSync(join(cdkOut, 'manifest.json')).mtimeMs;
+  writeFileSync(
+    join(cdkOut, SYNTH_RECORD_FILE),
+    `${JSON.stringify(recordFor(request, manifestMtimeMs), null, 2)}\n`,
+  );
+}
+
+const canonical = (v: unknown): string =>
+  JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x)
+      ? Object.fromEntries(
+          Object.entries(x as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
+        )
+      : x,
+  );
 
 function newestMtime(path: string): number {
   if (!existsSync(path)) return 0;
@@ -69,15 +146,46 @@ function newestMtime(path: string): number {
   return newest;
 }
 
-/** Why cdk.out must be re-synthesized, or undefined when it is fresh. */
-export function isStale(projectDir: string, cdkOut = join(projectDir, 'cdk.out')): string | undefined {
+/** Why cdk.out must be re-synthesized for `request`, or undefined when it is fresh. */
+export function isStale(
+  projectDir: string,
+  cdkOut = join(projectDir, 'cdk.out'),
+  request: SynthRequest = {},
+): string | undefined {
   const manifest = join(cdkOut, 'manifest.json');
   if (!existsSync(manifest)) return `${manifest} is missing`;
   const built = statSync(manifest).mtimeMs;
+  const record = readSynthRecord(cdkOut);
+  if (!record) return `${cdkOut} has no record of the context it was synthesized with`;
+  if (record.manifestMtimeMs !== built)
+    return `${cdkOut} was synthesized again outside the lab (its context is unknown)`;
+  if (canonical(record.context) !== canonical(request.context ?? {}))
+    return `the context changed (was ${canonical(record.context)}, now ${canonical(request.context ?? {})})`;
+  const wanted = recordFor(request, built).inputFiles;
+  for (const [file, hash] of Object.entries(wanted))
+    if (record.inputFiles[file] !== hash) return `${file} changed since the last synth`;
   for (const input of SYNTH_INPUTS) {
     if (newestMtime(join(projectDir, input)) > built) return `${input} changed since the last synth`;
   }
   return undefined;
+}
+
+/** The CDK app failed; `message` is one line: what the app printed (e.g. a config error). */
+export class SynthError extends Error {
+  constructor(
+    readonly command: string,
+    readonly cause: string,
+    readonly stderr: string,
+  ) {
+    const said = stderr
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('at ') && !/^[\s│|^~]*$/.test(l));
+    super(
+      `the CDK app (${command}) failed to synthesize: ${said.slice(0, 6).join(' ') || cause.split('\n')[0]}`,
+    );
+    this.name = 'SynthError';
+  }
 }
 
 export interface SynthOptions {
@@ -107,7 +215,7 @@ function run(
         shell: opts.shell,
       },
       (err, _stdout, stderr) => {
-        if (err) reject(new Error(`synth failed (${[cmd, ...args].join(' ')}): ${err.message}\n${stderr}`));
+        if (err) reject(new SynthError([cmd, ...args].join(' '), err.message, stderr));
         else resolveRun();
       },
     );
@@ -164,7 +272,13 @@ export async function synthesize(opts: SynthOptions): Promise<number> {
 
 interface ManifestArtifact {
   type: string;
-  properties?: { templateFile?: string; file?: string; directoryName?: string; stackName?: string };
+  properties?: {
+    templateFile?: string;
+    file?: string;
+    directoryName?: string;
+    stackName?: string;
+    tags?: Record<string, string>;
+  };
   displayName?: string;
 }
 
@@ -216,7 +330,14 @@ export function loadCloudAssembly(dir: string): CloudAssembly {
       const templateFile = join(d, a.properties.templateFile);
       const template = JSON.parse(readFileSync(templateFile, 'utf8')) as CfnTemplate;
       const assets = assetsByArtifact.get(`${id}.assets`) ?? new Map<string, FileAsset>();
-      stacks.push({ id, stackName: a.properties.stackName ?? id, templateFile, template, assets });
+      stacks.push({
+        id,
+        stackName: a.properties.stackName ?? id,
+        templateFile,
+        template,
+        assets,
+        tags: a.properties.tags ?? {},
+      });
     }
   };
   visit(dir);
@@ -231,7 +352,7 @@ export function loadCloudAssembly(dir: string): CloudAssembly {
   };
 }
 
-export interface EnsureOptions {
+export interface EnsureOptions extends SynthRequest {
   projectDir?: string;
   cdkOut?: string;
   /** Synthesize when stale (default true). */
@@ -240,17 +361,22 @@ export interface EnsureOptions {
   log?: (msg: string) => void;
 }
 
-/** Synthesize when stale, then load. Returns the assembly and the synth time (0 if fresh). */
+/**
+ * Synthesize when stale (recording the request beside manifest.json), then load. Returns the
+ * assembly, the synth time (0 if fresh) and why it was synthesized.
+ */
 export async function ensureCloudAssembly(
   opts: EnsureOptions = {},
 ): Promise<{ assembly: CloudAssembly; synthMs: number; reason?: string }> {
   const projectDir = resolvePath(opts.projectDir ?? process.cwd());
   const cdkOut = resolvePath(projectDir, opts.cdkOut ?? 'cdk.out');
+  const request: SynthRequest = { context: opts.context ?? {}, inputFiles: opts.inputFiles ?? [] };
   let synthMs = 0;
-  const reason = opts.synth === false ? undefined : isStale(projectDir, cdkOut);
+  const reason = opts.synth === false ? undefined : isStale(projectDir, cdkOut, request);
   if (reason) {
     opts.log?.(`synthesizing: ${reason}`);
-    synthMs = await synthesize({ projectDir, outDir: cdkOut, mode: opts.mode });
+    synthMs = await synthesize({ projectDir, outDir: cdkOut, mode: opts.mode, context: request.context });
+    writeSynthRecord(cdkOut, request);
     opts.log?.(`synthesized in ${synthMs} ms`);
   }
   return { assembly: loadCloudAssembly(cdkOut), synthMs, reason };

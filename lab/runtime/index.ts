@@ -3,7 +3,8 @@
  *
  *   const lab = await startLabRuntime();             // synthesizes first if cdk.out is stale
  *   lab.summary().forEach((l) => console.log(l));
- *   process.env = { ...process.env, ...lab.env };    // fleet CLI / SDK against the lab
+ *   process.env = { ...process.env, ...lab.env };    // the AWS SDK against the lab
+ *   lab.outputs;                                      // stack outputs, resolved, as strings
  *   await lab.invoke('ProvisioningTemplate0Hook…', event);
  *   await lab.idle();                                 // rules and what they triggered are done
  *   lab.deadLetters();                                // what rule error actions delivered
@@ -23,7 +24,7 @@ import { checkInvokePermission } from './handlers/lambda';
 import type { ResourceHandler } from './handlers/types';
 import type { IotCoreLike, StartIotCoreOptions } from './iot-core';
 import { LabKinesis } from './kinesis-client';
-import { LambdaRunner, type FunctionStats } from './lambda-runner';
+import { LambdaRunner, LambdaServiceError, type FunctionStats } from './lambda-runner';
 import { QueueStore, type QueueMessage } from './queues';
 import { buildTopology, DEFAULT_HANDLERS, handlerRegistry, type Topology } from './topology';
 
@@ -36,6 +37,13 @@ export interface LabRuntimeOptions {
   cdkOut?: string;
   /** Synthesize when cdk.out is stale. @default true */
   synth?: boolean;
+  /**
+   * Context values for the synth (what `cdk synth -c key=value` passes). They are recorded
+   * beside manifest.json, and a change re-synthesizes. @default {}
+   */
+  synthContext?: Record<string, unknown>;
+  /** Files the app reads outside the project sources (e.g. a config file): a content change re-synthesizes. @default [] */
+  synthInputFiles?: string[];
   /** How to synthesize: run the app directly (fast) or through the CDK CLI. @default 'direct' */
   synthMode?: 'direct' | 'cli';
   /** An already loaded assembly (skips locating and synthesizing). */
@@ -89,8 +97,19 @@ export interface LabStats {
 
 export interface LabRuntime {
   endpoints: LabEndpoints;
-  /** Variables to export so the fleet CLI / AWS SDK use the lab (endpoints, dummy credentials, resource names). */
+  /** Variables to export so the AWS SDK uses the lab (region, dummy credentials, endpoints). */
   env: Record<string, string>;
+  /**
+   * The stack outputs resolved against the lab, as CloudFormation's DescribeStacks returns them
+   * (strings; other values as JSON), by output name; with several stacks, later ones win.
+   */
+  outputs: Record<string, string>;
+  /** The loaded assembly: its directory, the stacks (name, tags), and why it was synthesized. */
+  assembly: {
+    dir: string;
+    stacks: { stackName: string; tags: Record<string, string> }[];
+    synthReason?: string;
+  };
   topology: Topology;
   iot: IotCoreLike;
   runner: LambdaRunner;
@@ -109,16 +128,6 @@ export interface LabRuntime {
   timings: { synthMs: number; startMs: number };
   stop(): Promise<void>;
 }
-
-/** Environment variables for the fleet CLI: output name → variable, as cli/context.ts resolves them. */
-const OUTPUT_ENV: Record<string, string> = {
-  DevicesTableName: 'FLEET_DEVICES_TABLE',
-  LotsTableName: 'FLEET_LOTS_TABLE',
-  EventsTableName: 'FLEET_EVENTS_TABLE',
-  ThingNamePrefix: 'FLEET_THING_PREFIX',
-  DevicePolicyName: 'FLEET_DEVICE_POLICY',
-  ProvisioningTemplates: 'FLEET_PROVISIONING_TEMPLATES',
-};
 
 async function defaultIotCore(opts: StartIotCoreOptions): Promise<IotCoreLike> {
   const mod = (await import('../iot')) as { startIotCore(o: StartIotCoreOptions): Promise<IotCoreLike> };
@@ -148,6 +157,7 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
 
   try {
     let synthMs = 0;
+    let synthReason: string | undefined;
     let assembly = opts.assembly;
     if (!assembly) {
       const loaded = await ensureCloudAssembly({
@@ -155,10 +165,13 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
         cdkOut: opts.cdkOut,
         synth: opts.synth,
         mode: opts.synthMode,
+        context: opts.synthContext,
+        inputFiles: opts.synthInputFiles,
         log: (msg) => log({ level: 'info', msg }),
       });
       assembly = loaded.assembly;
       synthMs = loaded.synthMs;
+      synthReason = loaded.reason;
     }
     const emulators = await startEmulators();
     stoppers.push(() => emulators.stop());
@@ -187,10 +200,30 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
     });
     stoppers.push(() => runner.stop());
 
+    let permissions: Topology['permissions'] = [];
     const iotOpts: StartIotCoreOptions = {
       region,
       accountId,
-      invokeLambda: (arn, event) => runner.invoke(arn, event),
+      // IoT invokes the pre-provisioning hook as iot.amazonaws.com: it needs a permission on the
+      // function, version or alias it names, as on AWS.
+      invokeLambda: (target, event) => {
+        const fn = runner.resolveQualified(target);
+        const templateArn = (event as { templateArn?: unknown } | null)?.templateArn;
+        const denied =
+          fn &&
+          checkInvokePermission(
+            permissions,
+            fn.qualifiedArn,
+            'iot.amazonaws.com',
+            typeof templateArn === 'string' ? templateArn : '',
+            accountId,
+          );
+        if (denied) {
+          log({ level: 'warn', msg: 'IoT may not invoke the function', target, reason: denied });
+          return Promise.reject(new LambdaServiceError('AccessDeniedException', denied));
+        }
+        return runner.invoke(target, event);
+      },
       registerThingTps: opts.registerThingTps,
       log,
     };
@@ -201,15 +234,14 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
     stoppers.push(() => iot.stop());
     endpointMap.IOT = iot.controlPlaneUrl;
 
-    let permissions: Topology['permissions'] = [];
     const rules = new RulesEngine({
       accountId,
       region,
       invokeLambda: (arn, event) => runner.invoke(arn, event),
       checkLambdaInvoke: (arn, ruleArn) => {
-        const fn = runner.resolve(arn);
+        const fn = runner.resolveQualified(arn);
         if (!fn) return `ResourceNotFoundException: Function not found: ${arn}`;
-        return checkInvokePermission(permissions, fn, 'iot.amazonaws.com', ruleArn, accountId);
+        return checkInvokePermission(permissions, fn.qualifiedArn, 'iot.amazonaws.com', ruleArn, accountId);
       },
       publish: (topic, payload) => iot.publish(topic, payload),
       kinesisPutRecord: async (stream, pk, data) => {
@@ -299,12 +331,10 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
       AWS_ENDPOINT_URL_KINESIS: endpoints.kinesis,
       AWS_ENDPOINT_URL_IOT: endpoints.iot,
-      FLEET_STACK_NAME: topology.stacks[0],
     };
-    for (const [output, variable] of Object.entries(OUTPUT_ENV)) {
-      const v = topology.outputs[output];
-      if (v !== undefined) env[variable] = typeof v === 'string' ? v : JSON.stringify(v);
-    }
+    const outputs = Object.fromEntries(
+      Object.entries(topology.outputs).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+    );
 
     const startMs = Date.now() - started;
     const summary = (): string[] => [
@@ -322,9 +352,18 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       unsupported: topology.unsupported.length,
     });
 
+    const loadedAssembly = assembly;
     return {
       endpoints,
       env,
+      outputs,
+      assembly: {
+        dir: loadedAssembly.dir,
+        stacks: loadedAssembly.stacks
+          .filter((st) => topology.stacks.includes(st.stackName))
+          .map((st) => ({ stackName: st.stackName, tags: st.tags })),
+        synthReason,
+      },
       topology,
       iot,
       runner,
@@ -359,7 +398,15 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
 }
 
 export type { CloudAssembly } from './cdk-out';
-export { ensureCloudAssembly, isStale, loadCloudAssembly, synthesize } from './cdk-out';
+export {
+  ensureCloudAssembly,
+  isStale,
+  loadCloudAssembly,
+  readSynthRecord,
+  SynthError,
+  SYNTH_RECORD_FILE,
+  synthesize,
+} from './cdk-out';
 export type { IotCoreLike, IotMessage } from './iot-core';
 export { LambdaFunctionError, LambdaServiceError } from './lambda-runner';
 export type { QueueMessage } from './queues';

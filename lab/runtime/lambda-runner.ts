@@ -358,9 +358,24 @@ export function lambdaEnvironment(
   };
 }
 
+/** A function reference resolved to its function, with the qualifier it was addressed by. */
+export interface ResolvedFunction {
+  /** Unqualified function ARN (the key of the function in the runner). */
+  functionArn: string;
+  /** Version number or alias name; undefined for the unqualified function (or `$LATEST`). */
+  qualifier?: string;
+  /** `functionArn` or `functionArn:qualifier`: what a resource-based policy is attached to. */
+  qualifiedArn: string;
+}
+
+const QUALIFIED_ARN = /^(arn:[^:]+:lambda:[^:]+:[^:]+:function:[^:]+)(?::([^:]+))?$/;
+const QUALIFIED_NAME = /^([^:]+):([^:]+)$/;
+
 export class LambdaRunner {
   private readonly hosts = new Map<string, FunctionHost>();
   private readonly aliases = new Map<string, string>();
+  /** Declared versions and aliases per function ARN (what a qualified reference may name). */
+  private readonly qualifiers = new Map<string, Set<string>>();
 
   constructor(private readonly opts: LambdaRunnerOptions) {}
 
@@ -372,13 +387,41 @@ export class LambdaRunner {
       this.aliases.set(alias, spec.functionArn);
   }
 
-  /** ARN for an ARN (qualifier stripped), function name or logical id; undefined when unknown. */
-  resolve(ref: string): string | undefined {
+  /**
+   * Declare a version (`"1"`) or alias (`"live"`) of a registered function, so that
+   * `<function ARN>:<qualifier>` and `<name>:<qualifier>` resolve to it. Returns the qualified
+   * ARN, or undefined when the function is unknown.
+   */
+  addQualifier(functionRef: string, qualifier: string): string | undefined {
+    const functionArn = this.resolve(functionRef);
+    if (!functionArn) return undefined;
+    const known = this.qualifiers.get(functionArn) ?? new Set<string>();
+    known.add(qualifier);
+    this.qualifiers.set(functionArn, known);
+    return `${functionArn}:${qualifier}`;
+  }
+
+  /**
+   * The function a reference names: an ARN (unqualified, `$LATEST`, or a declared version or
+   * alias), a function name (optionally `name:qualifier`) or a logical id. A qualifier the
+   * stack does not declare does not resolve, as Lambda answers ResourceNotFound for it.
+   */
+  resolveQualified(ref: string): ResolvedFunction | undefined {
     const direct = this.aliases.get(ref);
-    if (direct) return direct;
-    const m = /^(arn:[^:]+:lambda:[^:]+:[^:]+:function:[^:]+)(?::[^:]+)?$/.exec(ref);
-    if (m) return this.aliases.get(m[1]);
-    return undefined;
+    if (direct) return { functionArn: direct, qualifiedArn: direct };
+    const m = QUALIFIED_ARN.exec(ref) ?? QUALIFIED_NAME.exec(ref);
+    if (!m) return undefined;
+    const functionArn = this.aliases.get(m[1]);
+    if (!functionArn) return undefined;
+    const qualifier = m[2];
+    if (qualifier === undefined || qualifier === '$LATEST') return { functionArn, qualifiedArn: functionArn };
+    if (!this.qualifiers.get(functionArn)?.has(qualifier)) return undefined;
+    return { functionArn, qualifier, qualifiedArn: `${functionArn}:${qualifier}` };
+  }
+
+  /** Unqualified ARN of the function a reference names (see resolveQualified); undefined when unknown. */
+  resolve(ref: string): string | undefined {
+    return this.resolveQualified(ref)?.functionArn;
   }
 
   has(ref: string): boolean {

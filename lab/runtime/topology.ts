@@ -19,7 +19,12 @@ import {
   iotThingTypeHandler,
   iotTopicRuleHandler,
 } from './handlers/iot';
-import { lambdaFunctionHandler, lambdaPermissionHandler } from './handlers/lambda';
+import {
+  lambdaAliasHandler,
+  lambdaFunctionHandler,
+  lambdaPermissionHandler,
+  lambdaVersionHandler,
+} from './handlers/lambda';
 import { kinesisStreamHandler } from './handlers/kinesis';
 import { sqsQueueHandler } from './handlers/sqs';
 import type {
@@ -51,6 +56,8 @@ export const DEFAULT_HANDLERS: ResourceHandler[] = [
   iotProvisioningTemplateHandler,
   iotTopicRuleHandler,
   lambdaFunctionHandler,
+  lambdaVersionHandler,
+  lambdaAliasHandler,
   lambdaPermissionHandler,
   eventsRuleHandler,
   eventSourceMappingHandler,
@@ -102,6 +109,8 @@ export interface Topology {
   tables: Record<string, string>;
   streams: Record<string, string>;
   functions: Record<string, { name: string; arn: string }>;
+  /** Versions and aliases by logical id: their qualified ARN and the function they invoke. */
+  functionQualifiers: Record<string, { arn: string; functionArn: string }>;
   queues: Record<string, QueueInfo>;
   /** Topic rule names by logical id. */
   rules: Record<string, string>;
@@ -199,6 +208,9 @@ function stackState(
   state.stack = stack;
   state.naming = naming;
   state.nameOf = nameOf;
+  // One property of a resource, resolved (for Ref/GetAtt values that depend on another resource).
+  const resolvedProperty = (logicalId: string) => (key: string) =>
+    resolve(resources[logicalId].Properties?.[key], state.ictx, `${logicalId}.Properties.${key}`);
   state.ictx = {
     region: deps.region,
     accountId: deps.accountId,
@@ -210,14 +222,17 @@ function stackState(
       if (!res) return undefined;
       const h = registry.get(res.Type);
       const name = nameOf(logicalId);
-      return h?.ref ? h.ref(name, naming(logicalId), res.Properties ?? {}) : name;
+      return h?.ref
+        ? h.ref(name, naming(logicalId), res.Properties ?? {}, resolvedProperty(logicalId))
+        : name;
     },
     getAtt(logicalId, attribute) {
       const res = resources[logicalId];
       if (!res) return undefined;
       const h = registry.get(res.Type);
       const name = nameOf(logicalId);
-      const attrs = h?.attributes?.(name, naming(logicalId), res.Properties ?? {}) ?? {};
+      const attrs =
+        h?.attributes?.(name, naming(logicalId), res.Properties ?? {}, resolvedProperty(logicalId)) ?? {};
       if (attrs[attribute] !== undefined) return attrs[attribute];
       if (!h && attribute === 'Arn') return genericArn(res.Type, naming(logicalId), name);
       warn(`Fn::GetAtt ${logicalId}.${attribute} (${res.Type}) has no lab value; using a placeholder`);
@@ -242,6 +257,7 @@ export async function buildTopology(
     tables: {},
     streams: {},
     functions: {},
+    functionQualifiers: {},
     queues: {},
     rules: {},
     policies: {},
@@ -338,6 +354,18 @@ export async function buildTopology(
         case 'AWS::Lambda::Function':
           topology.functions[id] = { name, arn: String(st.ictx.getAtt(id, 'Arn')) };
           break;
+        case 'AWS::Lambda::Version':
+        case 'AWS::Lambda::Alias': {
+          // Their physical id is the qualified ARN (what Ref returns).
+          const qualified = String(st.ictx.ref(id));
+          entry.physicalName = qualified;
+          topology.physicalNames[id] = qualified;
+          topology.functionQualifiers[id] = {
+            arn: qualified,
+            functionArn: deps.runner.resolve(qualified) as string,
+          };
+          break;
+        }
         case 'AWS::SQS::Queue':
           topology.queues[id] = deps.queues.find(name) as QueueInfo;
           break;
@@ -380,6 +408,8 @@ const LABELS: Record<string, string> = {
   'AWS::Kinesis::Stream': 'stream',
   'AWS::SQS::Queue': 'queue',
   'AWS::Lambda::Function': 'function',
+  'AWS::Lambda::Version': 'version',
+  'AWS::Lambda::Alias': 'alias',
   'AWS::IoT::TopicRule': 'rule',
   'AWS::IoT::Policy': 'iot policy',
   'AWS::IoT::ThingType': 'thing type',

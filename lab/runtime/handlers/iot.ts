@@ -56,7 +56,7 @@ export const iotProvisioningTemplateHandler: ResourceHandler = {
       return { status: 'unsupported', detail: 'JITP templates are not emulated' };
     if (hook?.TargetArn && !ctx.runner.has(hook.TargetArn)) {
       throw new Error(
-        `provisioning template ${ctx.physicalName}: pre-provisioning hook ${hook.TargetArn} is not a function of the stack`,
+        `provisioning template ${ctx.physicalName}: pre-provisioning hook ${hook.TargetArn} is not a function, version or alias of the stack`,
       );
     }
     ctx.iot.registry.putProvisioningTemplate({

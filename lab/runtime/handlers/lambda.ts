@@ -1,10 +1,38 @@
 /**
  * AWS::Lambda::Function → the Lambda runner (bundled asset from cdk.out, unchanged);
- * AWS::Lambda::Permission → recorded, so rule Lambda actions are refused without one, as in AWS.
+ * AWS::Lambda::Version and AWS::Lambda::Alias → qualifiers of that function (their ARNs invoke
+ * it; provisioned concurrency is accepted, not emulated);
+ * AWS::Lambda::Permission → recorded on the function, version or alias it names, so an invoke
+ * by a service principal (rule actions, the pre-provisioning hook) is refused without one, as
+ * in AWS.
  */
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { arn, type HandlerContext, type ResourceHandler } from './types';
+import { arn, type HandlerContext, type NamingContext, type ResourceHandler } from './types';
+
+/**
+ * The version number the lab gives a published version. The lab runs the code of cdk.out, which
+ * is what a version published by this deployment holds; every AWS::Lambda::Version is its
+ * function's version 1.
+ */
+export const LAB_VERSION_NUMBER = '1';
+
+/** Unqualified function ARN of a FunctionName value (name, ARN, partial ARN, or qualified). */
+export function functionArnOf(value: unknown, c: NamingContext): string {
+  const text = String(value);
+  const full = /^(arn:[^:]+:lambda:[^:]+:[^:]+:function:[^:]+)/.exec(text);
+  if (full) return full[1];
+  const partial = /(?:^|:)function:([^:]+)/.exec(text);
+  return arn('lambda', c, `function:${partial ? partial[1] : text.split(':')[0]}`);
+}
+
+/** Summary note for a ProvisionedConcurrencyConfig: accepted, not emulated. */
+function provisionedConcurrencyNote(properties: Record<string, unknown>): string {
+  const pc = properties.ProvisionedConcurrencyConfig as
+    { ProvisionedConcurrentExecutions?: unknown } | undefined;
+  if (pc?.ProvisionedConcurrentExecutions === undefined) return '';
+  return `; provisioned concurrency ${String(pc.ProvisionedConcurrentExecutions)} accepted, not emulated (cold starts and timing as on demand)`;
+}
 
 function codeDir(ctx: HandlerContext): string {
   const code = (ctx.properties.Code ?? {}) as Record<string, unknown>;
@@ -69,12 +97,65 @@ export const lambdaFunctionHandler: ResourceHandler = {
   },
 };
 
+export const lambdaVersionHandler: ResourceHandler = {
+  types: ['AWS::Lambda::Version'],
+  phase: 31, // after functions, before aliases
+  ref: (_name, c, _p, resolved) => `${functionArnOf(resolved('FunctionName'), c)}:${LAB_VERSION_NUMBER}`,
+  attributes: (_name, c, _p, resolved) => ({
+    FunctionArn: `${functionArnOf(resolved('FunctionName'), c)}:${LAB_VERSION_NUMBER}`,
+    Version: LAB_VERSION_NUMBER,
+  }),
+  create(ctx) {
+    const fn = String(ctx.properties.FunctionName);
+    const qualified = ctx.runner.addQualifier(fn, LAB_VERSION_NUMBER);
+    if (!qualified)
+      throw new Error(`version ${ctx.logicalId}: function ${fn} is not a function of the stack`);
+    return {
+      status: 'created',
+      detail: `${qualified}${provisionedConcurrencyNote(ctx.properties)}`,
+    };
+  },
+};
+
+export const lambdaAliasHandler: ResourceHandler = {
+  types: ['AWS::Lambda::Alias'],
+  phase: 32, // after versions, before permissions and provisioning templates
+  ref: (_name, c, _p, resolved) =>
+    `${functionArnOf(resolved('FunctionName'), c)}:${String(resolved('Name'))}`,
+  attributes: (_name, c, _p, resolved) => ({
+    AliasArn: `${functionArnOf(resolved('FunctionName'), c)}:${String(resolved('Name'))}`,
+  }),
+  create(ctx) {
+    const p = ctx.properties;
+    const fn = String(p.FunctionName);
+    const version = String(p.FunctionVersion ?? '$LATEST');
+    const functionArn = ctx.runner.resolve(fn);
+    if (!functionArn)
+      throw new Error(`alias ${ctx.logicalId}: function ${fn} is not a function of the stack`);
+    if (!ctx.runner.resolveQualified(`${functionArn}:${version}`))
+      throw new Error(
+        `alias ${ctx.logicalId}: version ${version} of ${functionArn} is not declared by the stack (add the AWS::Lambda::Version)`,
+      );
+    const qualified = ctx.runner.addQualifier(functionArn, String(p.Name)) as string;
+    const weights = (p.RoutingConfig as { AdditionalVersionWeights?: unknown[] } | undefined)
+      ?.AdditionalVersionWeights;
+    return {
+      status: 'created',
+      detail:
+        `${qualified} → version ${version}` +
+        (weights?.length ? '; routing weights not emulated (every version runs the code of cdk.out)' : '') +
+        provisionedConcurrencyNote(p),
+    };
+  },
+};
+
 export const lambdaPermissionHandler: ResourceHandler = {
   types: ['AWS::Lambda::Permission'],
   phase: 40,
   create(ctx) {
     const p = ctx.properties;
-    const fn = ctx.runner.resolve(String(p.FunctionName));
+    // A permission on a version or alias applies to invocations through that qualifier only.
+    const fn = ctx.runner.resolveQualified(String(p.FunctionName))?.qualifiedArn;
     ctx.permissions.push({
       logicalId: ctx.logicalId,
       functionArn: fn ?? String(p.FunctionName),
@@ -97,7 +178,11 @@ function wildcard(pattern: string, value: string): boolean {
   return re.test(value);
 }
 
-/** Why `principal` may not invoke `functionArn` from `sourceArn`, or undefined when it may. */
+/**
+ * Why `principal` may not invoke `functionArn` from `sourceArn`, or undefined when it may.
+ * `functionArn` is what the caller invokes: the unqualified function, or a version or alias
+ * (`LambdaRunner.resolveQualified(...).qualifiedArn`); a permission counts for that ARN only.
+ */
 export function checkInvokePermission(
   permissions: readonly {
     functionArn: string;

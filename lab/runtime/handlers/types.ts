@@ -73,10 +73,23 @@ export interface ResourceHandler {
   maxNameLength?: number;
   /** Adjust a generated name to the type's naming rules (e.g. `.fifo`, no dashes). */
   sanitizeName?(generated: string, properties: Record<string, unknown>): string;
-  /** Ref value (default: the physical name). */
-  ref?(name: string, c: NamingContext, properties: Record<string, unknown>): string;
-  /** Fn::GetAtt values by attribute name. */
-  attributes?(name: string, c: NamingContext, properties: Record<string, unknown>): Record<string, string>;
+  /**
+   * Ref value (default: the physical name). `properties` are as written in the template;
+   * `resolved(key)` resolves one of them (e.g. the function a version or alias points at).
+   */
+  ref?(
+    name: string,
+    c: NamingContext,
+    properties: Record<string, unknown>,
+    resolved: (key: string) => unknown,
+  ): string;
+  /** Fn::GetAtt values by attribute name (arguments as for {@link ResourceHandler.ref}). */
+  attributes?(
+    name: string,
+    c: NamingContext,
+    properties: Record<string, unknown>,
+    resolved: (key: string) => unknown,
+  ): Record<string, string>;
   create(ctx: HandlerContext): Promise<CreateResult> | CreateResult;
 }
 

@@ -2,7 +2,9 @@
  * A small synthetic cloud assembly (what `cdk synth` writes) for the lab runtime tests: a
  * table with a GSI, a stream, a dead-letter queue, two functions whose bundled assets are tiny
  * handler files, topic rules with error actions, a Kinesis event-source mapping, a schedule,
- * and one type the lab does not support.
+ * a version and an alias with provisioned concurrency serving as a provisioning template's
+ * pre-provisioning hook (permission on the alias), a second template whose hook IoT may not
+ * invoke, and one type the lab does not support.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -168,6 +170,49 @@ export function writeFixtureAssembly(): string {
           FunctionResponseTypes: ['ReportBatchItemFailures'],
         },
       },
+      WorkerVersion: { Type: 'AWS::Lambda::Version', Properties: { FunctionName: { Ref: 'Worker' } } },
+      WorkerLive: {
+        Type: 'AWS::Lambda::Alias',
+        Properties: {
+          FunctionName: { Ref: 'Worker' },
+          FunctionVersion: { 'Fn::GetAtt': ['WorkerVersion', 'Version'] },
+          Name: 'live',
+          ProvisionedConcurrencyConfig: { ProvisionedConcurrentExecutions: 2 },
+        },
+      },
+      WorkerLivePermission: {
+        Type: 'AWS::Lambda::Permission',
+        Properties: {
+          Action: 'lambda:InvokeFunction',
+          FunctionName: { Ref: 'WorkerLive' },
+          Principal: 'iot.amazonaws.com',
+          SourceAccount: { Ref: 'AWS::AccountId' },
+          SourceArn: { 'Fn::GetAtt': ['LiveTemplate', 'TemplateArn'] },
+        },
+      },
+      LiveTemplate: {
+        Type: 'AWS::IoT::ProvisioningTemplate',
+        Properties: {
+          TemplateName: 'live-hook',
+          Enabled: true,
+          TemplateBody: JSON.stringify({ Parameters: {}, Resources: {} }),
+          ProvisioningRoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] },
+          PreProvisioningHook: { PayloadVersion: '2020-04-01', TargetArn: { Ref: 'WorkerLive' } },
+        },
+      },
+      BareTemplate: {
+        Type: 'AWS::IoT::ProvisioningTemplate',
+        Properties: {
+          TemplateName: 'bare-hook',
+          Enabled: true,
+          TemplateBody: JSON.stringify({ Parameters: {}, Resources: {} }),
+          ProvisioningRoleArn: { 'Fn::GetAtt': ['Role', 'Arn'] },
+          PreProvisioningHook: {
+            PayloadVersion: '2020-04-01',
+            TargetArn: { 'Fn::GetAtt': ['Worker', 'Arn'] },
+          },
+        },
+      },
       Nightly: {
         Type: 'AWS::Events::Rule',
         Properties: {
@@ -178,7 +223,15 @@ export function writeFixtureAssembly(): string {
         },
       },
     },
-    Outputs: { TableName: { Value: { Ref: 'Table' } } },
+    Outputs: {
+      TableName: { Value: { Ref: 'Table' } },
+      HookAlias: { Value: { Ref: 'WorkerLive' } },
+      TemplateArnPrefix: {
+        Value: {
+          'Fn::Sub': 'arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:provisioningtemplate/',
+        },
+      },
+    },
   };
 
   writeFileSync(join(dir, 'Lab.template.json'), JSON.stringify(template));

@@ -1,5 +1,7 @@
 import { rmSync } from 'node:fs';
 import { DescribeTableCommand, DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { IotRegistry } from '../../../lab/iot/state';
+import type { StartIotCoreOptions } from '../../../lab/runtime/iot-core';
 import {
   LambdaFunctionError,
   loadCloudAssembly,
@@ -24,6 +26,8 @@ describe('lab runtime on a synthetic cdk.out', () => {
   let dir: string;
   let lab: LabRuntime;
   let iot: ReturnType<typeof fakeIotCore>;
+  /** What the runtime handed IoT Core: how IoT invokes a pre-provisioning hook, region, account. */
+  let iotOptions: StartIotCoreOptions;
   let ddb: DynamoDBClient;
   const logs: string[] = [];
 
@@ -34,7 +38,10 @@ describe('lab runtime on a synthetic cdk.out', () => {
       projectDir: dir,
       cdkOut: '.',
       synth: false,
-      iotCore: iot,
+      iotCore: async (opts) => {
+        iotOptions = opts;
+        return iot;
+      },
       logDir: false,
       labDir: `${dir}/.lab`,
       schedules: 'manual',
@@ -68,6 +75,57 @@ describe('lab runtime on a synthetic cdk.out', () => {
     expect(summary.join('\n')).toMatch(/UNSUPPORTED AWS::SNS::Topic AlarmTopic/);
     expect(summary.join('\n')).toMatch(/rule +GoodRule → Lab_GoodRule_/);
     expect(summary[1]).toMatch(/1 UNSUPPORTED/);
+    expect(summary.join('\n')).toMatch(
+      /alias +WorkerLive → .*:function:Lab-Worker-[A-Z0-9]+:live \(.*→ version 1; provisioned concurrency 2 accepted, not emulated/,
+    );
+  });
+
+  describe('a pre-provisioning hook behind an alias (provisioned concurrency)', () => {
+    const hookEvent = (template: string) => ({
+      claimCertificateId: 'claim',
+      certificateId: 'cert',
+      templateArn: `${lab.outputs.TemplateArnPrefix}${template}`,
+      parameters: { SerialNumber: 'S1' },
+    });
+
+    test('IoT invokes the function through the alias ARN, allowed by the permission on the alias', async () => {
+      const alias = lab.outputs.HookAlias;
+      expect(alias).toBe(`${lab.topology.functions.Worker.arn}:live`);
+      const out = await iotOptions.invokeLambda(alias, hookEvent('live-hook'));
+      expect(out).toMatchObject({
+        fn: lab.topology.functions.Worker.name,
+        event: { templateArn: expect.stringMatching(/:provisioningtemplate\/live-hook$/) },
+      });
+    });
+
+    test('the permission on the alias does not let IoT invoke the unqualified function', async () => {
+      await expect(
+        iotOptions.invokeLambda(lab.topology.functions.Worker.arn, hookEvent('bare-hook')),
+      ).rejects.toMatchObject({
+        code: 'AccessDeniedException',
+        message: expect.stringContaining('iot.amazonaws.com is not authorized to invoke'),
+      });
+    });
+
+    test('a permission scoped to one template does not let another template invoke the alias', async () => {
+      await expect(
+        iotOptions.invokeLambda(lab.outputs.HookAlias, hookEvent('bare-hook')),
+      ).rejects.toMatchObject({
+        code: 'AccessDeniedException',
+      });
+    });
+
+    test("the template ARNs IoT Core sends the hook start with the stack's arn:${Partition}:iot:${Region}:${AccountId}:provisioningtemplate/", () => {
+      // lab/iot builds its registry from the region and account the runtime hands it.
+      const registry = new IotRegistry(iotOptions.region, iotOptions.accountId);
+      const { templateArn } = registry.putProvisioningTemplate({
+        name: 'live-hook',
+        body: '{}',
+        enabled: true,
+      });
+      expect(lab.outputs.TemplateArnPrefix).toBe('arn:aws:iot:us-east-1:123456789012:provisioningtemplate/');
+      expect(templateArn).toBe(`${lab.outputs.TemplateArnPrefix}live-hook`);
+    });
   });
 
   test('invoke runs the bundled asset in a worker with resolved environment and a Lambda context', async () => {

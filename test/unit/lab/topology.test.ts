@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { RulesEngine } from '../../../lab/rules/engine';
 import type { CloudAssembly } from '../../../lab/runtime/cdk-out';
+import { checkInvokePermission } from '../../../lab/runtime/handlers/lambda';
 import type { ResourceHandler } from '../../../lab/runtime/handlers/types';
 import type { IotCoreLike } from '../../../lab/runtime/iot-core';
 import { LabKinesis } from '../../../lab/runtime/kinesis-client';
@@ -52,6 +53,7 @@ const assembly = (
       templateFile: '/nowhere/S.template.json',
       template: { Resources: resources, ...extra } as never,
       assets: new Map(),
+      tags: {},
     },
   ],
   assetForS3Key: () => undefined,
@@ -92,7 +94,7 @@ describe('topology', () => {
       queues,
       handlers: handlers ? handlerRegistry([...DEFAULT_HANDLERS, ...handlers]) : undefined,
     });
-    return { ...out, registry, queues, rules };
+    return { ...out, registry, queues, rules, runner };
   }
 
   test('every type is either handled or listed as UNSUPPORTED', async () => {
@@ -221,6 +223,125 @@ describe('topology', () => {
     ).rejects.toThrow(
       /lab start failed at R \(AWS::IoT::TopicRule\): topic rule ts: .*Timestream is not supported/,
     );
+  });
+
+  describe('versions and aliases (a hook with provisioned concurrency)', () => {
+    const fnArn = (name: string) => `arn:aws:lambda:us-east-1:123456789012:function:${name}`;
+    const resources = {
+      Hook: {
+        Type: 'AWS::Lambda::Function',
+        Properties: {
+          FunctionName: 'hook',
+          Code: { ZipFile: 'exports.handler = async () => 1;' },
+          Handler: 'index.handler',
+          Runtime: 'nodejs22.x',
+        },
+      },
+      HookVersion: { Type: 'AWS::Lambda::Version', Properties: { FunctionName: { Ref: 'Hook' } } },
+      HookLive: {
+        Type: 'AWS::Lambda::Alias',
+        Properties: {
+          FunctionName: { Ref: 'Hook' },
+          FunctionVersion: { 'Fn::GetAtt': ['HookVersion', 'Version'] },
+          Name: 'live',
+          ProvisionedConcurrencyConfig: { ProvisionedConcurrentExecutions: 2 },
+        },
+      },
+      HookPermission: {
+        Type: 'AWS::Lambda::Permission',
+        Properties: {
+          Action: 'lambda:InvokeFunction',
+          FunctionName: { Ref: 'HookLive' },
+          Principal: 'iot.amazonaws.com',
+          SourceAccount: { Ref: 'AWS::AccountId' },
+        },
+      },
+      Template: {
+        Type: 'AWS::IoT::ProvisioningTemplate',
+        Properties: {
+          TemplateName: 'acme-sensor',
+          Enabled: true,
+          TemplateBody: '{}',
+          PreProvisioningHook: { PayloadVersion: '2020-04-01', TargetArn: { Ref: 'HookLive' } },
+        },
+      },
+    };
+    const outputs = {
+      Outputs: {
+        AliasRef: { Value: { Ref: 'HookLive' } },
+        AliasArn: { Value: { 'Fn::GetAtt': ['HookLive', 'AliasArn'] } },
+        VersionRef: { Value: { Ref: 'HookVersion' } },
+        VersionNumber: { Value: { 'Fn::GetAtt': ['HookVersion', 'Version'] } },
+      },
+    };
+
+    test('Ref and GetAtt of an alias or version are qualified ARNs of the function', async () => {
+      const { topology } = await build(resources, outputs);
+      expect(topology.outputs).toEqual({
+        AliasRef: `${fnArn('hook')}:live`,
+        AliasArn: `${fnArn('hook')}:live`,
+        VersionRef: `${fnArn('hook')}:1`,
+        VersionNumber: '1',
+      });
+      expect(topology.functionQualifiers).toEqual({
+        HookVersion: { arn: `${fnArn('hook')}:1`, functionArn: fnArn('hook') },
+        HookLive: { arn: `${fnArn('hook')}:live`, functionArn: fnArn('hook') },
+      });
+      expect(topology.unsupported).toEqual([]);
+    });
+
+    test('the template accepts the alias as its hook; the summary says provisioned concurrency is not emulated', async () => {
+      const { topology, registry } = await build(resources, outputs);
+      expect(registry.templates).toEqual([
+        expect.objectContaining({ name: 'acme-sensor', hookArn: `${fnArn('hook')}:live` }),
+      ]);
+      expect(topology.summary.join('\n')).toMatch(
+        /alias +HookLive → .*:function:hook:live \(.*→ version 1; provisioned concurrency 2 accepted, not emulated/,
+      );
+    });
+
+    test('the permission is recorded on the alias, not on the function', async () => {
+      const { topology } = await build(resources, outputs);
+      expect(topology.permissions).toEqual([
+        expect.objectContaining({ functionArn: `${fnArn('hook')}:live`, principal: 'iot.amazonaws.com' }),
+      ]);
+      const allowed = (target: string) =>
+        checkInvokePermission(topology.permissions, target, 'iot.amazonaws.com', 'arn:any', '123456789012');
+      expect(allowed(`${fnArn('hook')}:live`)).toBeUndefined();
+      expect(allowed(fnArn('hook'))).toMatch(/^AccessDeniedException: .* not authorized to invoke/);
+    });
+
+    test.each([
+      ['the unqualified ARN', fnArn('hook'), fnArn('hook')],
+      ['$LATEST', `${fnArn('hook')}:$LATEST`, fnArn('hook')],
+      ['the alias ARN', `${fnArn('hook')}:live`, `${fnArn('hook')}:live`],
+      ['the version ARN', `${fnArn('hook')}:1`, `${fnArn('hook')}:1`],
+      ['name:alias', 'hook:live', `${fnArn('hook')}:live`],
+    ])('%s resolves to the function', async (_what, ref, qualifiedArn) => {
+      const { runner } = await build(resources, outputs);
+      expect(runner.resolveQualified(ref)).toMatchObject({ functionArn: fnArn('hook'), qualifiedArn });
+    });
+
+    test('a qualifier the stack does not declare does not resolve', async () => {
+      const { runner } = await build(resources, outputs);
+      expect(runner.resolveQualified(`${fnArn('hook')}:2`)).toBeUndefined();
+      expect(runner.resolveQualified(`${fnArn('hook')}:staging`)).toBeUndefined();
+    });
+
+    test('an alias on a version the stack does not declare fails the start, naming the fix', async () => {
+      const { HookVersion: _dropped, ...withoutVersion } = resources;
+      await expect(
+        build({
+          ...withoutVersion,
+          HookLive: {
+            ...resources.HookLive,
+            Properties: { ...resources.HookLive.Properties, FunctionVersion: '7' },
+          },
+        }),
+      ).rejects.toThrow(
+        /HookLive .*version 7 of .*hook is not declared by the stack \(add the AWS::Lambda::Version\)/,
+      );
+    });
   });
 
   test.each<[string, string, number, RegExp]>([
