@@ -7,6 +7,8 @@
  */
 import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 import { isIP } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { connackTimeout, describeClosedBeforeConnack, describeConnectError } from './connect-failure';
 
 /** Where the broker is. For AWS IoT: the ATS data endpoint, port 8883, Amazon Root CA. */
 export interface Endpoint {
@@ -52,12 +54,21 @@ export type TransportFailure =
 
 /** A failure of the connection itself (retryable unless `SUBSCRIBE_REFUSED`). */
 export class TransportError extends Error {
+  /**
+   * Short and groupable: the same for every device that failed the same way, e.g.
+   * `ECONNREFUSED 127.0.0.1:8883`, `TLS: certificate unknown`,
+   * `timeout waiting for $aws/certificates/create-from-csr/json/accepted`. Defaults to `message`.
+   */
+  readonly reason: string;
+
   constructor(
     readonly failure: TransportFailure,
     message: string,
+    reason?: string,
   ) {
     super(`${failure}: ${message}`);
     this.name = 'TransportError';
+    this.reason = reason ?? message;
   }
 }
 
@@ -72,6 +83,14 @@ export class RejectedError extends Error {
     super(`${api} rejected: ${statusCode ?? '?'} ${errorCode} ${errorMessage}`);
     this.name = 'RejectedError';
   }
+}
+
+const ACCEPTED = '/accepted';
+const REJECTED = '/rejected';
+
+/** The answer topics of an AWS IoT request topic: `<topic>/accepted` and `<topic>/rejected`. */
+export function responseTopics(requestTopic: string): { accepted: string; rejected: string } {
+  return { accepted: `${requestTopic}${ACCEPTED}`, rejected: `${requestTopic}${REJECTED}` };
 }
 
 interface Waiter {
@@ -98,13 +117,14 @@ export class MqttSession {
 
   private constructor(readonly client: MqttClient) {
     client.on('message', (topic, payload) => this.dispatch(topic, payload));
-    client.on('close', () => this.failAll(new TransportError('CONNECTION_LOST', 'connection closed')));
+    client.on('close', () => this.failAll());
   }
 
   /** Open a session, or throw a {@link TransportError} within `connectTimeoutMs`. */
   static open(options: SessionOptions): Promise<MqttSession> {
     const { endpoint } = options;
     const port = endpoint.port ?? 8883;
+    const target = `${endpoint.host}:${port}`;
     const mqttOptions: IClientOptions = {
       protocol: 'mqtts',
       host: endpoint.host,
@@ -146,7 +166,14 @@ export class MqttSession {
         reject(err);
       };
       const timer = setTimeout(
-        () => fail(new TransportError('CONNECT_TIMEOUT', `no CONNACK within ${options.connectTimeoutMs} ms`)),
+        () =>
+          fail(
+            new TransportError(
+              'CONNECT_TIMEOUT',
+              `no CONNACK within ${options.connectTimeoutMs} ms`,
+              connackTimeout(target),
+            ),
+          ),
         options.connectTimeoutMs,
       );
       client.once('connect', () => {
@@ -157,8 +184,20 @@ export class MqttSession {
         client.on('error', () => undefined);
         resolve(new MqttSession(client));
       });
-      client.once('error', (err) => fail(new TransportError('CONNECT_FAILED', err.message)));
-      client.once('close', () => fail(new TransportError('CONNECT_FAILED', 'closed before CONNACK')));
+      client.once('error', (err) =>
+        fail(new TransportError('CONNECT_FAILED', err.message, describeConnectError(err, target))),
+      );
+      client.once('close', () => {
+        // Client side, `authorized` means the handshake completed and the server was verified.
+        const handshakeDone = (client.stream as TLSSocket | undefined)?.authorized === true;
+        fail(
+          new TransportError(
+            'CONNECT_FAILED',
+            'closed before CONNACK',
+            describeClosedBeforeConnack(handshakeDone, target),
+          ),
+        );
+      });
     });
   }
 
@@ -170,9 +209,15 @@ export class MqttSession {
   subscribe(filters: string[]): Promise<void> {
     return new Promise((resolve, reject) => {
       this.client.subscribe(filters, { qos: 1 }, (err, granted) => {
-        if (err) return reject(new TransportError('CONNECTION_LOST', err.message));
+        if (err)
+          return reject(
+            new TransportError('CONNECTION_LOST', err.message, 'connection lost while subscribing'),
+          );
         const refused = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
-        if (refused.length > 0) return reject(new TransportError('SUBSCRIBE_REFUSED', refused.join(', ')));
+        if (refused.length > 0) {
+          const list = refused.join(', ');
+          return reject(new TransportError('SUBSCRIBE_REFUSED', list, `subscription refused: ${list}`));
+        }
         resolve();
       });
     });
@@ -181,7 +226,11 @@ export class MqttSession {
   publish(topic: string, payload: string, qos: 0 | 1 = 1): Promise<void> {
     return new Promise((resolve, reject) => {
       this.client.publish(topic, payload, { qos }, (err) =>
-        err ? reject(new TransportError('PUBLISH_FAILED', err.message)) : resolve(),
+        err
+          ? reject(
+              new TransportError('PUBLISH_FAILED', err.message, `publish failed on ${topic}: ${err.message}`),
+            )
+          : resolve(),
       );
     });
   }
@@ -198,14 +247,22 @@ export class MqttSession {
     timeoutMs: number,
     accept?: (payload: Record<string, unknown>) => boolean,
   ): Promise<Record<string, unknown>> {
-    if (this.closed || !this.client.connected) throw new TransportError('CONNECTION_LOST', 'not connected');
+    const { accepted } = responseTopics(topic);
+    if (this.closed || !this.client.connected)
+      throw new TransportError('CONNECTION_LOST', 'not connected', `not connected when publishing ${topic}`);
     if (this.waiters.has(topic)) throw new Error(`a ${api} request is already in flight on this session`);
     let timer: NodeJS.Timeout | undefined;
     const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
       this.waiters.set(topic, { resolve, reject, accept, api });
       timer = setTimeout(() => {
         this.waiters.delete(topic);
-        reject(new TransportError('RESPONSE_TIMEOUT', `no ${api} response within ${timeoutMs} ms`));
+        reject(
+          new TransportError(
+            'RESPONSE_TIMEOUT',
+            `no ${api} response within ${timeoutMs} ms`,
+            `timeout waiting for ${accepted}`,
+          ),
+        );
       }, timeoutMs);
     });
     try {
@@ -218,12 +275,16 @@ export class MqttSession {
     }
   }
 
-  /** Graceful DISCONNECT (no last will), then close. Never throws. */
+  /**
+   * Graceful DISCONNECT (no last will), then close. Never throws. When the broker has not closed
+   * the connection within 2 s, the socket is destroyed, so no session outlives its `end()`.
+   */
   end(force = false): Promise<void> {
     this.closed = true;
     return new Promise((resolve) => {
       const t = setTimeout(() => {
-        this.client.end(true);
+        // `client.end(true)` would be a no-op here (mqtt.js is already disconnecting).
+        this.client.stream?.destroy();
         resolve();
       }, 2000);
       this.client.end(force, () => {
@@ -243,11 +304,11 @@ export class MqttSession {
   private dispatch(topic: string, payload: Buffer): void {
     let base: string;
     let ok: boolean;
-    if (topic.endsWith('/accepted')) {
-      base = topic.slice(0, -'/accepted'.length);
+    if (topic.endsWith(ACCEPTED)) {
+      base = topic.slice(0, -ACCEPTED.length);
       ok = true;
-    } else if (topic.endsWith('/rejected')) {
-      base = topic.slice(0, -'/rejected'.length);
+    } else if (topic.endsWith(REJECTED)) {
+      base = topic.slice(0, -REJECTED.length);
       ok = false;
     } else return;
     const waiter = this.waiters.get(base);
@@ -270,11 +331,17 @@ export class MqttSession {
     }
   }
 
-  private failAll(err: Error): void {
+  private failAll(): void {
     this.closed = true;
-    for (const [key, waiter] of this.waiters) {
-      this.waiters.delete(key);
-      waiter.reject(err);
+    for (const [topic, waiter] of this.waiters) {
+      this.waiters.delete(topic);
+      waiter.reject(
+        new TransportError(
+          'CONNECTION_LOST',
+          'connection closed',
+          `connection lost waiting for ${responseTopics(topic).accepted}`,
+        ),
+      );
     }
   }
 }
