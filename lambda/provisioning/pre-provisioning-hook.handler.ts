@@ -6,14 +6,19 @@
  * provisioning request when the hook takes longer than 5 s; the budgets below keep every answer,
  * the audit entry included, within FLEET_HOOK_BUDGET_MS (at most 4.5 s).
  */
-import { DescribeCertificateCommand } from '@aws-sdk/client-iot';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { METRICS_NAMESPACE, SERVICES } from '../../core/metrics';
-import { createDocumentClient, createIotClient } from '../shared/clients';
+import { createCertificateReader, createDocumentClient } from '../shared/clients';
 import { readEnv } from '../../core/env';
 import { Registry } from '../shared/registry';
-import { createHook, HookResult, PriorCertificateLookup } from './pre-provisioning-hook';
+import {
+  createHook,
+  HookResult,
+  parseRetentionDays,
+  parseTemplateArnPrefix,
+  PriorCertificateLookup,
+} from './pre-provisioning-hook';
 import { parseRingShares } from '../../core/rings';
 
 const SERVICE = SERVICES.preProvisioningHook;
@@ -29,7 +34,12 @@ const env = readEnv([
   'templateNames',
   'ringShares',
   'hookBudgetMs',
+  'templateArnPrefix',
+  'unlistedTrailRetentionDays',
 ]);
+// Malformed values fail here, at init, naming the variable (the function never answers).
+const templateArnPrefix = parseTemplateArnPrefix(env.templateArnPrefix);
+const unlistedRetentionDays = parseRetentionDays(env.unlistedTrailRetentionDays);
 
 /**
  * FLEET_HOOK_BUDGET_MS bounds the whole answer, audit entry included (AWS IoT allows 5 s; the
@@ -48,7 +58,7 @@ const budget = {
   maxAttempts: 3,
 };
 const doc = createDocumentClient(budget);
-const iot = createIotClient(budget);
+const describeCertificate = createCertificateReader(budget, doc);
 
 const registry = new Registry(doc, {
   devices: env.devicesTable,
@@ -57,13 +67,9 @@ const registry = new Registry(doc, {
 });
 
 const lookupPriorCertificate: PriorCertificateLookup = async (certificateId, abortSignal) => {
-  try {
-    const out = await iot.send(new DescribeCertificateCommand({ certificateId }), { abortSignal });
-    return out.certificateDescription?.status === 'REVOKED' ? 'REVOKED' : 'USABLE';
-  } catch (err) {
-    if ((err as { name?: string }).name === 'ResourceNotFoundException') return 'NOT_FOUND';
-    throw err;
-  }
+  const status = await describeCertificate(certificateId, abortSignal);
+  if (status === undefined) return 'NOT_FOUND';
+  return status === 'REVOKED' ? 'REVOKED' : 'USABLE';
 };
 
 const hook = createHook({
@@ -79,6 +85,8 @@ const hook = createHook({
       .split(',')
       .map((t) => t.trim())
       .filter(Boolean),
+    templateArnPrefix,
+    unlistedRetentionDays,
     budgetMs,
     hardLimitMs,
   },

@@ -8,7 +8,7 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
 import type { IoTPreProvisioningHookResult } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import {
   DecisionReason,
   DeviceRecord,
@@ -18,6 +18,8 @@ import {
   PROVISIONING_PARAMETERS,
 } from '../../core/model';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
+import { describeIssues } from '../shared/validation';
+import { ENV, EnvError } from '../../core/env';
 import { METRICS, OTHER_TEMPLATE_DIMENSION } from '../../core/metrics';
 import { fastPublicKeyFingerprint } from './spki';
 import {
@@ -37,6 +39,13 @@ export type PriorCertificateLookup = (
 export interface HookConfig extends DecisionConfig {
   serialPattern: RegExp;
   templateNames: readonly string[];
+  /**
+   * `arn:<partition>:iot:<region>:<account>:provisioningtemplate/`: only templates under this
+   * prefix (this stack's account, partition and region) are served.
+   */
+  templateArnPrefix: string;
+  /** Days the trail keeps entries of serials that have no device record (DynamoDB TTL). */
+  unlistedRetentionDays: number;
   /** Milliseconds for reads, the decision and the transition before failing closed. */
   budgetMs: number;
   /** Milliseconds within which the hook answers, audit entry included. @default 4000 */
@@ -60,15 +69,59 @@ const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const AUDITABLE_SERIAL = /^[\x21-\x7e]{1,64}$/;
 /** Bound on the claim-certificate-to-lot memo (one entry per claim certificate). */
 const MAX_CLAIM_MEMO = 10_000;
+/** Longest serial number and firmware version accepted (whatever the configured patterns allow). */
+const MAX_SERIAL_LENGTH = 64;
+const MAX_FIRMWARE_LENGTH = 64;
+const TEMPLATE_ARN_PREFIX = /^arn:aws[a-z-]*:iot:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:provisioningtemplate\/$/;
+/** The longest retention accepted for unlisted serials' trail entries (100 years). */
+const MAX_RETENTION_DAYS = 36_500;
+
+/** The parameter names a device may send: exactly the template's (core/model.ts). */
+const PARAMETER_NAMES: ReadonlySet<string> = new Set(Object.values(PROVISIONING_PARAMETERS));
+/** At most this many unexpected names are quoted in the log line. */
+const MAX_QUOTED_NAMES = 5;
 
 const eventSchema = z.object({
-  claimCertificateId: z.string().regex(ID),
-  certificateId: z.string().regex(ID),
-  certificatePem: z.string().min(1).max(16_384),
-  templateArn: z.string().regex(TEMPLATE_ARN),
-  clientId: z.string().min(1).max(128),
+  claimCertificateId: z.string().check(z.regex(ID)),
+  certificateId: z.string().check(z.regex(ID)),
+  certificatePem: z.string().check(z.minLength(1), z.maxLength(16_384)),
+  templateArn: z.string().check(z.regex(TEMPLATE_ARN)),
+  clientId: z.string().check(z.minLength(1), z.maxLength(128)),
   parameters: z.record(z.string(), z.string()),
 });
+
+/** Validate FLEET_TEMPLATE_ARN_PREFIX; throws an {@link EnvError} naming the variable and the fix. */
+export function parseTemplateArnPrefix(text: string): string {
+  if (!TEMPLATE_ARN_PREFIX.test(text)) {
+    throw new EnvError(
+      `${ENV.templateArnPrefix} "${text}" is not a provisioning template ARN prefix; ` +
+        'set it to arn:<partition>:iot:<region>:<account>:provisioningtemplate/ ' +
+        '(the stack sets it: redeploy, or export it for a local run)',
+    );
+  }
+  return text;
+}
+
+/** Validate FLEET_UNLISTED_TRAIL_RETENTION_DAYS (a positive whole number of days). */
+export function parseRetentionDays(text: string): number {
+  const days = /^\d{1,6}$/.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!(days >= 1 && days <= MAX_RETENTION_DAYS)) {
+    throw new EnvError(
+      `${ENV.unlistedTrailRetentionDays} "${text}" is not a positive whole number of days; ` +
+        `set it to 1-${MAX_RETENTION_DAYS} (the stack sets it: redeploy, or export it for a local run)`,
+    );
+  }
+  return days;
+}
+
+/** Own keys of the device's parameters that the template does not declare (never `in`: own keys only). */
+function unexpectedParameterNames(parameters: object): string[] {
+  return Object.keys(parameters).filter((name) => !PARAMETER_NAMES.has(name));
+}
+
+function hasOwn(o: object, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(o, key);
+}
 
 class DeadlineError extends Error {
   override readonly name = 'DeadlineError';
@@ -87,11 +140,13 @@ export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResu
   const hardLimitMs = config.hardLimitMs ?? 4000;
   const templates = new Set(config.templateNames);
   const P = PROVISIONING_PARAMETERS;
-  const parametersSchema = z.looseObject({
-    [P.serial]: z.string().regex(config.serialPattern),
-    [P.hwRev]: z.string().regex(HW_REV_PATTERN),
-    [P.firmware]: z.string().regex(FIRMWARE_PATTERN),
-    [P.proof]: z.string().max(256).regex(BASE64).optional(),
+  // Exactly the template's parameters, each a bounded string; any other key is refused (checked
+  // on the raw object's own keys first, since `__proto__` never reaches a parsed object).
+  const parametersSchema = z.strictObject({
+    [P.serial]: z.string().check(z.maxLength(MAX_SERIAL_LENGTH), z.regex(config.serialPattern)),
+    [P.hwRev]: z.string().check(z.regex(HW_REV_PATTERN)),
+    [P.firmware]: z.string().check(z.maxLength(MAX_FIRMWARE_LENGTH), z.regex(FIRMWARE_PATTERN)),
+    [P.proof]: z.optional(z.string().check(z.maxLength(256), z.regex(BASE64))),
   });
   // Claim certificate -> lot, learnt from lot records. A claim certificate belongs to one lot
   // for life, so the memo only lets the lot read start in parallel with the device read; the
@@ -168,23 +223,40 @@ export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResu
       certificateId: typeof raw.certificateId === 'string' ? raw.certificateId.slice(0, 128) : '',
       clientId: typeof raw.clientId === 'string' ? raw.clientId.slice(0, 128) : '',
     };
-    const params = raw.parameters as Record<string, unknown> | undefined;
-    const claimedSerial = params && typeof params === 'object' ? params[P.serial] : undefined;
+    const params =
+      typeof raw.parameters === 'object' && raw.parameters !== null
+        ? (raw.parameters as Record<string, unknown>)
+        : undefined;
+    const claimedSerial = params && hasOwn(params, P.serial) ? params[P.serial] : undefined;
     if (typeof claimedSerial === 'string' && AUDITABLE_SERIAL.test(claimedSerial)) serial = claimedSerial;
     if (typeof raw.templateArn === 'string') {
       templateName = TEMPLATE_ARN.exec(raw.templateArn)?.[1];
-      if (templateName && templates.has(templateName)) template = templateName;
+      // This stack's template in this account, partition and region: a template of the same
+      // name elsewhere is another template.
+      if (
+        templateName &&
+        templates.has(templateName) &&
+        raw.templateArn === config.templateArnPrefix + templateName
+      ) {
+        template = templateName;
+      }
     }
 
     try {
       const parsedEvent = eventSchema.safeParse(event);
-      const parsedParams = parsedEvent.success
-        ? parametersSchema.safeParse(parsedEvent.data.parameters)
-        : undefined;
-      if (!parsedEvent.success || !parsedParams?.success) {
+      const unexpected = parsedEvent.success && params ? unexpectedParameterNames(params) : [];
+      const parsedParams =
+        parsedEvent.success && unexpected.length === 0 ? parametersSchema.safeParse(params) : undefined;
+      if (unexpected.length > 0) {
+        out.reason = 'INVALID_PARAMETERS';
+        const quoted = unexpected.slice(0, MAX_QUOTED_NAMES).map((n) => JSON.stringify(n.slice(0, 64)));
+        out.error =
+          `parameters: unexpected ${quoted.join(', ')}${unexpected.length > MAX_QUOTED_NAMES ? ', …' : ''}; ` +
+          `the template takes only ${[...PARAMETER_NAMES].join(', ')}`;
+      } else if (!parsedEvent.success || !parsedParams?.success) {
         out.reason = 'INVALID_PARAMETERS';
         const issues = (parsedEvent.success ? parsedParams?.error : parsedEvent.error)?.issues ?? [];
-        out.error = issues.map((i) => `${i.path.join('.') || '(event)'}: ${i.message}`).join('; ');
+        out.error = describeIssues(issues);
       } else if (template === OTHER_TEMPLATE_DIMENSION) {
         out.reason = 'TEMPLATE_MISMATCH';
       } else {
@@ -273,6 +345,9 @@ export function createHook(deps: HookDeps): (event: unknown) => Promise<HookResu
             reason: out.reason,
             ...(lot ? { lot } : {}),
             detail,
+            // No device record found (not on the manifest, or denied before the registry was
+            // read): the entry expires, so a claim holder cannot grow the trail without bound.
+            ...(out.device ? {} : { retentionDays: config.unlistedRetentionDays }),
           },
           { abortSignal: AbortSignal.timeout(remaining - 25) },
         );

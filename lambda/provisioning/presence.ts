@@ -8,9 +8,10 @@
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
-import { z } from 'zod';
 import { METRICS } from '../../core/metrics';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
+import { describeIssues } from '../shared/validation';
+import * as z from 'zod/mini';
 import { planPresence, PresenceEvent, serialOfClient } from '../../core/presence-plan';
 
 export interface PresenceDeps {
@@ -23,14 +24,14 @@ export interface PresenceDeps {
 export type PresenceOutcome = 'ACTIVATED' | 'APPLIED' | 'STALE' | 'IGNORED' | 'UNKNOWN_DEVICE' | 'REJECTED';
 
 const eventSchema = z.looseObject({
-  clientId: z.string().min(1).max(128),
-  timestamp: z.number().int().nonnegative(),
+  clientId: z.string().check(z.minLength(1), z.maxLength(128)),
+  timestamp: z.int().check(z.nonnegative()),
   eventType: z.enum(['connected', 'disconnected']),
-  versionNumber: z.number().int().nonnegative(),
-  sessionIdentifier: z.string().max(128).optional(),
-  principalIdentifier: z.string().max(256).optional(),
-  disconnectReason: z.string().max(64).optional(),
-  clientInitiatedDisconnect: z.boolean().optional(),
+  versionNumber: z.int().check(z.nonnegative()),
+  sessionIdentifier: z.optional(z.string().check(z.maxLength(128))),
+  principalIdentifier: z.optional(z.string().check(z.maxLength(256))),
+  disconnectReason: z.optional(z.string().check(z.maxLength(64))),
+  clientInitiatedDisconnect: z.optional(z.boolean()),
 });
 
 /** Attempts when a concurrent event changed the record between the read and the write. */
@@ -87,7 +88,7 @@ export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => P
     const parsed = eventSchema.safeParse(event);
     if (!parsed.success) {
       logger.error('malformed presence event dropped', {
-        issues: parsed.error.issues.map((i) => `${i.path.join('.') || '(event)'}: ${i.message}`).join('; '),
+        issues: describeIssues(parsed.error.issues),
       });
       count('REJECTED', 'unknown');
       return 'REJECTED';

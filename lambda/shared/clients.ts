@@ -7,9 +7,13 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { IoTClient } from '@aws-sdk/client-iot';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import {
+  CertificateStatusReader,
+  createCertificateStatusReader,
+  SdkClientSettings,
+} from './iot-certificates';
 
 export interface ClientBudget {
   /** Milliseconds to establish a connection. */
@@ -38,6 +42,17 @@ export function createDocumentClient(budget: ClientBudget): DynamoDBDocumentClie
   return DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
 }
 
-export function createIotClient(budget: ClientBudget): IoTClient {
-  return new IoTClient({ requestHandler: httpHandler(budget), maxAttempts: budget.maxAttempts });
+/**
+ * AWS IoT DescribeCertificate with the same budget, signed with the credentials and region of
+ * `sdkClient` (see iot-certificates.ts for why this is not `@aws-sdk/client-iot`).
+ */
+export function createCertificateReader(
+  budget: ClientBudget,
+  sdkClient: { config: SdkClientSettings },
+): CertificateStatusReader {
+  return createCertificateStatusReader({
+    handler: httpHandler(budget),
+    settings: sdkClient.config,
+    maxAttempts: budget.maxAttempts,
+  });
 }

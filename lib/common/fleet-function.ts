@@ -14,6 +14,43 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /** CloudWatch metrics namespace shared by every fleet function (Powertools Metrics). */
 export { METRICS_NAMESPACE };
 
+/** Largest minified `index.js` a function may ship (bytes); a test holds every handler to it. */
+export const MAX_BUNDLE_BYTES = 300 * 1024;
+
+/**
+ * The esbuild options of every function bundle, in esbuild's own terms, so the tests and the
+ * benchmarks build exactly what the construct deploys (see docs/performance.md, "Lambda bundles"):
+ *
+ * - `mainFields: ['module', 'main']`: the AWS SDK v3 packages ship ES modules under `module`;
+ *   only those tree-shake (Node's default order, `main` first, takes the CommonJS builds whole).
+ * - `alias` of `@aws-sdk/credential-provider-node`: the SDK's default credential chain (SSO, ini
+ *   files, processes, web identity, instance metadata, and the STS/SSO clients behind them) is
+ *   replaced by the chain a function uses, environment then container credentials
+ *   (lambda/shared/lambda-credentials.ts). The SDK itself stays inside the bundle.
+ * - `sourcemap` without `sourcesContent`: stack traces map to file:line (with
+ *   NODE_OPTIONS=--enable-source-maps) without shipping the sources in the map.
+ * - `supported: { 'dynamic-import': false }`: the SDK's ES modules load some Node built-ins
+ *   lazily with `import()`; in a CommonJS bundle these become `require()`, which every loader
+ *   runs (Lambda, the lab's worker threads, and test runners that have no dynamic-import hook).
+ * - nothing external: the asset is self-contained, so it does not depend on the SDK version of
+ *   the Lambda runtime, and the local lab runs the very same file.
+ */
+export const LAMBDA_ESBUILD_OPTIONS = {
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minify: true,
+  mainFields: ['module', 'main'],
+  sourcemap: true,
+  sourcesContent: false,
+  supported: { 'dynamic-import': false } as Record<string, boolean>,
+  external: [] as string[],
+  alias: {
+    '@aws-sdk/credential-provider-node': path.join(REPO_ROOT, 'lambda', 'shared', 'lambda-credentials.ts'),
+  } as Record<string, string>,
+} as const;
+
 export interface FleetFunctionProps {
   /** Handler source file, relative to the repository root (e.g. `lambda/provisioning/x.handler.ts`). */
   readonly entry: string;
@@ -42,8 +79,9 @@ export interface FleetFunctionProps {
 /**
  * The house Lambda function: Node.js 22 on arm64, X-Ray active tracing, an explicit log group
  * with retention, Powertools environment, and a self-contained bundle built with the local
- * esbuild (no Docker). The AWS SDK v3 is bundled into the asset on purpose: the local lab runs
- * the very same asset on plain Node 20, where no SDK is provided.
+ * esbuild (no Docker) with {@link LAMBDA_ESBUILD_OPTIONS}. The AWS SDK v3 is bundled into the
+ * asset on purpose: the local lab runs the very same asset on plain Node 20, where no SDK is
+ * provided.
  */
 export class FleetFunction extends NodejsFunction {
   /** The function's log group (explicit, with retention). */
@@ -85,11 +123,24 @@ export class FleetFunction extends NodejsFunction {
       },
       bundling: {
         forceDockerBundling: false,
-        externalModules: [],
-        target: 'node20',
+        externalModules: LAMBDA_ESBUILD_OPTIONS.external,
+        target: LAMBDA_ESBUILD_OPTIONS.target,
         format: OutputFormat.CJS,
-        sourceMap: true,
-        minify: true,
+        minify: LAMBDA_ESBUILD_OPTIONS.minify,
+        mainFields: [...LAMBDA_ESBUILD_OPTIONS.mainFields],
+        sourceMap: LAMBDA_ESBUILD_OPTIONS.sourcemap,
+        sourcesContent: LAMBDA_ESBUILD_OPTIONS.sourcesContent,
+        esbuildArgs: {
+          ...Object.fromEntries(
+            Object.entries(LAMBDA_ESBUILD_OPTIONS.alias).map(([from, to]) => [`--alias:${from}`, to]),
+          ),
+          ...Object.fromEntries(
+            Object.entries(LAMBDA_ESBUILD_OPTIONS.supported).map(([feature, on]) => [
+              `--supported:${feature}`,
+              String(on),
+            ]),
+          ),
+        },
       },
     });
     this.logGroupResource = logGroup;

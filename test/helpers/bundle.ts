@@ -1,38 +1,40 @@
 /**
- * Test helper: bundle a Lambda entry point the way the CDK construct does (esbuild, platform
- * node, target node20, CommonJS, AWS SDK bundled, minified) into a temp directory, then load
- * the bundle with a given environment. Each load is a fresh module instance (its module-scope
- * clients read the environment given here), so one test file can run several configurations.
+ * Test helper: bundle a Lambda entry point with the construct's own esbuild options
+ * (`LAMBDA_ESBUILD_OPTIONS`: platform node, target node20, CommonJS, ES module builds of the SDK,
+ * AWS SDK bundled, minified) into a temp directory, then load the bundle with a given
+ * environment. Each load is a fresh module instance (its module-scope clients read the
+ * environment given here), so one test file can run several configurations.
  */
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildSync } from 'esbuild';
+import { buildSync, type BuildOptions } from 'esbuild';
+import { LAMBDA_ESBUILD_OPTIONS } from '../../lib/common/fleet-function';
 
 const REPO_ROOT = join(__dirname, '..', '..');
 const built = new Map<string, string>();
 const dirs: string[] = [];
 let loads = 0;
 
-/** Bundle `entry` (repo-relative) once per process; returns the bundle's path. */
+/** The construct's esbuild options for `entry` (repo-relative) written to `outfile`. */
+export function bundleOptions(entry: string, outfile: string): BuildOptions {
+  return {
+    ...LAMBDA_ESBUILD_OPTIONS,
+    mainFields: [...LAMBDA_ESBUILD_OPTIONS.mainFields],
+    entryPoints: [join(REPO_ROOT, entry)],
+    outfile,
+    logLevel: 'error',
+  };
+}
+
+/** Bundle `entry` (repo-relative) once per process; returns the bundle's path (map beside it). */
 export function bundleEntry(entry: string): string {
   const cached = built.get(entry);
   if (cached) return cached;
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bundle-'));
   dirs.push(dir);
   const outfile = join(dir, 'index.js');
-  buildSync({
-    entryPoints: [join(REPO_ROOT, entry)],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    minify: true,
-    sourcemap: false,
-    external: [],
-    logLevel: 'error',
-  });
+  buildSync(bundleOptions(entry, outfile));
   built.set(entry, outfile);
   return outfile;
 }

@@ -21,7 +21,11 @@ const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 export const HOOK_ENTRY = 'lambda/provisioning/pre-provisioning-hook.handler.ts';
 export const PRESENCE_ENTRY = 'lambda/provisioning/presence.handler.ts';
 export const TEMPLATE = 'FleetTemplate';
-export const TEMPLATE_ARN = `arn:aws:iot:us-east-1:123456789012:provisioningtemplate/${TEMPLATE}`;
+/** This stack's template ARN prefix (account, partition and region of the tests). */
+export const TEMPLATE_ARN_PREFIX = 'arn:aws:iot:us-east-1:123456789012:provisioningtemplate/';
+export const TEMPLATE_ARN = `${TEMPLATE_ARN_PREFIX}${TEMPLATE}`;
+/** Retention of unlisted serials' trail entries the tests configure. */
+export const UNLISTED_RETENTION_DAYS = 30;
 
 export interface IssuedCertificate {
   pem: string;
@@ -146,6 +150,8 @@ export function hookEnv(
     [ENV.templateNames]: `${TEMPLATE},OtherLine`,
     [ENV.ringShares]: '2:18',
     [ENV.hookBudgetMs]: String(budgetMs),
+    [ENV.templateArnPrefix]: TEMPLATE_ARN_PREFIX,
+    [ENV.unlistedTrailRetentionDays]: String(UNLISTED_RETENTION_DAYS),
     AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint,
     AWS_ENDPOINT_URL_IOT: iotEndpoint,
     AWS_REGION: 'us-east-1',

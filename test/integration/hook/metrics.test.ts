@@ -16,6 +16,8 @@ import {
   lotRecord,
   putDevice,
   putLot,
+  TEMPLATE_ARN_PREFIX,
+  UNLISTED_RETENTION_DAYS,
 } from './fixtures';
 
 let db: LocalDynamo;
@@ -46,6 +48,8 @@ beforeAll(async () => {
       ringShares: { canaryPercent: 2, earlyPercent: 18 },
       serialPattern: /^[A-Z0-9][A-Z0-9-]{3,31}$/,
       templateNames: ['FleetTemplate'],
+      templateArnPrefix: TEMPLATE_ARN_PREFIX,
+      unlistedRetentionDays: UNLISTED_RETENTION_DAYS,
       budgetMs: 2000,
     },
   });

@@ -1,0 +1,191 @@
+/**
+ * AWS IoT `DescribeCertificate` (REST-JSON `GET /certificates/{certificateId}`, SigV4 service
+ * `iot`), the only IoT control-plane call a Lambda makes, issued with the AWS SDK's own signer
+ * and HTTP handler.
+ *
+ * Why not `@aws-sdk/client-iot`: its schema module declares all ~1000 IoT shapes with computed
+ * keys, which esbuild cannot drop, so the client adds about 140 KB to a minified bundle for this
+ * one read (the hook's asset went over its 300 KB budget with it). Credentials, region and the
+ * FIPS / dual-stack settings come from an SDK client's resolved configuration (the DynamoDB
+ * client's), so both calls use one credential chain; the endpoint follows the IoT endpoint rules
+ * (`iot.<region>.<dnsSuffix>`, `iot-fips…`) and the SDK's service-specific endpoint variables
+ * `AWS_ENDPOINT_URL_IOT` and `AWS_ENDPOINT_URL`, which the local lab and the tests set.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { partition } from '@aws-sdk/core/client';
+import { HttpRequest } from '@smithy/core/protocols';
+import { NodeHttpHandler, streamCollector } from '@smithy/node-http-handler';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
+
+/** The resolved settings an SDK v3 client exposes as `client.config` (the subset used here). */
+export interface SdkClientSettings {
+  credentials: AwsCredentialIdentityProvider;
+  region: () => Promise<string>;
+  useFipsEndpoint: () => Promise<boolean>;
+  useDualstackEndpoint: () => Promise<boolean>;
+}
+
+export interface IotCertificatesOptions {
+  /** HTTP handler with the caller's connect and request timeouts. */
+  handler: NodeHttpHandler;
+  /** Credentials, region and endpoint flags, e.g. the DynamoDB client's `config`. */
+  settings: SdkClientSettings;
+  /** Total attempts including the first (server errors, throttling and network errors retry). */
+  maxAttempts: number;
+  /** Environment holding the endpoint override variables. @default process.env */
+  env?: Record<string, string | undefined>;
+}
+
+/** An IoT answer other than success or not-found. */
+export class IotRequestError extends Error {
+  override readonly name = 'IotRequestError';
+  constructor(
+    readonly statusCode: number,
+    readonly errorType: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Status of a certificate, or undefined when AWS IoT does not know it. */
+export type CertificateStatusReader = (
+  certificateId: string,
+  abortSignal: AbortSignal,
+) => Promise<string | undefined>;
+
+/** Node's SHA-256 in the shape the signer expects (HMAC when given a secret). */
+class Sha256 implements Checksum {
+  private hash;
+  constructor(secret?: SourceData) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', toBytes(secret));
+  }
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+  async digest(): Promise<Uint8Array> {
+    return this.hash.digest();
+  }
+  reset(): void {
+    throw new Error('Sha256.reset is not supported; create a new instance');
+  }
+}
+
+function toBytes(data: SourceData): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return new Uint8Array(data);
+}
+
+/** The IoT control-plane endpoint the SDK would use for these settings. */
+export async function iotEndpoint(
+  settings: SdkClientSettings,
+  env: Record<string, string | undefined> = process.env,
+): Promise<URL> {
+  const custom = env.AWS_ENDPOINT_URL_IOT || env.AWS_ENDPOINT_URL;
+  if (custom) return new URL(custom);
+  const region = await settings.region();
+  const [fips, dualStack] = await Promise.all([settings.useFipsEndpoint(), settings.useDualstackEndpoint()]);
+  const p = partition(region);
+  if ((fips && !p.supportsFIPS) || (dualStack && !p.supportsDualStack)) {
+    throw new Error(
+      `AWS IoT has no ${fips ? 'FIPS' : 'dual-stack'} endpoint in ${region}: unset ` +
+        `${fips ? 'AWS_USE_FIPS_ENDPOINT' : 'AWS_USE_DUALSTACK_ENDPOINT'} or set AWS_ENDPOINT_URL_IOT`,
+    );
+  }
+  return new URL(
+    `https://iot${fips ? '-fips' : ''}.${region}.${dualStack ? p.dualStackDnsSuffix : p.dnsSuffix}`,
+  );
+}
+
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+const RETRYABLE_TYPES = new Set([
+  'ThrottlingException',
+  'ServiceUnavailableException',
+  'InternalFailureException',
+]);
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const done = (): void => {
+      signal.removeEventListener('abort', abort);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const abort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', abort, { once: true });
+  });
+}
+
+export function createCertificateStatusReader(opts: IotCertificatesOptions): CertificateStatusReader {
+  const { handler, settings } = opts;
+  const signer = new SignatureV4({
+    service: 'iot',
+    region: settings.region,
+    credentials: settings.credentials,
+    sha256: Sha256,
+  });
+  let endpoint: Promise<URL> | undefined;
+
+  async function once(certificateId: string, abortSignal: AbortSignal): Promise<string | undefined> {
+    endpoint ??= iotEndpoint(settings, opts.env);
+    const url = await endpoint.catch((err: unknown) => {
+      endpoint = undefined;
+      throw err;
+    });
+    const base = url.pathname.replace(/\/$/, '');
+    const request = new HttpRequest({
+      method: 'GET',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port ? Number(url.port) : undefined,
+      path: `${base}/certificates/${encodeURIComponent(certificateId)}`,
+      headers: { host: url.host, accept: 'application/json' },
+    });
+    const signed = await signer.sign(request);
+    const { response } = await handler.handle(signed as HttpRequest, { abortSignal });
+    const body = Buffer.from(await streamCollector(response.body)).toString('utf8');
+    const errorType = String(response.headers['x-amzn-errortype'] ?? '').split(':')[0];
+    if (response.statusCode === 200) {
+      const parsed = JSON.parse(body) as { certificateDescription?: { status?: string } };
+      return parsed.certificateDescription?.status ?? 'UNKNOWN';
+    }
+    if (response.statusCode === 404 && (errorType === '' || errorType === 'ResourceNotFoundException')) {
+      return undefined;
+    }
+    let message = body.slice(0, 200);
+    try {
+      message = String((JSON.parse(body) as { message?: unknown }).message ?? message);
+    } catch {
+      // not JSON: keep the raw text
+    }
+    throw new IotRequestError(
+      response.statusCode,
+      errorType || 'UnknownError',
+      `AWS IoT DescribeCertificate answered ${response.statusCode} ${errorType || ''}: ${message}`.trim(),
+    );
+  }
+
+  return async (certificateId, abortSignal) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await once(certificateId, abortSignal);
+      } catch (err) {
+        const retryable =
+          !abortSignal.aborted &&
+          (err instanceof IotRequestError
+            ? RETRYABLE_STATUS.has(err.statusCode) || RETRYABLE_TYPES.has(err.errorType)
+            : !(err instanceof SyntaxError));
+        if (!retryable || attempt >= opts.maxAttempts) throw err;
+        // Full jitter, base 100 ms, as the SDK's standard retry strategy; the caller's deadline
+        // (abortSignal) cuts any wait that would not fit.
+        await sleep(Math.random() * Math.min(1000, 100 * 2 ** attempt), abortSignal);
+      }
+    }
+  };
+}
