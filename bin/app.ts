@@ -44,29 +44,40 @@ function readOverrides(file: unknown): Record<string, unknown> {
 }
 
 function loadConfig(app: App): FleetConfig {
+  const overrides = readOverrides(app.node.tryGetContext('config'));
+  const stageContext: unknown = app.node.tryGetContext('stage');
+  return resolveFleetConfig(stageContext === undefined ? overrides : { ...overrides, stage: stageContext });
+}
+
+/**
+ * A configuration mistake is not a crash: print the actionable message alone. Constructs raise
+ * FleetConfigError too, for limits only the synthesized stack reveals (device policy size, names
+ * shared with another fleet stack of this app).
+ */
+function orExit<T>(build: () => T): T {
   try {
-    const overrides = readOverrides(app.node.tryGetContext('config'));
-    const stageContext: unknown = app.node.tryGetContext('stage');
-    return resolveFleetConfig(stageContext === undefined ? overrides : { ...overrides, stage: stageContext });
+    return build();
   } catch (e) {
     if (!(e instanceof FleetConfigError)) throw e;
-    // A configuration mistake is not a crash: print the actionable message alone.
     console.error(e.message);
     process.exit(1);
   }
 }
 
 const app = new App();
-const config = loadConfig(app);
+const config = orExit(() => loadConfig(app));
 const stackName = (app.node.tryGetContext('stackName') as string | undefined) ?? DEFAULT_STACK_NAME;
 
 const account = process.env.CDK_DEFAULT_ACCOUNT;
-new FleetStack(app, stackName, {
-  stackName,
-  description: `IoT fleet stack (${config.stage}): zero-touch provisioning and traceability registry`,
-  env: account ? { account, region: process.env.CDK_DEFAULT_REGION } : undefined,
-  config,
-  tags: { project: 'iot-fleet-stack', stage: config.stage },
-});
+orExit(
+  () =>
+    new FleetStack(app, stackName, {
+      stackName,
+      description: `IoT fleet stack (${config.stage}): zero-touch provisioning and traceability registry`,
+      env: account ? { account, region: process.env.CDK_DEFAULT_REGION } : undefined,
+      config,
+      tags: { project: 'iot-fleet-stack', stage: config.stage },
+    }),
+);
 
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

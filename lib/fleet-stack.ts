@@ -1,14 +1,32 @@
-import { CfnOutput, Stack, StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Stack, StackProps, Stage, Token } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { RINGS, thingGroupNames } from '../core/model';
+import { formatRingShares } from '../core/rings';
 import { STACK_OUTPUTS } from '../core/stack-outputs';
-import { FleetConfig, ringSharesOf } from './config';
+import { FleetConfig, FleetConfigError } from './config';
 import { FleetProvisioning } from './provisioning/fleet-provisioning';
 import { RegistryTables } from './traceability/registry-tables';
 
 export interface FleetStackProps extends StackProps {
   /** Resolved configuration (see `resolveFleetConfig`). */
   readonly config: FleetConfig;
+}
+
+/**
+ * Names AWS IoT keeps per account and region that a fleet stack creates or claims: provisioning
+ * templates, thing types, thing groups, and the name patterns of its things and lot groups.
+ */
+export function fixedNamesOf(config: FleetConfig): string[] {
+  const p = config.thingNamePrefix;
+  return [
+    ...config.provisioning.templates.map((t) => `provisioning template ${t.name}`),
+    ...[...new Set(config.provisioning.templates.map((t) => t.thingTypeName))].map((n) => `thing type ${n}`),
+    ...RINGS.map((r) => `thing group ${thingGroupNames.ring(p, r)}`),
+    `thing group ${thingGroupNames.quarantine(p)}`,
+    `lot groups ${thingGroupNames.lot(p, '*')}`,
+    `things ${p}-*`,
+  ];
 }
 
 /** The fleet stack: composes the capability constructs and exports their names. */
@@ -21,6 +39,7 @@ export class FleetStack extends Stack {
     super(scope, id, props);
     const config = props.config;
     this.config = config;
+    this.refuseSharedNames();
     const logRetention = config.logRetentionDays as unknown as logs.RetentionDays;
 
     this.registry = new RegistryTables(this, 'Registry', {
@@ -34,7 +53,8 @@ export class FleetStack extends Stack {
       thingNamePrefix: config.thingNamePrefix,
       topicPrefix: config.topicPrefix,
       serialPattern: config.serialPattern,
-      ringShares: ringSharesOf(config),
+      ringShares: config.rings,
+      unlistedSerialRetentionDays: config.trail.unlistedSerialRetentionDays,
       basicIngestRuleNames: config.basicIngestRuleNames,
       logRetention,
       removalPolicy: config.removalPolicy,
@@ -53,9 +73,48 @@ export class FleetStack extends Stack {
     out(STACK_OUTPUTS.thingNamePrefix, config.thingNamePrefix, 'Thing names are <prefix>-<serial>');
     out(STACK_OUTPUTS.topicPrefix, config.topicPrefix, 'MQTT topic prefix');
     out(
+      STACK_OUTPUTS.serialPattern,
+      config.serialPattern,
+      'Regular expression (source) serial numbers must match: the hook enforces it, manifest import checks it',
+    );
+    out(
+      STACK_OUTPUTS.ringShares,
+      formatRingShares(config.rings),
+      'Ring shares <canaryPercent>:<earlyPercent> (broad takes the rest), as the hook assigns them',
+    );
+    out(
       STACK_OUTPUTS.provisioningTemplates,
       this.toJsonString(this.provisioning.templateOutputs()),
       'JSON array of provisioning templates (name, claim policy, thing type, claim client id prefix)',
     );
+  }
+
+  /**
+   * Two fleet stacks of one app in the same environment (account and region, or both
+   * environment-agnostic) must not claim the same fixed IoT names: thing names are
+   * `<prefix>-<serial>` and every other fixed name starts with `<prefix>-`, so their prefixes
+   * must not overlap (neither `<a>-` may start with `<b>-`).
+   */
+  private refuseSharedNames(): void {
+    const stage = Stage.of(this);
+    if (!stage) return;
+    const envKey = (s: Stack) =>
+      `${Token.isUnresolved(s.account) ? '*' : s.account}/${Token.isUnresolved(s.region) ? '*' : s.region}`;
+    const mine = `${this.config.thingNamePrefix}-`;
+    for (const other of stage.node.findAll()) {
+      if (other === this || !(other instanceof FleetStack) || envKey(other) !== envKey(this)) continue;
+      const theirs = `${other.config.thingNamePrefix}-`;
+      if (!mine.startsWith(theirs) && !theirs.startsWith(mine)) continue;
+      const shared = new Set(fixedNamesOf(other.config));
+      const same = fixedNamesOf(this.config).filter((n) => shared.has(n));
+      const where = envKey(this) === '*/*' ? 'environment-agnostic' : `in ${envKey(this)}`;
+      const suggest = (s: Stack) =>
+        `"${`${this.config.thingNamePrefix}${s.node.id.toLowerCase().replace(/[^a-z0-9_]/g, '')}`.slice(0, 32)}"`;
+      throw new FleetConfigError([
+        `stacks ${other.node.path} and ${this.node.path} (both ${where}) would claim the same AWS IoT names ` +
+          `(${same.length > 0 ? same.join(', ') : `things "${theirs}*" and "${mine}*" overlap`}); ` +
+          `give each stack its own thingNamePrefix, neither one followed by "-" starting the other (e.g. ${suggest(other)} and ${suggest(this)})`,
+      ]);
+    }
   }
 }

@@ -1,9 +1,10 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { Construct } from 'constructs';
 import { topics } from '../../core/topics';
+import { FleetConfigError } from '../config';
 import { iotArn, THING_NAME_VARIABLE } from './iot-arns';
+import { iotPolicyLength, MAX_IOT_POLICY_LENGTH, worstCasePseudoParameters } from './policy-size';
 
 /** MQTT connect attributes a device may use (`iot:ConnectAttributes`). */
 export const DEVICE_CONNECT_ATTRIBUTES = ['PersistentConnect', 'LastWill', 'MQTTv5'] as const;
@@ -35,6 +36,11 @@ export class DevicePolicy extends Construct {
   public readonly policyName: string;
   public readonly policyArn: string;
   public readonly resource: iot.CfnPolicy;
+  /**
+   * Length of the document as AWS IoT counts it (whitespace excluded) with the longest partition,
+   * region and account id substituted: what CreatePolicy would see in the worst environment.
+   */
+  public readonly resolvedLength: number;
   /** The policy document (plain JSON; account/region are tokens). */
   public readonly document: { Version: string; Statement: Record<string, unknown>[] };
 
@@ -85,18 +91,19 @@ export class DevicePolicy extends Construct {
       ],
     };
 
+    this.resolvedLength = iotPolicyLength(this, this.document);
+    if (this.resolvedLength > MAX_IOT_POLICY_LENGTH) {
+      const worst = worstCasePseudoParameters(this);
+      throw new FleetConfigError([
+        `the device policy would be ${this.resolvedLength} characters (whitespace excluded; partition ${worst['AWS::Partition']}, region ${worst['AWS::Region']}), ` +
+          `over AWS IoT's ${MAX_IOT_POLICY_LENGTH}-character policy limit, so CreatePolicy would fail at deploy; ` +
+          `shorten topicPrefix (now ${p.length} characters, it appears in ${4 + basicIngest.length} resources) ` +
+          `or list fewer or shorter basicIngestRuleNames (now ${basicIngest.length})`,
+      ]);
+    }
     this.resource = new iot.CfnPolicy(this, 'Resource', { policyDocument: this.document });
     this.resource.applyRemovalPolicy(props.removalPolicy ?? RemovalPolicy.RETAIN);
     this.policyName = this.resource.ref;
     this.policyArn = this.resource.attrArn;
-  }
-
-  /** Attach this policy to principals (what RegisterThing does for the `policy` template resource). */
-  public grantAttach(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['iot:AttachPolicy', 'iot:GetPolicy', 'iot:ListTargetsForPolicy', 'iot:ListPolicyPrincipals'],
-      resourceArns: [this.policyArn],
-    });
   }
 }

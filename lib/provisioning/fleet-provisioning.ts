@@ -1,6 +1,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import type { RingShares } from '../../core/rings';
 import type { ProvisioningTemplateOutput } from '../../core/stack-outputs';
 import type { ProvisioningTemplateConfig } from '../config';
 import type { RegistryTables } from '../traceability/registry-tables';
@@ -11,19 +12,27 @@ import { ProvisioningRole } from './provisioning-role';
 import { FleetThingGroups } from './thing-groups';
 import { FleetThingType } from './thing-type';
 
+/** Description of every fleet thing type. Never derived from config: changing it would replace the type. */
+export const THING_TYPE_DESCRIPTION = 'Fleet devices enrolled by AWS IoT fleet provisioning';
+
 export interface FleetProvisioningProps {
   /** Templates to create (at least one; names unique). */
   readonly templates: readonly ProvisioningTemplateConfig[];
   /** Registry the hook and the presence function use. */
   readonly registry: RegistryTables;
-  /** @default 'fleet' */
-  readonly thingNamePrefix?: string;
-  /** @default 'fleet' */
-  readonly topicPrefix?: string;
+  /**
+   * Thing names are `<prefix>-<serial>`; thing groups, thing types and template names start with
+   * `<prefix>-` (a contract with the CLI and the hook, so no construct default: see FLEET_DEFAULTS).
+   */
+  readonly thingNamePrefix: string;
+  /** MQTT topic prefix of the device policy and the template's device configuration. */
+  readonly topicPrefix: string;
   /** Serial number regular expression (source) the hook enforces. */
   readonly serialPattern: string;
-  /** Ring shares `<canary>:<early>`. @default '2:18' */
-  readonly ringShares?: string;
+  /** Ring shares the hook assigns devices without a manifest ring by. */
+  readonly ringShares: RingShares;
+  /** Days the audit trail keeps entries of serials that are not on the manifest (DynamoDB TTL). */
+  readonly unlistedSerialRetentionDays: number;
   /** Basic Ingest rules devices may publish to. @default - none */
   readonly basicIngestRuleNames?: readonly string[];
   /** @default logs.RetentionDays.ONE_MONTH */
@@ -57,8 +66,19 @@ export class FleetProvisioning extends Construct {
     if (names.size !== props.templates.length) {
       throw new Error('FleetProvisioning template names must be unique: rename the duplicates');
     }
-    const thingNamePrefix = props.thingNamePrefix ?? 'fleet';
-    const topicPrefix = props.topicPrefix ?? 'fleet';
+    const { thingNamePrefix, topicPrefix } = props;
+    for (const t of props.templates) {
+      for (const [what, name] of [
+        ['template name', t.name],
+        ['thing type name', t.thingTypeName],
+      ] as const) {
+        if (!name.startsWith(`${thingNamePrefix}-`)) {
+          throw new Error(
+            `FleetProvisioning ${what} "${name}" must start with the thing-name prefix "${thingNamePrefix}-": rename it`,
+          );
+        }
+      }
+    }
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
 
     this.devicePolicy = new DevicePolicy(this, 'DevicePolicy', {
@@ -75,7 +95,9 @@ export class FleetProvisioning extends Construct {
         t.thingTypeName,
         new FleetThingType(this, `ThingType${types.size}`, {
           thingTypeName: t.thingTypeName,
-          description: `Devices enrolled through ${t.name}`,
+          // Constant on purpose: thing-type properties change only by replacement, and a named
+          // thing type cannot be replaced.
+          description: THING_TYPE_DESCRIPTION,
           removalPolicy,
         }),
       );
@@ -85,8 +107,6 @@ export class FleetProvisioning extends Construct {
     this.provisioningRole = new ProvisioningRole(this, 'ProvisioningRole', {
       thingNamePrefix,
       devicePolicy: this.devicePolicy,
-      thingGroups: this.thingGroups,
-      thingTypes: [...types.values()],
     });
 
     this.templates = props.templates.map(
@@ -96,7 +116,8 @@ export class FleetProvisioning extends Construct {
           thingNamePrefix,
           topicPrefix,
           serialPattern: props.serialPattern,
-          ringShares: props.ringShares ?? '2:18',
+          ringShares: props.ringShares,
+          unlistedSerialRetentionDays: props.unlistedSerialRetentionDays,
           registry: props.registry,
           devicePolicyName: this.devicePolicy.policyName,
           provisioningRole: this.provisioningRole.role,

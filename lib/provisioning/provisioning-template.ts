@@ -3,7 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { Construct, IDependable } from 'constructs';
+import { Construct, IConstruct, IDependable } from 'constructs';
 import { ENV } from '../../core/env';
 import { OVERRIDE_PARAMETERS, PROVISIONING_PARAMETERS, thingGroupNames } from '../../core/model';
 import type { ProvisioningTemplateConfig } from '../config';
@@ -13,6 +13,7 @@ import type { RegistryTables } from '../traceability/registry-tables';
 import { ClaimPolicy } from './claim-policy';
 import { iotArn } from './iot-arns';
 import { SERVICES } from '../../core/metrics';
+import { formatRingShares, type RingShares } from '../../core/rings';
 
 /** Entry of the pre-provisioning hook handler, relative to the repository root. */
 export const HOOK_ENTRY = 'lambda/provisioning/pre-provisioning-hook.handler.ts';
@@ -20,6 +21,14 @@ export const HOOK_ENTRY = 'lambda/provisioning/pre-provisioning-hook.handler.ts'
 export const HOOK_PAYLOAD_VERSION = '2020-04-01';
 /** Maximum length of a provisioning template body (CreateProvisioningTemplateVersion). */
 export const MAX_TEMPLATE_BODY_LENGTH = 10240;
+
+/**
+ * `arn:<partition>:iot:<region>:<account>:provisioningtemplate/`: the ARN prefix of every
+ * provisioning template of the scope's stack, from the pseudo parameters alone.
+ */
+export function templateArnPrefix(scope: IConstruct): string {
+  return iotArn(scope, 'provisioningtemplate', '');
+}
 
 export interface TemplateBodyOptions {
   readonly thingNamePrefix: string;
@@ -92,8 +101,10 @@ export interface FleetProvisioningTemplateProps {
   readonly topicPrefix: string;
   /** Serial number regular expression (source) the hook enforces. */
   readonly serialPattern: string;
-  /** Ring shares `<canary>:<early>`. */
-  readonly ringShares: string;
+  /** Ring shares the hook assigns devices without a manifest ring by. */
+  readonly ringShares: RingShares;
+  /** Days the audit trail keeps entries of serials that are not on the manifest (DynamoDB TTL). */
+  readonly unlistedSerialRetentionDays: number;
   /** Registry the hook reads and writes. */
   readonly registry: RegistryTables;
   /** Name of the device policy the template attaches. */
@@ -148,8 +159,12 @@ export class FleetProvisioningTemplate extends Construct {
         [ENV.thingNamePrefix]: props.thingNamePrefix,
         [ENV.serialPattern]: props.serialPattern,
         [ENV.templateNames]: t.name,
-        [ENV.ringShares]: props.ringShares,
+        [ENV.ringShares]: formatRingShares(props.ringShares),
         [ENV.hookBudgetMs]: String(t.hook.budgetMs),
+        // Built from the pseudo parameters, never from this construct's template resource: the
+        // template depends on the hook, so a reference back would be a circular dependency.
+        [ENV.templateArnPrefix]: templateArnPrefix(this),
+        [ENV.unlistedTrailRetentionDays]: String(props.unlistedSerialRetentionDays),
       },
     });
     props.registry.grantProvisioningDecision(this.hook);

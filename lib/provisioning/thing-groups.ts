@@ -1,9 +1,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { Construct } from 'constructs';
 import { RINGS, thingGroupNames, type Ring } from '../../core/model';
-import { iotArn } from './iot-arns';
 
 export interface FleetThingGroupsProps {
   /** Prefix of the group names (`<prefix>-ring-<ring>`, `<prefix>-quarantine`, `<prefix>-lot-<lot>`). */
@@ -15,7 +13,7 @@ export interface FleetThingGroupsProps {
 /**
  * The static thing groups of the fleet: one per rollout ring, and the RMA quarantine group.
  * Lot groups (`<prefix>-lot-<lot>`) are created per lot by the operator tooling, before the
- * lot's units enroll; this construct only grants membership changes on them.
+ * lot's units enroll. Every group name starts with `<prefix>-` (see the provisioning role).
  */
 export class FleetThingGroups extends Construct {
   /** Ring group names by ring. */
@@ -45,31 +43,5 @@ export class FleetThingGroups extends Construct {
     });
     group.applyRemovalPolicy(removal);
     this.resources.push(group);
-  }
-
-  /** ARNs of the ring and quarantine groups plus the lot-group pattern. */
-  public membershipGroupArns(): string[] {
-    return [
-      ...RINGS.map((r) => iotArn(this, 'thinggroup', this.ringGroupNames[r])),
-      iotArn(this, 'thinggroup', this.quarantineGroupName),
-      iotArn(this, 'thinggroup', thingGroupNames.lot(this.prefix, '*')),
-    ];
-  }
-
-  /**
-   * Add things to and remove them from the ring, quarantine and lot groups (what RegisterThing
-   * does for the template's `ThingGroups` with override REPLACE).
-   */
-  public grantMembership(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions: [
-        'iot:AddThingToThingGroup',
-        'iot:RemoveThingFromThingGroup',
-        'iot:UpdateThingGroupsForThing',
-        'iot:DescribeThingGroup',
-      ],
-      resourceArns: this.membershipGroupArns(),
-    });
   }
 }

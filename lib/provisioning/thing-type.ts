@@ -1,5 +1,4 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as iot from 'aws-cdk-lib/aws-iot';
 import { Construct } from 'constructs';
 import { iotArn } from './iot-arns';
@@ -34,14 +33,5 @@ export class FleetThingType extends Construct {
     this.resource.applyRemovalPolicy(props.removalPolicy ?? RemovalPolicy.RETAIN);
     this.thingTypeName = props.thingTypeName;
     this.thingTypeArn = iotArn(this, 'thingtype', props.thingTypeName);
-  }
-
-  /** Describe the type (what RegisterThing does when a template creates things of this type). */
-  public grantUse(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({
-      grantee,
-      actions: ['iot:DescribeThingType'],
-      resourceArns: [this.thingTypeArn],
-    });
   }
 }

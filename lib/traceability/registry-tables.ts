@@ -38,6 +38,14 @@ export const BY_LOT_PROJECTION = ['status', 'hwRev', 'ring', 'thingName', 'curre
  * write to every index: `byThing` and `byCertificate` are KEYS_ONLY (they resolve a thing name
  * or certificate id back to the serial; read the item with GetItem), `byLot` includes the
  * fields lot views need, and the trail's sparse `byEnrollmentDay` index projects everything.
+ *
+ * `byEnrollmentDay` holds only enrollment decisions. Its partition key `enrollDay` is the UTC day
+ * plus a shard (`YYYY-MM-DD#k`, k in 0..7, written by core/trail.ts), so an enrollment burst
+ * spreads over eight partitions; readers query every shard of a day and merge by `at`.
+ *
+ * The trail is append-only for writers (PutItem only); DynamoDB TTL on `expiresAt` removes the
+ * entries of serials that are not on the manifest after the configured retention, so a claim
+ * holder cannot grow the trail without bound. Entries without `expiresAt` are kept for ever.
  */
 export class RegistryTables extends Construct {
   /** Devices, keyed by `serial`. */
@@ -89,6 +97,9 @@ export class RegistryTables extends Construct {
       ...common,
       partitionKey: { name: TABLES.events.partitionKey, type: S },
       sortKey: { name: TABLES.events.sortKey, type: S },
+      // Entries that carry `expiresAt` (epoch seconds) are deleted by DynamoDB after that time:
+      // the hook sets it only on entries of serials that are not on the manifest.
+      timeToLiveAttribute: TABLES.events.expiresAt,
     });
     this.events.addGlobalSecondaryIndex({
       indexName: TABLES.events.enrollmentIndex,
@@ -122,7 +133,7 @@ export class RegistryTables extends Construct {
     );
   }
 
-  /** Append to the event trail. PutItem only: the trail is never updated or deleted. */
+  /** Append to the event trail. PutItem only: writers never update or delete entries (only TTL expires them). */
   public grantAppendEvents(grantee: iam.IGrantable): iam.Grant {
     return grantTable(grantee, this.events, 'dynamodb:PutItem');
   }

@@ -1,11 +1,14 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { DEFAULT_SERIAL_PATTERN } from '../../core/model';
 import {
-  DEFAULT_OTA_STAGES,
+  closestKey,
+  editDistance,
+  FLEET_DEFAULTS,
   FleetConfigError,
   formatPath,
   resolveFleetConfig,
-  ringSharesOf,
 } from '../../lib/config';
 
 function errorOf(input: unknown): FleetConfigError {
@@ -17,18 +20,6 @@ function errorOf(input: unknown): FleetConfigError {
   }
   throw new Error('expected a FleetConfigError');
 }
-
-const stage = (over: Record<string, unknown> = {}) => ({
-  name: 'canary',
-  targetRing: 'canary',
-  maximumPerMinute: 10,
-  abortFailureThresholdPercent: 10,
-  minNumberOfExecutedThings: 5,
-  soakMinutes: 60,
-  inProgressTimeoutMinutes: 30,
-  retryAttempts: 2,
-  ...over,
-});
 
 describe('resolveFleetConfig defaults', () => {
   const cfg = resolveFleetConfig({});
@@ -42,8 +33,20 @@ describe('resolveFleetConfig defaults', () => {
       rings: { canaryPercent: 2, earlyPercent: 18 },
       basicIngestRuleNames: ['fleet_telemetry', 'fleet_health'],
       logRetentionDays: 30,
+      trail: { unlistedSerialRetentionDays: 30 },
     });
-    expect(ringSharesOf(cfg)).toBe('2:18');
+  });
+
+  test('FLEET_DEFAULTS is what an empty config resolves to', () => {
+    expect(cfg).toMatchObject({
+      stage: FLEET_DEFAULTS.stage,
+      topicPrefix: FLEET_DEFAULTS.topicPrefix,
+      thingNamePrefix: FLEET_DEFAULTS.thingNamePrefix,
+      rings: FLEET_DEFAULTS.rings,
+      basicIngestRuleNames: FLEET_DEFAULTS.basicIngestRuleNames,
+      logRetentionDays: FLEET_DEFAULTS.logRetentionDays,
+      trail: FLEET_DEFAULTS.trail,
+    });
   });
 
   test('one default template with its hook settings', () => {
@@ -58,9 +61,19 @@ describe('resolveFleetConfig defaults', () => {
     ]);
   });
 
-  test('OTA stages canary → early → broad', () => {
-    expect(cfg.ota.stages).toEqual(DEFAULT_OTA_STAGES);
-    expect(cfg.ota.stages.map((s) => s.targetRing)).toEqual(['canary', 'early', 'broad']);
+  test('the default template and thing type derive from the thing-name prefix', () => {
+    const c = resolveFleetConfig({ thingNamePrefix: 'acme' });
+    expect(c.provisioning.templates.map((t) => [t.name, t.thingTypeName])).toEqual([
+      ['acme-default', 'acme-device'],
+    ]);
+  });
+
+  test('there is no ota key until staged OTA lands', () => {
+    expect(Object.keys(cfg)).not.toContain('ota');
+    expect(errorOf({ ota: { stages: [] } }).issues).toEqual([
+      'unknown key ota; remove it (known keys: ' +
+        'stage, topicPrefix, thingNamePrefix, serialPattern, rings, provisioning, basicIngestRuleNames, logRetentionDays, trail)',
+    ]);
   });
 
   test('undefined and null mean all defaults', () => {
@@ -69,9 +82,11 @@ describe('resolveFleetConfig defaults', () => {
   });
 
   test('partial template input is completed with defaults', () => {
-    const c = resolveFleetConfig({ provisioning: { templates: [{ name: 'gw', hook: { budgetMs: 3000 } }] } });
+    const c = resolveFleetConfig({
+      provisioning: { templates: [{ name: 'fleet-gw', hook: { budgetMs: 3000 } }] },
+    });
     expect(c.provisioning.templates[0]).toMatchObject({
-      name: 'gw',
+      name: 'fleet-gw',
       thingTypeName: 'fleet-device',
       claimClientIdPrefix: 'prov-',
       hook: { memorySize: 1024, budgetMs: 3000, provisionedConcurrency: 0 },
@@ -103,40 +118,40 @@ describe('invalid configuration names the key and the fix', () => {
       'provisioning.templates[0].name: "" is invalid; use 1-36',
     ],
     [
-      { provisioning: { templates: [{ name: 'a' }, { name: 'a' }] } },
-      'provisioning.templates[1].name: "a" is invalid; give every template a unique name',
+      { provisioning: { templates: [{ name: 'fleet-a' }, { name: 'fleet-a' }] } },
+      'provisioning.templates[1].name: "fleet-a" is invalid; give every template a unique name',
     ],
     [
       { provisioning: { templates: [] } },
-      'provisioning.templates: [] is invalid; declare at least one template',
+      'provisioning.templates: [] is invalid; declare at least one template, or omit the key',
     ],
     [{ provisioning: { templates: [{}] } }, 'provisioning.templates[0].name: missing; use 1-36 characters'],
     [
-      { provisioning: { templates: [{ name: 'a', claimClientIdPrefix: 'fleet-' }] } },
+      { provisioning: { templates: [{ name: 'fleet-a', claimClientIdPrefix: 'fleet-' }] } },
       'provisioning.templates[0].claimClientIdPrefix: "fleet-" is invalid; use a prefix that cannot collide with the thing names',
     ],
     [
-      { provisioning: { templates: [{ name: 'a', thingTypeName: 'bad type' }] } },
+      { provisioning: { templates: [{ name: 'fleet-a', thingTypeName: 'bad type' }] } },
       'provisioning.templates[0].thingTypeName: "bad type" is invalid; use 1-128 characters',
     ],
     [
-      { provisioning: { templates: [{ name: 'a', hook: { budgetMs: 5000 } }] } },
+      { provisioning: { templates: [{ name: 'fleet-a', hook: { budgetMs: 5000 } }] } },
       'provisioning.templates[0].hook.budgetMs: 5000 is invalid; use an integer between 100 and 4500',
     ],
     [
-      { provisioning: { templates: [{ name: 'a', hook: { memorySize: 64 } }] } },
+      { provisioning: { templates: [{ name: 'fleet-a', hook: { memorySize: 64 } }] } },
       'provisioning.templates[0].hook.memorySize: 64 is invalid; use an integer number of MB between 128 and 10240',
     ],
     [
       {
         provisioning: {
-          templates: [{ name: 'a', hook: { provisionedConcurrency: 5, reservedConcurrency: 2 } }],
+          templates: [{ name: 'fleet-a', hook: { provisionedConcurrency: 5, reservedConcurrency: 2 } }],
         },
       },
       'provisioning.templates[0].hook.provisionedConcurrency: 5 is invalid; keep it at most hook.reservedConcurrency (2)',
     ],
     [
-      { provisioning: { templates: [{ name: 'a', description: 'd'.repeat(501) }] } },
+      { provisioning: { templates: [{ name: 'fleet-a', description: 'd'.repeat(501) }] } },
       'provisioning.templates[0].description',
     ],
     [{ stage: 'qa' }, 'stage: "qa" is invalid; use one of dev, staging, prod'],
@@ -167,55 +182,40 @@ describe('invalid configuration names the key and the fix', () => {
     ],
     [{ logRetentionDays: 31 }, 'logRetentionDays: 31 is invalid; use one of 1, 3, 5, 7, 14, 30'],
     [
-      { ota: { stages: [stage({ maximumPerMinute: 0 })] } },
-      'ota.stages[0].maximumPerMinute: 0 is invalid; use an integer between 1 and 1000',
+      { provisioning: { templates: [{ name: 'other' }] } },
+      'provisioning.templates[0].name: "other" is invalid; start it with the thing-name prefix "fleet-" (e.g. "fleet-other")',
     ],
     [
-      { ota: { stages: [stage({ abortFailureThresholdPercent: 0 })] } },
-      'ota.stages[0].abortFailureThresholdPercent: 0 is invalid; use a number greater than 0 and at most 100',
+      { thingNamePrefix: 'acme', provisioning: { templates: [{ name: 'acme-a', thingTypeName: 'sensor' }] } },
+      'provisioning.templates[0].thingTypeName: "sensor" is invalid; start it with the thing-name prefix "acme-"',
     ],
     [
-      { ota: { stages: [stage({ minNumberOfExecutedThings: 0 })] } },
-      'ota.stages[0].minNumberOfExecutedThings: 0 is invalid; use an integer of at least 1',
+      { thingNamePrefix: 'p'.repeat(30) },
+      `provisioning.templates: the default template name "${'p'.repeat(30)}-default" is longer than 36 characters; name the template`,
     ],
     [
-      { ota: { stages: [stage({ inProgressTimeoutMinutes: 20000 })] } },
-      'ota.stages[0].inProgressTimeoutMinutes: 20000 is invalid; use an integer between 1 and 10080',
+      { trail: { unlistedSerialRetentionDays: 0 } },
+      'trail.unlistedSerialRetentionDays: 0 is invalid; use an integer number of days between 1 and 3650',
+    ],
+    [{ trail: { unlistedSerialRetentionDays: 3651 } }, 'trail.unlistedSerialRetentionDays: 3651 is invalid'],
+    [{ trail: { unlistedSerialRetentionDays: 1.5 } }, 'trail.unlistedSerialRetentionDays: 1.5 is invalid'],
+    [{ topicPrefx: 'x' }, 'unknown key topicPrefx; did you mean topicPrefix?'],
+    [{ Stage: 'dev' }, 'unknown key Stage; did you mean stage?'],
+    [{ rings: { canaryPercnt: 1 } }, 'rings: unknown key canaryPercnt; did you mean canaryPercent?'],
+    [
+      { trail: { retentionDays: 1 } },
+      'trail: unknown key retentionDays; remove it (known keys: unlistedSerialRetentionDays)',
     ],
     [
-      { ota: { stages: [stage({ retryAttempts: 11 })] } },
-      'ota.stages[0].retryAttempts: 11 is invalid; use an integer between 0 and 10',
+      { provisioning: { templates: [{ name: 'fleet-a', hook: { budget: 1 } }] } },
+      'provisioning.templates[0].hook: unknown key budget; did you mean budgetMs?',
     ],
     [
-      { ota: { stages: [stage({ soakMinutes: 1.5 })] } },
-      'ota.stages[0].soakMinutes: 1.5 is invalid; use an integer',
+      { provisioning: { templates: [{ name: 'fleet-a', thingtypename: 'fleet-x' }] } },
+      'provisioning.templates[0]: unknown key thingtypename; did you mean thingTypeName?',
     ],
-    [
-      { ota: { stages: [stage({ targetRing: 'all' })] } },
-      'ota.stages[0].targetRing: "all" is invalid; use one of canary, early, broad',
-    ],
-    [
-      {
-        ota: {
-          stages: [stage({ name: 'b', targetRing: 'early' }), stage({ name: 'a', targetRing: 'canary' })],
-        },
-      },
-      'ota.stages[1].targetRing: "canary" is invalid; order the stages so each targets a later ring',
-    ],
-    [
-      { ota: { stages: [stage({ name: 'x' }), stage({ name: 'x', targetRing: 'early' })] } },
-      'ota.stages[1].name: "x" is invalid; give every stage a unique name',
-    ],
-    [{ ota: { stages: [] } }, 'ota.stages: [] is invalid; declare at least one rollout stage'],
-    [
-      { ota: { stages: [{ name: 'c' }] } },
-      'ota.stages[0].targetRing: missing; use one of canary, early, broad',
-    ],
-    [{ topicPrefx: 'x' }, 'topicPrefx: unknown key; remove it or fix its spelling'],
-    [
-      { provisioning: { templates: [{ name: 'a', hook: { budget: 1 } }] } },
-      'provisioning.templates[0].hook.budget: unknown key',
-    ],
+    [{ provisioning: { template: [] } }, 'provisioning: unknown key template; did you mean templates?'],
+    [{ colour: 'red' }, 'unknown key colour; remove it (known keys: stage, topicPrefix'],
     [[], '(root): [] is invalid'],
   ])('%j → %s', (input, expected) => {
     const err = errorOf(input);
@@ -228,6 +228,78 @@ describe('invalid configuration names the key and the fix', () => {
     expect(err.issues).toHaveLength(3);
     expect(err.message.split('\n')).toHaveLength(4);
     expect(err.name).toBe('FleetConfigError');
+  });
+
+  test('cross-field rules are reported alongside the other problems', () => {
+    const err = errorOf({
+      stage: 'qa',
+      topicPrefx: 'x',
+      rings: { canaryPercent: 50, earlyPercent: 60 },
+      provisioning: {
+        templates: [
+          {
+            name: 'other',
+            claimClientIdPrefix: 'fleet-',
+            hook: { provisionedConcurrency: 5, reservedConcurrency: 2, budget: 1 },
+          },
+        ],
+      },
+    });
+    expect([...err.issues].sort()).toEqual(
+      [
+        'stage: "qa" is invalid; use one of dev, staging, prod',
+        'unknown key topicPrefx; did you mean topicPrefix?',
+        'rings.earlyPercent: 60 is invalid; keep canaryPercent + earlyPercent (now 110) below 100 so the broad ring is not empty',
+        'provisioning.templates[0].hook: unknown key budget; did you mean budgetMs?',
+        'provisioning.templates[0].hook.provisionedConcurrency: 5 is invalid; keep it at most hook.reservedConcurrency (2), or raise reservedConcurrency',
+        'provisioning.templates[0].name: "other" is invalid; start it with the thing-name prefix "fleet-" (e.g. "fleet-other"), so stacks that share an account and region keep their templates apart',
+        'provisioning.templates[0].claimClientIdPrefix: "fleet-" is invalid; use a prefix that cannot collide with the thing names "fleet-…" (neither may start with the other), e.g. "prov-"',
+      ].sort(),
+    );
+  });
+
+  test('an invalid prefix does not add prefix errors on the templates', () => {
+    const err = errorOf({ thingNamePrefix: 'a b', provisioning: { templates: [{ name: 'x' }] } });
+    expect(err.issues).toEqual(['thingNamePrefix: "a b" is invalid; use 1-32 characters of A-Z a-z 0-9 _ -']);
+  });
+});
+
+test('the shipped example configuration is valid', () => {
+  const example: unknown = JSON.parse(
+    readFileSync(join(__dirname, '../../examples/fleet.config.json'), 'utf8'),
+  );
+  const c = resolveFleetConfig(example);
+  expect(c.provisioning.templates.map((t) => [t.name, t.thingTypeName])).toEqual([
+    ['acme-sensor', 'acme-sensor'],
+    ['acme-gateway', 'acme-gateway'],
+  ]);
+});
+
+test('the README configuration example is the shipped example file', () => {
+  const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+  const block = /Example `fleet.config.json`[^`]*```json\n([\s\S]*?)```/.exec(readme);
+  expect(block).not.toBeNull();
+  expect(JSON.parse(block![1])).toEqual(
+    JSON.parse(readFileSync(join(__dirname, '../../examples/fleet.config.json'), 'utf8')),
+  );
+});
+
+describe('key suggestions', () => {
+  test.each([
+    ['topicPrefx', 'topicPrefix', 1],
+    ['budegtMs', 'budgetMs', 1],
+    ['STAGE', 'stage', 0],
+    ['kitten', 'sitting', 3],
+    ['', 'abc', 3],
+  ])('editDistance(%s, %s) = %d', (a, b, d) => {
+    expect(editDistance(a, b)).toBe(d);
+    expect(editDistance(b, a)).toBe(d);
+  });
+
+  test('closestKey suggests only likely misspellings', () => {
+    expect(closestKey('topicPrefx', ['stage', 'topicPrefix', 'thingNamePrefix'])).toBe('topicPrefix');
+    expect(closestKey('colour', ['stage', 'topicPrefix'])).toBeUndefined();
+    expect(closestKey('x', [])).toBeUndefined();
   });
 });
 

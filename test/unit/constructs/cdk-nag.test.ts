@@ -23,7 +23,10 @@ describe.each(STAGES)('cdk-nag AwsSolutions (%s)', (stage) => {
     config: resolveFleetConfig({
       stage,
       provisioning: {
-        templates: [{ name: 'a' }, { name: 'b', thingTypeName: 'gw', hook: { provisionedConcurrency: 1 } }],
+        templates: [
+          { name: 'fleet-a' },
+          { name: 'fleet-b', thingTypeName: 'fleet-gw', hook: { provisionedConcurrency: 1 } },
+        ],
       },
     }),
   });

@@ -1,10 +1,24 @@
 import { App, Stack } from 'aws-cdk-lib';
+import { ENV } from '../../../core/env';
+import { DEFAULT_SERIAL_PATTERN } from '../../../core/model';
+import { parseRingShares } from '../../../core/rings';
 import { STACK_OUTPUTS } from '../../../core/stack-outputs';
-import { resolveFleetConfig } from '../../../lib/config';
-import { FleetProvisioning } from '../../../lib/provisioning/fleet-provisioning';
+import { FleetConfigError, resolveFleetConfig } from '../../../lib/config';
+import { FleetStack } from '../../../lib/fleet-stack';
+import { FleetProvisioning, THING_TYPE_DESCRIPTION } from '../../../lib/provisioning/fleet-provisioning';
+import { REGISTRATION_ACTIONS } from '../../../lib/provisioning/provisioning-role';
 import { RegistryTables } from '../../../lib/traceability/registry-tables';
 import { PRESENCE_SQL } from '../../../lib/provisioning/activation-gate';
-import { asArray, CfnResourceJson, flat, one, PolicyStatement, resourcesOf, synthFleet } from './helpers';
+import {
+  asArray,
+  CfnResourceJson,
+  flat,
+  iotResourceMatches,
+  one,
+  PolicyStatement,
+  resourcesOf,
+  synthFleet,
+} from './helpers';
 
 const { template } = synthFleet();
 const resources = template.toJSON().Resources as Record<string, CfnResourceJson>;
@@ -21,6 +35,8 @@ describe('fleet stack', () => {
     expect(Object.keys(outputs).sort()).toEqual(Object.values(STACK_OUTPUTS).sort());
     expect(outputs.TopicPrefix.Value).toBe('fleet');
     expect(outputs.ThingNamePrefix.Value).toBe('fleet');
+    expect(outputs.SerialPattern.Value).toBe(DEFAULT_SERIAL_PATTERN);
+    expect(outputs.RingShares.Value).toBe('2:18');
     const [claimId] = one(template, 'AWS::IoT::Policy', 'ClaimPolicy');
     const templates = JSON.parse(
       flat(outputs.ProvisioningTemplates.Value, { [claimId]: 'claim-policy-name' }),
@@ -32,6 +48,33 @@ describe('fleet stack', () => {
         thingTypeName: 'fleet-device',
         claimClientIdPrefix: 'prov-',
       },
+    ]);
+  });
+
+  test('SerialPattern and RingShares outputs carry the configured values, in the form the hook reads', () => {
+    const custom = synthFleet({
+      serialPattern: '^SN[0-9]{6}$',
+      rings: { canaryPercent: 5, earlyPercent: 25.5 },
+    });
+    const outputs = custom.template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.SerialPattern.Value).toBe('^SN[0-9]{6}$');
+    expect(parseRingShares(outputs.RingShares.Value as string)).toEqual({
+      canaryPercent: 5,
+      earlyPercent: 25.5,
+    });
+    const [, hook] = one(custom.template, 'AWS::Lambda::Function', 'Template0Hook');
+    expect(hook.Properties.Environment.Variables[ENV.ringShares]).toBe(outputs.RingShares.Value);
+    expect(hook.Properties.Environment.Variables[ENV.serialPattern]).toBe(outputs.SerialPattern.Value);
+  });
+
+  test('the thing type description does not depend on template names (properties change only by replacement)', () => {
+    const descriptionsOf = (templates: { name: string }[]) =>
+      Object.values(
+        resourcesOf(synthFleet({ provisioning: { templates } }).template, 'AWS::IoT::ThingType'),
+      ).map((t) => t.Properties.ThingTypeProperties.ThingTypeDescription);
+    expect(descriptionsOf([{ name: 'fleet-one' }])).toEqual([THING_TYPE_DESCRIPTION]);
+    expect(descriptionsOf([{ name: 'fleet-two' }, { name: 'fleet-three' }])).toEqual([
+      THING_TYPE_DESCRIPTION,
     ]);
   });
 
@@ -81,8 +124,8 @@ describe('fleet stack', () => {
       const allowed = [
         /^arn:aws:iot:eu-west-1:111122223333:thing\/fleet-\*$/,
         /^arn:aws:iot:eu-west-1:111122223333:cert\/\*$/,
-        /^arn:aws:iot:eu-west-1:111122223333:thinggroup\/fleet-(ring-(canary|early|broad)|quarantine|lot-\*)$/,
-        /^arn:aws:iot:eu-west-1:111122223333:thingtype\/fleet-device$/,
+        /^arn:aws:iot:eu-west-1:111122223333:thinggroup\/fleet-\*$/,
+        /^arn:aws:iot:eu-west-1:111122223333:thingtype\/fleet-\*$/,
         /^<ProvisioningDevicePolicy[0-9A-F]+\.Arn>$/,
       ];
       for (const s of statements) {
@@ -92,37 +135,103 @@ describe('fleet stack', () => {
       }
     });
 
+    const allows = (action: string, arn: string) =>
+      statements.some(
+        (s) =>
+          asArray(s.Action).includes(action) &&
+          asArray(s.Resource).some((r) => iotResourceMatches(flat(r), arn)),
+      );
+
     test.each([
       ['iot:CreateThing', 'thing/fleet-*'],
+      ['iot:ListThingGroupsForThing', 'thing/fleet-*'],
+      ['iot:UpdateThingGroupsForThing', 'thing/fleet-*'],
+      ['iot:AttachPrincipalPolicy', 'cert/*'],
+      ['iot:AttachPolicy', 'cert/*'],
+      ['iot:ListPrincipalThings', 'cert/*'],
       ['iot:UpdateThing', 'thing/fleet-*'],
       ['iot:AttachThingPrincipal', 'thing/fleet-*'],
       ['iot:AddThingToThingGroup', 'thinggroup/fleet-ring-canary'],
-      ['iot:AddThingToThingGroup', 'thinggroup/fleet-lot-*'],
+      ['iot:AddThingToThingGroup', 'thinggroup/fleet-lot-LOT-0001'],
       ['iot:RemoveThingFromThingGroup', 'thinggroup/fleet-quarantine'],
-      ['iot:UpdateCertificate', 'cert/*'],
-      ['iot:DescribeCertificate', 'cert/*'],
+      ['iot:UpdateThingGroupsForThing', 'thinggroup/fleet-ring-broad'],
+      ['iot:DescribeThingGroup', 'thinggroup/fleet-lot-LOT-0001'],
+      ['iot:UpdateCertificate', 'cert/abc123'],
+      ['iot:DescribeCertificate', 'cert/abc123'],
       ['iot:DescribeThingType', 'thingtype/fleet-device'],
+      ['iot:DescribeThingType', 'thingtype/fleet-sensor'],
     ])('allows %s on %s', (action, name) => {
-      const arn = `arn:aws:iot:eu-west-1:111122223333:${name}`;
+      expect(allows(action, `arn:aws:iot:eu-west-1:111122223333:${name}`)).toBe(true);
+    });
+
+    test.each([
+      ['iot:CreateThing', 'thing/other-SN0001'],
+      ['iot:RemoveThingFromThingGroup', 'thinggroup/other-ring-canary'],
+      ['iot:DescribeThingType', 'thingtype/other-device'],
+      ['iot:AttachPolicy', 'policy/some-other-policy'],
+    ])('denies %s on %s (outside this stack)', (action, name) => {
+      expect(allows(action, `arn:aws:iot:eu-west-1:111122223333:${name}`)).toBe(false);
+    });
+
+    test.each(REGISTRATION_ACTIONS.policy)('may %s the device policy', (action) => {
       expect(
         statements.some(
           (s) =>
             asArray(s.Action).includes(action) &&
-            asArray(s.Resource)
-              .map((x) => flat(x))
-              .includes(arn),
+            asArray(s.Resource).some((r) => /^<ProvisioningDevicePolicy.*\.Arn>$/.test(flat(r))),
         ),
       ).toBe(true);
     });
 
-    test('may attach the device policy', () => {
-      expect(
-        statements.some(
-          (s) =>
-            asArray(s.Action).includes('iot:AttachPolicy') &&
-            asArray(s.Resource).some((r) => /^<ProvisioningDevicePolicy.*\.Arn>$/.test(flat(r))),
-        ),
-      ).toBe(true);
+    test('holds every action of AWSIoTThingsRegistration a template can use, and nothing outside it', () => {
+      // AWSIoTThingsRegistration v3, as documented in the AWS managed policy reference.
+      const managed = [
+        'iot:AddThingToThingGroup',
+        'iot:AttachPolicy',
+        'iot:AttachPrincipalPolicy',
+        'iot:AttachThingPrincipal',
+        'iot:CreateCertificateFromCsr',
+        'iot:CreatePolicy',
+        'iot:CreateThing',
+        'iot:DescribeCertificate',
+        'iot:DescribeThing',
+        'iot:DescribeThingGroup',
+        'iot:DescribeThingType',
+        'iot:DetachPolicy',
+        'iot:DetachThingPrincipal',
+        'iot:GetPolicy',
+        'iot:ListAttachedPolicies',
+        'iot:ListPolicyPrincipals',
+        'iot:ListPrincipalPolicies',
+        'iot:ListPrincipalThings',
+        'iot:ListTargetsForPolicy',
+        'iot:ListThingGroupsForThing',
+        'iot:ListThingPrincipals',
+        'iot:RegisterCertificate',
+        'iot:RegisterThing',
+        'iot:RemoveThingFromThingGroup',
+        'iot:UpdateCertificate',
+        'iot:UpdateThing',
+        'iot:UpdateThingGroupsForThing',
+        'iot:AddThingToBillingGroup',
+        'iot:DescribeBillingGroup',
+        'iot:RemoveThingFromBillingGroup',
+      ];
+      // Not used by our template bodies (see REGISTRATION_ACTIONS): policies are attached by name,
+      // certificates referenced by id, nothing is detached, no billing group.
+      const unused = [
+        'iot:CreateCertificateFromCsr',
+        'iot:CreatePolicy',
+        'iot:DetachPolicy',
+        'iot:DetachThingPrincipal',
+        'iot:RegisterCertificate',
+        'iot:RegisterThing',
+        'iot:AddThingToBillingGroup',
+        'iot:DescribeBillingGroup',
+        'iot:RemoveThingFromBillingGroup',
+      ];
+      const granted = new Set(statements.flatMap((s) => asArray(s.Action)));
+      expect([...granted].sort()).toEqual(managed.filter((a) => !unused.includes(a)).sort());
     });
   });
 
@@ -229,15 +338,88 @@ describe('fleet stack', () => {
       new FleetProvisioning(stack, 'P', {
         templates,
         registry: new RegistryTables(stack, 'R'),
+        thingNamePrefix: base.thingNamePrefix,
+        topicPrefix: base.topicPrefix,
         serialPattern: base.serialPattern,
+        ringShares: base.rings,
+        unlistedSerialRetentionDays: base.trail.unlistedSerialRetentionDays,
       });
     };
+    test('a template or thing type outside the thing-name prefix', () => {
+      const [t] = base.provisioning.templates;
+      expect(make([{ ...t, name: 'other' }])).toThrow(
+        /template name "other" must start with the thing-name prefix "fleet-": rename it/,
+      );
+      expect(make([{ ...t, thingTypeName: 'other' }])).toThrow(
+        /thing type name "other" must start with the thing-name prefix "fleet-": rename it/,
+      );
+    });
     test('no template', () => {
       expect(make([])).toThrow(/at least one template: set provisioning.templates/);
     });
     test('duplicate template names', () => {
       const [t] = base.provisioning.templates;
       expect(make([t, t])).toThrow(/names must be unique: rename the duplicates/);
+    });
+  });
+
+  describe('two fleet stacks of one app in the same environment', () => {
+    const app = () => new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const fleet = (
+      a: App,
+      id: string,
+      input: Record<string, unknown>,
+      env?: { account: string; region: string },
+    ) => new FleetStack(a, id, { config: resolveFleetConfig(input), env });
+    const account = '111122223333';
+
+    test('fail synth naming the colliding names and the fix when they share the thing-name prefix', () => {
+      const a = app();
+      fleet(a, 'Dev', { stage: 'dev' });
+      let error: unknown;
+      try {
+        fleet(a, 'Prod', { stage: 'prod' });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(FleetConfigError);
+      const message = (error as Error).message;
+      expect(message).toContain(
+        'stacks Dev and Prod (both environment-agnostic) would claim the same AWS IoT names',
+      );
+      for (const name of [
+        'provisioning template fleet-default',
+        'thing type fleet-device',
+        'thing group fleet-ring-canary',
+        'thing group fleet-quarantine',
+      ])
+        expect(message).toContain(name);
+      expect(message).toContain('give each stack its own thingNamePrefix');
+    });
+
+    test('fail when one prefix followed by "-" starts the other (their thing names overlap)', () => {
+      const a = app();
+      fleet(a, 'One', { thingNamePrefix: 'acme' });
+      expect(() => fleet(a, 'Two', { thingNamePrefix: 'acme-eu' })).toThrow(
+        /things "acme-\*" and "acme-eu-\*" overlap/,
+      );
+    });
+
+    test('fail in the same concrete account and region', () => {
+      const a = app();
+      fleet(a, 'Dev', {}, { account, region: 'eu-west-1' });
+      expect(() => fleet(a, 'Prod', { stage: 'prod' }, { account, region: 'eu-west-1' })).toThrow(
+        /in 111122223333\/eu-west-1/,
+      );
+    });
+
+    test('pass with different prefixes, or in different regions', () => {
+      const a = app();
+      fleet(a, 'Dev', { thingNamePrefix: 'fleetdev' });
+      expect(() => fleet(a, 'Prod', { thingNamePrefix: 'fleetprod', stage: 'prod' })).not.toThrow();
+      const b = app();
+      fleet(b, 'Eu', {}, { account, region: 'eu-west-1' });
+      expect(() => fleet(b, 'Us', {}, { account, region: 'us-east-1' })).not.toThrow();
     });
   });
 });

@@ -1,5 +1,13 @@
 import { provisioningTopics } from '../../../lib/provisioning/claim-policy';
 import { DEVICE_CONNECT_ATTRIBUTES } from '../../../lib/provisioning/device-policy';
+import { App, Stack } from 'aws-cdk-lib';
+import { FleetConfigError } from '../../../lib/config';
+import { DevicePolicy } from '../../../lib/provisioning/device-policy';
+import {
+  iotPolicyLength,
+  MAX_IOT_POLICY_LENGTH,
+  worstCasePseudoParameters,
+} from '../../../lib/provisioning/policy-size';
 import { asArray, flat, iotAllows, iotArnOf, one, PolicyStatement, synthFleet } from './helpers';
 
 const VAR = '${iot:Connection.Thing.ThingName}';
@@ -99,11 +107,81 @@ describe('device policy', () => {
   });
 });
 
+describe('device policy size (AWS IoT allows 2048 characters, whitespace excluded)', () => {
+  const policyIn = (
+    env: { account: string; region: string } | undefined,
+    props: ConstructorParameters<typeof DevicePolicy>[2],
+  ) => new DevicePolicy(new Stack(new App(), 'S', { env }), 'D', props);
+  const defaults = { topicPrefix: 'fleet', basicIngestRuleNames: ['fleet_telemetry', 'fleet_health'] };
+  const oversized = {
+    topicPrefix: 't'.repeat(32),
+    basicIngestRuleNames: ['fleet_telemetry', 'fleet_health', 'fleet_events'],
+  };
+
+  test('the worst case is the longest known region with its partition, and a 12-digit account', () => {
+    const worst = worstCasePseudoParameters();
+    expect(worst['AWS::AccountId']).toMatch(/^\d{12}$/);
+    expect(worst['AWS::Region'].length + worst['AWS::Partition'].length).toBeGreaterThanOrEqual(
+      'us-gov-west-1'.length + 'aws-us-gov'.length,
+    );
+  });
+
+  // Measured: 1781 in us-east-1, 1924 in us-gov-west-1, 1937 for the worst known region.
+  test('default config: 1781 (us-east-1), 1924 (us-gov-west-1), 1937 worst case, all under the limit', () => {
+    const policy = policyIn(undefined, defaults);
+    const at = (partition: string, region: string) =>
+      iotPolicyLength(policy, policy.document, {
+        'AWS::Partition': partition,
+        'AWS::Region': region,
+        'AWS::AccountId': '111122223333',
+      });
+    expect(at('aws', 'us-east-1')).toBe(1781);
+    expect(at('aws-us-gov', 'us-gov-west-1')).toBe(1924);
+    expect(policy.resolvedLength).toBe(1937);
+    expect(policy.resolvedLength).toBeLessThanOrEqual(MAX_IOT_POLICY_LENGTH);
+  });
+
+  test('whitespace does not count, pseudo parameters do', () => {
+    const policy = policyIn(undefined, defaults);
+    const short = { 'AWS::Partition': 'aws', 'AWS::Region': 'us-east-1', 'AWS::AccountId': '111122223333' };
+    const long = { ...short, 'AWS::Region': 'us-east-10' };
+    const spaced = { ...policy.document, Version: ' 2012-10-17 ' };
+    expect(iotPolicyLength(policy, spaced, short)).toBe(iotPolicyLength(policy, policy.document, short));
+    expect(
+      iotPolicyLength(policy, policy.document, long) - iotPolicyLength(policy, policy.document, short),
+    ).toBe(13);
+  });
+
+  test('a stack with a concrete region is sized for that region', () => {
+    expect(policyIn({ account: '111122223333', region: 'us-east-1' }, defaults).resolvedLength).toBe(1781);
+  });
+
+  test('an accepted config that exceeds the limit (32-character topicPrefix, three Basic Ingest rules) fails synth naming size, limit and fix', () => {
+    let error: unknown;
+    try {
+      policyIn(undefined, oversized);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(FleetConfigError);
+    expect((error as Error).message).toMatch(
+      /the device policy would be 2250 characters \(whitespace excluded; partition aws-iso-f, region us-isof-south-1\), over AWS IoT's 2048-character policy limit.*shorten topicPrefix \(now 32 characters.*or list fewer or shorter basicIngestRuleNames \(now 3\)/,
+    );
+    expect(() => synthFleet(oversized)).toThrow(/over AWS IoT's 2048-character policy limit/);
+  });
+
+  test('the same config fails in us-east-1 too (2082)', () => {
+    expect(() => policyIn({ account: '111122223333', region: 'us-east-1' }, oversized)).toThrow(
+      /would be 2082 characters/,
+    );
+  });
+});
+
 const claimFleet = synthFleet({
   provisioning: {
     templates: [
-      { name: 'sensor-v1', claimClientIdPrefix: 'prov-' },
-      { name: 'gateway', claimClientIdPrefix: 'claim-' },
+      { name: 'fleet-sensor-v1', claimClientIdPrefix: 'prov-' },
+      { name: 'fleet-gateway', claimClientIdPrefix: 'claim-' },
     ],
   },
 });
@@ -123,8 +201,8 @@ describe('claim policy', () => {
   });
 
   test.each([
-    ['Template0', 'sensor-v1', 'prov-'],
-    ['Template1', 'gateway', 'claim-'],
+    ['Template0', 'fleet-sensor-v1', 'prov-'],
+    ['Template1', 'fleet-gateway', 'claim-'],
   ])('%s allows nothing but the provisioning topics of %s', (hint, name, prefix) => {
     const statements = claimStatements(hint);
     const allowedTopics = provisioningTopics(name);
@@ -156,17 +234,22 @@ describe('claim policy', () => {
   test.each([
     ['iot:Publish', 'topic', '$aws/certificates/create/json', true],
     ['iot:Publish', 'topic', '$aws/certificates/create-from-csr/json', true],
-    ['iot:Publish', 'topic', '$aws/provisioning-templates/sensor-v1/provision/json', true],
-    ['iot:Subscribe', 'topicfilter', '$aws/provisioning-templates/sensor-v1/provision/json/accepted', true],
+    ['iot:Publish', 'topic', '$aws/provisioning-templates/fleet-sensor-v1/provision/json', true],
+    [
+      'iot:Subscribe',
+      'topicfilter',
+      '$aws/provisioning-templates/fleet-sensor-v1/provision/json/accepted',
+      true,
+    ],
     ['iot:Receive', 'topic', '$aws/certificates/create/json/accepted', true],
     ['iot:Connect', 'client', 'prov-1234', true],
     ['iot:Connect', 'client', 'fleet-SN0001', false],
-    ['iot:Publish', 'topic', '$aws/provisioning-templates/gateway/provision/json', false],
+    ['iot:Publish', 'topic', '$aws/provisioning-templates/fleet-gateway/provision/json', false],
     ['iot:Publish', 'topic', 'dt/fleet/fleet-SN0001/telemetry', false],
     ['iot:Subscribe', 'topicfilter', '#', false],
     ['iot:Publish', 'topic', '$aws/things/fleet-SN0001/shadow/update', false],
     ['iot:Publish', 'topic', '$aws/rules/fleet_telemetry/x', false],
-  ] as const)('template sensor-v1: %s %s/%s → %s', (action, type, name, allowed) => {
+  ] as const)('template fleet-sensor-v1: %s %s/%s → %s', (action, type, name, allowed) => {
     expect(iotAllows(claimStatements('Template0'), action, iotArnOf(type, name), 'unused')).toBe(allowed);
   });
 });

@@ -10,12 +10,18 @@ const { template } = synthFleet();
 /** One synth for the variants: long names, several templates, provisioned concurrency. */
 const variants = synthFleet({
   thingNamePrefix: 'p'.repeat(32),
+  // The longest topic prefix leaves no room for Basic Ingest rules in the 2048-character device policy.
   topicPrefix: 't'.repeat(32),
+  basicIngestRuleNames: [],
   provisioning: {
     templates: [
-      { name: 'n'.repeat(36), thingTypeName: 'x'.repeat(128), hook: { provisionedConcurrency: 5 } },
-      { name: 'b', thingTypeName: 'gw' },
-      { name: 'c', thingTypeName: 'gw' },
+      {
+        name: `${'p'.repeat(32)}-nnn`,
+        thingTypeName: `${'p'.repeat(32)}-${'x'.repeat(95)}`,
+        hook: { provisionedConcurrency: 5 },
+      },
+      { name: `${'p'.repeat(32)}-b`, thingTypeName: `${'p'.repeat(32)}-gw` },
+      { name: `${'p'.repeat(32)}-c`, thingTypeName: `${'p'.repeat(32)}-gw` },
     ],
   },
 });
@@ -152,6 +158,31 @@ describe('provisioning template', () => {
       [ENV.templateNames]: 'fleet-default',
       [ENV.ringShares]: '2:18',
       [ENV.hookBudgetMs]: '3500',
+      [ENV.unlistedTrailRetentionDays]: '30',
+    });
+    expect(flat(env[ENV.templateArnPrefix])).toBe('arn:aws:iot:eu-west-1:111122223333:provisioningtemplate/');
+  });
+
+  test('the template ARN prefix comes from pseudo parameters only (no reference to the template: no cycle)', () => {
+    const env = (hook.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const prefix = JSON.stringify(env[ENV.templateArnPrefix]);
+    expect(prefix).not.toContain(templateId);
+    const refs = [...prefix.matchAll(/"Ref":"([^"]+)"/g)].map((m) => m[1]);
+    expect(refs.sort()).toEqual(['AWS::AccountId', 'AWS::Partition', 'AWS::Region']);
+    expect(prefix).not.toContain('Fn::GetAtt');
+  });
+
+  test('configured ring shares, serial pattern and trail retention reach the hook', () => {
+    const custom = synthFleet({
+      serialPattern: '^SN[0-9]{6}$',
+      rings: { canaryPercent: 5, earlyPercent: 25.5 },
+      trail: { unlistedSerialRetentionDays: 7 },
+    });
+    const [, fn] = one(custom.template, 'AWS::Lambda::Function', 'Template0Hook');
+    expect(fn.Properties.Environment.Variables).toMatchObject({
+      [ENV.serialPattern]: '^SN[0-9]{6}$',
+      [ENV.ringShares]: '5:25.5',
+      [ENV.unlistedTrailRetentionDays]: '7',
     });
   });
 
@@ -196,7 +227,7 @@ describe('provisioning template', () => {
       Object.keys(multi.template.findResources('AWS::IoT::Policy')).filter((k) => k.includes('ClaimPolicy')),
     ).toHaveLength(3);
     multi.template.hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ [ENV.templateNames]: 'b' }) },
+      Environment: { Variables: Match.objectLike({ [ENV.templateNames]: `${'p'.repeat(32)}-b` }) },
     });
   });
 

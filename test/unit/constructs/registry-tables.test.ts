@@ -96,7 +96,17 @@ describe('registry tables', () => {
     expect(p.GlobalSecondaryIndexes).toBeUndefined();
   });
 
-  test('Events: serial + sk, sparse byEnrollmentDay(enrollDay, at) projecting all', () => {
+  test('Events: DynamoDB TTL on expiresAt (entries of serials not on the manifest expire)', () => {
+    expect(t.RegistryEventsTable.Properties.TimeToLiveSpecification).toEqual({
+      AttributeName: TABLES.events.expiresAt,
+      Enabled: true,
+    });
+    expect(TABLES.events.expiresAt).toBe('expiresAt');
+    expect(t.RegistryDevicesTable.Properties.TimeToLiveSpecification).toBeUndefined();
+    expect(t.RegistryLotsTable.Properties.TimeToLiveSpecification).toBeUndefined();
+  });
+
+  test('Events: serial + sk, sparse byEnrollmentDay(enrollDay = "YYYY-MM-DD#k", at) projecting all', () => {
     const p = t.RegistryEventsTable.Properties;
     expect(p.KeySchema).toEqual([
       { AttributeName: 'serial', KeyType: 'HASH' },
