@@ -1,18 +1,30 @@
 /**
  * `npm run lab [-- options]`: start the local lab on the synthesized stack and run the
- * enrollment scenario (see lab/scenario/run.ts and docs/lab.md). Exits non-zero, naming what
- * failed, when an expectation of the scenario fails.
+ * enrollment scenario (see lab/scenario/run.ts and docs/lab.md).
+ *
+ * Exit codes, as for `fleet`: 0 success; 1 a check failed (a scenario expectation, or the lab
+ * or the scenario could not run); 2 bad usage (unknown option, bad value, unusable --lab-dir or
+ * --config file, a fleet too small for the stack's templates). Every failure is one line naming
+ * what failed and what to do; details go to <lab-dir>/logs/lab.log.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { accessSync, constants, createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
-import { startLabRuntime, type LabLog, type LabRuntime } from './runtime';
-import { MIN_DEVICES_WITH_BAD_CASES } from './scenario/plan';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { SynthError, startLabRuntime, type LabLog, type LabRuntime } from './runtime';
+import { labCliEnvironment, labStackName } from './scenario/context';
+import { MIN_DEVICES_WITH_BAD_CASES, PlanError } from './scenario/plan';
 import { formatReport } from './scenario/report';
 import { runScenario, type ScenarioReport } from './scenario/run';
+
+/** Exit codes shared with the `fleet` CLI. */
+const EXIT = { ok: 0, checkFailed: 1, usage: 2 } as const;
+
+/** A usage problem: one line naming it and the fix; exits 2. */
+class LabUsageError extends Error {}
 
 interface LabFlags {
   devices: number;
@@ -22,6 +34,7 @@ interface LabFlags {
   concurrency?: number;
   quiet?: boolean;
   labDir: string;
+  config?: string;
 }
 
 function positiveInt(flag: string, min = 1, why = '') {
@@ -65,17 +78,94 @@ function parseArgs(argv: string[]): LabFlags {
       'units enrolling at the same time (default 32)',
       positiveInt('--concurrency'),
     )
-    .option('--quiet', 'print only the summary')
+    .option('--quiet', 'print only the start-up line and the summary')
     .option('--lab-dir <dir>', 'working directory (claims, manifest, logs, CA)', '.lab')
-    .showHelpAfterError()
-    .exitOverride((err) => process.exit(err.exitCode));
-  program.parse(argv, { from: 'user' });
+    .option(
+      '--config <file>',
+      'FleetConfig JSON file to synthesize the stack with (CDK context config=<file>); default: the defaults',
+    )
+    .showHelpAfterError('(npm run lab -- --help lists every option)')
+    .exitOverride();
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (err) {
+    if (!(err instanceof CommanderError)) throw err;
+    // --help and --version end with 0; every parse error is a usage error (commander printed it).
+    process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage);
+  }
   return program.opts<LabFlags>();
+}
+
+/** The lab directory, created and writable, or a usage error naming the path and the fix. */
+function prepareLabDir(labDir: string): string {
+  const logs = join(labDir, 'logs');
+  try {
+    mkdirSync(logs, { recursive: true });
+    accessSync(labDir, constants.W_OK);
+    accessSync(logs, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    const why =
+      code === 'ENOTDIR' || code === 'EEXIST'
+        ? 'a part of the path is a file, not a directory'
+        : code === 'EACCES' || code === 'EPERM' || code === 'EROFS'
+          ? 'it is not writable'
+          : (err as Error).message;
+    throw new LabUsageError(
+      `--lab-dir ${labDir} cannot be used (${code}: ${why}); pass a writable directory, e.g. --lab-dir .lab`,
+    );
+  }
+  return logs;
+}
+
+interface ConfigChoice {
+  /** Absolute path of the config file, or undefined for the defaults. */
+  file?: string;
+  /** Assembly directory, relative to the project: cdk.out for the defaults. */
+  cdkOut: string;
+}
+
+/**
+ * The config to synthesize with. A config file gets its own assembly directory in the lab
+ * directory (`cdk.out-<name>-<hash of its path>`), so switching configs does not re-synthesize
+ * each time; cdk.out stays the defaults' (as `cdk synth` writes it).
+ */
+function chooseConfig(projectDir: string, labDir: string, config?: string): ConfigChoice {
+  if (config === undefined) return { cdkOut: 'cdk.out' };
+  const file = resolve(projectDir, config);
+  let isFile = false;
+  try {
+    isFile = statSync(file).isFile();
+  } catch {
+    isFile = false;
+  }
+  if (!isFile)
+    throw new LabUsageError(
+      `--config ${config}: no such file (${file}); give the path of a FleetConfig JSON file, e.g. --config examples/fleet.config.json`,
+    );
+  const tag = createHash('sha256').update(file).digest('hex').slice(0, 8);
+  const name = basename(file)
+    .replace(/\.json$/i, '')
+    .replace(/[^A-Za-z0-9_.-]/g, '_');
+  return { file, cdkOut: join(labDir, `cdk.out-${name}-${tag}`) };
+}
+
+/** One line: what the lab runs (config, stage, stack, templates). */
+function describeStack(lab: LabRuntime, projectDir: string, config: ConfigChoice): string {
+  const stack = lab.assembly.stacks[0];
+  const templates = Object.values(lab.topology.provisioningTemplates);
+  return [
+    `config ${config.file ? config.file.replace(`${projectDir}/`, '') : 'defaults'}`,
+    `stage ${stack?.tags.stage ?? 'unknown'}`,
+    `stack ${labStackName(lab)}`,
+    `template${templates.length === 1 ? '' : 's'} ${templates.join(', ') || 'none'}`,
+    `assembly ${lab.assembly.dir.replace(`${projectDir}/`, '')}`,
+  ].join(', ');
 }
 
 function exportLines(lab: LabRuntime, caFile: string, labDir: string): string[] {
   const env = {
-    ...lab.env,
+    ...labCliEnvironment(lab),
     FLEET_LAB_MQTT_ENDPOINT: `${lab.endpoints.mqtt.host}:${lab.endpoints.mqtt.port}`,
     FLEET_LAB_CA: caFile,
   };
@@ -108,16 +198,17 @@ async function main(): Promise<number> {
   const progress = (line: string): void => {
     if (!flags.quiet) say(`· ${line}`);
   };
+  const logsDir = prepareLabDir(labDir);
+  const config = chooseConfig(projectDir, labDir, flags.config);
   const errors: string[] = [];
   // Every entry of the lab itself (policy decisions, provisioning, rules) goes to lab.log as a
   // JSON line; warnings (e.g. a policy denial and why) and errors are also shown here.
-  const labLogFile = join(labDir, 'logs', 'lab.log');
-  mkdirSync(dirname(labLogFile), { recursive: true });
-  const labLog = createWriteStream(labLogFile, { flags: 'w' });
+  const labLogFile = join(logsDir, 'lab.log');
+  labLog = createWriteStream(labLogFile, { flags: 'w' });
   // Sessions closing while the lab stops produce expected noise; it stays in lab.log only.
   let stopping = false;
   const log: LabLog = (e) => {
-    labLog.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+    labLog?.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
     if (e.level === 'error') errors.push(e.msg);
     if (e.level !== 'info' && !flags.quiet && !stopping)
       process.stderr.write(
@@ -125,23 +216,38 @@ async function main(): Promise<number> {
       );
   };
 
-  progress('starting the lab (synthesizes cdk.out first when it is stale)');
+  progress(
+    `starting the lab with ${config.file ? `config ${config.file}` : 'the default config'} (synthesizes first when the assembly is stale or the config changed)`,
+  );
   const started = Date.now();
   let lab: LabRuntime;
   try {
-    lab = await startLabRuntime({ projectDir, labDir, registerThingTps: flags.registerTps, log });
+    lab = await startLabRuntime({
+      projectDir,
+      labDir,
+      cdkOut: config.cdkOut,
+      synthContext: config.file ? { config: config.file } : {},
+      synthInputFiles: config.file ? [config.file] : [],
+      registerThingTps: flags.registerTps,
+      log,
+    });
   } catch (err) {
-    process.stderr.write(`lab: could not start: ${(err as Error).message}\n`);
-    return 2;
+    log({ level: 'info', msg: 'lab start failed', error: (err as Error).stack ?? String(err) });
+    const fix =
+      err instanceof SynthError
+        ? `fix ${config.file ? `the config ${config.file}` : 'the app'} and run again`
+        : `see ${labLogFile} for details`;
+    process.stderr.write(`lab: could not start: ${firstLine(err)}; ${fix}\n`);
+    return EXIT.checkFailed;
   }
   const startupMs = Date.now() - started;
   if (!flags.quiet) for (const line of lab.summary()) say(line);
   say(
-    `Lab started in ${(startupMs / 1000).toFixed(1)} s (synth ${(lab.timings.synthMs / 1000).toFixed(1)} s); ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`,
+    `Lab started in ${(startupMs / 1000).toFixed(1)} s (${lab.timings.synthMs ? `synth ${(lab.timings.synthMs / 1000).toFixed(1)} s: ${lab.assembly.synthReason ?? 'stale'}` : 'assembly up to date'}); ${describeStack(lab, projectDir, config)}; ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`,
   );
 
   let report: ScenarioReport | undefined;
-  let code = 0;
+  let code: number = EXIT.ok;
   try {
     report = await runScenario(lab, {
       devices: flags.devices,
@@ -152,8 +258,16 @@ async function main(): Promise<number> {
       log: progress,
     });
   } catch (err) {
-    process.stderr.write(`lab: the scenario could not run: ${(err as Error).stack ?? String(err)}\n`);
-    code = 1;
+    log({ level: 'info', msg: 'scenario failed', error: (err as Error).stack ?? String(err) });
+    if (err instanceof PlanError) {
+      process.stderr.write(`lab: ${err.message}\n`);
+      code = EXIT.usage;
+    } else {
+      process.stderr.write(
+        `lab: the scenario could not run: ${firstLine(err)}; see ${labLogFile} for details\n`,
+      );
+      code = EXIT.checkFailed;
+    }
   }
   if (report) {
     for (const line of formatReport(report)) say(line);
@@ -172,13 +286,12 @@ async function main(): Promise<number> {
       process.stderr.write(
         `\nlab: the scenario failed:\n${report.failures.map((f) => `  - ${f}`).join('\n')}\n`,
       );
-      code = 1;
+      code = EXIT.checkFailed;
     }
   }
 
   if (flags.keepRunning) {
     const caFile = join(labDir, 'ca.pem');
-    await mkdir(labDir, { recursive: true });
     await writeFile(caFile, lab.endpoints.mqtt.caPem);
     for (const line of exportLines(lab, caFile, labDir)) say(line);
     await new Promise<void>((done) => {
@@ -189,15 +302,36 @@ async function main(): Promise<number> {
   }
   stopping = true;
   await lab.stop();
-  say(`Lab log (policy decisions, provisioning, rules): ${labLogFile}`);
-  await new Promise<void>((done) => labLog.end(done));
+  if (!flags.quiet) say(`Lab log (policy decisions, provisioning, rules): ${labLogFile}`);
+  await closeLabLog();
   return code;
+}
+
+/** The lab log, once the lab directory is known to be usable. */
+let labLog: WriteStream | undefined;
+
+function closeLabLog(): Promise<void> {
+  const stream = labLog;
+  labLog = undefined;
+  return new Promise((done) => (stream ? stream.end(done) : done()));
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0];
 }
 
 main().then(
   (code) => process.exit(code),
-  (err: Error) => {
-    process.stderr.write(`lab: ${err.stack ?? err.message}\n`);
-    process.exit(1);
+  async (err: unknown) => {
+    if (err instanceof LabUsageError) {
+      process.stderr.write(`lab: ${err.message}\n`);
+      process.exit(EXIT.usage);
+    }
+    labLog?.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level: 'error', msg: 'lab failed', error: (err as Error).stack })}\n`,
+    );
+    await closeLabLog();
+    process.stderr.write(`lab: ${firstLine(err)}\n`);
+    process.exit(EXIT.checkFailed);
   },
 );

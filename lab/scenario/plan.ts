@@ -16,6 +16,12 @@
  *   a clone of an enrolled LAB-A serial, enrolling after the original is ACTIVE,
  *   with another key and no factory secret (so no DeviceProof) → DEVICE_ALREADY_ACTIVE
  *
+ * Templates: each lot's claim certificate belongs to one provisioning template, and a unit
+ * enrolls through the template of the claim it presents. With several templates the lots are
+ * dealt out in turn (LAB-A to the first, LAB-B to the second, …); a template left without a
+ * lot of good units gets its own lot (`LAB-T<n>`), so every template sees good units enroll
+ * while every bad case still appears once per plan.
+ *
  * Recovery case (expected to end enrolled and ACTIVE):
  *   a LAB-B unit without a factory key whose RegisterThing answer is lost: its first attempt is
  *   allowed (ALLOWED), the device times out, retries with the same key and is allowed again as the
@@ -36,6 +42,8 @@ export interface PlannedLot {
   requireAttestation: boolean;
   hold: boolean;
   hwRevs: string[];
+  /** Provisioning template the lot's claim certificate is created for. */
+  template: string;
 }
 
 export type BadCase = 'unknownSerial' | 'wrongLotClaim' | 'lotOnHold' | 'badAttestation' | 'clone';
@@ -64,6 +72,8 @@ export interface PlannedDevice {
   expectedReason?: DenyReason | AllowReason;
   /** For the clone: serial of the original unit. */
   cloneOf?: string;
+  /** Provisioning template the unit enrolls through (its claim's). */
+  template: string;
 }
 
 export interface ScenarioPlan {
@@ -84,6 +94,8 @@ export interface PlanOptions {
   devices?: number;
   /** Include the deliberate bad cases. @default true */
   badCases?: boolean;
+  /** Provisioning template names of the stack, in order. @default ['fleet-default'] */
+  templates?: readonly string[];
 }
 
 /** Smallest fleet that holds one good unit per lot, one of each bad case and the recovery case. */
@@ -94,22 +106,63 @@ export function badCasesPerKind(devices: number): number {
   return Math.max(1, Math.round(devices * 0.02));
 }
 
+/** The plan does not fit the fleet size: the message names the minimum. */
+export class PlanError extends Error {
+  override readonly name = 'PlanError';
+}
+
+/** Lots of good units open to enrollment besides LAB-A and LAB-B: one per template they leave uncovered. */
+function extraLots(templates: readonly string[]): PlannedLot[] {
+  // LAB-A, LAB-B and LAB-ATT (good units) go to templates 0, 1 and 2 (modulo the count).
+  return templates.slice(3).map((template, i) => ({
+    lot: `LAB-T${i + 4}`,
+    requireAttestation: false,
+    hold: false,
+    hwRevs: ['A', 'B'],
+    template,
+  }));
+}
+
+/** Fewest devices for a plan with bad cases over `templateCount` templates. */
+export function minimumDevices(templateCount = 1): number {
+  const openLots = 2 + Math.max(0, templateCount - 3);
+  for (let devices = MIN_DEVICES_WITH_BAD_CASES; ; devices++) {
+    const good = devices - 4 * badCasesPerKind(devices) - 2;
+    if (good - Math.max(1, Math.floor(good / 5)) >= openLots && good >= 3) return devices;
+  }
+}
+
 export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
   const devices = options.devices ?? 200;
   const withBad = options.badCases ?? true;
+  const templates = options.templates?.length ? options.templates : ['fleet-default'];
   if (!Number.isInteger(devices) || devices < 1)
-    throw new Error(`devices must be a positive whole number (got ${devices})`);
-  if (withBad && devices < MIN_DEVICES_WITH_BAD_CASES) {
-    throw new Error(
-      `a scenario with bad cases needs at least ${MIN_DEVICES_WITH_BAD_CASES} devices (got ${devices})`,
+    throw new PlanError(`devices must be a positive whole number (got ${devices})`);
+  const minimum = withBad ? minimumDevices(templates.length) : 3;
+  if (devices < minimum) {
+    throw new PlanError(
+      `a scenario${withBad ? ' with bad cases' : ''} over ${templates.length} template(s) needs at least ${minimum} devices (got ${devices}); use --devices ${minimum} or more`,
     );
   }
+  const dealt = (i: number): string => templates[i % templates.length];
   const lots: PlannedLot[] = [
-    { lot: LAB_LOTS.a, requireAttestation: false, hold: false, hwRevs: ['A', 'B'] },
-    { lot: LAB_LOTS.b, requireAttestation: false, hold: false, hwRevs: ['A', 'B'] },
-    { lot: LAB_LOTS.attested, requireAttestation: true, hold: false, hwRevs: ['B'] },
+    { lot: LAB_LOTS.a, requireAttestation: false, hold: false, hwRevs: ['A', 'B'], template: dealt(0) },
+    { lot: LAB_LOTS.b, requireAttestation: false, hold: false, hwRevs: ['A', 'B'], template: dealt(1) },
+    { lot: LAB_LOTS.attested, requireAttestation: true, hold: false, hwRevs: ['B'], template: dealt(2) },
+    ...extraLots(templates),
   ];
-  if (withBad) lots.push({ lot: LAB_LOTS.hold, requireAttestation: false, hold: true, hwRevs: ['A'] });
+  if (withBad)
+    lots.push({
+      lot: LAB_LOTS.hold,
+      requireAttestation: false,
+      hold: true,
+      hwRevs: ['A'],
+      template: dealt(3),
+    });
+  const templateOfLot = new Map(lots.map((l) => [l.lot, l.template]));
+  /** A unit enrolls through the template of the claim it presents. */
+  const templateOf = (spec: DeviceSpec): string =>
+    templateOfLot.get(spec.faults?.wrongLotClaim ?? spec.identity.lot) as string;
 
   const perKind = withBad ? badCasesPerKind(devices) : 0;
   const bad: Record<BadCase, number> = {
@@ -122,12 +175,11 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
   const badTotal = Object.values(bad).reduce((a, b) => a + b, 0);
   const recovery = withBad ? 1 : 0;
   const good = devices - badTotal - recovery;
-  if (good < 3) throw new Error(`${devices} devices leave ${good} good unit(s); use more devices`);
 
-  // Good units: spread over the three enrollable lots; A/B lots alternate hardware revisions.
+  // Good units: spread over the enrollable lots; open lots alternate hardware revisions.
   const goodOpen = generateIdentities({
     count: good - Math.max(1, Math.floor(good / 5)),
-    lots: [LAB_LOTS.a, LAB_LOTS.b],
+    lots: [LAB_LOTS.a, LAB_LOTS.b, ...extraLots(templates).map((l) => l.lot)],
     hwRevs: ['A', 'B'],
     serialPrefix: 'LABG',
   });
@@ -140,6 +192,7 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
   const firstWave: PlannedDevice[] = [...goodOpen, ...goodAttested].map((identity) => ({
     spec: { identity },
     kind: 'good',
+    template: templateOf({ identity }),
   }));
   const manifest: FactoryIdentity[] = [...goodOpen, ...goodAttested];
   const secondWave: PlannedDevice[] = [];
@@ -183,10 +236,12 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
         serialPrefix: c.serialPrefix,
       })) {
         if (c.onManifest) manifest.push(identity);
+        const spec: DeviceSpec = c.faults ? { identity, faults: c.faults } : { identity };
         firstWave.push({
-          spec: c.faults ? { identity, faults: c.faults } : { identity },
+          spec,
           kind: c.kind,
           expectedReason: BAD_CASE_REASON[c.kind],
+          template: templateOf(spec),
         });
       }
     }
@@ -199,6 +254,7 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
       kind: 'clone',
       expectedReason: BAD_CASE_REASON.clone,
       cloneOf: original.serial,
+      template: templateOf({ identity: printed }),
     });
   }
 
@@ -217,6 +273,7 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
         spec: { identity },
         kind: 'lostAnswer',
         expectedReason: RECOVERY_CASE_REASON.lostAnswer,
+        template: templateOf({ identity }),
       });
     }
   }

@@ -28,6 +28,17 @@ export function formatReport(r: ScenarioReport): string[] {
       lines.push(`    ${reason.padEnd(width)}  ${String(n).padStart(3)}  ${kinds.join('; ')}`);
     }
   }
+  if (r.templates.length > 0) {
+    lines.push('  per provisioning template:');
+    for (const t of r.templates) {
+      const denied = Object.entries(t.deniedByReason)
+        .sort((a, b) => a[0].localeCompare(b[0]))
+        .map(([reason, n]) => `${reason} ${n}`);
+      lines.push(
+        `    ${t.template} (${t.lots.join(', ')}): ${t.attempted} units, ${t.enrolled} enrolled, ${t.activated} activated${denied.length ? `; denied ${denied.join(', ')}` : ''}`,
+      );
+    }
+  }
   for (const [kind, v] of Object.entries(r.recoveryCases)) {
     lines.push(
       `  recovered after a lost RegisterThing answer (${kind}): ${v.serials.join(', ')}, retry allowed as ${v.expectedReason}`,
