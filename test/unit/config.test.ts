@@ -277,7 +277,7 @@ test('the shipped example configuration is valid', () => {
 
 test('the README configuration example is the shipped example file', () => {
   const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
-  const block = /Example `fleet.config.json`[^`]*```json\n([\s\S]*?)```/.exec(readme);
+  const block = /Example `fleet.config.json`[\s\S]*?```json\n([\s\S]*?)```/.exec(readme);
   expect(block).not.toBeNull();
   expect(JSON.parse(block![1])).toEqual(
     JSON.parse(readFileSync(join(__dirname, '../../examples/fleet.config.json'), 'utf8')),
