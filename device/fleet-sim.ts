@@ -10,6 +10,7 @@ import {
   type DeviceFaults,
   type EnrollmentResult,
   type Endpoint,
+  type GaveUpResult,
   type TlsCredentials,
 } from './agent';
 import { generateFactoryKey, type FactoryIdentity } from './identity';
@@ -74,6 +75,8 @@ export interface FleetSummary {
   /** Final rejections keyed by reason code (`[CODE]` in errorMessage), else message, else errorCode. */
   deniedByReason: Record<string, number>;
   gaveUp: number;
+  /** Give-ups keyed by their cause (see {@link giveUpCause}), e.g. `ECONNREFUSED 127.0.0.1:8883`. */
+  gaveUpByCause: Record<string, number>;
   /** Retries across all devices. */
   retries: number;
   /** Enrollment time percentiles over enrolled devices (nearest rank); 0 when none enrolled. */
@@ -102,6 +105,18 @@ export function denialReason(result: { errorMessage?: string; errorCode?: string
   return result.errorCode || 'UNKNOWN';
 }
 
+/**
+ * Cause of a give-up, the same for every unit that failed the same way: the short form of the
+ * last failure (`GaveUpResult.cause`, e.g. `ECONNREFUSED 127.0.0.1:8883`); a unit that registered
+ * but then could not connect as its thing says so.
+ */
+export function giveUpCause(result: Pick<GaveUpResult, 'phase' | 'cause' | 'lastError'>): string {
+  const cause = result.cause.trim() || result.lastError.trim() || 'no error recorded';
+  return result.phase === 'thingConnect'
+    ? `registered, then connecting as the thing failed: ${cause}`
+    : cause;
+}
+
 /** Nearest-rank percentile of unsorted values; 0 for an empty list. */
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;
@@ -112,6 +127,7 @@ export function percentile(values: number[], p: number): number {
 
 export function summarize(results: EnrollmentResult[], wallMs = 0): FleetSummary {
   const deniedByReason: Record<string, number> = {};
+  const gaveUpByCause: Record<string, number> = {};
   const times: number[] = [];
   let enrolled = 0;
   let gaveUp = 0;
@@ -124,13 +140,18 @@ export function summarize(results: EnrollmentResult[], wallMs = 0): FleetSummary
     } else if (r.outcome === 'denied') {
       const reason = denialReason(r);
       deniedByReason[reason] = (deniedByReason[reason] ?? 0) + 1;
-    } else gaveUp++;
+    } else {
+      gaveUp++;
+      const cause = giveUpCause(r);
+      gaveUpByCause[cause] = (gaveUpByCause[cause] ?? 0) + 1;
+    }
   }
   return {
     attempted: results.length,
     enrolled,
     deniedByReason,
     gaveUp,
+    gaveUpByCause,
     retries,
     p50Ms: percentile(times, 50),
     p99Ms: percentile(times, 99),
@@ -152,6 +173,11 @@ export function formatSummary(summary: FleetSummary): string {
     const width = Math.max(...reasons.map(([r]) => r.length));
     for (const [reason, n] of reasons) lines.push(`    ${reason.padEnd(width)}  ${n}`);
   }
+  // One line per distinct cause, most frequent first: `gave up: 3 (CONNECT_FAILED: ...)`.
+  const causes = Object.entries(summary.gaveUpByCause).sort(
+    (a, b) => b[1] - a[1] || a[0].localeCompare(b[0]),
+  );
+  for (const [cause, n] of causes) lines.push(`  gave up: ${n} (${cause})`);
   return lines.join('\n');
 }
 
@@ -252,11 +278,13 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
       try {
         result = await agent.enroll();
       } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
         result = {
           outcome: 'gaveUp',
           serial: identity.serial,
           phase: 'provisioning',
-          lastError: err instanceof Error ? err.message : String(err),
+          lastError: message,
+          cause: message,
           elapsedMs: 0,
           retries: 0,
         };

@@ -208,6 +208,43 @@ test.each([
   expect(denialReason(input)).toBe(reason);
 });
 
+function gaveUp(
+  serial: string,
+  phase: 'provisioning' | 'thingConnect',
+  cause: string,
+  retries = 0,
+): EnrollmentResult {
+  return {
+    outcome: 'gaveUp',
+    serial,
+    phase,
+    lastError: `CONNECT_FAILED: ${cause} (full detail)`,
+    cause,
+    elapsedMs: 1,
+    retries,
+  };
+}
+
+test('give-ups are grouped by cause in the summary and its text, most frequent first, then by name', () => {
+  const summary = summarize([
+    gaveUp('a', 'provisioning', 'ECONNREFUSED 127.0.0.1:8883'),
+    gaveUp('b', 'provisioning', 'TLS: certificate unknown'),
+    gaveUp('c', 'provisioning', 'ECONNREFUSED 127.0.0.1:8883'),
+    gaveUp('d', 'thingConnect', 'ECONNREFUSED 127.0.0.1:8883'),
+  ]);
+  expect(summary.gaveUpByCause).toEqual({
+    'ECONNREFUSED 127.0.0.1:8883': 2,
+    'TLS: certificate unknown': 1,
+    'registered, then connecting as the thing failed: ECONNREFUSED 127.0.0.1:8883': 1,
+  });
+  expect(formatSummary(summary).split('\n').slice(2)).toEqual([
+    '  gave up: 2 (ECONNREFUSED 127.0.0.1:8883)',
+    '  gave up: 1 (registered, then connecting as the thing failed: ECONNREFUSED 127.0.0.1:8883)',
+    '  gave up: 1 (TLS: certificate unknown)',
+  ]);
+  expect(formatSummary(summarize([]))).not.toMatch(/gave up:/);
+});
+
 test('summarize counts outcomes and nearest-rank percentiles', () => {
   const enrolled = (ms: number, retries = 0): EnrollmentResult => ({
     outcome: 'enrolled',
@@ -230,13 +267,14 @@ test('summarize counts outcomes and nearest-rank percentiles', () => {
       elapsedMs: 1,
       retries: 0,
     },
-    { outcome: 'gaveUp', serial: 'y', phase: 'provisioning', lastError: 'e', elapsedMs: 1, retries: 7 },
+    gaveUp('y', 'provisioning', 'ECONNREFUSED 127.0.0.1:8883', 7),
   ];
   expect(summarize(results, 5)).toEqual({
     attempted: 102,
     enrolled: 100,
     deniedByReason: { LOT_ON_HOLD: 1 },
     gaveUp: 1,
+    gaveUpByCause: { 'ECONNREFUSED 127.0.0.1:8883': 1 },
     retries: 10,
     p50Ms: 50,
     p99Ms: 99,
