@@ -7,6 +7,10 @@
  *   3. the CloudFormation outputs of the deployed stack (`--stack`, default IotFleetStack),
  *      read with DescribeStacks only when a name the command needs is still missing.
  *
+ * Contract values the stack's functions use (serial pattern, ring shares, topic prefix) resolve
+ * the same way and have no local default: a command that needs one gets it from the deployed
+ * stack (or an explicit flag/variable), so the CLI can never drift from the hook.
+ *
  * SDK clients use the default AWS configuration chain, so region, credentials and the standard
  * `AWS_ENDPOINT_URL_*` variables (e.g. the local lab's endpoints) apply without any code here.
  *
@@ -20,10 +24,9 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { parseRingShares, RingShares, RingSharesError } from '../core/rings';
 import { ENV } from '../core/env';
-import { DEFAULT_SERIAL_PATTERN } from '../core/model';
 import { RegistryTableNames } from '../lambda/shared/registry';
 import { DEFAULT_STACK_NAME, ProvisioningTemplateOutput, STACK_OUTPUTS } from '../core/stack-outputs';
-import { UsageError, CliError } from './errors';
+import { awsSetupProblem, CliError, UsageError } from './errors';
 import { consoleSink, OutputSink } from './output';
 
 /** CLI-only environment variables (the shared ones live in core/env.ts). */
@@ -36,10 +39,9 @@ export const CLI_ENV = {
   stackName: 'FLEET_STACK_NAME',
   /** Who the operator is, recorded on holds, releases and resets. @default OS user name */
   actor: 'FLEET_ACTOR',
+  /** Topic prefix of the stack (`dt/<prefix>/<thing>/…`). */
+  topicPrefix: 'FLEET_TOPIC_PREFIX',
 } as const;
-
-/** Default ring shares (`canary:early` percent), the same as the stack's default config. */
-export const DEFAULT_RING_SHARES = '2:18';
 
 /** Resource names a command may need. */
 export interface FleetResources {
@@ -49,6 +51,12 @@ export interface FleetResources {
   thingPrefix?: string;
   devicePolicy?: string;
   provisioningTemplates?: ProvisioningTemplateOutput[];
+  /** Regular expression (source) serial numbers must match: the hook's own pattern. */
+  serialPattern?: string;
+  /** Ring shares the hook and manifest import assign rings with. */
+  ringShares?: RingShares;
+  /** Topic prefix of the `dt/<prefix>/<thing>/…` topics. */
+  topicPrefix?: string;
 }
 export type ResourceKey = keyof FleetResources;
 
@@ -70,6 +78,9 @@ export const RESOURCE_SOURCES: Record<ResourceKey, ResourceSource> = {
     env: CLI_ENV.provisioningTemplates,
     output: STACK_OUTPUTS.provisioningTemplates,
   },
+  serialPattern: { flag: '--serial-pattern', env: ENV.serialPattern, output: STACK_OUTPUTS.serialPattern },
+  ringShares: { flag: '--ring-shares', env: ENV.ringShares, output: STACK_OUTPUTS.ringShares },
+  topicPrefix: { flag: '--topic-prefix', env: CLI_ENV.topicPrefix, output: STACK_OUTPUTS.topicPrefix },
 };
 
 export interface FleetClients {
@@ -85,9 +96,6 @@ export interface CliContext {
   now: () => Date;
   /** Operator identity recorded on lot holds/releases and device resets. */
   actor: string;
-  /** Regular expression source serials must match (manifest validation). */
-  serialPattern: string;
-  ringShares: RingShares;
   /** Injectable sleep for batch retry backoff (tests pass a no-op). */
   sleep?: (ms: number) => Promise<void>;
 }
@@ -104,6 +112,7 @@ export interface GlobalFlags {
   templates?: string;
   serialPattern?: string;
   ringShares?: string;
+  topicPrefix?: string;
   actor?: string;
 }
 
@@ -126,8 +135,6 @@ export function createContext(parts: Partial<CliContext> & { resources: FleetRes
     out: parts.out ?? consoleSink(),
     now: parts.now ?? (() => new Date()),
     actor: parts.actor ?? defaultActor(process.env),
-    serialPattern: parts.serialPattern ?? DEFAULT_SERIAL_PATTERN,
-    ringShares: parts.ringShares ?? parseRingShares(DEFAULT_RING_SHARES),
   };
 }
 
@@ -173,6 +180,9 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
     thingPrefix: input.flags.thingPrefix,
     devicePolicy: input.flags.devicePolicy,
     provisioningTemplates: input.flags.templates,
+    serialPattern: input.flags.serialPattern,
+    ringShares: input.flags.ringShares,
+    topicPrefix: input.flags.topicPrefix,
   };
   const keys = [...new Set([...input.needs, ...(input.wants ?? [])])];
   const raw: Partial<Record<ResourceKey, { value: string; from: string }>> = {};
@@ -184,7 +194,7 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
     else if (fromEnv) raw[key] = { value: fromEnv, from: `environment variable ${src.env}` };
   }
   const stackName = input.flags.stack ?? env[CLI_ENV.stackName] ?? DEFAULT_STACK_NAME;
-  let stackProblem: string | undefined;
+  let stackError: unknown;
   if (input.needs.some((k) => !raw[k])) {
     const reader = input.readStackOutputs ?? cloudFormationOutputs(input.flags.region);
     try {
@@ -195,7 +205,7 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
           raw[key] = { value, from: `output ${RESOURCE_SOURCES[key].output} of stack ${stackName}` };
       }
     } catch (err) {
-      stackProblem = `reading the outputs of stack ${stackName} failed (${describeError(err)})`;
+      stackError = err;
     }
   }
   const missing = input.needs.filter((k) => !raw[k]);
@@ -204,23 +214,55 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
       const s = RESOURCE_SOURCES[k];
       return `  ${k}: pass ${s.flag}, set ${s.env}, or deploy stack ${stackName} with output ${s.output}`;
     });
+    const setup = stackError === undefined ? undefined : awsSetupProblem(stackError);
+    const first = setup
+      ? `${setup}; it is needed to read ${missing.join(', ')} from the outputs of stack ${stackName}, or give them directly:`
+      : `missing resource name(s) ${missing.join(', ')}${
+          stackError !== undefined
+            ? `; reading the outputs of stack ${stackName} failed (${describeError(stackError)})`
+            : ` (not found in the outputs of stack ${stackName})`
+        }`;
     throw new UsageError(
-      [
-        `missing resource name(s) ${missing.join(', ')}${stackProblem ? `; ${stackProblem}` : ` (not found in the outputs of stack ${stackName})`}`,
-        ...lines,
-        '  (use --stack NAME or FLEET_STACK_NAME when the stack has another name)',
-      ].join('\n'),
+      [first, ...lines, '  (use --stack NAME or FLEET_STACK_NAME when the stack has another name)'].join(
+        '\n',
+      ),
     );
   }
   const resources: FleetResources = {};
   for (const key of keys) {
     const hit = raw[key];
-    if (!hit) continue;
-    if (key === 'provisioningTemplates')
-      resources.provisioningTemplates = parseTemplates(hit.value, hit.from);
-    else resources[key] = hit.value;
+    if (hit) setResource(resources, key, hit.value, hit.from);
   }
   return resources;
+}
+
+/** Parse one resolved value into its typed form; a malformed one is a usage error naming its source. */
+function setResource(resources: FleetResources, key: ResourceKey, value: string, from: string): void {
+  switch (key) {
+    case 'provisioningTemplates':
+      resources.provisioningTemplates = parseTemplates(value, from);
+      return;
+    case 'ringShares':
+      try {
+        resources.ringShares = parseRingShares(value);
+      } catch (err) {
+        if (err instanceof RingSharesError) throw new UsageError(`${err.message} (from ${from})`);
+        throw err;
+      }
+      return;
+    case 'serialPattern':
+      try {
+        new RegExp(value);
+      } catch {
+        throw new UsageError(
+          `serial pattern "${value}" (from ${from}) is not a valid regular expression; fix ${RESOURCE_SOURCES.serialPattern.flag} or ${RESOURCE_SOURCES.serialPattern.env}`,
+        );
+      }
+      resources.serialPattern = value;
+      return;
+    default:
+      resources[key] = value;
+  }
 }
 
 const templateSchema = z.array(
@@ -264,29 +306,10 @@ export async function contextFromFlags(
   env: Record<string, string | undefined> = process.env,
 ): Promise<CliContext> {
   const resources = await resolveResources({ flags, env, needs, wants });
-  const ringSource = flags.ringShares ?? env[ENV.ringShares] ?? DEFAULT_RING_SHARES;
-  let ringShares: RingShares;
-  try {
-    ringShares = parseRingShares(ringSource);
-  } catch (err) {
-    if (err instanceof RingSharesError)
-      throw new UsageError(`${err.message} (from --ring-shares or ${ENV.ringShares})`);
-    throw err;
-  }
-  const serialPattern = flags.serialPattern ?? env[ENV.serialPattern] ?? DEFAULT_SERIAL_PATTERN;
-  try {
-    new RegExp(serialPattern);
-  } catch {
-    throw new UsageError(
-      `serial pattern "${serialPattern}" is not a valid regular expression; fix --serial-pattern or ${ENV.serialPattern}`,
-    );
-  }
   return createContext({
     resources,
     clients: defaultClients(flags.region),
     actor: flags.actor ?? defaultActor(env),
-    serialPattern,
-    ringShares,
   });
 }
 

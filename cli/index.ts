@@ -4,11 +4,13 @@
  */
 export { createContext, contextFromFlags, resolveResources, CLI_ENV, RESOURCE_SOURCES } from './context';
 export type { CliContext, FleetClients, FleetResources, GlobalFlags, ResourceKey } from './context';
-export { CliError, UsageError } from './errors';
+export { CliError, UsageError, EXIT_CODES, describeExitCodes } from './errors';
+export type { ExitCode } from './errors';
 export { consoleSink, memorySink } from './output';
 export type { MemorySink, OutputSink, Progress } from './output';
 export { main } from './program';
 export * from './commands/manifest-import';
+export * from './commands/manifest-validate';
 export * from './commands/lot';
 export * from './commands/claim';
 export * from './commands/enrollment';

@@ -10,6 +10,7 @@
  * revoke: the kill switch. UpdateCertificate REVOKED (or INACTIVE with `deactivate`) for the
  *   lot's claim certificates; revoked ids are removed from the lot, so the hook also denies them.
  */
+import { Command } from 'commander';
 import { constants } from 'node:fs';
 import { access, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -20,6 +21,7 @@ import { ProvisioningTemplateOutput } from '../../core/stack-outputs';
 import { CliContext, registryTables, requireResource } from '../context';
 import { CliError, UsageError } from '../errors';
 import { ClaimIot, ClaimStatusChange } from '../iot-adapter';
+import { examples, RunCommand } from '../registration';
 import { validateLotName } from './lot';
 
 /** File names written by `claim create` into the output directory. */
@@ -261,4 +263,62 @@ export async function writeSecret(path: string, content: string, overwrite: bool
 
 function describe(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+/** `fleet claim create|revoke`. */
+export function registerClaim(program: Command, run: RunCommand): void {
+  const claim = program.command('claim').description('per-lot claim certificates for fleet provisioning');
+  claim
+    .command('create')
+    .description(
+      "create a lot's claim certificate, attach the claim policy, record it on the lot, write the key pair",
+    )
+    .requiredOption('--lot <lot>', 'lot the claim is for')
+    .requiredOption(
+      '--out <dir>',
+      `directory for claim.cert.pem, claim.private.key (mode 0600) and claim.json`,
+    )
+    .option('--template <name>', 'provisioning template (needed when the stack has several)')
+    .option('--force', 'overwrite existing claim files in --out')
+    .option('--require-attestation', 'when the lot does not exist yet, create it requiring attestation')
+    .addHelpText(
+      'after',
+      `
+The lot's thing group is created first if missing (the template adds devices to it). The
+private key exists only in the CreateKeysAndCertificate answer: keep the files safe.
+${examples(['fleet claim create --lot L2026-07 --out ./claims/L2026-07', 'fleet claim create --lot L2026-07 --out ./c --template sensor-v2'])}`,
+    )
+    .action(async (o, cmd: Command) =>
+      run(cmd, { needs: ['lotsTable', 'thingPrefix', 'provisioningTemplates'] }, (ctx) =>
+        claimCreate(
+          {
+            lot: o.lot,
+            out: o.out,
+            template: o.template,
+            force: o.force,
+            requireAttestation: o.requireAttestation,
+          },
+          ctx,
+        ),
+      ),
+    );
+  claim
+    .command('revoke')
+    .description("kill switch: revoke (or deactivate) a lot's claim certificates")
+    .requiredOption('--lot <lot>', 'lot whose claims to revoke')
+    .option('--certificate-id <id>', 'only this claim certificate of the lot')
+    .option('--deactivate', 'set INACTIVE (reversible) instead of REVOKED; the ids stay on the lot')
+    .addHelpText(
+      'after',
+      examples([
+        'fleet claim revoke --lot L2026-07',
+        'fleet claim revoke --lot L2026-07 --certificate-id 3f2a...',
+        'fleet claim revoke --lot L2026-07 --deactivate',
+      ]),
+    )
+    .action(async (o, cmd: Command) =>
+      run(cmd, { needs: ['lotsTable'] }, (ctx) =>
+        claimRevoke({ lot: o.lot, certificateId: o.certificateId, deactivate: o.deactivate }, ctx),
+      ),
+    );
 }

@@ -2,12 +2,14 @@
  * `fleet device show|reset`: one unit's registry record and trail, and the operator reset of a
  * unit stuck in PROVISIONING (see docs/operations.md, "A unit is stuck in PROVISIONING").
  */
+import { Command } from 'commander';
 import { DeviceEvent, DeviceRecord } from '../../core/model';
 import { Registry, RegistryConditionError, RegistryStateError } from '../../lambda/shared/registry';
 import { RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { CliError, UsageError } from '../errors';
 import { formatTable } from '../output';
+import { examples, positiveInt, RunCommand } from '../registration';
 
 export interface DeviceShowOptions {
   serial: string;
@@ -128,4 +130,41 @@ export async function deviceReset(opts: DeviceResetOptions, ctx: CliContext): Pr
     }
     throw err;
   }
+}
+
+/** `fleet device show|reset`. */
+export function registerDevice(program: Command, run: RunCommand): void {
+  const device = program.command('device').description('one unit: record, trail, reset');
+  device
+    .command('show')
+    .description('registry record and recent trail of a unit')
+    .argument('<serial>', 'serial number')
+    .option('--events <n>', 'trail events to show', positiveInt, 20)
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      examples(['fleet device show SN-000123', 'fleet device show SN-000123 --events 100 --json']),
+    )
+    .action(async (serial: string, o, cmd: Command) =>
+      run(cmd, { needs: ['devicesTable', 'eventsTable'] }, (ctx) =>
+        deviceShow({ serial, events: o.events, json: o.json }, ctx),
+      ),
+    );
+  device
+    .command('reset')
+    .description('reset a unit stuck in PROVISIONING to MANUFACTURED so it can enroll again')
+    .argument('<serial>', 'serial number')
+    .requiredOption('--reason <text>', 'why (recorded on the trail)')
+    .addHelpText(
+      'after',
+      `
+Only a PROVISIONING unit can be reset (see docs/operations.md). Check the trail first with
+"fleet device show <serial>".
+${examples(['fleet device reset SN-000123 --reason "lost RegisterThing answer, ticket OPS-42"'])}`,
+    )
+    .action(async (serial: string, o, cmd: Command) =>
+      run(cmd, { needs: ['devicesTable', 'eventsTable'] }, (ctx) =>
+        deviceReset({ serial, reason: o.reason }, ctx),
+      ),
+    );
 }

@@ -6,11 +6,13 @@
  * time, newest first, and the first-time success rate: the share of serials with an attempt in
  * the window whose first attempt in the window was allowed.
  */
+import { Command } from 'commander';
 import { ALLOW_REASONS, DENY_REASONS, DeviceEvent } from '../../core/model';
 import { RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { UsageError } from '../errors';
 import { formatTable } from '../output';
+import { examples, positiveInt, RunCommand } from '../registration';
 import { parseTimeArg } from '../time';
 
 /** Widest window one command may query (one Query per day). */
@@ -171,4 +173,50 @@ function toAttempt(e: DeviceEvent): EnrollmentAttempt {
     ...(e.reason ? { reason: e.reason } : {}),
     at: e.at,
   };
+}
+
+/** `fleet enrollment list`. */
+export function registerEnrollment(program: Command, run: RunCommand): void {
+  const enrollment = program
+    .command('enrollment')
+    .description('onboarding attempts (pre-provisioning decisions)');
+  enrollment
+    .command('list')
+    .description(
+      'quarantine view: recent attempts (serial, lot, decision, reason, time) and the first-time success rate',
+    )
+    .option('--denied', 'only denied attempts')
+    .option('--since <time>', 'window start: ISO time, date, or 30m/24h/7d before now', '24h')
+    .option('--until <time>', 'window end (exclusive), same forms', 'now')
+    .option('--reason <code>', 'only this reason code, e.g. NOT_ON_ALLOWLIST')
+    .option('--lot <lot>', 'only this lot')
+    .option('--limit <n>', 'show at most n attempts, newest first', positiveInt, 50)
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+Queries the sparse byEnrollmentDay index one UTC day at a time (never a scan). The success
+rate is the share of serials whose first attempt in the window was allowed.
+${examples([
+  'fleet enrollment list --denied --since 24h',
+  'fleet enrollment list --reason CLAIM_LOT_MISMATCH --since 7d --limit 200',
+  'fleet enrollment list --since 2026-07-01 --until 2026-07-02 --json',
+])}`,
+    )
+    .action(async (o, cmd: Command) =>
+      run(cmd, { needs: ['eventsTable'] }, (ctx) =>
+        enrollmentList(
+          {
+            denied: o.denied,
+            since: o.since,
+            until: o.until,
+            reason: o.reason,
+            lot: o.lot,
+            limit: o.limit,
+            json: o.json,
+          },
+          ctx,
+        ),
+      ),
+    );
 }

@@ -1,14 +1,16 @@
 /**
  * `fleet lot create|hold|release|list`: manufacturing lot administration. A lot on HOLD blocks
- * enrollment of its remaining units (the hook denies LOT_ON_HOLD) and is excluded from
- * rollouts; release puts it back to OK. Every hold and release records the reason and actor.
+ * enrollment of its remaining units (the hook denies LOT_ON_HOLD); release puts it back to OK.
+ * Every hold and release records the reason and actor.
  */
+import { Command } from 'commander';
 import { LOT_PATTERN, LotRecord } from '../../core/model';
 import { Registry } from '../../lambda/shared/registry';
 import { LotNotFoundError, RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { CliError, UsageError } from '../errors';
 import { formatTable } from '../output';
+import { examples, RunCommand } from '../registration';
 
 export interface LotCreateOptions {
   lot: string;
@@ -95,7 +97,7 @@ export async function lotHold(opts: LotReasonOptions, ctx: CliContext): Promise<
   const changed = before.status !== 'HOLD';
   ctx.out.info(
     changed
-      ? `lot ${lot} is on HOLD: its remaining units cannot enroll and it is excluded from rollouts (reason: ${reason})`
+      ? `lot ${lot} is on HOLD: its remaining units cannot enroll (reason: ${reason})`
       : `lot ${lot} was already on HOLD; reason updated to: ${reason}`,
   );
   return { lot: record, changed };
@@ -157,4 +159,49 @@ async function mapLotErrors<T>(fn: () => Promise<T>): Promise<T> {
     if (err instanceof LotNotFoundError) throw new CliError(err.message);
     throw err;
   }
+}
+
+/** `fleet lot create|hold|release|list`. */
+export function registerLot(program: Command, run: RunCommand): void {
+  const lot = program.command('lot').description('manufacturing lots: create, hold, release, list');
+  lot
+    .command('create')
+    .description('create a lot (status OK); no-op when it exists')
+    .argument('<lot>', 'lot id (1-48 of A-Z a-z 0-9 _ -)')
+    .option('--require-attestation', 'units must sign their new certificate id with their factory key')
+    .addHelpText(
+      'after',
+      examples(['fleet lot create L2026-07', 'fleet lot create L2026-08 --require-attestation']),
+    )
+    .action(async (name: string, o, cmd: Command) =>
+      run(cmd, { needs: ['lotsTable'] }, (ctx) =>
+        lotCreate({ lot: name, requireAttestation: o.requireAttestation }, ctx),
+      ),
+    );
+  lot
+    .command('hold')
+    .description('put a lot on HOLD: its remaining units cannot enroll')
+    .argument('<lot>', 'lot id')
+    .requiredOption('--reason <text>', 'why (recorded on the lot)')
+    .addHelpText('after', examples(['fleet lot hold L2026-07 --reason "QA-1234: cracked enclosures"']))
+    .action(async (name: string, o, cmd: Command) =>
+      run(cmd, { needs: ['lotsTable'] }, (ctx) => lotHold({ lot: name, reason: o.reason }, ctx)),
+    );
+  lot
+    .command('release')
+    .description('release a lot from HOLD')
+    .argument('<lot>', 'lot id')
+    .requiredOption('--reason <text>', 'why (recorded on the lot)')
+    .addHelpText('after', examples(['fleet lot release L2026-07 --reason "supplier fix verified"']))
+    .action(async (name: string, o, cmd: Command) =>
+      run(cmd, { needs: ['lotsTable'] }, (ctx) => lotRelease({ lot: name, reason: o.reason }, ctx)),
+    );
+  lot
+    .command('list')
+    .description('list lots: status, units, claim certificates, attestation, hold reason')
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples(['fleet lot list', 'fleet lot list --json']))
+    .action(async (o, cmd: Command) =>
+      run(cmd, { needs: ['lotsTable'] }, (ctx) => lotList({ json: o.json }, ctx)),
+    );
 }

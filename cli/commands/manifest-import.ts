@@ -1,8 +1,9 @@
 /**
  * `fleet manifest import <file>`: put a factory manifest on the manufacturing allowlist.
  *
- * 1. Parse and validate every row (pure, core/manifest.ts); read the lots the file
- *    names, so rows of a lot that requires attestation must carry a public key.
+ * 1. Parse and validate every row (pure, core/manifest.ts) with the stack's serial pattern, and
+ *    print every row problem before any AWS call; then read the lots the file names, so rows of
+ *    a lot that requires attestation must carry a public key.
  * 2. Any invalid row: import nothing (unless `skipInvalid`).
  * 3. BatchGetItem the serials: an existing serial with the same attributes is unchanged, one
  *    with different attributes is a conflict (reported, never overwritten); the rest are new.
@@ -12,7 +13,7 @@
  *
  * Re-running the same file is idempotent: everything is `unchanged` the second time.
  */
-import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
 import { assignRings } from '../../core/rings';
 import {
   detectFormat,
@@ -26,8 +27,9 @@ import { DeviceRecord, LotRecord } from '../../core/model';
 import { publicKeyFingerprint } from '../../core/attestation';
 import { Registry } from '../../lambda/shared/registry';
 import { RegistryAdmin } from '../registry-admin';
-import { CliContext, registryTables } from '../context';
-import { UsageError } from '../errors';
+import { CliContext, registryTables, requireResource } from '../context';
+import { readInputFile } from '../files';
+import { examples, RunCommand, TABLES } from '../registration';
 
 export interface ManifestImportOptions {
   /** Path of the manifest (.csv or .json). Used for reading unless `content` is given. */
@@ -81,12 +83,16 @@ export async function manifestImport(
   opts: ManifestImportOptions,
   ctx: CliContext,
 ): Promise<ManifestImportResult> {
-  const text = opts.content ?? (await readManifestFile(opts.file));
+  const text = opts.content ?? (await readInputFile({ path: opts.file, what: 'manifest' }));
+  const serialPattern = requireResource(ctx, 'serialPattern');
+  const ringShares = requireResource(ctx, 'ringShares');
   const format = opts.format ?? detectFormat(opts.file, text);
   const parsed = parseManifest(text, format, {
-    serialPattern: ctx.serialPattern,
+    serialPattern,
     requirePublicKey: opts.requireAttestation === true,
   });
+  // Row problems first, before any AWS call: an unreachable endpoint must not hide them.
+  for (const issue of parsed.issues) ctx.out.warn(formatIssue(issue));
   const tables = registryTables(ctx);
   const registry = new Registry(ctx.clients.doc, tables, ctx.now);
   const admin = new RegistryAdmin(ctx.clients.doc, tables, { now: ctx.now, sleep: ctx.sleep });
@@ -102,13 +108,15 @@ export async function manifestImport(
   const rows: ManifestRow[] = [];
   for (const row of parsed.rows) {
     if (!row.publicKey && lots.get(row.lot)?.requireAttestation) {
-      invalid.push({
+      const issue: ManifestIssue = {
         line: row.line,
         serial: row.serial,
         field: 'publicKey',
         problem: `publicKey is missing, and lot ${row.lot} requires attestation`,
         fix: 'add the factory P-256 public key of this unit (PEM or base64 SPKI DER)',
-      });
+      };
+      invalid.push(issue);
+      ctx.out.warn(formatIssue(issue));
     } else rows.push(row);
   }
   invalid.sort((a, b) => a.line - b.line);
@@ -126,7 +134,6 @@ export async function manifestImport(
     dryRun: opts.dryRun === true,
     exitCode: 0,
   };
-  for (const issue of invalid) ctx.out.warn(formatIssue(issue));
   if (invalid.length > 0 && !opts.skipInvalid) {
     result.exitCode = 1;
     ctx.out.warn(
@@ -165,12 +172,12 @@ export async function manifestImport(
     ctx.out.warn(
       `line ${c.line} (serial ${c.serial}): conflict, the registry already holds this serial with ` +
         c.differences.map((d) => `${d.field} ${d.registry} (manifest says ${d.manifest})`).join(', ') +
-        '; the registry was not changed: correct the manifest, or open an RMA/refurbish if the unit really changed',
+        '; the registry was not changed: correct the manifest (an import never rewrites a registered unit; see docs/operations.md, "Importing a manufacturing manifest")',
     );
   }
 
   // New devices, rings stratified over the file's lot x hwRev strata.
-  const rings = assignRings(parsed.rows, ctx.ringShares);
+  const rings = assignRings(parsed.rows, ringShares);
   const at = ctx.now().toISOString();
   const devices: DeviceRecord[] = fresh.map((row) => ({
     serial: row.serial,
@@ -238,17 +245,6 @@ export async function manifestImport(
   return result;
 }
 
-async function readManifestFile(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new UsageError(`cannot read manifest ${file}: ${why}; check the path`);
-  }
-}
-
 function compare(current: DeviceRecord, row: ManifestRow): ManifestConflict['differences'] {
   const out: ManifestConflict['differences'] = [];
   for (const field of COMPARED_FIELDS) {
@@ -282,4 +278,61 @@ function printSummary(ctx: CliContext, r: ManifestImportResult): void {
         ? `; lots ${r.dryRun ? 'to create' : 'created'}: ${r.lotsCreated.join(', ')}`
         : ''),
   );
+}
+
+/** `fleet manifest import` (on the `manifest` group). */
+export function registerManifestImport(manifest: Command, run: RunCommand): void {
+  manifest
+    .command('import')
+    .description(
+      'validate a manifest and add its units to the registry (idempotent; conflicts are never overwritten)',
+    )
+    .argument('<file>', 'manifest: .csv (header serial,lot,hwRev,factoryFirmware[,publicKey]) or .json')
+    .option('--skip-invalid', 'import the valid rows even when some rows are invalid')
+    .option('--dry-run', 'validate and compare with the registry, write nothing')
+    .option(
+      '--require-attestation',
+      'every row needs a publicKey; lots created by this import require attestation',
+    )
+    .option('--trail', 'also append a MANUFACTURED event per new unit to the trail (doubles the writes)')
+    .addHelpText(
+      'after',
+      `
+Every row is validated (the stack's serial pattern, lot, hwRev, firmware, P-256 publicKey as
+PEM or base64 SPKI DER, duplicates) and every problem is reported with its line number and the
+fix, before any registry call. Rings are assigned with the stack's ring shares. Any invalid row
+means nothing is imported unless --skip-invalid. Exit code 1 on invalid rows or conflicts.
+To check a file without AWS, use "fleet manifest validate".
+${examples([
+  'fleet manifest import units.csv',
+  'fleet manifest import units.json --dry-run',
+  'fleet manifest import units.csv --skip-invalid --require-attestation',
+])}
+CSV example:
+  serial,lot,hwRev,factoryFirmware,publicKey
+  SN-000001,L2026-07,A,1.4.0,MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE...
+  SN-000002,L2026-07,A,1.4.0,
+`,
+    )
+    .action(async (file: string, o, cmd: Command) =>
+      run(
+        cmd,
+        {
+          needs: [...TABLES, 'serialPattern', 'ringShares'],
+          files: [{ path: file, what: 'manifest' }],
+          hint: `  (to check the rows without AWS: fleet manifest validate ${file})`,
+        },
+        (ctx) =>
+          manifestImport(
+            {
+              file,
+              skipInvalid: o.skipInvalid,
+              dryRun: o.dryRun,
+              requireAttestation: o.requireAttestation,
+              trail: o.trail,
+            },
+            ctx,
+          ),
+      ),
+    );
 }

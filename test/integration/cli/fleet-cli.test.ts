@@ -16,7 +16,7 @@ import {
 import { GetCommand, PutCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { assignRings, parseRingShares } from '../../../core/rings';
-import { DeviceRecord, LotRecord } from '../../../core/model';
+import { DEFAULT_SERIAL_PATTERN, DeviceRecord, LotRecord } from '../../../core/model';
 import { Registry } from '../../../lambda/shared/registry';
 import { RegistryAdmin } from '../../../cli/registry-admin';
 import { enrollmentPartitions } from '../../../core/trail';
@@ -25,10 +25,14 @@ import { deviceReset, deviceShow } from '../../../cli/commands/device';
 import { enrollmentList } from '../../../cli/commands/enrollment';
 import { lotCreate, lotHold, lotList, lotRelease } from '../../../cli/commands/lot';
 import { manifestImport } from '../../../cli/commands/manifest-import';
-import { CliContext, createContext } from '../../../cli/context';
+import { CliContext, createContext, resolveResources } from '../../../cli/context';
 import { CliError, UsageError } from '../../../cli/errors';
 import { memorySink, MemorySink } from '../../../cli/output';
-import { main } from '../../../cli/program';
+import { ContextFactory, main } from '../../../cli/program';
+import { parseManifest } from '../../../core/manifest';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { createServer, type AddressInfo } from 'node:net';
 import { createRegistryTables, LocalDynamo, RegistryTableNames, startDynalite } from '../../helpers/dynalite';
 
 const NOW = new Date('2026-07-10T12:00:00.000Z');
@@ -71,6 +75,8 @@ async function fixture(): Promise<Fixture> {
       eventsTable: tables.events,
       thingPrefix: 'fleet',
       provisioningTemplates: TEMPLATES,
+      serialPattern: DEFAULT_SERIAL_PATTERN,
+      ringShares: parseRingShares('2:18'),
     },
     clients: { dynamo: local.client, doc: local.doc, iot },
     out,
@@ -169,8 +175,9 @@ describe('manifest import', () => {
     expect(await registry.getDevice('SN-0003')).toBeDefined();
     expect((await registry.getLot('L1'))?.unitCount).toBe(3);
     expect(out.warnings.join('\n')).toMatch(
-      /line 2 \(serial SN-0001\): conflict.*hwRev A \(manifest says B\)/,
+      /line 2 \(serial SN-0001\): conflict.*hwRev A \(manifest says B\).*correct the manifest.*docs\/operations\.md/,
     );
+    expect(out.warnings.join('\n')).not.toMatch(/RMA|refurbish/);
   });
 
   test('a public key change is a conflict', async () => {
@@ -596,4 +603,120 @@ describe('main (in-process)', () => {
     );
     expect(await main(['lot', 'list', '--json'], factory, io)).toBe(0);
   });
+});
+
+describe('manifest import takes the serial pattern and ring shares from the stack outputs', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-contract-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Resolve exactly what the command declares, from a fake deployed stack (no flags, no env). */
+  async function stackFixture(contract: Record<string, string>) {
+    const { ctx, out, tables, registry } = await fixture();
+    const outputs = {
+      DevicesTableName: tables.devices,
+      LotsTableName: tables.lots,
+      EventsTableName: tables.events,
+      ...contract,
+    };
+    const factory: ContextFactory = async (flags, needs, wants) =>
+      createContext({
+        ...ctx,
+        resources: await resolveResources({
+          flags,
+          env: {},
+          needs,
+          wants,
+          readStackOutputs: async () => outputs,
+        }),
+      });
+    const stderr: string[] = [];
+    const run = (argv: string[]) => main(argv, factory, { stderr: (t) => void stderr.push(t), env: {} });
+    return { run, out, stderr, registry };
+  }
+
+  test('a custom pattern accepts serials the default refuses; rings use the stack shares', async () => {
+    const rows = ['unit-0001,L1,A,1.0.0,', 'unit-0002,L1,A,1.0.0,', 'unit-0003,L1,B,1.0.0,'];
+    expect(parseManifest(manifest(rows), 'csv').issues).toHaveLength(3); // the default refuses them
+    const { run, registry } = await stackFixture({ SerialPattern: '^unit-[0-9]{4}$', RingShares: '100:0' });
+    const file = join(dir, 'custom.csv');
+    await writeFile(file, manifest(rows));
+    expect(await run(['manifest', 'import', file])).toBe(0);
+    for (const serial of ['unit-0001', 'unit-0002', 'unit-0003'])
+      expect((await registry.getDevice(serial))?.ring).toBe('canary');
+  });
+
+  test('a stricter pattern refuses serials the default accepts', async () => {
+    const rows = ['SN-ABCD,L1,A,1.0.0,', 'SN-123456,L1,A,1.0.0,'];
+    expect(parseManifest(manifest(rows), 'csv').issues).toEqual([]); // the default accepts them
+    const { run, out, registry } = await stackFixture({ SerialPattern: '^SN-[0-9]{6}$', RingShares: '2:18' });
+    const file = join(dir, 'strict.csv');
+    await writeFile(file, manifest(rows));
+    expect(await run(['manifest', 'import', file])).toBe(1);
+    expect(out.warnings[0]).toMatch(/^line 2 \(serial SN-ABCD\): serial/);
+    expect(await registry.getDevice('SN-123456')).toBeUndefined();
+  });
+
+  test.each([
+    [
+      { RingShares: '2:18' },
+      /serialPattern: pass --serial-pattern, set FLEET_SERIAL_PATTERN, or deploy stack IotFleetStack with output SerialPattern/,
+    ],
+    [
+      { SerialPattern: '^SN' },
+      /ringShares: pass --ring-shares, set FLEET_RING_SHARES, or deploy stack IotFleetStack with output RingShares/,
+    ],
+  ])('without %j the import stops (exit 2) naming flag, variable and output', async (contract, message) => {
+    const { run, stderr } = await stackFixture(contract);
+    const file = join(dir, 'any.csv');
+    await writeFile(file, manifest(['SN-0001,L1,A,1.0.0,']));
+    expect(await run(['manifest', 'import', file])).toBe(2);
+    expect(stderr.join('')).toMatch(message);
+  });
+});
+
+test('--dry-run reports every row problem even when the AWS endpoint cannot be reached', async () => {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const dynamo = new DynamoDBClient({
+    endpoint: `http://127.0.0.1:${port}`,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'x', secretAccessKey: 'y' },
+    maxAttempts: 1,
+  });
+  const { ctx, out } = await fixture();
+  const unreachable = createContext({
+    ...ctx,
+    clients: { dynamo, doc: DynamoDBDocumentClient.from(dynamo), iot },
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'fleet-dry-'));
+  const file = join(dir, 'm.csv');
+  await writeFile(
+    file,
+    manifest([
+      'SN-0001,L1,A,1.0.0,',
+      'bad serial,L1,A,1.0.0,',
+      'SN-0003,L 1,A,1.0.0,',
+      'SN-0004,L1,,1.0.0,',
+      'SN-0005,L1,A,v1,',
+      'SN-0006,L1,A,1.0.0,not-a-key',
+      'SN-0001,L1,A,1.0.0,',
+    ]),
+  );
+  const stderr: string[] = [];
+  const code = await main(['manifest', 'import', file, '--dry-run'], async () => unreachable, {
+    stderr: (t) => void stderr.push(t),
+    env: {},
+  });
+  dynamo.destroy();
+  await rm(dir, { recursive: true, force: true });
+  expect(code).toBe(1);
+  expect(out.warnings.map((w) => Number(/^line (\d+)/.exec(w)?.[1]))).toEqual([3, 4, 5, 6, 7, 8]);
+  expect(stderr.join('')).toMatch(/^error: cannot reach the AWS endpoint: check the network/);
 });

@@ -106,24 +106,109 @@ describe('parseTemplates', () => {
   });
 });
 
-describe('contextFromFlags', () => {
-  const env = { FLEET_LOTS_TABLE: 'lots' };
-  test('ring shares and serial pattern come from flags, env or defaults', async () => {
-    const ctx = await contextFromFlags({ ringShares: '5:20' }, ['lotsTable'], [], {
-      ...env,
-      FLEET_SERIAL_PATTERN: '^X',
+describe('contract values: serial pattern, ring shares, topic prefix', () => {
+  const contract = { SerialPattern: '^unit-[0-9]{4}$', RingShares: '5:20', TopicPrefix: 'plant7' };
+  const needs = ['serialPattern', 'ringShares', 'topicPrefix'] as const;
+
+  test('resolve from the stack outputs, typed (ring shares parsed)', async () => {
+    const r = await resolveResources({ flags: {}, env: {}, needs, readStackOutputs: async () => contract });
+    expect(r).toEqual({
+      serialPattern: '^unit-[0-9]{4}$',
+      ringShares: parseRingShares('5:20'),
+      topicPrefix: 'plant7',
     });
-    expect(ctx.ringShares).toEqual(parseRingShares('5:20'));
-    expect(ctx.serialPattern).toBe('^X');
-    const d = await contextFromFlags({}, ['lotsTable'], [], { ...env, FLEET_ACTOR: 'ops' });
-    expect(d.ringShares).toEqual({ canaryPercent: 2, earlyPercent: 18 });
-    expect(d.actor).toBe('ops');
   });
+
+  test('flags and environment win over the stack, like every other name', async () => {
+    const reader = jest.fn(async () => contract);
+    const r = await resolveResources({
+      flags: { serialPattern: '^X', ringShares: '10:10' },
+      env: { FLEET_TOPIC_PREFIX: 'envp', FLEET_RING_SHARES: '1:1' },
+      needs,
+      readStackOutputs: reader,
+    });
+    expect(r).toEqual({ serialPattern: '^X', ringShares: parseRingShares('10:10'), topicPrefix: 'envp' });
+    expect(reader).not.toHaveBeenCalled();
+  });
+
+  test('no local default: a missing one names its flag, variable and stack output', async () => {
+    const err = await resolveResources({
+      flags: {},
+      env: {},
+      needs,
+      readStackOutputs: async () => ({}),
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/missing resource name\(s\) serialPattern, ringShares, topicPrefix/);
+    expect(msg).toMatch(
+      /serialPattern: pass --serial-pattern, set FLEET_SERIAL_PATTERN, or deploy stack IotFleetStack with output SerialPattern/,
+    );
+    expect(msg).toMatch(
+      /ringShares: pass --ring-shares, set FLEET_RING_SHARES, or deploy stack IotFleetStack with output RingShares/,
+    );
+    expect(msg).toMatch(
+      /topicPrefix: pass --topic-prefix, set FLEET_TOPIC_PREFIX, or deploy stack IotFleetStack with output TopicPrefix/,
+    );
+  });
+
   test.each([
-    [{ ringShares: '60:60' }, /more than 100.*--ring-shares or FLEET_RING_SHARES/],
-    [{ serialPattern: '([' }, /not a valid regular expression; fix --serial-pattern/],
-  ])('%j is a usage error', async (flags, message) => {
-    await expect(contextFromFlags(flags, ['lotsTable'], [], env)).rejects.toThrow(message);
+    [{ ringShares: '60:60' }, {}, /more than 100.*\(from flag --ring-shares\)/],
+    [{}, { RingShares: 'half' }, /malformed.*\(from output RingShares of stack IotFleetStack\)/],
+    [
+      { serialPattern: '([' },
+      {},
+      /"\(\[" \(from flag --serial-pattern\) is not a valid regular expression; fix --serial-pattern/,
+    ],
+  ])('%j / outputs %j is a usage error naming the source', async (flags, outputs, message) => {
+    const call = () =>
+      resolveResources({
+        flags,
+        env: {},
+        needs: ['serialPattern', 'ringShares'],
+        readStackOutputs: async () => ({ ...contract, ...outputs }),
+      });
+    await expect(call()).rejects.toThrow(UsageError);
+    await expect(call()).rejects.toThrow(message);
+  });
+
+  test('contextFromFlags carries them in resources; no defaults are filled in', async () => {
+    const ctx = await contextFromFlags({ ringShares: '5:20' }, ['lotsTable'], ['serialPattern'], {
+      FLEET_LOTS_TABLE: 'lots',
+      FLEET_ACTOR: 'ops',
+    });
+    expect(ctx.resources).toEqual({ lotsTable: 'lots' });
+    expect(ctx.actor).toBe('ops');
+  });
+});
+
+describe('AWS setup problems: the first sentence names the fix', () => {
+  const needs = ['lotsTable', 'serialPattern'] as const;
+  test.each([
+    [
+      'no region',
+      Object.assign(new Error('Region is missing'), { name: 'Error' }),
+      /^no AWS region: set AWS_REGION or AWS_PROFILE \(a profile with a region\), or pass --region; it is needed to read lotsTable, serialPattern from the outputs of stack IotFleetStack/,
+    ],
+    [
+      'no credentials',
+      Object.assign(new Error('Could not load credentials from any providers'), {
+        name: 'CredentialsProviderError',
+      }),
+      /^no AWS credentials: set a profile with AWS_PROFILE .*, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; it is needed to read/,
+    ],
+  ])('%s', async (_name, error, message) => {
+    const err = await resolveResources({
+      flags: {},
+      env: {},
+      needs,
+      readStackOutputs: async () => {
+        throw error;
+      },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toMatch(message);
+    expect((err as Error).message).toMatch(/lotsTable: pass --lots-table, set FLEET_LOTS_TABLE/);
   });
 });
 

@@ -1,22 +1,16 @@
 import { PassThrough } from 'node:stream';
 import { sim } from '../../../cli/commands/sim';
-import { createContext } from '../../../cli/context';
+import { createContext, FleetResources } from '../../../cli/context';
 import { UsageError } from '../../../cli/errors';
 import { consoleSink, memorySink } from '../../../cli/output';
 
 const base = { endpoint: 'localhost:8883', claimCert: 'c.pem', claimKey: 'k.pem', ca: 'ca.pem' };
-const ctx = (templates = true) =>
-  createContext({
-    resources: templates
-      ? {
-          provisioningTemplates: [
-            { templateName: 'a', claimPolicyName: 'p', thingTypeName: 't', claimClientIdPrefix: 'prov-' },
-            { templateName: 'b', claimPolicyName: 'p', thingTypeName: 't', claimClientIdPrefix: 'prov-' },
-          ],
-        }
-      : {},
-    out: memorySink(),
-  });
+const TEMPLATES = [
+  { templateName: 'a', claimPolicyName: 'p', thingTypeName: 't', claimClientIdPrefix: 'prov-' },
+  { templateName: 'b', claimPolicyName: 'p', thingTypeName: 't', claimClientIdPrefix: 'prov-' },
+];
+const ctx = (resources: FleetResources = { provisioningTemplates: TEMPLATES, topicPrefix: 'fleet' }) =>
+  createContext({ resources, out: memorySink() });
 
 describe('fleet sim argument checks (before any connection)', () => {
   test.each([
@@ -27,6 +21,7 @@ describe('fleet sim argument checks (before any connection)', () => {
       /only one of --serial, --manifest and --identities/,
     ],
     [{ ...base, template: 'a', devices: 0 }, /--devices "0" must be a positive whole number/],
+    [{ ...base, template: 'a', maxAttempts: 0 }, /--max-attempts "0" must be a positive whole number/],
     [{ ...base }, /choose one with --template/],
     [{ ...base, template: 'zzz' }, /not one of the stack's provisioning templates/],
     [{ ...base, template: 'a', manifest: '/nonexistent.csv' }, /cannot read manifest \/nonexistent.csv/],
@@ -35,8 +30,18 @@ describe('fleet sim argument checks (before any connection)', () => {
     await expect(sim(opts, ctx())).rejects.toThrow(message);
   });
 
-  test('without templates from the stack, --template is required', async () => {
-    await expect(sim({ ...base }, ctx(false))).rejects.toThrow(/needs --template NAME/);
+  test.each([
+    [
+      { topicPrefix: 'fleet' },
+      /missing provisioningTemplates: pass --templates, set FLEET_PROVISIONING_TEMPLATES, or read it from the stack output ProvisioningTemplates/,
+    ],
+    [
+      { provisioningTemplates: TEMPLATES },
+      /missing topicPrefix: pass --topic-prefix, set FLEET_TOPIC_PREFIX, or read it from the stack output TopicPrefix/,
+    ],
+  ])('the stack contract is required, even with --template (%j)', async (resources, message) => {
+    await expect(sim({ ...base, template: 'a' }, ctx(resources))).rejects.toThrow(UsageError);
+    await expect(sim({ ...base, template: 'a' }, ctx(resources))).rejects.toThrow(message);
   });
 });
 

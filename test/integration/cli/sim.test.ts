@@ -1,0 +1,179 @@
+/**
+ * `fleet sim` exit codes and summary against an mTLS MQTT responder on loopback (in-process),
+ * and the real entry point against a closed loopback port: it gives up, prints the cause, exits
+ * with code 1 on its own.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createContext } from '../../../cli/context';
+import { EXIT_CODES } from '../../../cli/errors';
+import { memorySink, type MemorySink } from '../../../cli/output';
+import { ContextFactory, main } from '../../../cli/program';
+import { ScriptedIot } from '../device/support/responder';
+
+const root = join(__dirname, '..', '..', '..');
+const tsx = join(root, 'node_modules', '.bin', 'tsx');
+
+let iot: ScriptedIot;
+let dir: string;
+let files: { ca: string; cert: string; key: string };
+
+beforeAll(async () => {
+  iot = await ScriptedIot.start();
+  dir = await mkdtemp(join(tmpdir(), 'fleet-sim-cli-'));
+  const claim = await iot.claim('LOT-A');
+  files = { ca: join(dir, 'ca.pem'), cert: join(dir, 'claim.pem'), key: join(dir, 'claim.key') };
+  await writeFile(files.ca, iot.serverCaPem);
+  await writeFile(files.cert, claim.certPem);
+  await writeFile(files.key, claim.keyPem);
+});
+afterAll(async () => {
+  await iot.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const templates = () => [
+  {
+    templateName: iot.templateName,
+    claimPolicyName: 'ClaimPolicy',
+    thingTypeName: 'Sensor',
+    claimClientIdPrefix: 'claim-',
+  },
+];
+
+function harness(): { run: (args: string[]) => Promise<number>; out: MemorySink; stderr: string[] } {
+  const out = memorySink();
+  const stderr: string[] = [];
+  const factory: ContextFactory = async () =>
+    createContext({ resources: { provisioningTemplates: templates(), topicPrefix: 'plant7' }, out });
+  return {
+    out,
+    stderr,
+    run: (args) =>
+      main(
+        [
+          'sim',
+          '--endpoint',
+          `127.0.0.1:${iot.port}`,
+          '--ca',
+          files.ca,
+          '--claim-cert',
+          files.cert,
+          '--claim-key',
+          files.key,
+          ...args,
+        ],
+        factory,
+        { stderr: (t) => void stderr.push(t), env: {} },
+      ),
+  };
+}
+
+test('every unit enrolled: exit 0; the template, client id prefix and topic prefix come from the stack', async () => {
+  iot.onRegister = (call) => ({ accept: { thingName: `fleet-${call.parameters.SerialNumber}` } });
+  const h = harness();
+  expect(await h.run(['--serial', 'OK-0001,OK-0002'])).toBe(EXIT_CODES.ok);
+  expect(h.out.lines[0]).toMatch(/^Enrollment: 2\/2 enrolled, 0 denied, 0 gave up/);
+  expect(h.out.lines.join('\n')).not.toMatch(/gave up:/);
+  expect(iot.connections.filter((c) => c.clientId === 'claim-OK-0001')).not.toHaveLength(0);
+  expect(iot.connections.find((c) => c.clientId === 'fleet-OK-0001')?.will?.topic).toBe(
+    'dt/plant7/fleet-OK-0001/health',
+  );
+});
+
+test('a denied unit: exit 1, and the summary names the reason (also in --json)', async () => {
+  iot.onRegister = (call) =>
+    call.parameters.SerialNumber === 'DENY-0002'
+      ? { reject: { statusCode: 403, errorCode: 'AccessDenied', errorMessage: '[LOT_ON_HOLD] lot on hold' } }
+      : { accept: { thingName: `fleet-${call.parameters.SerialNumber}` } };
+  const h = harness();
+  expect(await h.run(['--serial', 'DENY-0001,DENY-0002'])).toBe(EXIT_CODES.failed);
+  expect(h.out.lines[0]).toMatch(/^Enrollment: 1\/2 enrolled, 1 denied, 0 gave up/);
+  expect(h.out.lines.join('\n')).toMatch(/denied by reason:\n\s+LOT_ON_HOLD\s+1/);
+
+  const json = harness();
+  expect(await json.run(['--serial', 'DENY-0003,DENY-0002', '--json'])).toBe(EXIT_CODES.failed);
+  expect(json.out.values[0]).toMatchObject({
+    attempted: 2,
+    enrolled: 1,
+    deniedByReason: { LOT_ON_HOLD: 1 },
+    gaveUp: 0,
+    gaveUpByCause: {},
+  });
+});
+
+test('units that give up: exit 1, the cause grouped in the summary and in --json', async () => {
+  iot.onCreate = () => ({ statusCode: 503, errorCode: 'ServiceUnavailable', errorMessage: 'busy' });
+  try {
+    const h = harness();
+    expect(await h.run(['--serial', 'BUSY-0001,BUSY-0002', '--max-attempts', '1'])).toBe(EXIT_CODES.failed);
+    expect(h.out.lines).toContain('  gave up: 2 (CreateCertificateFromCsr 503 ServiceUnavailable)');
+
+    const json = harness();
+    expect(await json.run(['--serial', 'BUSY-0003', '--max-attempts', '1', '--json'])).toBe(
+      EXIT_CODES.failed,
+    );
+    expect(json.out.values[0]).toMatchObject({
+      attempted: 1,
+      enrolled: 0,
+      gaveUp: 1,
+      gaveUpByCause: { 'CreateCertificateFromCsr 503 ServiceUnavailable': 1 },
+    });
+  } finally {
+    iot.onCreate = undefined;
+  }
+});
+
+/** A loopback port with nothing listening (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+test('the real CLI against a closed port gives up, prints the cause and exits 1 on its own', async () => {
+  const port = await closedPort();
+  const child = spawn(
+    tsx,
+    [
+      join(root, 'bin', 'fleet.ts'),
+      'sim',
+      '--endpoint',
+      `127.0.0.1:${port}`,
+      '--ca',
+      files.ca,
+      '--claim-cert',
+      files.cert,
+      '--claim-key',
+      files.key,
+      '--serial',
+      'GONE-0001,GONE-0002',
+      '--max-attempts',
+      '2',
+      '--templates',
+      JSON.stringify(templates()),
+      '--topic-prefix',
+      'fleet',
+    ],
+    {
+      cwd: root,
+      // FLEET_DEBUG=1: were anything still open once the command finished, the entry point would
+      // say so on stderr before exiting.
+      env: { ...process.env, FLEET_DEBUG: '1', FLEET_PROVISIONING_TEMPLATES: '', FLEET_TOPIC_PREFIX: '' },
+    },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += String(c)));
+  child.stderr.on('data', (c) => (stderr += String(c)));
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  expect(stderr).toBe('');
+  expect(code).toBe(EXIT_CODES.failed);
+  expect(stdout).toMatch(/^Enrollment: 0\/2 enrolled, 0 denied, 2 gave up, 2 retries$/m);
+  expect(stdout).toContain(`  gave up: 2 (ECONNREFUSED 127.0.0.1:${port})`);
+}, 120_000);

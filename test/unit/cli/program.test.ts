@@ -1,0 +1,197 @@
+/**
+ * The command tree in-process: one exit-code convention (commander usage errors are 2), input
+ * files checked before any resource is resolved, and unexpected errors explained fix-first.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createContext } from '../../../cli/context';
+import { describeExitCodes, EXIT_CODES } from '../../../cli/errors';
+import { memorySink } from '../../../cli/output';
+import { ContextFactory, explain, main } from '../../../cli/program';
+
+function harness(factory?: ContextFactory) {
+  const stderr: string[] = [];
+  const stdout: string[] = [];
+  const calls: unknown[][] = [];
+  const makeContext: ContextFactory =
+    factory ??
+    (async (...args) => {
+      calls.push(args);
+      return createContext({ resources: {}, out: memorySink() });
+    });
+  const io = {
+    stderr: (t: string) => void stderr.push(t),
+    stdout: (t: string) => void stdout.push(t),
+    env: {},
+  };
+  return {
+    run: (argv: string[]) => main(argv, makeContext, io),
+    stderr: () => stderr.join(''),
+    stdout: () => stdout.join(''),
+    calls,
+  };
+}
+
+describe('exit codes', () => {
+  test('the convention is exported once', () => {
+    expect(EXIT_CODES).toEqual({ ok: 0, failed: 1, usage: 2 });
+    const help = describeExitCodes();
+    expect(help).toMatch(/^Exit codes:\n {2}0 {2}success\n {2}1 {2}a check failed/);
+    expect(help).toMatch(/\n {2}2 {2}bad usage: unknown option, missing or invalid argument/);
+  });
+
+  test.each([
+    ['unknown option', ['lot', 'list', '--colour'], /unknown option '--colour'/],
+    ['unknown command', ['lots'], /unknown command 'lots'/],
+    ['missing argument', ['lot', 'create'], /missing required argument 'lot'/],
+    ['missing required option', ['lot', 'hold', 'L1'], /required option '--reason <text>' not specified/],
+    [
+      'invalid value',
+      ['enrollment', 'list', '--limit', '0'],
+      /argument '0' is invalid\. use a positive whole number/,
+    ],
+    ['no command at all', [], /Usage: fleet/],
+  ])('%s exits 2 without resolving anything', async (_name, argv, message) => {
+    const h = harness();
+    expect(await h.run(argv)).toBe(EXIT_CODES.usage);
+    expect(h.stderr()).toMatch(message);
+    expect(h.calls).toHaveLength(0);
+  });
+
+  test.each([[['--help']], [['help', 'lot']], [['lot', '--help']]])('%j exits 0', async (argv) => {
+    const h = harness();
+    expect(await h.run(argv)).toBe(EXIT_CODES.ok);
+    expect(h.stdout()).toMatch(/Usage: fleet/);
+  });
+
+  test('fleet --help documents the exit codes, the contract flags and manifest validate', async () => {
+    const h = harness();
+    expect(await h.run(['--help'])).toBe(EXIT_CODES.ok);
+    const text = h.stdout().replace(/\s+/g, ' ');
+    expect(text).toContain(describeExitCodes().replace(/\s+/g, ' '));
+    expect(text).toMatch(
+      /--serial-pattern <regex> serial number pattern \(env FLEET_SERIAL_PATTERN, output SerialPattern\)/,
+    );
+    expect(text).toMatch(/--ring-shares <canary:early> .*\(env FLEET_RING_SHARES, output RingShares\)/);
+    expect(text).toMatch(
+      /--topic-prefix <prefix> topic prefix \(env FLEET_TOPIC_PREFIX, output TopicPrefix\)/,
+    );
+    expect(text).toMatch(/fleet manifest validate <file> +check a manifest offline/);
+  });
+});
+
+describe('input files are checked before any resource is resolved', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-files-'));
+    await writeFile(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\n');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test.each([
+    [
+      ['manifest', 'import', '/nonexistent/units.csv'],
+      /^error: cannot read manifest \/nonexistent\/units\.csv: no such file; check the path\n$/,
+    ],
+    [
+      ['manifest', 'validate', '/nonexistent/units.csv'],
+      /^error: cannot read manifest \/nonexistent\/units\.csv: no such file/,
+    ],
+    [['manifest', 'import', '/tmp'], /cannot read manifest \/tmp: it is a directory/],
+  ])('%j', async (argv, message) => {
+    const h = harness();
+    expect(await h.run(argv)).toBe(EXIT_CODES.usage);
+    expect(h.stderr()).toMatch(message);
+    expect(h.calls).toHaveLength(0);
+  });
+
+  test('fleet sim names the missing PEM file and its flag', async () => {
+    const h = harness();
+    const code = await h.run([
+      'sim',
+      '--endpoint',
+      '127.0.0.1:1',
+      '--ca',
+      join(dir, 'ca.pem'),
+      '--claim-cert',
+      join(dir, 'claim.pem'),
+      '--claim-key',
+      join(dir, 'claim.key'),
+    ]);
+    expect(code).toBe(EXIT_CODES.usage);
+    expect(h.stderr()).toBe(
+      `error: cannot read claim certificate ${join(dir, 'claim.pem')}: no such file; check the path given to --claim-cert\n`,
+    );
+    expect(h.calls).toHaveLength(0);
+  });
+
+  test('a resolution failure of manifest import points at the offline check', async () => {
+    const h = harness(async () => {
+      const { resolveResources } = await import('../../../cli/context');
+      return createContext({
+        resources: await resolveResources({
+          flags: {},
+          env: {},
+          needs: ['serialPattern'],
+          readStackOutputs: async () => {
+            throw Object.assign(new Error('Region is missing'), { name: 'Error' });
+          },
+        }),
+      });
+    });
+    const file = join(dir, 'units.csv');
+    await writeFile(file, 'serial,lot,hwRev,factoryFirmware\nSN-0001,L1,A,1.0.0\n');
+    expect(await h.run(['manifest', 'import', file, '--dry-run'])).toBe(EXIT_CODES.usage);
+    expect(h.stderr()).toMatch(/^error: no AWS region: set AWS_REGION or AWS_PROFILE/);
+    expect(h.stderr()).toContain(`(to check the rows without AWS: fleet manifest validate ${file})`);
+  });
+});
+
+describe('explain: the first sentence names the fix', () => {
+  test.each([
+    [
+      'no region',
+      Object.assign(new Error('Region is missing'), { name: 'Error' }),
+      /^no AWS region: set AWS_REGION or AWS_PROFILE/,
+    ],
+    [
+      'no credentials',
+      Object.assign(new Error('Could not load credentials from any providers'), {
+        name: 'CredentialsProviderError',
+      }),
+      /^no AWS credentials: set a profile with AWS_PROFILE/,
+    ],
+    [
+      'expired credentials',
+      Object.assign(new Error('The security token included in the request is expired'), {
+        name: 'ExpiredTokenException',
+      }),
+      /^the AWS credentials have expired: refresh them/,
+    ],
+    [
+      'endpoint unreachable',
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4566'), { name: 'Error' }),
+      /^cannot reach the AWS endpoint: check the network and any AWS_ENDPOINT_URL_\* variable \(connect ECONNREFUSED/,
+    ],
+    [
+      'access denied',
+      Object.assign(new Error('nope'), { name: 'AccessDeniedException' }),
+      /^the AWS credentials were refused: check/,
+    ],
+  ])('%s', (_name, err, message) => {
+    expect(explain(err)).toMatch(message);
+  });
+
+  test('an SDK setup error raised by a command exits 2, with the fix first', async () => {
+    const h = harness(async () => {
+      throw Object.assign(new Error('Could not load credentials from any providers'), {
+        name: 'CredentialsProviderError',
+      });
+    });
+    expect(await h.run(['lot', 'list'])).toBe(EXIT_CODES.usage);
+    expect(h.stderr()).toMatch(/^error: no AWS credentials: set a profile with AWS_PROFILE/);
+  });
+});
