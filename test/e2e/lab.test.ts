@@ -1,7 +1,8 @@
 /**
  * The lab end to end: cdk.out (synthesized when stale) → emulators, IoT Core emulation, bundled
  * Lambdas, topic rules → the enrollment scenario of `npm run lab` (same module) with 12 units,
- * one of each bad case. Loopback only, no AWS credentials.
+ * one of each bad case; then the same on the shipped example config (two templates, a hook
+ * behind an alias with provisioned concurrency). Loopback only, no AWS credentials.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -85,5 +86,88 @@ describe('npm run lab scenario (12 units, every bad case)', () => {
     for (const f of report.lab.functions)
       expect({ name: f.functionName, errors: f.errors }).toEqual({ name: f.functionName, errors: 0 });
     expect(report.lab.rules.reduce((a, r) => a + r.matched, 0)).toBeGreaterThanOrEqual(7);
+  });
+
+  test('the one template saw every unit', () => {
+    expect(report.templates).toEqual([
+      expect.objectContaining({ template: 'fleet-default', attempted: 12, enrolled: 7, activated: 7 }),
+    ]);
+  });
+});
+
+describe('npm run lab -- --config examples/fleet.config.json (two templates, hook alias with provisioned concurrency)', () => {
+  const projectDir = resolve(__dirname, '../..');
+  const config = join(projectDir, 'examples/fleet.config.json');
+  let lab: LabRuntime | undefined;
+  let dir: string;
+  let report: ScenarioReport;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-lab-e2e-example-'));
+    lab = await startLabRuntime({
+      projectDir,
+      // The example's own assembly directory, kept between runs (re-synthesized when stale).
+      cdkOut: join(projectDir, '.lab', 'cdk.out-e2e-example'),
+      synthContext: { config },
+      synthInputFiles: [config],
+      labDir: dir,
+      logDir: false,
+    });
+    report = await runScenario(lab, { devices: 12, labDir: dir, activationTimeoutMs: 20_000 });
+  });
+
+  afterAll(async () => {
+    await lab?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the stack synthesized from the config runs: its templates, the hook alias, no unsupported type', () => {
+    expect(lab?.assembly.stacks.map((s) => s.tags.stage)).toEqual(['prod']);
+    expect(Object.values(lab?.topology.provisioningTemplates ?? {}).sort()).toEqual([
+      'acme-gateway',
+      'acme-sensor',
+    ]);
+    expect(Object.values(lab?.topology.functionQualifiers ?? {}).map((q) => q.arn)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/:function:[^:]+:live$/)]),
+    );
+    expect(lab?.topology.unsupported).toEqual([]);
+    expect(lab?.outputs.ThingNamePrefix).toBe('acme');
+  });
+
+  test('every expectation holds', () => {
+    expect(report.failures).toEqual([]);
+    expect(report.ok).toBe(true);
+  });
+
+  test('every template enrolled and activated good units of its own', () => {
+    expect(report.templates.map((t) => t.template).sort()).toEqual(['acme-gateway', 'acme-sensor']);
+    for (const t of report.templates) {
+      expect(t.good).toBeGreaterThan(0);
+      // Good units plus, on LAB-B's template, the recovered unit.
+      expect(t.activated).toBeGreaterThanOrEqual(t.good);
+      expect(t.activated).toBe(t.enrolled);
+    }
+    expect(report.enrollment.activated).toBe(report.enrollment.enrolled);
+  });
+
+  test('every bad case appeared, each with its own reason', () => {
+    expect(report.enrollment.deniedByReason).toEqual({
+      NOT_ON_ALLOWLIST: 1,
+      CLAIM_LOT_MISMATCH: 1,
+      LOT_ON_HOLD: 1,
+      ATTESTATION_INVALID: 1,
+      DEVICE_ALREADY_ACTIVE: 1,
+    });
+    expect(Object.keys(report.badCases).sort()).toEqual(Object.keys(BAD_CASE_REASON).sort());
+    expect(report.recoveryCases.lostAnswer?.serials).toHaveLength(1);
+  });
+
+  test("the hook behind the alias decided its template's enrollments", () => {
+    const hooks = report.lab.functions.filter((f) => /ProvisioningTemplate\dHook/.test(f.functionName));
+    expect(hooks).toHaveLength(2);
+    for (const h of hooks) {
+      expect(h.invocations).toBeGreaterThan(0);
+      expect(h.errors).toBe(0);
+    }
   });
 });
