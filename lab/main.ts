@@ -14,14 +14,15 @@ import { accessSync, constants, createWriteStream, mkdirSync, statSync, type Wri
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { EXIT_CODES } from '../cli/errors';
 import { SynthError, startLabRuntime, type LabLog, type LabRuntime } from './runtime';
 import { labCliEnvironment, labStackName } from './scenario/context';
 import { MIN_DEVICES_WITH_BAD_CASES, PlanError } from './scenario/plan';
 import { formatReport } from './scenario/report';
 import { runScenario, type ScenarioReport } from './scenario/run';
 
-/** Exit codes shared with the `fleet` CLI. */
-const EXIT = { ok: 0, checkFailed: 1, usage: 2 } as const;
+/** Exit codes: the `fleet` CLI's convention. */
+const EXIT = { ok: EXIT_CODES.ok, checkFailed: EXIT_CODES.failed, usage: EXIT_CODES.usage } as const;
 
 /** A usage problem: one line naming it and the fix; exits 2. */
 class LabUsageError extends Error {}
