@@ -85,6 +85,7 @@ default IotFleetStack, read with DescribeStacks only when something is missing).
 pattern (${ENV.serialPattern}), ring shares (${ENV.ringShares}) and topic prefix are the stack's
 own values and have no local default. The AWS SDK honours AWS_REGION, AWS_PROFILE and
 AWS_ENDPOINT_URL_* (e.g. the local lab's endpoints).
+
 ${describeExitCodes()}
 ${examples([
   'fleet manifest validate units.csv',
