@@ -156,14 +156,40 @@ export class MqttSession {
     return new Promise((resolve, reject) => {
       const client = connect(mqttOptions);
       let settled = false;
+      // Only our own listeners come off: mqtt.js's own `close` handler clears its CONNACK and
+      // keepalive timers, and without it a failed connect keeps the process alive.
+      const detach = () => {
+        clearTimeout(timer);
+        client.off('connect', onConnect);
+        client.off('close', onClose);
+      };
       const fail = (err: TransportError) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
-        client.removeAllListeners();
-        client.on('error', () => undefined);
+        detach();
         client.end(true);
         reject(err);
+      };
+      const onConnect = () => {
+        if (settled) return;
+        settled = true;
+        detach();
+        resolve(new MqttSession(client));
+      };
+      // Stays attached: mqtt.js may emit a socket error twice, and errors after CONNACK surface
+      // as `close` (see the constructor).
+      const onError = (err: Error) =>
+        fail(new TransportError('CONNECT_FAILED', err.message, describeConnectError(err, target)));
+      const onClose = () => {
+        // Client side, `authorized` means the handshake completed and the server was verified.
+        const handshakeDone = (client.stream as TLSSocket | undefined)?.authorized === true;
+        fail(
+          new TransportError(
+            'CONNECT_FAILED',
+            'closed before CONNACK',
+            describeClosedBeforeConnack(handshakeDone, target),
+          ),
+        );
       };
       const timer = setTimeout(
         () =>
@@ -176,28 +202,9 @@ export class MqttSession {
           ),
         options.connectTimeoutMs,
       );
-      client.once('connect', () => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        client.removeAllListeners('error');
-        client.on('error', () => undefined);
-        resolve(new MqttSession(client));
-      });
-      client.once('error', (err) =>
-        fail(new TransportError('CONNECT_FAILED', err.message, describeConnectError(err, target))),
-      );
-      client.once('close', () => {
-        // Client side, `authorized` means the handshake completed and the server was verified.
-        const handshakeDone = (client.stream as TLSSocket | undefined)?.authorized === true;
-        fail(
-          new TransportError(
-            'CONNECT_FAILED',
-            'closed before CONNACK',
-            describeClosedBeforeConnack(handshakeDone, target),
-          ),
-        );
-      });
+      client.once('connect', onConnect);
+      client.on('error', onError);
+      client.once('close', onClose);
     });
   }
 

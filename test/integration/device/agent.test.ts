@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { publicKeyFingerprintOfCertificate, verifyDeviceProof } from '../../../core/attestation';
 import { DeviceAgent, type AgentOptions } from '../../../device/agent';
 import { generateFactoryKey, type FactoryIdentity } from '../../../device/identity';
+import { closedLoopbackPort } from './support/ports';
 import { fingerprint, ScriptedIot } from './support/responder';
 import type { IssuedPair } from './support/pki';
 
@@ -28,6 +29,7 @@ beforeEach(() => {
   iot.published.length = 0;
   iot.issued.clear();
   iot.onCreate = undefined;
+  iot.onConnect = undefined;
   iot.onRegister = (call) => ({
     accept: {
       thingName: `thing-${call.parameters.SerialNumber}`,
@@ -200,7 +202,13 @@ test('gives up after maxAttempts of server errors', async () => {
     reject: { statusCode: 500, errorCode: 'InternalFailure', errorMessage: 'boom' },
   });
   const result = await agent(identity('SN000008')).enroll();
-  expect(result).toMatchObject({ outcome: 'gaveUp', phase: 'provisioning', retries: 3 });
+  expect(result).toMatchObject({
+    outcome: 'gaveUp',
+    phase: 'provisioning',
+    retries: 3,
+    lastError: '500 InternalFailure: boom',
+    cause: 'RegisterThing 500 InternalFailure',
+  });
   expect(iot.registerCalls).toHaveLength(4);
   expect(sleeps).toEqual([50, 100, 200]);
 });
@@ -239,8 +247,65 @@ test('a TLS-refused connection (claim from an unknown CA) is retried and ends in
   const { TestCa } = await import('./support/pki');
   const rogue = await (await TestCa.create('Rogue CA')).issue('claim-rogue');
   const result = await agent(identity('SN000011'), { claim: rogue, connectTimeoutMs: 2000 }).enroll();
-  expect(result).toMatchObject({ outcome: 'gaveUp', phase: 'provisioning', retries: 3 });
+  expect(result).toMatchObject({
+    outcome: 'gaveUp',
+    phase: 'provisioning',
+    retries: 3,
+    // mqtt.js reports only `close`; the handshake had completed, so the server refused the client.
+    cause: `closed by 127.0.0.1:${iot.port} after the TLS handshake, before CONNACK`,
+  });
   expect(iot.registerCalls).toHaveLength(0);
+});
+
+test('a device pointed at a closed loopback port gives up with ECONNREFUSED and the address as cause', async () => {
+  const port = await closedLoopbackPort();
+  const result = await agent(identity('SN000013'), {
+    endpoint: { ...iot.endpoint, port },
+    backoff: { baseMs: 100, capMs: 1000, maxAttempts: 3 },
+  }).enroll();
+  expect(result).toMatchObject({
+    outcome: 'gaveUp',
+    phase: 'provisioning',
+    retries: 2,
+    cause: `ECONNREFUSED 127.0.0.1:${port}`,
+  });
+  if (result.outcome !== 'gaveUp') throw new Error(result.outcome);
+  expect(result.lastError).toContain(`ECONNREFUSED 127.0.0.1:${port}`);
+  expect(sleeps).toEqual([50, 100]);
+});
+
+test('an unanswered certificate request gives up with the awaited topic as cause', async () => {
+  iot.onCreate = () => 'ignore';
+  const result = await agent(identity('SN000014'), {
+    responseTimeoutMs: 200,
+    backoff: { baseMs: 100, capMs: 1000, maxAttempts: 2 },
+  }).enroll();
+  expect(result).toMatchObject({
+    outcome: 'gaveUp',
+    phase: 'provisioning',
+    retries: 1,
+    cause: 'timeout waiting for $aws/certificates/create-from-csr/json/accepted',
+  });
+  expect(iot.createCalls).toHaveLength(2);
+});
+
+test('registered but refused as the thing: gives up in thingConnect with the CONNACK refusal as cause', async () => {
+  iot.onConnect = (clientId) => (clientId.startsWith('thing-') ? 'notAuthorized' : 'accept');
+  const dev = agent(identity('SN000015'), { backoff: { baseMs: 100, capMs: 1000, maxAttempts: 2 } });
+  const result = await dev.enroll();
+  expect(result).toMatchObject({
+    outcome: 'gaveUp',
+    phase: 'thingConnect',
+    retries: 1,
+    thingName: 'thing-SN000015',
+    cause: 'CONNACK refused: Not authorized',
+  });
+  expect(iot.connections.map((c) => c.clientId)).toEqual([
+    'prov-SN000015',
+    'thing-SN000015',
+    'thing-SN000015',
+  ]);
+  expect(dev.session).toBeUndefined();
 });
 
 test('startup jitter delays the first connect by random * startupJitterMs', async () => {

@@ -49,3 +49,21 @@ test.each([
 ])('classifyFailure(%s) → retryable %s (%s)', (err, retryable, kind) => {
   expect(classifyFailure(err)).toMatchObject({ retryable, kind });
 });
+
+test.each([
+  [
+    new RejectedError('RegisterThing', 429, 'ThrottlingException', 'Rate exceeded'),
+    'RegisterThing 429 ThrottlingException',
+  ],
+  [
+    new RejectedError('CreateCertificateFromCsr', undefined, 'InternalFailure', 'x'),
+    'CreateCertificateFromCsr ? InternalFailure',
+  ],
+  [
+    new TransportError('CONNECT_FAILED', 'connect ECONNREFUSED 127.0.0.1:1', 'ECONNREFUSED 127.0.0.1:1'),
+    'ECONNREFUSED 127.0.0.1:1',
+  ],
+  [new Error('boom'), 'boom'],
+])('the groupable cause of %s is %j', (err, cause) => {
+  expect(classifyFailure(err).cause).toBe(cause);
+});

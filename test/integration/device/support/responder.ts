@@ -82,6 +82,8 @@ export class ScriptedIot {
   });
   /** Optional override for certificate creation (e.g. throttle the create call). */
   onCreate?: (api: 'csr' | 'keys', index: number) => RejectBody | 'ignore' | undefined;
+  /** Accept a CONNECT (default), or refuse it with CONNACK return code 5 (not authorized). */
+  onConnect?: (clientId: string) => 'accept' | 'notAuthorized';
   templateName = 'fleet-template';
 
   private readonly subscriptions = new Map<AedesClient, Set<string>>();
@@ -98,6 +100,12 @@ export class ScriptedIot {
     const ca = await TestCa.create();
     const serverPair = await ca.issue('localhost', true);
     const broker = await loadAedes().createBroker({
+      authenticate: (
+        client: AedesClient,
+        _user: unknown,
+        _pass: unknown,
+        cb: (e: Error | null, ok: boolean) => void,
+      ) => (iot.onConnect?.(client.id) === 'notAuthorized' ? cb(null, false) : cb(null, true)),
       preConnect: (
         client: AedesClient & { will?: unknown },
         packet: Record<string, unknown>,
