@@ -23,7 +23,13 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from '../core/model';
-import { isConditionFailure, RegistryTableNames } from '../lambda/shared/registry';
+import {
+  isConditionFailure,
+  Registry,
+  RegistryStateError,
+  RegistryTableNames,
+} from '../lambda/shared/registry';
+import { canTransition, LIFECYCLE, refusal } from '../core/lifecycle';
 import { enrollmentPartitions, NewDeviceEvent, trailEntry, utcDays } from '../core/trail';
 
 /** DynamoDB limits of the batch APIs. */
@@ -275,6 +281,43 @@ export class RegistryAdmin {
       start = out.LastEvaluatedKey;
     } while (start);
     return lots.sort((a, b) => a.lot.localeCompare(b.lot));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Operator transitions
+
+  /**
+   * Reset a unit stuck in PROVISIONING back to MANUFACTURED so that it can enroll again: one
+   * conditional write guarded by status and revision, then a STATUS_RESET trail entry with the
+   * actor and the certificate it forgets.
+   * @throws RegistryStateError (message names the fix) when the lifecycle table does not allow it.
+   * @throws RegistryConditionError when the device changed since the read.
+   */
+  async resetDevice(serial: string, opts: { reason: string; actor: string }): Promise<DeviceRecord> {
+    const registry = new Registry(this.doc, this.tables, this.now);
+    const device = await registry.getDevice(serial);
+    if (!device || !canTransition('reset', device.status)) {
+      throw new RegistryStateError('resetDevice', serial, refusal('reset', serial, device?.status));
+    }
+    const revision = device.revision ?? 0;
+    const at = this.now().toISOString();
+    const updated = await registry.applyTransition('reset', serial, device.status, revision, {
+      update: 'SET #status = :to, #rev = :next, #upd = :at REMOVE #cert, #fp',
+      names: { '#upd': 'updatedAt', '#cert': TABLES.devices.byCertificateKey, '#fp': 'publicKeyFingerprint' },
+      values: { ':rev': revision, ':next': revision + 1, ':at': at },
+      opts: {},
+    });
+    const detail: Record<string, string> = { actor: opts.actor, from: device.status, to: LIFECYCLE.reset.to };
+    if (device.certificateId) detail.previousCertificateId = device.certificateId;
+    await registry.appendEvent({
+      serial,
+      at,
+      type: LIFECYCLE.reset.event,
+      reason: opts.reason,
+      lot: device.lot,
+      detail,
+    });
+    return updated;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -109,13 +109,11 @@ export async function deviceReset(opts: DeviceResetOptions, ctx: CliContext): Pr
   const reason = (opts.reason ?? '').trim();
   if (reason === '')
     throw new UsageError('fleet device reset needs --reason "<why>"; it is recorded on the trail');
-  const registry = new Registry(
-    ctx.clients.doc,
-    registryTables(ctx, ['devicesTable', 'eventsTable']),
-    ctx.now,
-  );
+  const admin = new RegistryAdmin(ctx.clients.doc, registryTables(ctx, ['devicesTable', 'eventsTable']), {
+    now: ctx.now,
+  });
   try {
-    const device = await registry.resetDevice(serial, { reason, actor: ctx.actor });
+    const device = await admin.resetDevice(serial, { reason, actor: ctx.actor });
     ctx.out.info(
       `device ${serial} reset from PROVISIONING to MANUFACTURED (revision ${device.revision}); ` +
         'power-cycle the unit so it enrolls again with its claim certificate',

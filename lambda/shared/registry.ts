@@ -1,13 +1,15 @@
 /**
- * Registry adapter: the only code that reads and writes the three registry tables (Devices,
- * Lots, Events). Shared by the provisioning hook, the presence Lambda, the `fleet` CLI and the
- * local lab. The DynamoDB Document client is injected.
+ * Registry adapter: device and lot reads, status changes and trail appends, shared by the
+ * provisioning hook, the presence Lambda, the `fleet` CLI and the local lab (batch imports and
+ * lot administration, which only the operator needs, are in cli/registry-admin.ts). The
+ * DynamoDB Document client is injected.
  *
- * Every status transition is ONE conditional UpdateItem guarded by the expected status AND the
- * `revision` counter read by the caller, so two concurrent attempts can never both win (the
- * local emulator has no transactions, and none are needed). A lost race surfaces as
- * {@link RegistryConditionError}; a transition the current status does not allow surfaces as
- * {@link RegistryStateError} with a message that names the fix.
+ * Every status change is ONE conditional UpdateItem ({@link Registry.applyTransition}) guarded
+ * by the expected status AND the `revision` counter read by the caller, so two concurrent
+ * attempts can never both win (the local emulator has no transactions, and none are needed).
+ * The target status comes from the lifecycle table (core/lifecycle.ts); a change the table does
+ * not list is refused with a `LifecycleError` before any write, and a lost race surfaces as
+ * {@link RegistryConditionError}.
  */
 import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import {
@@ -18,14 +20,7 @@ import {
   ProvisioningTransition,
   TABLES,
 } from '../../core/model';
-import {
-  assertTransition,
-  canTransition,
-  LIFECYCLE,
-  LifecycleAction,
-  refusal,
-  SourceStatus,
-} from '../../core/lifecycle';
+import { assertTransition, LIFECYCLE, LifecycleAction, SourceStatus } from '../../core/lifecycle';
 import { NewDeviceEvent, trailEntry } from '../../core/trail';
 
 export type { NewDeviceEvent } from '../../core/trail';
@@ -82,6 +77,19 @@ export type BeginProvisioningInput = ProvisioningTransition & {
   /** ISO time of the decision; defaults to now. */
   at?: string;
 };
+
+/** What a status change writes besides the status and revision (which the registry sets). */
+export interface TransitionWrite {
+  /** UpdateExpression; it must `SET #status = :to, #rev = :next`. */
+  update: string;
+  names: Record<string, string>;
+  values: Record<string, unknown>;
+  /** Conditions besides status, revision and existence. */
+  extraCondition?: string;
+  opts: CallOptions;
+  /** @default true */
+  returnRecord?: boolean;
+}
 
 /** Presence facts of one lifecycle event. */
 export interface PresenceInput {
@@ -206,7 +214,7 @@ export class Registry {
       values[':empty'] = [];
       values[':entry'] = [entry];
     }
-    await this.transition('enroll', serial, input.expectedStatus, input.expectedRevision, {
+    await this.applyTransition('enroll', serial, input.expectedStatus, input.expectedRevision, {
       returnRecord: false,
       update: `SET ${sets.join(', ')}`,
       names: {
@@ -253,7 +261,7 @@ export class Registry {
       });
       extra.push(NEWER_PRESENCE_CONDITION);
     }
-    return this.transition('activate', serial, 'PROVISIONING', input.expectedRevision, {
+    return this.applyTransition('activate', serial, 'PROVISIONING', input.expectedRevision, {
       update: `SET ${sets.join(', ')}`,
       names,
       values,
@@ -304,58 +312,19 @@ export class Registry {
   }
 
   /**
-   * Operator reset of a unit stuck in PROVISIONING back to MANUFACTURED (conditional on
-   * status+revision), appends STATUS_RESET. Throws a clear error naming the fix when the
-   * status does not allow it.
+   * The one write of a status change: a conditional UpdateItem guarded by the status and the
+   * revision the caller read. The target status comes from the lifecycle table (`:to`); a change
+   * the table does not allow is refused before any write. The named transitions above use it, and
+   * so do the operator's (cli/registry-admin.ts).
+   * @throws LifecycleError when the table does not allow `action` from `expectedStatus`.
+   * @throws RegistryConditionError when the status or revision changed since the read.
    */
-  async resetDevice(serial: string, opts: { reason: string; actor: string }): Promise<DeviceRecord> {
-    const device = await this.getDevice(serial);
-    if (!device || !canTransition('reset', device.status)) {
-      throw new RegistryStateError('resetDevice', serial, refusal('reset', serial, device?.status));
-    }
-    const revision = device.revision ?? 0;
-    const at = this.now().toISOString();
-    const updated = await this.transition('reset', serial, device.status, revision, {
-      update: 'SET #status = :to, #rev = :next, #upd = :at REMOVE #cert, #fp',
-      names: { '#upd': 'updatedAt', '#cert': TABLES.devices.byCertificateKey, '#fp': 'publicKeyFingerprint' },
-      values: { ':rev': revision, ':next': revision + 1, ':at': at },
-      opts: {},
-    });
-    const detail: Record<string, string> = {
-      actor: opts.actor,
-      from: device.status,
-      to: LIFECYCLE.reset.to,
-    };
-    if (device.certificateId) detail.previousCertificateId = device.certificateId;
-    await this.appendEvent({
-      serial,
-      at,
-      type: LIFECYCLE.reset.event,
-      reason: opts.reason,
-      lot: device.lot,
-      detail,
-    });
-    return updated;
-  }
-
-  /**
-   * One conditional UpdateItem guarded by status and revision. The target status comes from the
-   * lifecycle table (`:to`); a change the table does not allow is refused before any write.
-   */
-  private async transition<A extends LifecycleAction>(
+  async applyTransition<A extends LifecycleAction>(
     action: A,
     serial: string,
     expectedStatus: SourceStatus<A>,
     expectedRevision: number,
-    w: {
-      update: string;
-      names: Record<string, string>;
-      values: Record<string, unknown>;
-      extraCondition?: string;
-      opts: CallOptions;
-      /** @default true */
-      returnRecord?: boolean;
-    },
+    w: TransitionWrite,
   ): Promise<DeviceRecord> {
     assertTransition(action, serial, expectedStatus);
     // Records written without a revision count as revision 0.

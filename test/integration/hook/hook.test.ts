@@ -3,6 +3,7 @@
  * AWS IoT's DescribeCertificate. Every reason code is exercised against the real handler.
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { RegistryAdmin } from '../../../cli/registry-admin';
 import { signDeviceProof } from '../../../core/attestation';
 import { DeviceEvent, DeviceRecord } from '../../../core/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
@@ -403,7 +404,10 @@ describe('races, clones and retries', () => {
     iot.certificates.set(first.certificateId, 'PENDING_ACTIVATION');
     const fresh = await freshCert();
     expect((await call({ serial, cert: fresh, claimCertificateId: claim })).allowProvisioning).toBe(false);
-    await registry.resetDevice(serial, { reason: 'stuck after lost response', actor: 'ops@example.com' });
+    await new RegistryAdmin(db.doc, tables).resetDevice(serial, {
+      reason: 'stuck after lost response',
+      actor: 'ops@example.com',
+    });
     expect((await call({ serial, cert: fresh, claimCertificateId: claim })).allowProvisioning).toBe(true);
     const reasons = (await eventsOf(serial)).map((e) => e.type + ':' + (e.reason ?? ''));
     expect(reasons).toEqual([

@@ -5,6 +5,8 @@ import {
   RegistryStateError,
   RegistryTableNames,
 } from '../../../lambda/shared/registry';
+import { RegistryAdmin } from '../../../cli/registry-admin';
+import { LifecycleError } from '../../../core/lifecycle';
 import { DeviceRecord } from '../../../core/model';
 import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
 import { deviceRecord } from './fixtures';
@@ -94,18 +96,35 @@ test('recordPresence never rolls back', async () => {
   ).toBeUndefined();
 });
 
-test('resetDevice resets PROVISIONING only and appends STATUS_RESET', async () => {
+test('the operator reset (cli/registry-admin) resets PROVISIONING only and appends STATUS_RESET', async () => {
+  const admin = new RegistryAdmin(db.doc, tables, { now: () => new Date('2026-03-04T05:06:07.000Z') });
   await put(device('SN-RESET'));
-  await expect(registry.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' })).rejects.toThrow(
+  await expect(admin.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' })).rejects.toThrow(
     /already MANUFACTURED/,
   );
-  await expect(registry.resetDevice('SN-MISSING', { reason: 'stuck', actor: 'op' })).rejects.toBeInstanceOf(
+  await expect(admin.resetDevice('SN-MISSING', { reason: 'stuck', actor: 'op' })).rejects.toBeInstanceOf(
     RegistryStateError,
   );
   await registry.beginProvisioning('SN-RESET', begin);
-  const reset = await registry.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' });
+  const reset = await admin.resetDevice('SN-RESET', { reason: 'stuck', actor: 'op' });
   expect(reset).toMatchObject({ status: 'MANUFACTURED', revision: 2 });
   expect(reset.certificateId).toBeUndefined();
+});
+
+test('a status change the lifecycle table does not list is refused before any write', async () => {
+  await put(device('SN-TABLE'));
+  const send = jest.spyOn(db.doc, 'send');
+  await expect(
+    registry.applyTransition('activate', 'SN-TABLE', 'MANUFACTURED' as 'PROVISIONING', 0, {
+      update: 'SET #status = :to, #rev = :next',
+      names: {},
+      values: { ':rev': 0, ':next': 1 },
+      opts: {},
+    }),
+  ).rejects.toBeInstanceOf(LifecycleError);
+  expect(send).not.toHaveBeenCalled();
+  send.mockRestore();
+  expect((await registry.getDevice('SN-TABLE'))?.status).toBe('MANUFACTURED');
 });
 
 test('appendEvent sets enrollDay only on enrollment decisions and never overwrites', async () => {
