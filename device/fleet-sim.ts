@@ -13,6 +13,8 @@ import {
   type GaveUpResult,
   type TlsCredentials,
 } from './agent';
+import { classifyFailure } from './enrollment';
+import { faultAgentOptions } from './faults';
 import { generateFactoryKey, type FactoryIdentity } from './identity';
 
 /** One device of a fleet run: its factory identity and optional fault modes. */
@@ -258,8 +260,7 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
         claim,
         endpoint: options.endpoint,
         templateName: options.templateName,
-        method: spec.faults?.useCreateKeys ? 'createKeys' : 'csr',
-        badAttestation: spec.faults?.badAttestation,
+        ...faultAgentOptions(spec.faults),
         claimClientIdPrefix: options.claimClientIdPrefix,
         backoff: options.backoff,
         connectTimeoutMs: options.connectTimeoutMs,
@@ -278,13 +279,12 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
       try {
         result = await agent.enroll();
       } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
         result = {
           outcome: 'gaveUp',
           serial: identity.serial,
           phase: 'provisioning',
-          lastError: message,
-          cause: message,
+          lastError: err instanceof Error ? err.message : String(err),
+          cause: classifyFailure(err).cause,
           elapsedMs: 0,
           retries: 0,
         };
