@@ -22,6 +22,11 @@ export const HOOK_ENTRY = 'lambda/provisioning/pre-provisioning-hook.handler.ts'
 export const PRESENCE_ENTRY = 'lambda/provisioning/presence.handler.ts';
 export const TEMPLATE = 'FleetTemplate';
 /** This stack's template ARN prefix (account, partition and region of the tests). */
+/** What the hook answers AWS IoT. */
+export type HookResult = { allowProvisioning: boolean; parameterOverrides: Record<string, string> };
+/** The bundled hook's handler. */
+export type Hook = (event: unknown) => Promise<HookResult>;
+
 export const TEMPLATE_ARN_PREFIX = 'arn:aws:iot:us-east-1:123456789012:provisioningtemplate/';
 export const TEMPLATE_ARN = `${TEMPLATE_ARN_PREFIX}${TEMPLATE}`;
 /** Retention of unlisted serials' trail entries the tests configure. */

@@ -24,10 +24,9 @@ import {
   TEMPLATE,
   TEMPLATE_ARN_PREFIX,
   UNLISTED_RETENTION_DAYS,
+  type Hook,
+  type HookResult,
 } from './fixtures';
-
-type HookResult = { allowProvisioning: boolean; parameterOverrides: Record<string, string> };
-type Hook = (event: unknown) => Promise<HookResult>;
 
 let db: LocalDynamo;
 let iot: FakeIot;

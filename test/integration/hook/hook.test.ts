@@ -24,10 +24,9 @@ import {
   putLot,
   startFakeIot,
   TestCa,
+  type Hook,
+  type HookResult,
 } from './fixtures';
-
-type HookResult = { allowProvisioning: boolean; parameterOverrides: Record<string, string> };
-type Hook = (event: unknown) => Promise<HookResult>;
 
 let db: LocalDynamo;
 let iot: FakeIot;

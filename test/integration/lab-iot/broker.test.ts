@@ -3,9 +3,7 @@ import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import {
   AttachPolicyCommand,
-  AttachThingPrincipalCommand,
   CreateKeysAndCertificateCommand,
-  CreateThingCommand,
   DeleteCertificateCommand,
   DescribeCertificateCommand,
   DescribeThingCommand,
@@ -22,6 +20,7 @@ import {
   connect,
   devicePolicy,
   end,
+  identity,
   nextMessage,
   publish,
   startCore,
@@ -74,24 +73,6 @@ async function hook(_arn: string, event: unknown): Promise<unknown> {
   return { allowProvisioning: true, parameterOverrides: { ThingName: `fleet-${serial}`, Ring: 'canary' } };
 }
 
-async function identity(
-  thingName?: string,
-  policy = 'fleet-device',
-): Promise<{ cert: string; key: string; id: string; arn: string }> {
-  const c = await iot.send(new CreateKeysAndCertificateCommand({ setAsActive: true }));
-  if (thingName) {
-    await iot.send(new CreateThingCommand({ thingName }));
-    await iot.send(new AttachThingPrincipalCommand({ thingName, principal: c.certificateArn }));
-  }
-  await iot.send(new AttachPolicyCommand({ policyName: policy, target: c.certificateArn }));
-  return {
-    cert: c.certificatePem as string,
-    key: c.keyPair?.PrivateKey as string,
-    id: c.certificateId as string,
-    arn: c.certificateArn as string,
-  };
-}
-
 async function conn(creds: { cert: string; key: string }, clientId: string): Promise<MqttClient> {
   const c = await connect(core, creds, clientId);
   open.push(c);
@@ -138,7 +119,7 @@ beforeAll(async () => {
   core.registry.putPolicy('fleet-claim', claimPolicy(TEMPLATE));
   core.registry.putThingGroup('fleet-ring-canary');
   core.registry.putProvisioningTemplate({ name: TEMPLATE, body: templateBody, enabled: true, hookArn: HOOK });
-  claim = await identity(undefined, 'fleet-claim');
+  claim = await identity(iot, 'fleet-claim');
 });
 
 afterEach(async () => {
@@ -152,7 +133,7 @@ afterAll(async () => {
 
 describe('policy enforcement', () => {
   test('a device connected as thing X cannot publish or subscribe to thing Y topics', async () => {
-    const x = await identity('fleet-X');
+    const x = await identity(iot, 'fleet-device', 'fleet-X');
     const c = await conn(x, 'fleet-X');
     await publish(c, 'dt/fleet/fleet-X/telemetry', '{"t":1}');
     expect(await subscribe(c, 'cmd/fleet/fleet-X/+')).toEqual([1]);
@@ -178,7 +159,7 @@ describe('policy enforcement', () => {
   });
 
   test('a device cannot connect with a client id other than its thing name', async () => {
-    const x = await identity('fleet-X2');
+    const x = await identity(iot, 'fleet-device', 'fleet-X2');
     await expect(connect(core, x, 'fleet-OTHER')).rejects.toThrow(/Not authorized/i);
     await expect(connect(core, x, 'prov-X2')).rejects.toThrow(/Not authorized/i);
     const ok = await conn(x, 'fleet-X2');
@@ -198,14 +179,14 @@ describe('policy enforcement', () => {
   });
 
   test('unknown, inactive and revoked certificates are refused; revoking disconnects', async () => {
-    const r = await identity('fleet-R');
+    const r = await identity(iot, 'fleet-device', 'fleet-R');
     const c = await conn(r, 'fleet-R');
     const gone = closed(c);
     await iot.send(new UpdateCertificateCommand({ certificateId: r.id, newStatus: 'REVOKED' }));
     await gone;
     await expect(connect(core, r, 'fleet-R')).rejects.toThrow(/Not authorized/i);
 
-    const i = await identity('fleet-I');
+    const i = await identity(iot, 'fleet-device', 'fleet-I');
     await iot.send(new UpdateCertificateCommand({ certificateId: i.id, newStatus: 'INACTIVE' }));
     await expect(connect(core, i, 'fleet-I')).rejects.toThrow(/Not authorized/i);
 
