@@ -23,12 +23,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from '../core/model';
-import {
-  isConditionFailure,
-  Registry,
-  RegistryStateError,
-  RegistryTableNames,
-} from '../lambda/shared/registry';
+import { isConditionFailure, Registry, RegistryTableNames } from '../lambda/shared/registry';
 import { canTransition, LIFECYCLE, refusal } from '../core/lifecycle';
 import { enrollmentPartitions, NewDeviceEvent, trailEntry, utcDays } from '../core/trail';
 
@@ -47,6 +42,18 @@ export interface RegistryAdminOptions {
   maxDelayMs?: number;
   /** Batch requests in flight at once during imports. @default 4 */
   concurrency?: number;
+}
+
+/** The device is missing or the lifecycle table does not allow the operator's change; the message names the fix. */
+export class RegistryStateError extends Error {
+  override readonly name = 'RegistryStateError';
+  constructor(
+    readonly operation: string,
+    readonly serial: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Unprocessed items remained after every retry (throughput exceeded for too long). */

@@ -12,7 +12,13 @@
  */
 import { createPublicKey } from 'node:crypto';
 import { isP256PublicKey } from './attestation';
-import { DEFAULT_SERIAL_PATTERN, FIRMWARE_PATTERN, HW_REV_PATTERN, LOT_PATTERN } from './model';
+import {
+  DEFAULT_SERIAL_PATTERN,
+  FIRMWARE_PATTERN,
+  HW_REV_PATTERN,
+  LOT_PATTERN,
+  unsafeSerialProblem,
+} from './model';
 
 /** One valid manifest row, normalised (trimmed; publicKey as PEM SPKI). */
 export interface ManifestRow {
@@ -90,7 +96,7 @@ export function parseManifest(
       line: 0,
       field: 'file',
       problem: `the serial pattern "${serialSource}" is not a valid regular expression`,
-      fix: 'set FLEET_SERIAL_PATTERN (or --serial-pattern) to a valid JavaScript regular expression source',
+      fix: "fix the stack's serialPattern config key (or --serial-pattern / FLEET_SERIAL_PATTERN) to a valid JavaScript regular expression source",
     });
     return { rows, issues, rowCount: raw.rows.length + raw.broken };
   }
@@ -224,6 +230,14 @@ function validateRow(
     if (!value) issue(field, `${field} is empty`, emptyFix);
     else if (!pattern.test(value)) issue(field, `${field} "${value}" ${invalid}`, invalidFix);
   }
+  const unsafe = serial ? unsafeSerialProblem(serial) : undefined;
+  if (unsafe && serialRe.test(serial as string)) {
+    issue(
+      'serial',
+      `serial "${serial}" ${unsafe}`,
+      'correct the serial: the device could never enroll with it',
+    );
+  }
   let publicKey: string | undefined;
   if (publicKeyText) {
     publicKey = normalisePublicKey(publicKeyText);
@@ -262,7 +276,10 @@ function serialFix(source: string): string {
   if (source === DEFAULT_SERIAL_PATTERN) {
     return 'use 4-32 characters of upper-case A-Z, 0-9 and -, starting with a letter or digit, e.g. SN-000123';
   }
-  return `correct the serial, or set FLEET_SERIAL_PATTERN (or --serial-pattern) to the pattern your factory uses`;
+  return (
+    "correct the serial; if the factory really uses another format, set the stack's serialPattern " +
+    'config key and redeploy (the hook enforces the same pattern)'
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

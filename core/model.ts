@@ -218,6 +218,18 @@ export const OVERRIDE_PARAMETERS = {
   hwRev: 'HardwareRevision',
 } as const;
 
+/** Default prefix of thing names and of every account-level fixed name. */
+export const DEFAULT_THING_NAME_PREFIX = 'fleet';
+/** Default MQTT topic prefix (`dt/<prefix>/<thing>/…`). */
+export const DEFAULT_TOPIC_PREFIX = 'fleet';
+/** Default client id prefix of claim-certificate (provisioning) connections. */
+export const DEFAULT_CLAIM_CLIENT_ID_PREFIX = 'prov-';
+
+/** Client id of a unit's claim (provisioning) connection: `<claimClientIdPrefix><serial>`. */
+export function claimClientIdFor(claimClientIdPrefix: string, serial: string): string {
+  return `${claimClientIdPrefix}${serial}`;
+}
+
 /** Thing name for a serial: `<prefix>-<serial>`. */
 export function thingNameFor(prefix: string, serial: string): string {
   return `${prefix}-${serial}`;
@@ -240,6 +252,21 @@ export const thingGroupNames = {
 
 /** Default format of serial numbers (overridable through FleetConfig). */
 export const DEFAULT_SERIAL_PATTERN = '^[A-Z0-9][A-Z0-9-]{3,31}$';
+/** Longest serial accepted, whatever the configured pattern allows (thing names: 128 bytes). */
+export const MAX_SERIAL_LENGTH = 64;
+/**
+ * Characters a serial may hold whatever the configured pattern allows: those of an AWS IoT thing
+ * name (`[a-zA-Z0-9:_-]`), so `<prefix>-<serial>` is a valid thing name and never puts a topic
+ * wildcard (`+`, `#`) or level separator into a policy resource.
+ */
+export const SERIAL_SAFE = /^[A-Za-z0-9:_-]+$/;
+
+/** Why `serial` can never be a thing name, or undefined when it can (independent of the pattern). */
+export function unsafeSerialProblem(serial: string): string | undefined {
+  if (serial.length > MAX_SERIAL_LENGTH) return `is longer than ${MAX_SERIAL_LENGTH} characters`;
+  if (!SERIAL_SAFE.test(serial)) return 'holds characters a thing name cannot (only A-Z a-z 0-9 : _ -)';
+  return undefined;
+}
 /** Lot identifiers: short, safe for thing-group names. */
 export const LOT_PATTERN = /^[A-Za-z0-9_-]{1,48}$/;
 /** Hardware revisions, e.g. `A`, `rev2`, `B-1`. */

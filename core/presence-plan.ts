@@ -10,7 +10,7 @@
  *   rolls them back. The registry enforces the same order in its conditional write.
  */
 import { canTransition } from './lifecycle';
-import { DeviceEventType, DeviceRecord, serialFromThingName } from './model';
+import { DeviceEventType, DeviceRecord } from './model';
 
 /** The lifecycle event fields the Lambda relies on (AWS IoT Core developer guide, lifecycle events). */
 export interface PresenceEvent {
@@ -34,11 +34,6 @@ export function isNewerPresence(
   if (stored.presenceVersion === undefined) return true;
   if (a.versionNumber !== stored.presenceVersion) return a.versionNumber > stored.presenceVersion;
   return a.timestamp > (stored.presenceTimestamp ?? -1);
-}
-
-/** Serial of a device client id, or undefined for other clients (e.g. claim connections). */
-export function serialOfClient(thingNamePrefix: string, clientId: string): string | undefined {
-  return serialFromThingName(thingNamePrefix, clientId);
 }
 
 export type PresencePlan =

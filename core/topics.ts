@@ -7,6 +7,11 @@ export const topics = {
   health: (prefix: string, thing: string): string => `dt/${prefix}/${thing}/health`,
   command: (prefix: string, thing: string, name: string): string => `cmd/${prefix}/${thing}/${name}`,
   basicIngest: (ruleName: string, topic: string): string => `$aws/rules/${ruleName}/${topic}`,
+  /** Every topic of one thing's own families, as policy resources (`*` matches the rest). */
+  ownData: (prefix: string, thing: string): string => `dt/${prefix}/${thing}/*`,
+  ownCommands: (prefix: string, thing: string): string => `cmd/${prefix}/${thing}/*`,
+  ownJobs: (thing: string): string => `$aws/things/${thing}/jobs/*`,
+  ownShadow: (thing: string): string => `$aws/things/${thing}/shadow/*`,
   /** Fleet provisioning MQTT API (format json). */
   createKeysAndCertificate: '$aws/certificates/create/json',
   createCertificateFromCsr: '$aws/certificates/create-from-csr/json',

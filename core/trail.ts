@@ -29,10 +29,16 @@ export function enrollmentPartition(at: string, shard: number): string {
   return `${at.slice(0, 10)}#${shard}`;
 }
 
-/** Every enrollment index partition of one UTC day (`YYYY-MM-DD`). */
+/**
+ * Every enrollment index partition of one UTC day (`YYYY-MM-DD`): the shards, then the bare day,
+ * under which entries written before the index was sharded still sit.
+ */
 export function enrollmentPartitions(day: string): string[] {
-  return Array.from({ length: ENROLLMENT_SHARDS }, (_, k) => `${day}#${k}`);
+  return [...Array.from({ length: ENROLLMENT_SHARDS }, (_, k) => `${day}#${k}`), day];
 }
+
+/** Bounds of the retention of unlisted serials' trail entries, in days (config and hook). */
+export const UNLISTED_RETENTION_DAYS = { min: 1, max: 3650 } as const;
 
 /** UTC days (YYYY-MM-DD) touched by the window [since, until). */
 export function utcDays(since: string, until: string): string[] {

@@ -4,8 +4,8 @@
  */
 import { Command } from 'commander';
 import { DeviceEvent, DeviceRecord } from '../../core/model';
-import { Registry, RegistryConditionError, RegistryStateError } from '../../lambda/shared/registry';
-import { RegistryAdmin } from '../registry-admin';
+import { Registry, RegistryConditionError } from '../../lambda/shared/registry';
+import { RegistryAdmin, RegistryStateError } from '../registry-admin';
 import { CliContext, registryTables } from '../context';
 import { CliError, UsageError } from '../errors';
 import { formatTable } from '../output';

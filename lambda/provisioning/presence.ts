@@ -12,7 +12,8 @@ import { METRICS } from '../../core/metrics';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
 import { describeIssues } from '../shared/validation';
 import * as z from 'zod/mini';
-import { planPresence, PresenceEvent, serialOfClient } from '../../core/presence-plan';
+import { serialFromThingName } from '../../core/model';
+import { planPresence, PresenceEvent } from '../../core/presence-plan';
 
 export interface PresenceDeps {
   registry: Registry;
@@ -94,7 +95,7 @@ export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => P
       return 'REJECTED';
     }
     const e = parsed.data as PresenceEvent;
-    const serial = serialOfClient(deps.thingNamePrefix, e.clientId);
+    const serial = serialFromThingName(deps.thingNamePrefix, e.clientId);
     if (serial === undefined) {
       logger.debug('presence event of a non-device client ignored', {
         clientId: e.clientId,

@@ -51,18 +51,6 @@ export class RegistryConditionError extends Error {
   }
 }
 
-/** The device is missing or its status does not allow the requested operation. */
-export class RegistryStateError extends Error {
-  override readonly name = 'RegistryStateError';
-  constructor(
-    readonly operation: string,
-    readonly serial: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 export function isConditionFailure(err: unknown): boolean {
   return (
     typeof err === 'object' &&

@@ -51,10 +51,10 @@ export class DevicePolicy extends Construct {
     const topic = (name: string) => iotArn(this, 'topic', name);
     const filter = (name: string) => iotArn(this, 'topicfilter', name);
 
-    const ownDt = `dt/${p}/${thing}/*`;
-    const ownCmd = `cmd/${p}/${thing}/*`;
-    const ownJobs = `$aws/things/${thing}/jobs/*`;
-    const ownShadow = `$aws/things/${thing}/shadow/*`;
+    const ownDt = topics.ownData(p, thing);
+    const ownCmd = topics.ownCommands(p, thing);
+    const ownJobs = topics.ownJobs(thing);
+    const ownShadow = topics.ownShadow(thing);
     const basicIngest = (props.basicIngestRuleNames ?? []).map((rule) => topics.basicIngest(rule, ownDt));
 
     this.document = {

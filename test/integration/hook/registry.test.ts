@@ -1,11 +1,6 @@
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
-import {
-  Registry,
-  RegistryConditionError,
-  RegistryStateError,
-  RegistryTableNames,
-} from '../../../lambda/shared/registry';
-import { RegistryAdmin } from '../../../cli/registry-admin';
+import { Registry, RegistryConditionError, RegistryTableNames } from '../../../lambda/shared/registry';
+import { RegistryAdmin, RegistryStateError } from '../../../cli/registry-admin';
 import { LifecycleError } from '../../../core/lifecycle';
 import { DeviceRecord } from '../../../core/model';
 import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';

@@ -186,12 +186,12 @@ describe('parseManifest (CSV)', () => {
     expect(m.rows.map((r) => r.line)).toEqual([2, 3]);
   });
 
-  test('a custom serial pattern applies, with a fix naming the variable', () => {
+  test('a custom serial pattern applies, with a fix naming the stack setting', () => {
     const m = parseManifest(ok(['AB12,L1,A,1.0.0,', 'SN-0001,L1,A,1.0.0,']), 'csv', {
       serialPattern: '^[A-Z]{2}\\d{2}$',
     });
     expect(m.rows.map((r) => r.serial)).toEqual(['AB12']);
-    expect(m.issues[0].fix).toMatch(/FLEET_SERIAL_PATTERN/);
+    expect(m.issues[0].fix).toMatch(/serialPattern config key and redeploy/);
   });
 
   test('an invalid serial pattern is one file-level issue', () => {
@@ -331,5 +331,21 @@ describe('helpers', () => {
     expect(formatIssue({ line: 0, field: 'file', problem: 'the manifest is empty', fix: 'add rows' })).toBe(
       'file: the manifest is empty; add rows',
     );
+  });
+});
+
+describe('serials that can never be thing names', () => {
+  test.each([
+    ['a topic wildcard', 'SN+1', /characters a thing name cannot/],
+    ['a level separator', 'SN/1', /characters a thing name cannot/],
+    ['more than 64 characters', 'S'.repeat(65), /longer than 64/],
+  ])('%s is refused even when the configured pattern accepts it', (_what, serial, problem) => {
+    const m = parseManifest(`serial,lot,hwRev,factoryFirmware\n${serial},L1,A,1.0.0\n`, 'csv', {
+      serialPattern: '^.+$',
+    });
+    expect(m.rows).toEqual([]);
+    expect(m.issues).toHaveLength(1);
+    expect(m.issues[0]).toMatchObject({ line: 2, field: 'serial' });
+    expect(m.issues[0].problem).toMatch(problem);
   });
 });

@@ -1,5 +1,6 @@
 import { DeviceRecord } from '../../../core/model';
-import { isNewerPresence, planPresence, PresenceEvent, serialOfClient } from '../../../core/presence-plan';
+import { serialFromThingName } from '../../../core/model';
+import { isNewerPresence, planPresence, PresenceEvent } from '../../../core/presence-plan';
 
 const CERT = 'a'.repeat(64);
 const device = (over: Partial<DeviceRecord> = {}): DeviceRecord => ({
@@ -113,13 +114,13 @@ describe('planPresence', () => {
   });
 });
 
-describe('serialOfClient', () => {
+describe('serialFromThingName (device client ids)', () => {
   test.each([
     ['fleet-SN-1', 'SN-1'],
     ['prov-1234', undefined],
     ['fleet-', undefined],
     ['other-SN-1', undefined],
   ])('%s -> %s', (clientId, serial) => {
-    expect(serialOfClient('fleet', clientId)).toBe(serial);
+    expect(serialFromThingName('fleet', clientId)).toBe(serial);
   });
 });
