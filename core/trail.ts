@@ -20,6 +20,12 @@ export const ENROLLMENT_SHARDS = 8;
 /** A trail event as callers describe it; the builder sets `at` (unless given), `sk`, `enrollDay`, `expiresAt`. */
 export type NewDeviceEvent = Omit<DeviceEvent, 'sk' | 'at' | 'enrollDay' | 'expiresAt'> & {
   at?: string;
+  /**
+   * Makes the sort key `<at>#<skSuffix>` instead of `<at>#<random>`, so writing the same fact twice
+   * (a retried event) hits the append-only condition instead of adding a second entry.
+   * @default - random
+   */
+  skSuffix?: string;
   /** Keep the entry this many days, then let TTL delete it. @default - kept for ever */
   retentionDays?: number;
 };
@@ -50,10 +56,10 @@ export function utcDays(since: string, until: string): string[] {
 }
 
 export function trailEntry(e: NewDeviceEvent, now: () => Date = () => new Date()): DeviceEvent {
-  const { retentionDays, ...fields } = e;
+  const { retentionDays, skSuffix, ...fields } = e;
   const at = fields.at ?? now().toISOString();
   const suffix = randomBytes(6);
-  const event: DeviceEvent = { ...fields, at, sk: `${at}#${suffix.toString('hex')}` };
+  const event: DeviceEvent = { ...fields, at, sk: `${at}#${skSuffix ?? suffix.toString('hex')}` };
   if (e.type === 'ENROLLMENT_ALLOWED' || e.type === 'ENROLLMENT_DENIED') {
     event.enrollDay = enrollmentPartition(at, suffix[0] % ENROLLMENT_SHARDS);
   }

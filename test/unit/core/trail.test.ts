@@ -32,3 +32,11 @@ test('utcDays covers every day the window touches', () => {
     '2026-03-06',
   ]);
 });
+
+test('a given sort key suffix makes the entry deterministic', () => {
+  const a = trailEntry({ serial: 'SN-1', type: 'ACTIVATED', skSuffix: 'ACTIVATED#7' }, now);
+  const b = trailEntry({ serial: 'SN-1', type: 'ACTIVATED', skSuffix: 'ACTIVATED#7' }, now);
+  expect(a.sk).toBe('2026-03-04T05:06:07.000Z#ACTIVATED#7');
+  expect(b.sk).toBe(a.sk);
+  expect('skSuffix' in a).toBe(false);
+});
