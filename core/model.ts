@@ -114,6 +114,9 @@ export const TABLES = {
   },
 } as const;
 
+/** Bounds of the retention of unlisted serials' trail entries (TTL `expiresAt`), in days. */
+export const UNLISTED_RETENTION_DAYS = { min: 1, max: 3650 } as const;
+
 /** One certificate that has belonged to a device, newest last. */
 export interface CertificateLineageEntry {
   certificateId: string;

@@ -14,6 +14,8 @@
 import { randomBytes } from 'node:crypto';
 import type { DeviceEvent } from './model';
 
+export { UNLISTED_RETENTION_DAYS } from './model';
+
 /** Partitions per UTC day of the enrollment index. */
 export const ENROLLMENT_SHARDS = 8;
 
@@ -42,9 +44,6 @@ export function enrollmentPartition(at: string, shard: number): string {
 export function enrollmentPartitions(day: string): string[] {
   return [...Array.from({ length: ENROLLMENT_SHARDS }, (_, k) => `${day}#${k}`), day];
 }
-
-/** Bounds of the retention of unlisted serials' trail entries, in days (config and hook). */
-export const UNLISTED_RETENTION_DAYS = { min: 1, max: 3650 } as const;
 
 /** UTC days (YYYY-MM-DD) touched by the window [since, until). */
 export function utcDays(since: string, until: string): string[] {

@@ -13,7 +13,13 @@
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { z } from 'zod';
-import { DEFAULT_SERIAL_PATTERN } from '../core/model';
+import {
+  DEFAULT_CLAIM_CLIENT_ID_PREFIX,
+  DEFAULT_SERIAL_PATTERN,
+  DEFAULT_THING_NAME_PREFIX,
+  DEFAULT_TOPIC_PREFIX,
+  UNLISTED_RETENTION_DAYS,
+} from '../core/model';
 import type { RingShares } from '../core/rings';
 
 /** Deployment stages. `dev` is disposable; `staging` and `prod` retain data. */
@@ -32,15 +38,15 @@ export const LOG_RETENTION_DAYS = [
  */
 export const FLEET_DEFAULTS = {
   stage: 'dev',
-  topicPrefix: 'fleet',
-  thingNamePrefix: 'fleet',
+  topicPrefix: DEFAULT_TOPIC_PREFIX,
+  thingNamePrefix: DEFAULT_THING_NAME_PREFIX,
   serialPattern: DEFAULT_SERIAL_PATTERN,
   rings: { canaryPercent: 2, earlyPercent: 18 },
   /** The default template is `<thingNamePrefix>-default`. */
   templateNameSuffix: 'default',
   /** The default thing type is `<thingNamePrefix>-device`. */
   thingTypeNameSuffix: 'device',
-  claimClientIdPrefix: 'prov-',
+  claimClientIdPrefix: DEFAULT_CLAIM_CLIENT_ID_PREFIX,
   templateDescription: 'Fleet provisioning by claim with an allowlist pre-provisioning hook',
   hook: { memorySize: 1024, budgetMs: 3500, provisionedConcurrency: 0 },
   basicIngestRuleNames: ['fleet_telemetry', 'fleet_health'],
@@ -59,7 +65,10 @@ export const defaultThingTypeName = (thingNamePrefix: string): string =>
 export interface HookConfig {
   /** Lambda memory (MB). More memory means more CPU and a faster cold start. @default 1024 */
   readonly memorySize: number;
-  /** Milliseconds the hook may spend on AWS calls before failing closed (AWS allows 5 s in total). @default 3500 */
+  /**
+   * Milliseconds within which the hook answers, audit entry included; past it the hook fails
+   * closed (AWS IoT waits at most 5 s). @default 3500
+   */
   readonly budgetMs: number;
   /** Provisioned concurrency for enrollment bursts (0 = none). @default 0 */
   readonly provisionedConcurrency: number;
@@ -217,6 +226,10 @@ const inputSchema = z
       .refine(compiles, {
         error: 'use a valid JavaScript regular expression source, e.g. "^[A-Z0-9]{4,32}$"',
       })
+      .refine((p) => !compiles(p) || (p.startsWith('^') && p.endsWith('$') && !p.endsWith('\\$')), {
+        error:
+          'anchor the pattern with ^ and $ so it matches the whole serial, e.g. "^[A-Z0-9]{4,32}$" (unanchored, "SN1/x" would match "SN1")',
+      })
       .default(FLEET_DEFAULTS.serialPattern),
     rings: ringsSchema.prefault({}),
     provisioning: z
@@ -263,9 +276,9 @@ const inputSchema = z
     trail: z
       .strictObject({
         unlistedSerialRetentionDays: int(
-          1,
-          3650,
-          'use an integer number of days between 1 and 3650 (DynamoDB TTL of trail entries of serials not on the manifest)',
+          UNLISTED_RETENTION_DAYS.min,
+          UNLISTED_RETENTION_DAYS.max,
+          `use an integer number of days between ${UNLISTED_RETENTION_DAYS.min} and ${UNLISTED_RETENTION_DAYS.max} (DynamoDB TTL of trail entries of serials not on the manifest)`,
         ).default(FLEET_DEFAULTS.trail.unlistedSerialRetentionDays),
       })
       .prefault({}),

@@ -66,6 +66,12 @@ export function iotPolicyLength(
       }
       return value;
     }
+    const intrinsic = Object.keys(o).find((k) => k.startsWith('Fn::'));
+    if (intrinsic !== undefined) {
+      throw new Error(
+        `cannot size an IoT policy that uses ${intrinsic}; build its resources from Fn::Join and pseudo parameters only`,
+      );
+    }
     return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, substitute(v)]));
   };
   return JSON.stringify(substitute(Stack.of(scope).resolve(document))).replace(/\s/g, '').length;

@@ -164,6 +164,11 @@ describe('invalid configuration names the key and the fix', () => {
     [{ serialPattern: '([' }, 'serialPattern: "([" is invalid; use a valid JavaScript regular expression'],
     [{ serialPattern: 42 }, 'serialPattern: 42 is invalid; use a regular expression source string'],
     [
+      { serialPattern: '[A-Z0-9]{4,32}' },
+      'serialPattern: "[A-Z0-9]{4,32}" is invalid; anchor the pattern with ^ and $',
+    ],
+    [{ serialPattern: '^[A-Z0-9]{4,32}' }, 'anchor the pattern with ^ and $'],
+    [
       { rings: { canaryPercent: 50, earlyPercent: 50 } },
       'rings.earlyPercent: 50 is invalid; keep canaryPercent + earlyPercent (now 100) below 100',
     ],

@@ -152,6 +152,14 @@ describe('device policy size (AWS IoT allows 2048 characters, whitespace exclude
     ).toBe(13);
   });
 
+  test('a document with an intrinsic other than Fn::Join and pseudo parameters cannot be sized', () => {
+    const policy = policyIn(undefined, defaults);
+    const withGetAtt = { ...policy.document, Statement: [{ Resource: { 'Fn::GetAtt': ['X', 'Arn'] } }] };
+    expect(() => iotPolicyLength(policy, withGetAtt)).toThrow(
+      /uses Fn::GetAtt; build its resources from Fn::Join/,
+    );
+  });
+
   test('a stack with a concrete region is sized for that region', () => {
     expect(policyIn({ account: '111122223333', region: 'us-east-1' }, defaults).resolvedLength).toBe(1781);
   });
