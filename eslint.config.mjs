@@ -37,6 +37,17 @@ export const LAYER_ZONES = [
     message: 'the CLI builds on core, lambda adapters and device.',
   },
   {
+    target: ['./lab/scenario', './lab/main.ts'],
+    from: ['./lib', './bench', './test', './bin'],
+    message:
+      'the lab scenario drives the product through cli/, device/ and the bundled functions, not through lib/ or tests.',
+  },
+  {
+    target: './bin',
+    from: except('core', 'lib', 'cli', 'bin'),
+    message: 'bin/ holds thin entry points over lib/ and cli/.',
+  },
+  {
     target: EMULATORS,
     from: [...except('lab'), './lab/scenario', './lab/main.ts'],
     message: 'the lab emulators (lab/iot, lab/rules, lab/runtime) emulate AWS and import no product code.',

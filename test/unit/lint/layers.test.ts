@@ -81,6 +81,16 @@ const CROSSING: Array<[string, string, string]> = [
     "import { runScenario as y } from '../scenario/run';",
     'import/no-restricted-paths',
   ],
+  [
+    'lab/scenario/fixture.ts',
+    "import { FleetStack as y } from '../../lib/fleet-stack';",
+    'import/no-restricted-paths',
+  ],
+  [
+    'bin/fixture.ts',
+    "import { Registry as y } from '../lambda/shared/registry';",
+    'import/no-restricted-paths',
+  ],
 ];
 
 const ALLOWED: Array<[string, string]> = [
