@@ -165,7 +165,14 @@ export class IotBroker {
         const s = this.sessions.get(client);
         if (!s) return;
         if (isProvisioningRequestTopic(packet.topic)) {
-          void this.provision(client, s, packet.topic, payload);
+          this.provision(client, s, packet.topic, payload).catch((e: unknown) =>
+            this.o.log?.({
+              level: 'error',
+              msg: `fleet provisioning request failed: ${e instanceof Error ? e.message : String(e)}`,
+              clientId: s.clientId,
+              topic: packet.topic,
+            }),
+          );
           return;
         }
         if (isProvisioningTopic(packet.topic)) return;

@@ -17,7 +17,8 @@
  * the public material does not show the exact code: 403 `AccessDenied` (hook denied or
  * failed), 429 `ThrottlingException` (RegisterThing over the configured TPS), 404
  * `ResourceNotFound`, 409 `ResourceConflictsException` (OverrideSettings FAIL), 400
- * `InvalidPayload` / `InvalidParameters` / `InvalidCsr`.
+ * `InvalidPayload` / `InvalidParameters` / `InvalidCsr` / `InvalidRequest` (disabled template, or
+ * a template name in the topic that is not valid URI encoding).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { LabCa } from './ca';
@@ -95,6 +96,19 @@ export function isProvisioningTopic(topic: string): boolean {
   return topic.startsWith('$aws/certificates/') || topic.startsWith('$aws/provisioning-templates/');
 }
 
+/** The template name of a RegisterThing topic segment (URI-encoded), or a 400 the device can act on. */
+function decodeTemplateName(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new Rejection(
+      400,
+      'InvalidRequest',
+      `The provisioning template name in the topic (${segment}) is not valid URI encoding`,
+    );
+  }
+}
+
 export class ProvisioningApi {
   readonly stats = { registerThing: { accepted: 0, throttled: 0, rejected: 0 } };
   private readonly tokens = new Map<string, string>(); // ownership token -> certificate id
@@ -136,12 +150,13 @@ export class ProvisioningApi {
       format = m[1];
     } else if ((m = PROVISION.exec(topic))) {
       kind = 'provision';
-      templateName = decodeURIComponent(m[1]);
+      templateName = m[1];
       format = m[2];
     } else {
       return undefined;
     }
     try {
+      if (kind === 'provision') templateName = decodeTemplateName(templateName);
       if (format !== 'json')
         throw new Rejection(
           400,
