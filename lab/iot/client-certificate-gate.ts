@@ -158,15 +158,15 @@ export class ClientCertificateGate extends Duplex {
   private fromClient(chunk: Buffer): void {
     if (this.answeredWithAlert) return;
     if (this.reader.done) {
-      if (!this.push(chunk)) this.socket.pause();
+      this.forward(chunk);
       return;
     }
     const { forward, chain } = this.reader.feed(chunk);
-    if (forward.length) this.push(forward);
+    if (forward.length) this.forward(forward);
     if (!chain) return;
     const verdict = verifyChain(chain, this.o.ca);
     if (verdict.ok) {
-      this.push(this.reader.rest());
+      this.forward(this.reader.rest());
       return;
     }
     this.answeredWithAlert = true;
@@ -175,6 +175,11 @@ export class ClientCertificateGate extends Duplex {
     this.socket.end(UNKNOWN_CA_ALERT);
     this.socket.setTimeout(5000, () => this.socket.destroy());
     this.destroy();
+  }
+
+  /** Hand client bytes to the TLS server; stop reading the socket until it asks for more. */
+  private forward(bytes: Buffer): void {
+    if (!this.push(bytes)) this.socket.pause();
   }
 
   override _read(): void {
