@@ -3,13 +3,16 @@
  *
  * - {@link isStale}: `cdk.out/manifest.json` is missing; or the lab's record of the synth
  *   ({@link SYNTH_RECORD_FILE} beside manifest.json: context values and the content hash of
- *   every input file such as a config file) is missing or differs from what is asked now; or
- *   someone synthesized into the directory after the lab did; or a file under bin/, core/,
- *   lib/, lambda/, or cdk.json / cdk.context.json / package-lock.json is newer than it.
+ *   every input file such as a config file, and the synth environment CDK_DEFAULT_ACCOUNT /
+ *   CDK_DEFAULT_REGION) is missing or differs from what is asked now; or someone synthesized
+ *   into the directory after the lab did; or a file under bin/, core/, lib/, lambda/, or
+ *   cdk.json / cdk.context.json / package.json / package-lock.json / tsconfig.json is newer
+ *   than it.
  * - {@link synthesize}: runs the CDK app. The default `direct` mode runs cdk.json's `app`
  *   command itself with `CDK_OUTDIR` and `CDK_CONTEXT_JSON` (the context from cdk.json and
  *   cdk.context.json), exactly what the CDK CLI hands the app; `cli` mode runs
- *   `npx cdk synth --quiet --no-notices`. Neither needs credentials or network.
+ *   `npx cdk synth --quiet --no-notices` (context values that are not strings as JSON).
+ *   Neither needs credentials or network.
  * - {@link loadCloudAssembly}: reads manifest.json → stack templates and asset manifests.
  */
 import { execFile } from 'node:child_process';
@@ -60,7 +63,10 @@ export interface CloudAssembly {
   assetForS3Key(key: string): FileAsset | undefined;
 }
 
-/** Inputs whose change makes cdk.out stale, relative to the project root. */
+/**
+ * Inputs whose change makes cdk.out stale, relative to the project root. tsconfig.json and
+ * package.json hold what the bundler reads (compiler options, path aliases, module type).
+ */
 export const SYNTH_INPUTS = [
   'bin',
   'core',
@@ -69,7 +75,12 @@ export const SYNTH_INPUTS = [
   'cdk.json',
   'cdk.context.json',
   'package-lock.json',
+  'package.json',
+  'tsconfig.json',
 ];
+
+/** Environment variables the app reads that change the template (the stack's account and region). */
+export const SYNTH_ENVIRONMENT = ['CDK_DEFAULT_ACCOUNT', 'CDK_DEFAULT_REGION'] as const;
 
 /** The lab's record of a synth, written beside manifest.json. */
 export const SYNTH_RECORD_FILE = 'lab-synth.json';
@@ -80,12 +91,16 @@ export interface SynthRequest {
   context?: Record<string, unknown>;
   /** Files the app reads (e.g. a config file given in the context), absolute paths. @default [] */
   inputFiles?: string[];
+  /** The environment the app runs with ({@link SYNTH_ENVIRONMENT} is recorded). @default process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface SynthRecord {
   context: Record<string, unknown>;
   /** Absolute path → sha256 of the content at synth time (`missing` when it did not exist). */
   inputFiles: Record<string, string>;
+  /** The {@link SYNTH_ENVIRONMENT} variables that were set, with their values. */
+  environment: Record<string, string>;
   /** mtime of manifest.json right after the synth: a later synth by another tool changes it. */
   manifestMtimeMs: number;
   synthesizedAt: string;
@@ -99,10 +114,21 @@ function fileHash(path: string): string {
   }
 }
 
+/** The {@link SYNTH_ENVIRONMENT} variables set in `env`. */
+export function synthEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of SYNTH_ENVIRONMENT) {
+    const value = env[name];
+    if (value !== undefined) picked[name] = value;
+  }
+  return picked;
+}
+
 function recordFor(request: SynthRequest, manifestMtimeMs: number): SynthRecord {
   return {
     context: request.context ?? {},
     inputFiles: Object.fromEntries((request.inputFiles ?? []).map((f) => [f, fileHash(f)])),
+    environment: synthEnvironment(request.env),
     manifestMtimeMs,
     synthesizedAt: new Date().toISOString(),
   };
@@ -161,6 +187,10 @@ export function isStale(
     return `${cdkOut} was synthesized again outside the lab (its context is unknown)`;
   if (canonical(record.context) !== canonical(request.context ?? {}))
     return `the context changed (was ${canonical(record.context)}, now ${canonical(request.context ?? {})})`;
+  const environment = synthEnvironment(request.env);
+  // A record written before the environment was recorded counts as "none set".
+  if (canonical(record.environment ?? {}) !== canonical(environment))
+    return `the synth environment changed (was ${canonical(record.environment ?? {})}, now ${canonical(environment)})`;
   const wanted = recordFor(request, built).inputFiles;
   for (const [file, hash] of Object.entries(wanted))
     if (record.inputFiles[file] !== hash) return `${file} changed since the last synth`;
@@ -195,7 +225,20 @@ export interface SynthOptions {
   mode?: 'direct' | 'cli';
   /** Extra context values (merged over cdk.json's). */
   context?: Record<string, unknown>;
+  /** The environment the app runs with. @default process.env */
+  env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+}
+
+/**
+ * `--context key=value` arguments for `cdk synth`: strings as they are, any other value as JSON
+ * (an object must not reach the app as "[object Object]").
+ */
+export function cliContextArgs(context: Record<string, unknown>): string[] {
+  return Object.entries(context).flatMap(([k, v]) => [
+    '--context',
+    `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`,
+  ]);
 }
 
 function run(
@@ -231,16 +274,13 @@ export async function synthesize(opts: SynthOptions): Promise<number> {
     context?: Record<string, unknown>;
   };
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
+    ...(opts.env ?? process.env),
     AWS_EC2_METADATA_DISABLED: 'true',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
   const timeoutMs = opts.timeoutMs ?? 300_000;
   if ((opts.mode ?? 'direct') === 'cli') {
-    const ctxArgs = Object.entries(opts.context ?? {}).flatMap(([k, v]) => [
-      '--context',
-      `${k}=${String(v)}`,
-    ]);
+    const ctxArgs = cliContextArgs(opts.context ?? {});
     await run('npx', ['cdk', 'synth', '--quiet', '--no-notices', '--output', outDir, ...ctxArgs], {
       cwd: opts.projectDir,
       env,
@@ -370,12 +410,22 @@ export async function ensureCloudAssembly(
 ): Promise<{ assembly: CloudAssembly; synthMs: number; reason?: string }> {
   const projectDir = resolvePath(opts.projectDir ?? process.cwd());
   const cdkOut = resolvePath(projectDir, opts.cdkOut ?? 'cdk.out');
-  const request: SynthRequest = { context: opts.context ?? {}, inputFiles: opts.inputFiles ?? [] };
+  const request: SynthRequest = {
+    context: opts.context ?? {},
+    inputFiles: opts.inputFiles ?? [],
+    env: opts.env ?? process.env,
+  };
   let synthMs = 0;
   const reason = opts.synth === false ? undefined : isStale(projectDir, cdkOut, request);
   if (reason) {
     opts.log?.(`synthesizing: ${reason}`);
-    synthMs = await synthesize({ projectDir, outDir: cdkOut, mode: opts.mode, context: request.context });
+    synthMs = await synthesize({
+      projectDir,
+      outDir: cdkOut,
+      mode: opts.mode,
+      context: request.context,
+      env: request.env,
+    });
     writeSynthRecord(cdkOut, request);
     opts.log?.(`synthesized in ${synthMs} ms`);
   }

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  cliContextArgs,
   ensureCloudAssembly,
   isStale,
   readSynthRecord,
@@ -25,7 +26,8 @@ if (context.fail) {
 }
 const out = process.env.CDK_OUTDIR;
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'S.template.json'), JSON.stringify({ Resources: {} }));
+writeFileSync(join(out, 'S.template.json'), JSON.stringify({ Resources: {},
+  Outputs: { Account: { Value: process.env.CDK_DEFAULT_ACCOUNT || 'agnostic' } } }));
 writeFileSync(join(out, 'manifest.json'), JSON.stringify({ version: '48.0.0', artifacts: {
   S: { type: 'aws:cloudformation:stack',
        properties: { templateFile: 'S.template.json', stackName: 'Fleet', tags: { stage: context.stage || 'dev' } } } } }));
@@ -46,8 +48,10 @@ describe('cdk.out staleness', () => {
   });
   afterEach(() => rmSync(project, { recursive: true, force: true }));
 
-  const ensure = (context: Record<string, unknown>, inputFiles: string[] = []) =>
-    ensureCloudAssembly({ projectDir: project, cdkOut, context, inputFiles });
+  /** No CDK_DEFAULT_* from the machine running the tests. */
+  const agnostic: NodeJS.ProcessEnv = { PATH: process.env.PATH };
+  const ensure = (context: Record<string, unknown>, inputFiles: string[] = [], env = agnostic) =>
+    ensureCloudAssembly({ projectDir: project, cdkOut, context, inputFiles, env });
 
   test('a missing assembly is stale; after a synth it is fresh for the same request', async () => {
     expect(isStale(project, cdkOut)).toMatch(/manifest\.json is missing/);
@@ -59,7 +63,7 @@ describe('cdk.out staleness', () => {
       inputFiles: { [config]: expect.stringMatching(/^[0-9a-f]{64}$/) },
     });
     expect(
-      isStale(project, cdkOut, { context: { stage: 'prod', config }, inputFiles: [config] }),
+      isStale(project, cdkOut, { context: { stage: 'prod', config }, inputFiles: [config], env: agnostic }),
     ).toBeUndefined();
     const second = await ensure({ config, stage: 'prod' }, [config]);
     expect(second).toMatchObject({ synthMs: 0, reason: undefined });
@@ -68,29 +72,31 @@ describe('cdk.out staleness', () => {
   test('a changed config file re-synthesizes, though no source is newer', async () => {
     await ensure({ config }, [config]);
     writeFileSync(config, JSON.stringify({ stage: 'dev' }));
-    expect(isStale(project, cdkOut, { context: { config }, inputFiles: [config] })).toBe(
+    expect(isStale(project, cdkOut, { context: { config }, inputFiles: [config], env: agnostic })).toBe(
       `${config} changed since the last synth`,
     );
   });
 
   test('another config, or none, re-synthesizes', async () => {
     await ensure({ config }, [config]);
-    expect(isStale(project, cdkOut, {})).toMatch(/^the context changed \(was \{"config":".*"\}, now \{\}\)$/);
+    expect(isStale(project, cdkOut, { env: agnostic })).toMatch(
+      /^the context changed \(was \{"config":".*"\}, now \{\}\)$/,
+    );
     const other = join(project, 'other.json');
     writeFileSync(other, '{}');
-    expect(isStale(project, cdkOut, { context: { config: other }, inputFiles: [other] })).toMatch(
-      /^the context changed/,
-    );
+    expect(
+      isStale(project, cdkOut, { context: { config: other }, inputFiles: [other], env: agnostic }),
+    ).toMatch(/^the context changed/);
   });
 
   test('an assembly synthesized outside the lab (no record, or a newer manifest) is stale', async () => {
     await ensure({});
-    expect(isStale(project, cdkOut, {})).toBeUndefined();
+    expect(isStale(project, cdkOut, { env: agnostic })).toBeUndefined();
     const later = new Date(Date.now() + 60_000);
     utimesSync(join(cdkOut, 'manifest.json'), later, later);
-    expect(isStale(project, cdkOut, {})).toMatch(/synthesized again outside the lab/);
+    expect(isStale(project, cdkOut, { env: agnostic })).toMatch(/synthesized again outside the lab/);
     rmSync(join(cdkOut, SYNTH_RECORD_FILE));
-    expect(isStale(project, cdkOut, {})).toMatch(/has no record of the context/);
+    expect(isStale(project, cdkOut, { env: agnostic })).toMatch(/has no record of the context/);
   });
 
   test('a source newer than the assembly is stale', async () => {
@@ -98,7 +104,53 @@ describe('cdk.out staleness', () => {
     writeFileSync(join(project, 'cdk.json'), readFileSync(join(project, 'cdk.json')));
     const later = new Date(Date.now() + 60_000);
     utimesSync(join(project, 'cdk.json'), later, later);
-    expect(isStale(project, cdkOut, {})).toBe('cdk.json changed since the last synth');
+    expect(isStale(project, cdkOut, { env: agnostic })).toBe('cdk.json changed since the last synth');
+  });
+
+  test.each(['tsconfig.json', 'package.json'])(
+    '%s newer than the assembly is stale (the bundler reads it)',
+    async (file) => {
+      writeFileSync(join(project, file), '{}');
+      await ensure({});
+      expect(isStale(project, cdkOut, { env: agnostic })).toBeUndefined();
+      const later = new Date(Date.now() + 60_000);
+      utimesSync(join(project, file), later, later);
+      expect(isStale(project, cdkOut, { env: agnostic })).toBe(`${file} changed since the last synth`);
+    },
+  );
+
+  test('the synth environment (account, region) is recorded; another one re-synthesizes', async () => {
+    const env = { ...agnostic, CDK_DEFAULT_ACCOUNT: '111111111111', CDK_DEFAULT_REGION: 'eu-west-1' };
+    const first = await ensure({}, [], env);
+    expect(first.assembly.stacks[0].template.Outputs?.Account.Value).toBe('111111111111');
+    expect(readSynthRecord(cdkOut)?.environment).toEqual({
+      CDK_DEFAULT_ACCOUNT: '111111111111',
+      CDK_DEFAULT_REGION: 'eu-west-1',
+    });
+    expect(isStale(project, cdkOut, { env })).toBeUndefined();
+    expect(isStale(project, cdkOut, { env: { ...env, CDK_DEFAULT_REGION: 'us-east-1' } })).toBe(
+      'the synth environment changed (was {"CDK_DEFAULT_ACCOUNT":"111111111111","CDK_DEFAULT_REGION":"eu-west-1"}, ' +
+        'now {"CDK_DEFAULT_ACCOUNT":"111111111111","CDK_DEFAULT_REGION":"us-east-1"})',
+    );
+    expect(isStale(project, cdkOut, { env: agnostic })).toMatch(/^the synth environment changed/);
+    const again = await ensure({}, [], agnostic);
+    expect(again.reason).toMatch(/^the synth environment changed/);
+    expect(again.assembly.stacks[0].template.Outputs?.Account.Value).toBe('agnostic');
+  });
+
+  test('the CLI mode passes strings as they are and other context values as JSON', () => {
+    expect(
+      cliContextArgs({ config: '/x/fleet.config.json', rings: { canary: 2 }, strict: true, n: 3 }),
+    ).toEqual([
+      '--context',
+      'config=/x/fleet.config.json',
+      '--context',
+      'rings={"canary":2}',
+      '--context',
+      'strict=true',
+      '--context',
+      'n=3',
+    ]);
   });
 
   test('a failing app is one line naming what it printed', async () => {
