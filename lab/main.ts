@@ -15,6 +15,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { EXIT_CODES } from '../cli/errors';
+import { positiveInt } from '../cli/registration';
 import { SynthError, startLabRuntime, type LabLog, type LabRuntime } from './runtime';
 import { labCliEnvironment, labStackName } from './scenario/context';
 import { MIN_DEVICES_WITH_BAD_CASES, PlanError } from './scenario/plan';
@@ -38,47 +39,27 @@ interface LabFlags {
   config?: string;
 }
 
-function positiveInt(flag: string, min = 1, why = '') {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min)
-      throw new InvalidArgumentError(
-        min === 1
-          ? `${flag} must be a positive whole number`
-          : `${flag} must be a whole number of at least ${min}${why}; use ${flag} ${min} or more`,
-      );
-    return n;
-  };
+/** --devices: the CLI's positive whole number, and enough units for every case of the scenario. */
+function deviceCount(value: string): number {
+  const n = positiveInt(value);
+  if (n < MIN_DEVICES_WITH_BAD_CASES)
+    throw new InvalidArgumentError(
+      `--devices must be a whole number of at least ${MIN_DEVICES_WITH_BAD_CASES} (a good unit per lot, every bad case and the recovery case); use --devices ${MIN_DEVICES_WITH_BAD_CASES} or more`,
+    );
+  return n;
 }
 
 function parseArgs(argv: string[]): LabFlags {
   const program = new Command('npm run lab --')
     .description('Run the fleet stack offline from cdk.out and drive the enrollment scenario through it.')
-    .option(
-      '--devices <n>',
-      'simulated units, bad cases included',
-      positiveInt(
-        '--devices',
-        MIN_DEVICES_WITH_BAD_CASES,
-        ' (a good unit per lot, every bad case and the recovery case)',
-      ),
-      200,
-    )
+    .option('--devices <n>', 'simulated units, bad cases included', deviceCount, 200)
     .option('--report <path>', 'write the JSON report here')
     .option(
       '--keep-running',
       'leave the lab up after the scenario (Ctrl-C stops it) and print what to export',
     )
-    .option(
-      '--register-tps <q>',
-      'enforce a RegisterThing quota of Q transactions per second',
-      positiveInt('--register-tps'),
-    )
-    .option(
-      '--concurrency <c>',
-      'units enrolling at the same time (default 32)',
-      positiveInt('--concurrency'),
-    )
+    .option('--register-tps <q>', 'enforce a RegisterThing quota of Q transactions per second', positiveInt)
+    .option('--concurrency <c>', 'units enrolling at the same time (default 32)', positiveInt)
     .option('--quiet', 'print only the start-up line and the summary')
     .option('--lab-dir <dir>', 'working directory (claims, manifest, logs, CA)', '.lab')
     .option(

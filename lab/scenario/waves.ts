@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import type { CliContext } from '../../cli/context';
+import { claimClientIdFor } from '../../core/model';
 import {
   runFleet,
   type BackoffOptions,
@@ -118,7 +119,7 @@ export async function runRecoveryWave(
   if (!faults) throw new Error('this lab offers no fault injection; run the scenario without bad cases');
   for (const p of units)
     faults.loseNextRegisterThingAnswer(
-      `${templateOutput(s.ctx, p.template).claimClientIdPrefix}${p.spec.identity.serial}`,
+      claimClientIdFor(templateOutput(s.ctx, p.template).claimClientIdPrefix, p.spec.identity.serial),
     );
   // The lost answer surfaces as a response timeout; keep it short so the retry comes soon.
   return runWave(s, units, { activate: true, responseTimeoutMs });

@@ -51,7 +51,7 @@ describe('npm run lab: bad input gets one line and the exit code convention (2 u
     ],
     [
       ['--concurrency', 'many'],
-      "error: option '--concurrency <c>' argument 'many' is invalid. --concurrency must be a positive whole number",
+      "error: option '--concurrency <c>' argument 'many' is invalid. use a positive whole number, e.g. 50",
     ],
   ])('%j is a usage error', (args, message) => {
     const r = lab(...args);
