@@ -294,17 +294,33 @@ export class RegistryAdmin {
   // Operator transitions
 
   /**
-   * Reset a unit stuck in PROVISIONING back to MANUFACTURED so that it can enroll again: one
-   * conditional write guarded by status and revision, then a STATUS_RESET trail entry with the
-   * actor and the certificate it forgets.
+   * Reset a unit stuck in PROVISIONING back to MANUFACTURED so that it can enroll again: read,
+   * check the lifecycle table, let `retirePrevious` make the certificate the registry is about to
+   * forget unusable (the CLI revokes it in AWS IoT), then one conditional write guarded by status
+   * and revision, then a STATUS_RESET trail entry with the actor, the certificate it forgets and
+   * what `retirePrevious` answered (`detail.previousCertificate`).
+   * @param retirePrevious runs only when the reset is allowed and the device has a certificate,
+   *   before any write; when it throws, nothing is written. Without it the certificate is left
+   *   as it is in AWS IoT, still attached to the thing: `fleet device reset` always passes it.
    * @throws RegistryStateError (message names the fix) when the lifecycle table does not allow it.
    * @throws RegistryConditionError when the device changed since the read.
    */
-  async resetDevice(serial: string, opts: { reason: string; actor: string }): Promise<DeviceRecord> {
+  async resetDevice(
+    serial: string,
+    opts: { reason: string; actor: string },
+    retirePrevious?: (device: DeviceRecord & { certificateId: string }) => Promise<string>,
+  ): Promise<DeviceRecord> {
     const registry = new Registry(this.doc, this.tables, this.now);
     const device = await registry.getDevice(serial);
     if (!device || !canTransition('reset', device.status)) {
       throw new RegistryStateError('resetDevice', serial, refusal('reset', serial, device?.status));
+    }
+    const detail: Record<string, string> = { actor: opts.actor, from: device.status, to: LIFECYCLE.reset.to };
+    if (device.certificateId) {
+      detail.previousCertificateId = device.certificateId;
+      if (retirePrevious) {
+        detail.previousCertificate = await retirePrevious({ ...device, certificateId: device.certificateId });
+      }
     }
     const revision = device.revision ?? 0;
     const at = this.now().toISOString();
@@ -314,8 +330,6 @@ export class RegistryAdmin {
       values: { ':rev': revision, ':next': revision + 1, ':at': at },
       opts: {},
     });
-    const detail: Record<string, string> = { actor: opts.actor, from: device.status, to: LIFECYCLE.reset.to };
-    if (device.certificateId) detail.previousCertificateId = device.certificateId;
     await registry.appendEvent({
       serial,
       at,

@@ -1,13 +1,21 @@
 /**
  * `fleet device show|reset`: one unit's registry record and trail, and the operator reset of a
  * unit stuck in PROVISIONING (see docs/operations.md, "A unit is stuck in PROVISIONING").
+ *
+ * reset: read the unit, check the lifecycle table, make its certificate unusable in AWS IoT
+ *   (revoked and detached from the thing, {@link retireDeviceCertificate}), then the conditional
+ *   registry write and a STATUS_RESET trail entry saying what was done to the certificate. The
+ *   registry forgets a certificate only once nobody can connect with it as the thing; when IoT
+ *   refuses or cannot be reached, nothing is written.
  */
 import { Command } from 'commander';
-import { DeviceEvent, DeviceRecord } from '../../core/model';
+import { canTransition } from '../../core/lifecycle';
+import { DeviceEvent, DeviceRecord, thingNameFor } from '../../core/model';
 import { Registry, RegistryConditionError } from '../../lambda/shared/registry';
 import { RegistryAdmin, RegistryStateError } from '../registry-admin';
-import { CliContext, registryTables } from '../context';
-import { CliError, UsageError } from '../errors';
+import { CliContext, describeError, registryTables, requireResource } from '../context';
+import { awsSetupProblem, CliError, UsageError } from '../errors';
+import { PreviousCertificateOutcome, retireDeviceCertificate } from '../iot-adapter';
 import { formatTable } from '../output';
 import { examples, positiveInt, RunCommand } from '../registration';
 
@@ -27,6 +35,26 @@ export interface DeviceShowResult {
 export interface DeviceResetOptions {
   serial: string;
   reason: string;
+}
+
+export interface DeviceResetResult {
+  /** The record after the reset (MANUFACTURED, no current certificate). */
+  device: DeviceRecord;
+  /** The certificate the registry forgot, and what was done to it in AWS IoT; absent when it had none. */
+  previousCertificate?: { certificateId: string; thingName: string; outcome: PreviousCertificateOutcome };
+}
+
+/** Operator text for what happened to the previous certificate in AWS IoT. */
+function previousCertificateText(p: NonNullable<DeviceResetResult['previousCertificate']>): string {
+  const head = `previous certificate ${p.certificateId}`;
+  switch (p.outcome) {
+    case 'revoked':
+      return `${head}: revoked in AWS IoT and detached from thing ${p.thingName}; it can no longer connect`;
+    case 'already-revoked':
+      return `${head}: was already revoked in AWS IoT; detached from thing ${p.thingName}`;
+    case 'not-found':
+      return `${head}: not in AWS IoT (deleted), so nobody can connect with it`;
+  }
 }
 
 function validateSerial(serial: string | undefined): string {
@@ -95,16 +123,16 @@ export async function deviceShow(opts: DeviceShowOptions, ctx: CliContext): Prom
       ctx.out.info(line);
     }
   }
-  if (device.status === 'PROVISIONING') {
+  if (canTransition('reset', device.status)) {
     ctx.out.info('');
     ctx.out.info(
-      'this unit is PROVISIONING: if it never connected with its new certificate, see docs/operations.md and "fleet device reset"',
+      `this unit is ${device.status}: if it never connected with its new certificate, see docs/operations.md and "fleet device reset"`,
     );
   }
   return result;
 }
 
-export async function deviceReset(opts: DeviceResetOptions, ctx: CliContext): Promise<DeviceRecord> {
+export async function deviceReset(opts: DeviceResetOptions, ctx: CliContext): Promise<DeviceResetResult> {
   const serial = validateSerial(opts.serial);
   const reason = (opts.reason ?? '').trim();
   if (reason === '')
@@ -112,18 +140,40 @@ export async function deviceReset(opts: DeviceResetOptions, ctx: CliContext): Pr
   const admin = new RegistryAdmin(ctx.clients.doc, registryTables(ctx, ['devicesTable', 'eventsTable']), {
     now: ctx.now,
   });
+  let previousCertificate: DeviceResetResult['previousCertificate'];
   try {
-    const device = await admin.resetDevice(serial, { reason, actor: ctx.actor });
+    const device = await admin.resetDevice(serial, { reason, actor: ctx.actor }, async (stuck) => {
+      // The thing RegisterThing may have created and attached the certificate to.
+      const thingName = stuck.thingName ?? thingNameFor(requireResource(ctx, 'thingPrefix'), serial);
+      let outcome: PreviousCertificateOutcome;
+      try {
+        outcome = await retireDeviceCertificate(ctx.clients.iot, stuck.certificateId, thingName);
+      } catch (err) {
+        if (awsSetupProblem(err)) throw err;
+        throw new CliError(
+          `device ${serial} was not reset: its certificate ${stuck.certificateId} could not be revoked in AWS IoT ` +
+            `(${describeError(err)}); the registry is unchanged: check the AWS IoT endpoint and the ` +
+            'iot:DescribeCertificate, iot:UpdateCertificate and iot:DetachThingPrincipal permissions, then retry',
+        );
+      }
+      previousCertificate = { certificateId: stuck.certificateId, thingName, outcome };
+      return outcome;
+    });
     ctx.out.info(
       `device ${serial} reset from PROVISIONING to MANUFACTURED (revision ${device.revision}); ` +
         'power-cycle the unit so it enrolls again with its claim certificate',
     );
-    return device;
+    const p = previousCertificate;
+    ctx.out.info(p ? previousCertificateText(p) : 'previous certificate: none recorded');
+    return { device, ...(p ? { previousCertificate: p } : {}) };
   } catch (err) {
     if (err instanceof RegistryStateError) throw new CliError(err.message);
     if (err instanceof RegistryConditionError) {
+      const revoked = previousCertificate
+        ? ` (its certificate ${previousCertificate.certificateId} is revoked already)`
+        : '';
       throw new CliError(
-        `device ${serial} changed while resetting (an enrollment may be in flight); check it with "fleet device show ${serial}" and retry`,
+        `device ${serial} changed while resetting${revoked}; an enrollment may be in flight: check it with "fleet device show ${serial}" and retry`,
       );
     }
     throw err;
@@ -150,18 +200,24 @@ export function registerDevice(program: Command, run: RunCommand): void {
     );
   device
     .command('reset')
-    .description('reset a unit stuck in PROVISIONING to MANUFACTURED so it can enroll again')
+    .description(
+      'revoke the certificate of a unit stuck in PROVISIONING and reset it to MANUFACTURED so it can enroll again',
+    )
     .argument('<serial>', 'serial number')
     .requiredOption('--reason <text>', 'why (recorded on the trail)')
     .addHelpText(
       'after',
       `
 Only a PROVISIONING unit can be reset (see docs/operations.md). Check the trail first with
-"fleet device show <serial>".
+"fleet device show <serial>". Before the registry forgets the unit's certificate, the certificate
+is revoked in AWS IoT and detached from the thing, so whoever holds it can no longer connect as
+the thing; the STATUS_RESET trail entry records what was done (previousCertificate = revoked,
+already-revoked or not-found). If AWS IoT refuses or cannot be reached, nothing is changed.
+Needs iot:DescribeCertificate, iot:UpdateCertificate and iot:DetachThingPrincipal.
 ${examples(['fleet device reset SN-000123 --reason "lost RegisterThing answer, ticket OPS-42"'])}`,
     )
     .action(async (serial: string, o, cmd: Command) =>
-      run(cmd, { needs: ['devicesTable', 'eventsTable'] }, (ctx) =>
+      run(cmd, { needs: ['devicesTable', 'eventsTable'], wants: ['thingPrefix'] }, (ctx) =>
         deviceReset({ serial, reason: o.reason }, ctx),
       ),
     );

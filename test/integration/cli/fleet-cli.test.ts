@@ -1,5 +1,6 @@
 /**
- * The `fleet` commands in-process against dynalite on loopback (IoT calls mocked).
+ * The `fleet` commands in-process against dynalite on loopback (IoT calls mocked). `fleet device
+ * show|reset` runs against the lab's IoT emulation in device-reset.test.ts.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -21,7 +22,6 @@ import { Registry } from '../../../lambda/shared/registry';
 import { RegistryAdmin } from '../../../cli/registry-admin';
 import { enrollmentPartitions } from '../../../core/trail';
 import { claimCreate, claimRevoke } from '../../../cli/commands/claim';
-import { deviceReset, deviceShow } from '../../../cli/commands/device';
 import { enrollmentList } from '../../../cli/commands/enrollment';
 import { lotCreate, lotHold, lotList, lotRelease } from '../../../cli/commands/lot';
 import { manifestImport } from '../../../cli/commands/manifest-import';
@@ -409,51 +409,6 @@ describe('enrollment list', () => {
     const { ctx } = await fixture();
     await expect(enrollmentList(opts, ctx)).rejects.toThrow(UsageError);
     await expect(enrollmentList(opts, ctx)).rejects.toThrow(message);
-  });
-});
-
-describe('device show and reset', () => {
-  test('a unit stuck in PROVISIONING is reset to MANUFACTURED with a STATUS_RESET event', async () => {
-    const { ctx, out, registry } = await fixture();
-    await manifestImport({ file: 'm.csv', content: manifest(['SN-0001,L1,A,1.0.0,']) }, ctx);
-    await registry.beginProvisioning('SN-0001', {
-      expectedStatus: 'MANUFACTURED',
-      expectedRevision: 0,
-      thingName: 'fleet-SN-0001',
-      ring: 'broad',
-      certificateId: 'c'.repeat(64),
-      publicKeyFingerprint: 'f'.repeat(64),
-      firmware: '1.0.0',
-      appendHistory: true,
-    });
-    await registry.appendEvent({
-      serial: 'SN-0001',
-      at: '2026-07-10T11:00:00.000Z',
-      type: 'ENROLLMENT_ALLOWED',
-      reason: 'ALLOWED',
-      lot: 'L1',
-    });
-
-    const shown = await deviceShow({ serial: 'SN-0001' }, ctx);
-    expect(shown.device.status).toBe('PROVISIONING');
-    expect(shown.events.map((e) => e.type)).toEqual(['ENROLLMENT_ALLOWED']);
-    expect(out.lines.join('\n')).toMatch(/this unit is PROVISIONING/);
-
-    const reset = await deviceReset({ serial: 'SN-0001', reason: 'lost answer, OPS-42' }, ctx);
-    expect(reset).toMatchObject({ status: 'MANUFACTURED', revision: 2 });
-    expect(reset.certificateId).toBeUndefined();
-    const after = await deviceShow({ serial: 'SN-0001', json: true }, ctx);
-    expect(after.events[0]).toMatchObject({
-      type: 'STATUS_RESET',
-      reason: 'lost answer, OPS-42',
-      detail: { actor: 'tester' },
-    });
-
-    await expect(deviceReset({ serial: 'SN-0001', reason: 'again' }, ctx)).rejects.toThrow(
-      /already MANUFACTURED/,
-    );
-    await expect(deviceReset({ serial: 'SN-0001', reason: '' }, ctx)).rejects.toThrow(UsageError);
-    await expect(deviceShow({ serial: 'SN-NOPE' }, ctx)).rejects.toThrow(/not in the registry/);
   });
 });
 

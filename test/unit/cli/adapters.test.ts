@@ -3,14 +3,16 @@ import {
   AttachPolicyCommand,
   CreateKeysAndCertificateCommand,
   CreateThingGroupCommand,
+  DescribeCertificateCommand,
   DescribeThingGroupCommand,
+  DetachThingPrincipalCommand,
   IoTClient,
   UpdateCertificateCommand,
 } from '@aws-sdk/client-iot';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { BatchGetCommand, BatchWriteCommand, DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
-import { ClaimIot } from '../../../cli/iot-adapter';
+import { ClaimIot, retireDeviceCertificate } from '../../../cli/iot-adapter';
 import { BatchRetryExhaustedError, RegistryAdmin } from '../../../cli/registry-admin';
 import { utcDays } from '../../../core/trail';
 import { DeviceRecord } from '../../../core/model';
@@ -111,6 +113,94 @@ describe('ClaimIot', () => {
   test('setCertificateStatus passes other errors on', async () => {
     mock.on(UpdateCertificateCommand).rejects(named('ThrottlingException'));
     await expect(adapter.setCertificateStatus('id', 'INACTIVE')).rejects.toThrow('ThrottlingException');
+  });
+});
+
+describe('retireDeviceCertificate', () => {
+  const iot = new IoTClient({ region: 'us-east-1' });
+  const mock = mockClient(iot);
+  const ARN = 'arn:aws:iot:us-east-1:123456789012:cert/id';
+  const described = (status: string) => ({ certificateDescription: { certificateArn: ARN, status } });
+  beforeEach(() => mock.reset());
+
+  test.each(['ACTIVE', 'INACTIVE', 'PENDING_ACTIVATION'])(
+    'a %s certificate is revoked, then detached from the thing',
+    async (status) => {
+      mock.on(DescribeCertificateCommand).resolves(described(status));
+      mock.on(UpdateCertificateCommand).resolves({});
+      mock.on(DetachThingPrincipalCommand).resolves({});
+      await expect(retireDeviceCertificate(iot, 'id', 'fleet-SN-1')).resolves.toBe('revoked');
+      expect(mock.commandCalls(UpdateCertificateCommand)[0].args[0].input).toEqual({
+        certificateId: 'id',
+        newStatus: 'REVOKED',
+      });
+      expect(mock.commandCalls(DetachThingPrincipalCommand)[0].args[0].input).toEqual({
+        thingName: 'fleet-SN-1',
+        principal: ARN,
+      });
+    },
+  );
+
+  test('a REVOKED certificate is not updated, only detached; a missing thing is fine', async () => {
+    mock.on(DescribeCertificateCommand).resolves(described('REVOKED'));
+    mock.on(DetachThingPrincipalCommand).rejects(named('ResourceNotFoundException'));
+    await expect(retireDeviceCertificate(iot, 'id', 'fleet-SN-1')).resolves.toBe('already-revoked');
+    expect(mock.commandCalls(UpdateCertificateCommand)).toHaveLength(0);
+  });
+
+  test('an unknown certificate is not-found, with no further call', async () => {
+    mock.on(DescribeCertificateCommand).rejects(named('ResourceNotFoundException'));
+    await expect(retireDeviceCertificate(iot, 'id', 'fleet-SN-1')).resolves.toBe('not-found');
+    expect(mock.calls()).toHaveLength(1);
+  });
+
+  test('revoked by someone else between the read and the update: already-revoked', async () => {
+    mock.on(DescribeCertificateCommand).resolvesOnce(described('ACTIVE')).resolves(described('REVOKED'));
+    mock.on(UpdateCertificateCommand).rejects(named('CertificateStateException'));
+    mock.on(DetachThingPrincipalCommand).resolves({});
+    await expect(retireDeviceCertificate(iot, 'id', 'fleet-SN-1')).resolves.toBe('already-revoked');
+    expect(mock.commandCalls(DetachThingPrincipalCommand)).toHaveLength(1);
+  });
+
+  test.each([
+    [
+      'DescribeCertificate refused',
+      () => mock.on(DescribeCertificateCommand).rejects(named('AccessDeniedException')),
+    ],
+    [
+      'UpdateCertificate refused',
+      () => {
+        mock.on(DescribeCertificateCommand).resolves(described('ACTIVE'));
+        mock.on(UpdateCertificateCommand).rejects(named('AccessDeniedException'));
+      },
+    ],
+    [
+      'the state conflict is not a revocation',
+      () => {
+        mock.on(DescribeCertificateCommand).resolves(described('PENDING_TRANSFER'));
+        mock.on(UpdateCertificateCommand).rejects(named('CertificateStateException'));
+      },
+    ],
+    [
+      'DetachThingPrincipal refused',
+      () => {
+        mock.on(DescribeCertificateCommand).resolves(described('ACTIVE'));
+        mock.on(UpdateCertificateCommand).resolves({});
+        mock.on(DetachThingPrincipalCommand).rejects(named('AccessDeniedException'));
+      },
+    ],
+  ])('%s: the error is passed on', async (_name, arrange) => {
+    arrange();
+    await expect(retireDeviceCertificate(iot, 'id', 'fleet-SN-1')).rejects.toThrow(
+      /AccessDeniedException|CertificateStateException/,
+    );
+  });
+
+  test('a DescribeCertificate answer without the ARN is an error', async () => {
+    mock.on(DescribeCertificateCommand).resolves({ certificateDescription: { status: 'ACTIVE' } });
+    await expect(retireDeviceCertificate(iot, 'id', 'fleet-SN-1')).rejects.toThrow(
+      /DescribeCertificate answered without the ARN of certificate id/,
+    );
   });
 });
 
