@@ -22,7 +22,7 @@ import { memorySink, MemorySink } from '../../../cli/output';
 import type { IotCore } from '../../../lab/iot';
 import { createRegistryTables, LocalDynamo, RegistryTableNames, startDynalite } from '../../helpers/dynalite';
 import { closedLoopbackPort } from '../device/support/ports';
-import { closed, connect, devicePolicy, end, identity, startCore } from '../lab-iot/helpers';
+import { closed, connect, devicePolicy, identity, startCore } from '../lab-iot/helpers';
 
 const NOW = new Date('2026-07-10T12:00:00.000Z');
 const POLICY = 'fleet-device';
