@@ -31,13 +31,21 @@ export interface IotCertificatesOptions {
   handler: NodeHttpHandler;
   /** Credentials, region and endpoint flags, e.g. the DynamoDB client's `config`. */
   settings: SdkClientSettings;
-  /** Total attempts including the first (server errors, throttling and network errors retry). */
+  /**
+   * Total attempts including the first. Only what can succeed on a second try is retried: network
+   * errors (connection reset or refused, timeouts, broken pipe) and AWS IoT's throttling and server
+   * errors ({@link isRetryable}).
+   */
   maxAttempts: number;
   /** Environment holding the endpoint override variables. @default process.env */
   env?: Record<string, string | undefined>;
 }
 
-/** An IoT answer other than success or not-found. */
+/**
+ * An IoT answer other than success or not-found, including any 404 that is not AWS IoT's own
+ * `ResourceNotFoundException` (a proxy, a VPC endpoint or a wrong endpoint path answering a bare
+ * 404 proves nothing about the certificate).
+ */
 export class IotRequestError extends Error {
   override readonly name = 'IotRequestError';
   constructor(
@@ -105,6 +113,33 @@ const RETRYABLE_TYPES = new Set([
   'ServiceUnavailableException',
   'InternalFailureException',
 ]);
+/** Node socket errors a second connection can get past (the SDK's transient network codes). */
+const RETRYABLE_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE']);
+/**
+ * The error type AWS IoT sends (header `x-amzn-ErrorType`) for a certificate it does not know. AWS
+ * IoT always names the type, so a 404 without it did not come from AWS IoT.
+ */
+const NOT_FOUND_TYPE = 'ResourceNotFoundException';
+
+/**
+ * Whether another attempt can succeed: AWS IoT throttling and server errors, and network errors
+ * (connection reset or refused, socket hang-up, broken pipe, the HTTP handler's `TimeoutError`).
+ * Anything else (endpoint settings, credentials, signing, a 4xx answer, an unreadable body) fails
+ * the same way again, so it is thrown at once and leaves the hook's budget to its audit entry.
+ */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof IotRequestError) {
+    return RETRYABLE_STATUS.has(err.statusCode) || RETRYABLE_TYPES.has(err.errorType);
+  }
+  // Duck-typed: errors raised inside Node's own modules may come from another realm.
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, name, message } = err as { code?: unknown; name?: unknown; message?: unknown };
+  return (
+    (typeof code === 'string' && RETRYABLE_NETWORK_CODES.has(code)) ||
+    name === 'TimeoutError' ||
+    message === 'socket hang up'
+  );
+}
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -155,9 +190,7 @@ export function createCertificateStatusReader(opts: IotCertificatesOptions): Cer
       const parsed = JSON.parse(body) as { certificateDescription?: { status?: string } };
       return parsed.certificateDescription?.status ?? 'UNKNOWN';
     }
-    if (response.statusCode === 404 && (errorType === '' || errorType === 'ResourceNotFoundException')) {
-      return undefined;
-    }
+    if (response.statusCode === 404 && errorType === NOT_FOUND_TYPE) return undefined;
     let message = body.slice(0, 200);
     try {
       message = String((JSON.parse(body) as { message?: unknown }).message ?? message);
@@ -176,15 +209,11 @@ export function createCertificateStatusReader(opts: IotCertificatesOptions): Cer
       try {
         return await once(certificateId, abortSignal);
       } catch (err) {
-        const retryable =
-          !abortSignal.aborted &&
-          (err instanceof IotRequestError
-            ? RETRYABLE_STATUS.has(err.statusCode) || RETRYABLE_TYPES.has(err.errorType)
-            : !(err instanceof SyntaxError));
-        if (!retryable || attempt >= opts.maxAttempts) throw err;
-        // Full jitter, base 100 ms, as the SDK's standard retry strategy; the caller's deadline
+        if (abortSignal.aborted || !isRetryable(err) || attempt >= opts.maxAttempts) throw err;
+        // Full jitter as the SDK's standard retry strategy: a random wait below 100 ms after the
+        // first attempt, 200 ms after the second, doubling up to 1 s. The caller's deadline
         // (abortSignal) cuts any wait that would not fit.
-        await sleep(Math.random() * Math.min(1000, 100 * 2 ** attempt), abortSignal);
+        await sleep(Math.random() * Math.min(1000, 100 * 2 ** (attempt - 1)), abortSignal);
       }
     }
   };
