@@ -1,6 +1,7 @@
 /** Adapter unit tests with mocked SDK clients: IoT claim calls and DynamoDB batch retries. */
 import {
   AttachPolicyCommand,
+  CertificateStatus,
   CreateKeysAndCertificateCommand,
   CreateThingGroupCommand,
   DescribeCertificateCommand,
@@ -120,10 +121,12 @@ describe('retireDeviceCertificate', () => {
   const iot = new IoTClient({ region: 'us-east-1' });
   const mock = mockClient(iot);
   const ARN = 'arn:aws:iot:us-east-1:123456789012:cert/id';
-  const described = (status: string) => ({ certificateDescription: { certificateArn: ARN, status } });
+  const described = (status: CertificateStatus) => ({
+    certificateDescription: { certificateArn: ARN, status },
+  });
   beforeEach(() => mock.reset());
 
-  test.each(['ACTIVE', 'INACTIVE', 'PENDING_ACTIVATION'])(
+  test.each<CertificateStatus>(['ACTIVE', 'INACTIVE', 'PENDING_ACTIVATION'])(
     'a %s certificate is revoked, then detached from the thing',
     async (status) => {
       mock.on(DescribeCertificateCommand).resolves(described(status));
