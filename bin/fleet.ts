@@ -11,22 +11,22 @@ import { EXIT_CODES } from '../cli/errors';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 /**
- * Every command closes what it opens, so the process ends on its own once the command is done.
- * Should a library still hold the event loop (a socket or timer it failed to release), the CLI
- * exits after a short grace period rather than keep the operator waiting; FLEET_DEBUG=1 names
- * what was still open. The timer is unref'd: it never delays a clean exit.
+ * The process ends on its own once the command is done: the run wrapper closes the SDK clients
+ * (cli/context.ts destroyContext) and the simulator ends its MQTT sessions, so nothing forces an
+ * exit here, and a handle left open shows as a process that does not end (the tests that run this
+ * entry point wait for it to end by itself). With FLEET_DEBUG=1, a process still alive a second
+ * after the command finished names what is holding it; the timer is unref'd, so it never delays
+ * an exit.
  */
-const EXIT_GRACE_MS = 1000;
+const DEBUG_OPEN_HANDLES_AFTER_MS = 1000;
 
 function finish(code: number): void {
   process.exitCode = code;
+  if (!process.env.FLEET_DEBUG) return;
   setTimeout(() => {
-    if (process.env.FLEET_DEBUG) {
-      const open = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
-      process.stderr.write(`fleet: still open after the command finished: ${open.join(', ')}\n`);
-    }
-    process.exit(code);
-  }, EXIT_GRACE_MS).unref();
+    const open = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
+    process.stderr.write(`fleet: still open after the command finished: ${open.join(', ')}\n`);
+  }, DEBUG_OPEN_HANDLES_AFTER_MS).unref();
 }
 
 main(process.argv.slice(2)).then(finish, (err: unknown) => {

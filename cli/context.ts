@@ -138,6 +138,17 @@ export function createContext(parts: Partial<CliContext> & { resources: FleetRes
   };
 }
 
+/**
+ * Close the context's SDK clients (their keep-alive sockets). The `fleet` run wrapper calls it
+ * once the command is done, whatever the outcome; in-process callers (the lab) call it for the
+ * contexts they build. The context must not be used afterwards.
+ */
+export function destroyContext(ctx: CliContext): void {
+  ctx.clients.doc.destroy();
+  ctx.clients.dynamo.destroy();
+  ctx.clients.iot.destroy();
+}
+
 /** Reads the stack outputs; injectable so resolution is testable without AWS. */
 export type StackOutputReader = (stackName: string) => Promise<Record<string, string>>;
 

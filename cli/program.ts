@@ -1,9 +1,9 @@
 /**
  * The `fleet` command tree (commander). Declares the global options, composes the commands
  * (each module under cli/commands registers its own, with options, help and action) and keeps
- * what they share: the run wrapper (input files, resource resolution, exit code), the listing of
- * every command in `fleet --help`, {@link main} and {@link explain}. bin/fleet.ts runs
- * {@link main}.
+ * what they share: the run wrapper (input files, resource resolution, exit code, closing the SDK
+ * clients), the listing of every command in `fleet --help`, {@link main} and {@link explain}.
+ * bin/fleet.ts runs {@link main}.
  */
 import { Command, CommanderError } from 'commander';
 import { ENV } from '../core/env';
@@ -14,12 +14,23 @@ import { registerLot } from './commands/lot';
 import { registerManifestImport } from './commands/manifest-import';
 import { registerManifestValidate } from './commands/manifest-validate';
 import { registerSim } from './commands/sim';
-import { CLI_ENV, CliContext, contextFromFlags, GlobalFlags, RESOURCE_SOURCES, ResourceKey } from './context';
+import {
+  CLI_ENV,
+  CliContext,
+  contextFromFlags,
+  destroyContext,
+  GlobalFlags,
+  RESOURCE_SOURCES,
+  ResourceKey,
+} from './context';
 import { awsSetupProblem, CliError, describeExitCodes, EXIT_CODES } from './errors';
 import { assertReadable } from './files';
 import { examples, RunCommand } from './registration';
 
-/** Context factory; tests inject one that builds a local context. */
+/**
+ * Context factory; tests inject one that builds a local context. The run wrapper owns what it
+ * returns: it closes the context's SDK clients ({@link destroyContext}) once the command is done.
+ */
 export type ContextFactory = (
   flags: GlobalFlags,
   needs: readonly ResourceKey[],
@@ -105,9 +116,13 @@ ${examples([
       if (spec.hint && err instanceof CliError) err.message = `${err.message}\n${spec.hint}`;
       throw err;
     }
-    const result = (await fn(ctx)) as { exitCode?: number } | undefined;
-    if (result && typeof result === 'object' && typeof result.exitCode === 'number')
-      state.exitCode = result.exitCode;
+    try {
+      const result = (await fn(ctx)) as { exitCode?: number } | undefined;
+      if (result && typeof result === 'object' && typeof result.exitCode === 'number')
+        state.exitCode = result.exitCode;
+    } finally {
+      destroyContext(ctx);
+    }
   };
 
   const manifest = program.command('manifest').description('manufacturing manifests (the allowlist)');

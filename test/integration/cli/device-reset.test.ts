@@ -1,8 +1,10 @@
 /**
- * `fleet device show|reset` in-process against dynalite and the lab's AWS IoT emulation (control
- * plane and mTLS broker) on loopback: a reset makes the unit's certificate unusable in AWS IoT
- * (revoked, detached from the thing) before the registry forgets it.
+ * `fleet device show|reset` against dynalite and the lab's AWS IoT emulation (control plane and
+ * mTLS broker) on loopback, in-process and through the real entry point: a reset makes the unit's
+ * certificate unusable in AWS IoT (revoked, detached from the thing) before the registry forgets it.
  */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import {
   CreatePolicyCommand,
   DescribeCertificateCommand,
@@ -235,3 +237,51 @@ test('a refused reset makes no AWS IoT call', async () => {
     send.mockRestore();
   }
 });
+
+test('the real entry point resets a stuck unit (DynamoDB and IoT calls) and ends on its own', async () => {
+  const f = await fixture();
+  const old = await identity(iot, POLICY, 'fleet-SN-0006');
+  await stuck(f, 'SN-0006', old.id);
+  const root = join(__dirname, '..', '..', '..');
+  const child = spawn(
+    join(root, 'node_modules', '.bin', 'tsx'),
+    [
+      join(root, 'bin', 'fleet.ts'),
+      'device',
+      'reset',
+      'SN-0006',
+      '--reason',
+      'lost answer',
+      '--actor',
+      'e2e',
+    ],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        AWS_ENDPOINT_URL_DYNAMODB: local.endpoint,
+        AWS_ENDPOINT_URL_IOT: core.controlPlaneUrl,
+        FLEET_DEVICES_TABLE: f.tables.devices,
+        FLEET_LOTS_TABLE: f.tables.lots,
+        FLEET_EVENTS_TABLE: f.tables.events,
+        // Were anything still open a second after the command, the entry point would name it here.
+        FLEET_DEBUG: '1',
+      },
+    },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += String(c)));
+  child.stderr.on('data', (c) => (stderr += String(c)));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  expect(stderr).toBe('');
+  expect(code).toBe(0);
+  expect(stdout).toContain(
+    `previous certificate ${old.id}: revoked in AWS IoT and detached from thing fleet-SN-0006`,
+  );
+  expect(await certificateStatus(old.id)).toBe('REVOKED');
+  expect((await trail(f, 'SN-0006'))[0].detail).toMatchObject({
+    actor: 'e2e',
+    previousCertificate: 'revoked',
+  });
+}, 120_000);

@@ -25,7 +25,7 @@ import { claimCreate, claimRevoke } from '../../../cli/commands/claim';
 import { enrollmentList } from '../../../cli/commands/enrollment';
 import { lotCreate, lotHold, lotList, lotRelease } from '../../../cli/commands/lot';
 import { manifestImport } from '../../../cli/commands/manifest-import';
-import { CliContext, createContext, resolveResources } from '../../../cli/context';
+import { CliContext, createContext, FleetClients, resolveResources } from '../../../cli/context';
 import { CliError, UsageError } from '../../../cli/errors';
 import { memorySink, MemorySink } from '../../../cli/output';
 import { ContextFactory, main } from '../../../cli/program';
@@ -85,6 +85,20 @@ async function fixture(): Promise<Fixture> {
     sleep: async () => undefined,
   });
   return { ctx, out, tables, registry: new Registry(local.doc, tables, () => NOW) };
+}
+
+/**
+ * Fresh SDK clients on dynalite for a context handed to `main`: its run wrapper owns the context
+ * and destroys its clients once the command is done, so the shared ones stay out of it.
+ */
+function ownedClients(): FleetClients {
+  const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+  const dynamo = new DynamoDBClient({ endpoint: local.endpoint, region: 'us-east-1', credentials });
+  return {
+    dynamo,
+    doc: DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } }),
+    iot: new IoTClient({ region: 'us-east-1', credentials }),
+  };
 }
 
 const HEADER = 'serial,lot,hwRev,factoryFirmware,publicKey';
@@ -539,7 +553,7 @@ describe('main (in-process)', () => {
     const { ctx } = await fixture();
     const stderr: string[] = [];
     const io = { stderr: (t: string) => void stderr.push(t), env: {} };
-    const factory = async () => ctx;
+    const factory = async () => ({ ...ctx, clients: ownedClients() });
     expect(await main(['lot', 'create', 'L1'], factory, io)).toBe(0);
     expect(await main(['lot', 'create', 'bad lot'], factory, io)).toBe(2);
     expect(stderr.join('')).toMatch(/^error: lot "bad lot" is invalid/);
@@ -581,6 +595,7 @@ describe('manifest import takes the serial pattern and ring shares from the stac
     const factory: ContextFactory = async (flags, needs, wants) =>
       createContext({
         ...ctx,
+        clients: ownedClients(),
         resources: await resolveResources({
           flags,
           env: {},
@@ -648,7 +663,7 @@ test('--dry-run reports every row problem even when the AWS endpoint cannot be r
   const { ctx, out } = await fixture();
   const unreachable = createContext({
     ...ctx,
-    clients: { dynamo, doc: DynamoDBDocumentClient.from(dynamo), iot },
+    clients: { ...ownedClients(), dynamo, doc: DynamoDBDocumentClient.from(dynamo) },
   });
   const dir = await mkdtemp(join(tmpdir(), 'fleet-dry-'));
   const file = join(dir, 'm.csv');
@@ -669,7 +684,6 @@ test('--dry-run reports every row problem even when the AWS endpoint cannot be r
     stderr: (t) => void stderr.push(t),
     env: {},
   });
-  dynamo.destroy();
   await rm(dir, { recursive: true, force: true });
   expect(code).toBe(1);
   expect(out.warnings.map((w) => Number(/^line (\d+)/.exec(w)?.[1]))).toEqual([3, 4, 5, 6, 7, 8]);

@@ -162,8 +162,8 @@ test('the real CLI against a closed port gives up, prints the cause and exits 1 
     ],
     {
       cwd: root,
-      // FLEET_DEBUG=1: were anything still open once the command finished, the entry point would
-      // say so on stderr before exiting.
+      // FLEET_DEBUG=1: were anything still open a second after the command finished, the entry
+      // point would name it on stderr (and the process would not end).
       env: { ...process.env, FLEET_DEBUG: '1', FLEET_PROVISIONING_TEMPLATES: '', FLEET_TOPIC_PREFIX: '' },
     },
   );

@@ -1,11 +1,16 @@
 /**
  * The command tree in-process: one exit-code convention (commander usage errors are 2), input
- * files checked before any resource is resolved, and unexpected errors explained fix-first.
+ * files checked before any resource is resolved, unexpected errors explained fix-first, and the
+ * SDK clients of every command's context closed whatever the outcome.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createContext } from '../../../cli/context';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IoTClient } from '@aws-sdk/client-iot';
+import { DynamoDBDocumentClient, ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { mockClient } from 'aws-sdk-client-mock';
+import { CliContext, createContext, destroyContext } from '../../../cli/context';
 import { describeExitCodes, EXIT_CODES } from '../../../cli/errors';
 import { memorySink } from '../../../cli/output';
 import { ContextFactory, explain, main } from '../../../cli/program';
@@ -193,5 +198,74 @@ describe('explain: the first sentence names the fix', () => {
     });
     expect(await h.run(['lot', 'list'])).toBe(EXIT_CODES.usage);
     expect(h.stderr()).toMatch(/^error: no AWS credentials: set a profile with AWS_PROFILE/);
+  });
+});
+
+describe('the run wrapper closes the SDK clients of the context it made', () => {
+  const config = { region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'y' } };
+
+  /** A context with real SDK clients (DynamoDB answers mocked), and spies on every destroy(). */
+  function tracked() {
+    const dynamo = new DynamoDBClient(config);
+    const doc = DynamoDBDocumentClient.from(dynamo);
+    const iot = new IoTClient(config);
+    const docMock = mockClient(doc);
+    const destroyed = [jest.spyOn(dynamo, 'destroy'), jest.spyOn(doc, 'destroy'), jest.spyOn(iot, 'destroy')];
+    const ctx = createContext({
+      resources: { devicesTable: 'Devices', lotsTable: 'Lots', eventsTable: 'Events' },
+      clients: { dynamo, doc, iot },
+      out: memorySink(),
+    });
+    const calls = () => destroyed.map((d) => d.mock.calls.length);
+    return { ctx, docMock, calls, restore: () => docMock.restore() };
+  }
+
+  test.each([
+    ['the command succeeds', true, EXIT_CODES.ok],
+    ['the command fails', false, EXIT_CODES.failed],
+  ])('%s: each client is destroyed once', async (_name, succeeds, code) => {
+    const t = tracked();
+    try {
+      if (succeeds) t.docMock.on(ScanCommand).resolves({ Items: [] });
+      else
+        t.docMock
+          .on(ScanCommand)
+          .rejects(Object.assign(new Error('no table'), { name: 'ResourceNotFoundException' }));
+      const h = harness(async () => t.ctx);
+      expect(await h.run(['lot', 'list'])).toBe(code);
+      expect(t.calls()).toEqual([1, 1, 1]);
+    } finally {
+      t.restore();
+    }
+  });
+
+  test('a command whose result is exit code 1 closes them too', async () => {
+    const t = tracked();
+    try {
+      const dir = await mkdtemp(join(tmpdir(), 'fleet-destroy-'));
+      const file = join(dir, 'm.csv');
+      await writeFile(file, 'serial,lot,hwRev,factoryFirmware\nbad serial,L1,A,1.0.0\n');
+      const ctx: CliContext = {
+        ...t.ctx,
+        resources: {
+          ...t.ctx.resources,
+          serialPattern: '^SN-[0-9]+$',
+          ringShares: { canaryPercent: 2, earlyPercent: 18 },
+        },
+      };
+      const h = harness(async () => ctx);
+      expect(await h.run(['manifest', 'import', file])).toBe(EXIT_CODES.failed);
+      await rm(dir, { recursive: true, force: true });
+      expect(t.calls()).toEqual([1, 1, 1]);
+    } finally {
+      t.restore();
+    }
+  });
+
+  test('destroyContext destroys the three clients', () => {
+    const t = tracked();
+    destroyContext(t.ctx);
+    t.restore();
+    expect(t.calls()).toEqual([1, 1, 1]);
   });
 });
