@@ -5,13 +5,13 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createContext } from '../../../cli/context';
 import { EXIT_CODES } from '../../../cli/errors';
 import { memorySink, type MemorySink } from '../../../cli/output';
 import { ContextFactory, main } from '../../../cli/program';
+import { closedLoopbackPort } from '../device/support/ports';
 import { ScriptedIot } from '../device/support/responder';
 
 const root = join(__dirname, '..', '..', '..');
@@ -127,17 +127,8 @@ test('units that give up: exit 1, the cause grouped in the summary and in --json
   }
 });
 
-/** A loopback port with nothing listening (bound, then closed). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 test('the real CLI against a closed port gives up, prints the cause and exits 1 on its own', async () => {
-  const port = await closedPort();
+  const port = await closedLoopbackPort();
   const child = spawn(
     tsx,
     [
