@@ -5,6 +5,7 @@
  * Capabilities that run on the thing session (telemetry, jobs, commands, rotation) build on
  * {@link DeviceAgent.session} and {@link DeviceAgent.identityAfterEnrollment}.
  */
+import { DEFAULT_TOPIC_PREFIX } from '../core/model';
 import { topics } from '../core/topics';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -29,7 +30,7 @@ export {
 } from './enrollment';
 
 export interface AgentOptions extends EnrollmentOptions {
-  /** Topic prefix of the `dt/<prefix>/<thing>/…` topics. @default 'fleet' */
+  /** Topic prefix of the `dt/<prefix>/<thing>/…` topics. @default {@link DEFAULT_TOPIC_PREFIX} */
   topicPrefix?: string;
   /** Register a Last Will `{"connection":"lost"}` on `dt/<prefix>/<thing>/health`. @default true */
   lastWill?: boolean;
@@ -99,7 +100,10 @@ export class DeviceAgent {
     const will: LastWill | undefined =
       o.lastWill === false
         ? undefined
-        : { topic: topics.health(o.topicPrefix ?? 'fleet', identity.thingName), payload: CONNECTION_LOST };
+        : {
+            topic: topics.health(o.topicPrefix ?? DEFAULT_TOPIC_PREFIX, identity.thingName),
+            payload: CONNECTION_LOST,
+          };
     return MqttSession.open({
       endpoint: o.endpoint,
       credentials: identity.credentials,

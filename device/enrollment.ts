@@ -14,7 +14,7 @@
  * `ownershipTokenMaxAgeMs`. How to connect as the thing is the caller's (the agent's) step.
  */
 import { signDeviceProof } from '../core/attestation';
-import { PROVISIONING_PARAMETERS } from '../core/model';
+import { claimClientIdFor, DEFAULT_CLAIM_CLIENT_ID_PREFIX, PROVISIONING_PARAMETERS } from '../core/model';
 import {
   fullJitterDelayMs,
   realSleep,
@@ -55,7 +55,10 @@ export interface EnrollmentOptions {
   method?: EnrollmentMethod;
   /** Sign the DeviceProof with a freshly generated wrong key. @default false */
   badAttestation?: boolean;
-  /** Client id of the claim session is `<prefix><serial>`. @default 'prov-' */
+  /**
+   * Client id of the claim session is `<prefix><serial>` ({@link claimClientIdFor}).
+   * @default {@link DEFAULT_CLAIM_CLIENT_ID_PREFIX}
+   */
   claimClientIdPrefix?: string;
   /** Retry policy for enrollment and for the first connect as the thing. */
   backoff?: Partial<BackoffOptions>;
@@ -345,7 +348,7 @@ export class Enrollment {
       client = await ProvisioningClient.open({
         endpoint: o.endpoint,
         claim: o.claim,
-        clientId: `${o.claimClientIdPrefix ?? 'prov-'}${this.serial}`,
+        clientId: claimClientIdFor(o.claimClientIdPrefix ?? DEFAULT_CLAIM_CLIENT_ID_PREFIX, this.serial),
         templateName: o.templateName,
         connectTimeoutMs: o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
         responseTimeoutMs: o.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,

@@ -42,9 +42,9 @@ export interface RunFleetOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** Draw a cli-progress bar on stdout: `'auto'` only when stdout is a TTY. @default false */
   progressBar?: boolean | 'auto';
-  /** @default 'prov-' */
+  /** Client id prefix of the claim sessions. @default DEFAULT_CLAIM_CLIENT_ID_PREFIX of core/model.ts */
   claimClientIdPrefix?: string;
-  /** @default 'fleet' */
+  /** Topic prefix of the `dt/<prefix>/<thing>/…` topics. @default DEFAULT_TOPIC_PREFIX of core/model.ts */
   topicPrefix?: string;
   /** @default true */
   lastWill?: boolean;

@@ -49,9 +49,9 @@ export interface SimulateOptions {
   /** @default 4 */
   concurrency?: number;
   backoff?: Partial<BackoffOptions>;
-  /** @default 'prov-' */
+  /** Client id prefix of the claim sessions. @default DEFAULT_CLAIM_CLIENT_ID_PREFIX of core/model.ts */
   claimClientIdPrefix?: string;
-  /** @default 'fleet' */
+  /** Topic prefix of the `dt/<prefix>/<thing>/…` topics. @default DEFAULT_TOPIC_PREFIX of core/model.ts */
   topicPrefix?: string;
   /** @default true */
   lastWill?: boolean;
