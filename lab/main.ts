@@ -4,7 +4,8 @@
  *
  * Exit codes, as for `fleet`: 0 success; 1 a check failed (a scenario expectation, or the lab
  * or the scenario could not run); 2 bad usage (unknown option, bad value, unusable --lab-dir or
- * --config file, a fleet too small for the stack's templates). Every failure is one line naming
+ * --config file, a fleet too small for the stack's templates, an assembly with several fleet
+ * stacks and no --stack). Every failure is one line naming
  * what failed and what to do; details go to <lab-dir>/logs/lab.log.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -17,7 +18,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { EXIT_CODES } from '../cli/errors';
 import { positiveInt } from '../cli/registration';
 import { SynthError, startLabRuntime, type LabLog, type LabRuntime } from './runtime';
-import { labCliEnvironment, labStackName } from './scenario/context';
+import { labCliEnvironment, LabStackError, labStackName } from './scenario/context';
 import { MIN_DEVICES_WITH_BAD_CASES, PlanError } from './scenario/plan';
 import { formatReport } from './scenario/report';
 import { runScenario, type ScenarioReport } from './scenario/run';
@@ -37,6 +38,7 @@ interface LabFlags {
   quiet?: boolean;
   labDir: string;
   config?: string;
+  stack?: string;
 }
 
 /** --devices: the CLI's positive whole number, and enough units for every case of the scenario. */
@@ -65,6 +67,10 @@ function parseArgs(argv: string[]): LabFlags {
     .option(
       '--config <file>',
       'FleetConfig JSON file to synthesize the stack with (CDK context config=<file>); default: the defaults',
+    )
+    .option(
+      '--stack <name>',
+      'run only this stack of the assembly (default: every stack; the scenario drives the fleet stack)',
     )
     .showHelpAfterError('(npm run lab -- --help lists every option)')
     .exitOverride();
@@ -133,13 +139,13 @@ function chooseConfig(projectDir: string, labDir: string, config?: string): Conf
 }
 
 /** One line: what the lab runs (config, stage, stack, templates). */
-function describeStack(lab: LabRuntime, projectDir: string, config: ConfigChoice): string {
-  const stack = lab.assembly.stacks[0];
+function describeStack(lab: LabRuntime, stackName: string, projectDir: string, config: ConfigChoice): string {
+  const stack = lab.assembly.stacks.find((s) => s.stackName === stackName);
   const templates = Object.values(lab.topology.provisioningTemplates);
   return [
     `config ${config.file ? config.file.replace(`${projectDir}/`, '') : 'defaults'}`,
     `stage ${stack?.tags.stage ?? 'unknown'}`,
-    `stack ${labStackName(lab)}`,
+    `stack ${stackName}`,
     `template${templates.length === 1 ? '' : 's'} ${templates.join(', ') || 'none'}`,
     `assembly ${lab.assembly.dir.replace(`${projectDir}/`, '')}`,
   ].join(', ');
@@ -211,6 +217,7 @@ async function main(): Promise<number> {
       synthContext: config.file ? { config: config.file } : {},
       synthInputFiles: config.file ? [config.file] : [],
       registerThingTps: flags.registerTps,
+      stacks: flags.stack === undefined ? undefined : [flags.stack],
       log,
     });
   } catch (err) {
@@ -222,10 +229,21 @@ async function main(): Promise<number> {
     process.stderr.write(`lab: could not start: ${firstLine(err)}; ${fix}\n`);
     return EXIT.checkFailed;
   }
+  let stackName: string;
+  try {
+    stackName = labStackName(lab);
+  } catch (err) {
+    if (!(err instanceof LabStackError)) throw err;
+    stopping = true;
+    await lab.stop();
+    process.stderr.write(`lab: ${err.message}\n`);
+    await closeLabLog();
+    return EXIT.usage;
+  }
   const startupMs = Date.now() - started;
   if (!flags.quiet) for (const line of lab.summary()) say(line);
   say(
-    `Lab started in ${(startupMs / 1000).toFixed(1)} s (${lab.timings.synthMs ? `synth ${(lab.timings.synthMs / 1000).toFixed(1)} s: ${lab.assembly.synthReason ?? 'stale'}` : 'assembly up to date'}); ${describeStack(lab, projectDir, config)}; ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`,
+    `Lab started in ${(startupMs / 1000).toFixed(1)} s (${lab.timings.synthMs ? `synth ${(lab.timings.synthMs / 1000).toFixed(1)} s: ${lab.assembly.synthReason ?? 'stale'}` : 'assembly up to date'}); ${describeStack(lab, stackName, projectDir, config)}; ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`,
   );
 
   let report: ScenarioReport | undefined;

@@ -4,7 +4,7 @@
  *   const lab = await startLabRuntime();             // synthesizes first if cdk.out is stale
  *   lab.summary().forEach((l) => console.log(l));
  *   process.env = { ...process.env, ...lab.env };    // the AWS SDK against the lab
- *   lab.outputs;                                      // stack outputs, resolved, as strings
+ *   lab.outputsByStack[stackName];                    // a stack's outputs, resolved, as strings
  *   await lab.invoke('ProvisioningTemplate0Hook…', event);
  *   await lab.idle();                                 // rules and what they triggered are done
  *   lab.deadLetters();                                // what rule error actions delivered
@@ -100,10 +100,10 @@ export interface LabRuntime {
   /** Variables to export so the AWS SDK uses the lab (region, dummy credentials, endpoints). */
   env: Record<string, string>;
   /**
-   * The stack outputs resolved against the lab, as CloudFormation's DescribeStacks returns them
-   * (strings; other values as JSON), by output name; with several stacks, later ones win.
+   * Each stack's outputs resolved against the lab, as CloudFormation's DescribeStacks returns
+   * them (strings; other values as JSON): stack name → output name → value.
    */
-  outputs: Record<string, string>;
+  outputsByStack: Record<string, Record<string, string>>;
   /** The loaded assembly: its directory, the stacks (name, tags), and why it was synthesized. */
   assembly: {
     dir: string;
@@ -137,15 +137,251 @@ async function defaultIotCore(opts: StartIotCoreOptions): Promise<IotCoreLike> {
 /** How long stop() waits for rule executions already under way before closing the emulators. */
 const STOP_DRAIN_MS = 5_000;
 
-export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<LabRuntime> {
-  const started = Date.now();
+type Stopper = () => Promise<void> | void;
+type Permissions = Topology['permissions'];
+
+/** What every start step needs to know. */
+interface LabSettings {
+  projectDir: string;
+  region: string;
+  accountId: string;
+  labDir: string;
+  log: LabLog;
+}
+
+function labSettings(opts: LabRuntimeOptions): LabSettings {
   const projectDir = resolvePath(opts.projectDir ?? process.cwd());
-  const region = opts.region ?? 'us-east-1';
-  const accountId = opts.accountId ?? '123456789012';
-  const labDir = resolvePath(projectDir, opts.labDir ?? '.lab');
-  const log: LabLog = opts.log ?? (() => undefined);
-  const stoppers: (() => Promise<void> | void)[] = [];
-  const stopAll = async (): Promise<void> => {
+  return {
+    projectDir,
+    region: opts.region ?? 'us-east-1',
+    accountId: opts.accountId ?? '123456789012',
+    labDir: resolvePath(projectDir, opts.labDir ?? '.lab'),
+    log: opts.log ?? (() => undefined),
+  };
+}
+
+/** The given assembly, or cdk.out (synthesized first when stale). */
+async function loadAssembly(
+  opts: LabRuntimeOptions,
+  s: LabSettings,
+): Promise<{ assembly: CloudAssembly; synthMs: number; synthReason?: string }> {
+  if (opts.assembly) return { assembly: opts.assembly, synthMs: 0 };
+  const loaded = await ensureCloudAssembly({
+    projectDir: s.projectDir,
+    cdkOut: opts.cdkOut,
+    synth: opts.synth,
+    mode: opts.synthMode,
+    context: opts.synthContext,
+    inputFiles: opts.synthInputFiles,
+    log: (msg) => s.log({ level: 'info', msg }),
+  });
+  return { assembly: loaded.assembly, synthMs: loaded.synthMs, synthReason: loaded.reason };
+}
+
+interface Backends {
+  emulators: { dynamodb: string; kinesis: string };
+  dynamodb: DynamoDBClient;
+  kinesis: LabKinesis;
+  queues: QueueStore;
+  runner: LambdaRunner;
+  /** AWS_ENDPOINT_URL_* of the functions by service; IOT is added once IoT Core is up. */
+  endpointMap: Record<string, string>;
+  stoppers: Stopper[];
+}
+
+/** The emulators (dynalite, kinesalite), their clients, the queue store and the Lambda runner. */
+async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<Backends> {
+  const emulators = await startEmulators();
+  const dynamodb = new DynamoDBClient({
+    endpoint: emulators.dynamodb,
+    region: s.region,
+    credentials: { accessKeyId: 'lab', secretAccessKey: 'lab' },
+  });
+  // The IoT control plane URL is known only once IoT Core is up; functions start lazily,
+  // so the runner reads the endpoint map at first invocation.
+  const endpointMap: Record<string, string> = {
+    DYNAMODB: emulators.dynamodb,
+    KINESIS: emulators.kinesis,
+    ...(opts.extraEndpoints ?? {}),
+  };
+  const runner = new LambdaRunner({
+    region: s.region,
+    accountId: s.accountId,
+    endpoints: endpointMap,
+    logDir: opts.logDir === false ? undefined : resolvePath(s.labDir, opts.logDir ?? 'logs'),
+    onLog: opts.onFunctionLog,
+  });
+  return {
+    emulators,
+    dynamodb,
+    kinesis: new LabKinesis(emulators.kinesis, s.region),
+    queues: new QueueStore(),
+    runner,
+    endpointMap,
+    stoppers: [() => emulators.stop(), () => dynamodb.destroy(), () => runner.stop()],
+  };
+}
+
+/**
+ * How IoT invokes a pre-provisioning hook: as iot.amazonaws.com, which needs a permission on the
+ * function, version or alias it names, as on AWS. `permissions` is read at each invocation (the
+ * topology declares them after IoT Core is up).
+ */
+function iotLambdaInvoker(
+  runner: LambdaRunner,
+  s: LabSettings,
+  permissions: () => Permissions,
+): StartIotCoreOptions['invokeLambda'] {
+  return (target, event) => {
+    const fn = runner.resolveQualified(target);
+    const templateArn = (event as { templateArn?: unknown } | null)?.templateArn;
+    const denied =
+      fn &&
+      checkInvokePermission(
+        permissions(),
+        fn.qualifiedArn,
+        'iot.amazonaws.com',
+        typeof templateArn === 'string' ? templateArn : '',
+        s.accountId,
+      );
+    if (denied) {
+      s.log({ level: 'warn', msg: 'IoT may not invoke the function', target, reason: denied });
+      return Promise.reject(new LambdaServiceError('AccessDeniedException', denied));
+    }
+    return runner.invoke(target, event);
+  };
+}
+
+/** IoT Core: the given instance or factory, or lab/iot's. */
+async function startIot(
+  opts: LabRuntimeOptions,
+  s: LabSettings,
+  runner: LambdaRunner,
+  permissions: () => Permissions,
+): Promise<IotCoreLike> {
+  const iotOpts: StartIotCoreOptions = {
+    region: s.region,
+    accountId: s.accountId,
+    invokeLambda: iotLambdaInvoker(runner, s, permissions),
+    registerThingTps: opts.registerThingTps,
+    log: s.log,
+  };
+  if (typeof opts.iotCore === 'function') return opts.iotCore(iotOpts);
+  return opts.iotCore ?? defaultIotCore(iotOpts);
+}
+
+/** The rules engine, acting on the lab's functions, broker, stream, queues and tables. */
+function createRulesEngine(
+  opts: LabRuntimeOptions,
+  s: LabSettings,
+  b: Backends,
+  iot: IotCoreLike,
+  permissions: () => Permissions,
+): RulesEngine {
+  return new RulesEngine({
+    accountId: s.accountId,
+    region: s.region,
+    invokeLambda: (arn, event) => b.runner.invoke(arn, event),
+    checkLambdaInvoke: (arn, ruleArn) => {
+      const fn = b.runner.resolveQualified(arn);
+      if (!fn) return `ResourceNotFoundException: Function not found: ${arn}`;
+      return checkInvokePermission(permissions(), fn.qualifiedArn, 'iot.amazonaws.com', ruleArn, s.accountId);
+    },
+    publish: (topic, payload) => iot.publish(topic, payload),
+    kinesisPutRecord: async (stream, pk, data) => {
+      await b.kinesis.putRecord(stream, pk, data);
+    },
+    sqsSendMessage: async (url, body, meta) => {
+      b.queues.send(url, body, `rule:${meta.ruleName}`);
+    },
+    dynamoPutItem: async (table, item) => {
+      await b.dynamodb.send(new PutItemCommand({ TableName: table, Item: item as never }));
+    },
+    log: s.log,
+    lambdaInvocation: opts.lambdaInvocation,
+  });
+}
+
+/** Timers for the enabled rate() schedules; returns their stoppers. */
+function startScheduleTimers(topology: Topology, log: LabLog): Stopper[] {
+  const stoppers: Stopper[] = [];
+  for (const s of topology.schedules) {
+    if (!s.enabled || !s.everyMs) continue;
+    const t = setInterval(() => {
+      s.fire().catch((e: Error) =>
+        log({ level: 'warn', msg: 'scheduled invocation failed', schedule: s.name, error: e.message }),
+      );
+    }, s.everyMs);
+    t.unref();
+    stoppers.push(() => clearInterval(t));
+  }
+  return stoppers;
+}
+
+/**
+ * Feed every message the broker accepts to the rules engine. Returns the stoppers, in start
+ * order: stoppers run in reverse, so the rules stop being fed first, then what they already
+ * started finishes (bounded), so no function is still writing to an emulator when the
+ * emulators close.
+ */
+function feedRules(iot: IotCoreLike, rules: RulesEngine, log: LabLog): Stopper[] {
+  let accepting = true;
+  iot.onMessage((m) => {
+    if (!accepting) return;
+    rules
+      .handleMessage(m)
+      .catch((e: Error) =>
+        log({ level: 'error', msg: 'rules engine failed on a message', topic: m.topic, error: e.message }),
+      );
+  });
+  const drain = async (): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      rules.idle(),
+      new Promise<void>((done) => {
+        timer = setTimeout(done, STOP_DRAIN_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  };
+  return [
+    drain,
+    () => {
+      accepting = false;
+    },
+  ];
+}
+
+/** Variables to export so the AWS SDK uses the lab. */
+function sdkEnvironment(region: string, endpoints: LabEndpoints): Record<string, string> {
+  return {
+    AWS_REGION: region,
+    AWS_DEFAULT_REGION: region,
+    AWS_ACCESS_KEY_ID: 'lab',
+    AWS_SECRET_ACCESS_KEY: 'lab',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
+    AWS_ENDPOINT_URL_KINESIS: endpoints.kinesis,
+    AWS_ENDPOINT_URL_IOT: endpoints.iot,
+  };
+}
+
+/** Outputs as DescribeStacks returns them: strings, other values as JSON. */
+function outputStrings(topology: Topology): Record<string, Record<string, string>> {
+  return Object.fromEntries(
+    Object.entries(topology.outputsByStack).map(([stack, outputs]) => [
+      stack,
+      Object.fromEntries(
+        Object.entries(outputs).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+      ),
+    ]),
+  );
+}
+
+/** Runs the stoppers in reverse start order; a failing one is logged and the rest still run. */
+function stopperRunner(stoppers: Stopper[], log: LabLog): () => Promise<void> {
+  return async () => {
     for (const s of stoppers.splice(0).reverse()) {
       try {
         await s();
@@ -154,240 +390,99 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       }
     }
   };
+}
 
+export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<LabRuntime> {
+  const started = Date.now();
+  const s = labSettings(opts);
+  const stoppers: Stopper[] = [];
+  const stopAll = stopperRunner(stoppers, s.log);
   try {
-    let synthMs = 0;
-    let synthReason: string | undefined;
-    let assembly = opts.assembly;
-    if (!assembly) {
-      const loaded = await ensureCloudAssembly({
-        projectDir,
-        cdkOut: opts.cdkOut,
-        synth: opts.synth,
-        mode: opts.synthMode,
-        context: opts.synthContext,
-        inputFiles: opts.synthInputFiles,
-        log: (msg) => log({ level: 'info', msg }),
-      });
-      assembly = loaded.assembly;
-      synthMs = loaded.synthMs;
-      synthReason = loaded.reason;
-    }
-    const emulators = await startEmulators();
-    stoppers.push(() => emulators.stop());
-    const dynamodb = new DynamoDBClient({
-      endpoint: emulators.dynamodb,
-      region,
-      credentials: { accessKeyId: 'lab', secretAccessKey: 'lab' },
-    });
-    stoppers.push(() => dynamodb.destroy());
-    const kinesis = new LabKinesis(emulators.kinesis, region);
-    const queues = new QueueStore();
-
-    // The IoT control plane URL is known only once IoT Core is up; functions start lazily,
-    // so the runner reads the endpoint map at first invocation.
-    const endpointMap: Record<string, string> = {
-      DYNAMODB: emulators.dynamodb,
-      KINESIS: emulators.kinesis,
-      ...(opts.extraEndpoints ?? {}),
-    };
-    const runner = new LambdaRunner({
-      region,
-      accountId,
-      endpoints: endpointMap,
-      logDir: opts.logDir === false ? undefined : resolvePath(labDir, opts.logDir ?? 'logs'),
-      onLog: opts.onFunctionLog,
-    });
-    stoppers.push(() => runner.stop());
-
-    let permissions: Topology['permissions'] = [];
-    const iotOpts: StartIotCoreOptions = {
-      region,
-      accountId,
-      // IoT invokes the pre-provisioning hook as iot.amazonaws.com: it needs a permission on the
-      // function, version or alias it names, as on AWS.
-      invokeLambda: (target, event) => {
-        const fn = runner.resolveQualified(target);
-        const templateArn = (event as { templateArn?: unknown } | null)?.templateArn;
-        const denied =
-          fn &&
-          checkInvokePermission(
-            permissions,
-            fn.qualifiedArn,
-            'iot.amazonaws.com',
-            typeof templateArn === 'string' ? templateArn : '',
-            accountId,
-          );
-        if (denied) {
-          log({ level: 'warn', msg: 'IoT may not invoke the function', target, reason: denied });
-          return Promise.reject(new LambdaServiceError('AccessDeniedException', denied));
-        }
-        return runner.invoke(target, event);
-      },
-      registerThingTps: opts.registerThingTps,
-      log,
-    };
-    const iot =
-      typeof opts.iotCore === 'function'
-        ? await opts.iotCore(iotOpts)
-        : (opts.iotCore ?? (await defaultIotCore(iotOpts)));
+    const { assembly, synthMs, synthReason } = await loadAssembly(opts, s);
+    const b = await startBackends(opts, s);
+    stoppers.push(...b.stoppers);
+    let permissions: Permissions = [];
+    const iot = await startIot(opts, s, b.runner, () => permissions);
     stoppers.push(() => iot.stop());
-    endpointMap.IOT = iot.controlPlaneUrl;
+    b.endpointMap.IOT = iot.controlPlaneUrl;
+    const rules = createRulesEngine(opts, s, b, iot, () => permissions);
 
-    const rules = new RulesEngine({
-      accountId,
-      region,
-      invokeLambda: (arn, event) => runner.invoke(arn, event),
-      checkLambdaInvoke: (arn, ruleArn) => {
-        const fn = runner.resolveQualified(arn);
-        if (!fn) return `ResourceNotFoundException: Function not found: ${arn}`;
-        return checkInvokePermission(permissions, fn.qualifiedArn, 'iot.amazonaws.com', ruleArn, accountId);
-      },
-      publish: (topic, payload) => iot.publish(topic, payload),
-      kinesisPutRecord: async (stream, pk, data) => {
-        await kinesis.putRecord(stream, pk, data);
-      },
-      sqsSendMessage: async (url, body, meta) => {
-        queues.send(url, body, `rule:${meta.ruleName}`);
-      },
-      dynamoPutItem: async (table, item) => {
-        await dynamodb.send(new PutItemCommand({ TableName: table, Item: item as never }));
-      },
-      log,
-      lambdaInvocation: opts.lambdaInvocation,
-    });
-
-    const { topology, stoppers: bg } = await buildTopology({
+    const { topology, stoppers: background } = await buildTopology({
       assembly,
-      region,
-      accountId,
-      labDir,
-      dynamodb,
-      kinesis,
+      region: s.region,
+      accountId: s.accountId,
+      labDir: s.labDir,
+      dynamodb: b.dynamodb,
+      kinesis: b.kinesis,
       iot,
-      runner,
+      runner: b.runner,
       rules,
-      queues,
+      queues: b.queues,
       handlers: handlerRegistry([...DEFAULT_HANDLERS, ...(opts.handlers ?? [])]),
       parameters: opts.parameters,
       stacks: opts.stacks,
-      log,
+      log: s.log,
     });
-    stoppers.push(...bg);
+    stoppers.push(...background);
     permissions = topology.permissions;
-
-    // Timers for rate() schedules.
-    if ((opts.schedules ?? 'timers') === 'timers') {
-      for (const s of topology.schedules) {
-        if (!s.enabled || !s.everyMs) continue;
-        const t = setInterval(() => {
-          s.fire().catch((e: Error) =>
-            log({ level: 'warn', msg: 'scheduled invocation failed', schedule: s.name, error: e.message }),
-          );
-        }, s.everyMs);
-        t.unref();
-        stoppers.push(() => clearInterval(t));
-      }
-    }
-
-    let accepting = true;
-    // Stoppers run in reverse: first stop feeding the rules, then let what they already started
-    // finish (bounded), so no function is still writing to an emulator when the emulators close.
-    stoppers.push(async () => {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        rules.idle(),
-        new Promise<void>((done) => {
-          timer = setTimeout(done, STOP_DRAIN_MS);
-        }),
-      ]);
-      clearTimeout(timer);
-    });
-    stoppers.push(() => {
-      accepting = false;
-    });
-    iot.onMessage((m) => {
-      if (!accepting) return;
-      rules
-        .handleMessage(m)
-        .catch((e: Error) =>
-          log({ level: 'error', msg: 'rules engine failed on a message', topic: m.topic, error: e.message }),
-        );
-    });
+    if ((opts.schedules ?? 'timers') === 'timers') stoppers.push(...startScheduleTimers(topology, s.log));
+    stoppers.push(...feedRules(iot, rules, s.log));
 
     const endpoints: LabEndpoints = {
-      dynamodb: emulators.dynamodb,
-      kinesis: emulators.kinesis,
+      dynamodb: b.emulators.dynamodb,
+      kinesis: b.emulators.kinesis,
       iot: iot.controlPlaneUrl,
       mqtt: iot.mqtt,
     };
-    const env: Record<string, string> = {
-      AWS_REGION: region,
-      AWS_DEFAULT_REGION: region,
-      AWS_ACCESS_KEY_ID: 'lab',
-      AWS_SECRET_ACCESS_KEY: 'lab',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
-      AWS_ENDPOINT_URL_KINESIS: endpoints.kinesis,
-      AWS_ENDPOINT_URL_IOT: endpoints.iot,
-    };
-    const outputs = Object.fromEntries(
-      Object.entries(topology.outputs).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
-    );
-
     const startMs = Date.now() - started;
-    const summary = (): string[] => [
-      `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
-      ...topology.summary,
-      ...(opts.logDir === false
-        ? []
-        : [`function logs: ${join(labDir, typeof opts.logDir === 'string' ? opts.logDir : 'logs')}`]),
-    ];
-    log({
+    s.log({
       level: 'info',
       msg: 'lab runtime started',
       startMs,
       synthMs,
       unsupported: topology.unsupported.length,
     });
-
-    const loadedAssembly = assembly;
     return {
       endpoints,
-      env,
-      outputs,
+      env: sdkEnvironment(s.region, endpoints),
+      outputsByStack: outputStrings(topology),
       assembly: {
-        dir: loadedAssembly.dir,
-        stacks: loadedAssembly.stacks
+        dir: assembly.dir,
+        stacks: assembly.stacks
           .filter((st) => topology.stacks.includes(st.stackName))
           .map((st) => ({ stackName: st.stackName, tags: st.tags })),
         synthReason,
       },
       topology,
       iot,
-      runner,
+      runner: b.runner,
       rules,
-      queues,
-      invoke: (fn, event) => runner.invoke(fn, event),
+      queues: b.queues,
+      invoke: (fn, event) => b.runner.invoke(fn, event),
       deadLetters: (queue) => {
-        if (!queue) return queues.messages();
-        const q = topology.queues[queue] ?? queues.find(queue);
-        return q ? queues.messages(q.name) : [];
+        if (!queue) return b.queues.messages();
+        const q = topology.queues[queue] ?? b.queues.find(queue);
+        return q ? b.queues.messages(q.name) : [];
       },
       fireSchedule: (ref) => {
-        const s = topology.schedules.find((x) => x.logicalId === ref || x.name === ref);
-        if (!s) return Promise.reject(new Error(`no schedule ${ref}`));
-        return s.fire();
+        const schedule = topology.schedules.find((x) => x.logicalId === ref || x.name === ref);
+        if (!schedule) return Promise.reject(new Error(`no schedule ${ref}`));
+        return schedule.fire();
       },
       idle: () => rules.idle(),
       stats: () => ({
-        functions: runner.stats(),
+        functions: b.runner.stats(),
         rules: rules.stats(),
-        queues: queues.list().map((q) => ({ name: q.name, depth: q.depth })),
+        queues: b.queues.list().map((q) => ({ name: q.name, depth: q.depth })),
         iot: iot.stats(),
       }),
-      summary,
+      summary: () => [
+        `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
+        ...topology.summary,
+        ...(opts.logDir === false
+          ? []
+          : [`function logs: ${join(s.labDir, typeof opts.logDir === 'string' ? opts.logDir : 'logs')}`]),
+      ],
       timings: { synthMs, startMs },
       stop: stopAll,
     };

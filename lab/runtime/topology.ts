@@ -121,8 +121,8 @@ export interface Topology {
   schedules: ScheduleRecord[];
   eventSourceMappings: EventSourceMappingRecord[];
   permissions: LambdaPermission[];
-  /** Stack outputs, resolved against the lab (output name → value). */
-  outputs: Record<string, unknown>;
+  /** Each stack's outputs, resolved against the lab: stack name → output name → value. */
+  outputsByStack: Record<string, Record<string, unknown>>;
   unsupported: TopologyResource[];
   summary: string[];
 }
@@ -242,15 +242,41 @@ function stackState(
   return state;
 }
 
-/** Create everything the assembly declares; returns the topology and the stoppers of background tasks. */
-export async function buildTopology(
-  deps: TopologyDeps,
-): Promise<{ topology: Topology; stoppers: (() => Promise<void> | void)[] }> {
-  const registry = deps.handlers ?? handlerRegistry();
-  const log = deps.log ?? (() => undefined);
-  const stoppers: (() => Promise<void> | void)[] = [];
-  const warnings = new Set<string>();
-  const topology: Topology = {
+type Stopper = () => Promise<void> | void;
+
+/** What every handler context shares: the permission list and where background work registers. */
+type HandlerSinks = Pick<HandlerContext, 'permissions' | 'addStopper' | 'record'>;
+
+/** Where a created resource is listed in the topology, by logical id. */
+type TopologyIndexEntry =
+  | {
+      key:
+        'tables' | 'streams' | 'rules' | 'policies' | 'thingGroups' | 'thingTypes' | 'provisioningTemplates';
+      value: string;
+    }
+  | { key: 'functions'; value: { name: string; arn: string } }
+  | { key: 'functionQualifiers'; value: { arn: string; functionArn: string } }
+  | { key: 'queues'; value: QueueInfo };
+
+/** Types listed by their physical name. */
+const NAME_INDEX: Record<
+  string,
+  'tables' | 'streams' | 'rules' | 'policies' | 'thingGroups' | 'thingTypes' | 'provisioningTemplates'
+> = {
+  'AWS::DynamoDB::Table': 'tables',
+  'AWS::DynamoDB::GlobalTable': 'tables',
+  'AWS::Kinesis::Stream': 'streams',
+  'AWS::IoT::TopicRule': 'rules',
+  'AWS::IoT::Policy': 'policies',
+  'AWS::IoT::ThingGroup': 'thingGroups',
+  'AWS::IoT::ThingType': 'thingTypes',
+  'AWS::IoT::ProvisioningTemplate': 'provisioningTemplates',
+};
+
+const QUALIFIER_TYPES = new Set(['AWS::Lambda::Version', 'AWS::Lambda::Alias']);
+
+function emptyTopology(): Topology {
+  return {
     stacks: [],
     resources: [],
     physicalNames: {},
@@ -267,135 +293,167 @@ export async function buildTopology(
     schedules: [],
     eventSourceMappings: [],
     permissions: [],
-    outputs: {},
+    outputsByStack: {},
     unsupported: [],
     summary: [],
   };
+}
+
+/** The stacks to load (all, or those named by stack name or artifact id). */
+function stacksToLoad(deps: TopologyDeps): StackArtifact[] {
   const stacks = deps.assembly.stacks.filter(
     (s) => !deps.stacks || deps.stacks.includes(s.stackName) || deps.stacks.includes(s.id),
   );
-  if (stacks.length === 0) throw new Error(`no stacks to load from ${deps.assembly.dir}`);
+  if (stacks.length === 0)
+    throw new Error(
+      deps.stacks
+        ? `no stack ${deps.stacks.join(', ')} in ${deps.assembly.dir}; its stacks are ${deps.assembly.stacks.map((s) => s.stackName).join(', ') || 'none'}`
+        : `no stacks to load from ${deps.assembly.dir}`,
+    );
+  return stacks;
+}
 
-  for (const stack of stacks) {
+/** The stack's resources in creation order: by handler phase, then template order. */
+function creationOrder(
+  stack: StackArtifact,
+  registry: Map<string, ResourceHandler>,
+): { id: string; res: CfnResource }[] {
+  const entries = Object.entries(stack.template.Resources ?? {}) as [string, CfnResource][];
+  return entries
+    .map(([id, res], i) => ({ id, res, i, phase: registry.get(res.Type)?.phase ?? 100 }))
+    .sort((a, b) => a.phase - b.phase || a.i - b.i)
+    .map(({ id, res }) => ({ id, res }));
+}
+
+/**
+ * One resource: skipped by its condition, unsupported without a handler, or created by its
+ * handler. Versions and aliases get their qualified ARN as physical id (what Ref returns).
+ */
+async function createResource(
+  id: string,
+  res: CfnResource,
+  st: StackState,
+  deps: TopologyDeps,
+  handler: ResourceHandler | undefined,
+  sinks: HandlerSinks,
+): Promise<TopologyResource> {
+  const entry: TopologyResource = {
+    stackName: st.stack.stackName,
+    logicalId: id,
+    type: res.Type,
+    physicalName: '',
+    status: 'unsupported',
+  };
+  if (res.Condition && !evaluateCondition(st.ictx, res.Condition))
+    return { ...entry, status: 'skipped', detail: `condition ${res.Condition} is false` };
+  const physicalName = st.nameOf(id);
+  if (!handler) return { ...entry, physicalName, detail: 'no lab handler for this type' };
+  let properties: Record<string, unknown>;
+  try {
+    properties = resolve(res.Properties ?? {}, st.ictx, `${id}.Properties`) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`resource ${id} (${res.Type}): ${(e as Error).message}`);
+  }
+  const ctx: HandlerContext = {
+    ...st.naming(id),
+    physicalName,
+    properties,
+    assembly: deps.assembly,
+    stack: st.stack,
+    labDir: deps.labDir,
+    dynamodb: deps.dynamodb,
+    kinesis: deps.kinesis,
+    iot: deps.iot,
+    runner: deps.runner,
+    rules: deps.rules,
+    queues: deps.queues,
+    ...sinks,
+    log: deps.log ?? (() => undefined),
+    invoke: (fn, event) => deps.runner.invoke(fn, event),
+  };
+  let result: CreateResult;
+  try {
+    result = await handler.create(ctx);
+  } catch (e) {
+    const err = e as Error;
+    throw new Error(`lab start failed at ${id} (${res.Type}): ${err.message}`, { cause: err });
+  }
+  const qualified = result.status !== 'unsupported' && QUALIFIER_TYPES.has(res.Type);
+  return {
+    ...entry,
+    physicalName: qualified ? String(st.ictx.ref(id)) : physicalName,
+    status: result.status,
+    detail: result.detail,
+  };
+}
+
+/** Where a created resource is listed (tables, functions, queues, …), or undefined. */
+function indexEntry(
+  entry: TopologyResource,
+  st: StackState,
+  deps: TopologyDeps,
+): TopologyIndexEntry | undefined {
+  const name = entry.physicalName;
+  const byName = NAME_INDEX[entry.type];
+  if (byName) return { key: byName, value: name };
+  if (entry.type === 'AWS::Lambda::Function')
+    return { key: 'functions', value: { name, arn: String(st.ictx.getAtt(entry.logicalId, 'Arn')) } };
+  if (QUALIFIER_TYPES.has(entry.type))
+    return {
+      key: 'functionQualifiers',
+      value: { arn: name, functionArn: deps.runner.resolve(name) as string },
+    };
+  if (entry.type === 'AWS::SQS::Queue') return { key: 'queues', value: deps.queues.find(name) as QueueInfo };
+  return undefined;
+}
+
+/** The stack's outputs whose condition holds, resolved against the lab (output name → value). */
+function stackOutputs(
+  stack: StackArtifact,
+  st: StackState,
+  warn: (m: string) => void,
+): Record<string, unknown> {
+  const outputs: Record<string, unknown> = {};
+  for (const [name, out] of Object.entries(stack.template.Outputs ?? {})) {
+    if (out.Condition && !evaluateCondition(st.ictx, out.Condition)) continue;
+    try {
+      outputs[name] = resolve(out.Value, st.ictx, `Outputs.${name}`);
+    } catch (e) {
+      warn(`output ${name}: ${(e as Error).message}`);
+    }
+  }
+  return outputs;
+}
+
+/** Create everything the assembly declares; returns the topology and the stoppers of background tasks. */
+export async function buildTopology(
+  deps: TopologyDeps,
+): Promise<{ topology: Topology; stoppers: Stopper[] }> {
+  const registry = deps.handlers ?? handlerRegistry();
+  const stoppers: Stopper[] = [];
+  const warnings = new Set<string>();
+  const warn = (m: string): void => void warnings.add(m);
+  const topology = emptyTopology();
+  const sinks: HandlerSinks = {
+    permissions: topology.permissions,
+    addStopper: (stop) => void stoppers.push(stop),
+    record: (kind, r) => {
+      if (kind === 'schedule') topology.schedules.push(r as unknown as ScheduleRecord);
+      else topology.eventSourceMappings.push(r as unknown as EventSourceMappingRecord);
+    },
+  };
+  for (const stack of stacksToLoad(deps)) {
     topology.stacks.push(stack.stackName);
-    const st = stackState(stack, deps, registry, (m) => warnings.add(m));
-    const entries = Object.entries(stack.template.Resources ?? {}) as [string, CfnResource][];
-    const order = entries
-      .map(([id, res], i) => ({ id, res, i, phase: registry.get(res.Type)?.phase ?? 100 }))
-      .sort((a, b) => a.phase - b.phase || a.i - b.i);
-    for (const { id, res } of order) {
-      const handler = registry.get(res.Type);
-      const entry: TopologyResource = {
-        stackName: stack.stackName,
-        logicalId: id,
-        type: res.Type,
-        physicalName: '',
-        status: 'unsupported',
-      };
+    const st = stackState(stack, deps, registry, warn);
+    for (const { id, res } of creationOrder(stack, registry)) {
+      const entry = await createResource(id, res, st, deps, registry.get(res.Type), sinks);
       topology.resources.push(entry);
-      if (res.Condition && !evaluateCondition(st.ictx, res.Condition)) {
-        entry.status = 'skipped';
-        entry.detail = `condition ${res.Condition} is false`;
-        continue;
-      }
-      entry.physicalName = st.nameOf(id);
-      topology.physicalNames[id] = entry.physicalName;
-      if (!handler) {
-        entry.detail = 'no lab handler for this type';
-        continue;
-      }
-      let properties: Record<string, unknown>;
-      try {
-        properties = resolve(res.Properties ?? {}, st.ictx, `${id}.Properties`) as Record<string, unknown>;
-      } catch (e) {
-        throw new Error(`resource ${id} (${res.Type}): ${(e as Error).message}`);
-      }
-      const ctx: HandlerContext = {
-        ...st.naming(id),
-        physicalName: entry.physicalName,
-        properties,
-        assembly: deps.assembly,
-        stack,
-        labDir: deps.labDir,
-        dynamodb: deps.dynamodb,
-        kinesis: deps.kinesis,
-        iot: deps.iot,
-        runner: deps.runner,
-        rules: deps.rules,
-        queues: deps.queues,
-        permissions: topology.permissions,
-        addStopper: (s) => stoppers.push(s),
-        log,
-        record: (kind, r) => {
-          if (kind === 'schedule') topology.schedules.push(r as unknown as ScheduleRecord);
-          else topology.eventSourceMappings.push(r as unknown as EventSourceMappingRecord);
-        },
-        invoke: (fn, event) => deps.runner.invoke(fn, event),
-      };
-      let result: CreateResult;
-      try {
-        result = await handler.create(ctx);
-      } catch (e) {
-        const err = e as Error;
-        throw new Error(`lab start failed at ${id} (${res.Type}): ${err.message}`, { cause: err });
-      }
-      entry.status = result.status;
-      entry.detail = result.detail;
-      if (result.status === 'unsupported') continue;
-      const name = entry.physicalName;
-      switch (res.Type) {
-        case 'AWS::DynamoDB::Table':
-        case 'AWS::DynamoDB::GlobalTable':
-          topology.tables[id] = name;
-          break;
-        case 'AWS::Kinesis::Stream':
-          topology.streams[id] = name;
-          break;
-        case 'AWS::Lambda::Function':
-          topology.functions[id] = { name, arn: String(st.ictx.getAtt(id, 'Arn')) };
-          break;
-        case 'AWS::Lambda::Version':
-        case 'AWS::Lambda::Alias': {
-          // Their physical id is the qualified ARN (what Ref returns).
-          const qualified = String(st.ictx.ref(id));
-          entry.physicalName = qualified;
-          topology.physicalNames[id] = qualified;
-          topology.functionQualifiers[id] = {
-            arn: qualified,
-            functionArn: deps.runner.resolve(qualified) as string,
-          };
-          break;
-        }
-        case 'AWS::SQS::Queue':
-          topology.queues[id] = deps.queues.find(name) as QueueInfo;
-          break;
-        case 'AWS::IoT::TopicRule':
-          topology.rules[id] = name;
-          break;
-        case 'AWS::IoT::Policy':
-          topology.policies[id] = name;
-          break;
-        case 'AWS::IoT::ThingGroup':
-          topology.thingGroups[id] = name;
-          break;
-        case 'AWS::IoT::ThingType':
-          topology.thingTypes[id] = name;
-          break;
-        case 'AWS::IoT::ProvisioningTemplate':
-          topology.provisioningTemplates[id] = name;
-          break;
-        default:
-          break;
-      }
+      if (entry.status !== 'skipped') topology.physicalNames[id] = entry.physicalName;
+      if (entry.status === 'skipped' || entry.status === 'unsupported') continue;
+      const listed = indexEntry(entry, st, deps);
+      if (listed) (topology[listed.key] as Record<string, TopologyIndexEntry['value']>)[id] = listed.value;
     }
-    for (const [name, out] of Object.entries(stack.template.Outputs ?? {})) {
-      if (out.Condition && !evaluateCondition(st.ictx, out.Condition)) continue;
-      try {
-        topology.outputs[name] = resolve(out.Value, st.ictx, `Outputs.${name}`);
-      } catch (e) {
-        warnings.add(`output ${name}: ${(e as Error).message}`);
-      }
-    }
+    topology.outputsByStack[stack.stackName] = stackOutputs(stack, st, warn);
   }
   topology.unsupported = topology.resources.filter((r) => r.status === 'unsupported');
   topology.summary = summarize(topology, [...warnings]);

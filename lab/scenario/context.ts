@@ -29,9 +29,40 @@ export const LAB_CLI_NEEDS: readonly ResourceKey[] = [
   'topicPrefix',
 ];
 
-/** The stack the lab runs (the first one of the assembly, as the CLI's --stack). */
+/** An assembly the scenario cannot pick one fleet stack from; the message names the fix. */
+export class LabStackError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LabStackError';
+  }
+}
+
+/** The stacks of the lab that declare an output the scenario's commands read (fleet stacks). */
+export function labFleetStacks(lab: LabRuntime): string[] {
+  const contract = LAB_CLI_NEEDS.map((key) => RESOURCE_SOURCES[key].output);
+  return lab.topology.stacks.filter((name) => {
+    const outputs = lab.outputsByStack[name] ?? {};
+    return contract.some((output) => output in outputs);
+  });
+}
+
+/**
+ * The stack the scenario and the CLI context use (the CLI's --stack): the lab's one fleet stack,
+ * or its first stack when none declares the CLI's outputs (resolution then names what is
+ * missing). More than one fleet stack is refused: the scenario would not know which to drive.
+ */
 export function labStackName(lab: LabRuntime): string {
-  return lab.assembly.stacks[0]?.stackName ?? lab.topology.stacks[0];
+  const fleet = labFleetStacks(lab);
+  if (fleet.length > 1)
+    throw new LabStackError(
+      `the assembly has ${fleet.length} fleet stacks (${fleet.join(', ')}) and the lab drives one; choose it with --stack ${fleet[0]} (startLabRuntime({ stacks: ['${fleet[0]}'] }))`,
+    );
+  return fleet[0] ?? lab.topology.stacks[0];
+}
+
+/** The outputs of the stack the scenario drives (see {@link labStackName}). */
+export function labStackOutputs(lab: LabRuntime): Record<string, string> {
+  return lab.outputsByStack[labStackName(lab)] ?? {};
 }
 
 /** A CliContext on the lab: names from the stack outputs, as `fleet` reads them on AWS. */
@@ -42,7 +73,12 @@ export async function labCliContext(lab: LabRuntime, out: MemorySink = memorySin
     env: {},
     needs: LAB_CLI_NEEDS,
     wants: ['devicePolicy'],
-    readStackOutputs: async () => lab.outputs,
+    // As DescribeStacks: the outputs of the stack named, and an error for a stack the lab does not run.
+    readStackOutputs: async (stackName) => {
+      const outputs = lab.outputsByStack[stackName];
+      if (!outputs) throw new Error(`Stack with id ${stackName} does not exist in the lab`);
+      return outputs;
+    },
   });
   const config = {
     region: env.AWS_REGION,
@@ -72,9 +108,11 @@ export function destroyContext(ctx: CliContext): void {
  * stack name, and every resource the CLI reads, under the variable the CLI reads it from.
  */
 export function labCliEnvironment(lab: LabRuntime): Record<string, string> {
-  const env: Record<string, string> = { ...lab.env, [CLI_ENV.stackName]: labStackName(lab) };
+  const stackName = labStackName(lab);
+  const outputs = lab.outputsByStack[stackName] ?? {};
+  const env: Record<string, string> = { ...lab.env, [CLI_ENV.stackName]: stackName };
   for (const source of Object.values(RESOURCE_SOURCES)) {
-    const value = lab.outputs[source.output];
+    const value = outputs[source.output];
     if (value !== undefined) env[source.env] = value;
   }
   return env;

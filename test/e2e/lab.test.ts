@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startLabRuntime, type LabRuntime } from '../../lab/runtime';
+import { labStackOutputs } from '../../lab/scenario/context';
 import { BAD_CASE_REASON } from '../../lab/scenario/plan';
 import { runScenario, type ScenarioReport } from '../../lab/scenario/run';
 
@@ -131,7 +132,7 @@ describe('npm run lab -- --config examples/fleet.config.json (two templates, hoo
       expect.arrayContaining([expect.stringMatching(/:function:[^:]+:live$/)]),
     );
     expect(lab?.topology.unsupported).toEqual([]);
-    expect(lab?.outputs.ThingNamePrefix).toBe('acme');
+    expect(labStackOutputs(lab as LabRuntime).ThingNamePrefix).toBe('acme');
   });
 
   test('every expectation holds', () => {

@@ -67,7 +67,7 @@ describe('lab runtime on a synthetic cdk.out', () => {
     expect(Table?.KeySchema).toEqual([{ AttributeName: 'pk', KeyType: 'HASH' }]);
     expect(Table?.GlobalSecondaryIndexes?.map((g) => g.IndexName)).toEqual(['byThing']);
     expect(lab.env.AWS_ENDPOINT_URL_DYNAMODB).toBe(lab.endpoints.dynamodb);
-    expect(lab.topology.outputs.TableName).toBe(name);
+    expect(lab.topology.outputsByStack.Lab.TableName).toBe(name);
   });
 
   test('the summary lists what runs and the unsupported types', () => {
@@ -84,12 +84,12 @@ describe('lab runtime on a synthetic cdk.out', () => {
     const hookEvent = (template: string) => ({
       claimCertificateId: 'claim',
       certificateId: 'cert',
-      templateArn: `${lab.outputs.TemplateArnPrefix}${template}`,
+      templateArn: `${lab.outputsByStack.Lab.TemplateArnPrefix}${template}`,
       parameters: { SerialNumber: 'S1' },
     });
 
     test('IoT invokes the function through the alias ARN, allowed by the permission on the alias', async () => {
-      const alias = lab.outputs.HookAlias;
+      const alias = lab.outputsByStack.Lab.HookAlias;
       expect(alias).toBe(`${lab.topology.functions.Worker.arn}:live`);
       const out = await iotOptions.invokeLambda(alias, hookEvent('live-hook'));
       expect(out).toMatchObject({
@@ -109,7 +109,7 @@ describe('lab runtime on a synthetic cdk.out', () => {
 
     test('a permission scoped to one template does not let another template invoke the alias', async () => {
       await expect(
-        iotOptions.invokeLambda(lab.outputs.HookAlias, hookEvent('bare-hook')),
+        iotOptions.invokeLambda(lab.outputsByStack.Lab.HookAlias, hookEvent('bare-hook')),
       ).rejects.toMatchObject({
         code: 'AccessDeniedException',
       });
@@ -123,8 +123,10 @@ describe('lab runtime on a synthetic cdk.out', () => {
         body: '{}',
         enabled: true,
       });
-      expect(lab.outputs.TemplateArnPrefix).toBe('arn:aws:iot:us-east-1:123456789012:provisioningtemplate/');
-      expect(templateArn).toBe(`${lab.outputs.TemplateArnPrefix}live-hook`);
+      expect(lab.outputsByStack.Lab.TemplateArnPrefix).toBe(
+        'arn:aws:iot:us-east-1:123456789012:provisioningtemplate/',
+      );
+      expect(templateArn).toBe(`${lab.outputsByStack.Lab.TemplateArnPrefix}live-hook`);
     });
   });
 

@@ -70,6 +70,7 @@ describe('topology', () => {
     resources: Record<string, unknown>,
     extra: Record<string, unknown> = {},
     handlers?: ResourceHandler[],
+    cloudAssembly: CloudAssembly = assembly(resources, extra),
   ) {
     const { iot, registry } = fakeIot();
     const queues = new QueueStore();
@@ -82,7 +83,7 @@ describe('topology', () => {
       sqsSendMessage: async () => undefined,
     });
     const out = await buildTopology({
-      assembly: assembly(resources, extra),
+      assembly: cloudAssembly,
       region: 'us-east-1',
       accountId: '123456789012',
       labDir,
@@ -166,7 +167,7 @@ describe('topology', () => {
     expect(JSON.stringify(registry.policies.get(policyName))).toContain(
       'arn:aws:iot:us-east-1:123456789012:client/${iot:Connection.Thing.ThingName}',
     );
-    expect(topology.outputs).toEqual({
+    expect(topology.outputsByStack.S).toEqual({
       PolicyName: policyName,
       DlqArn: `arn:aws:sqs:us-east-1:123456789012:${topology.queues.Dlq.name}`,
     });
@@ -194,7 +195,31 @@ describe('topology', () => {
     );
     expect(created).toEqual(['alarms']);
     expect(topology.unsupported).toEqual([]);
-    expect(topology.outputs.T).toBe('arn:aws:sns:us-east-1:123456789012:alarms');
+    expect(topology.outputsByStack.S.T).toBe('arn:aws:sns:us-east-1:123456789012:alarms');
+  });
+
+  test('each stack keeps its own outputs, also under the same output name', async () => {
+    const stack = (name: string, tableName: string) => ({
+      id: name,
+      stackName: name,
+      templateFile: `/nowhere/${name}.template.json`,
+      template: {
+        Resources: { Table: { Type: 'AWS::SQS::Queue', Properties: { QueueName: tableName } } },
+        Outputs: { QueueName: { Value: { 'Fn::GetAtt': ['Table', 'QueueName'] } }, Only: { Value: name } },
+      } as never,
+      assets: new Map(),
+      tags: {},
+    });
+    const { topology } = await build({}, {}, undefined, {
+      dir: '/nowhere',
+      stacks: [stack('Fleet', 'fleet-dlq'), stack('Other', 'other-dlq')],
+      assetForS3Key: () => undefined,
+    });
+    expect(topology.stacks).toEqual(['Fleet', 'Other']);
+    expect(topology.outputsByStack).toEqual({
+      Fleet: { QueueName: 'fleet-dlq', Only: 'Fleet' },
+      Other: { QueueName: 'other-dlq', Only: 'Other' },
+    });
   });
 
   test('resources whose condition is false are skipped and listed', async () => {
@@ -277,7 +302,7 @@ describe('topology', () => {
 
     test('Ref and GetAtt of an alias or version are qualified ARNs of the function', async () => {
       const { topology } = await build(resources, outputs);
-      expect(topology.outputs).toEqual({
+      expect(topology.outputsByStack.S).toEqual({
         AliasRef: `${fnArn('hook')}:live`,
         AliasArn: `${fnArn('hook')}:live`,
         VersionRef: `${fnArn('hook')}:1`,
