@@ -15,6 +15,7 @@ import { Registry } from '../shared/registry';
 import {
   createHook,
   HookResult,
+  parseBudgetMs,
   parseRetentionDays,
   parseTemplateArnPrefix,
   PriorCertificateLookup,
@@ -42,11 +43,13 @@ const templateArnPrefix = parseTemplateArnPrefix(env.templateArnPrefix);
 const unlistedRetentionDays = parseRetentionDays(env.unlistedTrailRetentionDays);
 
 /**
- * FLEET_HOOK_BUDGET_MS bounds the whole answer, audit entry included (AWS IoT allows 5 s; the
- * stack default is 3.5 s). Reads, the optional IoT lookup and the transition get the budget minus
- * a reserve for the audit write; past that deadline the hook fails closed.
+ * FLEET_HOOK_BUDGET_MS is the hard limit of the whole answer, audit entry included: from the
+ * invocation to the answer, in milliseconds (100-4500, the fleet config's `hook.budgetMs`; AWS IoT
+ * waits at most 5 s). Reads, the optional IoT lookup and the transition get this limit minus a
+ * reserve for the audit write; past that deadline the hook fails closed. A malformed or
+ * out-of-range value fails here, at init.
  */
-const hardLimitMs = Math.min(4500, Math.max(200, Number.parseInt(env.hookBudgetMs, 10) || 3500));
+const hardLimitMs = parseBudgetMs(env.hookBudgetMs);
 const auditReserveMs = Math.min(500, Math.floor(hardLimitMs / 4));
 const budgetMs = hardLimitMs - auditReserveMs;
 

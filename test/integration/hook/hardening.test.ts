@@ -151,6 +151,52 @@ describe('trail entries of serials that are not on the manifest expire', () => {
   });
 });
 
+describe('a serial that can never be a thing name is refused whatever the configured pattern', () => {
+  /** A hook whose configured pattern lets anything printable through (bounded and anchored). */
+  let permissive: Hook;
+  beforeAll(() => {
+    permissive = loadBundledHandler<Hook>(HOOK_ENTRY, {
+      ...hookEnv(tables, db.endpoint, iot.endpoint),
+      [ENV.serialPattern]: '^[ -~]{1,100}$',
+    });
+  });
+  afterAll(() => {
+    Object.assign(process.env, hookEnv(tables, db.endpoint, iot.endpoint));
+  });
+
+  test.each([
+    ['a topic wildcard +', 'SN+0001', true],
+    ['a topic wildcard #', 'SN#0001', true],
+    ['a level separator /', 'SN/0001', true],
+    ['a space', 'SN 0001', false],
+    ['65 characters', `SN-${'9'.repeat(62)}`, false],
+  ])('%s: INVALID_PARAMETERS before any registry read', async (_what, serial, audited) => {
+    // On the manifest and MANUFACTURED: only the serial check stands between it and an allow.
+    await putDevice(db.doc, tables, deviceRecord(serial, 'LOT-A'));
+    await expect(permissive(hookEvent({ serial, cert, claimCertificateId: 'claim-LOT-A' }))).resolves.toEqual(
+      DENIED,
+    );
+    const device = await db.doc.send(new GetCommand({ TableName: tables.devices, Key: { serial } }));
+    expect(device.Item?.status).toBe('MANUFACTURED');
+    const entries = await trail(serial);
+    if (audited) {
+      // No lot and an expiry: the decision was made without reading the device record.
+      expect(entries).toEqual([expect.objectContaining({ reason: 'INVALID_PARAMETERS' })]);
+      expect(entries[0].lot).toBeUndefined();
+      expect(entries[0].expiresAt).toBeGreaterThan(0);
+    } else {
+      expect(entries).toEqual([]);
+    }
+  });
+
+  test('a safe serial of 64 characters passes the same hook (the refusals above are the key)', async () => {
+    const serial = `SN-${'7'.repeat(61)}`;
+    await putDevice(db.doc, tables, deviceRecord(serial, 'LOT-A'));
+    const res = await permissive(hookEvent({ serial, cert, claimCertificateId: 'claim-LOT-A' }));
+    expect(res.allowProvisioning).toBe(true);
+  });
+});
+
 describe('the new environment variables fail closed at init, naming the variable', () => {
   const load = (over: Record<string, string | undefined>): unknown => {
     const env = { ...hookEnv(tables, db.endpoint, iot.endpoint) };
@@ -189,6 +235,11 @@ describe('the new environment variables fail closed at init, naming the variable
     [ENV.unlistedTrailRetentionDays, '-3', /FLEET_UNLISTED_TRAIL_RETENTION_DAYS/],
     [ENV.unlistedTrailRetentionDays, '1.5', /FLEET_UNLISTED_TRAIL_RETENTION_DAYS/],
     [ENV.unlistedTrailRetentionDays, 'ninety', /FLEET_UNLISTED_TRAIL_RETENTION_DAYS/],
+    [ENV.unlistedTrailRetentionDays, '3651', /FLEET_UNLISTED_TRAIL_RETENTION_DAYS "3651" .*1-3650/],
+    [ENV.hookBudgetMs, 'fast', /FLEET_HOOK_BUDGET_MS "fast" is not a whole number of milliseconds/],
+    [ENV.hookBudgetMs, '3500ms', /FLEET_HOOK_BUDGET_MS "3500ms" .*between 100 and 4500/],
+    [ENV.hookBudgetMs, '99', /FLEET_HOOK_BUDGET_MS "99" .*hook\.budgetMs/],
+    [ENV.hookBudgetMs, '4501', /FLEET_HOOK_BUDGET_MS "4501"/],
   ])('%s=%s', (name, value, message) => {
     expect(() => load({ [name]: value })).toThrow(message);
   });

@@ -51,6 +51,7 @@ beforeAll(async () => {
       templateArnPrefix: TEMPLATE_ARN_PREFIX,
       unlistedRetentionDays: UNLISTED_RETENTION_DAYS,
       budgetMs: 2000,
+      hardLimitMs: 2500,
     },
   });
 });
