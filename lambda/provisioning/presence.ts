@@ -4,15 +4,19 @@
  *
  * Malformed events and events of other clients are logged and dropped (never thrown, so the
  * asynchronous invocation does not retry them). Registry failures are thrown: Lambda retries the
- * event and finally sends it to the dead-letter queue.
+ * event and finally sends it to the dead-letter queue. A retry is idempotent and completes the
+ * work: when the record shows the event was already applied (the write committed, a trail append
+ * failed), the missing entries are appended, each under a sort key of its own that the event
+ * determines, so none is ever written twice.
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
 import { MetricUnit, type Metrics } from '@aws-lambda-powertools/metrics';
+import { LIFECYCLE, SourceStatus } from '../../core/lifecycle';
 import { METRICS } from '../../core/metrics';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
 import { describeIssues } from '../shared/validation';
 import * as z from 'zod/mini';
-import { serialFromThingName } from '../../core/model';
+import { DeviceEventType, DeviceRecord, serialFromThingName } from '../../core/model';
 import { planPresence, PresenceEvent } from '../../core/presence-plan';
 
 export interface PresenceDeps {
@@ -38,6 +42,58 @@ const eventSchema = z.looseObject({
 /** Attempts when a concurrent event changed the record between the read and the write. */
 const MAX_ATTEMPTS = 3;
 
+/**
+ * The trail entries a presence event produced, by their deterministic sort-key suffix, so that a
+ * retried or duplicated event can only ever find them written: the activation is identified by
+ * its time (`<activatedAt>#ACTIVATED`, one per activation), a connectivity change by the event's
+ * time and version (`<at>#CONNECTED#<versionNumber>`).
+ */
+export function presenceSkSuffix(type: DeviceEventType, versionNumber: number): string {
+  return type === LIFECYCLE.activate.event ? type : `${type}#${versionNumber}`;
+}
+
+/**
+ * The entries of an event that the device record shows was already applied: a retry after the
+ * write committed but an append failed, or a duplicate delivery. The activation is this event's
+ * when it happened at the event's time with the event's certificate; the connectivity fields are
+ * this event's when they hold exactly its version, time and state.
+ */
+export function entriesOfAppliedEvent(e: PresenceEvent, device: DeviceRecord): DeviceEventType[] {
+  const connected = e.eventType === 'connected';
+  const at = new Date(e.timestamp).toISOString();
+  const types: DeviceEventType[] = [];
+  if (
+    connected &&
+    device.activatedAt === at &&
+    device.certificateId !== undefined &&
+    device.certificateId === e.principalIdentifier
+  ) {
+    types.push(LIFECYCLE.activate.event);
+  }
+  if (
+    device.presenceVersion === e.versionNumber &&
+    device.presenceTimestamp === e.timestamp &&
+    device.connected === connected
+  ) {
+    types.push(connected ? 'CONNECTED' : 'DISCONNECTED');
+  }
+  return types;
+}
+
+/**
+ * An event's outcome is that of its first entry (the activation, when it activates): ACTIVATED or
+ * APPLIED when this invocation wrote it, STALE when another one (a duplicate, or an earlier try of
+ * this event) did, so each activation is counted once however often its event arrives.
+ */
+function outcomeOf(
+  types: readonly DeviceEventType[],
+  written: ReadonlySet<DeviceEventType>,
+): PresenceOutcome {
+  const first = types[0];
+  if (first === undefined || !written.has(first)) return 'STALE';
+  return first === LIFECYCLE.activate.event ? 'ACTIVATED' : 'APPLIED';
+}
+
 export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => Promise<PresenceOutcome> {
   const { registry, logger, metrics } = deps;
 
@@ -47,16 +103,52 @@ export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => P
     metrics.publishStoredMetrics();
   }
 
+  /**
+   * Append the event's entries, each at most once (a failure throws: Lambda retries the event, and
+   * the retry finds the record already changed and completes the trail). The first entry (the
+   * activation) is written last, so the invocation that writes it has completed the trail and
+   * reports the outcome. Returns the entries written by this call.
+   */
+  async function appendEntries(
+    serial: string,
+    lot: string,
+    e: PresenceEvent,
+    at: string,
+    types: readonly DeviceEventType[],
+  ): Promise<Set<DeviceEventType>> {
+    const detail: Record<string, string | number | boolean> = {
+      clientId: e.clientId,
+      versionNumber: e.versionNumber,
+    };
+    if (e.sessionIdentifier) detail.sessionIdentifier = e.sessionIdentifier;
+    if (e.principalIdentifier) detail.certificateId = e.principalIdentifier;
+    if (e.disconnectReason) detail.disconnectReason = e.disconnectReason;
+    const written = new Set<DeviceEventType>();
+    for (const type of [...types].reverse()) {
+      const skSuffix = presenceSkSuffix(type, e.versionNumber);
+      if (await registry.appendEventOnce({ serial, type, at, lot, detail, skSuffix })) written.add(type);
+    }
+    return written;
+  }
+
   async function apply(serial: string, e: PresenceEvent): Promise<PresenceOutcome> {
+    const at = new Date(e.timestamp).toISOString();
     for (let attempt = 1; ; attempt++) {
       const device = await registry.getDevice(serial);
       const plan = planPresence(e, device);
-      if (plan.kind === 'ignore') return plan.why === 'STALE' ? 'STALE' : 'UNKNOWN_DEVICE';
-      const dev = device!;
+      if (plan.kind === 'ignore' && plan.why === 'UNKNOWN_DEVICE') return 'UNKNOWN_DEVICE';
+      const dev = device as DeviceRecord;
+      if (plan.kind === 'ignore') {
+        // Nothing left to change; the event may still have been applied by an earlier try whose
+        // trail append failed: complete its entries.
+        const types = entriesOfAppliedEvent(e, dev);
+        return outcomeOf(types, await appendEntries(serial, dev.lot, e, at, types));
+      }
       try {
-        const at = new Date(e.timestamp).toISOString();
         if (plan.activate) {
           await registry.activate(serial, {
+            // planPresence activates only from a status the lifecycle table allows.
+            expectedStatus: dev.status as SourceStatus<'activate'>,
             expectedRevision: dev.revision ?? 0,
             certificateId: dev.certificateId!,
             presence: plan.updatePresence ? plan.presence : undefined,
@@ -66,22 +158,13 @@ export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => P
           // A newer event was recorded between the read and the write: this one is stale now.
           return 'STALE';
         }
-        const detail: Record<string, string | number | boolean> = {
-          clientId: e.clientId,
-          versionNumber: e.versionNumber,
-        };
-        if (e.sessionIdentifier) detail.sessionIdentifier = e.sessionIdentifier;
-        if (e.principalIdentifier) detail.certificateId = e.principalIdentifier;
-        if (e.disconnectReason) detail.disconnectReason = e.disconnectReason;
-        for (const type of plan.events) {
-          await registry.appendEvent({ serial, type, at, lot: dev.lot, detail });
-        }
-        return plan.activate ? 'ACTIVATED' : 'APPLIED';
       } catch (err) {
         const lost = err instanceof RegistryConditionError || isConditionFailure(err);
         if (!lost || attempt >= MAX_ATTEMPTS) throw err;
         logger.debug('presence write lost a race; re-reading', { serial, attempt });
+        continue;
       }
+      return outcomeOf(plan.events, await appendEntries(serial, dev.lot, e, at, plan.events));
     }
   }
 

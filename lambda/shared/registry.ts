@@ -88,6 +88,8 @@ export interface PresenceInput {
 }
 
 export interface ActivateInput {
+  /** The status the caller read; the lifecycle table says which statuses may activate. */
+  expectedStatus: SourceStatus<'activate'>;
   expectedRevision: number;
   /** The device's current certificate: activation only happens with it. */
   certificateId: string;
@@ -160,6 +162,24 @@ export class Registry {
   }
 
   /**
+   * {@link appendEvent} for a fact that may be written more than once (a retried event): the entry
+   * has a deterministic sort key (`<at>#<skSuffix>`), and finding it already written counts as
+   * done. Returns true when this call wrote it, false when it was there already.
+   */
+  async appendEventOnce(
+    e: NewDeviceEvent & { at: string; skSuffix: string },
+    opts: CallOptions = {},
+  ): Promise<boolean> {
+    try {
+      await this.appendEvent(e, opts);
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
    * The hook's transition: MANUFACTURED -> PROVISIONING (first attempt), or PROVISIONING ->
    * PROVISIONING with the new certificate (an allowed retry). Records thing name, ring,
    * certificate, key fingerprint, reported firmware and the certificate lineage.
@@ -220,7 +240,8 @@ export class Registry {
   }
 
   /**
-   * First connection with the current certificate: PROVISIONING -> ACTIVE, sets activatedAt
+   * First connection with the current certificate: the lifecycle table's `activate` (PROVISIONING
+   * -> ACTIVE) from the status the caller read, guarded by revision and certificate; sets activatedAt
    * (and the connectivity fields when `presence` is given and newer than what is stored).
    * @throws RegistryConditionError when status, revision, certificate or ordering changed.
    */
@@ -230,7 +251,7 @@ export class Registry {
     const names: Record<string, string> = {
       '#act': 'activatedAt',
       '#upd': 'updatedAt',
-      '#cert': 'certificateId',
+      '#cert': TABLES.devices.byCertificateKey,
     };
     const values: Record<string, unknown> = {
       ':rev': input.expectedRevision,
@@ -249,7 +270,7 @@ export class Registry {
       });
       extra.push(NEWER_PRESENCE_CONDITION);
     }
-    return this.applyTransition('activate', serial, 'PROVISIONING', input.expectedRevision, {
+    return this.applyTransition('activate', serial, input.expectedStatus, input.expectedRevision, {
       update: `SET ${sets.join(', ')}`,
       names,
       values,

@@ -387,6 +387,7 @@ describe('races, clones and retries', () => {
     const { serial, key, first, claim } = await provisioned();
     const device = await registry.getDevice(serial);
     await registry.activate(serial, {
+      expectedStatus: 'PROVISIONING',
       expectedRevision: device!.revision,
       certificateId: first.certificateId,
     });

@@ -3,7 +3,7 @@ import { Registry, RegistryConditionError, RegistryTableNames } from '../../../l
 import { RegistryAdmin, RegistryStateError } from '../../../cli/registry-admin';
 import { LifecycleError } from '../../../core/lifecycle';
 import { DeviceRecord } from '../../../core/model';
-import { createRegistryTables, LocalDynamo, startDynalite } from '../../helpers/dynalite';
+import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';
 import { deviceRecord } from './fixtures';
 
 let db: LocalDynamo;
@@ -59,9 +59,10 @@ test('retry appends lineage; activate needs the current certificate', async () =
     certificateId: 'c2',
   });
   await expect(
-    registry.activate('SN-ACT', { expectedRevision: 2, certificateId: 'c1' }),
+    registry.activate('SN-ACT', { expectedStatus: 'PROVISIONING', expectedRevision: 2, certificateId: 'c1' }),
   ).rejects.toBeInstanceOf(RegistryConditionError);
   const active = await registry.activate('SN-ACT', {
+    expectedStatus: 'PROVISIONING',
     expectedRevision: 2,
     certificateId: 'c2',
     presence: { connected: true, versionNumber: 3, timestamp: 10 },
@@ -129,6 +130,29 @@ test('appendEvent sets enrollDay only on enrollment decisions and never overwrit
   expect(b.enrollDay).toBeUndefined();
   expect(a.sk).not.toBe(b.sk);
   expect(a.sk.startsWith('2026-03-04T05:06:07.000Z#')).toBe(true);
+});
+
+test('appendEventOnce writes a fact with a deterministic sort key once, and never overwrites it', async () => {
+  const at = '2026-03-04T01:02:03.000Z';
+  const entry = { serial: 'SN-ONCE', type: 'ACTIVATED' as const, at, skSuffix: 'ACTIVATED' };
+  expect(await registry.appendEventOnce({ ...entry, detail: { versionNumber: 1 } })).toBe(true);
+  expect(await registry.appendEventOnce({ ...entry, detail: { versionNumber: 2 } })).toBe(false);
+  const stored = await readTrail(db.doc, tables.events, 'SN-ONCE');
+  expect(stored).toEqual([expect.objectContaining({ sk: `${at}#ACTIVATED`, detail: { versionNumber: 1 } })]);
+});
+
+test('activate starts only from a status the lifecycle table lists, refused before any write', async () => {
+  await put(device('SN-ACT-TABLE', { status: 'ACTIVE', revision: 2, certificateId: 'c1' }));
+  const send = jest.spyOn(db.doc, 'send');
+  await expect(
+    registry.activate('SN-ACT-TABLE', {
+      expectedStatus: 'ACTIVE' as 'PROVISIONING',
+      expectedRevision: 2,
+      certificateId: 'c1',
+    }),
+  ).rejects.toBeInstanceOf(LifecycleError);
+  expect(send).not.toHaveBeenCalled();
+  send.mockRestore();
 });
 
 test('getLot returns claim ids as an array when stored as a string set', async () => {

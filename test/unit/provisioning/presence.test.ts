@@ -1,6 +1,7 @@
 import { DeviceRecord } from '../../../core/model';
 import { serialFromThingName } from '../../../core/model';
 import { isNewerPresence, planPresence, PresenceEvent } from '../../../core/presence-plan';
+import { entriesOfAppliedEvent, presenceSkSuffix } from '../../../lambda/provisioning/presence';
 
 const CERT = 'a'.repeat(64);
 const device = (over: Partial<DeviceRecord> = {}): DeviceRecord => ({
@@ -111,6 +112,58 @@ describe('planPresence', () => {
       updatePresence: true,
       presence: { connected: false, versionNumber: 7, timestamp: 42 },
     });
+  });
+});
+
+describe('entriesOfAppliedEvent: what a retried or duplicated event already did', () => {
+  const at = new Date(1000).toISOString();
+  const applied = device({
+    status: 'ACTIVE',
+    activatedAt: at,
+    connected: true,
+    presenceVersion: 5,
+    presenceTimestamp: 1000,
+  });
+  test.each<[string, PresenceEvent, DeviceRecord, string[]]>([
+    ['the activating connect, presence included', event(), applied, ['ACTIVATED', 'CONNECTED']],
+    [
+      'the activating connect, presence since moved on',
+      event(),
+      device({ status: 'ACTIVE', activatedAt: at, presenceVersion: 6, presenceTimestamp: 2000 }),
+      ['ACTIVATED'],
+    ],
+    [
+      'a connect with another certificate',
+      event({ principalIdentifier: 'b'.repeat(64) }),
+      applied,
+      ['CONNECTED'],
+    ],
+    ['a connect at another time', event({ timestamp: 999 }), applied, []],
+    // One activation per time and certificate: its entry's sort key says so too.
+    ['another version at the same time and certificate', event({ versionNumber: 4 }), applied, ['ACTIVATED']],
+    [
+      'a device never activated',
+      event(),
+      device({ presenceVersion: 5, presenceTimestamp: 1000, connected: true }),
+      ['CONNECTED'],
+    ],
+    [
+      'the disconnect whose state is stored',
+      event({ eventType: 'disconnected' }),
+      device({ status: 'ACTIVE', connected: false, presenceVersion: 5, presenceTimestamp: 1000 }),
+      ['DISCONNECTED'],
+    ],
+    ['a disconnect while the stored state is connected', event({ eventType: 'disconnected' }), applied, []],
+  ])('%s', (_name, e, d, expected) => {
+    expect(entriesOfAppliedEvent(e, d)).toEqual(expected);
+  });
+
+  test.each([
+    ['ACTIVATED', 7, 'ACTIVATED'],
+    ['CONNECTED', 7, 'CONNECTED#7'],
+    ['DISCONNECTED', 8, 'DISCONNECTED#8'],
+  ] as const)('the %s entry of version %s has the sort-key suffix %s', (type, version, suffix) => {
+    expect(presenceSkSuffix(type, version)).toBe(suffix);
   });
 });
 
