@@ -97,12 +97,6 @@ export async function labCliContext(lab: LabRuntime, out: MemorySink = memorySin
   });
 }
 
-export function destroyContext(ctx: CliContext): void {
-  ctx.clients.doc.destroy();
-  ctx.clients.dynamo.destroy();
-  ctx.clients.iot.destroy();
-}
-
 /**
  * What to export so the `fleet` CLI in another shell uses the lab: the SDK variables, the
  * stack name, and every resource the CLI reads, under the variable the CLI reads it from.

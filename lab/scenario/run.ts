@@ -25,12 +25,12 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import { enrollmentList, type EnrollmentListResult } from '../../cli/commands/enrollment';
-import { registryTables, type CliContext } from '../../cli/context';
+import { destroyContext, registryTables, type CliContext } from '../../cli/context';
 import { memorySink } from '../../cli/output';
 import { percentile, type BackoffOptions, type DeviceRunResult } from '../../device';
 import { Registry } from '../../lambda/shared/registry';
 import type { LabRuntime } from '../runtime';
-import { destroyContext, labCliContext } from './context';
+import { labCliContext } from './context';
 import {
   checkExpectations,
   isBadCase,

@@ -3,10 +3,10 @@
  * declaring the outputs the CLI reads), with that stack's own outputs; more than one fleet stack
  * is refused with one line naming the fix. The lab here is a plain object: no emulator runs.
  */
+import { destroyContext } from '../../../cli/context';
 import { STACK_OUTPUTS } from '../../../core/stack-outputs';
 import type { LabRuntime } from '../../../lab/runtime';
 import {
-  destroyContext,
   labCliContext,
   labCliEnvironment,
   LabStackError,
