@@ -96,9 +96,25 @@ export class IotBroker {
   constructor(private readonly o: BrokerOptions) {}
 
   async start(): Promise<number> {
+    const aedes = await this.createAedes();
+    this.aedes = aedes;
+    this.watchAedes(aedes);
+    this.closeOnCertificateDisabled();
+    this.server = this.createTlsFront(aedes);
+    const server = this.server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, this.o.host, () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+    return this.port;
+  }
+
+  /** aedes with the IoT Core checks as its hooks: certificate at CONNECT, then the policies. */
+  private createAedes(): Promise<AedesBroker> {
     const { Aedes } = loadAedes();
     const reg = this.o.registry;
-    const aedes = await Aedes.createBroker({
+    return Aedes.createBroker({
       maxClientsIdLength: 128,
       heartbeatInterval: 60_000,
       preConnect: (client, packet, cb) => {
@@ -150,39 +166,46 @@ export class IotBroker {
         return packet;
       },
     });
-    this.aedes = aedes;
+  }
 
+  /** Presence events, keep-alive timeouts, and accepted publishes (provisioning API or onMessage). */
+  private watchAedes(aedes: AedesBroker): void {
     aedes.on('clientReady', (client) => this.onReady(client));
     aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
     aedes.on('keepaliveTimeout', (client) => {
       const s = this.sessions.get(client);
       if (s) s.disconnectReason = 'MQTT_KEEP_ALIVE_TIMEOUT';
     });
-    aedes.on('publish', (packet, client) => {
-      if (packet.topic.startsWith('$SYS/')) return;
-      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
-      if (client) {
-        const s = this.sessions.get(client);
-        if (!s) return;
-        if (isProvisioningRequestTopic(packet.topic)) {
-          this.provision(client, s, packet.topic, payload).catch((e: unknown) =>
-            this.o.log?.({
-              level: 'error',
-              msg: `fleet provisioning request failed: ${e instanceof Error ? e.message : String(e)}`,
-              clientId: s.clientId,
-              topic: packet.topic,
-            }),
-          );
-          return;
-        }
-        if (isProvisioningTopic(packet.topic)) return;
-        this.emit({ topic: packet.topic, payload, clientId: s.clientId, principal: s.certificateId });
-      } else {
-        this.emit({ topic: packet.topic, payload });
-      }
-    });
+    aedes.on('publish', (packet, client) => this.onPublish(packet, client));
+  }
 
-    reg.onCertificateDisabled((certificateId) => {
+  private onPublish(packet: PublishPacket, client: Client | null): void {
+    if (packet.topic.startsWith('$SYS/')) return;
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
+    if (!client) {
+      this.emit({ topic: packet.topic, payload });
+      return;
+    }
+    const s = this.sessions.get(client);
+    if (!s) return;
+    if (isProvisioningRequestTopic(packet.topic)) {
+      this.provision(client, s, packet.topic, payload).catch((e: unknown) =>
+        this.o.log?.({
+          level: 'error',
+          msg: `fleet provisioning request failed: ${e instanceof Error ? e.message : String(e)}`,
+          clientId: s.clientId,
+          topic: packet.topic,
+        }),
+      );
+      return;
+    }
+    if (isProvisioningTopic(packet.topic)) return;
+    this.emit({ topic: packet.topic, payload, clientId: s.clientId, principal: s.certificateId });
+  }
+
+  /** A certificate leaving ACTIVE closes its connections at once. */
+  private closeOnCertificateDisabled(): void {
+    this.o.registry.onCertificateDisabled((certificateId) => {
       for (const c of this.byCertificate.get(certificateId) ?? []) {
         const s = this.sessions.get(c);
         if (s) s.disconnectReason = 'SERVER_INITIATED_DISCONNECT';
@@ -195,7 +218,10 @@ export class IotBroker {
         c.close();
       }
     });
+  }
 
+  /** The TCP server whose connections go through the client-certificate gate and TLS to aedes. */
+  private createTlsFront(aedes: AedesBroker): NetServer {
     const secureContext = createSecureContext({
       key: this.o.ca.serverKeyPem,
       cert: this.o.ca.serverCertPem,
@@ -204,15 +230,7 @@ export class IotBroker {
       maxVersion: 'TLSv1.2',
     });
     const caCertificate = new X509Certificate(this.o.ca.caPem);
-    this.server = createNetServer({ noDelay: true }, (tcp) =>
-      this.accept(aedes, tcp, secureContext, caCertificate),
-    );
-    await new Promise<void>((resolve, reject) => {
-      this.server?.once('error', reject);
-      this.server?.listen(0, this.o.host, () => resolve());
-    });
-    this.port = (this.server.address() as AddressInfo).port;
-    return this.port;
+    return createNetServer({ noDelay: true }, (tcp) => this.accept(aedes, tcp, secureContext, caCertificate));
   }
 
   async stop(): Promise<void> {
