@@ -88,34 +88,21 @@ export interface ExpectationInputs {
   allowedGiveUps: number;
 }
 
-export function checkExpectations({
-  units: planned,
-  trail,
-  active,
-  deniedByReason: actual,
-  deadLetters,
-  allowedGiveUps,
-}: ExpectationInputs): Expectation[] {
-  const denialsBySerial = new Map<string, string[]>();
+/** The reasons the trail recorded per serial for one decision. */
+function reasonsBySerial(trail: EnrollmentListResult, decision: 'ALLOWED' | 'DENIED'): Map<string, string[]> {
+  const bySerial = new Map<string, string[]>();
   for (const a of trail.attempts) {
-    if (a.decision !== 'DENIED' || !a.reason) continue;
-    denialsBySerial.set(a.serial, [...(denialsBySerial.get(a.serial) ?? []), a.reason]);
+    if (a.decision !== decision || !a.reason) continue;
+    bySerial.set(a.serial, [...(bySerial.get(a.serial) ?? []), a.reason]);
   }
-  const good = planned.filter((p) => p.planned.kind === 'good');
-  const bad = planned.filter((p) => isBadCase(p.planned.kind));
-  const recovering = planned.filter((p) => p.planned.kind in RECOVERY_CASE_REASON);
-  const allowsBySerial = new Map<string, string[]>();
-  for (const a of trail.attempts) {
-    if (a.decision !== 'ALLOWED' || !a.reason) continue;
-    allowsBySerial.set(a.serial, [...(allowsBySerial.get(a.serial) ?? []), a.reason]);
-  }
-  const gaveUp = planned.filter((p) => p.result.outcome === 'gaveUp');
-  const notEnrolled = good.filter((p) => p.result.outcome !== 'enrolled' && p.result.outcome !== 'gaveUp');
-  const notActive = good.filter(
-    (p) => p.result.outcome === 'enrolled' && !active.has(p.planned.spec.identity.serial),
-  );
-  const expectations: Expectation[] = [];
+  return bySerial;
+}
 
+/** One line per unit (what it saw, the trail's denials), at most ten units listed. */
+function unitLister(denialsBySerial: ReadonlyMap<string, string[]>): {
+  describe(p: UnitOutcome): string;
+  list(items: UnitOutcome[]): string;
+} {
   const describe = (p: UnitOutcome): string => {
     const r = p.result;
     const seen =
@@ -129,56 +116,87 @@ export function checkExpectations({
   };
   const list = (items: UnitOutcome[]): string =>
     items.slice(0, 10).map(describe).join('; ') + (items.length > 10 ? `; … ${items.length - 10} more` : '');
+  return { describe, list };
+}
 
-  expectations.push({
-    name: 'every allowlisted good unit enrolls',
-    ok:
-      notEnrolled.length === 0 &&
-      good.every((p) => p.result.outcome === 'enrolled' || p.result.outcome === 'gaveUp'),
-    detail:
-      notEnrolled.length === 0
-        ? `${good.length - gaveUp.filter((g) => g.planned.kind === 'good').length}/${good.length}`
-        : list(notEnrolled),
-  });
-  expectations.push({
-    name: 'every enrolled unit is activated by the lifecycle rule',
-    ok: notActive.length === 0,
-    detail: notActive.length === 0 ? `${active.size} ACTIVE` : `not ACTIVE: ${list(notActive)}`,
-  });
-  for (const p of bad) {
-    const serial = p.planned.spec.identity.serial;
-    const reasons = denialsBySerial.get(serial) ?? [];
-    const ok = p.result.outcome === 'denied' && reasons.includes(p.planned.expectedReason as string);
-    expectations.push({
-      name: `${p.planned.kind} ${serial} is denied with ${p.planned.expectedReason}`,
-      ok,
-      detail: ok ? 'denied, reason recorded in the trail' : describe(p),
-    });
-  }
-  for (const p of recovering) {
-    const serial = p.planned.spec.identity.serial;
-    const allows = allowsBySerial.get(serial) ?? [];
-    const ok =
-      p.result.outcome === 'enrolled' &&
-      p.result.retries > 0 &&
-      active.has(serial) &&
-      allows.includes(p.planned.expectedReason as string);
-    expectations.push({
-      name: `${p.planned.kind} ${serial} retries and is allowed as ${p.planned.expectedReason}, then ACTIVE`,
-      ok,
-      detail: ok
-        ? `allowed ${[...allows].reverse().join(' then ')}; ${p.result.retries} retr${p.result.retries === 1 ? 'y' : 'ies'}`
-        : `${describe(p)}; allowed: ${allows.join(', ') || 'never'}; ${active.has(serial) ? 'ACTIVE' : 'not ACTIVE'}`,
-    });
-  }
-  // No decision other than the planned ones: good units are never denied on the way.
+/** Good units enroll (or give up within the allowance) and the lifecycle rule activates them. */
+function goodUnitExpectations(
+  good: UnitOutcome[],
+  gaveUp: UnitOutcome[],
+  active: ReadonlySet<string>,
+  list: (items: UnitOutcome[]) => string,
+): Expectation[] {
+  const notEnrolled = good.filter((p) => p.result.outcome !== 'enrolled' && p.result.outcome !== 'gaveUp');
+  const notActive = good.filter(
+    (p) => p.result.outcome === 'enrolled' && !active.has(p.planned.spec.identity.serial),
+  );
+  return [
+    {
+      name: 'every allowlisted good unit enrolls',
+      ok:
+        notEnrolled.length === 0 &&
+        good.every((p) => p.result.outcome === 'enrolled' || p.result.outcome === 'gaveUp'),
+      detail:
+        notEnrolled.length === 0
+          ? `${good.length - gaveUp.filter((g) => g.planned.kind === 'good').length}/${good.length}`
+          : list(notEnrolled),
+    },
+    {
+      name: 'every enrolled unit is activated by the lifecycle rule',
+      ok: notActive.length === 0,
+      detail: notActive.length === 0 ? `${active.size} ACTIVE` : `not ACTIVE: ${list(notActive)}`,
+    },
+  ];
+}
+
+/** Each bad case is denied, with its reason in the trail. */
+function badCaseExpectation(
+  p: UnitOutcome,
+  denialsBySerial: ReadonlyMap<string, string[]>,
+  describe: (p: UnitOutcome) => string,
+): Expectation {
+  const serial = p.planned.spec.identity.serial;
+  const reasons = denialsBySerial.get(serial) ?? [];
+  const ok = p.result.outcome === 'denied' && reasons.includes(p.planned.expectedReason as string);
+  return {
+    name: `${p.planned.kind} ${serial} is denied with ${p.planned.expectedReason}`,
+    ok,
+    detail: ok ? 'denied, reason recorded in the trail' : describe(p),
+  };
+}
+
+/** A recovery unit retries, is allowed with its reason, and ends ACTIVE. */
+function recoveryExpectation(
+  p: UnitOutcome,
+  allowsBySerial: ReadonlyMap<string, string[]>,
+  active: ReadonlySet<string>,
+  describe: (p: UnitOutcome) => string,
+): Expectation {
+  const serial = p.planned.spec.identity.serial;
+  const allows = allowsBySerial.get(serial) ?? [];
+  const ok =
+    p.result.outcome === 'enrolled' &&
+    p.result.retries > 0 &&
+    active.has(serial) &&
+    allows.includes(p.planned.expectedReason as string);
+  return {
+    name: `${p.planned.kind} ${serial} retries and is allowed as ${p.planned.expectedReason}, then ACTIVE`,
+    ok,
+    detail: ok
+      ? `allowed ${[...allows].reverse().join(' then ')}; ${p.result.retries} retr${p.result.retries === 1 ? 'y' : 'ies'}`
+      : `${describe(p)}; allowed: ${allows.join(', ') || 'never'}; ${active.has(serial) ? 'ACTIVE' : 'not ACTIVE'}`,
+  };
+}
+
+/** No decision other than the planned ones: good units are never denied on the way. */
+function trailDenialsExpectation(bad: UnitOutcome[], actual: Record<string, number>): Expectation {
   const expectedCounts: Record<string, number> = {};
   for (const p of bad)
     expectedCounts[p.planned.expectedReason as string] =
       (expectedCounts[p.planned.expectedReason as string] ?? 0) + 1;
   const keys = [...new Set([...Object.keys(expectedCounts), ...Object.keys(actual)])].sort();
   const mismatched = keys.filter((k) => (expectedCounts[k] ?? 0) !== (actual[k] ?? 0));
-  expectations.push({
+  return {
     name: 'trail denials match the planned bad cases',
     ok: mismatched.length === 0,
     detail:
@@ -187,12 +205,34 @@ export function checkExpectations({
         : mismatched
             .map((k) => `${k}: expected ${expectedCounts[k] ?? 0}, trail ${actual[k] ?? 0}`)
             .join('; '),
-  });
-  expectations.push({
-    name: `gave up ≤ ${allowedGiveUps}`,
-    ok: gaveUp.length <= allowedGiveUps,
-    detail: gaveUp.length === 0 ? '0' : `${gaveUp.length}: ${list(gaveUp)}`,
-  });
-  expectations.push({ name: 'no dead letters', ok: deadLetters === 0, detail: String(deadLetters) });
-  return expectations;
+  };
+}
+
+export function checkExpectations({
+  units: planned,
+  trail,
+  active,
+  deniedByReason,
+  deadLetters,
+  allowedGiveUps,
+}: ExpectationInputs): Expectation[] {
+  const denialsBySerial = reasonsBySerial(trail, 'DENIED');
+  const allowsBySerial = reasonsBySerial(trail, 'ALLOWED');
+  const { describe, list } = unitLister(denialsBySerial);
+  const good = planned.filter((p) => p.planned.kind === 'good');
+  const bad = planned.filter((p) => isBadCase(p.planned.kind));
+  const recovering = planned.filter((p) => p.planned.kind in RECOVERY_CASE_REASON);
+  const gaveUp = planned.filter((p) => p.result.outcome === 'gaveUp');
+  return [
+    ...goodUnitExpectations(good, gaveUp, active, list),
+    ...bad.map((p) => badCaseExpectation(p, denialsBySerial, describe)),
+    ...recovering.map((p) => recoveryExpectation(p, allowsBySerial, active, describe)),
+    trailDenialsExpectation(bad, deniedByReason),
+    {
+      name: `gave up ≤ ${allowedGiveUps}`,
+      ok: gaveUp.length <= allowedGiveUps,
+      detail: gaveUp.length === 0 ? '0' : `${gaveUp.length}: ${list(gaveUp)}`,
+    },
+    { name: 'no dead letters', ok: deadLetters === 0, detail: String(deadLetters) },
+  ];
 }
