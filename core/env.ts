@@ -15,7 +15,11 @@ export const ENV = {
   templateNames: 'FLEET_TEMPLATE_NAMES',
   /** Ring shares as `canary:early` percentages, e.g. `2:18` (broad takes the rest). */
   ringShares: 'FLEET_RING_SHARES',
-  /** Milliseconds the hook may spend on AWS calls before failing closed. */
+  /**
+   * Hard limit, in milliseconds, of the hook's whole answer, audit entry included (within
+   * {@link HOOK_BUDGET_MS}, the fleet config's `hook.budgetMs`; AWS IoT waits at most 5 s). Reads,
+   * the IoT lookup and the transition get this minus an audit reserve; past it the hook fails closed.
+   */
   hookBudgetMs: 'FLEET_HOOK_BUDGET_MS',
   /**
    * ARN prefix of this stack's provisioning templates, `arn:<partition>:iot:<region>:<account>:provisioningtemplate/`:
@@ -25,6 +29,9 @@ export const ENV = {
   /** Days the trail keeps entries of serials that are not on the manifest (DynamoDB TTL). */
   unlistedTrailRetentionDays: 'FLEET_UNLISTED_TRAIL_RETENTION_DAYS',
 } as const;
+
+/** Bounds of FLEET_HOOK_BUDGET_MS and of the config's `hook.budgetMs`, in milliseconds. */
+export const HOOK_BUDGET_MS = { min: 100, max: 4500 } as const;
 
 export type EnvKey = keyof typeof ENV;
 

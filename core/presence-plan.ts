@@ -9,7 +9,7 @@
  *   that lifecycle messages may arrive out of order or twice, so a late or duplicate event never
  *   rolls them back. The registry enforces the same order in its conditional write.
  */
-import { canTransition } from './lifecycle';
+import { canTransition, LIFECYCLE } from './lifecycle';
 import { DeviceEventType, DeviceRecord } from './model';
 
 /** The lifecycle event fields the Lambda relies on (AWS IoT Core developer guide, lifecycle events). */
@@ -69,4 +69,42 @@ export function planPresence(event: PresenceEvent, device: DeviceRecord | undefi
     presence: { connected, versionNumber: event.versionNumber, timestamp: event.timestamp },
     events,
   };
+}
+
+/**
+ * The trail entries a presence event produced, by their deterministic sort-key suffix, so that a
+ * retried or duplicated event can only ever find them written: the activation is identified by
+ * its time (`<activatedAt>#ACTIVATED`, one per activation), a connectivity change by the event's
+ * time and version (`<at>#CONNECTED#<versionNumber>`).
+ */
+export function presenceSkSuffix(type: DeviceEventType, versionNumber: number): string {
+  return type === LIFECYCLE.activate.event ? type : `${type}#${versionNumber}`;
+}
+
+/**
+ * The entries of an event that the device record shows was already applied: a retry after the
+ * write committed but an append failed, or a duplicate delivery. The activation is this event's
+ * when it happened at the event's time with the event's certificate; the connectivity fields are
+ * this event's when they hold exactly its version, time and state.
+ */
+export function entriesOfAppliedEvent(e: PresenceEvent, device: DeviceRecord): DeviceEventType[] {
+  const connected = e.eventType === 'connected';
+  const at = new Date(e.timestamp).toISOString();
+  const types: DeviceEventType[] = [];
+  if (
+    connected &&
+    device.activatedAt === at &&
+    device.certificateId !== undefined &&
+    device.certificateId === e.principalIdentifier
+  ) {
+    types.push(LIFECYCLE.activate.event);
+  }
+  if (
+    device.presenceVersion === e.versionNumber &&
+    device.presenceTimestamp === e.timestamp &&
+    device.connected === connected
+  ) {
+    types.push(connected ? 'CONNECTED' : 'DISCONNECTED');
+  }
+  return types;
 }

@@ -12,6 +12,7 @@
  * Every default lives here, in {@link FLEET_DEFAULTS}; the constructs take the resolved values.
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
+import { HOOK_BUDGET_MS } from '../core/env';
 import { z } from 'zod';
 import {
   DEFAULT_CLAIM_CLIENT_ID_PREFIX,
@@ -66,8 +67,9 @@ export interface HookConfig {
   /** Lambda memory (MB). More memory means more CPU and a faster cold start. @default 1024 */
   readonly memorySize: number;
   /**
-   * Milliseconds within which the hook answers, audit entry included; past it the hook fails
-   * closed (AWS IoT waits at most 5 s). @default 3500
+   * Milliseconds within which the hook answers, audit entry included: the hard limit. Reads, the
+   * IoT lookup and the transition get it minus an audit reserve of min(500, budgetMs/4) ms, then
+   * the hook fails closed. AWS IoT waits at most 5 s. @default 3500
    */
   readonly budgetMs: number;
   /** Provisioned concurrency for enrollment bursts (0 = none). @default 0 */
@@ -151,9 +153,9 @@ const hookSchema = z
       FLEET_DEFAULTS.hook.memorySize,
     ),
     budgetMs: int(
-      100,
-      4500,
-      'use an integer between 100 and 4500 (AWS IoT waits at most 5 s for the hook)',
+      HOOK_BUDGET_MS.min,
+      HOOK_BUDGET_MS.max,
+      `use an integer between ${HOOK_BUDGET_MS.min} and ${HOOK_BUDGET_MS.max} (AWS IoT waits at most 5 s for the hook)`,
     ).default(FLEET_DEFAULTS.hook.budgetMs),
     provisionedConcurrency: int(0, 1000, 'use an integer between 0 and 1000 (0 disables it)').default(
       FLEET_DEFAULTS.hook.provisionedConcurrency,

@@ -22,7 +22,7 @@ import {
 } from '../../core/model';
 import { isConditionFailure, Registry, RegistryConditionError } from '../shared/registry';
 import { describeIssues } from '../shared/validation';
-import { ENV, EnvError } from '../../core/env';
+import { ENV, EnvError, HOOK_BUDGET_MS } from '../../core/env';
 import { METRICS, OTHER_TEMPLATE_DIMENSION } from '../../core/metrics';
 import { fastPublicKeyFingerprint } from './spki';
 import {
@@ -77,11 +77,6 @@ const MAX_CLAIM_MEMO = 10_000;
 /** Longest firmware version accepted (whatever the pattern allows). */
 const MAX_FIRMWARE_LENGTH = 64;
 const TEMPLATE_ARN_PREFIX = /^arn:aws[a-z-]*:iot:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:provisioningtemplate\/$/;
-/**
- * FLEET_HOOK_BUDGET_MS bounds, in milliseconds: exactly what the fleet config accepts for
- * `provisioning.templates[].hook.budgetMs` (lib/config.ts); AWS IoT waits at most 5 s for the hook.
- */
-export const HOOK_BUDGET_MS = { min: 100, max: 4500 } as const;
 
 /** The parameter names a device may send: exactly the template's (core/model.ts). */
 const PARAMETER_NAMES: ReadonlySet<string> = new Set(Object.values(PROVISIONING_PARAMETERS));

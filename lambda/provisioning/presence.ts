@@ -17,7 +17,12 @@ import { isConditionFailure, Registry, RegistryConditionError } from '../shared/
 import { describeIssues } from '../shared/validation';
 import * as z from 'zod/mini';
 import { DeviceEventType, DeviceRecord, serialFromThingName } from '../../core/model';
-import { planPresence, PresenceEvent } from '../../core/presence-plan';
+import {
+  entriesOfAppliedEvent,
+  planPresence,
+  PresenceEvent,
+  presenceSkSuffix,
+} from '../../core/presence-plan';
 
 export interface PresenceDeps {
   registry: Registry;
@@ -41,44 +46,6 @@ const eventSchema = z.looseObject({
 
 /** Attempts when a concurrent event changed the record between the read and the write. */
 const MAX_ATTEMPTS = 3;
-
-/**
- * The trail entries a presence event produced, by their deterministic sort-key suffix, so that a
- * retried or duplicated event can only ever find them written: the activation is identified by
- * its time (`<activatedAt>#ACTIVATED`, one per activation), a connectivity change by the event's
- * time and version (`<at>#CONNECTED#<versionNumber>`).
- */
-export function presenceSkSuffix(type: DeviceEventType, versionNumber: number): string {
-  return type === LIFECYCLE.activate.event ? type : `${type}#${versionNumber}`;
-}
-
-/**
- * The entries of an event that the device record shows was already applied: a retry after the
- * write committed but an append failed, or a duplicate delivery. The activation is this event's
- * when it happened at the event's time with the event's certificate; the connectivity fields are
- * this event's when they hold exactly its version, time and state.
- */
-export function entriesOfAppliedEvent(e: PresenceEvent, device: DeviceRecord): DeviceEventType[] {
-  const connected = e.eventType === 'connected';
-  const at = new Date(e.timestamp).toISOString();
-  const types: DeviceEventType[] = [];
-  if (
-    connected &&
-    device.activatedAt === at &&
-    device.certificateId !== undefined &&
-    device.certificateId === e.principalIdentifier
-  ) {
-    types.push(LIFECYCLE.activate.event);
-  }
-  if (
-    device.presenceVersion === e.versionNumber &&
-    device.presenceTimestamp === e.timestamp &&
-    device.connected === connected
-  ) {
-    types.push(connected ? 'CONNECTED' : 'DISCONNECTED');
-  }
-  return types;
-}
 
 /**
  * An event's outcome is that of its first entry (the activation, when it activates): ACTIVATED or

@@ -3,14 +3,10 @@
  * fleet config's `provisioning.templates[].hook.budgetMs` range, FLEET_UNLISTED_TRAIL_RETENTION_DAYS core/trail.ts's range.
  * A value outside fails at init with an EnvError naming the variable and the fix.
  */
-import { EnvError } from '../../../core/env';
+import { EnvError, HOOK_BUDGET_MS } from '../../../core/env';
 import { UNLISTED_RETENTION_DAYS } from '../../../core/trail';
 import { resolveFleetConfig } from '../../../lib/config';
-import {
-  HOOK_BUDGET_MS,
-  parseBudgetMs,
-  parseRetentionDays,
-} from '../../../lambda/provisioning/pre-provisioning-hook';
+import { parseBudgetMs, parseRetentionDays } from '../../../lambda/provisioning/pre-provisioning-hook';
 
 function accepts(parse: (text: string) => number, text: string): boolean {
   try {

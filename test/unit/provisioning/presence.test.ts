@@ -1,7 +1,12 @@
 import { DeviceRecord } from '../../../core/model';
 import { serialFromThingName } from '../../../core/model';
-import { isNewerPresence, planPresence, PresenceEvent } from '../../../core/presence-plan';
-import { entriesOfAppliedEvent, presenceSkSuffix } from '../../../lambda/provisioning/presence';
+import {
+  entriesOfAppliedEvent,
+  isNewerPresence,
+  planPresence,
+  PresenceEvent,
+  presenceSkSuffix,
+} from '../../../core/presence-plan';
 
 const CERT = 'a'.repeat(64);
 const device = (over: Partial<DeviceRecord> = {}): DeviceRecord => ({
