@@ -132,7 +132,12 @@ export function minimumDevices(templateCount = 1): number {
   }
 }
 
-export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
+/** Devices, bad cases on or off, and templates, checked: a fleet too small is a PlanError naming the fix. */
+function planSettings(options: PlanOptions): {
+  devices: number;
+  withBad: boolean;
+  templates: readonly string[];
+} {
   const devices = options.devices ?? 200;
   const withBad = options.badCases ?? true;
   const templates = options.templates?.length ? options.templates : ['fleet-default'];
@@ -144,6 +149,11 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
       `a scenario${withBad ? ' with bad cases' : ''} over ${templates.length} template(s) needs at least ${minimum} devices (got ${devices}); use --devices ${minimum} or more`,
     );
   }
+  return { devices, withBad, templates };
+}
+
+/** The lots, their templates dealt round-robin; the lot on hold only with bad cases. */
+function plannedLots(templates: readonly string[], withBad: boolean): PlannedLot[] {
   const dealt = (i: number): string => templates[i % templates.length];
   const lots: PlannedLot[] = [
     { lot: LAB_LOTS.a, requireAttestation: false, hold: false, hwRevs: ['A', 'B'], template: dealt(0) },
@@ -159,11 +169,11 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
       hwRevs: ['A'],
       template: dealt(3),
     });
-  const templateOfLot = new Map(lots.map((l) => [l.lot, l.template]));
-  /** A unit enrolls through the template of the claim it presents. */
-  const templateOf = (spec: DeviceSpec): string =>
-    templateOfLot.get(spec.faults?.wrongLotClaim ?? spec.identity.lot) as string;
+  return lots;
+}
 
+/** How many units of each kind. */
+function unitCounts(devices: number, withBad: boolean): ScenarioPlan['counts'] {
   const perKind = withBad ? badCasesPerKind(devices) : 0;
   const bad: Record<BadCase, number> = {
     unknownSerial: perKind,
@@ -174,111 +184,143 @@ export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
   };
   const badTotal = Object.values(bad).reduce((a, b) => a + b, 0);
   const recovery = withBad ? 1 : 0;
-  const good = devices - badTotal - recovery;
+  return { devices, good: devices - badTotal - recovery, bad, recovery };
+}
 
-  // Good units: spread over the enrollable lots; open lots alternate hardware revisions.
-  const goodOpen = generateIdentities({
+/** Good units: spread over the enrollable lots; open lots alternate hardware revisions. */
+function goodIdentities(
+  good: number,
+  templates: readonly string[],
+): { open: FactoryIdentity[]; attested: FactoryIdentity[] } {
+  const open = generateIdentities({
     count: good - Math.max(1, Math.floor(good / 5)),
     lots: [LAB_LOTS.a, LAB_LOTS.b, ...extraLots(templates).map((l) => l.lot)],
     hwRevs: ['A', 'B'],
     serialPrefix: 'LABG',
   });
-  const goodAttested = generateIdentities({
+  const attested = generateIdentities({
     count: Math.max(1, Math.floor(good / 5)),
     lots: [LAB_LOTS.attested],
     hwRevs: ['B'],
     serialPrefix: 'LABT',
   });
-  const firstWave: PlannedDevice[] = [...goodOpen, ...goodAttested].map((identity) => ({
+  return { open, attested };
+}
+
+/** First-wave bad cases: who they are, whether the manifest lists them, which fault they carry. */
+const FIRST_WAVE_BAD: {
+  kind: Exclude<BadCase, 'clone'>;
+  lot: string;
+  hwRev: string;
+  serialPrefix: string;
+  onManifest: boolean;
+  faults?: DeviceSpec['faults'];
+}[] = [
+  // Not on the manifest; they hold LAB-A's claim (a leaked claim on an unknown board).
+  { kind: 'unknownSerial', lot: LAB_LOTS.a, hwRev: 'A', serialPrefix: 'LABX', onManifest: false },
+  // LAB-B units on the manifest that present LAB-A's claim certificate.
+  {
+    kind: 'wrongLotClaim',
+    lot: LAB_LOTS.b,
+    hwRev: 'A',
+    serialPrefix: 'LABW',
+    onManifest: true,
+    faults: { wrongLotClaim: LAB_LOTS.a },
+  },
+  { kind: 'lotOnHold', lot: LAB_LOTS.hold, hwRev: 'A', serialPrefix: 'LABH', onManifest: true },
+  {
+    kind: 'badAttestation',
+    lot: LAB_LOTS.attested,
+    hwRev: 'B',
+    serialPrefix: 'LABY',
+    onManifest: true,
+    faults: { badAttestation: true },
+  },
+];
+
+/** The first wave's bad units and the identities of theirs the manifest lists. */
+function firstWaveBadUnits(
+  bad: Record<BadCase, number>,
+  templateOf: (spec: DeviceSpec) => string,
+): { units: PlannedDevice[]; onManifest: FactoryIdentity[] } {
+  const units: PlannedDevice[] = [];
+  const onManifest: FactoryIdentity[] = [];
+  for (const c of FIRST_WAVE_BAD) {
+    for (const identity of generateIdentities({
+      count: bad[c.kind],
+      lots: [c.lot],
+      hwRevs: [c.hwRev],
+      serialPrefix: c.serialPrefix,
+    })) {
+      if (c.onManifest) onManifest.push(identity);
+      const spec: DeviceSpec = c.faults ? { identity, faults: c.faults } : { identity };
+      units.push({ spec, kind: c.kind, expectedReason: BAD_CASE_REASON[c.kind], template: templateOf(spec) });
+    }
+  }
+  return { units, onManifest };
+}
+
+/**
+ * The clone copies a good LAB-A unit's printed identity (serial, lot, revision, firmware) but
+ * not its factory secret: it enrolls with its own new key and sends no DeviceProof.
+ */
+function cloneUnit(goodOpen: FactoryIdentity[], templateOf: (spec: DeviceSpec) => string): PlannedDevice {
+  const original = goodOpen.find((i) => i.lot === LAB_LOTS.a) as FactoryIdentity;
+  const { factoryKey: _secret, ...printed } = original;
+  return {
+    spec: { identity: printed },
+    kind: 'clone',
+    expectedReason: BAD_CASE_REASON.clone,
+    cloneOf: original.serial,
+    template: templateOf({ identity: printed }),
+  };
+}
+
+/** Recovery units: no factory key, so no DeviceProof: only the same public key can prove the retry. */
+function recoveryIdentities(recovery: number): FactoryIdentity[] {
+  if (recovery === 0) return [];
+  return generateIdentities({
+    count: recovery,
+    lots: [LAB_LOTS.b],
+    hwRevs: ['A'],
+    serialPrefix: 'LABR',
+    withFactoryKey: false,
+  });
+}
+
+export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
+  const { devices, withBad, templates } = planSettings(options);
+  const lots = plannedLots(templates, withBad);
+  const templateOfLot = new Map(lots.map((l) => [l.lot, l.template]));
+  /** A unit enrolls through the template of the claim it presents. */
+  const templateOf = (spec: DeviceSpec): string =>
+    templateOfLot.get(spec.faults?.wrongLotClaim ?? spec.identity.lot) as string;
+  const counts = unitCounts(devices, withBad);
+
+  const good = goodIdentities(counts.good, templates);
+  const goodUnits: PlannedDevice[] = [...good.open, ...good.attested].map((identity) => ({
     spec: { identity },
     kind: 'good',
     template: templateOf({ identity }),
   }));
-  const manifest: FactoryIdentity[] = [...goodOpen, ...goodAttested];
-  const secondWave: PlannedDevice[] = [];
+  const firstBad = withBad ? firstWaveBadUnits(counts.bad, templateOf) : { units: [], onManifest: [] };
+  const secondWave = withBad ? [cloneUnit(good.open, templateOf)] : [];
+  const recovering = recoveryIdentities(counts.recovery);
+  const recoveryWave: PlannedDevice[] = recovering.map((identity) => ({
+    spec: { identity },
+    kind: 'lostAnswer',
+    expectedReason: RECOVERY_CASE_REASON.lostAnswer,
+    template: templateOf({ identity }),
+  }));
 
-  if (withBad) {
-    // First-wave bad cases: who they are, whether the manifest lists them, which fault they carry.
-    const firstWaveBad: {
-      kind: Exclude<BadCase, 'clone'>;
-      lot: string;
-      hwRev: string;
-      serialPrefix: string;
-      onManifest: boolean;
-      faults?: DeviceSpec['faults'];
-    }[] = [
-      // Not on the manifest; they hold LAB-A's claim (a leaked claim on an unknown board).
-      { kind: 'unknownSerial', lot: LAB_LOTS.a, hwRev: 'A', serialPrefix: 'LABX', onManifest: false },
-      // LAB-B units on the manifest that present LAB-A's claim certificate.
-      {
-        kind: 'wrongLotClaim',
-        lot: LAB_LOTS.b,
-        hwRev: 'A',
-        serialPrefix: 'LABW',
-        onManifest: true,
-        faults: { wrongLotClaim: LAB_LOTS.a },
-      },
-      { kind: 'lotOnHold', lot: LAB_LOTS.hold, hwRev: 'A', serialPrefix: 'LABH', onManifest: true },
-      {
-        kind: 'badAttestation',
-        lot: LAB_LOTS.attested,
-        hwRev: 'B',
-        serialPrefix: 'LABY',
-        onManifest: true,
-        faults: { badAttestation: true },
-      },
-    ];
-    for (const c of firstWaveBad) {
-      for (const identity of generateIdentities({
-        count: bad[c.kind],
-        lots: [c.lot],
-        hwRevs: [c.hwRev],
-        serialPrefix: c.serialPrefix,
-      })) {
-        if (c.onManifest) manifest.push(identity);
-        const spec: DeviceSpec = c.faults ? { identity, faults: c.faults } : { identity };
-        firstWave.push({
-          spec,
-          kind: c.kind,
-          expectedReason: BAD_CASE_REASON[c.kind],
-          template: templateOf(spec),
-        });
-      }
-    }
-    // The clone copies a good LAB-A unit's printed identity (serial, lot, revision, firmware)
-    // but not its factory secret: it enrolls with its own new key and sends no DeviceProof.
-    const original = goodOpen.find((i) => i.lot === LAB_LOTS.a) as FactoryIdentity;
-    const { factoryKey: _secret, ...printed } = original;
-    secondWave.push({
-      spec: { identity: printed },
-      kind: 'clone',
-      expectedReason: BAD_CASE_REASON.clone,
-      cloneOf: original.serial,
-      template: templateOf({ identity: printed }),
-    });
-  }
-
-  const recoveryWave: PlannedDevice[] = [];
-  if (recovery > 0) {
-    // No factory key, so no DeviceProof: only the same public key can prove the retry.
-    for (const identity of generateIdentities({
-      count: recovery,
-      lots: [LAB_LOTS.b],
-      hwRevs: ['A'],
-      serialPrefix: 'LABR',
-      withFactoryKey: false,
-    })) {
-      manifest.push(identity);
-      recoveryWave.push({
-        spec: { identity },
-        kind: 'lostAnswer',
-        expectedReason: RECOVERY_CASE_REASON.lostAnswer,
-        template: templateOf({ identity }),
-      });
-    }
-  }
-
-  return { lots, manifest, firstWave, secondWave, recoveryWave, counts: { devices, good, bad, recovery } };
+  return {
+    lots,
+    manifest: [...good.open, ...good.attested, ...firstBad.onManifest, ...recovering],
+    firstWave: [...goodUnits, ...firstBad.units],
+    secondWave,
+    recoveryWave,
+    counts,
+  };
 }
 
 /** The manifest as CSV (`serial,lot,hwRev,factoryFirmware,publicKey`; the key as base64 SPKI DER). */
