@@ -1,35 +1,33 @@
 /**
- * `fleet manifest import <file>`: put a factory manifest on the manufacturing allowlist.
+ * `fleet manifest import <file>`: put a factory manifest on the manufacturing allowlist. The
+ * decisions are the pure plan's (cli/manifest-import-plan.ts); this executor does the I/O:
  *
- * 1. Parse and validate every row (pure, core/manifest.ts) with the stack's serial pattern, and
- *    print every row problem before any AWS call; then read the lots the file names, so rows of
- *    a lot that requires attestation must carry a public key.
- * 2. Any invalid row: import nothing (unless `skipInvalid`).
- * 3. BatchGetItem the serials: an existing serial with the same attributes is unchanged, one
- *    with different attributes is a conflict (reported, never overwritten); the rest are new.
- * 4. Create missing lots, BatchWriteItem the new devices (status MANUFACTURED, revision 0, ring
- *    from the stratified assignment over the file's rows), optionally a MANUFACTURED trail
- *    event each, and add the new units to the lots' unitCount.
+ * 1. Parse and validate every row (core/manifest.ts) with the stack's serial pattern, and print
+ *    every row problem before any AWS call; then read the lots the file names.
+ * 2. Plan: stop (invalid rows without `skipInvalid`, or nothing importable), or ask for the
+ *    existing devices: BatchGetItem of the serials, then plan again with them.
+ * 3. Unless a dry run: create the missing lots, BatchWriteItem the new devices, optionally their
+ *    MANUFACTURED trail entries, and add the new units to the lots' unitCount.
  *
  * Re-running the same file is idempotent: everything is `unchanged` the second time.
  */
 import { Command } from 'commander';
-import { assignRings } from '../../core/rings';
-import {
-  detectFormat,
-  formatIssue,
-  ManifestFormat,
-  ManifestIssue,
-  ManifestRow,
-  parseManifest,
-} from '../../core/manifest';
-import { DeviceRecord, LotRecord } from '../../core/model';
-import { publicKeyFingerprint } from '../../core/attestation';
+import { detectFormat, formatIssue, ManifestFormat, ManifestIssue, parseManifest } from '../../core/manifest';
+import { LotRecord } from '../../core/model';
 import { Registry } from '../../lambda/shared/registry';
+import {
+  lotsToRead,
+  ManifestConflict,
+  ManifestImportPlan,
+  ManifestImportPlanInput,
+  planManifestImport,
+} from '../manifest-import-plan';
 import { RegistryAdmin } from '../registry-admin';
 import { CliContext, registryTables, requireResource } from '../context';
 import { readInputFile } from '../files';
 import { examples, RunCommand, TABLES } from '../registration';
+
+export type { ManifestConflict } from '../manifest-import-plan';
 
 export interface ManifestImportOptions {
   /** Path of the manifest (.csv or .json). Used for reading unless `content` is given. */
@@ -46,13 +44,6 @@ export interface ManifestImportOptions {
   requireAttestation?: boolean;
   /** Also append a MANUFACTURED event per new device to the trail (doubles the writes). @default false */
   trail?: boolean;
-}
-
-export interface ManifestConflict {
-  line: number;
-  serial: string;
-  /** Attributes that differ: what the registry holds vs what the manifest says. */
-  differences: { field: string; registry: string; manifest: string }[];
 }
 
 export interface ManifestImportResult {
@@ -77,8 +68,6 @@ export interface ManifestImportResult {
   exitCode: number;
 }
 
-const COMPARED_FIELDS = ['lot', 'hwRev', 'factoryFirmware', 'publicKey'] as const;
-
 export async function manifestImport(
   opts: ManifestImportOptions,
   ctx: CliContext,
@@ -97,175 +86,117 @@ export async function manifestImport(
   const registry = new Registry(ctx.clients.doc, tables, ctx.now);
   const admin = new RegistryAdmin(ctx.clients.doc, tables, { now: ctx.now, sleep: ctx.sleep });
 
-  // Lots named by the valid rows: existing ones may require attestation.
-  const lotNames = [...new Set(parsed.rows.map((r) => r.lot))].sort();
-  const lots = new Map<string, LotRecord>();
-  for (const lot of lotNames) {
-    const record = await registry.getLot(lot);
-    if (record) lots.set(lot, record);
-  }
-  const invalid = [...parsed.issues];
-  const rows: ManifestRow[] = [];
-  for (const row of parsed.rows) {
-    if (!row.publicKey && lots.get(row.lot)?.requireAttestation) {
-      const issue: ManifestIssue = {
-        line: row.line,
-        serial: row.serial,
-        field: 'publicKey',
-        problem: `publicKey is missing, and lot ${row.lot} requires attestation`,
-        fix: 'add the factory P-256 public key of this unit (PEM or base64 SPKI DER)',
-      };
-      invalid.push(issue);
-      ctx.out.warn(formatIssue(issue));
-    } else rows.push(row);
-  }
-  invalid.sort((a, b) => a.line - b.line);
-
-  const result: ManifestImportResult = {
-    file: opts.file,
-    rows: parsed.rowCount,
-    created: 0,
-    unchanged: 0,
-    conflicts: [],
-    invalid,
-    invalidRows: parsed.rowCount - rows.length,
-    lotsCreated: [],
-    imported: false,
-    dryRun: opts.dryRun === true,
-    exitCode: 0,
+  const input: ManifestImportPlanInput = {
+    parsed,
+    lots: await readLots(registry, lotsToRead(parsed)),
+    ringShares,
+    at: ctx.now().toISOString(),
+    skipInvalid: opts.skipInvalid === true,
+    requireAttestation: opts.requireAttestation === true,
+    trail: opts.trail === true,
   };
-  if (invalid.length > 0 && !opts.skipInvalid) {
-    result.exitCode = 1;
-    ctx.out.warn(
-      `nothing imported: ${invalid.length} problem(s) in ${opts.file}; fix them and run again` +
-        (rows.length > 0 ? `, or pass --skip-invalid to import the ${rows.length} valid row(s)` : ''),
-    );
-    printSummary(ctx, result);
-    return result;
-  }
-  if (rows.length === 0) {
-    ctx.out.warn(`no valid rows in ${opts.file}; nothing to import`);
-    result.exitCode = invalid.length > 0 ? 1 : 0;
-    printSummary(ctx, result);
-    return result;
-  }
-
-  // Compare with the registry.
-  const bar = ctx.out.progress('checking', rows.length);
-  const existing = await admin.batchGetDevices(
-    rows.map((r) => r.serial),
-    (done) => bar.update(done),
-  );
-  bar.stop();
-  const fresh: ManifestRow[] = [];
-  for (const row of rows) {
-    const current = existing.get(row.serial);
-    if (!current) {
-      fresh.push(row);
-      continue;
-    }
-    const differences = compare(current, row);
-    if (differences.length === 0) result.unchanged += 1;
-    else result.conflicts.push({ line: row.line, serial: row.serial, differences });
-  }
-  for (const c of result.conflicts) {
-    ctx.out.warn(
-      `line ${c.line} (serial ${c.serial}): conflict, the registry already holds this serial with ` +
-        c.differences.map((d) => `${d.field} ${d.registry} (manifest says ${d.manifest})`).join(', ') +
-        '; the registry was not changed: correct the manifest (an import never rewrites a registered unit; see docs/operations.md, "Importing a manufacturing manifest")',
-    );
-  }
-
-  // New devices, rings stratified over the file's lot x hwRev strata.
-  const rings = assignRings(parsed.rows, ringShares);
-  const at = ctx.now().toISOString();
-  const devices: DeviceRecord[] = fresh.map((row) => ({
-    serial: row.serial,
-    lot: row.lot,
-    hwRev: row.hwRev,
-    factoryFirmware: row.factoryFirmware,
-    currentFirmware: row.factoryFirmware,
-    status: 'MANUFACTURED',
-    ...(row.publicKey ? { publicKey: row.publicKey } : {}),
-    ring: rings.get(row.serial) ?? 'broad',
-    createdAt: at,
-    updatedAt: at,
-    revision: 0,
-  }));
-  result.created = devices.length;
-  const perLot = new Map<string, number>();
-  for (const d of devices) perLot.set(d.lot, (perLot.get(d.lot) ?? 0) + 1);
-  result.lotsCreated = lotNames.filter((l) => !lots.has(l) && (perLot.get(l) ?? 0) > 0);
-
-  if (opts.dryRun) {
-    result.exitCode = result.conflicts.length > 0 ? 1 : 0;
-    printSummary(ctx, result);
-    return result;
-  }
-
-  const requireAttestation = opts.requireAttestation === true;
-  const created: string[] = [];
-  for (const lot of result.lotsCreated) {
-    if (await admin.createLot(lot, { requireAttestation })) created.push(lot);
-  }
-  result.lotsCreated = created;
-  for (const lot of lotNames) {
-    const record = lots.get(lot);
-    if (record && requireAttestation && !record.requireAttestation) {
-      ctx.out.warn(
-        `lot ${lot} already exists without the attestation requirement; --require-attestation does not change existing lots`,
-      );
+  const plan = await planWithRegistry(input, admin, ctx);
+  const result = resultOf(opts, parsed.rowCount, plan);
+  if (plan.step === 'stop') {
+    ctx.out.warn(stopWarning(opts.file, plan));
+  } else {
+    for (const c of plan.conflicts) ctx.out.warn(conflictWarning(c));
+    if (!opts.dryRun) {
+      result.lotsCreated = await applyPlan(plan, admin, ctx, input.requireAttestation);
+      result.imported = true;
     }
   }
-  if (devices.length > 0) {
-    const writeBar = ctx.out.progress('importing', devices.length);
-    await admin.batchPutDevices(devices, (done) => writeBar.update(done));
-    writeBar.stop();
-    if (opts.trail) {
-      await admin.batchAppendEvents(
-        devices.map((d) => ({
-          serial: d.serial,
-          at,
-          type: 'MANUFACTURED' as const,
-          lot: d.lot,
-          detail: {
-            hwRev: d.hwRev,
-            factoryFirmware: d.factoryFirmware,
-            ring: d.ring ?? 'broad',
-            source: 'manifest',
-          },
-        })),
-      );
-    }
-    for (const [lot, n] of perLot) await admin.addLotUnits(lot, n);
-  }
-  result.imported = true;
-  result.exitCode = result.conflicts.length > 0 ? 1 : 0;
   printSummary(ctx, result);
   return result;
 }
 
-function compare(current: DeviceRecord, row: ManifestRow): ManifestConflict['differences'] {
-  const out: ManifestConflict['differences'] = [];
-  for (const field of COMPARED_FIELDS) {
-    const a = current[field];
-    const b = row[field];
-    if (field === 'publicKey') {
-      if (!sameKey(a, b))
-        out.push({ field, registry: a ? 'a key' : '(none)', manifest: b ? 'another key' : '(none)' });
-    } else if (a !== b) out.push({ field, registry: String(a ?? '(none)'), manifest: String(b) });
+type FinalPlan = Exclude<ManifestImportPlan, { step: 'readDevices' }>;
+
+/** The lots among `names` that exist (existing ones may require attestation). */
+async function readLots(registry: Registry, names: readonly string[]): Promise<Map<string, LotRecord>> {
+  const lots = new Map<string, LotRecord>();
+  for (const lot of names) {
+    const record = await registry.getLot(lot);
+    if (record) lots.set(lot, record);
   }
-  return out;
+  return lots;
 }
 
-function sameKey(a?: string, b?: string): boolean {
-  if (!a || !b) return !a && !b;
-  if (a.trim() === b.trim()) return true;
-  try {
-    return publicKeyFingerprint(a) === publicKeyFingerprint(b);
-  } catch {
-    return false;
+/** Plan; print the problems the lots reveal; read the existing devices when the plan asks. */
+async function planWithRegistry(
+  input: ManifestImportPlanInput,
+  admin: RegistryAdmin,
+  ctx: CliContext,
+): Promise<FinalPlan> {
+  const first = planManifestImport(input);
+  for (const issue of first.lotIssues) ctx.out.warn(formatIssue(issue));
+  if (first.step !== 'readDevices') return first;
+  const bar = ctx.out.progress('checking', first.serials.length);
+  const existing = await admin.batchGetDevices(first.serials, (done) => bar.update(done));
+  bar.stop();
+  const plan = planManifestImport({ ...input, existing });
+  if (plan.step === 'readDevices') throw new Error('the manifest import plan asked for the devices twice');
+  return plan;
+}
+
+/** Write what the plan says; returns the lots this call created. */
+async function applyPlan(
+  plan: Extract<ManifestImportPlan, { step: 'import' }>,
+  admin: RegistryAdmin,
+  ctx: CliContext,
+  requireAttestation: boolean,
+): Promise<string[]> {
+  const created: string[] = [];
+  for (const lot of plan.lotsToCreate) {
+    if (await admin.createLot(lot, { requireAttestation })) created.push(lot);
   }
+  for (const lot of plan.lotsWithoutAttestation) {
+    ctx.out.warn(
+      `lot ${lot} already exists without the attestation requirement; --require-attestation does not change existing lots`,
+    );
+  }
+  if (plan.devices.length > 0) {
+    const bar = ctx.out.progress('importing', plan.devices.length);
+    await admin.batchPutDevices(plan.devices, (done) => bar.update(done));
+    bar.stop();
+    if (plan.trail.length > 0) await admin.batchAppendEvents(plan.trail);
+    for (const [lot, n] of plan.unitsPerLot) await admin.addLotUnits(lot, n);
+  }
+  return created;
+}
+
+function stopWarning(file: string, plan: Extract<ManifestImportPlan, { step: 'stop' }>): string {
+  if (plan.reason === 'empty') return `no valid rows in ${file}; nothing to import`;
+  return (
+    `nothing imported: ${plan.invalid.length} problem(s) in ${file}; fix them and run again` +
+    (plan.rows.length > 0 ? `, or pass --skip-invalid to import the ${plan.rows.length} valid row(s)` : '')
+  );
+}
+
+/** The command's result for a plan (before any write: `imported` false, lots to create). */
+function resultOf(opts: ManifestImportOptions, rows: number, plan: FinalPlan): ManifestImportResult {
+  const importing = plan.step === 'import';
+  return {
+    file: opts.file,
+    rows,
+    created: importing ? plan.devices.length : 0,
+    unchanged: importing ? plan.unchanged : 0,
+    conflicts: importing ? plan.conflicts : [],
+    invalid: plan.invalid,
+    invalidRows: plan.invalidRows,
+    lotsCreated: importing ? plan.lotsToCreate : [],
+    imported: false,
+    dryRun: opts.dryRun === true,
+    exitCode: plan.exitCode,
+  };
+}
+
+function conflictWarning(c: ManifestConflict): string {
+  return (
+    `line ${c.line} (serial ${c.serial}): conflict, the registry already holds this serial with ` +
+    c.differences.map((d) => `${d.field} ${d.registry} (manifest says ${d.manifest})`).join(', ') +
+    '; the registry was not changed: correct the manifest (an import never rewrites a registered unit; see docs/operations.md, "Importing a manufacturing manifest")'
+  );
 }
 
 function printSummary(ctx: CliContext, r: ManifestImportResult): void {
