@@ -2,7 +2,14 @@
  * In-process API of the `fleet` CLI (for the local lab and scripts): build a context with
  * {@link createContext} and call the commands; each returns its result and writes to `ctx.out`.
  */
-export { createContext, contextFromFlags, resolveResources, CLI_ENV, RESOURCE_SOURCES } from './context';
+export {
+  createContext,
+  contextFromFlags,
+  destroyContext,
+  resolveResources,
+  CLI_ENV,
+  RESOURCE_SOURCES,
+} from './context';
 export type { CliContext, FleetClients, FleetResources, GlobalFlags, ResourceKey } from './context';
 export { CliError, UsageError, EXIT_CODES, describeExitCodes } from './errors';
 export type { ExitCode } from './errors';
