@@ -1,6 +1,7 @@
 /**
  * In-process API of the `fleet` CLI (for the local lab and scripts): build a context with
- * {@link createContext} and call the commands; each returns its result and writes to `ctx.out`.
+ * {@link createContext}, call the commands (each returns its result and writes to `ctx.out`), and
+ * close the context's SDK clients with {@link destroyContext} when done.
  */
 export {
   createContext,
