@@ -86,6 +86,22 @@ describe('exit codes', () => {
   });
 });
 
+test('fleet device reset --help says the certificate is revoked and detached first, and what that needs', async () => {
+  const h = harness();
+  expect(await h.run(['device', 'reset', '--help'])).toBe(EXIT_CODES.ok);
+  const text = h.stdout().replace(/\s+/g, ' ');
+  expect(text).toMatch(
+    /^Usage: fleet device reset \[options\] <serial> revoke the certificate of a unit stuck in PROVISIONING/,
+  );
+  expect(text).toContain(
+    "Before the registry forgets the unit's certificate, the certificate is revoked in AWS IoT and detached from the thing",
+  );
+  expect(text).toContain('previousCertificate = revoked, already-revoked or not-found');
+  expect(text).toContain(
+    'Needs iot:DescribeCertificate, iot:UpdateCertificate and iot:DetachThingPrincipal.',
+  );
+});
+
 describe('input files are checked before any resource is resolved', () => {
   let dir: string;
   beforeAll(async () => {
