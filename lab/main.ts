@@ -178,14 +178,27 @@ function exportLines(lab: LabRuntime, caFile: string, labDir: string): string[] 
   ];
 }
 
-async function main(): Promise<number> {
-  const flags = parseArgs(process.argv.slice(2));
+/** One run of the lab: its flags, where it works, and how it reports. */
+interface LabRun {
+  flags: LabFlags;
+  projectDir: string;
+  labDir: string;
+  config: ConfigChoice;
+  labLogFile: string;
+  /** Error entries of the lab's log, in the JSON report. */
+  errors: string[];
+  log: LabLog;
+  say(line: string): void;
+  progress(line: string): void;
+  /** Sessions closing while the lab stops produce expected noise: from now on it stays in lab.log. */
+  quietenForStop(): void;
+  started: number;
+}
+
+function prepareRun(flags: LabFlags): LabRun {
   const projectDir = process.cwd();
   const labDir = resolve(projectDir, flags.labDir);
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
-  const progress = (line: string): void => {
-    if (!flags.quiet) say(`· ${line}`);
-  };
   const logsDir = prepareLabDir(labDir);
   const config = chooseConfig(projectDir, labDir, flags.config);
   const errors: string[] = [];
@@ -193,7 +206,6 @@ async function main(): Promise<number> {
   // JSON line; warnings (e.g. a policy denial and why) and errors are also shown here.
   const labLogFile = join(logsDir, 'lab.log');
   labLog = createWriteStream(labLogFile, { flags: 'w' });
-  // Sessions closing while the lab stops produce expected noise; it stays in lab.log only.
   let stopping = false;
   const log: LabLog = (e) => {
     labLog?.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
@@ -203,106 +215,134 @@ async function main(): Promise<number> {
         `lab ${e.level}: ${e.msg} ${JSON.stringify({ ...e, level: undefined, msg: undefined })}\n`,
       );
   };
+  return {
+    flags,
+    projectDir,
+    labDir,
+    config,
+    labLogFile,
+    errors,
+    log,
+    say,
+    progress: (line) => {
+      if (!flags.quiet) say(`· ${line}`);
+    },
+    quietenForStop: () => {
+      stopping = true;
+    },
+    started: Date.now(),
+  };
+}
 
-  progress(
+/** The running lab and the stack the scenario drives, or the exit code of a failed start. */
+async function startLab(run: LabRun): Promise<{ lab: LabRuntime; stackName: string } | number> {
+  const { flags, config } = run;
+  run.progress(
     `starting the lab with ${config.file ? `config ${config.file}` : 'the default config'} (synthesizes first when the assembly is stale or the config changed)`,
   );
-  const started = Date.now();
   let lab: LabRuntime;
   try {
     lab = await startLabRuntime({
-      projectDir,
-      labDir,
+      projectDir: run.projectDir,
+      labDir: run.labDir,
       cdkOut: config.cdkOut,
       synthContext: config.file ? { config: config.file } : {},
       synthInputFiles: config.file ? [config.file] : [],
       registerThingTps: flags.registerTps,
       stacks: flags.stack === undefined ? undefined : [flags.stack],
-      log,
+      log: run.log,
     });
   } catch (err) {
-    log({ level: 'info', msg: 'lab start failed', error: (err as Error).stack ?? String(err) });
+    run.log({ level: 'info', msg: 'lab start failed', error: (err as Error).stack ?? String(err) });
     const fix =
       err instanceof SynthError
         ? `fix ${config.file ? `the config ${config.file}` : 'the app'} and run again`
-        : `see ${labLogFile} for details`;
+        : `see ${run.labLogFile} for details`;
     process.stderr.write(`lab: could not start: ${firstLine(err)}; ${fix}\n`);
     return EXIT.checkFailed;
   }
-  let stackName: string;
   try {
-    stackName = labStackName(lab);
+    return { lab, stackName: labStackName(lab) };
   } catch (err) {
     if (!(err instanceof LabStackError)) throw err;
-    stopping = true;
+    run.quietenForStop();
     await lab.stop();
     process.stderr.write(`lab: ${err.message}\n`);
-    await closeLabLog();
     return EXIT.usage;
   }
-  const startupMs = Date.now() - started;
-  if (!flags.quiet) for (const line of lab.summary()) say(line);
-  say(
-    `Lab started in ${(startupMs / 1000).toFixed(1)} s (${lab.timings.synthMs ? `synth ${(lab.timings.synthMs / 1000).toFixed(1)} s: ${lab.assembly.synthReason ?? 'stale'}` : 'assembly up to date'}); ${describeStack(lab, stackName, projectDir, config)}; ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`,
-  );
+}
 
-  let report: ScenarioReport | undefined;
-  let code: number = EXIT.ok;
+/** Run the scenario, print (and write) the report; returns the exit code. */
+async function scenarioExitCode(run: LabRun, lab: LabRuntime): Promise<number> {
+  const { flags } = run;
+  let report: ScenarioReport;
   try {
     report = await runScenario(lab, {
       devices: flags.devices,
       concurrency: flags.concurrency,
       registerThingTps: flags.registerTps,
-      labDir,
+      labDir: run.labDir,
       progressBar: flags.quiet ? false : 'auto',
-      log: progress,
+      log: run.progress,
     });
   } catch (err) {
-    log({ level: 'info', msg: 'scenario failed', error: (err as Error).stack ?? String(err) });
+    run.log({ level: 'info', msg: 'scenario failed', error: (err as Error).stack ?? String(err) });
     if (err instanceof PlanError) {
       process.stderr.write(`lab: ${err.message}\n`);
-      code = EXIT.usage;
-    } else {
-      process.stderr.write(
-        `lab: the scenario could not run: ${firstLine(err)}; see ${labLogFile} for details\n`,
-      );
-      code = EXIT.checkFailed;
+      return EXIT.usage;
     }
+    process.stderr.write(
+      `lab: the scenario could not run: ${firstLine(err)}; see ${run.labLogFile} for details\n`,
+    );
+    return EXIT.checkFailed;
   }
-  if (report) {
-    for (const line of formatReport(report)) say(line);
-    const totalMs = Date.now() - started;
-    say(`Total: ${(totalMs / 1000).toFixed(1)} s from start to report.`);
-    if (flags.report) {
-      const path = resolve(projectDir, flags.report);
-      await mkdir(dirname(path), { recursive: true });
-      await writeFile(
-        path,
-        `${JSON.stringify({ ...report, timings: { ...report.timings, totalMs }, labErrors: errors }, null, 2)}\n`,
-      );
-      say(`Report written to ${path}`);
-    }
-    if (!report.ok) {
-      process.stderr.write(
-        `\nlab: the scenario failed:\n${report.failures.map((f) => `  - ${f}`).join('\n')}\n`,
-      );
-      code = EXIT.checkFailed;
-    }
+  for (const line of formatReport(report)) run.say(line);
+  const totalMs = Date.now() - run.started;
+  run.say(`Total: ${(totalMs / 1000).toFixed(1)} s from start to report.`);
+  if (flags.report) {
+    const path = resolve(run.projectDir, flags.report);
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(
+      path,
+      `${JSON.stringify({ ...report, timings: { ...report.timings, totalMs }, labErrors: run.errors }, null, 2)}\n`,
+    );
+    run.say(`Report written to ${path}`);
   }
+  if (report.ok) return EXIT.ok;
+  process.stderr.write(`\nlab: the scenario failed:\n${report.failures.map((f) => `  - ${f}`).join('\n')}\n`);
+  return EXIT.checkFailed;
+}
 
-  if (flags.keepRunning) {
-    const caFile = join(labDir, 'ca.pem');
-    await writeFile(caFile, lab.endpoints.mqtt.caPem);
-    for (const line of exportLines(lab, caFile, labDir)) say(line);
-    await new Promise<void>((done) => {
-      process.once('SIGINT', () => done());
-      process.once('SIGTERM', () => done());
-    });
-    say('\nstopping the lab');
+/** --keep-running: print the endpoints and exports, then wait for Ctrl-C. */
+async function keepRunning(run: LabRun, lab: LabRuntime): Promise<void> {
+  const caFile = join(run.labDir, 'ca.pem');
+  await writeFile(caFile, lab.endpoints.mqtt.caPem);
+  for (const line of exportLines(lab, caFile, run.labDir)) run.say(line);
+  await new Promise<void>((done) => {
+    process.once('SIGINT', () => done());
+    process.once('SIGTERM', () => done());
+  });
+  run.say('\nstopping the lab');
+}
+
+async function main(): Promise<number> {
+  const run = prepareRun(parseArgs(process.argv.slice(2)));
+  const started = await startLab(run);
+  if (typeof started === 'number') {
+    await closeLabLog();
+    return started;
   }
-  stopping = true;
+  const { lab, stackName } = started;
+  const startupMs = Date.now() - run.started;
+  if (!run.flags.quiet) for (const line of lab.summary()) run.say(line);
+  run.say(
+    `Lab started in ${(startupMs / 1000).toFixed(1)} s (${lab.timings.synthMs ? `synth ${(lab.timings.synthMs / 1000).toFixed(1)} s: ${lab.assembly.synthReason ?? 'stale'}` : 'assembly up to date'}); ${describeStack(lab, stackName, run.projectDir, run.config)}; ${lab.topology.unsupported.length} UNSUPPORTED resource type(s)`,
+  );
+  const code = await scenarioExitCode(run, lab);
+  if (run.flags.keepRunning) await keepRunning(run, lab);
+  run.quietenForStop();
   await lab.stop();
-  if (!flags.quiet) say(`Lab log (policy decisions, provisioning, rules): ${labLogFile}`);
+  if (!run.flags.quiet) run.say(`Lab log (policy decisions, provisioning, rules): ${run.labLogFile}`);
   await closeLabLog();
   return code;
 }
