@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { DEFAULT_STACK_NAME } from '../core/stack-outputs';
-import { FleetConfig, FleetConfigError, resolveFleetConfig } from '../lib/config';
+import { contextKeyProblems, FleetConfig, FleetConfigError, resolveFleetConfig } from '../lib/config';
 import { FleetStack } from '../lib/fleet-stack';
 
 function readOverrides(file: unknown): Record<string, unknown> {
@@ -44,6 +44,8 @@ function readOverrides(file: unknown): Record<string, unknown> {
 }
 
 function loadConfig(app: App): FleetConfig {
+  const misspelt = contextKeyProblems(Object.keys(app.node.getAllContext()));
+  if (misspelt.length > 0) throw new FleetConfigError(misspelt);
   const overrides = readOverrides(app.node.tryGetContext('config'));
   const stageContext: unknown = app.node.tryGetContext('stage');
   return resolveFleetConfig(stageContext === undefined ? overrides : { ...overrides, stage: stageContext });

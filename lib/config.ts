@@ -488,3 +488,25 @@ export function resolveFleetConfig(input: unknown = {}): FleetConfig {
     deletionProtection: cfg.stage === 'prod',
   };
 }
+
+/** The CDK context keys the app reads (`-c key=value`); bin/app.ts documents them. */
+export const CONTEXT_KEYS = ['stage', 'config', 'stackName'] as const;
+
+/**
+ * Context keys that are probably a misspelling of one the app reads (`-c stag=prod` would
+ * otherwise deploy the default stage). Keys of other tools (namespaced with `:` or `@`, or not
+ * close to ours) are left alone.
+ */
+export function contextKeyProblems(keys: readonly string[]): string[] {
+  const known: readonly string[] = CONTEXT_KEYS;
+  return keys
+    .filter((k) => !known.includes(k) && !/[:@/]/.test(k))
+    .flatMap((k) => {
+      const near = closestKey(k, known);
+      return near === undefined
+        ? []
+        : [
+            `context ${k}: unknown key; did you mean ${near}? (pass -c ${near}=<value>; keys are case-sensitive)`,
+          ];
+    });
+}

@@ -1,8 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import * as os from 'node:os';
+import { join, resolve } from 'node:path';
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { DEFAULT_SERIAL_PATTERN } from '../../core/model';
 import {
+  contextKeyProblems,
   closestKey,
   editDistance,
   FLEET_DEFAULTS,
@@ -311,4 +314,42 @@ describe('key suggestions', () => {
 test('formatPath', () => {
   expect(formatPath(['provisioning', 'templates', 0, 'name'])).toBe('provisioning.templates[0].name');
   expect(formatPath([])).toBe('(root)');
+});
+
+describe('CDK context keys', () => {
+  test.each([
+    ['stag', 'stage'],
+    ['stackname', 'stackName'],
+    ['confg', 'config'],
+  ])('-c %s is refused as a likely misspelling of %s', (key, near) => {
+    expect(contextKeyProblems([key])).toEqual([
+      `context ${key}: unknown key; did you mean ${near}? (pass -c ${near}=<value>; keys are case-sensitive)`,
+    ]);
+  });
+
+  test("the app's own keys and other tools' keys pass", () => {
+    expect(
+      contextKeyProblems([
+        'stage',
+        'config',
+        'stackName',
+        'cli-telemetry',
+        '@aws-cdk/core:checkSecretUsage',
+        'aws:cdk:bundling-stacks',
+        'acknowledged-issue-numbers',
+      ]),
+    ).toEqual([]);
+  });
+
+  test('synth of the app stops on a misspelt key with one line, before building anything', () => {
+    const run = spawnSync(process.execPath, [require.resolve('tsx/cli'), 'bin/app.ts'], {
+      cwd: resolve(__dirname, '..', '..'),
+      env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ stag: 'prod' }), CDK_OUTDIR: os.tmpdir() },
+      encoding: 'utf8',
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr.trim()).toBe(
+      'invalid fleet configuration: context stag: unknown key; did you mean stage? (pass -c stage=<value>; keys are case-sensitive)',
+    );
+  });
 });
