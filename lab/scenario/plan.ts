@@ -94,8 +94,8 @@ export interface PlanOptions {
   devices?: number;
   /** Include the deliberate bad cases. @default true */
   badCases?: boolean;
-  /** Provisioning template names of the stack, in order. @default ['fleet-default'] */
-  templates?: readonly string[];
+  /** Provisioning template names of the stack, in order (from its ProvisioningTemplates output). */
+  templates: readonly string[];
 }
 
 /** Smallest fleet that holds one good unit per lot, one of each bad case and the recovery case. */
@@ -140,7 +140,9 @@ function planSettings(options: PlanOptions): {
 } {
   const devices = options.devices ?? 200;
   const withBad = options.badCases ?? true;
-  const templates = options.templates?.length ? options.templates : ['fleet-default'];
+  const templates = options.templates;
+  if (templates.length === 0)
+    throw new PlanError('the stack declares no provisioning template; the scenario needs one');
   if (!Number.isInteger(devices) || devices < 1)
     throw new PlanError(`devices must be a positive whole number (got ${devices})`);
   const minimum = withBad ? minimumDevices(templates.length) : 3;
@@ -288,7 +290,7 @@ function recoveryIdentities(recovery: number): FactoryIdentity[] {
   });
 }
 
-export function buildPlan(options: PlanOptions = {}): ScenarioPlan {
+export function buildPlan(options: PlanOptions): ScenarioPlan {
   const { devices, withBad, templates } = planSettings(options);
   const lots = plannedLots(templates, withBad);
   const templateOfLot = new Map(lots.map((l) => [l.lot, l.template]));
