@@ -28,6 +28,7 @@ import { proofSigningKey } from './faults';
 import type { FactoryIdentity } from './identity';
 import { RejectedError, TransportError, type Endpoint, type TlsCredentials } from './mqtt-session';
 import {
+  InvalidAnswerError,
   PROVISIONING_API,
   ProvisioningClient,
   type EnrollmentMethod,
@@ -138,7 +139,12 @@ export type EnrollmentResult = EnrolledResult | DeniedResult | GaveUpResult;
 /** How a failed attempt is handled. */
 export interface FailureClass {
   retryable: boolean;
-  kind: 'throttled' | 'serverError' | 'transport' | 'rejected';
+  /**
+   * `rejected`: the service's final `rejected` answer (the only failure that is a denial);
+   * `invalidAnswer`: an `accepted` answer the device cannot use; `local`: the device's own setup
+   * (its certificate, key or CA, a file it cannot write).
+   */
+  kind: 'throttled' | 'serverError' | 'transport' | 'rejected' | 'invalidAnswer' | 'local';
   /** The failure in full. */
   description: string;
   /** The failure in short, groupable form (see {@link GaveUpResult.cause}). */
@@ -153,7 +159,11 @@ const RETRYABLE_TRANSPORT = new Set([
   'PUBLISH_FAILED',
 ]);
 
-/** Throttling (429 / Throttling*), 5xx, timeouts and connection failures retry; the rest is final. */
+/**
+ * Throttling (429 / Throttling*), 5xx, timeouts and connection failures retry; the rest is final.
+ * Only a final `rejected` answer of the service is a denial; every other final failure (a TLS
+ * setup error, an unusable answer) ends in a give-up with its cause.
+ */
 export function classifyFailure(err: unknown): FailureClass {
   if (err instanceof RejectedError) {
     const description = `${err.statusCode ?? '?'} ${err.errorCode}: ${err.errorMessage}`;
@@ -178,8 +188,11 @@ export function classifyFailure(err: unknown): FailureClass {
       cause: err.reason,
     };
   }
+  if (err instanceof InvalidAnswerError) {
+    return { retryable: false, kind: 'invalidAnswer', description: err.message, cause: err.message };
+  }
   const description = err instanceof Error ? err.message : String(err);
-  return { retryable: false, kind: 'rejected', description, cause: description };
+  return { retryable: false, kind: 'local', description, cause: description };
 }
 
 /** How a run of attempts ended: a value, a final failure, or the last failure once attempts ran out. */
@@ -230,7 +243,10 @@ export class RetryPolicy {
 
 /** The steps of enrollment that belong to the device rather than to the protocol. */
 export interface EnrollmentSteps {
-  /** The identity was issued; called once, before the first connect as the thing (e.g. store it). */
+  /**
+   * The identity was issued; called once, before the first connect as the thing (e.g. store it).
+   * A throw ends the enrollment as a give-up in the provisioning phase, with the error as cause.
+   */
   issued(identity: ThingIdentity): Promise<void>;
   /** One attempt to connect as the thing; throws on failure. Every failure is retried. */
   connectAsThing(identity: ThingIdentity): Promise<void>;
@@ -281,9 +297,11 @@ export class Enrollment {
       (err) => this.onProvisioningFailure(err),
     );
     if (!registered.ok) {
-      return registered.exhausted
-        ? { ...this.gaveUp('provisioning', registered.failure), ...timing() }
-        : { ...denial(this.serial, registered.error, registered.failure), ...timing() };
+      // A denial is the service's rejection; anything else (attempts spent, a local TLS or PEM
+      // problem, an unusable answer) is a give-up with its cause.
+      return !registered.exhausted && registered.error instanceof RejectedError
+        ? { ...denial(this.serial, registered.error), ...timing() }
+        : { ...this.gaveUp('provisioning', registered.failure), ...timing() };
     }
 
     const { registration, certificate } = registered.value;
@@ -292,7 +310,18 @@ export class Enrollment {
       certificateId: certificate.certificateId,
       credentials: { certPem: certificate.certificatePem, keyPem: certificate.privateKeyPem },
     };
-    await steps.issued(identity);
+    try {
+      await steps.issued(identity);
+    } catch (err) {
+      // The identity could not be kept (refused, or the storage failed): without it the device
+      // cannot go on, and nothing the service said was a denial.
+      return {
+        ...this.gaveUp('provisioning', classifyFailure(err)),
+        ...timing(),
+        thingName: identity.thingName,
+        certificateId: identity.certificateId,
+      };
+    }
     // The thing exists now: the device keeps trying with its new identity, whatever the failure.
     const connected = await this.policy.run(
       () => steps.connectAsThing(identity),
@@ -410,27 +439,17 @@ export class Enrollment {
   }
 }
 
-/** The result of a final failure: the service's rejection, or a failure to even ask. */
+/** The result of the service's final rejection. */
 function denial(
   serial: string,
-  err: unknown,
-  failure: FailureClass,
+  err: RejectedError,
 ): Pick<DeniedResult, 'outcome' | 'serial' | 'api' | 'statusCode' | 'errorCode' | 'errorMessage'> {
-  if (err instanceof RejectedError) {
-    return {
-      outcome: 'denied',
-      serial,
-      api: err.api,
-      statusCode: err.statusCode,
-      errorCode: err.errorCode,
-      errorMessage: err.errorMessage,
-    };
-  }
   return {
     outcome: 'denied',
     serial,
-    api: 'Connect',
-    errorCode: err instanceof TransportError ? err.failure : 'ClientError',
-    errorMessage: failure.description,
+    api: err.api,
+    statusCode: err.statusCode,
+    errorCode: err.errorCode,
+    errorMessage: err.errorMessage,
   };
 }

@@ -8,6 +8,7 @@ export * from './provisioning-client';
 export * from './thing-identity';
 export * from './fleet-sim';
 export * from './simulate';
+export * from './tls-material';
 export { MqttSession, RejectedError, TransportError, responseTopics } from './mqtt-session';
 export type { LastWill, SessionOptions, TransportFailure } from './mqtt-session';
 export { createKeyAndCsr } from './csr';

@@ -50,9 +50,13 @@ export type TransportFailure =
   | 'CONNECTION_LOST'
   | 'RESPONSE_TIMEOUT'
   | 'SUBSCRIBE_REFUSED'
-  | 'PUBLISH_FAILED';
+  | 'PUBLISH_FAILED'
+  | 'TLS_SETUP';
 
-/** A failure of the connection itself (retryable unless `SUBSCRIBE_REFUSED`). */
+/**
+ * A failure of the connection itself (retryable unless `SUBSCRIBE_REFUSED`, or `TLS_SETUP`: the
+ * device's own certificate, key or CA could not be loaded, so no connection was even attempted).
+ */
 export class TransportError extends Error {
   /**
    * Short and groupable: the same for every device that failed the same way, e.g.
@@ -91,6 +95,21 @@ const REJECTED = '/rejected';
 /** The answer topics of an AWS IoT request topic: `<topic>/accepted` and `<topic>/rejected`. */
 export function responseTopics(requestTopic: string): { accepted: string; rejected: string } {
   return { accepted: `${requestTopic}${ACCEPTED}`, rejected: `${requestTopic}${REJECTED}` };
+}
+
+/**
+ * The groupable cause of a TLS setup failure: `client TLS setup failed: no start line (check the
+ * certificate, key and CA PEM)`. OpenSSL's reason is used when present; it names no device.
+ */
+export function localTlsProblem(err: unknown): string {
+  const e = (err ?? {}) as { reason?: unknown; message?: unknown };
+  const reason =
+    typeof e.reason === 'string' && e.reason
+      ? e.reason
+      : typeof e.message === 'string'
+        ? e.message
+        : String(err);
+  return `client TLS setup failed: ${reason} (check the certificate, key and CA PEM)`;
 }
 
 interface Waiter {
@@ -154,7 +173,16 @@ export class MqttSession {
         : {}),
     };
     return new Promise((resolve, reject) => {
-      const client = connect(mqttOptions);
+      let client: MqttClient;
+      try {
+        client = connect(mqttOptions);
+      } catch (err) {
+        // Node's TLS layer refuses the PEM material before any socket exists (a key given as the
+        // certificate, a key that does not match): a local problem, never the server's answer.
+        const message = err instanceof Error ? err.message : String(err);
+        reject(new TransportError('TLS_SETUP', message, localTlsProblem(err)));
+        return;
+      }
       let settled = false;
       // Only our own listeners come off: mqtt.js's own `close` handler clears its CONNACK and
       // keepalive timers, and without it a failed connect keeps the process alive.

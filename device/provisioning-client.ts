@@ -4,18 +4,14 @@
  * CreateKeysAndCertificate and RegisterThing, each with a response timeout.
  * See https://docs.aws.amazon.com/iot/latest/developerguide/fleet-provision-api.html
  *
- * No retry policy here: a failure throws a {@link TransportError} or {@link RejectedError} and
+ * No retry policy here: a failure throws a `TransportError`, a `RejectedError` (the service's
+ * `rejected` answer) or an {@link InvalidAnswerError} (an `accepted` answer it cannot use), and
  * the caller (enrollment.ts) decides. Topics come from core/topics.ts.
  */
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { topics } from '../core/topics';
-import {
-  MqttSession,
-  RejectedError,
-  responseTopics,
-  type Endpoint,
-  type TlsCredentials,
-} from './mqtt-session';
+import { thingNameProblem } from './thing-identity';
+import { MqttSession, responseTopics, type Endpoint, type TlsCredentials } from './mqtt-session';
 
 /** Certificate-issuing API used during enrollment. */
 export type EnrollmentMethod = 'csr' | 'createKeys';
@@ -76,8 +72,23 @@ function spkiOf(pem: string, isCert: boolean): string {
   return key.export({ type: 'spki', format: 'der' }).toString('base64');
 }
 
-function invalidResponse(api: string, detail: string): RejectedError {
-  return new RejectedError(api, undefined, 'InvalidResponse', detail);
+/**
+ * An `accepted` answer the device cannot use (fields missing, a thing name that is not one). It
+ * is not a rejection by the service: the device gives up with it as the cause, never counts it
+ * as a denial.
+ */
+export class InvalidAnswerError extends Error {
+  constructor(
+    readonly api: string,
+    readonly detail: string,
+  ) {
+    super(`${api} answered with an unusable accepted payload: ${detail}`);
+    this.name = 'InvalidAnswerError';
+  }
+}
+
+function invalidResponse(api: string, detail: string): InvalidAnswerError {
+  return new InvalidAnswerError(api, detail);
 }
 
 /** One claim session speaking the fleet provisioning API. Close it on every outcome. */
@@ -176,6 +187,10 @@ export class ProvisioningClient {
     );
     const thingName = str(accepted.thingName);
     if (!thingName) throw invalidResponse(PROVISIONING_API.register, 'accepted without thingName');
+    // The name becomes file names and the thing session's client id: take only a real thing name.
+    const problem = thingNameProblem(thingName);
+    if (problem)
+      throw invalidResponse(PROVISIONING_API.register, `thingName ${JSON.stringify(thingName)} ${problem}`);
     return { thingName, deviceConfiguration: stringMap(accepted.deviceConfiguration) };
   }
 

@@ -11,6 +11,7 @@ import type { BackoffOptions } from './backoff';
 import type { AgentEvent, DeviceFaults } from './agent';
 import { runFleet, formatSummary, type DeviceSpec, type FleetResult, type ProgressEvent } from './fleet-sim';
 import { generateFactoryKey, parseIdentities, type FactoryIdentity } from './identity';
+import { tlsMaterialProblem, type TlsMaterialPart } from './tls-material';
 
 export interface SimulateOptions {
   /** Data endpoint as `host[:port]` (also `mqtts://host:port`, `[v6]:port`). Port defaults to 8883. */
@@ -89,6 +90,15 @@ export function parseEndpoint(value: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** How {@link simulateAgainstEndpoint}'s errors name each part of the TLS material. */
+const MATERIAL_NAMES: Record<TlsMaterialPart, string> = {
+  ca: 'CA',
+  cert: 'claim certificate',
+  key: 'claim key',
+  swapped: 'claim certificate and claim key are swapped',
+  keyMismatch: 'claim certificate and claim key',
+};
+
 /** PEM text as is, otherwise read the file. */
 export async function readPem(value: string, what: string): Promise<string> {
   if (value.includes('-----BEGIN')) return value;
@@ -137,6 +147,9 @@ export async function simulateAgainstEndpoint(options: SimulateOptions): Promise
   const unreadable = read.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
   if (unreadable.length > 0) throw new Error(unreadable.join('; '));
   const [caPem, certPem, keyPem] = read.map((r) => (r as PromiseFulfilledResult<string>).value);
+  // Local mistakes stop here, before any device connects: never counted as denials or give-ups.
+  const bad = tlsMaterialProblem({ caPem, certPem, keyPem });
+  if (bad) throw new Error(`${MATERIAL_NAMES[bad.part]}: ${bad.problem}`);
   if (!options.template) throw new Error('template is required (the fleet provisioning template name)');
   const identities = await resolveIdentities(options);
   const claim = { certPem, keyPem };

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { publicKeyFingerprintOfCertificate, verifyDeviceProof } from '../../../core/attestation';
@@ -318,3 +318,39 @@ async function waitFor(cond: () => boolean, tries = 200): Promise<void> {
   for (let i = 0; i < tries && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   if (!cond()) throw new Error('condition not met');
 }
+
+test('a claim whose certificate and key are swapped gives up with the TLS cause: a local problem, never a denial', async () => {
+  const result = await agent(identity('SN000040'), {
+    claim: { certPem: claimA.keyPem, keyPem: claimA.certPem },
+  }).enroll();
+  expect(result).toMatchObject({
+    outcome: 'gaveUp',
+    phase: 'provisioning',
+    cause: expect.stringMatching(/^client TLS setup failed: .+ \(check the certificate, key and CA PEM\)$/),
+    retries: 0,
+  });
+  // Nothing reached the server, and nothing was retried: the material will not change.
+  expect(iot.connections).toEqual([]);
+  expect(sleeps).toEqual([]);
+});
+
+test.each([['../escape'], ['a/b'], ['..'], ['x'.repeat(129)], ['thing name']])(
+  'a RegisterThing answer with thingName %j: gives up naming it, and stores nothing',
+  async (thingName) => {
+    const root = await mkdtemp(join(tmpdir(), 'agent-thing-name-'));
+    const certDir = join(root, 'certs');
+    iot.onRegister = () => ({ accept: { thingName } });
+    const result = await agent(identity('SN000041'), { certDir }).enroll();
+    expect(result).toMatchObject({
+      outcome: 'gaveUp',
+      phase: 'provisioning',
+      cause: expect.stringContaining(
+        `RegisterThing answered with an unusable accepted payload: thingName ${JSON.stringify(thingName)}`,
+      ),
+    });
+    if (result.outcome === 'gaveUp') expect(result.cause).toMatch(/AWS IoT thing name/);
+    // No session as the "thing", no file inside or outside the cert dir.
+    expect(iot.connections.map((c) => c.clientId)).toEqual(['prov-SN000041']);
+    expect(await readdir(root)).toEqual([]);
+  },
+);
