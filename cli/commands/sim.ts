@@ -10,8 +10,11 @@
 import { Command, Option } from 'commander';
 import type { FactoryIdentity } from '../../device/identity';
 import type { SimulateResult } from '../../device/simulate';
+import { tlsMaterialProblem, type TlsMaterialPart } from '../../device/tls-material';
 import { detectFormat, formatIssue, parseManifest } from '../../core/manifest';
-import { CliContext, requireResource, ResourceKey } from '../context';
+import { ENV } from '../../core/env';
+import { DEFAULT_STACK_NAME, STACK_OUTPUTS } from '../../core/stack-outputs';
+import { CLI_ENV, CliContext, requireResource, ResourceKey } from '../context';
 import { CliError, EXIT_CODES, UsageError } from '../errors';
 import { InputFile, readInputFile } from '../files';
 import { collect, examples, positiveInt, RunCommand } from '../registration';
@@ -26,6 +29,11 @@ export interface SimOptions {
   ca: string;
   /** Template name; optional when the stack has exactly one. */
   template?: string;
+  /**
+   * Client id prefix of the template's claim sessions. With `template`, the two stand for the
+   * stack's ProvisioningTemplates output (no stack needed); alone, it overrides the template's.
+   */
+  claimClientIdPrefix?: string;
   /** Serials to enroll. */
   serials?: string[];
   /** A manufacturing manifest (CSV/JSON): enroll its units (without factory keys). */
@@ -53,7 +61,12 @@ export type SimResult = Omit<SimulateResult, 'agents' | 'close'> & {
   exitCode: number;
 };
 
-export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult> {
+/**
+ * Check what `fleet sim` is given, without AWS and before any connection: the required flags, the
+ * unit sources, the endpoint, and the PEM files (the claim certificate, its key, that they belong
+ * together, and the CA). Throws a {@link UsageError} of one line naming the flag, the file and the fix.
+ */
+export async function checkSimOptions(opts: SimOptions): Promise<void> {
   for (const [flag, value] of [
     ['--endpoint', opts.endpoint],
     ['--claim-cert', opts.claimCert],
@@ -75,16 +88,75 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
       throw new UsageError(`${flag} "${value}" must be a positive whole number`);
     }
   }
-  const { templateName: template, claimClientIdPrefix } = pickTemplate(
-    requireResource(ctx, 'provisioningTemplates'),
-    opts.template,
-  );
+  // Loaded on demand: the MQTT/X.509 stack is only needed by this command.
+  const { parseEndpoint } = await import('../../device/simulate');
+  try {
+    parseEndpoint(opts.endpoint);
+  } catch (err) {
+    throw new UsageError(
+      `--endpoint ${opts.endpoint}: ${(err as Error).message}; e.g. --endpoint xxxx-ats.iot.eu-west-1.amazonaws.com or --endpoint localhost:8883`,
+    );
+  }
+  await checkSimPem(opts);
+}
+
+/** One PEM input of `fleet sim`: its text, and how messages name it. */
+async function simPem(value: string, what: string, flag: string): Promise<{ pem: string; name: string }> {
+  if (value.includes('-----BEGIN')) return { pem: value, name: `${flag} (PEM text)` };
+  return { pem: await readInputFile({ path: value, what, flag }), name: `${flag} ${value}` };
+}
+
+async function checkSimPem(opts: SimOptions): Promise<void> {
+  const ca = await simPem(opts.ca, 'CA certificate', '--ca');
+  const cert = await simPem(opts.claimCert, 'claim certificate', '--claim-cert');
+  const key = await simPem(opts.claimKey, 'claim key', '--claim-key');
+  const bad = tlsMaterialProblem({ caPem: ca.pem, certPem: cert.pem, keyPem: key.pem });
+  if (!bad) return;
+  const fromClaimCreate = 'written by "fleet claim create"';
+  const message: Record<TlsMaterialPart, string> = {
+    cert: `${cert.name} ${bad.problem}; give the claim certificate (claim.cert.pem ${fromClaimCreate})`,
+    key: `${key.name} ${bad.problem}; give the claim private key (claim.private.key ${fromClaimCreate})`,
+    swapped: `${cert.name} holds a private key and ${key.name} a certificate: they are swapped; pass --claim-cert ${opts.claimKey} --claim-key ${opts.claimCert}`,
+    keyMismatch: `${key.name} is not the private key of ${cert.name}; give the claim.private.key ${fromClaimCreate} together with that certificate`,
+    ca: `${ca.name} ${bad.problem}; give the CA that signs the endpoint's server certificate (AmazonRootCA1.pem for AWS IoT, the lab's ca.pem for the lab)`,
+  };
+  throw new UsageError(message[bad.part]);
+}
+
+/** The template and claim client id prefix: both flags, or the stack's templates (flag overrides). */
+function simTemplate(
+  opts: SimOptions,
+  ctx: CliContext,
+): { templateName: string; claimClientIdPrefix: string } {
+  if (opts.template && opts.claimClientIdPrefix)
+    return { templateName: opts.template, claimClientIdPrefix: opts.claimClientIdPrefix };
+  const picked = pickTemplate(requireResource(ctx, 'provisioningTemplates'), opts.template);
+  return {
+    templateName: picked.templateName,
+    claimClientIdPrefix: opts.claimClientIdPrefix ?? picked.claimClientIdPrefix,
+  };
+}
+
+/** Whether `fleet sim` needs the stack's ProvisioningTemplates (not when both flags stand for it). */
+export function simNeeds(o: {
+  template?: string;
+  claimClientIdPrefix?: string;
+  manifest?: string;
+}): ResourceKey[] {
+  const needs: ResourceKey[] = ['topicPrefix'];
+  if (!(o.template && o.claimClientIdPrefix)) needs.unshift('provisioningTemplates');
+  if (o.manifest) needs.push('serialPattern');
+  return needs;
+}
+
+export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult> {
+  await checkSimOptions(opts);
+  const { templateName: template, claimClientIdPrefix } = simTemplate(opts, ctx);
   const topicPrefix = requireResource(ctx, 'topicPrefix');
   let identities: string | FactoryIdentity[] | undefined = opts.identities;
   if (opts.manifest) identities = await identitiesFromManifest(opts.manifest, ctx);
   let result: SimulateResult;
   try {
-    // Loaded on demand: the MQTT/X.509 stack is only needed by this command.
     const { simulateAgainstEndpoint } = await import('../../device/simulate');
     result = await simulateAgainstEndpoint({
       endpoint: opts.endpoint,
@@ -154,6 +226,11 @@ function simFiles(o: Record<string, string | undefined>): InputFile[] {
   return files;
 }
 
+/** The example of `fleet sim` without a stack to read (the contract values given as flags). */
+const OFFLINE_EXAMPLE =
+  'fleet sim --endpoint localhost:8883 --ca lab-ca.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key ' +
+  '--template fleet-default --claim-client-id-prefix prov- --topic-prefix fleet --serial SN-000001';
+
 /** `fleet sim`. */
 export function registerSim(program: Command, run: RunCommand): void {
   program
@@ -166,6 +243,10 @@ export function registerSim(program: Command, run: RunCommand): void {
     .requiredOption('--claim-key <file>', 'claim private key PEM')
     .requiredOption('--ca <file>', 'CA of the server certificate (AmazonRootCA1.pem for AWS IoT)')
     .option('--template <name>', 'provisioning template (default: the only one of the stack)')
+    .option(
+      '--claim-client-id-prefix <prefix>',
+      "client id prefix of the template's claim sessions (with --template: no stack needed)",
+    )
     .option('--serial <serial>', 'serial to enroll (repeatable, or comma-separated)', collect)
     .option('--manifest <file>', "enroll a manifest's units (no factory keys)")
     .option('--identities <file>', 'simulator identities JSON (with factory keys, for attestation)')
@@ -181,41 +262,60 @@ export function registerSim(program: Command, run: RunCommand): void {
     .addHelpText(
       'after',
       `
-The template (--template picks one of the stack's ProvisioningTemplates) and the topic prefix
-(--topic-prefix, FLEET_TOPIC_PREFIX or the TopicPrefix output) come from the stack. Exit code 0
-when every unit enrolled, 1 when any unit was denied or gave up (the summary gives each denial
-reason and each give-up cause).
+Stack contract: each value comes from the outputs of the stack (--stack NAME or
+${CLI_ENV.stackName}, default ${DEFAULT_STACK_NAME}, in --region) unless a flag or variable gives it.
+Options marked (global) are fleet's global options; they may come before or after "sim".
+  --template NAME --claim-client-id-prefix PREFIX
+                          the template and its claim client id prefix; together they need no stack
+  --templates JSON        (global) the templates, as the ${STACK_OUTPUTS.provisioningTemplates} output
+                          (${CLI_ENV.provisioningTemplates})
+  --topic-prefix PREFIX   (global) the dt/<prefix>/<thing>/... topic prefix (${CLI_ENV.topicPrefix},
+                          output ${STACK_OUTPUTS.topicPrefix})
+  --serial-pattern RE     (global) with --manifest: the hook's serial pattern (${ENV.serialPattern},
+                          output ${STACK_OUTPUTS.serialPattern})
+
+The claim certificate, its key (they must belong together) and the CA are checked before any
+connection; a problem with them is bad usage (exit 2). Exit code 0 when every unit enrolled, 1
+when any unit was denied (by the service) or gave up (the summary gives each denial reason and
+each give-up cause).
 ${examples([
   'fleet sim --endpoint xxxx-ats.iot.eu-west-1.amazonaws.com --ca AmazonRootCA1.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --serial SN-000001',
   'fleet sim --endpoint localhost:8883 --ca lab-ca.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --manifest units.csv',
+  OFFLINE_EXAMPLE,
 ])}`,
     )
     .action(async (o, cmd: Command) => {
-      const needs: ResourceKey[] = ['provisioningTemplates', 'topicPrefix'];
-      if (o.manifest) needs.push('serialPattern');
-      return run(cmd, { needs, files: simFiles(o) }, (ctx) =>
-        sim(
-          {
-            endpoint: o.endpoint,
-            claimCert: o.claimCert,
-            claimKey: o.claimKey,
-            ca: o.ca,
-            template: o.template,
-            serials: o.serial,
-            manifest: o.manifest,
-            identities: o.identities,
-            devices: o.devices,
-            lot: o.lot,
-            hwRev: o.hwRev,
-            firmware: o.firmware,
-            concurrency: o.concurrency,
-            maxAttempts: o.maxAttempts,
-            servername: o.servername,
-            certDir: o.certDir,
-            json: o.json,
-          },
-          ctx,
-        ),
+      const opts: SimOptions = {
+        endpoint: o.endpoint,
+        claimCert: o.claimCert,
+        claimKey: o.claimKey,
+        ca: o.ca,
+        template: o.template,
+        claimClientIdPrefix: o.claimClientIdPrefix,
+        serials: o.serial,
+        manifest: o.manifest,
+        identities: o.identities,
+        devices: o.devices,
+        lot: o.lot,
+        hwRev: o.hwRev,
+        firmware: o.firmware,
+        concurrency: o.concurrency,
+        maxAttempts: o.maxAttempts,
+        servername: o.servername,
+        certDir: o.certDir,
+        json: o.json,
+      };
+      return run(
+        cmd,
+        {
+          needs: simNeeds(opts),
+          files: simFiles(o),
+          validate: () => checkSimOptions(opts),
+          hint:
+            'Without a stack to read, give the contract values as flags: --template NAME ' +
+            `--claim-client-id-prefix PREFIX --topic-prefix PREFIX, e.g.\n  ${OFFLINE_EXAMPLE}`,
+        },
+        (ctx) => sim(opts, ctx),
       );
     });
 }

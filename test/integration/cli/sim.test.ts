@@ -168,3 +168,127 @@ test('the real CLI against a closed port gives up, prints the cause and exits 1 
   expect(stdout).toMatch(/^Enrollment: 0\/2 enrolled, 0 denied, 2 gave up, 2 retries$/m);
   expect(stdout).toContain(`  gave up: 2 (ECONNREFUSED 127.0.0.1:${port})`);
 }, 120_000);
+
+/** The real entry point, with no AWS region, profile or stack contract in the environment. */
+async function fleetOffline(
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    AWS_CONFIG_FILE: join(dir, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: join(dir, 'no-aws-credentials'),
+  };
+  for (const name of [
+    'AWS_REGION',
+    'AWS_DEFAULT_REGION',
+    'AWS_PROFILE',
+    'FLEET_PROVISIONING_TEMPLATES',
+    'FLEET_TOPIC_PREFIX',
+  ])
+    delete env[name];
+  const child = spawn(tsx, [join(root, 'bin', 'fleet.ts'), ...args], { cwd: root, env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => (stdout += String(c)));
+  child.stderr.on('data', (c) => (stderr += String(c)));
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
+describe('the real CLI checks the PEM files before connecting: a local mistake is bad usage, never a denial', () => {
+  const simArgs = (ca: string, cert: string, key: string) => [
+    'sim',
+    '--endpoint',
+    `127.0.0.1:${iot.port}`,
+    '--ca',
+    ca,
+    '--claim-cert',
+    cert,
+    '--claim-key',
+    key,
+    '--serial',
+    'PEM-0001',
+    '--template',
+    iot.templateName,
+    '--claim-client-id-prefix',
+    'claim-',
+    '--topic-prefix',
+    'fleet',
+  ];
+
+  test('swapped --claim-cert and --claim-key: exit 2, one line, no connection', async () => {
+    const before = iot.connections.length;
+    const r = await fleetOffline(simArgs(files.ca, files.key, files.cert));
+    expect(r.code).toBe(EXIT_CODES.usage);
+    expect(r.stderr).toBe(
+      `error: --claim-cert ${files.key} holds a private key and --claim-key ${files.cert} a certificate: they are swapped; pass --claim-cert ${files.cert} --claim-key ${files.key}\n`,
+    );
+    expect(r.stdout).toBe('');
+    expect(iot.connections.length).toBe(before);
+  }, 60_000);
+
+  test('a --ca that is not PEM: exit 2 like a missing file, naming the file and the fix', async () => {
+    const text = join(dir, 'hostname');
+    await writeFile(text, 'my-host\n');
+    const r = await fleetOffline(simArgs(text, files.cert, files.key));
+    expect(r.code).toBe(EXIT_CODES.usage);
+    expect(r.stderr).toBe(
+      `error: --ca ${text} holds no PEM block, not a CA certificate; give the CA that signs the endpoint's server certificate (AmazonRootCA1.pem for AWS IoT, the lab's ca.pem for the lab)\n`,
+    );
+  }, 60_000);
+});
+
+describe('offline fleet sim: --template with --claim-client-id-prefix and --topic-prefix stand for the stack', () => {
+  test('enrolls with no AWS region and no --templates JSON', async () => {
+    iot.onRegister = (call) => ({ accept: { thingName: `fleet-${call.parameters.SerialNumber}` } });
+    const r = await fleetOffline([
+      'sim',
+      '--endpoint',
+      `127.0.0.1:${iot.port}`,
+      '--ca',
+      files.ca,
+      '--claim-cert',
+      files.cert,
+      '--claim-key',
+      files.key,
+      '--serial',
+      'OFF-0001',
+      '--template',
+      iot.templateName,
+      '--claim-client-id-prefix',
+      'offline-',
+      '--topic-prefix',
+      'plant9',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(EXIT_CODES.ok);
+    expect(r.stdout).toMatch(/^Enrollment: 1\/1 enrolled, 0 denied, 0 gave up/m);
+    expect(iot.connections.some((c) => c.clientId === 'offline-OFF-0001')).toBe(true);
+    expect(iot.connections.find((c) => c.clientId === 'fleet-OFF-0001')?.will?.topic).toBe(
+      'dt/plant9/fleet-OFF-0001/health',
+    );
+  }, 60_000);
+
+  test('--template alone still needs the templates, and the error says which flags to pass offline', async () => {
+    const r = await fleetOffline([
+      'sim',
+      '--endpoint',
+      `127.0.0.1:${iot.port}`,
+      '--ca',
+      files.ca,
+      '--claim-cert',
+      files.cert,
+      '--claim-key',
+      files.key,
+      '--template',
+      iot.templateName,
+      '--topic-prefix',
+      'fleet',
+    ]);
+    expect(r.code).toBe(EXIT_CODES.usage);
+    expect(r.stderr).toMatch(/^error: no AWS region: .*provisioningTemplates/);
+    expect(r.stderr).toContain(
+      'Without a stack to read, give the contract values as flags: --template NAME --claim-client-id-prefix PREFIX --topic-prefix PREFIX, e.g.\n  fleet sim --endpoint localhost:8883',
+    );
+  }, 60_000);
+});

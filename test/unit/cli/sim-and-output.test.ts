@@ -1,10 +1,36 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { sim } from '../../../cli/commands/sim';
+import { checkSimOptions, sim, simNeeds, type SimOptions } from '../../../cli/commands/sim';
 import { createContext, FleetResources } from '../../../cli/context';
 import { UsageError } from '../../../cli/errors';
 import { consoleSink, memorySink } from '../../../cli/output';
+import { TestCa } from '../../integration/device/support/pki';
 
-const base = { endpoint: 'localhost:8883', claimCert: 'c.pem', claimKey: 'k.pem', ca: 'ca.pem' };
+/** Real PEM files: the claim pair of a test CA, a key of another pair, a CA, and a non-PEM file. */
+let dir: string;
+const pem = { ca: '', cert: '', key: '', otherKey: '', text: '' };
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sim-args-'));
+  const ca = await TestCa.create();
+  const claim = await ca.issue('claim');
+  const other = await ca.issue('other');
+  for (const [name, content] of [
+    ['ca', ca.certPem],
+    ['cert', claim.certPem],
+    ['key', claim.keyPem],
+    ['otherKey', other.keyPem],
+    ['text', 'my-host\n'],
+  ] as const) {
+    pem[name] = join(dir, `${name}.pem`);
+    await writeFile(pem[name], content);
+  }
+  Object.assign(base, { claimCert: pem.cert, claimKey: pem.key, ca: pem.ca });
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const base: SimOptions = { endpoint: 'localhost:8883', claimCert: '', claimKey: '', ca: '' };
 const TEMPLATES = [
   { templateName: 'a', claimPolicyName: 'p', thingTypeName: 't', claimClientIdPrefix: 'prov-' },
   { templateName: 'b', claimPolicyName: 'p', thingTypeName: 't', claimClientIdPrefix: 'prov-' },
@@ -14,18 +40,20 @@ const ctx = (resources: FleetResources = { provisioningTemplates: TEMPLATES, top
 
 describe('fleet sim argument checks (before any connection)', () => {
   test.each([
-    [{ ...base, endpoint: '' }, /needs --endpoint/],
-    [{ ...base, ca: '' }, /needs --ca/],
+    [{ endpoint: '' }, /needs --endpoint/],
+    [{ ca: '' }, /needs --ca/],
     [
-      { ...base, template: 'a', serials: ['SN-1'], manifest: 'm.csv' },
+      { template: 'a', serials: ['SN-1'], manifest: 'm.csv' },
       /only one of --serial, --manifest and --identities/,
     ],
-    [{ ...base, template: 'a', devices: 0 }, /--devices "0" must be a positive whole number/],
-    [{ ...base, template: 'a', maxAttempts: 0 }, /--max-attempts "0" must be a positive whole number/],
-    [{ ...base }, /choose one with --template/],
-    [{ ...base, template: 'zzz' }, /not one of the stack's provisioning templates/],
-    [{ ...base, template: 'a', manifest: '/nonexistent.csv' }, /cannot read manifest \/nonexistent.csv/],
-  ])('%j', async (opts, message) => {
+    [{ template: 'a', devices: 0 }, /--devices "0" must be a positive whole number/],
+    [{ template: 'a', maxAttempts: 0 }, /--max-attempts "0" must be a positive whole number/],
+    [{ endpoint: 'host:99999' }, /--endpoint host:99999: Invalid port/],
+    [{}, /choose one with --template/],
+    [{ template: 'zzz' }, /not one of the stack's provisioning templates/],
+    [{ template: 'a', manifest: '/nonexistent.csv' }, /cannot read manifest \/nonexistent.csv/],
+  ])('%j', async (given, message) => {
+    const opts = { ...base, ...given };
     await expect(sim(opts, ctx())).rejects.toThrow(UsageError);
     await expect(sim(opts, ctx())).rejects.toThrow(message);
   });
@@ -42,6 +70,67 @@ describe('fleet sim argument checks (before any connection)', () => {
   ])('the stack contract is required, even with --template (%j)', async (resources, message) => {
     await expect(sim({ ...base, template: 'a' }, ctx(resources))).rejects.toThrow(UsageError);
     await expect(sim({ ...base, template: 'a' }, ctx(resources))).rejects.toThrow(message);
+  });
+});
+
+describe('fleet sim checks the PEM files before any connection: one line naming the flag, the file and the fix', () => {
+  test.each([
+    [
+      'swapped certificate and key',
+      () => ({ claimCert: pem.key, claimKey: pem.cert }),
+      () =>
+        `--claim-cert ${pem.key} holds a private key and --claim-key ${pem.cert} a certificate: they are swapped; pass --claim-cert ${pem.cert} --claim-key ${pem.key}`,
+    ],
+    [
+      'a key of another certificate',
+      () => ({ claimKey: pem.otherKey }),
+      () =>
+        `--claim-key ${pem.otherKey} is not the private key of --claim-cert ${pem.cert}; give the claim.private.key written by "fleet claim create" together with that certificate`,
+    ],
+    [
+      'a CA file that is not PEM',
+      () => ({ ca: pem.text }),
+      () =>
+        `--ca ${pem.text} holds no PEM block, not a CA certificate; give the CA that signs the endpoint's server certificate (AmazonRootCA1.pem for AWS IoT, the lab's ca.pem for the lab)`,
+    ],
+    [
+      'a key given as the certificate',
+      () => ({ claimCert: pem.otherKey }),
+      () =>
+        `--claim-cert ${pem.otherKey} holds a PRIVATE KEY block, not a certificate; give the claim certificate (claim.cert.pem written by "fleet claim create")`,
+    ],
+    [
+      'a certificate given as the key',
+      () => ({ claimKey: pem.ca }),
+      () =>
+        `--claim-key ${pem.ca} holds a CERTIFICATE block, not a private key; give the claim private key (claim.private.key written by "fleet claim create")`,
+    ],
+  ])('%s', async (_name, given, message) => {
+    const opts = { ...base, template: 'a', ...given() };
+    const err = await checkSimOptions(opts).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toBe(message());
+    // sim() itself refuses before any connection (nothing listens on the endpoint's port).
+    await expect(sim({ ...opts, endpoint: '127.0.0.1:1' }, ctx())).rejects.toThrow(message());
+  });
+
+  test('the good set passes', async () => {
+    await expect(checkSimOptions(base)).resolves.toBeUndefined();
+  });
+});
+
+describe('fleet sim needs the stack templates only when --template and --claim-client-id-prefix are not both given', () => {
+  test.each([
+    [{}, ['provisioningTemplates', 'topicPrefix']],
+    [{ template: 'a' }, ['provisioningTemplates', 'topicPrefix']],
+    [{ claimClientIdPrefix: 'prov-' }, ['provisioningTemplates', 'topicPrefix']],
+    [{ template: 'a', claimClientIdPrefix: 'prov-' }, ['topicPrefix']],
+    [{ template: 'a', claimClientIdPrefix: 'prov-', manifest: 'm.csv' }, ['topicPrefix', 'serialPattern']],
+  ])('%j needs %j', (opts, needs) => {
+    expect(simNeeds(opts)).toEqual(needs);
   });
 });
 
