@@ -109,6 +109,7 @@ ${examples([
 
   const run: RunCommand = async (cmd, spec, fn) => {
     await assertReadable(spec.files ?? []);
+    await spec.validate?.();
     let ctx: CliContext;
     try {
       ctx = await makeContext(cmd.optsWithGlobals() as GlobalFlags, spec.needs ?? [], spec.wants ?? []);
@@ -189,18 +190,18 @@ export async function main(
       io.stderr(`error: ${err.message}\n`);
       return err.exitCode;
     }
-    io.stderr(`error: ${explain(err)}\n`);
+    io.stderr(`error: ${explain(err, io.env)}\n`);
     if (io.env.FLEET_DEBUG && err instanceof Error && err.stack) io.stderr(`${err.stack}\n`);
-    return awsSetupProblem(err) ? EXIT_CODES.usage : EXIT_CODES.failed;
+    return awsSetupProblem(err, io.env) ? EXIT_CODES.usage : EXIT_CODES.failed;
   }
 }
 
 /** A readable message for unexpected (mostly AWS SDK) errors; the fix comes first where known. */
-export function explain(err: unknown): string {
+export function explain(err: unknown, env: Record<string, string | undefined> = process.env): string {
   if (!(err instanceof Error)) return String(err);
   const name = err.name;
   const msg = err.message;
-  const setup = awsSetupProblem(err);
+  const setup = awsSetupProblem(err, env);
   if (setup) return `${setup} (${name}: ${msg})`;
   if (name === 'ResourceNotFoundException') {
     return `${msg}; check the table names (--devices-table/--lots-table/--events-table, FLEET_*_TABLE or --stack) and the region`;

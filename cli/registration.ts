@@ -16,6 +16,12 @@ export interface RunSpec {
   wants?: readonly ResourceKey[];
   /** Files the command reads: checked before any resource is resolved. */
   files?: readonly InputFile[];
+  /**
+   * Checks of the command's own arguments that need no AWS (values, paths, PEM files): run after
+   * the files are found readable and before any region, credentials or stack is resolved, so a
+   * bad argument is reported as itself and never hides behind a setup error. Throws a UsageError.
+   */
+  validate?: () => void | Promise<void>;
   /** Appended to a resolution failure, e.g. how to do the same without AWS. */
   hint?: string;
 }

@@ -63,6 +63,13 @@ function validateSerial(serial: string | undefined): string {
   return s;
 }
 
+function validateResetReason(reason: string | undefined): string {
+  const text = (reason ?? '').trim();
+  if (text === '')
+    throw new UsageError('fleet device reset needs --reason "<why>"; it is recorded on the trail');
+  return text;
+}
+
 export async function deviceShow(opts: DeviceShowOptions, ctx: CliContext): Promise<DeviceShowResult> {
   const serial = validateSerial(opts.serial);
   const limit = opts.events ?? 20;
@@ -134,9 +141,7 @@ export async function deviceShow(opts: DeviceShowOptions, ctx: CliContext): Prom
 
 export async function deviceReset(opts: DeviceResetOptions, ctx: CliContext): Promise<DeviceResetResult> {
   const serial = validateSerial(opts.serial);
-  const reason = (opts.reason ?? '').trim();
-  if (reason === '')
-    throw new UsageError('fleet device reset needs --reason "<why>"; it is recorded on the trail');
+  const reason = validateResetReason(opts.reason);
   const admin = new RegistryAdmin(ctx.clients.doc, registryTables(ctx, ['devicesTable', 'eventsTable']), {
     now: ctx.now,
   });
@@ -194,8 +199,10 @@ export function registerDevice(program: Command, run: RunCommand): void {
       examples(['fleet device show SN-000123', 'fleet device show SN-000123 --events 100 --json']),
     )
     .action(async (serial: string, o, cmd: Command) =>
-      run(cmd, { needs: ['devicesTable', 'eventsTable'] }, (ctx) =>
-        deviceShow({ serial, events: o.events, json: o.json }, ctx),
+      run(
+        cmd,
+        { needs: ['devicesTable', 'eventsTable'], validate: () => void validateSerial(serial) },
+        (ctx) => deviceShow({ serial, events: o.events, json: o.json }, ctx),
       ),
     );
   device
@@ -217,8 +224,14 @@ Needs iot:DescribeCertificate, iot:UpdateCertificate and iot:DetachThingPrincipa
 ${examples(['fleet device reset SN-000123 --reason "lost RegisterThing answer, ticket OPS-42"'])}`,
     )
     .action(async (serial: string, o, cmd: Command) =>
-      run(cmd, { needs: ['devicesTable', 'eventsTable'], wants: ['thingPrefix'] }, (ctx) =>
-        deviceReset({ serial, reason: o.reason }, ctx),
+      run(
+        cmd,
+        {
+          needs: ['devicesTable', 'eventsTable'],
+          wants: ['thingPrefix'],
+          validate: () => void (validateSerial(serial), validateResetReason(o.reason)),
+        },
+        (ctx) => deviceReset({ serial, reason: o.reason }, ctx),
       ),
     );
 }

@@ -65,11 +65,17 @@ export interface EnrollmentListResult {
 
 const KNOWN_REASONS: readonly string[] = [...ALLOW_REASONS, ...DENY_REASONS];
 
-export async function enrollmentList(
-  opts: EnrollmentListOptions,
-  ctx: CliContext,
-): Promise<EnrollmentListResult> {
-  const now = ctx.now();
+/** The window, limit and reason of `enrollment list`, checked; needs no AWS. */
+export interface EnrollmentListQuery {
+  since: Date;
+  until: Date;
+  limit: number;
+  /** Upper-cased reason code, when given. */
+  reason?: string;
+}
+
+/** Check the options of `enrollment list` against `now`, or throw a {@link UsageError} naming the fix. */
+export function checkEnrollmentListOptions(opts: EnrollmentListOptions, now: Date): EnrollmentListQuery {
   const since = parseTimeArg(opts.since ?? '24h', now, '--since');
   const until = parseTimeArg(opts.until ?? 'now', now, '--until');
   if (since.getTime() >= until.getTime()) {
@@ -94,6 +100,14 @@ export async function enrollmentList(
       `--reason ${opts.reason} is an allow reason and --denied shows only denials; drop one of them`,
     );
   }
+  return { since, until, limit, ...(reason !== undefined ? { reason } : {}) };
+}
+
+export async function enrollmentList(
+  opts: EnrollmentListOptions,
+  ctx: CliContext,
+): Promise<EnrollmentListResult> {
+  const { since, until, limit, reason } = checkEnrollmentListOptions(opts, ctx.now());
 
   const admin = new RegistryAdmin(ctx.clients.doc, registryTables(ctx, ['eventsTable']), { now: ctx.now });
   const window = { since: since.toISOString(), until: until.toISOString() };
@@ -203,20 +217,20 @@ ${examples([
   'fleet enrollment list --since 2026-07-01 --until 2026-07-02 --json',
 ])}`,
     )
-    .action(async (o, cmd: Command) =>
-      run(cmd, { needs: ['eventsTable'] }, (ctx) =>
-        enrollmentList(
-          {
-            denied: o.denied,
-            since: o.since,
-            until: o.until,
-            reason: o.reason,
-            lot: o.lot,
-            limit: o.limit,
-            json: o.json,
-          },
-          ctx,
-        ),
-      ),
-    );
+    .action(async (o, cmd: Command) => {
+      const opts: EnrollmentListOptions = {
+        denied: o.denied,
+        since: o.since,
+        until: o.until,
+        reason: o.reason,
+        lot: o.lot,
+        limit: o.limit,
+        json: o.json,
+      };
+      return run(
+        cmd,
+        { needs: ['eventsTable'], validate: () => void checkEnrollmentListOptions(opts, new Date()) },
+        (ctx) => enrollmentList(opts, ctx),
+      );
+    });
 }

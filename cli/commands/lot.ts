@@ -174,7 +174,7 @@ export function registerLot(program: Command, run: RunCommand): void {
       examples(['fleet lot create L2026-07', 'fleet lot create L2026-08 --require-attestation']),
     )
     .action(async (name: string, o, cmd: Command) =>
-      run(cmd, { needs: ['lotsTable'] }, (ctx) =>
+      run(cmd, { needs: ['lotsTable'], validate: () => void validateLotName(name) }, (ctx) =>
         lotCreate({ lot: name, requireAttestation: o.requireAttestation }, ctx),
       ),
     );
@@ -185,7 +185,14 @@ export function registerLot(program: Command, run: RunCommand): void {
     .requiredOption('--reason <text>', 'why (recorded on the lot)')
     .addHelpText('after', examples(['fleet lot hold L2026-07 --reason "QA-1234: cracked enclosures"']))
     .action(async (name: string, o, cmd: Command) =>
-      run(cmd, { needs: ['lotsTable'] }, (ctx) => lotHold({ lot: name, reason: o.reason }, ctx)),
+      run(
+        cmd,
+        {
+          needs: ['lotsTable'],
+          validate: () => void (validateLotName(name), validateReason(o.reason, 'fleet lot hold')),
+        },
+        (ctx) => lotHold({ lot: name, reason: o.reason }, ctx),
+      ),
     );
   lot
     .command('release')
@@ -194,7 +201,14 @@ export function registerLot(program: Command, run: RunCommand): void {
     .requiredOption('--reason <text>', 'why (recorded on the lot)')
     .addHelpText('after', examples(['fleet lot release L2026-07 --reason "supplier fix verified"']))
     .action(async (name: string, o, cmd: Command) =>
-      run(cmd, { needs: ['lotsTable'] }, (ctx) => lotRelease({ lot: name, reason: o.reason }, ctx)),
+      run(
+        cmd,
+        {
+          needs: ['lotsTable'],
+          validate: () => void (validateLotName(name), validateReason(o.reason, 'fleet lot release')),
+        },
+        (ctx) => lotRelease({ lot: name, reason: o.reason }, ctx),
+      ),
     );
   lot
     .command('list')

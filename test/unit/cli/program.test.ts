@@ -57,6 +57,22 @@ describe('exit codes', () => {
       /argument '0' is invalid\. use a positive whole number/,
     ],
     ['no command at all', [], /Usage: fleet/],
+    [
+      'a --since that is not a time',
+      ['enrollment', 'list', '--since', 'banana'],
+      /--since "banana" is not a time/,
+    ],
+    ['an empty window', ['enrollment', 'list', '--since', '1h', '--until', '2h'], /must be before --until/],
+    [
+      'a reason code that is not one',
+      ['enrollment', 'list', '--reason', 'NOPE'],
+      /not a decision reason code/,
+    ],
+    ['a bad lot name', ['lot', 'create', 'bad lot'], /lot "bad lot" is invalid/],
+    ['a blank hold reason', ['lot', 'hold', 'L1', '--reason', ' '], /needs --reason/],
+    ['a bad claim lot', ['claim', 'revoke', '--lot', 'a/b'], /lot "a\/b" is invalid/],
+    ['a blank serial', ['device', 'show', ' '], /give the serial number/],
+    ['a blank reset reason', ['device', 'reset', 'SN1', '--reason', ' '], /needs --reason/],
   ])('%s exits 2 without resolving anything', async (_name, argv, message) => {
     const h = harness();
     expect(await h.run(argv)).toBe(EXIT_CODES.usage);
