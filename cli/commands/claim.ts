@@ -20,6 +20,7 @@ import { RegistryAdmin } from '../registry-admin';
 import { ProvisioningTemplateOutput } from '../../core/stack-outputs';
 import { CliContext, registryTables, requireResource } from '../context';
 import { CliError, UsageError } from '../errors';
+import { assertWritableDirectory } from '../files';
 import { ClaimIot, ClaimStatusChange } from '../iot-adapter';
 import { examples, RunCommand } from '../registration';
 import { validateLotName } from './lot';
@@ -93,20 +94,30 @@ export function pickTemplate(
   );
 }
 
-export async function claimCreate(opts: ClaimCreateOptions, ctx: CliContext): Promise<ClaimCreateResult> {
+/** Where `claim create` writes, once checked. */
+export interface ClaimOutput {
+  lot: string;
+  /** Absolute output directory. */
+  dir: string;
+  files: ClaimCreateResult['files'];
+}
+
+/**
+ * Check the lot name and the output of `claim create` (a directory that can be created or
+ * written, without claim files unless `force`), or throw a {@link UsageError} naming the fix.
+ * Needs no AWS: run before any call, so a refusal leaves no orphan certificate in AWS IoT.
+ */
+export async function checkClaimCreateOptions(opts: ClaimCreateOptions): Promise<ClaimOutput> {
   const lot = validateLotName(opts.lot);
   if (!opts.out || opts.out.trim() === '')
     throw new UsageError('claim create needs --out DIR, the directory for the claim files');
-  const template = pickTemplate(requireResource(ctx, 'provisioningTemplates'), opts.template);
-  const prefix = requireResource(ctx, 'thingPrefix');
-  const tables = registryTables(ctx, ['lotsTable']);
+  assertWritableDirectory({ path: opts.out, flag: '--out', example: `./claims/${lot}` });
   const dir = resolve(opts.out);
   const files = {
     certificate: join(dir, CLAIM_FILES.certificate),
     privateKey: join(dir, CLAIM_FILES.privateKey),
     metadata: join(dir, CLAIM_FILES.metadata),
   };
-  // Refuse before creating anything, so a refusal leaves no orphan certificate.
   if (!opts.force) {
     const existing: string[] = [];
     for (const f of Object.values(files)) if (await exists(f)) existing.push(f);
@@ -116,6 +127,15 @@ export async function claimCreate(opts: ClaimCreateOptions, ctx: CliContext): Pr
       );
     }
   }
+  return { lot, dir, files };
+}
+
+export async function claimCreate(opts: ClaimCreateOptions, ctx: CliContext): Promise<ClaimCreateResult> {
+  // Refuse before creating anything, so a refusal leaves no orphan certificate.
+  const { lot, dir, files } = await checkClaimCreateOptions(opts);
+  const template = pickTemplate(requireResource(ctx, 'provisioningTemplates'), opts.template);
+  const prefix = requireResource(ctx, 'thingPrefix');
+  const tables = registryTables(ctx, ['lotsTable']);
   await mkdir(dir, { recursive: true, mode: 0o700 });
 
   const iot = new ClaimIot(ctx.clients.iot);
@@ -288,20 +308,23 @@ The lot's thing group is created first if missing (the template adds devices to 
 private key exists only in the CreateKeysAndCertificate answer: keep the files safe.
 ${examples(['fleet claim create --lot L2026-07 --out ./claims/L2026-07', 'fleet claim create --lot L2026-07 --out ./c --template sensor-v2'])}`,
     )
-    .action(async (o, cmd: Command) =>
-      run(cmd, { needs: ['lotsTable', 'thingPrefix', 'provisioningTemplates'] }, (ctx) =>
-        claimCreate(
-          {
-            lot: o.lot,
-            out: o.out,
-            template: o.template,
-            force: o.force,
-            requireAttestation: o.requireAttestation,
-          },
-          ctx,
-        ),
-      ),
-    );
+    .action(async (o, cmd: Command) => {
+      const opts: ClaimCreateOptions = {
+        lot: o.lot,
+        out: o.out,
+        template: o.template,
+        force: o.force,
+        requireAttestation: o.requireAttestation,
+      };
+      return run(
+        cmd,
+        {
+          needs: ['lotsTable', 'thingPrefix', 'provisioningTemplates'],
+          validate: async () => void (await checkClaimCreateOptions(opts)),
+        },
+        (ctx) => claimCreate(opts, ctx),
+      );
+    });
   claim
     .command('revoke')
     .description("kill switch: revoke (or deactivate) a lot's claim certificates")
@@ -317,7 +340,7 @@ ${examples(['fleet claim create --lot L2026-07 --out ./claims/L2026-07', 'fleet 
       ]),
     )
     .action(async (o, cmd: Command) =>
-      run(cmd, { needs: ['lotsTable'] }, (ctx) =>
+      run(cmd, { needs: ['lotsTable'], validate: () => void validateLotName(o.lot) }, (ctx) =>
         claimRevoke({ lot: o.lot, certificateId: o.certificateId, deactivate: o.deactivate }, ctx),
       ),
     );

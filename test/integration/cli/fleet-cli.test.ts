@@ -537,6 +537,38 @@ describe('claim create and revoke (IoT mocked)', () => {
     expect(await registry.getLot('L1')).toBeUndefined();
   });
 
+  test('an --out that cannot be a directory is refused before any AWS call, naming the path and the fix', async () => {
+    const { ctx } = await fixture();
+    mockCreate('d'.repeat(64));
+    const file = join(dir, 'a-file');
+    await writeFile(file, 'not a directory');
+    for (const [out, why] of [
+      [file, 'it is a file, not a directory'],
+      [join(file, 'claims'), `${file} is a file, not a directory`],
+    ]) {
+      const message = `--out ${out} cannot be used as a directory: ${why}; pass a directory that can be created or written, e.g. --out ./claims/L1`;
+      await expect(claimCreate({ lot: 'L1', out }, ctx)).rejects.toThrow(new UsageError(message));
+      // Through the entry point: exit 2, one line, and the context (stack, region) is never resolved.
+      const stderr: string[] = [];
+      let resolved = 0;
+      const factory = async () => {
+        resolved++;
+        return { ...ctx, clients: ownedClients() };
+      };
+      const code = await main(['claim', 'create', '--lot', 'L1', '--out', out], factory, {
+        stderr: (t) => void stderr.push(t),
+        env: {},
+      });
+      expect({ code, stderr: stderr.join(''), resolved }).toEqual({
+        code: 2,
+        stderr: `error: ${message}\n`,
+        resolved: 0,
+      });
+    }
+    // No certificate was created in AWS IoT.
+    expect(iotMock.calls()).toHaveLength(0);
+  });
+
   test('template choice: unknown names and ambiguity are usage errors', async () => {
     const { ctx } = await fixture();
     await expect(claimCreate({ lot: 'L1', out: dir, template: 'other' }, ctx)).rejects.toThrow(
