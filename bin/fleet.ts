@@ -29,6 +29,17 @@ function finish(code: number): void {
   }, DEBUG_OPEN_HANDLES_AFTER_MS).unref();
 }
 
+/**
+ * A reader that went away (`fleet --help | head -1`) is not an error of the command: stop quietly
+ * with the exit code so far (0 for help) instead of an unhandled EPIPE stack trace.
+ */
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(process.exitCode ?? EXIT_CODES.ok);
+  });
+}
+
 main(process.argv.slice(2)).then(finish, (err: unknown) => {
   process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
   finish(EXIT_CODES.failed);

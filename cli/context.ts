@@ -225,7 +225,7 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
       const s = RESOURCE_SOURCES[k];
       return `  ${k}: pass ${s.flag}, set ${s.env}, or deploy stack ${stackName} with output ${s.output}`;
     });
-    const setup = stackError === undefined ? undefined : awsSetupProblem(stackError);
+    const setup = stackError === undefined ? undefined : awsSetupProblem(stackError, env);
     const first = setup
       ? `${setup}; it is needed to read ${missing.join(', ')} from the outputs of stack ${stackName}, or give them directly:`
       : `missing resource name(s) ${missing.join(', ')}${
