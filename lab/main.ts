@@ -3,10 +3,10 @@
  * enrollment scenario (see lab/scenario/run.ts and docs/lab.md).
  *
  * Exit codes, as for `fleet`: 0 success; 1 a check failed (a scenario expectation, or the lab
- * or the scenario could not run); 2 bad usage (unknown option, bad value, unusable --lab-dir or
- * --config file, a fleet too small for the stack's templates, an assembly with several fleet
- * stacks and no --stack). Every failure is one line naming
- * what failed and what to do; details go to <lab-dir>/logs/lab.log.
+ * or the scenario could not run); 2 bad usage (unknown option, bad value, unusable --lab-dir,
+ * --config file or --report path, a fleet too small for the stack's templates, an assembly with
+ * several fleet stacks and no --stack). Every failure is one line naming what failed and what to
+ * do; details go to <lab-dir>/logs/lab.log.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
@@ -15,7 +15,8 @@ import { accessSync, constants, createWriteStream, mkdirSync, statSync, type Wri
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { EXIT_CODES } from '../cli/errors';
+import { EXIT_CODES, UsageError } from '../cli/errors';
+import { assertWritableFile } from '../cli/files';
 import { positiveInt } from '../cli/registration';
 import { SynthError, startLabRuntime, type LabLog, type LabRuntime } from './runtime';
 import { labCliEnvironment, LabStackError, labStackName } from './scenario/context';
@@ -195,8 +196,24 @@ interface LabRun {
   started: number;
 }
 
+/**
+ * --report, checked before anything starts: a file that can be written (not a directory, in a
+ * directory that can be created or written), or a usage error naming the path and the fix. Without
+ * this check the whole scenario would run before the write fails.
+ */
+function checkReportPath(report: string | undefined): void {
+  if (report === undefined) return;
+  try {
+    assertWritableFile({ path: report, flag: '--report', example: 'lab-report.json' });
+  } catch (err) {
+    if (err instanceof UsageError) throw new LabUsageError(err.message);
+    throw err;
+  }
+}
+
 function prepareRun(flags: LabFlags): LabRun {
   const projectDir = process.cwd();
+  checkReportPath(flags.report);
   const labDir = resolve(projectDir, flags.labDir);
   const say = (line: string): void => void process.stdout.write(`${line}\n`);
   const logsDir = prepareLabDir(labDir);

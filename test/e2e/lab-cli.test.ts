@@ -35,6 +35,22 @@ describe('npm run lab: bad input gets one line and the exit code convention (2 u
     expect(r.stdout).toBe('');
   });
 
+  test.each([
+    [
+      'under a regular file',
+      () => join(dir, 'a-file', 'report.json'),
+      () => `${join(dir, 'a-file')} is a file, not a directory`,
+    ],
+    ['a directory', () => dir, () => 'it is a directory'],
+  ])('a --report %s is refused before anything starts, one line', (_name, report, why) => {
+    const r = lab('--lab-dir', join(dir, 'lab'), '--report', report());
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')).toEqual([
+      `lab: --report ${report()} cannot be written: ${why()}; pass a file path in a writable directory, e.g. --report lab-report.json`,
+    ]);
+    expect(r.stdout).toBe('');
+  });
+
   test('a --config that does not exist names the file and an example', () => {
     const r = lab('--lab-dir', join(dir, 'lab'), '--config', 'no-such.json');
     expect(r.code).toBe(2);
