@@ -257,17 +257,35 @@ export const thingGroupNames = {
 export const DEFAULT_SERIAL_PATTERN = '^[A-Z0-9][A-Z0-9-]{3,31}$';
 /** Longest serial accepted, whatever the configured pattern allows (thing names: 128 bytes). */
 export const MAX_SERIAL_LENGTH = 64;
-/**
- * Characters a serial may hold whatever the configured pattern allows: those of an AWS IoT thing
- * name (`[a-zA-Z0-9:_-]`), so `<prefix>-<serial>` is a valid thing name and never puts a topic
- * wildcard (`+`, `#`) or level separator into a policy resource.
- */
-export const SERIAL_SAFE = /^[A-Za-z0-9:_-]+$/;
+/** Characters of an AWS IoT thing name. */
+export const THING_NAME_CHARSET = /^[A-Za-z0-9:_-]+$/;
+/** Longest AWS IoT thing name. */
+export const MAX_THING_NAME_LENGTH = 128;
 
-/** Why `serial` can never be a thing name, or undefined when it can (independent of the pattern). */
+/**
+ * Why `name` is not an AWS IoT thing name (`[a-zA-Z0-9:_-]{1,128}`), or undefined when it is one.
+ * A thing name becomes a client id, policy resources and file names, so nothing else (a topic
+ * wildcard, a path separator, `..`) may pass.
+ */
+export function thingNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'is empty';
+  if (name.length > MAX_THING_NAME_LENGTH)
+    return `is longer than ${MAX_THING_NAME_LENGTH} characters, so it is not an AWS IoT thing name`;
+  if (!THING_NAME_CHARSET.test(name))
+    return 'is not an AWS IoT thing name (only A-Z a-z 0-9 : _ -, at most 128 characters)';
+  return undefined;
+}
+
+/**
+ * Why `serial` can never be part of a thing name, or undefined when it can (independent of the
+ * configured pattern): at most {@link MAX_SERIAL_LENGTH} of the thing name characters, so
+ * `<prefix>-<serial>` is a thing name and never puts a topic wildcard or level separator into a
+ * policy resource.
+ */
 export function unsafeSerialProblem(serial: string): string | undefined {
   if (serial.length > MAX_SERIAL_LENGTH) return `is longer than ${MAX_SERIAL_LENGTH} characters`;
-  if (!SERIAL_SAFE.test(serial)) return 'holds characters a thing name cannot (only A-Z a-z 0-9 : _ -)';
+  if (!THING_NAME_CHARSET.test(serial))
+    return 'holds characters a thing name cannot (only A-Z a-z 0-9 : _ -)';
   return undefined;
 }
 /** Lot identifiers: short, safe for thing-group names. */

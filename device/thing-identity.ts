@@ -4,7 +4,7 @@
  */
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SERIAL_SAFE } from '../core/model';
+import { thingNameProblem } from '../core/model';
 import type { TlsCredentials } from './mqtt-session';
 
 /** Issued by fleet provisioning: the thing session's client id and credentials. */
@@ -14,23 +14,7 @@ export interface ThingIdentity {
   credentials: TlsCredentials;
 }
 
-/** Longest AWS IoT thing name. */
-export const MAX_THING_NAME_LENGTH = 128;
-
-/**
- * Why `name` is not an AWS IoT thing name (`[a-zA-Z0-9:_-]{1,128}`), or undefined when it is one.
- * The thing name comes from the service's RegisterThing answer and becomes file names and a client
- * id, so nothing else (a path separator, `..`) may pass. The charset is core/model.ts
- * `SERIAL_SAFE`, the thing name charset.
- */
-export function thingNameProblem(name: string): string | undefined {
-  if (name.length === 0) return 'is empty';
-  if (name.length > MAX_THING_NAME_LENGTH)
-    return `is longer than ${MAX_THING_NAME_LENGTH} characters, so it is not an AWS IoT thing name`;
-  if (!SERIAL_SAFE.test(name))
-    return 'is not an AWS IoT thing name (only A-Z a-z 0-9 : _ -, at most 128 characters)';
-  return undefined;
-}
+export { thingNameProblem } from '../core/model';
 
 /**
  * Write `<thing>.cert.pem`, `<thing>.private.key` and `<thing>.json` (serial, thing name,
