@@ -17,13 +17,12 @@ import {
   BatchWriteCommand,
   BatchWriteCommandInput,
   DynamoDBDocumentClient,
-  PutCommand,
   QueryCommand,
   ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { DeviceEvent, DeviceRecord, LotRecord, TABLES } from '../core/model';
-import { isConditionFailure, Registry, RegistryTableNames } from '../lambda/shared/registry';
+import { isConditionFailure, putNew, Registry, RegistryTableNames } from '../lambda/shared/registry';
 import { canTransition, LIFECYCLE, refusal } from '../core/lifecycle';
 import { enrollmentPartitions, NewDeviceEvent, trailEntry, utcDays } from '../core/trail';
 
@@ -193,14 +192,7 @@ export class RegistryAdmin {
     };
     try {
       // claimCertificateIds is a string set; DynamoDB has no empty sets, so it starts absent.
-      await this.doc.send(
-        new PutCommand({
-          TableName: this.tables.lots,
-          Item: item,
-          ConditionExpression: 'attribute_not_exists(#pk)',
-          ExpressionAttributeNames: { '#pk': TABLES.lots.partitionKey },
-        }),
-      );
+      await putNew(this.doc, this.tables.lots, item, TABLES.lots.partitionKey);
       return true;
     } catch (err) {
       if (isConditionFailure(err)) return false;

@@ -66,6 +66,28 @@ export type BeginProvisioningInput = ProvisioningTransition & {
   at?: string;
 };
 
+/**
+ * PutItem only when no item with the same key exists yet: the create-once and append-only writes.
+ * @throws ConditionalCheckFailedException (see {@link isConditionFailure}) when it exists.
+ */
+export async function putNew(
+  doc: DynamoDBDocumentClient,
+  table: string,
+  item: Record<string, unknown> | object,
+  keyAttribute: string,
+  opts: CallOptions = {},
+): Promise<void> {
+  await doc.send(
+    new PutCommand({
+      TableName: table,
+      Item: item as Record<string, unknown>,
+      ConditionExpression: 'attribute_not_exists(#k)',
+      ExpressionAttributeNames: { '#k': keyAttribute },
+    }),
+    { abortSignal: opts.abortSignal },
+  );
+}
+
 /** What a status change writes besides the status and revision (which the registry sets). */
 export interface TransitionWrite {
   /** UpdateExpression; it must `SET #status = :to, #rev = :next`. */
@@ -149,15 +171,7 @@ export class Registry {
    */
   async appendEvent(e: NewDeviceEvent, opts: CallOptions = {}): Promise<DeviceEvent> {
     const event = trailEntry(e, this.now);
-    await this.doc.send(
-      new PutCommand({
-        TableName: this.tables.events,
-        Item: event,
-        ConditionExpression: 'attribute_not_exists(#sk)',
-        ExpressionAttributeNames: { '#sk': TABLES.events.sortKey },
-      }),
-      { abortSignal: opts.abortSignal },
-    );
+    await putNew(this.doc, this.tables.events, event, TABLES.events.sortKey, opts);
     return event;
   }
 
