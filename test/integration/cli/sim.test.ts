@@ -3,7 +3,7 @@
  * and the real entry point against a closed loopback port: it gives up, prints the cause, exits
  * with code 1 on its own.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +44,36 @@ const templates = () => [
   },
 ];
 
+/** `sim` against 127.0.0.1:`port` with the CA and claim files `pem` (those beforeAll wrote unless given). */
+function simCommand(
+  port: number = iot.port,
+  pem: { ca: string; cert: string; key: string } = files,
+): string[] {
+  return [
+    'sim',
+    '--endpoint',
+    `127.0.0.1:${port}`,
+    '--ca',
+    pem.ca,
+    '--claim-cert',
+    pem.cert,
+    '--claim-key',
+    pem.key,
+  ];
+}
+
+/** Waits for `child` to end: its exit code and everything it wrote. */
+async function outcome(
+  child: ChildProcess,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (c) => (stdout += String(c)));
+  child.stderr?.on('data', (c) => (stderr += String(c)));
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
 function harness(): { run: (args: string[]) => Promise<number>; out: MemorySink; stderr: string[] } {
   const out = memorySink();
   const stderr: string[] = [];
@@ -52,23 +82,7 @@ function harness(): { run: (args: string[]) => Promise<number>; out: MemorySink;
   return {
     out,
     stderr,
-    run: (args) =>
-      main(
-        [
-          'sim',
-          '--endpoint',
-          `127.0.0.1:${iot.port}`,
-          '--ca',
-          files.ca,
-          '--claim-cert',
-          files.cert,
-          '--claim-key',
-          files.key,
-          ...args,
-        ],
-        factory,
-        { stderr: (t) => void stderr.push(t), env: {} },
-      ),
+    run: (args) => main([...simCommand(), ...args], factory, { stderr: (t) => void stderr.push(t), env: {} }),
   };
 }
 
@@ -129,44 +143,33 @@ test('units that give up: exit 1, the cause grouped in the summary and in --json
 
 test('the real CLI against a closed port gives up, prints the cause and exits 1 on its own', async () => {
   const port = await closedLoopbackPort();
-  const child = spawn(
-    tsx,
-    [
-      join(root, 'bin', 'fleet.ts'),
-      'sim',
-      '--endpoint',
-      `127.0.0.1:${port}`,
-      '--ca',
-      files.ca,
-      '--claim-cert',
-      files.cert,
-      '--claim-key',
-      files.key,
-      '--serial',
-      'GONE-0001,GONE-0002',
-      '--max-attempts',
-      '2',
-      '--templates',
-      JSON.stringify(templates()),
-      '--topic-prefix',
-      'fleet',
-    ],
-    {
-      cwd: root,
-      // FLEET_DEBUG=1: were anything still open a second after the command finished, the entry
-      // point would name it on stderr (and the process would not end).
-      env: { ...process.env, FLEET_DEBUG: '1', FLEET_PROVISIONING_TEMPLATES: '', FLEET_TOPIC_PREFIX: '' },
-    },
+  const r = await outcome(
+    spawn(
+      tsx,
+      [
+        join(root, 'bin', 'fleet.ts'),
+        ...simCommand(port),
+        '--serial',
+        'GONE-0001,GONE-0002',
+        '--max-attempts',
+        '2',
+        '--templates',
+        JSON.stringify(templates()),
+        '--topic-prefix',
+        'fleet',
+      ],
+      {
+        cwd: root,
+        // FLEET_DEBUG=1: were anything still open a second after the command finished, the entry
+        // point would name it on stderr (and the process would not end).
+        env: { ...process.env, FLEET_DEBUG: '1', FLEET_PROVISIONING_TEMPLATES: '', FLEET_TOPIC_PREFIX: '' },
+      },
+    ),
   );
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c) => (stdout += String(c)));
-  child.stderr.on('data', (c) => (stderr += String(c)));
-  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
-  expect(stderr).toBe('');
-  expect(code).toBe(EXIT_CODES.failed);
-  expect(stdout).toMatch(/^Enrollment: 0\/2 enrolled, 0 denied, 2 gave up, 2 retries$/m);
-  expect(stdout).toContain(`  gave up: 2 (ECONNREFUSED 127.0.0.1:${port})`);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(EXIT_CODES.failed);
+  expect(r.stdout).toMatch(/^Enrollment: 0\/2 enrolled, 0 denied, 2 gave up, 2 retries$/m);
+  expect(r.stdout).toContain(`  gave up: 2 (ECONNREFUSED 127.0.0.1:${port})`);
 }, 120_000);
 
 /** The real entry point, with no AWS region, profile or stack contract in the environment. */
@@ -186,26 +189,12 @@ async function fleetOffline(
     'FLEET_TOPIC_PREFIX',
   ])
     delete env[name];
-  const child = spawn(tsx, [join(root, 'bin', 'fleet.ts'), ...args], { cwd: root, env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c) => (stdout += String(c)));
-  child.stderr.on('data', (c) => (stderr += String(c)));
-  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
-  return { code, stdout, stderr };
+  return outcome(spawn(tsx, [join(root, 'bin', 'fleet.ts'), ...args], { cwd: root, env }));
 }
 
 describe('the real CLI checks the PEM files before connecting: a local mistake is bad usage, never a denial', () => {
   const simArgs = (ca: string, cert: string, key: string) => [
-    'sim',
-    '--endpoint',
-    `127.0.0.1:${iot.port}`,
-    '--ca',
-    ca,
-    '--claim-cert',
-    cert,
-    '--claim-key',
-    key,
+    ...simCommand(iot.port, { ca, cert, key }),
     '--serial',
     'PEM-0001',
     '--template',
@@ -242,15 +231,7 @@ describe('offline fleet sim: --template with --claim-client-id-prefix and --topi
   test('enrolls with no AWS region and no --templates JSON', async () => {
     iot.onRegister = (call) => ({ accept: { thingName: `fleet-${call.parameters.SerialNumber}` } });
     const r = await fleetOffline([
-      'sim',
-      '--endpoint',
-      `127.0.0.1:${iot.port}`,
-      '--ca',
-      files.ca,
-      '--claim-cert',
-      files.cert,
-      '--claim-key',
-      files.key,
+      ...simCommand(),
       '--serial',
       'OFF-0001',
       '--template',
@@ -271,15 +252,7 @@ describe('offline fleet sim: --template with --claim-client-id-prefix and --topi
 
   test('--template alone still needs the templates, and the error says which flags to pass offline', async () => {
     const r = await fleetOffline([
-      'sim',
-      '--endpoint',
-      `127.0.0.1:${iot.port}`,
-      '--ca',
-      files.ca,
-      '--claim-cert',
-      files.cert,
-      '--claim-key',
-      files.key,
+      ...simCommand(),
       '--template',
       iot.templateName,
       '--topic-prefix',
