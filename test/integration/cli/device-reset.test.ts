@@ -12,21 +12,17 @@ import {
   ListThingPrincipalsCommand,
   UpdateCertificateCommand,
 } from '@aws-sdk/client-iot';
-import { parseRingShares } from '../../../core/rings';
-import { DEFAULT_SERIAL_PATTERN, DeviceEvent } from '../../../core/model';
-import { Registry } from '../../../lambda/shared/registry';
+import { DeviceEvent } from '../../../core/model';
 import { RegistryAdmin } from '../../../cli/registry-admin';
 import { deviceReset, deviceShow } from '../../../cli/commands/device';
 import { manifestImport } from '../../../cli/commands/manifest-import';
-import { CliContext, createContext } from '../../../cli/context';
 import { CliError, UsageError } from '../../../cli/errors';
-import { memorySink, MemorySink } from '../../../cli/output';
 import type { IotCore } from '../../../lab/iot';
-import { createRegistryTables, LocalDynamo, RegistryTableNames, startDynalite } from '../../helpers/dynalite';
+import { LocalDynamo, startDynalite } from '../../helpers/dynalite';
 import { closedLoopbackPort } from '../device/support/ports';
+import { Fixture, registryFixture } from './support';
 import { closed, connect, devicePolicy, identity, startCore } from '../lab-iot/helpers';
 
-const NOW = new Date('2026-07-10T12:00:00.000Z');
 const POLICY = 'fleet-device';
 
 let local: LocalDynamo;
@@ -47,33 +43,9 @@ afterAll(async () => {
   await local.stop();
 });
 
-interface Fixture {
-  ctx: CliContext;
-  out: MemorySink;
-  tables: RegistryTableNames;
-  registry: Registry;
-}
-
-async function fixture(iotClient: IoTClient = iot): Promise<Fixture> {
+function fixture(iotClient: IoTClient = iot): Promise<Fixture> {
   suffix += 1;
-  const tables = await createRegistryTables(local.client, `-reset${suffix}`);
-  const out = memorySink();
-  const ctx = createContext({
-    resources: {
-      devicesTable: tables.devices,
-      lotsTable: tables.lots,
-      eventsTable: tables.events,
-      thingPrefix: 'fleet',
-      serialPattern: DEFAULT_SERIAL_PATTERN,
-      ringShares: parseRingShares('2:18'),
-    },
-    clients: { dynamo: local.client, doc: local.doc, iot: iotClient },
-    out,
-    now: () => NOW,
-    actor: 'tester',
-    sleep: async () => undefined,
-  });
-  return { ctx, out, tables, registry: new Registry(local.doc, tables, () => NOW) };
+  return registryFixture(local, iotClient, `-reset${suffix}`);
 }
 
 /** A unit on the allowlist whose enrollment was allowed with `certificateId` (status PROVISIONING). */

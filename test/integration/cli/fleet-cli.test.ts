@@ -17,8 +17,7 @@ import {
 import { GetCommand, PutCommand, QueryCommand, ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import { assignRings, parseRingShares } from '../../../core/rings';
-import { DEFAULT_SERIAL_PATTERN, DeviceRecord, LotRecord } from '../../../core/model';
-import { Registry } from '../../../lambda/shared/registry';
+import { DeviceRecord, LotRecord } from '../../../core/model';
 import { RegistryAdmin } from '../../../cli/registry-admin';
 import { enrollmentPartitions } from '../../../core/trail';
 import { claimCreate, claimRevoke } from '../../../cli/commands/claim';
@@ -27,15 +26,14 @@ import { lotCreate, lotHold, lotList, lotRelease } from '../../../cli/commands/l
 import { manifestImport } from '../../../cli/commands/manifest-import';
 import { CliContext, createContext, FleetClients, resolveResources } from '../../../cli/context';
 import { CliError, UsageError } from '../../../cli/errors';
-import { memorySink, MemorySink } from '../../../cli/output';
 import { ContextFactory, main } from '../../../cli/program';
 import { parseManifest } from '../../../core/manifest';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createServer, type AddressInfo } from 'node:net';
-import { createRegistryTables, LocalDynamo, RegistryTableNames, startDynalite } from '../../helpers/dynalite';
+import { LocalDynamo, startDynalite } from '../../helpers/dynalite';
+import { Fixture, NOW, registryFixture } from './support';
 
-const NOW = new Date('2026-07-10T12:00:00.000Z');
 const TEMPLATES = [
   {
     templateName: 'fleet-default',
@@ -57,34 +55,9 @@ afterAll(async () => {
   await local.stop();
 });
 
-interface Fixture {
-  ctx: CliContext;
-  out: MemorySink;
-  tables: RegistryTableNames;
-  registry: Registry;
-}
-
-async function fixture(): Promise<Fixture> {
+function fixture(): Promise<Fixture> {
   suffixCounter += 1;
-  const tables = await createRegistryTables(local.client, `-cli${suffixCounter}`);
-  const out = memorySink();
-  const ctx = createContext({
-    resources: {
-      devicesTable: tables.devices,
-      lotsTable: tables.lots,
-      eventsTable: tables.events,
-      thingPrefix: 'fleet',
-      provisioningTemplates: TEMPLATES,
-      serialPattern: DEFAULT_SERIAL_PATTERN,
-      ringShares: parseRingShares('2:18'),
-    },
-    clients: { dynamo: local.client, doc: local.doc, iot },
-    out,
-    now: () => NOW,
-    actor: 'tester',
-    sleep: async () => undefined,
-  });
-  return { ctx, out, tables, registry: new Registry(local.doc, tables, () => NOW) };
+  return registryFixture(local, iot, `-cli${suffixCounter}`, { provisioningTemplates: TEMPLATES });
 }
 
 /**
