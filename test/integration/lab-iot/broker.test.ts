@@ -1,6 +1,3 @@
-import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import {
   AttachPolicyCommand,
   CreateKeysAndCertificateCommand,
@@ -18,12 +15,16 @@ import {
   claimPolicy,
   closed,
   connect,
+  csr,
   devicePolicy,
   end,
+  endAll,
   identity,
   nextMessage,
   publish,
+  request,
   startCore,
+  stopCore,
   subscribe,
   type LogEntry,
 } from './helpers';
@@ -79,39 +80,6 @@ async function conn(creds: { cert: string; key: string }, clientId: string): Pro
   return c;
 }
 
-async function csr(): Promise<{ csrPem: string; keyPem: string }> {
-  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
-    'sign',
-    'verify',
-  ])) as webcrypto.CryptoKeyPair;
-  const req = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: 'CN=device',
-    keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-  });
-  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-  return {
-    csrPem: req.toString('pem'),
-    keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`,
-  };
-}
-
-/** Subscribe to accepted+rejected, publish the request, resolve with the response. */
-async function request(
-  c: MqttClient,
-  topic: string,
-  body: unknown,
-): Promise<{ outcome: string; payload: Record<string, unknown> }> {
-  await subscribe(c, [`${topic}/accepted`, `${topic}/rejected`]);
-  const msg = nextMessage(c, (t) => t === `${topic}/accepted` || t === `${topic}/rejected`);
-  await publish(c, topic, JSON.stringify(body));
-  const m = await msg;
-  return {
-    outcome: m.topic.slice(topic.length + 1),
-    payload: JSON.parse(m.payload.toString()) as Record<string, unknown>,
-  };
-}
-
 beforeAll(async () => {
   ({ core, iot, logs } = await startCore({ invokeLambda: hook }));
   core.onMessage((m) => messages.push(m));
@@ -122,14 +90,9 @@ beforeAll(async () => {
   claim = await identity(iot, 'fleet-claim');
 });
 
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((c) => end(c)));
-});
+afterEach(() => endAll(open));
 
-afterAll(async () => {
-  iot.destroy();
-  await core.stop();
-});
+afterAll(() => stopCore(core, iot));
 
 describe('policy enforcement', () => {
   test('a device connected as thing X cannot publish or subscribe to thing Y topics', async () => {

@@ -1,3 +1,6 @@
+import 'reflect-metadata';
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
 import {
   AttachPolicyCommand,
   AttachThingPrincipalCommand,
@@ -70,6 +73,17 @@ export function connect(
 
 export function end(c: MqttClient | undefined): Promise<void> {
   return new Promise((resolve) => (c ? c.end(false, {}, () => resolve()) : resolve()));
+}
+
+/** Ends every connection in `open` and empties it (a test file's afterEach). */
+export async function endAll(open: MqttClient[]): Promise<void> {
+  await Promise.all(open.splice(0).map((c) => end(c)));
+}
+
+/** Destroys the control-plane client and stops the core (a test file's afterAll). */
+export async function stopCore(core: IotCore, iot: IoTClient): Promise<void> {
+  iot.destroy();
+  await core.stop();
 }
 
 /** Resolve with the first message on a topic (filter match done by mqtt.js subscription). */
@@ -223,5 +237,39 @@ export function openPolicy(extraStatements: unknown[] = []): unknown {
       { Effect: 'Allow', Action: 'iot:Subscribe', Resource: arn('topicfilter/*') },
       ...extraStatements,
     ],
+  };
+}
+
+/** A fresh P-256 key and a certificate signing request for it (CN=device), both PEM. */
+export async function csr(): Promise<{ csrPem: string; keyPem: string }> {
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
+  const req = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: 'CN=device',
+    keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+  });
+  const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return {
+    csrPem: req.toString('pem'),
+    keyPem: `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`,
+  };
+}
+
+/** Subscribe to accepted+rejected, publish the request, resolve with the response. */
+export async function request(
+  c: MqttClient,
+  topic: string,
+  body: unknown,
+): Promise<{ outcome: string; payload: Record<string, unknown> }> {
+  await subscribe(c, [`${topic}/accepted`, `${topic}/rejected`]);
+  const msg = nextMessage(c, (t) => t === `${topic}/accepted` || t === `${topic}/rejected`);
+  await publish(c, topic, JSON.stringify(body));
+  const m = await msg;
+  return {
+    outcome: m.topic.slice(topic.length + 1),
+    payload: JSON.parse(m.payload.toString()) as Record<string, unknown>,
   };
 }

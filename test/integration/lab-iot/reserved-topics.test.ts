@@ -3,9 +3,6 @@
  * provisioning MQTT API"): messages the service consumes never reach a subscriber, whatever
  * the subscriber's policy allows. Every subscriber here holds the widest policy.
  */
-import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import type { IoTClient } from '@aws-sdk/client-iot';
 import type { MqttClient } from 'mqtt';
 import type { IotCore } from '../../../lab/iot';
@@ -19,14 +16,16 @@ import {
   closed,
   collect,
   connect,
+  csr,
   devicePolicy,
-  end,
+  endAll,
   flush,
   identity,
-  nextMessage,
   openPolicy,
   publish,
+  request,
   startCore,
+  stopCore,
   subscribe,
   type LogEntry,
 } from './helpers';
@@ -59,27 +58,11 @@ async function conn(policy: string, clientId: string): Promise<MqttClient> {
   return c;
 }
 
-async function csrPem(): Promise<string> {
-  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
-    'sign',
-    'verify',
-  ])) as webcrypto.CryptoKeyPair;
-  const req = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: 'CN=device',
-    keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
-    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-  });
-  return req.toString('pem');
-}
-
-/** Subscribe to accepted+rejected, publish the request, resolve with the response payload. */
-async function request(c: MqttClient, topic: string, body: unknown): Promise<Record<string, unknown>> {
-  await subscribe(c, [`${topic}/accepted`, `${topic}/rejected`]);
-  const answer = nextMessage(c, (t) => t === `${topic}/accepted` || t === `${topic}/rejected`);
-  await publish(c, topic, JSON.stringify(body));
-  const m = await answer;
-  expect(m.topic).toBe(`${topic}/accepted`);
-  return JSON.parse(m.payload.toString()) as Record<string, unknown>;
+/** `request`, expecting the accepted answer: resolves with its payload. */
+async function accepted(c: MqttClient, topic: string, body: unknown): Promise<Record<string, unknown>> {
+  const r = await request(c, topic, body);
+  expect(r.outcome).toBe('accepted');
+  return r.payload;
 }
 
 beforeAll(async () => {
@@ -96,14 +79,9 @@ beforeAll(async () => {
   });
 });
 
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((c) => end(c)));
-});
+afterEach(() => endAll(open));
 
-afterAll(async () => {
-  iot.destroy();
-  await core.stop();
-});
+afterAll(() => stopCore(core, iot));
 
 describe('reserved topic rules', () => {
   test.each([
@@ -198,10 +176,10 @@ describe('fleet provisioning requests', () => {
 
     const unit = await connect(core, await identity(iot, 'fleet-claim'), 'prov-UNIT1');
     open.push(unit);
-    const created = await request(unit, '$aws/certificates/create-from-csr/json', {
-      certificateSigningRequest: await csrPem(),
+    const created = await accepted(unit, '$aws/certificates/create-from-csr/json', {
+      certificateSigningRequest: (await csr()).csrPem,
     });
-    const registered = await request(unit, `$aws/provisioning-templates/${TEMPLATE}/provision/json`, {
+    const registered = await accepted(unit, `$aws/provisioning-templates/${TEMPLATE}/provision/json`, {
       certificateOwnershipToken: created.certificateOwnershipToken,
       parameters: { SerialNumber: 'UNIT1' },
     });

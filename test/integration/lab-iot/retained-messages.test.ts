@@ -12,11 +12,12 @@ import {
   closed,
   collect,
   connect,
-  end,
+  endAll,
   identity,
   nextMessage,
   openPolicy,
   startCore,
+  stopCore,
   subscribe,
   type LogEntry,
 } from './helpers';
@@ -58,14 +59,9 @@ beforeAll(async () => {
   });
 });
 
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((c) => end(c)));
-});
+afterEach(() => endAll(open));
 
-afterAll(async () => {
-  iot.destroy();
-  await core.stop();
-});
+afterAll(() => stopCore(core, iot));
 
 test('a RETAIN publish without iot:RetainPublish closes the connection and nothing is retained', async () => {
   const keeper = await conn('lab-retain', 'ret-keeper');
