@@ -15,6 +15,15 @@ import { runScenario, type ScenarioReport } from '../../lab/scenario/run';
 // A fresh clone has no cdk.out: synthesis with bundling takes about 20-30 s on 2 cores.
 jest.setTimeout(180_000);
 
+/** The denials both scenarios end with: one unit of each bad case, each denied for its own reason. */
+const ONE_DENIAL_PER_BAD_CASE = {
+  NOT_ON_ALLOWLIST: 1,
+  CLAIM_LOT_MISMATCH: 1,
+  LOT_ON_HOLD: 1,
+  ATTESTATION_INVALID: 1,
+  DEVICE_ALREADY_ACTIVE: 1,
+};
+
 describe('npm run lab scenario (12 units, every bad case)', () => {
   let lab: LabRuntime | undefined;
   let dir: string;
@@ -51,13 +60,7 @@ describe('npm run lab scenario (12 units, every bad case)', () => {
   });
 
   test('every bad case is denied with its own reason, read from the audit trail', () => {
-    expect(report.enrollment.deniedByReason).toEqual({
-      NOT_ON_ALLOWLIST: 1,
-      CLAIM_LOT_MISMATCH: 1,
-      LOT_ON_HOLD: 1,
-      ATTESTATION_INVALID: 1,
-      DEVICE_ALREADY_ACTIVE: 1,
-    });
+    expect(report.enrollment.deniedByReason).toEqual(ONE_DENIAL_PER_BAD_CASE);
     for (const [kind, entry] of Object.entries(report.badCases)) {
       expect(entry.expectedReason).toBe(BAD_CASE_REASON[kind as keyof typeof BAD_CASE_REASON]);
       expect(entry.serials).toHaveLength(1);
@@ -152,13 +155,7 @@ describe('npm run lab -- --config examples/fleet.config.json (two templates, hoo
   });
 
   test('every bad case appeared, each with its own reason', () => {
-    expect(report.enrollment.deniedByReason).toEqual({
-      NOT_ON_ALLOWLIST: 1,
-      CLAIM_LOT_MISMATCH: 1,
-      LOT_ON_HOLD: 1,
-      ATTESTATION_INVALID: 1,
-      DEVICE_ALREADY_ACTIVE: 1,
-    });
+    expect(report.enrollment.deniedByReason).toEqual(ONE_DENIAL_PER_BAD_CASE);
     expect(Object.keys(report.badCases).sort()).toEqual(Object.keys(BAD_CASE_REASON).sort());
     expect(report.recoveryCases.lostAnswer?.serials).toHaveLength(1);
   });
