@@ -2,9 +2,6 @@
  * SDK compatibility: an unmodified aws-iot-device-sdk-v2 client (MQTT 3.1.1, mTLS builder,
  * IotIdentityClient) completes CreateCertificateFromCsr + RegisterThing against the lab broker.
  */
-import 'reflect-metadata';
-import { webcrypto } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 import {
   AttachPolicyCommand,
   CreateKeysAndCertificateCommand,
@@ -14,7 +11,7 @@ import {
 import { iot, iotidentity, mqtt } from 'aws-iot-device-sdk-v2';
 import type { IotCore } from '../../../lab/iot';
 import '../../../lab/iot/ca';
-import { claimPolicy, connect, devicePolicy, end, startCore } from './helpers';
+import { claimPolicy, connect, csr, devicePolicy, end, startCore } from './helpers';
 
 const TEMPLATE = 'fleet-tpl';
 const body = JSON.stringify({
@@ -87,15 +84,7 @@ test('aws-iot-device-sdk-v2 IotIdentityClient: CreateCertificateFromCsr + Regist
     const identity = new iotidentity.IotIdentityClient(connection);
     const QOS = mqtt.QoS.AtLeastOnce;
 
-    const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
-      'sign',
-      'verify',
-    ])) as webcrypto.CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      name: 'CN=sdk-device',
-      keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
-      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
-    });
+    const { csrPem, keyPem } = await csr('CN=sdk-device');
 
     const csrAccepted = once<iotidentity.model.CreateCertificateFromCsrResponse>((cb) =>
       identity.subscribeToCreateCertificateFromCsrAccepted({}, QOS, cb),
@@ -104,7 +93,7 @@ test('aws-iot-device-sdk-v2 IotIdentityClient: CreateCertificateFromCsr + Regist
       identity.subscribeToCreateCertificateFromCsrRejected({}, QOS, cb),
     );
     await Promise.all([csrAccepted.ready, csrRejected.ready]);
-    await identity.publishCreateCertificateFromCsr({ certificateSigningRequest: csr.toString('pem') }, QOS);
+    await identity.publishCreateCertificateFromCsr({ certificateSigningRequest: csrPem }, QOS);
     const created = await Promise.race([
       csrAccepted.value,
       csrRejected.value.then((r) => Promise.reject(new Error(JSON.stringify(r)))),
@@ -138,8 +127,6 @@ test('aws-iot-device-sdk-v2 IotIdentityClient: CreateCertificateFromCsr + Regist
     );
 
     // the issued certificate works for the device's own connection
-    const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
-    const keyPem = `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`;
     const device = await connect(core, { cert: created.certificatePem as string, key: keyPem }, 'fleet-SDK1');
     await end(device);
   } finally {

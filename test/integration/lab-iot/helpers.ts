@@ -240,14 +240,14 @@ export function openPolicy(extraStatements: unknown[] = []): unknown {
   };
 }
 
-/** A fresh P-256 key and a certificate signing request for it (CN=device), both PEM. */
-export async function csr(): Promise<{ csrPem: string; keyPem: string }> {
+/** A fresh P-256 key and a certificate signing request for it with subject `name`, both PEM. */
+export async function csr(name = 'CN=device'): Promise<{ csrPem: string; keyPem: string }> {
   const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
     'sign',
     'verify',
   ])) as webcrypto.CryptoKeyPair;
   const req = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: 'CN=device',
+    name,
     keys: keys as unknown as Parameters<typeof x509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
   });

@@ -20,9 +20,9 @@ import {
   connect,
   end,
   identity,
-  nextMessage,
   publish,
   REGION,
+  request,
   startCore,
   subscribe,
   type LogEntry,
@@ -30,22 +30,6 @@ import {
 
 const BAD_TEMPLATE_TOPIC = '$aws/provisioning-templates/%E0/provision/json';
 const CREATE_TOPIC = '$aws/certificates/create/json';
-
-/** Subscribe to the answers, publish the request, resolve with the first answer. */
-async function ask(
-  c: MqttClient,
-  topic: string,
-  body: unknown,
-): Promise<{ outcome: string; payload: Record<string, unknown> }> {
-  await subscribe(c, [`${topic}/accepted`, `${topic}/rejected`]);
-  const answer = nextMessage(c, (t) => t === `${topic}/accepted` || t === `${topic}/rejected`);
-  await publish(c, topic, JSON.stringify(body));
-  const m = await answer;
-  return {
-    outcome: m.topic.slice(topic.length + 1),
-    payload: JSON.parse(m.payload.toString()) as Record<string, unknown>,
-  };
-}
 
 describe('a template name that is not valid URI encoding', () => {
   let core: IotCore;
@@ -70,7 +54,7 @@ describe('a template name that is not valid URI encoding', () => {
     const c = await connect(core, claim, 'prov-bad-template');
     open.push(c);
 
-    const bad = await ask(c, BAD_TEMPLATE_TOPIC, { certificateOwnershipToken: 'x' });
+    const bad = await request(c, BAD_TEMPLATE_TOPIC, { certificateOwnershipToken: 'x' });
     expect(bad.outcome).toBe('rejected');
     expect(bad.payload).toEqual({
       statusCode: 400,
@@ -87,7 +71,7 @@ describe('a template name that is not valid URI encoding', () => {
     expect(core.stats().registerThing.rejected).toBe(1);
 
     // Same connection, next request: the broker and the provisioning API are still up.
-    const next = await ask(c, CREATE_TOPIC, {});
+    const next = await request(c, CREATE_TOPIC, {});
     expect(next.outcome).toBe('accepted');
     expect(next.payload.certificateOwnershipToken).toEqual(expect.any(String));
   });
@@ -161,7 +145,7 @@ describe('a provisioning service failure', () => {
     // The failure is logged once the request has been handled; the CSR request on the same
     // connection is served afterwards.
     const csrTopic = '$aws/certificates/create-from-csr/json';
-    const answer = await ask(c, csrTopic, {});
+    const answer = await request(c, csrTopic, {});
     expect(answer).toMatchObject({ outcome: 'rejected', payload: { errorCode: 'InvalidPayload' } });
     expect(logs).toContainEqual(
       expect.objectContaining({
