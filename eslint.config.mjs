@@ -15,6 +15,7 @@ const CORE_LOGIC = [
   './core/manifest.ts',
   './core/attestation.ts',
   './core/trail.ts',
+  './core/health.ts',
 ];
 
 export const LAYER_ZONES = [

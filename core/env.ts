@@ -28,6 +28,16 @@ export const ENV = {
   templateArnPrefix: 'FLEET_TEMPLATE_ARN_PREFIX',
   /** Days the trail keeps entries of serials that are not on the manifest (DynamoDB TTL). */
   unlistedTrailRetentionDays: 'FLEET_UNLISTED_TRAIL_RETENTION_DAYS',
+  /** Seconds between two registry lastSeen writes of one device (the health consumer's throttle). */
+  lastSeenIntervalSeconds: 'FLEET_LAST_SEEN_INTERVAL_S',
+  /** Free heap (bytes) under which a health report counts as low heap. */
+  lowHeapBytes: 'FLEET_HEALTH_LOW_HEAP_BYTES',
+  /** RSSI (dBm) under which a health report counts as a weak link. */
+  weakRssiDbm: 'FLEET_HEALTH_WEAK_RSSI_DBM',
+  /** Distinct firmware versions that get their own metric dimension value (the rest: `other`). */
+  maxFirmwareDimensions: 'FLEET_MAX_FIRMWARE_DIMENSIONS',
+  /** URL of the SQS queue the health consumer sends records it cannot use to. */
+  healthDeadLetterQueueUrl: 'FLEET_HEALTH_DLQ_URL',
 } as const;
 
 /** Bounds of FLEET_HOOK_BUDGET_MS and of the config's `hook.budgetMs`, in milliseconds. */

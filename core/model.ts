@@ -82,6 +82,8 @@ export const EVENT_TYPES = [
   'STATUS_RESET',
   'RMA_OPENED',
   'RMA_CLOSED',
+  /** The device reported a firmware version other than the registry held. */
+  'FIRMWARE_CHANGED',
 ] as const;
 export type DeviceEventType = (typeof EVENT_TYPES)[number];
 
@@ -149,6 +151,15 @@ export interface DeviceRecord {
   presenceVersion?: number;
   presenceTimestamp?: number;
   connected?: boolean;
+  /** Reason of the last disconnect (AWS IoT lifecycle event `disconnectReason`). */
+  disconnectReason?: string;
+  /** ISO time of the last health report the registry recorded (written at most once per lastSeen interval). */
+  lastSeen?: string;
+  /** Health state of the last recorded report (core/health.ts DeviceHealthState). */
+  healthBootId?: string;
+  healthUptimeS?: number;
+  /** Device time of that report, epoch ms. */
+  healthTs?: number;
   createdAt: string;
   updatedAt: string;
   activatedAt?: string;

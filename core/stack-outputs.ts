@@ -15,7 +15,23 @@ export const STACK_OUTPUTS = {
   serialPattern: 'SerialPattern',
   /** Ring shares in the `<canary>:<early>` form of core/rings.ts (`formatRingShares`). */
   ringShares: 'RingShares',
+  /** Kinesis stream the telemetry and health rules write to. */
+  telemetryStream: 'TelemetryStreamName',
+  /** JSON {@link TelemetryRulesOutput}: the rule name of each record type. */
+  telemetryRules: 'TelemetryRules',
+  /** S3 bucket the rules' error actions write to (see ERROR_STORE in core/telemetry.ts). */
+  telemetryErrorBucket: 'TelemetryErrorBucketName',
+  /** S3 bucket of the stream archive (absent when the archive is off). */
+  telemetryArchiveBucket: 'TelemetryArchiveBucketName',
+  /** SQS queue of health records the consumer could not use and batches it gave up on. */
+  healthDeadLetterQueue: 'HealthDeadLetterQueueUrl',
 } as const;
+
+/** The `TelemetryRules` output: topic rule name per record type. */
+export interface TelemetryRulesOutput {
+  telemetry: string;
+  health: string;
+}
 
 /** One provisioning template as exported in the `ProvisioningTemplates` output. */
 export interface ProvisioningTemplateOutput {
