@@ -10,6 +10,7 @@
  * name, so a payload field cannot overwrite them.
  */
 import * as z from 'zod/mini';
+import { $ZodObjectJIT } from 'zod/v4/core';
 import { FIRMWARE_PATTERN } from './model';
 
 /** Kinds of record on the telemetry stream (the `type` field). */
@@ -188,6 +189,20 @@ export type ParsedHealthRecord =
   | { kind: 'lastWill'; thing: string; receivedAt: number }
   | { kind: 'malformed'; thing?: string; problem: string };
 
+/**
+ * A health report as the health rule puts it on the stream: the envelope and the report's fields
+ * in one flat object, validated in one pass (the rule selects fields by name, so a record holds
+ * nothing else; this is the consumer's hot path).
+ */
+export const healthRecordSchema = new $ZodObjectJIT({
+  // The compiled ("JIT") object parser of zod's core: the same checks as z.object, about three
+  // times faster per record than zod/mini's interpreted one, and it adds little to a bundle.
+  type: 'object',
+  shape: { ...envelopeSchema.shape, type: z.literal('health'), ...healthReportSchema.shape },
+});
+/** The parsed form of {@link healthRecordSchema}. */
+type HealthRecord = RecordEnvelope & HealthReport;
+
 /** Parse one stream record (its decoded bytes) as the health consumer reads it. */
 export function parseHealthRecord(data: string): ParsedHealthRecord {
   let doc: unknown;
@@ -196,14 +211,40 @@ export function parseHealthRecord(data: string): ParsedHealthRecord {
   } catch {
     return { kind: 'malformed', problem: 'record is not JSON' };
   }
-  const env = envelopeSchema.safeParse(doc);
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+    return { kind: 'malformed', problem: 'record is not a JSON object' };
+  const record = doc as Record<string, unknown>;
+  if (record.type === 'health' && record.connection === undefined) {
+    const parsed = z.safeParse(healthRecordSchema, record);
+    if (parsed.success) {
+      const d = parsed.data as HealthRecord;
+      const { thing, receivedAt } = d;
+      const report: HealthReport = {
+        ts: d.ts,
+        fw: d.fw,
+        bootId: d.bootId,
+        uptimeS: d.uptimeS,
+        resetReason: d.resetReason,
+        heapFreeB: d.heapFreeB,
+        rssiDbm: d.rssiDbm,
+      };
+      if (d.heapMinB !== undefined) report.heapMinB = d.heapMinB;
+      if (report.ts > receivedAt + TELEMETRY_LIMITS.maxClockAheadMs)
+        return {
+          kind: 'malformed',
+          thing,
+          problem: `ts ${report.ts} is more than ${TELEMETRY_LIMITS.maxClockAheadMs / 60_000} min after the receive time ${receivedAt}: set the device clock (SNTP) before reporting`,
+        };
+      return { kind: 'report', thing, receivedAt, report };
+    }
+  }
+  // The slow path: say precisely what is wrong.
+  const env = envelopeSchema.safeParse(record);
   if (!env.success) return { kind: 'malformed', problem: `envelope: ${issueText(env.error.issues)}` };
   const { thing, receivedAt, type } = env.data;
   if (type !== 'health') return { kind: 'malformed', thing, problem: `record type ${type} is not health` };
   const payload = Object.fromEntries(
-    PAYLOAD_FIELDS.health.flatMap((f) =>
-      f in (doc as object) ? [[f, (doc as Record<string, unknown>)[f]]] : [],
-    ),
+    PAYLOAD_FIELDS.health.flatMap((f) => (f in record ? [[f, record[f]]] : [])),
   );
   if ('connection' in payload) {
     const will = lastWillSchema.safeParse(payload);
@@ -211,14 +252,13 @@ export function parseHealthRecord(data: string): ParsedHealthRecord {
     return { kind: 'malformed', thing, problem: `last will: ${issueText(will.error.issues)}` };
   }
   const report = healthReportSchema.safeParse(payload);
-  if (!report.success) return { kind: 'malformed', thing, problem: issueText(report.error.issues) };
-  if (report.data.ts > receivedAt + TELEMETRY_LIMITS.maxClockAheadMs)
-    return {
-      kind: 'malformed',
-      thing,
-      problem: `ts ${report.data.ts} is more than ${TELEMETRY_LIMITS.maxClockAheadMs / 60_000} min after the receive time ${receivedAt}: set the device clock (SNTP) before reporting`,
-    };
-  return { kind: 'report', thing, receivedAt, report: report.data };
+  return {
+    kind: 'malformed',
+    thing,
+    problem: report.success
+      ? 'record does not match the health record schema'
+      : issueText(report.error.issues),
+  };
 }
 
 function issueText(issues: readonly { path: PropertyKey[]; message: string }[]): string {
