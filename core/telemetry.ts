@@ -217,7 +217,7 @@ export function parseHealthRecord(data: string): ParsedHealthRecord {
   if (record.type === 'health' && record.connection === undefined) {
     const parsed = z.safeParse(healthRecordSchema, record);
     if (parsed.success) {
-      const d = parsed.data as HealthRecord;
+      const d = parsed.data as unknown as HealthRecord;
       const { thing, receivedAt } = d;
       const report: HealthReport = {
         ts: d.ts,

@@ -54,7 +54,7 @@ describe('docs/device-contract.md', () => {
 
   test('the reset-reason table lists every reason and whether it is expected', () => {
     for (const reason of RESET_REASONS) {
-      const row = new RegExp(`\\| \`${reason}\` \\|[^|]*\\| (no|yes)`).exec(page);
+      const row = new RegExp(`\\|\\s*\`${reason}\`\\s*\\|[^|]*\\|\\s*(no|yes)`).exec(page);
       expect(row).not.toBeNull();
       expect(row![1]).toBe(EXPECTED_RESET_REASONS.includes(reason) ? 'no' : 'yes');
     }
