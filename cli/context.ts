@@ -20,14 +20,25 @@ import { userInfo } from 'node:os';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { z } from 'zod';
 import { parseRingShares, RingShares, RingSharesError } from '../core/rings';
 import { ENV } from '../core/env';
 import { RegistryTableNames } from '../lambda/shared/registry';
-import { DEFAULT_STACK_NAME, ProvisioningTemplateOutput, STACK_OUTPUTS } from '../core/stack-outputs';
+import {
+  DEFAULT_STACK_NAME,
+  ProvisioningTemplateOutput,
+  STACK_OUTPUTS,
+  TelemetryRulesOutput,
+} from '../core/stack-outputs';
 import { awsSetupProblem, CliError, UsageError } from './errors';
 import { consoleSink, OutputSink } from './output';
+
+/** AWS IoT topic rule names: 1-128 of A-Z a-z 0-9 _. */
+export const TOPIC_RULE_NAME = /^[a-zA-Z0-9_]{1,128}$/;
 
 /** CLI-only environment variables (the shared ones live in core/env.ts). */
 export const CLI_ENV = {
@@ -41,6 +52,12 @@ export const CLI_ENV = {
   actor: 'FLEET_ACTOR',
   /** Topic prefix of the stack (`dt/<prefix>/<thing>/…`). */
   topicPrefix: 'FLEET_TOPIC_PREFIX',
+  /** Kinesis stream the telemetry and health rules write to. */
+  telemetryStream: 'FLEET_TELEMETRY_STREAM',
+  /** JSON `{"telemetry":"<rule>","health":"<rule>"}` like the stack's TelemetryRules output. */
+  telemetryRules: 'FLEET_TELEMETRY_RULES',
+  /** S3 bucket the rules' error actions write to (the error store). */
+  telemetryErrorBucket: 'FLEET_TELEMETRY_ERROR_BUCKET',
 } as const;
 
 /** Resource names a command may need. */
@@ -57,6 +74,12 @@ export interface FleetResources {
   ringShares?: RingShares;
   /** Topic prefix of the `dt/<prefix>/<thing>/…` topics. */
   topicPrefix?: string;
+  /** Kinesis stream of the telemetry and health records. */
+  telemetryStream?: string;
+  /** Topic rule name per record type. */
+  telemetryRules?: TelemetryRulesOutput;
+  /** S3 bucket of the rules' error actions (core/telemetry.ts ERROR_STORE). */
+  telemetryErrorBucket?: string;
 }
 export type ResourceKey = keyof FleetResources;
 
@@ -81,12 +104,35 @@ export const RESOURCE_SOURCES: Record<ResourceKey, ResourceSource> = {
   serialPattern: { flag: '--serial-pattern', env: ENV.serialPattern, output: STACK_OUTPUTS.serialPattern },
   ringShares: { flag: '--ring-shares', env: ENV.ringShares, output: STACK_OUTPUTS.ringShares },
   topicPrefix: { flag: '--topic-prefix', env: CLI_ENV.topicPrefix, output: STACK_OUTPUTS.topicPrefix },
+  telemetryStream: {
+    flag: '--stream',
+    env: CLI_ENV.telemetryStream,
+    output: STACK_OUTPUTS.telemetryStream,
+  },
+  telemetryRules: {
+    flag: '--telemetry-rules',
+    env: CLI_ENV.telemetryRules,
+    output: STACK_OUTPUTS.telemetryRules,
+  },
+  telemetryErrorBucket: {
+    flag: '--bucket',
+    env: CLI_ENV.telemetryErrorBucket,
+    output: STACK_OUTPUTS.telemetryErrorBucket,
+  },
 };
 
 export interface FleetClients {
   dynamo: DynamoDBClient;
   doc: DynamoDBDocumentClient;
   iot: IoTClient;
+  /**
+   * S3 (the telemetry error store). Optional so contexts built before the telemetry commands
+   * keep working: {@link s3Client} creates one on first use (default AWS chain) and
+   * {@link destroyContext} closes it.
+   */
+  s3?: S3Client;
+  /** Kinesis (the telemetry stream); like {@link FleetClients.s3}, see {@link kinesisClient}. */
+  kinesis?: KinesisClient;
 }
 
 export interface CliContext {
@@ -113,6 +159,12 @@ export interface GlobalFlags {
   serialPattern?: string;
   ringShares?: string;
   topicPrefix?: string;
+  /** Telemetry stream (an option of `telemetry replay`). */
+  stream?: string;
+  /** Telemetry rule names as JSON (an option of `telemetry replay`). */
+  telemetryRules?: string;
+  /** Telemetry error bucket (an option of `telemetry replay`). */
+  bucket?: string;
   actor?: string;
 }
 
@@ -124,7 +176,42 @@ export function defaultClients(region?: string): FleetClients {
     dynamo,
     doc: DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } }),
     iot: new IoTClient(config),
+    s3: newS3Client(region),
+    kinesis: newKinesisClient(region),
   };
+}
+
+/**
+ * An S3 client on the default AWS chain. Path-style addressing when AWS_ENDPOINT_URL_S3 (or
+ * AWS_ENDPOINT_URL) points at an emulator, whose host name cannot take a bucket label.
+ */
+export function newS3Client(
+  region?: string,
+  env: Record<string, string | undefined> = process.env,
+): S3Client {
+  const custom = Boolean(env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL);
+  return new S3Client({ ...(region ? { region } : {}), ...(custom ? { forcePathStyle: true } : {}) });
+}
+
+/**
+ * A Kinesis client on the default AWS chain, over HTTP/1.1: the CLI only puts and reads records
+ * (no SubscribeToShard, the one call that needs HTTP/2), and HTTP/1.1 also reaches the plain-HTTP
+ * emulators an AWS_ENDPOINT_URL_KINESIS may point at.
+ */
+export function newKinesisClient(region?: string): KinesisClient {
+  return new KinesisClient({ ...(region ? { region } : {}), requestHandler: new NodeHttpHandler() });
+}
+
+/** The context's S3 client, created on first use when the context was built without one. */
+export function s3Client(ctx: CliContext): S3Client {
+  ctx.clients.s3 ??= newS3Client();
+  return ctx.clients.s3;
+}
+
+/** The context's Kinesis client, created on first use when the context was built without one. */
+export function kinesisClient(ctx: CliContext): KinesisClient {
+  ctx.clients.kinesis ??= newKinesisClient();
+  return ctx.clients.kinesis;
 }
 
 /** Build a context from parts; anything omitted gets its default. For the lab and tests. */
@@ -147,6 +234,8 @@ export function destroyContext(ctx: CliContext): void {
   ctx.clients.doc.destroy();
   ctx.clients.dynamo.destroy();
   ctx.clients.iot.destroy();
+  ctx.clients.s3?.destroy();
+  ctx.clients.kinesis?.destroy();
 }
 
 /** Reads the stack outputs; injectable so resolution is testable without AWS. */
@@ -194,6 +283,9 @@ export async function resolveResources(input: ResolveInput): Promise<FleetResour
     serialPattern: input.flags.serialPattern,
     ringShares: input.flags.ringShares,
     topicPrefix: input.flags.topicPrefix,
+    telemetryStream: input.flags.stream,
+    telemetryRules: input.flags.telemetryRules,
+    telemetryErrorBucket: input.flags.bucket,
   };
   const keys = [...new Set([...input.needs, ...(input.wants ?? [])])];
   const raw: Partial<Record<ResourceKey, { value: string; from: string }>> = {};
@@ -271,6 +363,9 @@ function setResource(resources: FleetResources, key: ResourceKey, value: string,
       }
       resources.serialPattern = value;
       return;
+    case 'telemetryRules':
+      resources.telemetryRules = parseTelemetryRules(value, from);
+      return;
     default:
       resources[key] = value;
   }
@@ -307,6 +402,31 @@ export function parseTemplates(
     );
   }
   return parsed.data;
+}
+
+const telemetryRulesSchema = z.object({
+  telemetry: z.string().regex(TOPIC_RULE_NAME),
+  health: z.string().regex(TOPIC_RULE_NAME),
+});
+
+/** Parse the TelemetryRules JSON (stack output, env or flag): the topic rule name per record type. */
+export function parseTelemetryRules(text: string, from = 'the telemetry rules'): TelemetryRulesOutput {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new UsageError(
+      `${from} is not valid JSON; give the rule name of each record type, like {"telemetry":"fleet_telemetry","health":"fleet_health"}`,
+    );
+  }
+  const parsed = telemetryRulesSchema.safeParse(doc);
+  if (!parsed.success) {
+    throw new UsageError(
+      `${from} does not name the rules as expected (${parsed.error.issues.map((i) => `${i.path.join('.') || 'value'}: ${i.message}`).join('; ')}); ` +
+        'give {"telemetry":"<rule name>","health":"<rule name>"} with topic rule names (A-Z a-z 0-9 _)',
+    );
+  }
+  return { telemetry: parsed.data.telemetry, health: parsed.data.health };
 }
 
 /** Build the full context from global flags (what bin/fleet.ts does for each command). */

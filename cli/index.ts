@@ -24,3 +24,6 @@ export * from './commands/claim';
 export * from './commands/enrollment';
 export * from './commands/device';
 export * from './commands/sim';
+export * from './commands/telemetry';
+export { ErrorStore, putStreamRecords, putRecordsBatches, PUT_RECORDS_LIMITS } from './telemetry-store';
+export type { ErrorStoreObject, ReceiveWindow, StreamPut, StreamPutOutcome } from './telemetry-store';

@@ -14,6 +14,7 @@ import { registerLot } from './commands/lot';
 import { registerManifestImport } from './commands/manifest-import';
 import { registerManifestValidate } from './commands/manifest-validate';
 import { registerSim } from './commands/sim';
+import { registerTelemetry } from './commands/telemetry';
 import {
   CLI_ENV,
   CliContext,
@@ -85,7 +86,7 @@ export function buildProgram(
     ...(output.stderr ? { writeErr: output.stderr } : {}),
   });
   program.description(
-    'Operator CLI of the IoT fleet stack: manifests, lots, claim certificates, enrollments, devices.',
+    'Operator CLI of the IoT fleet stack: manifests, lots, claim certificates, enrollments, devices, telemetry replay.',
   );
   globalOptions(program);
   program.addHelpText(
@@ -103,6 +104,7 @@ ${examples([
   'fleet manifest import units.csv --dry-run',
   'fleet claim create --lot L2026-07 --out ./claims/L2026-07',
   'fleet enrollment list --denied --since 24h',
+  'fleet telemetry replay --since 6h --dry-run',
   'FLEET_DEVICES_TABLE=Devices FLEET_LOTS_TABLE=Lots FLEET_EVENTS_TABLE=Events fleet lot list',
 ])}`,
   );
@@ -134,6 +136,7 @@ ${examples([
   registerEnrollment(program, run);
   registerDevice(program, run);
   registerSim(program, run);
+  registerTelemetry(program, run);
 
   // `fleet --help` lists every command, including the subcommands of each group.
   program.addHelpText('after', () => {

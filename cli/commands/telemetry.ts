@@ -1,0 +1,546 @@
+/**
+ * `fleet telemetry replay`: re-ingest the messages the telemetry and health rules could not put
+ * on the stream.
+ *
+ * The rules' error actions write one S3 object per failed message to the error bucket, under
+ * `<ruleName>/<yyyy>/<MM>/<dd>/<HH>/<receivedAtMs>-<uuid>.json` (core/telemetry.ts ERROR_STORE),
+ * holding the AWS IoT error-action message. Replay lists the entries of a time window per rule,
+ * rebuilds the record the rule would have put (`toStreamRecord`, marked `replayed: true`, with the
+ * thing from the topic, the receive time from the key and the rule's trace id), puts it on the
+ * stream with PutRecords (partition key: the thing), and moves each re-ingested object to
+ * `replayed/<key>`, so a second replay does not ingest it again.
+ *
+ * Only entries where the Kinesis action failed are re-ingested. An entry whose only failures are
+ * other actions (a secondary sink such as Timestream) is skipped: the stream has the record. An
+ * entry that cannot be rebuilt (payload not JSON, topic not `dt/<prefix>/<thing>/<type>`) is
+ * unreplayable. Both are left in place and reported with their key.
+ */
+import { Command } from 'commander';
+import {
+  errorActionMessageSchema,
+  errorStoreKeyTime,
+  RECORD_TYPES,
+  RecordType,
+  StreamRecord,
+  thingOfDataTopic,
+  toStreamRecord,
+} from '../../core/telemetry';
+import type { TelemetryRulesOutput } from '../../core/stack-outputs';
+import {
+  CLI_ENV,
+  CliContext,
+  kinesisClient,
+  parseTelemetryRules,
+  requireResource,
+  ResourceKey,
+  s3Client,
+  TOPIC_RULE_NAME,
+} from '../context';
+import { CliError, EXIT_CODES, UsageError } from '../errors';
+import { formatTable } from '../output';
+import { examples, RunCommand } from '../registration';
+import { ErrorStore, ErrorStoreObject, putStreamRecords, StreamPut } from '../telemetry-store';
+import { parseTimeArg } from '../time';
+
+export interface TelemetryReplayOptions {
+  /** Oldest receive time to replay: ISO time, date, or duration before now (`6h`). @default everything */
+  since?: string;
+  /** Receive time to stop at (exclusive), same forms. @default 'now' */
+  until?: string;
+  /** Only this rule: its name, or its record type (`telemetry`, `health`). @default both rules */
+  rule?: string;
+  /** Classify and count only: put nothing on the stream, move nothing. @default false */
+  dryRun?: boolean;
+  /** Print JSON instead of a table. @default false */
+  json?: boolean;
+  /** PutRecords attempts per batch before a refused record counts as failed. @default 5 */
+  maxAttempts?: number;
+  /** Entries read, put and moved per step (bounds memory). @default 500 */
+  chunkSize?: number;
+  /** S3 calls in flight at once. @default 16 */
+  concurrency?: number;
+}
+
+/** The window and rule filter of `telemetry replay`, checked; needs no AWS. */
+export interface TelemetryReplayQuery {
+  since?: Date;
+  until: Date;
+  /** A rule name or record type, when given. */
+  rule?: string;
+}
+
+export interface ReplayCounts {
+  /** Entries in the window. */
+  found: number;
+  /** Entries put on the stream and moved to `replayed/` (with --dry-run: that would be). */
+  replayed: number;
+  /** Entries whose Kinesis action did not fail (left in place). */
+  skipped: number;
+  /** Entries that cannot be rebuilt into a record (left in place). */
+  unreplayable: number;
+  /** Entries that could not be read, put or moved (left in place, or re-ingested but not moved). */
+  failed: number;
+}
+
+export interface ReplayRuleCounts extends ReplayCounts {
+  rule: string;
+  type: RecordType;
+}
+
+export interface ReplayEntry {
+  key: string;
+  rule: string;
+}
+
+export interface ReplayResult {
+  dryRun: boolean;
+  bucket: string;
+  /** The stream records went to (with --dry-run: would go to, when known). */
+  stream?: string;
+  window: { since?: string; until: string };
+  counts: ReplayCounts;
+  byRule: ReplayRuleCounts[];
+  entries: {
+    /** Re-ingested entries (with --dry-run: those that would be) and where each was moved. */
+    replayed: (ReplayEntry & { thing: string; movedTo?: string })[];
+    skipped: (ReplayEntry & { reason: string })[];
+    unreplayable: (ReplayEntry & { problem: string })[];
+    failed: (ReplayEntry & { problem: string })[];
+  };
+  /** 0, or 1 when any entry failed. */
+  exitCode: number;
+}
+
+/** What one error-store entry becomes. */
+export type ReplayDecision =
+  | { kind: 'replay'; thing: string; record: StreamRecord }
+  | { kind: 'skip'; reason: string }
+  | { kind: 'unreplayable'; problem: string };
+
+/** The name AWS IoT gives a failed Kinesis action in the error-action message. */
+export const KINESIS_ACTION = 'KinesisAction';
+
+const RULE_FORM = 'a topic rule name (A-Z a-z 0-9 _) or a record type (telemetry, health)';
+
+/**
+ * Check the options of `telemetry replay` against `now` (and the rule names, when known), or
+ * throw a {@link UsageError} naming the flag and the fix.
+ */
+export function checkTelemetryReplayOptions(
+  opts: TelemetryReplayOptions,
+  now: Date,
+  rules?: TelemetryRulesOutput,
+): TelemetryReplayQuery {
+  const since = opts.since === undefined ? undefined : parseTimeArg(opts.since, now, '--since');
+  const until = parseTimeArg(opts.until ?? 'now', now, '--until');
+  if (since && since.getTime() >= until.getTime()) {
+    throw new UsageError(
+      `--since (${since.toISOString()}) must be before --until (${until.toISOString()}); widen the window`,
+    );
+  }
+  const rule = opts.rule?.trim();
+  if (rule !== undefined) {
+    const isType = (RECORD_TYPES as readonly string[]).includes(rule);
+    if (!isType && !TOPIC_RULE_NAME.test(rule))
+      throw new UsageError(`--rule "${opts.rule}" is not ${RULE_FORM}`);
+    if (!isType && rules && rule !== rules.telemetry && rule !== rules.health) {
+      throw new UsageError(
+        `--rule "${opts.rule}" is not one of the telemetry rules (${rules.telemetry}, ${rules.health}); ` +
+          'give one of them, a record type (telemetry, health), or no --rule for both',
+      );
+    }
+  }
+  for (const [flag, value] of [
+    ['maxAttempts', opts.maxAttempts],
+    ['chunkSize', opts.chunkSize],
+    ['concurrency', opts.concurrency],
+  ] as const) {
+    if (value !== undefined && (!Number.isInteger(value) || value < 1))
+      throw new UsageError(`${flag} must be a positive whole number, not ${value}`);
+  }
+  return { ...(since ? { since } : {}), until, ...(rule !== undefined ? { rule } : {}) };
+}
+
+/** The rules to replay, with their record type: both, or the one `rule` names. */
+export function replayRules(
+  rules: TelemetryRulesOutput,
+  rule?: string,
+): { rule: string; type: RecordType }[] {
+  const all = RECORD_TYPES.map((type) => ({ rule: rules[type], type }));
+  if (rule === undefined) return all;
+  const picked = all.filter((r) => r.type === rule || r.rule === rule);
+  if (picked.length === 0) {
+    throw new UsageError(
+      `--rule "${rule}" is not one of the telemetry rules (${rules.telemetry}, ${rules.health}); ` +
+        'give one of them, a record type (telemetry, health), or no --rule for both',
+    );
+  }
+  return picked;
+}
+
+/**
+ * What an entry of `type`'s rule becomes: the record to re-ingest, a skip (the Kinesis action
+ * did not fail) or the problem that keeps it from being rebuilt. Pure; `key` gives the receive time.
+ */
+export function decideReplay(key: string, text: string, type: RecordType): ReplayDecision {
+  const receivedAt = errorStoreKeyTime(key);
+  if (receivedAt === undefined)
+    return {
+      kind: 'unreplayable',
+      problem: 'the key is not in the error-store layout <rule>/yyyy/MM/dd/HH/<receivedAtMs>-<uuid>.json',
+    };
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return { kind: 'unreplayable', problem: 'the object is not JSON (not an AWS IoT error-action message)' };
+  }
+  const parsed = errorActionMessageSchema.safeParse(doc);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((i) => `${i.path.map(String).join('.') || '(message)'}: ${i.message}`)
+      .join('; ');
+    return { kind: 'unreplayable', problem: `not an AWS IoT error-action message (${issues})` };
+  }
+  const message = parsed.data;
+  if (!message.failures.some((f) => f.failedAction === KINESIS_ACTION)) {
+    const others = [...new Set(message.failures.map((f) => f.failedAction))];
+    return {
+      kind: 'skip',
+      reason:
+        others.length === 0
+          ? 'no failed action listed'
+          : `only ${others.join(', ')} failed; the stream has the record`,
+    };
+  }
+  const topic = thingOfDataTopic(message.topic);
+  if (!topic)
+    return {
+      kind: 'unreplayable',
+      problem: `topic "${message.topic}" is not a dt/<prefix>/<thing>/<type> topic`,
+    };
+  if (topic.type !== type)
+    return {
+      kind: 'unreplayable',
+      problem: `topic "${message.topic}" is a ${topic.type} topic, not ${type} like its rule`,
+    };
+  let payload: unknown;
+  try {
+    payload = JSON.parse(Buffer.from(message.base64OriginalPayload, 'base64').toString('utf8'));
+  } catch {
+    return { kind: 'unreplayable', problem: 'the payload is not JSON' };
+  }
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload))
+    return { kind: 'unreplayable', problem: 'the payload is JSON but not an object' };
+  return {
+    kind: 'replay',
+    thing: topic.thing,
+    record: toStreamRecord(type, payload, {
+      thing: topic.thing,
+      clientId: message.clientId,
+      receivedAt,
+      traceId: message.cloudwatchTraceId,
+      replayed: true,
+    }),
+  };
+}
+
+/** Map `fn` over `items` with at most `limit` calls in flight; results in order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next;
+      next += 1;
+      results[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+const errorText = (err: unknown): string =>
+  err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+
+/** An S3 or Kinesis error that is the operator's setup, as a CliError naming the fix; else the error. */
+function setupError(err: unknown, bucket: string, stream: string | undefined): unknown {
+  if (!(err instanceof Error)) return err;
+  if (err.name === 'NoSuchBucket')
+    return new CliError(
+      `error bucket ${bucket} does not exist; check --bucket, ${CLI_ENV.telemetryErrorBucket} or --stack, and the region (${err.message})`,
+    );
+  if (err.name === 'ResourceNotFoundException' && stream)
+    return new CliError(
+      `stream ${stream} was not found; check --stream, ${CLI_ENV.telemetryStream} or --stack, and the region (${err.message})`,
+    );
+  if (err.name === 'AccessDenied' || err.name === 'AccessDeniedException')
+    return new CliError(
+      `the AWS credentials were refused (${err.name}: ${err.message}); replay needs s3:ListBucket on ${bucket}, ` +
+        `s3:GetObject, s3:PutObject and s3:DeleteObject on its objects, and kinesis:PutRecords on ${stream ?? 'the stream'}`,
+    );
+  return err;
+}
+
+/**
+ * Replay the error store onto the telemetry stream (see the module comment). Returns the counts
+ * and the entries by outcome; `exitCode` is 1 when any entry failed. With `dryRun`, nothing is put
+ * or moved and `replayed` counts what would be.
+ */
+export async function telemetryReplay(opts: TelemetryReplayOptions, ctx: CliContext): Promise<ReplayResult> {
+  const rules = requireResource(ctx, 'telemetryRules');
+  const query = checkTelemetryReplayOptions(opts, ctx.now(), rules);
+  const selected = replayRules(rules, query.rule);
+  const bucket = requireResource(ctx, 'telemetryErrorBucket');
+  const dryRun = opts.dryRun === true;
+  const stream = dryRun ? ctx.resources.telemetryStream : requireResource(ctx, 'telemetryStream');
+  const store = new ErrorStore(s3Client(ctx), bucket);
+  const chunkSize = opts.chunkSize ?? 500;
+  const concurrency = opts.concurrency ?? 16;
+
+  const result: ReplayResult = {
+    dryRun,
+    bucket,
+    ...(stream ? { stream } : {}),
+    window: {
+      ...(query.since ? { since: query.since.toISOString() } : {}),
+      until: query.until.toISOString(),
+    },
+    counts: { found: 0, replayed: 0, skipped: 0, unreplayable: 0, failed: 0 },
+    byRule: [],
+    entries: { replayed: [], skipped: [], unreplayable: [], failed: [] },
+    exitCode: EXIT_CODES.ok,
+  };
+
+  try {
+    for (const { rule, type } of selected) {
+      const counts: ReplayRuleCounts = {
+        rule,
+        type,
+        found: 0,
+        replayed: 0,
+        skipped: 0,
+        unreplayable: 0,
+        failed: 0,
+      };
+      result.byRule.push(counts);
+      const fail = (key: string, problem: string): void => {
+        counts.failed += 1;
+        result.entries.failed.push({ key, rule, problem });
+      };
+      for await (const page of store.list(rule, { since: query.since, until: query.until })) {
+        for (let start = 0; start < page.length; start += chunkSize) {
+          const chunk = page.slice(start, start + chunkSize);
+          counts.found += chunk.length;
+          const decided = await mapLimit(chunk, concurrency, async (entry: ErrorStoreObject) => {
+            if (entry.receivedAt === undefined) return { entry, decision: decideReplay(entry.key, '', type) };
+            try {
+              return { entry, decision: decideReplay(entry.key, await store.read(entry.key), type) };
+            } catch (err) {
+              if (err instanceof Error && err.name === 'NoSuchBucket') throw err;
+              return { entry, error: `reading it failed (${errorText(err)})` };
+            }
+          });
+          const puts: StreamPut<{ key: string; thing: string }>[] = [];
+          for (const d of decided) {
+            const key = d.entry.key;
+            if ('error' in d) fail(key, d.error ?? 'unknown error');
+            else if (d.decision.kind === 'skip') {
+              counts.skipped += 1;
+              result.entries.skipped.push({ key, rule, reason: d.decision.reason });
+            } else if (d.decision.kind === 'unreplayable') {
+              counts.unreplayable += 1;
+              result.entries.unreplayable.push({ key, rule, problem: d.decision.problem });
+            } else
+              puts.push({
+                ref: { key, thing: d.decision.thing },
+                partitionKey: d.decision.thing,
+                data: Buffer.from(JSON.stringify(d.decision.record), 'utf8'),
+              });
+          }
+          if (dryRun) {
+            counts.replayed += puts.length;
+            for (const p of puts) result.entries.replayed.push({ ...p.ref, rule });
+            continue;
+          }
+          const outcome = await putStreamRecords(kinesisClient(ctx), stream as string, puts, {
+            sleep: ctx.sleep,
+            maxAttempts: opts.maxAttempts,
+          });
+          for (const f of outcome.failed) fail(f.ref.key, `putting it on the stream failed: ${f.error}`);
+          const moved = await mapLimit(outcome.ok, concurrency, async (ref) => {
+            try {
+              return { ref, movedTo: await store.markReplayed(ref.key) };
+            } catch (err) {
+              return { ref, error: errorText(err) };
+            }
+          });
+          for (const m of moved) {
+            if (m.movedTo === undefined)
+              fail(
+                m.ref.key,
+                `re-ingested, but moving it to replayed/ failed (${m.error}); a later replay ingests it again`,
+              );
+            else {
+              counts.replayed += 1;
+              result.entries.replayed.push({ ...m.ref, rule, movedTo: m.movedTo });
+            }
+          }
+        }
+      }
+      for (const k of ['found', 'replayed', 'skipped', 'unreplayable', 'failed'] as const)
+        result.counts[k] += counts[k];
+    }
+  } catch (err) {
+    throw setupError(err, bucket, stream);
+  }
+
+  result.exitCode = result.counts.failed > 0 ? EXIT_CODES.failed : EXIT_CODES.ok;
+  if (opts.json) ctx.out.json(result);
+  else printReplay(result, ctx);
+  return result;
+}
+
+/** Listed entries per kind in the table output (all of them are in --json). */
+const MAX_LISTED = 50;
+
+function printReplay(result: ReplayResult, ctx: CliContext): void {
+  const { counts, dryRun } = result;
+  const window = `${result.window.since ?? 'the oldest entry'} .. ${result.window.until}`;
+  ctx.out.info(
+    `${dryRun ? 'dry run: ' : ''}telemetry replay from s3://${result.bucket} to stream ${result.stream ?? '(not resolved)'}, received ${window}`,
+  );
+  const row = (name: string, type: string, c: ReplayCounts): string[] => [
+    name,
+    type,
+    String(c.found),
+    String(c.replayed),
+    String(c.skipped),
+    String(c.unreplayable),
+    String(c.failed),
+  ];
+  for (const line of formatTable(
+    ['RULE', 'TYPE', 'FOUND', dryRun ? 'WOULD REPLAY' : 'REPLAYED', 'SKIPPED', 'UNREPLAYABLE', 'FAILED'],
+    [
+      ...result.byRule.map((r) => row(r.rule, r.type, r)),
+      ...(result.byRule.length > 1 ? [row('total', '', counts)] : []),
+    ],
+  ))
+    ctx.out.info(line);
+
+  if (result.entries.skipped.length > 0) {
+    const reasons = new Map<string, number>();
+    for (const s of result.entries.skipped) reasons.set(s.reason, (reasons.get(s.reason) ?? 0) + 1);
+    ctx.out.info('skipped (left in place):');
+    for (const [reason, n] of reasons) ctx.out.info(`  ${n} x ${reason}`);
+  }
+  const listing = (title: string, items: { key: string; problem: string }[]): void => {
+    if (items.length === 0) return;
+    ctx.out.info(title);
+    for (const line of formatTable(
+      ['KEY', 'PROBLEM'],
+      items.slice(0, MAX_LISTED).map((i) => [i.key, i.problem]),
+    ))
+      ctx.out.info(`  ${line}`);
+    if (items.length > MAX_LISTED)
+      ctx.out.info(`  (${MAX_LISTED} of ${items.length} shown; --json lists all of them)`);
+  };
+  listing('unreplayable (left in place; fix or delete them by hand):', result.entries.unreplayable);
+  listing('failed:', result.entries.failed);
+
+  if (dryRun)
+    ctx.out.info(
+      `dry run: ${counts.replayed} of ${counts.found} entr${counts.found === 1 ? 'y' : 'ies'} would be replayed; nothing was put or moved`,
+    );
+  else if (counts.failed > 0)
+    ctx.out.info(
+      `${counts.failed} entr${counts.failed === 1 ? 'y' : 'ies'} failed; run the replay again to retry them (replayed entries are not ingested twice)`,
+    );
+  else
+    ctx.out.info(
+      `${counts.replayed} entr${counts.replayed === 1 ? 'y' : 'ies'} replayed; moved under replayed/`,
+    );
+}
+
+/** Resources `telemetry replay` resolves: the stream only when it puts records. */
+export function telemetryReplayNeeds(dryRun: boolean): { needs: ResourceKey[]; wants: ResourceKey[] } {
+  return dryRun
+    ? { needs: ['telemetryErrorBucket', 'telemetryRules'], wants: ['telemetryStream'] }
+    : { needs: ['telemetryErrorBucket', 'telemetryRules', 'telemetryStream'], wants: [] };
+}
+
+/** The rule names given by flag or environment (no AWS), for checking --rule before resolution. */
+function rulesWithoutAws(
+  flag: string | undefined,
+  env: Record<string, string | undefined>,
+): TelemetryRulesOutput | undefined {
+  if (flag) return parseTelemetryRules(flag, 'flag --telemetry-rules');
+  const fromEnv = env[CLI_ENV.telemetryRules];
+  return fromEnv ? parseTelemetryRules(fromEnv, `environment variable ${CLI_ENV.telemetryRules}`) : undefined;
+}
+
+/** `fleet telemetry replay`. */
+export function registerTelemetry(program: Command, run: RunCommand): void {
+  const telemetry = program.command('telemetry').description('telemetry and health records');
+  telemetry
+    .command('replay')
+    .description('re-ingest the messages the telemetry and health rules could not put on the stream')
+    .option('--since <time>', 'oldest receive time: ISO time, date, or 30m/6h/7d before now (default: all)')
+    .option('--until <time>', 'receive time to stop at (exclusive), same forms', 'now')
+    .option('--rule <name>', 'only this rule: its name, or a record type (telemetry, health)')
+    .option('--dry-run', 'count and classify only: put nothing, move nothing')
+    .option('--json', 'print JSON')
+    .option(
+      '--stream <name>',
+      `telemetry stream (env ${CLI_ENV.telemetryStream}, output TelemetryStreamName)`,
+    )
+    .option(
+      '--bucket <name>',
+      `error bucket of the rules (env ${CLI_ENV.telemetryErrorBucket}, output TelemetryErrorBucketName)`,
+    )
+    .option(
+      '--telemetry-rules <json>',
+      `rule name per record type, {"telemetry":"…","health":"…"} (env ${CLI_ENV.telemetryRules}, output TelemetryRules)`,
+    )
+    .addHelpText(
+      'after',
+      `
+The rules' error actions keep each message they could not deliver in the error bucket, under
+<rule>/yyyy/MM/dd/HH/<receivedAtMs>-<uuid>.json. Replay lists the entries received in the window,
+rebuilds the record the rule would have put (thing from the topic, receive time from the key,
+the rule's trace id, replayed: true), puts it on the stream (partition key: the thing, retrying
+refused records) and moves the object to replayed/<key>: a second replay does not ingest it again.
+Only entries whose Kinesis action failed are re-ingested; entries where only another action
+failed (e.g. Timestream) are skipped, and entries that cannot be rebuilt (payload not JSON, topic
+not dt/<prefix>/<thing>/<type>) are reported as unreplayable. Both stay where they are.
+Exit code 1 when any entry failed to be read, put or moved.
+Needs s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject and kinesis:PutRecords.
+${examples([
+  'fleet telemetry replay --since 6h --dry-run',
+  'fleet telemetry replay --since 2026-07-01T08:00:00Z --until 2026-07-01T12:00:00Z',
+  'fleet telemetry replay --rule health --json',
+])}`,
+    )
+    .action(async (o, cmd: Command) => {
+      const opts: TelemetryReplayOptions = {
+        since: o.since,
+        until: o.until,
+        rule: o.rule,
+        dryRun: o.dryRun,
+        json: o.json,
+      };
+      return run(
+        cmd,
+        {
+          ...telemetryReplayNeeds(opts.dryRun === true),
+          validate: () =>
+            void checkTelemetryReplayOptions(
+              opts,
+              new Date(),
+              rulesWithoutAws(o.telemetryRules, process.env),
+            ),
+        },
+        (ctx) => telemetryReplay(opts, ctx),
+      );
+    });
+}
