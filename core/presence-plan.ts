@@ -8,6 +8,10 @@
  * - The connectivity fields move only forward in (versionNumber, timestamp) order: AWS documents
  *   that lifecycle messages may arrive out of order or twice, so a late or duplicate event never
  *   rolls them back. The registry enforces the same order in its conditional write.
+ * - They include the disconnect reason (stored by a disconnect, removed by a connect) and, on a
+ *   connect newer than the stored lastSeen, lastSeen itself: the same write, at no extra cost.
+ *   lastSeen is shared with the health consumer, so it only ever moves forward (the registry
+ *   guards it too).
  */
 import { canTransition, LIFECYCLE } from './lifecycle';
 import { DeviceEventType, DeviceRecord } from './model';
@@ -36,6 +40,18 @@ export function isNewerPresence(
   return a.timestamp > (stored.presenceTimestamp ?? -1);
 }
 
+/** The connectivity fields a presence event writes. */
+export interface PresenceFields {
+  connected: boolean;
+  versionNumber: number;
+  /** Event time, epoch milliseconds. */
+  timestamp: number;
+  /** The event's disconnect reason (disconnects only); a connect clears the stored one. */
+  disconnectReason?: string;
+  /** ISO event time, set on a connect newer than the stored lastSeen. */
+  lastSeen?: string;
+}
+
 export type PresencePlan =
   | { kind: 'ignore'; why: 'UNKNOWN_DEVICE' | 'STALE' }
   | {
@@ -44,10 +60,24 @@ export type PresencePlan =
       activate: boolean;
       /** The connectivity fields move to this event. */
       updatePresence: boolean;
-      presence: { connected: boolean; versionNumber: number; timestamp: number };
+      presence: PresenceFields;
       /** Trail entries to append once the write succeeded. */
       events: DeviceEventType[];
     };
+
+/** The connectivity fields of `event` written over `device`. */
+export function presenceFields(event: PresenceEvent, device: Pick<DeviceRecord, 'lastSeen'>): PresenceFields {
+  const connected = event.eventType === 'connected';
+  const fields: PresenceFields = {
+    connected,
+    versionNumber: event.versionNumber,
+    timestamp: event.timestamp,
+  };
+  if (!connected && event.disconnectReason) fields.disconnectReason = event.disconnectReason;
+  const at = new Date(event.timestamp).toISOString();
+  if (connected && (device.lastSeen === undefined || device.lastSeen < at)) fields.lastSeen = at;
+  return fields;
+}
 
 export function planPresence(event: PresenceEvent, device: DeviceRecord | undefined): PresencePlan {
   if (!device) return { kind: 'ignore', why: 'UNKNOWN_DEVICE' };
@@ -66,7 +96,7 @@ export function planPresence(event: PresenceEvent, device: DeviceRecord | undefi
     kind: 'apply',
     activate,
     updatePresence,
-    presence: { connected, versionNumber: event.versionNumber, timestamp: event.timestamp },
+    presence: presenceFields(event, device),
     events,
   };
 }

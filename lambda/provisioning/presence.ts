@@ -122,8 +122,12 @@ export function createPresenceHandler(deps: PresenceDeps): (event: unknown) => P
             at,
           });
         } else if (!(await registry.recordPresence(serial, plan.presence))) {
-          // A newer event was recorded between the read and the write: this one is stale now.
-          return 'STALE';
+          // A newer event was recorded between the read and the write: this one is stale now. When
+          // the write also moved lastSeen, a health report may have moved lastSeen past it instead:
+          // re-read, and the new plan leaves lastSeen alone.
+          if (plan.presence.lastSeen === undefined || attempt >= MAX_ATTEMPTS) return 'STALE';
+          logger.debug('presence write lost to a newer lastSeen or event; re-reading', { serial, attempt });
+          continue;
         }
       } catch (err) {
         const lost = err instanceof RegistryConditionError || isConditionFailure(err);

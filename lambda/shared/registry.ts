@@ -11,7 +11,14 @@
  * not list is refused with a `LifecycleError` before any write, and a lost race surfaces as
  * {@link RegistryConditionError}.
  */
-import { DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  BatchGetCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import type { DeviceHealthState } from '../../core/health';
 import {
   CertificateLineageEntry,
   DeviceEvent,
@@ -107,6 +114,13 @@ export interface PresenceInput {
   versionNumber: number;
   /** Event time, epoch milliseconds. */
   timestamp: number;
+  /** Stored on a disconnect; a connect (or a disconnect without one) removes the stored reason. */
+  disconnectReason?: string;
+  /**
+   * ISO time to store as lastSeen (a connect newer than the lastSeen read). The write then also
+   * requires the stored lastSeen to be older, so it never moves lastSeen back.
+   */
+  lastSeen?: string;
 }
 
 export interface ActivateInput {
@@ -123,6 +137,124 @@ export interface ActivateInput {
 /** The write-side twin of `isNewerPresence` (core/presence-plan.ts). */
 const NEWER_PRESENCE_CONDITION =
   '(attribute_not_exists(#pv) OR #pv < :pv OR (#pv = :pv AND (attribute_not_exists(#pt) OR #pt < :pt)))';
+/** lastSeen only moves forward: the presence and health writes both guard it with this. */
+const OLDER_LAST_SEEN_CONDITION = '(attribute_not_exists(#seen) OR #seen < :seen)';
+/** A health report is written only over an older one (or none). */
+const NEWER_HEALTH_CONDITION = '(attribute_not_exists(#hts) OR #hts < :hts)';
+
+/**
+ * The connectivity part of a presence write (shared by {@link Registry.recordPresence} and
+ * {@link Registry.activate}): the fields, the disconnect reason (set on a disconnect that has
+ * one, removed otherwise) and lastSeen when given, with the ordering conditions.
+ */
+function presenceUpdate(p: PresenceInput): {
+  sets: string[];
+  removes: string[];
+  names: Record<string, string>;
+  values: Record<string, unknown>;
+  condition: string;
+} {
+  const sets = ['#conn = :conn', '#pv = :pv', '#pt = :pt'];
+  const removes: string[] = [];
+  const names: Record<string, string> = {
+    '#conn': 'connected',
+    '#pv': 'presenceVersion',
+    '#pt': 'presenceTimestamp',
+    '#dr': 'disconnectReason',
+  };
+  const values: Record<string, unknown> = {
+    ':conn': p.connected,
+    ':pv': p.versionNumber,
+    ':pt': p.timestamp,
+  };
+  const conditions = [NEWER_PRESENCE_CONDITION];
+  if (!p.connected && p.disconnectReason) {
+    sets.push('#dr = :dr');
+    values[':dr'] = p.disconnectReason;
+  } else {
+    removes.push('#dr');
+  }
+  if (p.lastSeen !== undefined) {
+    sets.push('#seen = :seen');
+    names['#seen'] = 'lastSeen';
+    values[':seen'] = p.lastSeen;
+    conditions.push(OLDER_LAST_SEEN_CONDITION);
+  }
+  return { sets, removes, names, values, condition: conditions.join(' AND ') };
+}
+
+/** `SET a, b REMOVE c` from lists. */
+function updateExpression(sets: readonly string[], removes: readonly string[] = []): string {
+  return [`SET ${sets.join(', ')}`, removes.length > 0 ? `REMOVE ${removes.join(', ')}` : '']
+    .filter(Boolean)
+    .join(' ');
+}
+
+/** The attributes the health consumer reads of a device. */
+export const HEALTH_VIEW_ATTRIBUTES = [
+  'serial',
+  'lot',
+  'ring',
+  'currentFirmware',
+  'lastSeen',
+  'healthBootId',
+  'healthUptimeS',
+  'healthTs',
+  'lastFirmwareChange',
+] as const;
+
+/**
+ * The last firmware change the health consumer recorded on the device item, with the write that
+ * made it, so that a retry can complete a FIRMWARE_CHANGED trail entry whose append failed after
+ * the write (the item then no longer shows the old version).
+ */
+export interface FirmwareChangeMark {
+  from: string;
+  to: string;
+  /** ISO time of the report that first ran `to` (the trail entry's `at`). */
+  at: string;
+}
+
+/** What the health consumer reads of a device (a projection of the Devices item). */
+export type DeviceHealthView = Pick<
+  DeviceRecord,
+  'serial' | 'lot' | 'ring' | 'currentFirmware' | 'lastSeen' | 'healthBootId' | 'healthUptimeS' | 'healthTs'
+> & { lastFirmwareChange?: FirmwareChangeMark };
+
+/** Result of {@link Registry.getHealthViews}. */
+export interface HealthViews {
+  /** The devices found; a serial asked for and neither here nor in `unresolved` does not exist. */
+  found: Map<string, DeviceHealthView>;
+  /** Serials the reads could not resolve (a failed request, or keys DynamoDB left unprocessed). */
+  unresolved: Set<string>;
+  /** The first error of a failed request, for the log. */
+  error?: unknown;
+}
+
+/** The health state write: a new boot, a firmware change or a device's first report. */
+export interface HealthStateWrite {
+  state: DeviceHealthState;
+  /** ISO receive time of the report: lastSeen, unless a later one is stored. */
+  seenAt: string;
+  /** Set when the reported firmware differs from the stored `currentFirmware`. */
+  firmwareChange?: FirmwareChangeMark;
+}
+
+/** The throttled heartbeat write: lastSeen with the latest uptime and report time. */
+export interface LastSeenWrite {
+  /** ISO receive time of the report. */
+  seenAt: string;
+  /** Written only when the stored lastSeen is older than this (ISO): one write per interval. */
+  dueBefore: string;
+  uptimeS: number;
+  /** Report time (device clock), epoch ms. */
+  ts: number;
+}
+
+/** Keys per BatchGetItem request (the DynamoDB limit). */
+const BATCH_GET_KEYS = 100;
+/** BatchGetItem rounds for keys DynamoDB leaves unprocessed (throttling, 16 MB responses). */
+const BATCH_GET_ROUNDS = 4;
 
 export class Registry {
   readonly tables: RegistryTableNames;
@@ -262,6 +394,7 @@ export class Registry {
   async activate(serial: string, input: ActivateInput, opts: CallOptions = {}): Promise<DeviceRecord> {
     const at = input.at ?? this.now().toISOString();
     const sets = ['#status = :to', '#rev = :next', '#act = :at', '#upd = :at'];
+    const removes: string[] = [];
     const names: Record<string, string> = {
       '#act': 'activatedAt',
       '#upd': 'updatedAt',
@@ -275,17 +408,15 @@ export class Registry {
     };
     const extra = ['#cert = :cert'];
     if (input.presence) {
-      sets.push('#conn = :conn', '#pv = :pv', '#pt = :pt');
-      Object.assign(names, { '#conn': 'connected', '#pv': 'presenceVersion', '#pt': 'presenceTimestamp' });
-      Object.assign(values, {
-        ':conn': input.presence.connected,
-        ':pv': input.presence.versionNumber,
-        ':pt': input.presence.timestamp,
-      });
-      extra.push(NEWER_PRESENCE_CONDITION);
+      const p = presenceUpdate(input.presence);
+      sets.push(...p.sets);
+      removes.push(...p.removes);
+      Object.assign(names, p.names);
+      Object.assign(values, p.values);
+      extra.push(p.condition);
     }
     return this.applyTransition('activate', serial, input.expectedStatus, input.expectedRevision, {
-      update: `SET ${sets.join(', ')}`,
+      update: updateExpression(sets, removes),
       names,
       values,
       extraCondition: extra.join(' AND '),
@@ -295,34 +426,26 @@ export class Registry {
 
   /**
    * Connectivity bookkeeping (not a status transition, so `revision` is left alone): applied
-   * only when the event is newer by (versionNumber, timestamp). Returns the updated record, or
-   * undefined when the event is stale or a duplicate, or the device does not exist.
+   * only when the event is newer by (versionNumber, timestamp), and, when it carries lastSeen,
+   * only over an older lastSeen. Returns the updated record, or undefined when a condition
+   * failed (the event is stale or a duplicate, lastSeen moved past it, or the device does not
+   * exist).
    */
   async recordPresence(
     serial: string,
     p: PresenceInput,
     opts: CallOptions = {},
   ): Promise<DeviceRecord | undefined> {
+    const u = presenceUpdate(p);
     try {
       const out = await this.doc.send(
         new UpdateCommand({
           TableName: this.tables.devices,
           Key: { [TABLES.devices.partitionKey]: serial },
-          UpdateExpression: 'SET #conn = :conn, #pv = :pv, #pt = :pt, #upd = :at',
-          ConditionExpression: `attribute_exists(#pk) AND ${NEWER_PRESENCE_CONDITION}`,
-          ExpressionAttributeNames: {
-            '#pk': TABLES.devices.partitionKey,
-            '#conn': 'connected',
-            '#pv': 'presenceVersion',
-            '#pt': 'presenceTimestamp',
-            '#upd': 'updatedAt',
-          },
-          ExpressionAttributeValues: {
-            ':conn': p.connected,
-            ':pv': p.versionNumber,
-            ':pt': p.timestamp,
-            ':at': this.now().toISOString(),
-          },
+          UpdateExpression: updateExpression([...u.sets, '#upd = :at'], u.removes),
+          ConditionExpression: `attribute_exists(#pk) AND ${u.condition}`,
+          ExpressionAttributeNames: { '#pk': TABLES.devices.partitionKey, '#upd': 'updatedAt', ...u.names },
+          ExpressionAttributeValues: { ...u.values, ':at': this.now().toISOString() },
           ReturnValues: 'ALL_NEW',
         }),
         { abortSignal: opts.abortSignal },
@@ -330,6 +453,162 @@ export class Registry {
       return out.Attributes as DeviceRecord;
     } catch (err) {
       if (isConditionFailure(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The health consumer's read: the devices of `serials` (strongly consistent, so a retry after
+   * a failed write sees what that write left), {@link HEALTH_VIEW_ATTRIBUTES} only, in
+   * BatchGetItem requests of up to 100 keys sent together. Never throws: a failed request, or keys
+   * still unprocessed after a few rounds, leave their serials in `unresolved`.
+   */
+  async getHealthViews(serials: readonly string[], opts: CallOptions = {}): Promise<HealthViews> {
+    const result: HealthViews = { found: new Map(), unresolved: new Set() };
+    const chunks: string[][] = [];
+    for (let i = 0; i < serials.length; i += BATCH_GET_KEYS)
+      chunks.push(serials.slice(i, i + BATCH_GET_KEYS));
+    await Promise.all(
+      chunks.map(async (chunk) => {
+        try {
+          const { items, unprocessed } = await this.batchGetViews(chunk, opts);
+          for (const item of items) result.found.set(item.serial, item);
+          for (const serial of unprocessed) result.unresolved.add(serial);
+        } catch (err) {
+          result.error ??= err;
+          for (const serial of chunk) result.unresolved.add(serial);
+        }
+      }),
+    );
+    return result;
+  }
+
+  private async batchGetViews(
+    serials: readonly string[],
+    opts: CallOptions,
+  ): Promise<{ items: DeviceHealthView[]; unprocessed: string[] }> {
+    const pk = TABLES.devices.partitionKey;
+    const names = Object.fromEntries(HEALTH_VIEW_ATTRIBUTES.map((a, i) => [`#a${i}`, a]));
+    const items: DeviceHealthView[] = [];
+    let keys: Record<string, unknown>[] = serials.map((s) => ({ [pk]: s }));
+    for (let round = 1; keys.length > 0 && round <= BATCH_GET_ROUNDS; round++) {
+      if (round > 1) await new Promise((r) => setTimeout(r, 25 * 2 ** round * Math.random()));
+      const out = await this.doc.send(
+        new BatchGetCommand({
+          RequestItems: {
+            [this.tables.devices]: {
+              Keys: keys,
+              ConsistentRead: true,
+              ProjectionExpression: Object.keys(names).join(', '),
+              ExpressionAttributeNames: names,
+            },
+          },
+        }),
+        { abortSignal: opts.abortSignal },
+      );
+      items.push(...((out.Responses?.[this.tables.devices] ?? []) as DeviceHealthView[]));
+      keys = (out.UnprocessedKeys?.[this.tables.devices]?.Keys ?? []) as Record<string, unknown>[];
+    }
+    return { items, unprocessed: keys.map((k) => String(k[pk])) };
+  }
+
+  /**
+   * The health write of a new boot, a firmware change or a device's first report: ONE conditional
+   * UpdateItem of healthBootId, healthUptimeS, healthTs, currentFirmware and lastSeen (and the
+   * firmware change mark), applied only over an older report, so a late or duplicate report never
+   * rolls the state back. lastSeen is only moved forward: when a later one is stored (a connect
+   * the presence function recorded meanwhile) the write is made once more without it.
+   * Returns whether the state was written and whether lastSeen was; `{ applied: false }` means a
+   * newer report is stored already or the device does not exist.
+   */
+  async recordHealthState(
+    serial: string,
+    w: HealthStateWrite,
+    opts: CallOptions = {},
+  ): Promise<{ applied: boolean; lastSeen: boolean }> {
+    const sets = ['#boot = :boot', '#up = :up', '#hts = :hts', '#fw = :fw', '#upd = :upd'];
+    const names: Record<string, string> = {
+      '#pk': TABLES.devices.partitionKey,
+      '#boot': 'healthBootId',
+      '#up': 'healthUptimeS',
+      '#hts': 'healthTs',
+      '#fw': 'currentFirmware',
+      '#upd': 'updatedAt',
+    };
+    const values: Record<string, unknown> = {
+      ':boot': w.state.bootId,
+      ':up': w.state.uptimeS,
+      ':hts': w.state.ts,
+      ':fw': w.state.fw,
+      ':upd': this.now().toISOString(),
+    };
+    if (w.firmwareChange) {
+      sets.push('#fwc = :fwc');
+      names['#fwc'] = 'lastFirmwareChange';
+      values[':fwc'] = w.firmwareChange;
+    }
+    const condition = `attribute_exists(#pk) AND ${NEWER_HEALTH_CONDITION}`;
+    const write = async (withLastSeen: boolean): Promise<boolean> =>
+      this.conditionalUpdate(
+        serial,
+        {
+          UpdateExpression: updateExpression(withLastSeen ? [...sets, '#seen = :seen'] : sets),
+          ConditionExpression: withLastSeen ? `${condition} AND ${OLDER_LAST_SEEN_CONDITION}` : condition,
+          ExpressionAttributeNames: withLastSeen ? { ...names, '#seen': 'lastSeen' } : names,
+          ExpressionAttributeValues: withLastSeen ? { ...values, ':seen': w.seenAt } : values,
+        },
+        opts,
+      );
+    if (await write(true)) return { applied: true, lastSeen: true };
+    return { applied: await write(false), lastSeen: false };
+  }
+
+  /**
+   * The throttled heartbeat: lastSeen with the latest uptime and report time, written only when
+   * the stored lastSeen is older than `dueBefore` and the stored report older than this one.
+   * Returns false when a condition failed (lastSeen is recent, a newer report is stored, or the
+   * device does not exist).
+   */
+  async recordLastSeen(serial: string, w: LastSeenWrite, opts: CallOptions = {}): Promise<boolean> {
+    return this.conditionalUpdate(
+      serial,
+      {
+        UpdateExpression: 'SET #seen = :seen, #up = :up, #hts = :hts',
+        ConditionExpression: `attribute_exists(#pk) AND ${NEWER_HEALTH_CONDITION} AND (attribute_not_exists(#seen) OR #seen < :due)`,
+        ExpressionAttributeNames: {
+          '#pk': TABLES.devices.partitionKey,
+          '#seen': 'lastSeen',
+          '#up': 'healthUptimeS',
+          '#hts': 'healthTs',
+        },
+        ExpressionAttributeValues: { ':seen': w.seenAt, ':due': w.dueBefore, ':up': w.uptimeS, ':hts': w.ts },
+      },
+      opts,
+    );
+  }
+
+  /** An UpdateItem of a device that returns false when its condition fails. */
+  private async conditionalUpdate(
+    serial: string,
+    u: Pick<
+      ConstructorParameters<typeof UpdateCommand>[0],
+      'UpdateExpression' | 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'
+    >,
+    opts: CallOptions,
+  ): Promise<boolean> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.devices,
+          Key: { [TABLES.devices.partitionKey]: serial },
+          ...u,
+          ReturnValues: 'NONE',
+        }),
+        { abortSignal: opts.abortSignal },
+      );
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
       throw err;
     }
   }
