@@ -2,6 +2,10 @@
  * A minimal Kinesis JSON-protocol client for the lab's own calls to the Kinesis emulator
  * (create stream, put record, read shards). HTTP/1.1, unsigned but with the header shape the
  * emulator checks. Lambda code uses the real SDK client through AWS_ENDPOINT_URL_KINESIS.
+ *
+ * Every call is bounded ({@link LabKinesisOptions.timeoutMs}): a call the emulator does not
+ * answer in time fails with `TimeoutError` and its connection is closed, so a paused Kinesis
+ * (the lab's fault injection) never applies it later.
  */
 import { request } from 'node:http';
 
@@ -21,17 +25,33 @@ export interface KinesisRecord {
   PartitionKey: string;
 }
 
+export interface LabKinesisOptions {
+  /** Longest wait for an answer, ms. @default 3000 */
+  timeoutMs?: number;
+}
+
+export type IteratorStart =
+  | { type: 'TRIM_HORIZON' | 'LATEST' }
+  | { type: 'AFTER_SEQUENCE_NUMBER' | 'AT_SEQUENCE_NUMBER'; sequenceNumber: string }
+  | { type: 'AT_TIMESTAMP'; timestamp: number };
+
 export class LabKinesis {
+  readonly timeoutMs: number;
+
   constructor(
     readonly endpoint: string,
     readonly region = 'us-east-1',
-  ) {}
+    opts: LabKinesisOptions = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 3000;
+  }
 
   call<T = Record<string, unknown>>(operation: string, body: Record<string, unknown>): Promise<T> {
     const url = new URL(this.endpoint);
     const data = Buffer.from(JSON.stringify(body));
     const date = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
     return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined = undefined;
       const req = request(
         {
           host: url.hostname,
@@ -50,16 +70,40 @@ export class LabKinesis {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => {
+            clearTimeout(timer);
             const text = Buffer.concat(chunks).toString('utf8');
-            const parsed = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+            let parsed: Record<string, unknown>;
+            try {
+              parsed = (text ? JSON.parse(text) : {}) as Record<string, unknown>;
+            } catch {
+              reject(
+                new KinesisError('KinesisError', `unreadable answer to ${operation}: ${text.slice(0, 200)}`),
+              );
+              return;
+            }
             if ((res.statusCode ?? 500) >= 400) {
               const type = String(parsed.__type ?? 'KinesisError').replace(/^.*#/, '');
               reject(new KinesisError(type, String(parsed.message ?? parsed.Message ?? text)));
             } else resolve(parsed as T);
           });
+          res.on('error', (e) => {
+            clearTimeout(timer);
+            reject(e);
+          });
         },
       );
-      req.on('error', reject);
+      timer = setTimeout(() => {
+        req.destroy(
+          new KinesisError(
+            'TimeoutError',
+            `${operation}: no answer from Kinesis within ${this.timeoutMs} ms`,
+          ),
+        );
+      }, this.timeoutMs);
+      req.on('error', (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
       req.end(data);
     });
   }
@@ -87,11 +131,18 @@ export class LabKinesis {
     return out.StreamDescription.Shards.map((s) => s.ShardId);
   }
 
-  async shardIterator(stream: string, shardId: string, type: 'TRIM_HORIZON' | 'LATEST'): Promise<string> {
+  async shardIterator(
+    stream: string,
+    shardId: string,
+    start: IteratorStart | 'TRIM_HORIZON' | 'LATEST',
+  ): Promise<string> {
+    const s: IteratorStart = typeof start === 'string' ? { type: start } : start;
     const out = await this.call<{ ShardIterator: string }>('GetShardIterator', {
       StreamName: stream,
       ShardId: shardId,
-      ShardIteratorType: type,
+      ShardIteratorType: s.type,
+      ...('sequenceNumber' in s ? { StartingSequenceNumber: s.sequenceNumber } : {}),
+      ...('timestamp' in s ? { Timestamp: s.timestamp / 1000 } : {}),
     });
     return out.ShardIterator;
   }
