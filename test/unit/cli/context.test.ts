@@ -1,5 +1,17 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { IoTClient } from '@aws-sdk/client-iot';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { parseRingShares } from '../../../core/rings';
-import { contextFromFlags, parseTemplates, resolveResources } from '../../../cli/context';
+import {
+  contextFromFlags,
+  createContext,
+  destroyContext,
+  kinesisClient,
+  parseTelemetryRules,
+  parseTemplates,
+  resolveResources,
+  s3Client,
+} from '../../../cli/context';
 import { UsageError } from '../../../cli/errors';
 import { formatTable } from '../../../cli/output';
 import { parseTimeArg } from '../../../cli/time';
@@ -179,6 +191,98 @@ describe('contract values: serial pattern, ring shares, topic prefix', () => {
     });
     expect(ctx.resources).toEqual({ lotsTable: 'lots' });
     expect(ctx.actor).toBe('ops');
+  });
+});
+
+describe('telemetry resources: stream, rule names, error bucket', () => {
+  const needs = ['telemetryStream', 'telemetryRules', 'telemetryErrorBucket'] as const;
+  const rules = { telemetry: 'fleet_telemetry', health: 'fleet_health' };
+
+  test('resolve from the stack outputs; the rule names are parsed', async () => {
+    const r = await resolveResources({
+      flags: {},
+      env: {},
+      needs,
+      readStackOutputs: async () => ({
+        TelemetryStreamName: 'stack-stream',
+        TelemetryRules: JSON.stringify(rules),
+        TelemetryErrorBucketName: 'stack-errors',
+      }),
+    });
+    expect(r).toEqual({
+      telemetryStream: 'stack-stream',
+      telemetryRules: rules,
+      telemetryErrorBucket: 'stack-errors',
+    });
+  });
+
+  test('--stream, --bucket and --telemetry-rules win over the environment, the environment over the stack', async () => {
+    const reader = jest.fn(async () => ({}));
+    const r = await resolveResources({
+      flags: { stream: 'flag-stream', bucket: 'flag-bucket' },
+      env: {
+        FLEET_TELEMETRY_STREAM: 'env-stream',
+        FLEET_TELEMETRY_RULES: JSON.stringify({ telemetry: 'a', health: 'b' }),
+      },
+      needs,
+      readStackOutputs: reader,
+    });
+    expect(r).toEqual({
+      telemetryStream: 'flag-stream',
+      telemetryRules: { telemetry: 'a', health: 'b' },
+      telemetryErrorBucket: 'flag-bucket',
+    });
+    expect(reader).not.toHaveBeenCalled();
+  });
+
+  test('a missing one names its flag, variable and stack output', async () => {
+    const err = await resolveResources({
+      flags: {},
+      env: {},
+      needs,
+      readStackOutputs: async () => ({}),
+    }).catch((e: unknown) => e);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(
+      /telemetryStream: pass --stream, set FLEET_TELEMETRY_STREAM, .* output TelemetryStreamName/,
+    );
+    expect(msg).toMatch(
+      /telemetryRules: pass --telemetry-rules, set FLEET_TELEMETRY_RULES, .* output TelemetryRules/,
+    );
+    expect(msg).toMatch(
+      /telemetryErrorBucket: pass --bucket, set FLEET_TELEMETRY_ERROR_BUCKET, .* output TelemetryErrorBucketName/,
+    );
+  });
+
+  test.each([
+    ['{', /flag --telemetry-rules is not valid JSON; give the rule name of each record type/],
+    ['{"telemetry":"a"}', /does not name the rules as expected \(health: /],
+    ['{"telemetry":"a/b","health":"c"}', /telemetry: .*topic rule names \(A-Z a-z 0-9 _\)/],
+  ])('rule names %s are a usage error naming the source', async (text, message) => {
+    expect(() => parseTelemetryRules(text, 'flag --telemetry-rules')).toThrow(UsageError);
+    expect(() => parseTelemetryRules(text, 'flag --telemetry-rules')).toThrow(message);
+    await expect(
+      resolveResources({ flags: { telemetryRules: text }, env: {}, needs: ['telemetryRules'] }),
+    ).rejects.toThrow(/flag --telemetry-rules/);
+  });
+
+  test('S3 and Kinesis clients: created on first use when the context has none, closed by destroyContext', () => {
+    const dynamo = new DynamoDBClient({ region: 'us-east-1' });
+    const ctx = createContext({
+      resources: {},
+      clients: {
+        dynamo,
+        doc: DynamoDBDocumentClient.from(dynamo),
+        iot: new IoTClient({ region: 'us-east-1' }),
+      },
+    });
+    const s3 = s3Client(ctx);
+    const kinesis = kinesisClient(ctx);
+    expect(s3Client(ctx)).toBe(s3);
+    expect(ctx.clients.kinesis).toBe(kinesis);
+    const spies = [jest.spyOn(s3, 'destroy'), jest.spyOn(kinesis, 'destroy')];
+    destroyContext(ctx);
+    expect(spies.map((s) => s.mock.calls.length)).toEqual([1, 1]);
   });
 });
 

@@ -73,6 +73,38 @@ describe('exit codes', () => {
     ['a bad claim lot', ['claim', 'revoke', '--lot', 'a/b'], /lot "a\/b" is invalid/],
     ['a blank serial', ['device', 'show', ' '], /give the serial number/],
     ['a blank reset reason', ['device', 'reset', 'SN1', '--reason', ' '], /needs --reason/],
+    [
+      'a replay --since that is not a time',
+      ['telemetry', 'replay', '--since', 'last week'],
+      /--since "last week" is not a time/,
+    ],
+    [
+      'a replay window that ends before it starts',
+      ['telemetry', 'replay', '--since', '2h', '--until', '3h'],
+      /--since \(.*\) must be before --until/,
+    ],
+    [
+      'a replay --rule that is no rule name',
+      ['telemetry', 'replay', '--rule', 'a/b'],
+      /--rule "a\/b" is not a topic rule name/,
+    ],
+    [
+      'a replay --rule that is not one of the rules',
+      [
+        'telemetry',
+        'replay',
+        '--rule',
+        'other',
+        '--telemetry-rules',
+        '{"telemetry":"t_rule","health":"h_rule"}',
+      ],
+      /--rule "other" is not one of the telemetry rules \(t_rule, h_rule\)/,
+    ],
+    [
+      'replay rule names that are not JSON',
+      ['telemetry', 'replay', '--telemetry-rules', '{telemetry}'],
+      /flag --telemetry-rules is not valid JSON/,
+    ],
   ])('%s exits 2 without resolving anything', async (_name, argv, message) => {
     const h = harness();
     expect(await h.run(argv)).toBe(EXIT_CODES.usage);
@@ -100,6 +132,38 @@ describe('exit codes', () => {
     );
     expect(text).toMatch(/fleet manifest validate <file> +check a manifest offline/);
   });
+});
+
+test('fleet telemetry replay resolves the stream only when it puts records', async () => {
+  const h = harness();
+  await h.run(['telemetry', 'replay', '--since', '6h']);
+  await h.run(['telemetry', 'replay', '--dry-run', '--rule', 'health', '--bucket', 'b']);
+  expect(h.calls.map(([, needs, wants]) => [needs, wants])).toEqual([
+    [['telemetryErrorBucket', 'telemetryRules', 'telemetryStream'], []],
+    [['telemetryErrorBucket', 'telemetryRules'], ['telemetryStream']],
+  ]);
+  expect(h.calls[1][0]).toMatchObject({ bucket: 'b', dryRun: true, rule: 'health' });
+});
+
+test('fleet --help lists telemetry replay; its help names the flags and what is left in place', async () => {
+  const h = harness();
+  expect(await h.run(['--help'])).toBe(EXIT_CODES.ok);
+  expect(h.stdout()).toMatch(/fleet telemetry replay +re-ingest the messages the telemetry and health rules/);
+  const one = harness();
+  expect(await one.run(['telemetry', 'replay', '--help'])).toBe(EXIT_CODES.ok);
+  const text = one.stdout().replace(/\s+/g, ' ');
+  for (const flag of [
+    '--since <time>',
+    '--until <time>',
+    '--rule <name>',
+    '--dry-run',
+    '--json',
+    '--stream <name>',
+    '--bucket <name>',
+  ])
+    expect(text).toContain(flag);
+  expect(text).toContain('(env FLEET_TELEMETRY_STREAM, output TelemetryStreamName)');
+  expect(text).toContain('moves the object to replayed/<key>: a second replay does not ingest it again');
 });
 
 test('fleet device reset --help says the certificate is revoked and detached first, and what that needs', async () => {
