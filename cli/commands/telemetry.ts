@@ -288,6 +288,7 @@ function setupError(err: unknown, bucket: string, stream: string | undefined): u
  * or moved and `replayed` counts what would be.
  */
 export async function telemetryReplay(opts: TelemetryReplayOptions, ctx: CliContext): Promise<ReplayResult> {
+  checkTelemetryReplayOptions(opts, ctx.now(), ctx.resources.telemetryRules);
   const rules = requireResource(ctx, 'telemetryRules');
   const query = checkTelemetryReplayOptions(opts, ctx.now(), rules);
   const selected = replayRules(rules, query.rule);
@@ -406,7 +407,9 @@ const MAX_LISTED = 50;
 
 function printReplay(result: ReplayResult, ctx: CliContext): void {
   const { counts, dryRun } = result;
-  const window = `${result.window.since ?? 'the oldest entry'} .. ${result.window.until}`;
+  const window = result.window.since
+    ? `${result.window.since} .. ${result.window.until}`
+    : `before ${result.window.until}`;
   ctx.out.info(
     `${dryRun ? 'dry run: ' : ''}telemetry replay from s3://${result.bucket} to stream ${result.stream ?? '(not resolved)'}, received ${window}`,
   );
