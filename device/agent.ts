@@ -6,6 +6,7 @@
  * {@link DeviceAgent.session} and {@link DeviceAgent.identityAfterEnrollment}.
  */
 import { DEFAULT_TOPIC_PREFIX } from '../core/model';
+import { LAST_WILL_PAYLOAD } from '../core/telemetry';
 import { topics } from '../core/topics';
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -40,8 +41,8 @@ export interface AgentOptions extends EnrollmentOptions {
   keepConnected?: boolean;
 }
 
-/** The Last Will payload: the broker publishes it on the health topic when the session drops. */
-const CONNECTION_LOST = '{"connection":"lost"}';
+/** The Last Will payload (core's LAST_WILL_PAYLOAD): the broker publishes it on the health topic when the session drops. */
+export const LAST_WILL_TEXT = JSON.stringify(LAST_WILL_PAYLOAD);
 
 /**
  * A simulated device. One instance enrolls once. Once `enroll()` has returned, the agent holds
@@ -64,6 +65,29 @@ export class DeviceAgent {
   /** The open thing session, when `keepConnected` is set. */
   get session(): MqttSession | undefined {
     return this.thingSession;
+  }
+
+  /** Firmware the unit left the factory with. */
+  get firmware(): string {
+    return this.options.identity.firmware;
+  }
+
+  /** Topic prefix of its `dt/<prefix>/<thing>/…` topics. */
+  get topicPrefix(): string {
+    return this.options.topicPrefix ?? DEFAULT_TOPIC_PREFIX;
+  }
+
+  /**
+   * Open a new thing session (after the previous one dropped), with the same client id,
+   * certificate and Last Will; any session still held is cut first. One attempt: throws a
+   * TransportError when it fails. Only after a successful enrollment.
+   */
+  async reconnect(): Promise<MqttSession> {
+    if (!this.thing) throw new Error(`device ${this.serial} is not enrolled: nothing to reconnect as`);
+    this.dropConnection();
+    const session = await this.openThingSession(this.thing);
+    this.thingSession = session;
+    return session;
   }
 
   /** Run enrollment end to end. Never throws for protocol outcomes. */
@@ -90,8 +114,9 @@ export class DeviceAgent {
 
   /** Drop the thing session abruptly, so the broker publishes the last will. */
   dropConnection(): void {
-    this.thingSession?.kill();
+    const s = this.thingSession;
     this.thingSession = undefined;
+    s?.kill();
   }
 
   /** A session as the thing: client id = thing name, its own certificate, optional Last Will. */
@@ -102,7 +127,7 @@ export class DeviceAgent {
         ? undefined
         : {
             topic: topics.health(o.topicPrefix ?? DEFAULT_TOPIC_PREFIX, identity.thingName),
-            payload: CONNECTION_LOST,
+            payload: LAST_WILL_TEXT,
           };
     return MqttSession.open({
       endpoint: o.endpoint,

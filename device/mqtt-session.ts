@@ -132,11 +132,21 @@ function parseJson(buf: Buffer): Record<string, unknown> | undefined {
 
 export class MqttSession {
   private readonly waiters = new Map<string, Waiter>();
+  /** Publishes waiting for their PUBACK: each fails when the connection closes. */
+  private readonly publishing = new Set<() => void>();
   private closed = false;
+  /** Resolves once the connection has closed, whoever closed it. */
+  readonly whenClosed: Promise<void>;
 
   private constructor(readonly client: MqttClient) {
     client.on('message', (topic, payload) => this.dispatch(topic, payload));
-    client.on('close', () => this.failAll());
+    this.whenClosed = new Promise((resolve) => {
+      if (!client.connected) resolve();
+      client.on('close', () => {
+        this.failAll();
+        resolve();
+      });
+    });
   }
 
   /** Open a session, or throw a {@link TransportError} within `connectTimeoutMs`. */
@@ -258,14 +268,40 @@ export class MqttSession {
     });
   }
 
+  /**
+   * Publish; at QoS 1 resolves on PUBACK. Rejects with a {@link TransportError} when the session
+   * is not connected, or when the connection closes before the PUBACK (mqtt.js, which never
+   * reconnects here, would otherwise keep the message waiting for a reconnect that never comes).
+   */
   publish(topic: string, payload: string, qos: 0 | 1 = 1): Promise<void> {
+    if (this.closed || !this.client.connected)
+      return Promise.reject(
+        new TransportError('CONNECTION_LOST', 'not connected', `not connected when publishing ${topic}`),
+      );
     return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        this.publishing.delete(lost);
+        if (err) reject(err);
+        else resolve();
+      };
+      const lost = (): void =>
+        settle(
+          new TransportError(
+            'CONNECTION_LOST',
+            'connection closed',
+            `connection lost before the PUBACK of ${topic}`,
+          ),
+        );
+      this.publishing.add(lost);
       this.client.publish(topic, payload, { qos }, (err) =>
-        err
-          ? reject(
-              new TransportError('PUBLISH_FAILED', err.message, `publish failed on ${topic}: ${err.message}`),
-            )
-          : resolve(),
+        settle(
+          err
+            ? new TransportError('PUBLISH_FAILED', err.message, `publish failed on ${topic}: ${err.message}`)
+            : undefined,
+        ),
       );
     });
   }
@@ -368,6 +404,7 @@ export class MqttSession {
 
   private failAll(): void {
     this.closed = true;
+    for (const lost of [...this.publishing]) lost();
     for (const [topic, waiter] of this.waiters) {
       this.waiters.delete(topic);
       waiter.reject(

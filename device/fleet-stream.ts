@@ -1,0 +1,121 @@
+/**
+ * Streams telemetry and health from every enrolled unit of a fleet run (the agents `runFleet`
+ * kept connected), for a duration or until stopped, with one aggregate ledger.
+ *
+ * All devices share one {@link Scheduler}: thousands of devices hold one timer between them, not
+ * an interval each. First readings are spread over one reading interval so a fleet that enrolled
+ * at once does not publish at once.
+ */
+import type { DeviceAgent } from './agent';
+import { ledgerReport, type LedgerReport } from './ledger';
+import { TimerScheduler, type Scheduler } from './scheduler';
+import { deviceRandom } from './seeded-random';
+import { StreamingDevice, STREAM_DEFAULTS, type StreamEvent, type StreamSettings } from './streaming-device';
+
+export interface StreamFleetOptions extends StreamSettings {
+  /** Enrolled agents (e.g. `FleetResult.agents` of a `keepConnected` run). */
+  agents: Iterable<DeviceAgent>;
+  /** @default a new TimerScheduler (wall time) */
+  scheduler?: Scheduler;
+  /** Seed of every random draw (values, boot ids, link drops, jitter): same seed, same run. @default random */
+  seed?: string;
+  /** Stop by itself after this long (scheduler time). @default run until `stop()` */
+  durationMs?: number;
+  /** Spread first readings uniformly over one reading interval. @default true */
+  stagger?: boolean;
+  onEvent?: (event: StreamEvent) => void;
+}
+
+export interface FleetStream {
+  /** The streaming devices by thing name. */
+  readonly devices: ReadonlyMap<string, StreamingDevice>;
+  /** The seed in use (give it back to replay the run). */
+  readonly seed: string;
+  /** A snapshot of the aggregate ledger now. */
+  ledger(): LedgerReport;
+  /** Stop every device (drain, then DISCONNECT); resolves with the final ledger. */
+  stop(): Promise<LedgerReport>;
+  /** Resolves with the final ledger once the run has stopped (duration over, or `stop()`). */
+  readonly done: Promise<LedgerReport>;
+  /** Resolves when every device is idle (see StreamingDevice.whenIdle). */
+  whenIdle(): Promise<void>;
+}
+
+/** Start streaming from `agents`. Throws before any device starts when the settings are wrong. */
+export function streamFleet(options: StreamFleetOptions): FleetStream {
+  const scheduler = options.scheduler ?? new TimerScheduler();
+  const seed = options.seed ?? Math.random().toString(36).slice(2, 10);
+  const stagger = options.stagger ?? true;
+  const interval = options.readingIntervalMs ?? STREAM_DEFAULTS.readingIntervalMs;
+  const devices = new Map<string, StreamingDevice>();
+  // Build every device first, so bad settings throw before anything is published.
+  const { agents, durationMs, onEvent, ...settings } = options;
+  if (durationMs !== undefined && (!Number.isFinite(durationMs) || durationMs < 0))
+    throw new Error(`durationMs must be a number ≥ 0, got ${durationMs}`);
+  for (const agent of agents) {
+    const random = deviceRandom(seed, agent.serial);
+    const firstReadingDelayMs = stagger ? 1 + Math.floor(random() * interval) : interval;
+    const device = new StreamingDevice({ ...settings, agent, scheduler, random, firstReadingDelayMs });
+    if (devices.has(device.thing)) throw new Error(`thing ${device.thing} is given twice`);
+    devices.set(device.thing, device);
+  }
+  const report = (): LedgerReport =>
+    ledgerReport(
+      [...devices.values()].map((d) => ({
+        ledger: d.ledger,
+        serial: d.serial,
+        firmware: d.firmware,
+        profile: d.profile,
+      })),
+    );
+
+  let firstError: unknown;
+  let cancelDuration: (() => void) | undefined;
+  let stopping: Promise<LedgerReport> | undefined;
+  let resolveDone!: (r: LedgerReport) => void;
+  let rejectDone!: (err: unknown) => void;
+  const done = new Promise<LedgerReport>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  // Whoever awaits `done` or `stop()` sees a rejection; nobody awaiting is not a second crash.
+  done.catch(() => undefined);
+  // `done` settles with it too; a rejection (the first device error: a simulator bug) comes once
+  // every device has stopped.
+  const stop = (): Promise<LedgerReport> => {
+    if (!stopping) {
+      stopping = (async () => {
+        cancelDuration?.();
+        await Promise.all([...devices.values()].map((d) => d.stop()));
+        if (firstError) throw firstError;
+        return report();
+      })();
+      stopping.then(resolveDone, rejectDone);
+    }
+    return stopping;
+  };
+  for (const device of devices.values()) {
+    if (onEvent) device.on('event', onEvent);
+    device.on('error', (err: unknown) => {
+      firstError ??= err;
+      stop().catch(() => undefined);
+    });
+  }
+
+  for (const device of devices.values()) device.start();
+  if (durationMs !== undefined)
+    cancelDuration = scheduler.after(durationMs, () => {
+      stop().catch(() => undefined);
+    });
+
+  return {
+    devices,
+    seed,
+    ledger: report,
+    stop,
+    done,
+    whenIdle: async () => {
+      await Promise.all([...devices.values()].map((d) => d.whenIdle()));
+    },
+  };
+}
