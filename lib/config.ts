@@ -13,6 +13,7 @@
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { HOOK_BUDGET_MS } from '../core/env';
+import type { RecordType } from '../core/telemetry';
 import { z } from 'zod';
 import {
   DEFAULT_CLAIM_CLIENT_ID_PREFIX,
@@ -50,9 +51,39 @@ export const FLEET_DEFAULTS = {
   claimClientIdPrefix: DEFAULT_CLAIM_CLIENT_ID_PREFIX,
   templateDescription: 'Fleet provisioning by claim with an allowlist pre-provisioning hook',
   hook: { memorySize: 1024, budgetMs: 3500, provisionedConcurrency: 0 },
-  basicIngestRuleNames: ['fleet_telemetry', 'fleet_health'],
   logRetentionDays: 30,
   trail: { unlistedSerialRetentionDays: 30 },
+  telemetry: {
+    /** The default topic rule names are `<thingNamePrefix as [A-Za-z0-9_]>_<suffix>`: see {@link defaultRuleNames}. */
+    ruleNameSuffixes: { telemetry: 'telemetry', health: 'health' },
+    basicIngest: true,
+    stream: { mode: 'ON_DEMAND', provisionedShardCount: 1, retentionHours: 24 },
+    archive: { enabled: true, bufferingIntervalSeconds: 300, bufferingSizeMiB: 64 },
+    errorStore: { retentionDays: 90 },
+    lastSeenIntervalSeconds: 900,
+    healthIntervalSeconds: 300,
+    telemetryIntervalSeconds: 60,
+    /** The same values as core/health.ts DEFAULT_HEALTH_THRESHOLDS (a decision core lib may not import; a test ties them). */
+    thresholds: { lowHeapBytes: 16_384, weakRssiDbm: -85 },
+    maxFirmwareDimensions: 50,
+    consumer: {
+      batchSize: 100,
+      maxBatchingWindowSeconds: 5,
+      parallelizationFactor: 1,
+      retryAttempts: 3,
+      maxRecordAgeSeconds: 86_400,
+      memorySize: 512,
+      timeoutSeconds: 60,
+    },
+    alarms: {
+      unexpectedRebootRatePercent: 5,
+      rebootRateEvaluationPeriods: 3,
+      iteratorAgeMs: 300_000,
+      archiveFreshnessSeconds: 1800,
+    },
+    timestream: { enabled: false },
+    influxdb: { enabled: false, version: 'V3' },
+  },
 } as const;
 
 /** Default provisioning template name of a stack: `<thingNamePrefix>-default`. */
@@ -61,6 +92,16 @@ export const defaultTemplateName = (thingNamePrefix: string): string =>
 /** Default thing type name of a stack: `<thingNamePrefix>-device`. */
 export const defaultThingTypeName = (thingNamePrefix: string): string =>
   `${thingNamePrefix}-${FLEET_DEFAULTS.thingTypeNameSuffix}`;
+/**
+ * Default topic rule names of a stack: the thing-name prefix with every character outside
+ * `A-Z a-z 0-9 _` replaced by `_`, then `_telemetry` / `_health` (prefix `fleet`: `fleet_telemetry`,
+ * `fleet_health`).
+ */
+export const defaultRuleNames = (thingNamePrefix: string): Record<RecordType, string> => {
+  const base = thingNamePrefix.replace(/[^A-Za-z0-9_]/g, '_');
+  const { telemetry, health } = FLEET_DEFAULTS.telemetry.ruleNameSuffixes;
+  return { telemetry: `${base}_${telemetry}`, health: `${base}_${health}` };
+};
 
 /** Settings of one template's pre-provisioning hook function. */
 export interface HookConfig {
@@ -92,6 +133,159 @@ export interface ProvisioningTemplateConfig {
   readonly hook: HookConfig;
 }
 
+/** Capacity modes of the telemetry stream. */
+export const STREAM_MODES = ['ON_DEMAND', 'PROVISIONED'] as const;
+export type StreamModeName = (typeof STREAM_MODES)[number];
+
+/** The Kinesis stream both topic rules write to. */
+export interface TelemetryStreamConfig {
+  /** Capacity mode. ON_DEMAND scales by itself (fixed hourly charge); PROVISIONED is billed per shard. @default 'ON_DEMAND' */
+  readonly mode: StreamModeName;
+  /** Shards of a PROVISIONED stream (absent for ON_DEMAND). @default 1 (PROVISIONED only) */
+  readonly shardCount?: number;
+  /** Hours a record stays on the stream (24 to 8760). @default 24 */
+  readonly retentionHours: number;
+}
+
+/** The Firehose archive of the stream to S3 (GZIP, newline-delimited JSON, hour-partitioned keys). */
+export interface ArchiveConfig {
+  /** Archive the stream to S3. @default true */
+  readonly enabled: boolean;
+  /** Seconds Firehose buffers before it writes an object (0 to 900). @default 300 */
+  readonly bufferingIntervalSeconds: number;
+  /** MiB Firehose buffers before it writes an object (1 to 128). @default 64 */
+  readonly bufferingSizeMiB: number;
+  /** Days after which archived objects move to S3 Standard-IA (at least 30). @default - never */
+  readonly transitionToInfrequentAccessDays?: number;
+}
+
+/** The health consumer: its function and its event-source mapping on the stream. */
+export interface ConsumerConfig {
+  /** Records per invocation (1 to 10000). @default 100 */
+  readonly batchSize: number;
+  /** Seconds the mapping waits to fill a batch (0 to 300). @default 5 */
+  readonly maxBatchingWindowSeconds: number;
+  /** Concurrent batches per shard (1 to 10); keep 1 so a device's reports stay in order. @default 1 */
+  readonly parallelizationFactor: number;
+  /** Retries of a failing batch before its records go to the dead-letter queue (0 to 10000). @default 3 */
+  readonly retryAttempts: number;
+  /** Records older than this many seconds go to the dead-letter queue unprocessed (60 to 604800). @default 86400 */
+  readonly maxRecordAgeSeconds: number;
+  /** Lambda memory (MB). @default 512 */
+  readonly memorySize: number;
+  /** Lambda timeout (seconds, 1 to 900). @default 60 */
+  readonly timeoutSeconds: number;
+}
+
+/** Alarm thresholds of the telemetry capability (the alarms have no actions yet). */
+export interface TelemetryAlarmsConfig {
+  /** Unexpected reboots per 100 health reports, per firmware version and fleet-wide, above which the alarm fires. @default 5 */
+  readonly unexpectedRebootRatePercent: number;
+  /** Consecutive health intervals the reboot rate must stay above the threshold. @default 3 */
+  readonly rebootRateEvaluationPeriods: number;
+  /** Age (ms) of the oldest unread record, on the stream and at the consumer, above which the alarm fires. @default 300000 */
+  readonly iteratorAgeMs: number;
+  /** Age (s) of the oldest record not yet in the archive bucket above which the alarm fires. @default 1800 */
+  readonly archiveFreshnessSeconds: number;
+}
+
+/**
+ * Timestream for LiveAnalytics as a second action of the health rule. Off by default: the service
+ * has been closed to new customers since 20 June 2025. The database and table must exist.
+ */
+export type TimestreamConfig =
+  | { readonly enabled: false }
+  | {
+      readonly enabled: true;
+      /** Existing Timestream database (not created by the stack). */
+      readonly databaseName: string;
+      /** Existing table of that database. */
+      readonly tableName: string;
+    };
+
+/** InfluxDB versions the AWS IoT InfluxDB action writes to. */
+export const INFLUXDB_VERSIONS = ['V2', 'V3'] as const;
+
+/** The VPC AWS IoT reaches a private InfluxDB endpoint through (a VPC topic rule destination). */
+export interface InfluxDbVpcConfig {
+  readonly vpcId: string;
+  readonly subnetIds: readonly string[];
+  readonly securityGroupIds: readonly string[];
+}
+
+/**
+ * InfluxDB (e.g. Timestream for InfluxDB) as a second action of the health rule, through an
+ * InfluxDB topic rule destination. Off by default: InfluxDB runs on instances in a VPC.
+ */
+export type InfluxDbConfig =
+  | { readonly enabled: false }
+  | {
+      readonly enabled: true;
+      /** HTTPS endpoint (port 443, 8086, 8181 or 8443), e.g. `https://<id>.timestream-influxdb.<region>.on.aws:8086`. */
+      readonly endpoint: string;
+      /** InfluxDB version. @default 'V3' */
+      readonly version: (typeof INFLUXDB_VERSIONS)[number];
+      /** ARN of the Secrets Manager secret holding the InfluxDB token. */
+      readonly secretArn: string;
+      /** Key of the token inside a JSON secret. @default - the secret is the token */
+      readonly secretKey?: string;
+      /** Database (V3) or bucket (V2). */
+      readonly databaseName: string;
+      /** Table (V3) or measurement (V2). */
+      readonly tableName: string;
+      /** Organization (required for V2, ignored by V3). */
+      readonly organization?: string;
+      /** VPC of a private endpoint. @default - the endpoint is reached over the internet */
+      readonly vpc?: InfluxDbVpcConfig;
+    };
+
+/** Per-report health conditions (the consumer's FLEET_HEALTH_* variables). */
+export interface HealthThresholdsConfig {
+  /** Free heap below this many bytes is low. @default 16384 */
+  readonly lowHeapBytes: number;
+  /** RSSI below this many dBm is a weak link. @default -85 */
+  readonly weakRssiDbm: number;
+}
+
+/** Telemetry and self-health settings. */
+export interface TelemetryConfig {
+  /**
+   * Fixed topic rule names, part of the device contract (Basic Ingest topics
+   * `$aws/rules/<ruleName>/dt/<topicPrefix>/<thing>/<type>`; the device policy allows exactly these).
+   * @default '<thingNamePrefix as A-Za-z0-9_>_telemetry' and '…_health'
+   */
+  readonly ruleNames: Readonly<Record<RecordType, string>>;
+  /**
+   * Devices may publish through Basic Ingest (`$aws/rules/<ruleName>/…`: no messaging charge). Turn
+   * it off only when the device policy would not fit AWS IoT's 2048 characters otherwise (a long
+   * topicPrefix); devices then publish on the broker topics.
+   * @default true
+   */
+  readonly basicIngest: boolean;
+  readonly stream: TelemetryStreamConfig;
+  readonly archive: ArchiveConfig;
+  readonly errorStore: {
+    /** Days the error store keeps an entry (current and noncurrent versions). @default 90 */
+    readonly retentionDays: number;
+  };
+  /** Seconds between two registry lastSeen writes of one device. @default 900 */
+  readonly lastSeenIntervalSeconds: number;
+  /** The device contract's health report interval (seconds); the reboot-rate alarms evaluate per interval. @default 300 */
+  readonly healthIntervalSeconds: number;
+  /** The device contract's telemetry publish interval (seconds). @default 60 */
+  readonly telemetryIntervalSeconds: number;
+  /** Per-report conditions: low heap below `lowHeapBytes`, weak link below `weakRssiDbm`. @default 16384 B / -85 dBm */
+  readonly thresholds: HealthThresholdsConfig;
+  /** Distinct firmware versions with their own metric dimension value (the rest: `other`). @default 50 */
+  readonly maxFirmwareDimensions: number;
+  readonly consumer: ConsumerConfig;
+  readonly alarms: TelemetryAlarmsConfig;
+  /** @default { enabled: false } */
+  readonly timestream: TimestreamConfig;
+  /** @default { enabled: false } */
+  readonly influxdb: InfluxDbConfig;
+}
+
 /** Fully resolved fleet configuration. */
 export interface FleetConfig {
   readonly stage: Stage;
@@ -107,8 +301,8 @@ export interface FleetConfig {
   /** Ring shares in percent; broad takes the rest. @default 2 / 18 */
   readonly rings: RingShares;
   readonly provisioning: { readonly templates: readonly ProvisioningTemplateConfig[] };
-  /** Topic rule names devices may publish to through Basic Ingest. */
-  readonly basicIngestRuleNames: readonly string[];
+  /** Telemetry and self-health: topic rules, stream, archive, error store, consumer, alarms, time-series options. */
+  readonly telemetry: TelemetryConfig;
   /** Retention of the functions' log groups (days). @default 30 */
   readonly logRetentionDays: (typeof LOG_RETENTION_DAYS)[number];
   readonly trail: {
@@ -213,83 +407,232 @@ const ringsSchema = z
     }
   });
 
-const inputSchema = z
-  .strictObject({
-    stage: z.enum(STAGES, { error: `use one of ${STAGES.join(', ')}` }).default(FLEET_DEFAULTS.stage),
-    topicPrefix: str(PREFIX_RE, 'use 1-32 characters of A-Z a-z 0-9 _ - (one MQTT topic level)').default(
-      FLEET_DEFAULTS.topicPrefix,
-    ),
-    thingNamePrefix: str(PREFIX_RE, 'use 1-32 characters of A-Z a-z 0-9 _ -').default(
-      FLEET_DEFAULTS.thingNamePrefix,
-    ),
-    serialPattern: z
-      .string({ error: 'use a regular expression source string, e.g. "^[A-Z0-9]{4,32}$"' })
-      .min(1, { error: 'use a regular expression source string, e.g. "^[A-Z0-9]{4,32}$"' })
-      .refine(compiles, {
-        error: 'use a valid JavaScript regular expression source, e.g. "^[A-Z0-9]{4,32}$"',
-      })
-      .refine((p) => !compiles(p) || (p.startsWith('^') && p.endsWith('$') && !p.endsWith('\\$')), {
-        error:
-          'anchor the pattern with ^ and $ so it matches the whole serial, e.g. "^[A-Z0-9]{4,32}$" (unanchored, "SN1/x" would match "SN1")',
-      })
-      .default(FLEET_DEFAULTS.serialPattern),
-    rings: ringsSchema.prefault({}),
-    provisioning: z
-      .strictObject({
-        templates: z
-          .array(templateSchema, { error: 'use a list of templates, e.g. [{"name":"fleet-sensor"}]' })
-          .min(1, { error: 'declare at least one template, or omit the key for the default one' })
-          .max(20, { error: 'declare at most 20 templates' })
-          .superRefine((templates, ctx) => {
-            const seen = new Map<string, number>();
-            templates.forEach((t, i) => {
-              const first = seen.get(t.name);
-              if (first === undefined) seen.set(t.name, i);
-              else
-                ctx.addIssue({
-                  code: 'custom',
-                  path: [i, 'name'],
-                  input: t.name,
-                  message: `give every template a unique name (this one repeats provisioning.templates[${first}].name)`,
-                });
-            });
-          })
-          .optional(),
-      })
-      .prefault({}),
-    basicIngestRuleNames: z
-      .array(str(RULE_NAME_RE, 'use 1-128 characters of a-z A-Z 0-9 _ (topic rule name)'), {
-        error: 'use a list of topic rule names, e.g. ["fleet_telemetry"]',
-      })
-      .max(10, { error: 'list at most 10 Basic Ingest rules' })
-      .superRefine((rules, ctx) => {
-        rules.forEach((r, i) => {
-          if (rules.indexOf(r) !== i)
-            ctx.addIssue({ code: 'custom', path: [i], input: r, message: 'list every rule name once' });
-        });
-      })
-      .default([...FLEET_DEFAULTS.basicIngestRuleNames]),
-    logRetentionDays: z
-      .number({ error: `use one of ${LOG_RETENTION_DAYS.join(', ')}` })
-      .refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), {
-        error: `use one of ${LOG_RETENTION_DAYS.join(', ')}`,
-      })
-      .default(FLEET_DEFAULTS.logRetentionDays),
-    trail: z
-      .strictObject({
-        unlistedSerialRetentionDays: int(
-          UNLISTED_RETENTION_DAYS.min,
-          UNLISTED_RETENTION_DAYS.max,
-          `use an integer number of days between ${UNLISTED_RETENTION_DAYS.min} and ${UNLISTED_RETENTION_DAYS.max} (DynamoDB TTL of trail entries of serials not on the manifest)`,
-        ).default(FLEET_DEFAULTS.trail.unlistedSerialRetentionDays),
-      })
-      .prefault({}),
-  })
-  // Rules that tie the templates to the thing-name prefix. They run even when other keys are
-  // invalid (so every problem is reported at once), on whatever parts are well-formed.
-  .superRefine(checkNamesAgainstPrefix, { when: () => true });
+const T = FLEET_DEFAULTS.telemetry;
+const RULE_NAME_FIX = 'use 1-128 characters of a-z A-Z 0-9 _ (topic rule name)';
+const TIMESTREAM_NAME_RE = /^[a-zA-Z0-9_.-]{3,256}$/;
+const AWS_ID = (kind: string) => new RegExp(`^${kind}-[0-9a-f]{8,17}$`);
+const optionalName = (re: RegExp, fix: string) => str(re, fix).optional();
 
-type ParsedInput = z.output<typeof inputSchema>;
+const timestreamSchema = z.strictObject({
+  enabled: z.boolean({ error: 'use true or false' }).default(T.timestream.enabled),
+  databaseName: optionalName(
+    TIMESTREAM_NAME_RE,
+    'use 3-256 characters of a-z A-Z 0-9 _ . - (an existing database)',
+  ),
+  tableName: optionalName(
+    TIMESTREAM_NAME_RE,
+    'use 3-256 characters of a-z A-Z 0-9 _ . - (an existing table)',
+  ),
+});
+
+const idList = (kind: string, what: string) =>
+  z
+    .array(str(AWS_ID(kind), `use ${what} ids (${kind}-…)`), { error: `use a list of ${what} ids` })
+    .min(1, { error: `list at least one ${what} id` })
+    .max(16, { error: `list at most 16 ${what} ids` });
+
+const influxdbSchema = z.strictObject({
+  enabled: z.boolean({ error: 'use true or false' }).default(T.influxdb.enabled),
+  endpoint: str(
+    /^https:\/\/[A-Za-z0-9.-]+(:(443|8086|8181|8443))?(\/.*)?$/,
+    'use an https:// URL with port 443, 8086, 8181 or 8443 (AWS IoT supports no other)',
+  ).optional(),
+  version: z
+    .enum(INFLUXDB_VERSIONS, { error: `use one of ${INFLUXDB_VERSIONS.join(', ')}` })
+    .default(T.influxdb.version),
+  secretArn: str(
+    /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$/,
+    'use the full ARN of the Secrets Manager secret holding the InfluxDB token',
+  ).optional(),
+  secretKey: optionalName(/^.{1,256}$/, 'use the key of the token inside the JSON secret'),
+  databaseName: optionalName(/^.{1,256}$/, 'use the database (V3) or bucket (V2) name'),
+  tableName: optionalName(/^.{1,256}$/, 'use the table (V3) or measurement (V2) name'),
+  organization: optionalName(/^.{1,256}$/, 'use the InfluxDB organization name'),
+  vpcId: str(AWS_ID('vpc'), 'use a VPC id (vpc-…)').optional(),
+  subnetIds: idList('subnet', 'subnet').optional(),
+  securityGroupIds: idList('sg', 'security group').optional(),
+});
+
+const telemetrySchema = z.strictObject({
+  ruleNames: z
+    .strictObject({
+      telemetry: str(RULE_NAME_RE, RULE_NAME_FIX).optional(),
+      health: str(RULE_NAME_RE, RULE_NAME_FIX).optional(),
+    })
+    .prefault({}),
+  basicIngest: z.boolean({ error: 'use true or false' }).default(T.basicIngest),
+  stream: z
+    .strictObject({
+      mode: z.enum(STREAM_MODES, { error: `use one of ${STREAM_MODES.join(', ')}` }).default(T.stream.mode),
+      shardCount: int(1, 4096, 'use an integer number of shards between 1 and 4096').optional(),
+      retentionHours: int(24, 8760, 'use an integer number of hours between 24 and 8760').default(
+        T.stream.retentionHours,
+      ),
+    })
+    .prefault({}),
+  archive: z
+    .strictObject({
+      enabled: z.boolean({ error: 'use true or false' }).default(T.archive.enabled),
+      bufferingIntervalSeconds: int(0, 900, 'use an integer number of seconds between 0 and 900').default(
+        T.archive.bufferingIntervalSeconds,
+      ),
+      bufferingSizeMiB: int(1, 128, 'use an integer number of MiB between 1 and 128').default(
+        T.archive.bufferingSizeMiB,
+      ),
+      transitionToInfrequentAccessDays: int(
+        30,
+        36500,
+        'use an integer number of days of at least 30 (S3 Standard-IA minimum), or omit it',
+      ).optional(),
+    })
+    .prefault({}),
+  errorStore: z
+    .strictObject({
+      retentionDays: int(1, 3650, 'use an integer number of days between 1 and 3650').default(
+        T.errorStore.retentionDays,
+      ),
+    })
+    .prefault({}),
+  lastSeenIntervalSeconds: int(60, 86_400, 'use an integer number of seconds between 60 and 86400').default(
+    T.lastSeenIntervalSeconds,
+  ),
+  healthIntervalSeconds: int(60, 86_400, 'use an integer number of seconds between 60 and 86400').default(
+    T.healthIntervalSeconds,
+  ),
+  telemetryIntervalSeconds: int(1, 86_400, 'use an integer number of seconds between 1 and 86400').default(
+    T.telemetryIntervalSeconds,
+  ),
+  thresholds: z
+    .strictObject({
+      lowHeapBytes: int(0, 2 ** 31, 'use an integer number of bytes').default(T.thresholds.lowHeapBytes),
+      weakRssiDbm: int(-150, 0, 'use an integer number of dBm between -150 and 0').default(
+        T.thresholds.weakRssiDbm,
+      ),
+    })
+    .prefault({}),
+  maxFirmwareDimensions: int(
+    1,
+    500,
+    'use an integer between 1 and 500 (each value is a custom metric)',
+  ).default(T.maxFirmwareDimensions),
+  consumer: z
+    .strictObject({
+      batchSize: int(1, 10_000, 'use an integer between 1 and 10000').default(T.consumer.batchSize),
+      maxBatchingWindowSeconds: int(0, 300, 'use an integer number of seconds between 0 and 300').default(
+        T.consumer.maxBatchingWindowSeconds,
+      ),
+      parallelizationFactor: int(1, 10, 'use an integer between 1 and 10').default(
+        T.consumer.parallelizationFactor,
+      ),
+      retryAttempts: int(0, 10_000, 'use an integer between 0 and 10000').default(T.consumer.retryAttempts),
+      maxRecordAgeSeconds: int(60, 604_800, 'use an integer number of seconds between 60 and 604800').default(
+        T.consumer.maxRecordAgeSeconds,
+      ),
+      memorySize: int(128, 10240, 'use an integer number of MB between 128 and 10240').default(
+        T.consumer.memorySize,
+      ),
+      timeoutSeconds: int(1, 900, 'use an integer number of seconds between 1 and 900').default(
+        T.consumer.timeoutSeconds,
+      ),
+    })
+    .prefault({}),
+  alarms: z
+    .strictObject({
+      unexpectedRebootRatePercent: z
+        .number({ error: 'use a number greater than 0 and at most 100' })
+        .gt(0, { error: 'use a number greater than 0 and at most 100' })
+        .max(100, { error: 'use a number greater than 0 and at most 100' })
+        .default(T.alarms.unexpectedRebootRatePercent),
+      rebootRateEvaluationPeriods: int(1, 100, 'use an integer between 1 and 100').default(
+        T.alarms.rebootRateEvaluationPeriods,
+      ),
+      iteratorAgeMs: int(
+        1000,
+        7 * 86_400_000,
+        'use an integer number of ms between 1000 and 604800000',
+      ).default(T.alarms.iteratorAgeMs),
+      archiveFreshnessSeconds: int(
+        60,
+        86_400,
+        'use an integer number of seconds between 60 and 86400',
+      ).default(T.alarms.archiveFreshnessSeconds),
+    })
+    .prefault({}),
+  timestream: timestreamSchema.prefault({}),
+  influxdb: influxdbSchema.prefault({}),
+});
+
+type TelemetryInput = z.output<typeof telemetrySchema>;
+
+const baseSchema = z.strictObject({
+  stage: z.enum(STAGES, { error: `use one of ${STAGES.join(', ')}` }).default(FLEET_DEFAULTS.stage),
+  topicPrefix: str(PREFIX_RE, 'use 1-32 characters of A-Z a-z 0-9 _ - (one MQTT topic level)').default(
+    FLEET_DEFAULTS.topicPrefix,
+  ),
+  thingNamePrefix: str(PREFIX_RE, 'use 1-32 characters of A-Z a-z 0-9 _ -').default(
+    FLEET_DEFAULTS.thingNamePrefix,
+  ),
+  serialPattern: z
+    .string({ error: 'use a regular expression source string, e.g. "^[A-Z0-9]{4,32}$"' })
+    .min(1, { error: 'use a regular expression source string, e.g. "^[A-Z0-9]{4,32}$"' })
+    .refine(compiles, {
+      error: 'use a valid JavaScript regular expression source, e.g. "^[A-Z0-9]{4,32}$"',
+    })
+    .refine((p) => !compiles(p) || (p.startsWith('^') && p.endsWith('$') && !p.endsWith('\\$')), {
+      error:
+        'anchor the pattern with ^ and $ so it matches the whole serial, e.g. "^[A-Z0-9]{4,32}$" (unanchored, "SN1/x" would match "SN1")',
+    })
+    .default(FLEET_DEFAULTS.serialPattern),
+  rings: ringsSchema.prefault({}),
+  provisioning: z
+    .strictObject({
+      templates: z
+        .array(templateSchema, { error: 'use a list of templates, e.g. [{"name":"fleet-sensor"}]' })
+        .min(1, { error: 'declare at least one template, or omit the key for the default one' })
+        .max(20, { error: 'declare at most 20 templates' })
+        .superRefine((templates, ctx) => {
+          const seen = new Map<string, number>();
+          templates.forEach((t, i) => {
+            const first = seen.get(t.name);
+            if (first === undefined) seen.set(t.name, i);
+            else
+              ctx.addIssue({
+                code: 'custom',
+                path: [i, 'name'],
+                input: t.name,
+                message: `give every template a unique name (this one repeats provisioning.templates[${first}].name)`,
+              });
+          });
+        })
+        .optional(),
+    })
+    .prefault({}),
+  logRetentionDays: z
+    .number({ error: `use one of ${LOG_RETENTION_DAYS.join(', ')}` })
+    .refine((d) => (LOG_RETENTION_DAYS as readonly number[]).includes(d), {
+      error: `use one of ${LOG_RETENTION_DAYS.join(', ')}`,
+    })
+    .default(FLEET_DEFAULTS.logRetentionDays),
+  trail: z
+    .strictObject({
+      unlistedSerialRetentionDays: int(
+        UNLISTED_RETENTION_DAYS.min,
+        UNLISTED_RETENTION_DAYS.max,
+        `use an integer number of days between ${UNLISTED_RETENTION_DAYS.min} and ${UNLISTED_RETENTION_DAYS.max} (DynamoDB TTL of trail entries of serials not on the manifest)`,
+      ).default(FLEET_DEFAULTS.trail.unlistedSerialRetentionDays),
+    })
+    .prefault({}),
+  telemetry: telemetrySchema.prefault({}),
+});
+
+const inputSchema = baseSchema
+  // Rules that tie the templates to the thing-name prefix, and the telemetry settings that must
+  // fit together. They run even when other keys are invalid (so every problem is reported at
+  // once), on whatever parts are well-formed.
+  .superRefine(checkNamesAgainstPrefix, { when: () => true })
+  .superRefine(checkTelemetry, { when: () => true });
+
+type ParsedInput = z.output<typeof baseSchema>;
 
 function checkNamesAgainstPrefix(cfg: ParsedInput, ctx: z.RefinementCtx): void {
   const prefix = cfg.thingNamePrefix;
@@ -344,6 +687,98 @@ function checkNamesAgainstPrefix(cfg: ParsedInput, ctx: z.RefinementCtx): void {
       );
     }
   });
+}
+
+/** Telemetry settings that must fit together (each check skips parts that are malformed). */
+function checkTelemetry(
+  cfg: { thingNamePrefix: string; telemetry: TelemetryInput },
+  ctx: z.RefinementCtx,
+): void {
+  const t = cfg.telemetry as Partial<TelemetryInput> | undefined;
+  if (!t || typeof t !== 'object') return;
+  const at = (...path: PropertyKey[]) => ['telemetry', ...path];
+  const issue = (path: PropertyKey[], input: unknown, message: string) =>
+    ctx.addIssue({ code: 'custom', path, input, message });
+
+  if (t.stream?.mode === 'ON_DEMAND' && t.stream.shardCount !== undefined) {
+    issue(
+      at('stream', 'shardCount'),
+      t.stream.shardCount,
+      'remove it, or set telemetry.stream.mode to "PROVISIONED" (an ON_DEMAND stream scales by itself and takes no shard count)',
+    );
+  }
+
+  const prefix = cfg.thingNamePrefix;
+  if (typeof prefix === 'string' && PREFIX_RE.test(prefix) && t.ruleNames) {
+    const defaults = defaultRuleNames(prefix);
+    const telemetry = t.ruleNames.telemetry ?? defaults.telemetry;
+    const health = t.ruleNames.health ?? defaults.health;
+    if (telemetry === health) {
+      issue(
+        at('ruleNames', t.ruleNames.health !== undefined ? 'health' : 'telemetry'),
+        health,
+        'give the telemetry and health rules different names (each record type has its own rule)',
+      );
+    }
+  }
+
+  const freshness = t.alarms?.archiveFreshnessSeconds;
+  const buffering = t.archive?.bufferingIntervalSeconds;
+  if (
+    t.archive?.enabled &&
+    typeof freshness === 'number' &&
+    typeof buffering === 'number' &&
+    freshness <= buffering
+  ) {
+    issue(
+      at('alarms', 'archiveFreshnessSeconds'),
+      freshness,
+      `use more than telemetry.archive.bufferingIntervalSeconds (${buffering}): Firehose holds records that long before it writes them`,
+    );
+  }
+
+  const ts = t.timestream;
+  if (ts?.enabled === true) {
+    for (const key of ['databaseName', 'tableName'] as const) {
+      if (ts[key] === undefined)
+        issue(
+          at('timestream', key),
+          undefined,
+          `missing; name the existing Timestream for LiveAnalytics ${key === 'databaseName' ? 'database' : 'table'} (the stack does not create it), or set telemetry.timestream.enabled to false`,
+        );
+    }
+  }
+
+  const ix = t.influxdb;
+  if (ix?.enabled === true) {
+    const required = {
+      endpoint: 'the https:// endpoint of the InfluxDB instance or cluster',
+      secretArn: 'the ARN of the Secrets Manager secret holding the InfluxDB token',
+      databaseName: 'the database (V3) or bucket (V2) to write to',
+      tableName: 'the table (V3) or measurement (V2) to write to',
+    } as const;
+    for (const [key, what] of Object.entries(required) as [keyof typeof required, string][]) {
+      if (ix[key] === undefined)
+        issue(
+          at('influxdb', key),
+          undefined,
+          `missing; set ${what}, or set telemetry.influxdb.enabled to false`,
+        );
+    }
+    if (ix.version === 'V2' && ix.organization === undefined) {
+      issue(at('influxdb', 'organization'), undefined, 'missing; InfluxDB V2 needs the organization name');
+    }
+    const vpcKeys = ['vpcId', 'subnetIds', 'securityGroupIds'] as const;
+    const given = vpcKeys.filter((k) => ix[k] !== undefined);
+    if (given.length > 0 && given.length < vpcKeys.length) {
+      for (const k of vpcKeys.filter((v) => ix[v] === undefined))
+        issue(
+          at('influxdb', k),
+          undefined,
+          `missing; a private endpoint needs vpcId, subnetIds and securityGroupIds together (${given.join(', ')} given), or remove them all for a public endpoint`,
+        );
+    }
+  }
 }
 
 function compiles(source: string): boolean {
@@ -428,7 +863,15 @@ function knownKeysAt(schema: z.core.$ZodType, path: readonly PropertyKey[]): str
   return Object.keys(def.shape ?? {});
 }
 
+/** Top-level keys that moved: the message names where they live now. */
+const MOVED_KEYS: Readonly<Record<string, string>> = {
+  basicIngestRuleNames:
+    'the Basic Ingest rules are now telemetry.ruleNames ({"telemetry": "…", "health": "…"}, default <thingNamePrefix>_telemetry and _health)',
+};
+
 function unknownKeyIssue(path: readonly PropertyKey[], key: string): string {
+  const moved = path.length === 0 && Object.hasOwn(MOVED_KEYS, key) ? MOVED_KEYS[key] : undefined;
+  if (moved !== undefined) return `unknown key ${key}; ${moved}`;
   const known = knownKeysAt(inputSchema, path);
   const at = path.length === 0 ? '' : `${formatPath(path)}: `;
   const suggestion = closestKey(key, known);
@@ -483,9 +926,49 @@ export function resolveFleetConfig(input: unknown = {}): FleetConfig {
   return {
     ...cfg,
     provisioning: { templates },
+    telemetry: resolveTelemetry(cfg.telemetry, prefix),
     logRetentionDays: cfg.logRetentionDays as FleetConfig['logRetentionDays'],
     removalPolicy: cfg.stage === 'dev' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     deletionProtection: cfg.stage === 'prod',
+  };
+}
+
+/** Defaults that depend on other keys, and the time-series options as their resolved variants. */
+function resolveTelemetry(t: TelemetryInput, thingNamePrefix: string): TelemetryConfig {
+  const defaults = defaultRuleNames(thingNamePrefix);
+  const { shardCount, ...stream } = t.stream;
+  const ix = t.influxdb;
+  const timestream: TimestreamConfig = t.timestream.enabled
+    ? { enabled: true, databaseName: t.timestream.databaseName!, tableName: t.timestream.tableName! }
+    : { enabled: false };
+  const influxdb: InfluxDbConfig = ix.enabled
+    ? {
+        enabled: true,
+        endpoint: ix.endpoint!,
+        version: ix.version,
+        secretArn: ix.secretArn!,
+        secretKey: ix.secretKey,
+        databaseName: ix.databaseName!,
+        tableName: ix.tableName!,
+        organization: ix.organization,
+        vpc:
+          ix.vpcId === undefined
+            ? undefined
+            : { vpcId: ix.vpcId, subnetIds: ix.subnetIds!, securityGroupIds: ix.securityGroupIds! },
+      }
+    : { enabled: false };
+  return {
+    ...t,
+    ruleNames: {
+      telemetry: t.ruleNames.telemetry ?? defaults.telemetry,
+      health: t.ruleNames.health ?? defaults.health,
+    },
+    stream:
+      stream.mode === 'PROVISIONED'
+        ? { ...stream, shardCount: shardCount ?? FLEET_DEFAULTS.telemetry.stream.provisionedShardCount }
+        : stream,
+    timestream,
+    influxdb,
   };
 }
 

@@ -6,6 +6,7 @@ import { formatRingShares } from '../core/rings';
 import { STACK_OUTPUTS } from '../core/stack-outputs';
 import { FleetConfig, FleetConfigError } from './config';
 import { FleetProvisioning } from './provisioning/fleet-provisioning';
+import { FleetTelemetry } from './telemetry/fleet-telemetry';
 import { RegistryTables } from './traceability/registry-tables';
 
 export interface FleetStackProps extends StackProps {
@@ -15,7 +16,8 @@ export interface FleetStackProps extends StackProps {
 
 /**
  * Names AWS IoT keeps per account and region that a fleet stack creates or claims: provisioning
- * templates, thing types, thing groups, and the name patterns of its things and lot groups.
+ * templates, thing types, thing groups, topic rules, and the name patterns of its things and lot
+ * groups.
  */
 export function fixedNamesOf(config: FleetConfig): string[] {
   const p = config.thingNamePrefix;
@@ -23,6 +25,7 @@ export function fixedNamesOf(config: FleetConfig): string[] {
     ...config.provisioning.templates.map((t) => `provisioning template ${t.name}`),
     ...[...new Set(config.provisioning.templates.map((t) => t.thingTypeName))].map((n) => `thing type ${n}`),
     ...RINGS.map((r) => `thing group ${thingGroupNames.ring(p, r)}`),
+    ...Object.values(config.telemetry.ruleNames).map((n) => `topic rule ${n}`),
     `thing group ${thingGroupNames.quarantine(p)}`,
     `lot groups ${thingGroupNames.lot(p, '*')}`,
     `things ${p}-*`,
@@ -34,6 +37,7 @@ export class FleetStack extends Stack {
   public readonly config: FleetConfig;
   public readonly registry: RegistryTables;
   public readonly provisioning: FleetProvisioning;
+  public readonly telemetry: FleetTelemetry;
 
   constructor(scope: Construct, id: string, props: FleetStackProps) {
     super(scope, id, props);
@@ -55,7 +59,16 @@ export class FleetStack extends Stack {
       serialPattern: config.serialPattern,
       ringShares: config.rings,
       unlistedSerialRetentionDays: config.trail.unlistedSerialRetentionDays,
-      basicIngestRuleNames: config.basicIngestRuleNames,
+      basicIngestRuleNames: config.telemetry.basicIngest ? Object.values(config.telemetry.ruleNames) : [],
+      logRetention,
+      removalPolicy: config.removalPolicy,
+    });
+
+    this.telemetry = new FleetTelemetry(this, 'Telemetry', {
+      settings: config.telemetry,
+      registry: this.registry,
+      thingNamePrefix: config.thingNamePrefix,
+      topicPrefix: config.topicPrefix,
       logRetention,
       removalPolicy: config.removalPolicy,
     });
@@ -87,13 +100,41 @@ export class FleetStack extends Stack {
       this.toJsonString(this.provisioning.templateOutputs()),
       'JSON array of provisioning templates (name, claim policy, thing type, claim client id prefix)',
     );
+    out(
+      STACK_OUTPUTS.telemetryStream,
+      this.telemetry.stream.stream.streamName,
+      'Kinesis stream of telemetry and health records',
+    );
+    out(
+      STACK_OUTPUTS.telemetryRules,
+      this.toJsonString(this.telemetry.rulesOutput()),
+      'JSON {telemetry, health}: topic rule name per record type (Basic Ingest: $aws/rules/<rule>/dt/…)',
+    );
+    out(
+      STACK_OUTPUTS.telemetryErrorBucket,
+      this.telemetry.errorStore.bucket.bucketName,
+      'S3 bucket of messages the topic rules could not deliver (<rule>/<yyyy>/<MM>/<dd>/<HH>/…)',
+    );
+    if (this.telemetry.archive) {
+      out(
+        STACK_OUTPUTS.telemetryArchiveBucket,
+        this.telemetry.archive.bucket.bucketName,
+        'S3 bucket of the stream archive (records/year=…/month=…/day=…/hour=…/, GZIP JSON lines)',
+      );
+    }
+    out(
+      STACK_OUTPUTS.healthDeadLetterQueue,
+      this.telemetry.consumer.deadLetterQueue.queueUrl,
+      'SQS queue of health records the consumer could not use and batches it gave up on',
+    );
   }
 
   /**
    * Two fleet stacks of one app in the same environment (account and region, or both
    * environment-agnostic) must not claim the same fixed IoT names: thing names are
-   * `<prefix>-<serial>` and every other fixed name starts with `<prefix>-`, so their prefixes
-   * must not overlap (neither `<a>-` may start with `<b>-`).
+   * `<prefix>-<serial>` and every other fixed name but the topic rules' starts with `<prefix>-`,
+   * so their prefixes must not overlap (neither `<a>-` may start with `<b>-`), and their topic
+   * rule names must differ.
    */
   private refuseSharedNames(): void {
     const stage = Stage.of(this);
@@ -104,16 +145,21 @@ export class FleetStack extends Stack {
     for (const other of stage.node.findAll()) {
       if (other === this || !(other instanceof FleetStack) || envKey(other) !== envKey(this)) continue;
       const theirs = `${other.config.thingNamePrefix}-`;
-      if (!mine.startsWith(theirs) && !theirs.startsWith(mine)) continue;
+      const overlap = mine.startsWith(theirs) || theirs.startsWith(mine);
       const shared = new Set(fixedNamesOf(other.config));
       const same = fixedNamesOf(this.config).filter((n) => shared.has(n));
+      if (!overlap && same.length === 0) continue;
       const where = envKey(this) === '*/*' ? 'environment-agnostic' : `in ${envKey(this)}`;
       const suggest = (s: Stack) =>
         `"${`${this.config.thingNamePrefix}${s.node.id.toLowerCase().replace(/[^a-z0-9_]/g, '')}`.slice(0, 32)}"`;
+      // Prefixes apart, only topic rule names can still meet (set by hand, or prefixes that differ
+      // in "-" against "_" only, e.g. "acme-eu" and "acme_eu").
+      const fix = overlap
+        ? `give each stack its own thingNamePrefix, neither one followed by "-" starting the other (e.g. ${suggest(other)} and ${suggest(this)})`
+        : 'give each stack its own telemetry.ruleNames';
       throw new FleetConfigError([
         `stacks ${other.node.path} and ${this.node.path} (both ${where}) would claim the same AWS IoT names ` +
-          `(${same.length > 0 ? same.join(', ') : `things "${theirs}*" and "${mine}*" overlap`}); ` +
-          `give each stack its own thingNamePrefix, neither one followed by "-" starting the other (e.g. ${suggest(other)} and ${suggest(this)})`,
+          `(${same.length > 0 ? same.join(', ') : `things "${theirs}*" and "${mine}*" overlap`}); ${fix}`,
       ]);
     }
   }

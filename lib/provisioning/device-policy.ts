@@ -98,7 +98,7 @@ export class DevicePolicy extends Construct {
         `the device policy would be ${this.resolvedLength} characters (whitespace excluded; partition ${worst['AWS::Partition']}, region ${worst['AWS::Region']}), ` +
           `over AWS IoT's ${MAX_IOT_POLICY_LENGTH}-character policy limit, so CreatePolicy would fail at deploy; ` +
           `shorten topicPrefix (now ${p.length} characters, it appears in ${4 + basicIngest.length} resources) ` +
-          `or list fewer or shorter basicIngestRuleNames (now ${basicIngest.length})`,
+          `or shorten telemetry.ruleNames (now ${basicIngest.length} Basic Ingest rules), or set telemetry.basicIngest to false`,
       ]);
     }
     this.resource = new iot.CfnPolicy(this, 'Resource', { policyDocument: this.document });

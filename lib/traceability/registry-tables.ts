@@ -133,6 +133,18 @@ export class RegistryTables extends Construct {
     );
   }
 
+  /**
+   * What the health consumer needs: read devices one by one and in batches (its per-container
+   * cache is filled from the registry), update a device (lastSeen, boot, firmware), and append
+   * events (a firmware change).
+   */
+  public grantHealthUpdates(grantee: iam.IGrantable): iam.Grant {
+    return combine(
+      grantTable(grantee, this.devices, 'dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem'),
+      this.grantAppendEvents(grantee),
+    );
+  }
+
   /** Append to the event trail. PutItem only: writers never update or delete entries (only TTL expires them). */
   public grantAppendEvents(grantee: iam.IGrantable): iam.Grant {
     return grantTable(grantee, this.events, 'dynamodb:PutItem');

@@ -3,10 +3,12 @@ import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import { join, resolve } from 'node:path';
 import { RemovalPolicy } from 'aws-cdk-lib';
+import { DEFAULT_HEALTH_THRESHOLDS } from '../../core/health';
 import { DEFAULT_SERIAL_PATTERN } from '../../core/model';
 import {
   contextKeyProblems,
   closestKey,
+  defaultRuleNames,
   editDistance,
   FLEET_DEFAULTS,
   FleetConfigError,
@@ -34,7 +36,6 @@ describe('resolveFleetConfig defaults', () => {
       thingNamePrefix: 'fleet',
       serialPattern: DEFAULT_SERIAL_PATTERN,
       rings: { canaryPercent: 2, earlyPercent: 18 },
-      basicIngestRuleNames: ['fleet_telemetry', 'fleet_health'],
       logRetentionDays: 30,
       trail: { unlistedSerialRetentionDays: 30 },
     });
@@ -46,7 +47,6 @@ describe('resolveFleetConfig defaults', () => {
       topicPrefix: FLEET_DEFAULTS.topicPrefix,
       thingNamePrefix: FLEET_DEFAULTS.thingNamePrefix,
       rings: FLEET_DEFAULTS.rings,
-      basicIngestRuleNames: FLEET_DEFAULTS.basicIngestRuleNames,
       logRetentionDays: FLEET_DEFAULTS.logRetentionDays,
       trail: FLEET_DEFAULTS.trail,
     });
@@ -75,7 +75,7 @@ describe('resolveFleetConfig defaults', () => {
     expect(Object.keys(cfg)).not.toContain('ota');
     expect(errorOf({ ota: { stages: [] } }).issues).toEqual([
       'unknown key ota; remove it (known keys: ' +
-        'stage, topicPrefix, thingNamePrefix, serialPattern, rings, provisioning, basicIngestRuleNames, logRetentionDays, trail)',
+        'stage, topicPrefix, thingNamePrefix, serialPattern, rings, provisioning, logRetentionDays, trail, telemetry)',
     ]);
   });
 
@@ -181,12 +181,17 @@ describe('invalid configuration names the key and the fix', () => {
     ],
     [{ rings: { earlyPercent: -1 } }, 'rings.earlyPercent: -1 is invalid; use a number between 0 and 100'],
     [
-      { basicIngestRuleNames: ['fleet-telemetry'] },
-      'basicIngestRuleNames[0]: "fleet-telemetry" is invalid; use 1-128 characters of a-z A-Z 0-9 _ (topic rule name)',
+      { telemetry: { ruleNames: { telemetry: 'fleet-telemetry' } } },
+      'telemetry.ruleNames.telemetry: "fleet-telemetry" is invalid; use 1-128 characters of a-z A-Z 0-9 _ (topic rule name)',
+    ],
+    [{ telemetry: { ruleNames: { health: 'h'.repeat(129) } } }, 'telemetry.ruleNames.health: "hhhh'],
+    [
+      { telemetry: { ruleNames: { telemetry: 'fleet_health' } } },
+      'telemetry.ruleNames.telemetry: "fleet_health" is invalid; give the telemetry and health rules different names',
     ],
     [
-      { basicIngestRuleNames: ['a', 'a'] },
-      'basicIngestRuleNames[1]: "a" is invalid; list every rule name once',
+      { basicIngestRuleNames: ['fleet_telemetry'] },
+      'unknown key basicIngestRuleNames; the Basic Ingest rules are now telemetry.ruleNames',
     ],
     [{ logRetentionDays: 31 }, 'logRetentionDays: 31 is invalid; use one of 1, 3, 5, 7, 14, 30'],
     [
@@ -269,6 +274,233 @@ describe('invalid configuration names the key and the fix', () => {
   test('an invalid prefix does not add prefix errors on the templates', () => {
     const err = errorOf({ thingNamePrefix: 'a b', provisioning: { templates: [{ name: 'x' }] } });
     expect(err.issues).toEqual(['thingNamePrefix: "a b" is invalid; use 1-32 characters of A-Z a-z 0-9 _ -']);
+  });
+});
+
+describe('telemetry settings', () => {
+  const { telemetry } = resolveFleetConfig({});
+
+  test('defaults: every value comes from FLEET_DEFAULTS.telemetry', () => {
+    const T = FLEET_DEFAULTS.telemetry;
+    expect(telemetry).toEqual({
+      ruleNames: { telemetry: 'fleet_telemetry', health: 'fleet_health' },
+      basicIngest: T.basicIngest,
+      stream: { mode: 'ON_DEMAND', retentionHours: 24 },
+      archive: { enabled: true, bufferingIntervalSeconds: 300, bufferingSizeMiB: 64 },
+      errorStore: { retentionDays: 90 },
+      lastSeenIntervalSeconds: 900,
+      healthIntervalSeconds: 300,
+      telemetryIntervalSeconds: 60,
+      thresholds: { lowHeapBytes: 16384, weakRssiDbm: -85 },
+      maxFirmwareDimensions: 50,
+      consumer: {
+        batchSize: 100,
+        maxBatchingWindowSeconds: 5,
+        parallelizationFactor: 1,
+        retryAttempts: 3,
+        maxRecordAgeSeconds: 86400,
+        memorySize: 512,
+        timeoutSeconds: 60,
+      },
+      alarms: {
+        unexpectedRebootRatePercent: 5,
+        rebootRateEvaluationPeriods: 3,
+        iteratorAgeMs: 300000,
+        archiveFreshnessSeconds: 1800,
+      },
+      timestream: { enabled: false },
+      influxdb: { enabled: false },
+    });
+    expect(telemetry.consumer).toEqual(T.consumer);
+    expect(telemetry.alarms).toEqual(T.alarms);
+    expect(telemetry.thresholds).toEqual(T.thresholds);
+    // lib may not import the health core; its defaults are the same values.
+    expect(T.thresholds).toEqual(DEFAULT_HEALTH_THRESHOLDS);
+    expect(telemetry.archive).toEqual(T.archive);
+  });
+
+  test.each([
+    ['fleet', 'fleet_telemetry', 'fleet_health'],
+    ['acme-eu', 'acme_eu_telemetry', 'acme_eu_health'],
+    ['Acme_1', 'Acme_1_telemetry', 'Acme_1_health'],
+  ])('rule names derive from thingNamePrefix %s', (prefix, t, h) => {
+    expect(defaultRuleNames(prefix)).toEqual({ telemetry: t, health: h });
+    expect(resolveFleetConfig({ thingNamePrefix: prefix }).telemetry.ruleNames).toEqual({
+      telemetry: t,
+      health: h,
+    });
+  });
+
+  test('a named rule keeps its name, the other keeps its default', () => {
+    expect(
+      resolveFleetConfig({ telemetry: { ruleNames: { health: 'fleet_self_health' } } }).telemetry.ruleNames,
+    ).toEqual({
+      telemetry: 'fleet_telemetry',
+      health: 'fleet_self_health',
+    });
+  });
+
+  test('a provisioned stream gets one shard by default, or the configured count', () => {
+    expect(resolveFleetConfig({ telemetry: { stream: { mode: 'PROVISIONED' } } }).telemetry.stream).toEqual({
+      mode: 'PROVISIONED',
+      shardCount: 1,
+      retentionHours: 24,
+    });
+    expect(
+      resolveFleetConfig({
+        telemetry: { stream: { mode: 'PROVISIONED', shardCount: 4, retentionHours: 168 } },
+      }).telemetry.stream,
+    ).toEqual({ mode: 'PROVISIONED', shardCount: 4, retentionHours: 168 });
+  });
+
+  test('the time-series options resolve to their enabled variants', () => {
+    const c = resolveFleetConfig({
+      telemetry: {
+        timestream: { enabled: true, databaseName: 'fleet_db', tableName: 'health' },
+        influxdb: {
+          enabled: true,
+          endpoint: 'https://abc.timestream-influxdb.eu-west-1.on.aws:8086',
+          secretArn: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:influx-AbCdEf',
+          databaseName: 'fleet',
+          tableName: 'health',
+          vpcId: 'vpc-0123456789abcdef0',
+          subnetIds: ['subnet-0123456789abcdef0'],
+          securityGroupIds: ['sg-0123456789abcdef0'],
+        },
+      },
+    });
+    expect(c.telemetry.timestream).toEqual({ enabled: true, databaseName: 'fleet_db', tableName: 'health' });
+    expect(c.telemetry.influxdb).toEqual({
+      enabled: true,
+      endpoint: 'https://abc.timestream-influxdb.eu-west-1.on.aws:8086',
+      version: 'V3',
+      secretArn: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:influx-AbCdEf',
+      secretKey: undefined,
+      databaseName: 'fleet',
+      tableName: 'health',
+      organization: undefined,
+      vpc: {
+        vpcId: 'vpc-0123456789abcdef0',
+        subnetIds: ['subnet-0123456789abcdef0'],
+        securityGroupIds: ['sg-0123456789abcdef0'],
+      },
+    });
+  });
+
+  const influx = {
+    enabled: true,
+    endpoint: 'https://abc.timestream-influxdb.eu-west-1.on.aws:8086',
+    secretArn: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:influx-AbCdEf',
+    databaseName: 'fleet',
+    tableName: 'health',
+  };
+
+  test.each([
+    [
+      { stream: { shardCount: 2 } },
+      'telemetry.stream.shardCount: 2 is invalid; remove it, or set telemetry.stream.mode to "PROVISIONED"',
+    ],
+    [
+      { stream: { mode: 'SERVERLESS' } },
+      'telemetry.stream.mode: "SERVERLESS" is invalid; use one of ON_DEMAND, PROVISIONED',
+    ],
+    [
+      { stream: { retentionHours: 12 } },
+      'telemetry.stream.retentionHours: 12 is invalid; use an integer number of hours between 24 and 8760',
+    ],
+    [
+      { archive: { bufferingIntervalSeconds: 901 } },
+      'telemetry.archive.bufferingIntervalSeconds: 901 is invalid',
+    ],
+    [{ archive: { bufferingSizeMiB: 0 } }, 'telemetry.archive.bufferingSizeMiB: 0 is invalid'],
+    [{ archive: { transitionToInfrequentAccessDays: 7 } }, 'at least 30 (S3 Standard-IA minimum)'],
+    [
+      { archive: { bufferingIntervalSeconds: 900 }, alarms: { archiveFreshnessSeconds: 600 } },
+      'telemetry.alarms.archiveFreshnessSeconds: 600 is invalid; use more than telemetry.archive.bufferingIntervalSeconds (900)',
+    ],
+    [{ errorStore: { retentionDays: 0 } }, 'telemetry.errorStore.retentionDays: 0 is invalid'],
+    [
+      { thresholds: { weakRssiDbm: 10 } },
+      'telemetry.thresholds.weakRssiDbm: 10 is invalid; use an integer number of dBm between -150 and 0',
+    ],
+    [{ consumer: { batchSize: 20000 } }, 'telemetry.consumer.batchSize: 20000 is invalid'],
+    [{ consumer: { parallelizationFactor: 11 } }, 'telemetry.consumer.parallelizationFactor: 11 is invalid'],
+    [{ consumer: { maxRecordAgeSeconds: 10 } }, 'telemetry.consumer.maxRecordAgeSeconds: 10 is invalid'],
+    [
+      { alarms: { unexpectedRebootRatePercent: 0 } },
+      'telemetry.alarms.unexpectedRebootRatePercent: 0 is invalid',
+    ],
+    [{ maxFirmwareDimensions: 0 }, 'telemetry.maxFirmwareDimensions: 0 is invalid'],
+    [
+      { timestream: { enabled: true } },
+      'telemetry.timestream.databaseName: missing; name the existing Timestream for LiveAnalytics database (the stack does not create it), or set telemetry.timestream.enabled to false',
+    ],
+    [
+      { timestream: { enabled: true, databaseName: 'db' } },
+      'telemetry.timestream.databaseName: "db" is invalid; use 3-256 characters',
+    ],
+    [
+      { timestream: { enabled: true, databaseName: 'fleet_db' } },
+      'telemetry.timestream.tableName: missing; name the existing Timestream for LiveAnalytics table',
+    ],
+    [
+      { influxdb: { enabled: true } },
+      'telemetry.influxdb.endpoint: missing; set the https:// endpoint of the InfluxDB instance or cluster, or set telemetry.influxdb.enabled to false',
+    ],
+    [
+      { influxdb: { ...influx, endpoint: 'http://db:8086' } },
+      'telemetry.influxdb.endpoint: "http://db:8086" is invalid; use an https:// URL',
+    ],
+    [{ influxdb: { ...influx, endpoint: 'https://db:9999' } }, 'port 443, 8086, 8181 or 8443'],
+    [
+      { influxdb: { ...influx, secretArn: 'influx-token' } },
+      'telemetry.influxdb.secretArn: "influx-token" is invalid; use the full ARN',
+    ],
+    [
+      { influxdb: { ...influx, version: 'V2' } },
+      'telemetry.influxdb.organization: missing; InfluxDB V2 needs the organization name',
+    ],
+    [
+      { influxdb: { ...influx, vpcId: 'vpc-0123456789abcdef0' } },
+      'telemetry.influxdb.subnetIds: missing; a private endpoint needs vpcId, subnetIds and securityGroupIds together',
+    ],
+    [
+      { influxdb: { ...influx, subnetIds: ['sn-1'] } },
+      'telemetry.influxdb.subnetIds[0]: "sn-1" is invalid; use subnet ids (subnet-…)',
+    ],
+    [{ timestreem: {} }, 'telemetry: unknown key timestreem; did you mean timestream?'],
+    [{ stream: { shardCont: 2 } }, 'telemetry.stream: unknown key shardCont; did you mean shardCount?'],
+    [{ consumer: { batchsize: 10 } }, 'telemetry.consumer: unknown key batchsize; did you mean batchSize?'],
+    [{ influxdb: { endpont: 'x' } }, 'telemetry.influxdb: unknown key endpont; did you mean endpoint?'],
+  ])('%j → %s', (telemetryInput, expected) => {
+    const err = errorOf({ telemetry: telemetryInput });
+    expect(err.issues.some((i) => i.includes(expected))).toBe(true);
+  });
+
+  test('every telemetry problem is reported at once, beside the others', () => {
+    const err = errorOf({
+      stage: 'qa',
+      telemetry: {
+        stream: { shardCount: 2 },
+        timestream: { enabled: true },
+        influxdb: { enabled: true, version: 'V2' },
+        consumer: { batchSize: 0 },
+      },
+    });
+    expect([...err.issues].map((i) => i.split(':')[0]).sort()).toEqual(
+      [
+        'stage',
+        'telemetry.consumer.batchSize',
+        'telemetry.stream.shardCount',
+        'telemetry.timestream.databaseName',
+        'telemetry.timestream.tableName',
+        'telemetry.influxdb.endpoint',
+        'telemetry.influxdb.secretArn',
+        'telemetry.influxdb.databaseName',
+        'telemetry.influxdb.tableName',
+        'telemetry.influxdb.organization',
+      ].sort(),
+    );
   });
 });
 

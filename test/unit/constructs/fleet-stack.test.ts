@@ -236,9 +236,9 @@ describe('fleet stack', () => {
   });
 
   describe('activation gate', () => {
-    const [ruleId, rule] = one(template, 'AWS::IoT::TopicRule');
+    const [ruleId, rule] = one(template, 'AWS::IoT::TopicRule', 'PresenceRule');
     const [presenceId, presence] = one(template, 'AWS::Lambda::Function', 'Presence');
-    const [queueId, queue] = one(template, 'AWS::SQS::Queue');
+    const [queueId, queue] = one(template, 'AWS::SQS::Queue', 'ActivationGate');
 
     test('rule selects connected and disconnected presence events and invokes the presence function', () => {
       expect(rule.Properties.TopicRulePayload).toMatchObject({
@@ -261,7 +261,7 @@ describe('fleet stack', () => {
 
     test('the dead-letter queue is encrypted and refuses non-TLS access', () => {
       expect(queue.Properties.SqsManagedSseEnabled).toBe(true);
-      const [, qp] = one(template, 'AWS::SQS::QueuePolicy');
+      const [, qp] = one(template, 'AWS::SQS::QueuePolicy', 'ActivationGate');
       expect(qp.Properties.PolicyDocument.Statement).toEqual(
         expect.arrayContaining([
           expect.objectContaining({

@@ -11,10 +11,8 @@ import {
 import { asArray, flat, iotAllows, iotArnOf, one, PolicyStatement, synthFleet } from './helpers';
 
 const VAR = '${iot:Connection.Thing.ThingName}';
-const { template } = synthFleet({
-  topicPrefix: 'fleet',
-  basicIngestRuleNames: ['fleet_telemetry', 'fleet_health'],
-});
+// The default telemetry rule names (fleet_telemetry, fleet_health) are the Basic Ingest rules.
+const { template } = synthFleet({ topicPrefix: 'fleet' });
 const [, policy] = one(template, 'AWS::IoT::Policy', 'DevicePolicy');
 const statements = (policy.Properties.PolicyDocument as { Statement: PolicyStatement[] }).Statement;
 
@@ -173,9 +171,20 @@ describe('device policy size (AWS IoT allows 2048 characters, whitespace exclude
     }
     expect(error).toBeInstanceOf(FleetConfigError);
     expect((error as Error).message).toMatch(
-      /the device policy would be 2250 characters \(whitespace excluded; partition aws-iso-f, region us-isof-south-1\), over AWS IoT's 2048-character policy limit.*shorten topicPrefix \(now 32 characters.*or list fewer or shorter basicIngestRuleNames \(now 3\)/,
+      /the device policy would be 2250 characters \(whitespace excluded; partition aws-iso-f, region us-isof-south-1\), over AWS IoT's 2048-character policy limit.*shorten topicPrefix \(now 32 characters.*or shorten telemetry.ruleNames \(now 3 Basic Ingest rules\), or set telemetry.basicIngest to false/,
     );
-    expect(() => synthFleet(oversized)).toThrow(/over AWS IoT's 2048-character policy limit/);
+  });
+
+  test('a 32-character topicPrefix with the default rule names fails synth; without Basic Ingest it fits', () => {
+    expect(() => synthFleet({ topicPrefix: 't'.repeat(32) })).toThrow(
+      /over AWS IoT's 2048-character policy limit.*now 2 Basic Ingest rules/,
+    );
+    const { template: direct } = synthFleet({
+      topicPrefix: 't'.repeat(32),
+      telemetry: { basicIngest: false },
+    });
+    const [, p] = one(direct, 'AWS::IoT::Policy', 'DevicePolicy');
+    expect(JSON.stringify(p.Properties.PolicyDocument)).not.toContain('$aws/rules/');
   });
 
   test('the same config fails in us-east-1 too (2082)', () => {

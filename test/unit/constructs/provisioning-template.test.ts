@@ -12,7 +12,7 @@ const variants = synthFleet({
   thingNamePrefix: 'p'.repeat(32),
   // The longest topic prefix leaves no room for Basic Ingest rules in the 2048-character device policy.
   topicPrefix: 't'.repeat(32),
-  basicIngestRuleNames: [],
+  telemetry: { basicIngest: false },
   provisioning: {
     templates: [
       {

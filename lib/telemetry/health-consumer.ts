@@ -1,0 +1,127 @@
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { ENV } from '../../core/env';
+import { SERVICES } from '../../core/metrics';
+import type { RecordType } from '../../core/telemetry';
+import { FleetFunction } from '../common/fleet-function';
+import type { HealthThresholdsConfig } from '../config';
+import type { RegistryTables } from '../traceability/registry-tables';
+import type { TelemetryStream } from './telemetry-stream';
+
+/** Entry of the health consumer handler, relative to the repository root. */
+export const HEALTH_CONSUMER_ENTRY = 'lambda/telemetry/health-consumer.handler.ts';
+/** The record type the consumer's mapping lets through (the `type` field the health rule sets). */
+export const CONSUMED_RECORD_TYPE: RecordType = 'health';
+
+/** Event-source mapping settings of the consumer (defaults: FLEET_DEFAULTS.telemetry.consumer). */
+export interface HealthConsumerMappingProps {
+  /** Records per invocation. @default 100 */
+  readonly batchSize?: number;
+  /** Seconds the mapping waits to fill a batch. @default 5 */
+  readonly maxBatchingWindowSeconds?: number;
+  /** Concurrent batches per shard; 1 keeps a device's reports in order. @default 1 */
+  readonly parallelizationFactor?: number;
+  /** Retries of a failing batch (halved on each failure) before its records go to the dead-letter queue. @default 3 */
+  readonly retryAttempts?: number;
+  /** Records older than this go to the dead-letter queue unprocessed. @default 86400 */
+  readonly maxRecordAgeSeconds?: number;
+}
+
+export interface HealthConsumerProps extends HealthConsumerMappingProps {
+  readonly stream: TelemetryStream;
+  readonly registry: RegistryTables;
+  readonly thingNamePrefix: string;
+  /** Seconds between two registry lastSeen writes of one device. */
+  readonly lastSeenIntervalSeconds: number;
+  readonly thresholds: HealthThresholdsConfig;
+  /** Distinct firmware versions with their own metric dimension value. */
+  readonly maxFirmwareDimensions: number;
+  /** Lambda memory (MB). @default 512 */
+  readonly memorySize?: number;
+  /** Lambda timeout. @default Duration.seconds(60) */
+  readonly timeout?: Duration;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** Removal policy of the dead-letter queue and the log group. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * The health consumer: a function on the telemetry stream that turns health reports into registry
+ * state (lastSeen, boot, firmware) and fleet health metrics per firmware version and ring.
+ *
+ * Its event-source mapping carries a filter on `data.type = health`, so telemetry records never
+ * invoke it (docs/decisions.md D15), and reports partial batch failures: a failing record is
+ * retried with the records after it, the batch is split on errors, and after `retryAttempts` or
+ * `maxRecordAgeSeconds` the failed records' shard coordinates go to the dead-letter queue.
+ * The function itself sends records it cannot use (malformed, unknown device) to the same queue,
+ * so one encrypted, TLS-only queue holds everything that needs an operator.
+ * (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html,
+ * https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html#filtering-kinesis)
+ */
+export class HealthConsumer extends Construct {
+  public readonly function: FleetFunction;
+  public readonly deadLetterQueue: sqs.Queue;
+  public readonly eventSource: KinesisEventSource;
+
+  constructor(scope: Construct, id: string, props: HealthConsumerProps) {
+    super(scope, id);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+
+    this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy,
+    });
+    Validations.of(this.deadLetterQueue).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason:
+        "This queue is the dead letter of the health consumer's event-source mapping (on-failure destination) " +
+        'and of the records the consumer rejects; it is the end of the line, read by operators.',
+    });
+
+    this.function = new FleetFunction(this, 'Function', {
+      entry: HEALTH_CONSUMER_ENTRY,
+      serviceName: SERVICES.healthConsumer,
+      description:
+        'Fleet self-health: registry state and health metrics from health reports on the telemetry stream',
+      timeout: props.timeout ?? Duration.seconds(60),
+      memorySize: props.memorySize ?? 512,
+      logRetention: props.logRetention,
+      logRemovalPolicy: removalPolicy,
+      environment: {
+        [ENV.devicesTable]: props.registry.devices.tableName,
+        [ENV.eventsTable]: props.registry.events.tableName,
+        [ENV.thingNamePrefix]: props.thingNamePrefix,
+        [ENV.lastSeenIntervalSeconds]: String(props.lastSeenIntervalSeconds),
+        [ENV.lowHeapBytes]: String(props.thresholds.lowHeapBytes),
+        [ENV.weakRssiDbm]: String(props.thresholds.weakRssiDbm),
+        [ENV.maxFirmwareDimensions]: String(props.maxFirmwareDimensions),
+        [ENV.healthDeadLetterQueueUrl]: this.deadLetterQueue.queueUrl,
+      },
+    });
+    props.registry.grantHealthUpdates(this.function);
+    this.deadLetterQueue.grantSendMessages(this.function);
+
+    this.eventSource = new KinesisEventSource(props.stream.stream, {
+      startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+      batchSize: props.batchSize ?? 100,
+      maxBatchingWindow: Duration.seconds(props.maxBatchingWindowSeconds ?? 5),
+      parallelizationFactor: props.parallelizationFactor ?? 1,
+      retryAttempts: props.retryAttempts ?? 3,
+      maxRecordAge: Duration.seconds(props.maxRecordAgeSeconds ?? 86_400),
+      bisectBatchOnError: true,
+      reportBatchItemFailures: true,
+      onFailure: new SqsDlq(this.deadLetterQueue),
+      filters: [
+        lambda.FilterCriteria.filter({ data: { type: lambda.FilterRule.isEqual(CONSUMED_RECORD_TYPE) } }),
+      ],
+    });
+    this.function.addEventSource(this.eventSource);
+  }
+}
