@@ -6,6 +6,7 @@
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import type { ChecksumConstructor, HashConstructor } from '@smithy/types';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -14,6 +15,7 @@ import {
   createCertificateStatusReader,
   SdkClientSettings,
 } from './iot-certificates';
+import { createSqsBatchSender, SqsBatchSender } from './sqs';
 
 export interface ClientBudget {
   /** Milliseconds to establish a connection. */
@@ -51,6 +53,21 @@ export function createCertificateReader(
   sdkClient: { config: SdkClientSettings },
 ): CertificateStatusReader {
   return createCertificateStatusReader({
+    handler: httpHandler(budget),
+    settings: sdkClient.config,
+    maxAttempts: budget.maxAttempts,
+  });
+}
+
+/**
+ * Amazon SQS SendMessageBatch with the same budget, signed with the credentials, region and hash
+ * of `sdkClient` (see sqs.ts for why this is not `@aws-sdk/client-sqs`).
+ */
+export function createSqsSender(
+  budget: ClientBudget,
+  sdkClient: { config: SdkClientSettings & { sha256: ChecksumConstructor | HashConstructor } },
+): SqsBatchSender {
+  return createSqsBatchSender({
     handler: httpHandler(budget),
     settings: sdkClient.config,
     maxAttempts: budget.maxAttempts,

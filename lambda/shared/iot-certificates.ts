@@ -11,12 +11,12 @@
  * (`iot.<region>.<dnsSuffix>`, `iot-fips…`) and the SDK's service-specific endpoint variables
  * `AWS_ENDPOINT_URL_IOT` and `AWS_ENDPOINT_URL`, which the local lab and the tests set.
  */
-import { createHash, createHmac } from 'node:crypto';
 import { partition } from '@aws-sdk/core/client';
 import { HttpRequest } from '@smithy/core/protocols';
 import { NodeHttpHandler, streamCollector } from '@smithy/node-http-handler';
 import { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import { backoffMs, isTransientNetworkError, Sha256, sleep } from './sigv4';
 
 /** The resolved settings an SDK v3 client exposes as `client.config` (the subset used here). */
 export interface SdkClientSettings {
@@ -63,29 +63,6 @@ export type CertificateStatusReader = (
   abortSignal: AbortSignal,
 ) => Promise<string | undefined>;
 
-/** Node's SHA-256 in the shape the signer expects (HMAC when given a secret). */
-class Sha256 implements Checksum {
-  private hash;
-  constructor(secret?: SourceData) {
-    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', toBytes(secret));
-  }
-  update(data: Uint8Array): void {
-    this.hash.update(data);
-  }
-  async digest(): Promise<Uint8Array> {
-    return this.hash.digest();
-  }
-  reset(): void {
-    throw new Error('Sha256.reset is not supported; create a new instance');
-  }
-}
-
-function toBytes(data: SourceData): Uint8Array {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return new Uint8Array(data);
-}
-
 /** The IoT control-plane endpoint the SDK would use for these settings. */
 export async function iotEndpoint(
   settings: SdkClientSettings,
@@ -113,8 +90,6 @@ const RETRYABLE_TYPES = new Set([
   'ServiceUnavailableException',
   'InternalFailureException',
 ]);
-/** Node socket errors a second connection can get past (the SDK's transient network codes). */
-const RETRYABLE_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE']);
 /**
  * The error type AWS IoT sends (header `x-amzn-ErrorType`) for a certificate it does not know. AWS
  * IoT always names the type, so a 404 without it did not come from AWS IoT.
@@ -131,30 +106,7 @@ export function isRetryable(err: unknown): boolean {
   if (err instanceof IotRequestError) {
     return RETRYABLE_STATUS.has(err.statusCode) || RETRYABLE_TYPES.has(err.errorType);
   }
-  // Duck-typed: errors raised inside Node's own modules may come from another realm.
-  if (typeof err !== 'object' || err === null) return false;
-  const { code, name, message } = err as { code?: unknown; name?: unknown; message?: unknown };
-  return (
-    (typeof code === 'string' && RETRYABLE_NETWORK_CODES.has(code)) ||
-    name === 'TimeoutError' ||
-    message === 'socket hang up'
-  );
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const done = (): void => {
-      signal.removeEventListener('abort', abort);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    const abort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', abort, { once: true });
-  });
+  return isTransientNetworkError(err);
 }
 
 export function createCertificateStatusReader(opts: IotCertificatesOptions): CertificateStatusReader {
@@ -210,10 +162,8 @@ export function createCertificateStatusReader(opts: IotCertificatesOptions): Cer
         return await once(certificateId, abortSignal);
       } catch (err) {
         if (abortSignal.aborted || !isRetryable(err) || attempt >= opts.maxAttempts) throw err;
-        // Full jitter as the SDK's standard retry strategy: a random wait below 100 ms after the
-        // first attempt, 200 ms after the second, doubling up to 1 s. The caller's deadline
-        // (abortSignal) cuts any wait that would not fit.
-        await sleep(Math.random() * Math.min(1000, 100 * 2 ** (attempt - 1)), abortSignal);
+        // Full jitter; the caller's deadline (abortSignal) cuts any wait that would not fit.
+        await sleep(backoffMs(attempt), abortSignal);
       }
     }
   };

@@ -95,6 +95,27 @@ export async function putNew(
   );
 }
 
+/**
+ * Append a trail entry that may be written more than once (a retried event): the entry has a
+ * deterministic sort key (`<at>#<skSuffix>`), and finding it already written counts as done.
+ * Returns true when this call wrote it, false when it was there already.
+ */
+export async function appendEventOnce(
+  doc: DynamoDBDocumentClient,
+  eventsTable: string,
+  e: NewDeviceEvent & { at: string; skSuffix: string },
+  now: () => Date,
+  opts: CallOptions = {},
+): Promise<boolean> {
+  try {
+    await putNew(doc, eventsTable, trailEntry(e, now), TABLES.events.sortKey, opts);
+    return true;
+  } catch (err) {
+    if (isConditionFailure(err)) return false;
+    throw err;
+  }
+}
+
 /** What a status change writes besides the status and revision (which the registry sets). */
 export interface TransitionWrite {
   /** UpdateExpression; it must `SET #status = :to, #rev = :next`. */
@@ -244,7 +265,7 @@ export interface HealthStateWrite {
 export interface LastSeenWrite {
   /** ISO receive time of the report. */
   seenAt: string;
-  /** Written only when the stored lastSeen is older than this (ISO): one write per interval. */
+  /** Written only when the stored lastSeen is no later than this (ISO): one write per interval. */
   dueBefore: string;
   uptimeS: number;
   /** Report time (device clock), epoch ms. */
@@ -316,13 +337,7 @@ export class Registry {
     e: NewDeviceEvent & { at: string; skSuffix: string },
     opts: CallOptions = {},
   ): Promise<boolean> {
-    try {
-      await this.appendEvent(e, opts);
-      return true;
-    } catch (err) {
-      if (isConditionFailure(err)) return false;
-      throw err;
-    }
+    return appendEventOnce(this.doc, this.tables.events, e, this.now, opts);
   }
 
   /**
@@ -458,6 +473,84 @@ export class Registry {
   }
 
   /**
+   * The one write of a status change: a conditional UpdateItem guarded by the status and the
+   * revision the caller read. The target status comes from the lifecycle table (`:to`); a change
+   * the table does not allow is refused before any write. The named transitions above use it, and
+   * so do the operator's (cli/registry-admin.ts).
+   * @throws LifecycleError when the table does not allow `action` from `expectedStatus`.
+   * @throws RegistryConditionError when the status or revision changed since the read.
+   */
+  async applyTransition<A extends LifecycleAction>(
+    action: A,
+    serial: string,
+    expectedStatus: SourceStatus<A>,
+    expectedRevision: number,
+    w: TransitionWrite,
+  ): Promise<DeviceRecord> {
+    assertTransition(action, serial, expectedStatus);
+    // Records written without a revision count as revision 0.
+    const revisionCondition =
+      expectedRevision === 0 ? '(attribute_not_exists(#rev) OR #rev = :rev)' : '#rev = :rev';
+    const condition = [`attribute_exists(#pk)`, '#status = :from', revisionCondition, w.extraCondition]
+      .filter(Boolean)
+      .join(' AND ');
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tables.devices,
+          Key: { [TABLES.devices.partitionKey]: serial },
+          UpdateExpression: w.update,
+          ConditionExpression: condition,
+          ExpressionAttributeNames: {
+            '#pk': TABLES.devices.partitionKey,
+            '#status': 'status',
+            '#rev': 'revision',
+            ...w.names,
+          },
+          ExpressionAttributeValues: { ...w.values, ':from': expectedStatus, ':to': LIFECYCLE[action].to },
+          ReturnValues: w.returnRecord === false ? 'NONE' : 'ALL_NEW',
+        }),
+        { abortSignal: w.opts.abortSignal },
+      );
+      return out.Attributes as DeviceRecord;
+    } catch (err) {
+      if (isConditionFailure(err)) throw new RegistryConditionError(action, serial);
+      throw err;
+    }
+  }
+}
+
+/**
+ * The health consumer's registry adapter: its reads and its two writes of the Devices table, and
+ * its FIRMWARE_CHANGED trail appends. A class of its own, beside {@link Registry}, so that each
+ * function bundle carries only the calls it makes: the consumer none of the status transitions,
+ * the hook and the presence function no BatchGetItem (every bundle is held to MAX_BUNDLE_BYTES).
+ * Health bookkeeping is not a status transition: `revision` is left alone.
+ */
+export class HealthRegistry {
+  readonly tables: Pick<RegistryTableNames, 'devices' | 'events'>;
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly now: () => Date;
+
+  constructor(
+    doc: DynamoDBDocumentClient,
+    tables: Pick<RegistryTableNames, 'devices' | 'events'>,
+    now: () => Date = () => new Date(),
+  ) {
+    this.doc = doc;
+    this.tables = tables;
+    this.now = now;
+  }
+
+  /** {@link Registry.appendEventOnce}. */
+  async appendEventOnce(
+    e: NewDeviceEvent & { at: string; skSuffix: string },
+    opts: CallOptions = {},
+  ): Promise<boolean> {
+    return appendEventOnce(this.doc, this.tables.events, e, this.now, opts);
+  }
+
+  /**
    * The health consumer's read: the devices of `serials` (strongly consistent, so a retry after
    * a failed write sees what that write left), {@link HEALTH_VIEW_ATTRIBUTES} only, in
    * BatchGetItem requests of up to 100 keys sent together. Never throws: a failed request, or keys
@@ -565,7 +658,7 @@ export class Registry {
 
   /**
    * The throttled heartbeat: lastSeen with the latest uptime and report time, written only when
-   * the stored lastSeen is older than `dueBefore` and the stored report older than this one.
+   * the stored lastSeen is no later than `dueBefore` and the stored report is older than this one.
    * Returns false when a condition failed (lastSeen is recent, a newer report is stored, or the
    * device does not exist).
    */
@@ -574,7 +667,7 @@ export class Registry {
       serial,
       {
         UpdateExpression: 'SET #seen = :seen, #up = :up, #hts = :hts',
-        ConditionExpression: `attribute_exists(#pk) AND ${NEWER_HEALTH_CONDITION} AND (attribute_not_exists(#seen) OR #seen < :due)`,
+        ConditionExpression: `attribute_exists(#pk) AND ${NEWER_HEALTH_CONDITION} AND (attribute_not_exists(#seen) OR #seen <= :due)`,
         ExpressionAttributeNames: {
           '#pk': TABLES.devices.partitionKey,
           '#seen': 'lastSeen',
@@ -609,53 +702,6 @@ export class Registry {
       return true;
     } catch (err) {
       if (isConditionFailure(err)) return false;
-      throw err;
-    }
-  }
-
-  /**
-   * The one write of a status change: a conditional UpdateItem guarded by the status and the
-   * revision the caller read. The target status comes from the lifecycle table (`:to`); a change
-   * the table does not allow is refused before any write. The named transitions above use it, and
-   * so do the operator's (cli/registry-admin.ts).
-   * @throws LifecycleError when the table does not allow `action` from `expectedStatus`.
-   * @throws RegistryConditionError when the status or revision changed since the read.
-   */
-  async applyTransition<A extends LifecycleAction>(
-    action: A,
-    serial: string,
-    expectedStatus: SourceStatus<A>,
-    expectedRevision: number,
-    w: TransitionWrite,
-  ): Promise<DeviceRecord> {
-    assertTransition(action, serial, expectedStatus);
-    // Records written without a revision count as revision 0.
-    const revisionCondition =
-      expectedRevision === 0 ? '(attribute_not_exists(#rev) OR #rev = :rev)' : '#rev = :rev';
-    const condition = [`attribute_exists(#pk)`, '#status = :from', revisionCondition, w.extraCondition]
-      .filter(Boolean)
-      .join(' AND ');
-    try {
-      const out = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tables.devices,
-          Key: { [TABLES.devices.partitionKey]: serial },
-          UpdateExpression: w.update,
-          ConditionExpression: condition,
-          ExpressionAttributeNames: {
-            '#pk': TABLES.devices.partitionKey,
-            '#status': 'status',
-            '#rev': 'revision',
-            ...w.names,
-          },
-          ExpressionAttributeValues: { ...w.values, ':from': expectedStatus, ':to': LIFECYCLE[action].to },
-          ReturnValues: w.returnRecord === false ? 'NONE' : 'ALL_NEW',
-        }),
-        { abortSignal: w.opts.abortSignal },
-      );
-      return out.Attributes as DeviceRecord;
-    } catch (err) {
-      if (isConditionFailure(err)) throw new RegistryConditionError(action, serial);
       throw err;
     }
   }

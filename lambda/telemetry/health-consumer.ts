@@ -1,0 +1,402 @@
+/**
+ * The health consumer with injected dependencies: Kinesis batches of health records (the health
+ * rule's output, `type = health`) -> registry health state, the FIRMWARE_CHANGED trail, fleet
+ * health metrics and a dead-letter queue. `health-consumer.handler.ts` wires it to module-scope
+ * clients and the environment; the decisions are in health-plan.ts and core/health.ts.
+ *
+ * One batch:
+ * 1. decode every record; a malformed one, or one of a thing the registry does not hold, goes to
+ *    the dead-letter queue and does not fail the batch (unless the queue refuses it: then it is a
+ *    batch item failure, so it is not lost);
+ * 2. look the devices up in the per-container cache, reading the misses from the registry;
+ * 3. assess the reports with `aggregateHealth` and write each device at most once;
+ * 4. publish metrics for the devices whose work committed, and log one summary.
+ * Records of a device whose registry read or write failed are batch item failures, reported the
+ * way Powertools' BatchProcessor reports them (the response is built by `processPartialResponse`
+ * from the outcome of each record), and the device leaves the cache, so the retry reads the
+ * registry again. A report already applied (a retry, a duplicate, an older report arriving after
+ * a newer one) is stale: it moves nothing back and is not counted again.
+ */
+import type { Logger } from '@aws-lambda-powertools/logger';
+import type { Metrics } from '@aws-lambda-powertools/metrics';
+import type {
+  Context,
+  KinesisStreamBatchResponse,
+  KinesisStreamEvent,
+  KinesisStreamRecord,
+} from 'aws-lambda';
+import {
+  aggregateHealth,
+  type DeviceHealthState,
+  type FirmwareDimensions,
+  type HealthInput,
+  type HealthThresholds,
+} from '../../core/health';
+import { ENV, EnvError } from '../../core/env';
+import type { Ring } from '../../core/model';
+import type { FirmwareChangeMark, HealthRegistry } from '../shared/registry';
+import { kinesisBatchResponse } from '../shared/partial-batch';
+import { SQS_BATCH_LIMITS, type SqsBatchSender } from '../shared/sqs';
+import type { DeviceCache } from './device-cache';
+import { publishHealthMetrics } from './health-metrics';
+import {
+  type AssessedReport,
+  cohortMetrics,
+  deadLetterBody,
+  type DecodedRecord,
+  decodeRecord,
+  firmwareChangeSkSuffix,
+  type KnownDevice,
+  knownDeviceOf,
+  planDeviceWrite,
+  type RejectReason,
+} from './health-plan';
+
+export interface HealthConsumerDeps {
+  registry: Pick<
+    HealthRegistry,
+    'getHealthViews' | 'recordHealthState' | 'recordLastSeen' | 'appendEventOnce'
+  >;
+  sendDeadLetters: SqsBatchSender;
+  deadLetterQueueUrl: string;
+  cache: DeviceCache<KnownDevice>;
+  thingNamePrefix: string;
+  thresholds: HealthThresholds;
+  lastSeenIntervalMs: number;
+  /** Per container: keeps the FirmwareVersion dimension bounded. */
+  firmwareDimensions: FirmwareDimensions;
+  logger: Logger;
+  metrics: Metrics;
+  /** Devices written at the same time. @default 16 */
+  writeConcurrency?: number;
+}
+
+/** The reports of one registered device in a batch. */
+interface DeviceGroup {
+  device: KnownDevice;
+  records: KinesisStreamRecord[];
+  reports: AssessedReport[];
+}
+
+/** What the batch did for one device. */
+interface DeviceOutcome {
+  group: DeviceGroup;
+  /** The device's registry work committed (or it needed none): its reports count. */
+  committed: boolean;
+  /** Why its records are batch item failures. */
+  failed?: string;
+  write: 'none' | 'state' | 'lastSeen' | 'lost';
+  lastSeenWritten: boolean;
+  recordedChange?: FirmwareChangeMark;
+}
+
+/** One report of a registered device, in batch order. */
+interface BatchReport {
+  group: DeviceGroup;
+  receivedAt: number;
+  input: HealthInput;
+}
+
+interface Rejection {
+  record: KinesisStreamRecord;
+  reason: RejectReason;
+  problem: string;
+  thing?: string;
+}
+
+/** Run `fn` over `items`, at most `limit` at a time. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+const errorText = (err: unknown): string =>
+  err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+
+export function createHealthConsumer(
+  deps: HealthConsumerDeps,
+): (event: KinesisStreamEvent, context?: Context) => Promise<KinesisStreamBatchResponse> {
+  const { registry, cache, logger } = deps;
+
+  /** Known devices of `serials` (null: not in the registry) and the serials that could not be read. */
+  async function lookUp(
+    serials: readonly string[],
+  ): Promise<{ devices: Map<string, KnownDevice | null>; unresolved: Set<string>; misses: number }> {
+    const devices = new Map<string, KnownDevice | null>();
+    const misses: string[] = [];
+    for (const serial of serials) {
+      const cached = cache.get(serial);
+      if (cached === undefined) misses.push(serial);
+      else devices.set(serial, cached);
+    }
+    if (misses.length === 0) return { devices, unresolved: new Set(), misses: 0 };
+    const views = await registry.getHealthViews(misses);
+    if (views.error !== undefined || views.unresolved.size > 0) {
+      logger.error('registry read failed; the records of these devices are retried', {
+        devices: views.unresolved.size,
+        error: errorText(views.error),
+      });
+    }
+    for (const serial of misses) {
+      if (views.unresolved.has(serial)) continue;
+      const view = views.found.get(serial);
+      const known = view ? knownDeviceOf(view) : null;
+      cache.set(serial, known);
+      devices.set(serial, known);
+    }
+    return { devices, unresolved: views.unresolved, misses: misses.length };
+  }
+
+  /** The device's write (at most one), its trail entry, and the cache update. */
+  async function applyDevice(g: DeviceGroup): Promise<DeviceOutcome> {
+    const { device } = g;
+    const plan = planDeviceWrite(device, g.reports, deps.lastSeenIntervalMs);
+    const w = plan.write;
+    const fresh = g.reports.filter((r) => !r.assessment.stale);
+    const next: KnownDevice = {
+      ...device,
+      state: fresh.length > 0 ? fresh[fresh.length - 1].assessment.next : device.state,
+    };
+    const outcome: DeviceOutcome = { group: g, committed: false, write: w.kind, lastSeenWritten: false };
+    try {
+      if (w.kind === 'state') {
+        const r = await registry.recordHealthState(device.serial, w);
+        if (!r.applied) outcome.write = 'lost';
+        else {
+          next.currentFirmware = w.state.fw;
+          if (r.lastSeen) next.lastSeenMs = Date.parse(w.seenAt);
+          outcome.lastSeenWritten = r.lastSeen;
+          if (w.firmwareChange) {
+            next.lastFirmwareChange = w.firmwareChange;
+            next.firmwareChangeLogged = false;
+            outcome.recordedChange = w.firmwareChange;
+          }
+        }
+      } else if (w.kind === 'lastSeen') {
+        const { seenAt, dueBefore, state } = w;
+        if (
+          await registry.recordLastSeen(device.serial, {
+            seenAt,
+            dueBefore,
+            uptimeS: state.uptimeS,
+            ts: state.ts,
+          })
+        ) {
+          next.lastSeenMs = Date.parse(w.seenAt);
+          outcome.lastSeenWritten = true;
+        } else outcome.write = 'lost';
+      }
+      outcome.committed = true;
+      const marks = [plan.completeFirmwareChange, outcome.recordedChange].filter(
+        (m): m is FirmwareChangeMark => m !== undefined,
+      );
+      for (const mark of marks) {
+        await registry.appendEventOnce({
+          serial: device.serial,
+          type: 'FIRMWARE_CHANGED',
+          at: mark.at,
+          lot: device.lot,
+          detail: { from: mark.from, to: mark.to },
+          skSuffix: firmwareChangeSkSuffix(mark),
+        });
+      }
+      if (marks.length > 0) next.firmwareChangeLogged = true;
+      // A lost condition: another writer was first (a newer report, a recent lastSeen); read again.
+      if (outcome.write === 'lost') cache.delete(device.serial);
+      else cache.update(device.serial, next);
+    } catch (err) {
+      cache.delete(device.serial);
+      outcome.failed = `registry write for ${device.serial} failed: ${errorText(err)}`;
+    }
+    logger.debug('device health', {
+      serial: device.serial,
+      reports: g.reports.length,
+      stale: g.reports.length - fresh.length,
+      write: outcome.write,
+      lastSeenWritten: outcome.lastSeenWritten,
+      firmwareChange: outcome.recordedChange,
+      failed: outcome.failed,
+    });
+    return outcome;
+  }
+
+  /** Send the rejections to the dead-letter queue; returns those the queue took. */
+  async function deadLetter(
+    rejections: readonly Rejection[],
+    failures: Map<KinesisStreamRecord, string>,
+  ): Promise<Rejection[]> {
+    if (rejections.length === 0) return [];
+    const messages = rejections.map((r, i) => ({
+      id: String(i),
+      body: deadLetterBody(
+        r,
+        {
+          sequenceNumber: r.record.kinesis.sequenceNumber,
+          partitionKey: r.record.kinesis.partitionKey,
+          arrivedAt: new Date(r.record.kinesis.approximateArrivalTimestamp * 1000).toISOString(),
+          eventSourceARN: r.record.eventSourceARN,
+          data: Buffer.from(r.record.kinesis.data, 'base64').toString('utf8'),
+        },
+        SQS_BATCH_LIMITS.bytes,
+      ),
+    }));
+    const notSent = await deps.sendDeadLetters(deps.deadLetterQueueUrl, messages);
+    for (const [id, why] of notSent)
+      failures.set(rejections[Number(id)].record, `dead-letter queue refused the record: ${why}`);
+    if (notSent.size > 0) {
+      logger.error('dead-letter queue refused records; they are retried', {
+        records: notSent.size,
+        error: notSent.values().next().value,
+      });
+    }
+    return rejections.filter((_, i) => !notSent.has(String(i)));
+  }
+
+  /** Sort the decoded records: rejections, Last Wills, the reports of each registered device. */
+  function classify(
+    records: readonly KinesisStreamRecord[],
+    decoded: readonly DecodedRecord[],
+    devices: Map<string, KnownDevice | null>,
+    unresolved: Set<string>,
+    failures: Map<KinesisStreamRecord, string>,
+  ): {
+    rejections: Rejection[];
+    lastWills: number;
+    groups: Map<string, DeviceGroup>;
+    reports: BatchReport[];
+  } {
+    const rejections: Rejection[] = [];
+    const groups = new Map<string, DeviceGroup>();
+    const reports: BatchReport[] = [];
+    let lastWills = 0;
+    decoded.forEach((d, i) => {
+      const record = records[i];
+      if (d.kind === 'reject') {
+        rejections.push({ record, ...d });
+        return;
+      }
+      if (unresolved.has(d.serial)) {
+        failures.set(record, `registry read for ${d.serial} failed`);
+        return;
+      }
+      const device = devices.get(d.serial);
+      if (!device) {
+        const problem = `serial ${d.serial} (thing ${d.thing}) is not in the registry`;
+        rejections.push({ record, reason: 'UNKNOWN_DEVICE', problem, thing: d.thing });
+      } else if (d.kind === 'lastWill') {
+        lastWills++;
+      } else {
+        let group = groups.get(d.thing);
+        if (!group) groups.set(d.thing, (group = { device, records: [], reports: [] }));
+        group.records.push(record);
+        const input = { thing: d.thing, ring: device.ring, report: d.report };
+        reports.push({ group, receivedAt: d.receivedAt, input });
+      }
+    });
+    return { rejections, lastWills, groups, reports };
+  }
+
+  return async function consume(event) {
+    const records = event.Records ?? [];
+    const failures = new Map<KinesisStreamRecord, string>();
+    const decoded = records.map((r) => decodeRecord(r, deps.thingNamePrefix));
+    const serials = [...new Set(decoded.flatMap((d) => (d.kind === 'reject' ? [] : [d.serial])))];
+    const { devices, unresolved, misses } = await lookUp(serials);
+    const { rejections, lastWills, groups, reports } = classify(
+      records,
+      decoded,
+      devices,
+      unresolved,
+      failures,
+    );
+
+    // Assess every report against the state known before this batch, then write per device.
+    const inputs = reports.map((r) => r.input);
+    const previous = (thing: string): DeviceHealthState | undefined => groups.get(thing)?.device.state;
+    const { assessments } = aggregateHealth(inputs, previous, deps.thresholds);
+    reports.forEach((r, i) =>
+      r.group.reports.push({ report: r.input.report, receivedAt: r.receivedAt, assessment: assessments[i] }),
+    );
+    const [outcomes, sent] = await Promise.all([
+      mapLimit([...groups.values()], deps.writeConcurrency ?? 16, applyDevice),
+      deadLetter(rejections, failures),
+    ]);
+    for (const o of outcomes) if (o.failed) for (const r of o.group.records) failures.set(r, o.failed);
+
+    // Metrics of the committed work only.
+    const committed = new Set(outcomes.filter((o) => o.committed).map((o) => o.group));
+    const committedInputs = reports.filter((r) => committed.has(r.group)).map((r) => r.input);
+    const recordedChanges = outcomes.flatMap((o) =>
+      o.recordedChange
+        ? [{ firmware: o.recordedChange.to, ring: o.group.device.ring as Ring | undefined }]
+        : [],
+    );
+    const cohorts = cohortMetrics(
+      committedInputs,
+      previous,
+      deps.thresholds,
+      recordedChanges,
+      deps.firmwareDimensions,
+    );
+    const rejected: Partial<Record<RejectReason, number>> = {};
+    for (const r of sent) rejected[r.reason] = (rejected[r.reason] ?? 0) + 1;
+    const lastSeenWrites = outcomes.filter((o) => o.lastSeenWritten).length;
+    publishHealthMetrics(deps.metrics, { cohorts, connectionLost: lastWills, rejected, lastSeenWrites });
+
+    const count = (w: DeviceOutcome['write']): number =>
+      outcomes.filter((o) => o.write === w && !o.failed).length;
+    logger.info('health batch', {
+      records: records.length,
+      reports: inputs.length,
+      staleReports: assessments.filter((a) => a.stale).length,
+      lastWills,
+      rejected,
+      devices: serials.length,
+      cacheMisses: misses,
+      writes: { state: count('state'), lastSeen: count('lastSeen'), lost: count('lost') },
+      firmwareChanges: recordedChanges.length,
+      failedRecords: failures.size,
+    });
+    return kinesisBatchResponse(records, failures);
+  };
+}
+
+/** The consumer's settings from the environment, checked; a bad value names its variable. */
+export interface HealthSettings {
+  lastSeenIntervalMs: number;
+  thresholds: HealthThresholds;
+  maxFirmwareDimensions: number;
+}
+
+function integerIn(name: string, value: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new EnvError(
+      `${name}=${JSON.stringify(value)} is not an integer from ${min} to ${max}; ` +
+        'the stack constructs set it from the fleet config: redeploy, or export a valid value for a local run',
+    );
+  }
+  return n;
+}
+
+export function parseHealthSettings(
+  env: Record<'lastSeenIntervalSeconds' | 'lowHeapBytes' | 'weakRssiDbm' | 'maxFirmwareDimensions', string>,
+): HealthSettings {
+  return {
+    lastSeenIntervalMs:
+      integerIn(ENV.lastSeenIntervalSeconds, env.lastSeenIntervalSeconds, 1, 7 * 86_400) * 1000,
+    thresholds: {
+      lowHeapBytes: integerIn(ENV.lowHeapBytes, env.lowHeapBytes, 0, 2 ** 32),
+      weakRssiDbm: integerIn(ENV.weakRssiDbm, env.weakRssiDbm, -150, 0),
+    },
+    maxFirmwareDimensions: integerIn(ENV.maxFirmwareDimensions, env.maxFirmwareDimensions, 1, 1000),
+  };
+}

@@ -1,0 +1,253 @@
+/**
+ * The health consumer's decisions, pure (no SDK, no I/O): what a batch's stream records are
+ * (a report, a Last Will, or a rejection for the dead-letter queue), which registry write each
+ * device needs, and the metric counters of the devices whose work committed. The counting rules
+ * are core/health.ts's (`aggregateHealth`); this module only applies them to a batch.
+ *
+ * Registry writes, at most one per device per batch:
+ * - a new boot, a firmware change or a device's first report: the health state write (boot id,
+ *   uptime, report time, firmware, lastSeen), plus a FIRMWARE_CHANGED trail entry when the
+ *   firmware changed;
+ * - otherwise lastSeen with the latest uptime and report time, only when the stored lastSeen is
+ *   at least the lastSeen interval old. Cost: one DynamoDB write per health message (at one a
+ *   minute, about $0.027 per device-month) costs more than the whole AWS IoT bill of a device on
+ *   Basic Ingest (about $0.016 per device-month); at most one per interval per device keeps the
+ *   registry's share bounded (every 15 min: about $0.002). See the research notes, section 5.
+ */
+import type { KinesisStreamRecord } from 'aws-lambda';
+import {
+  aggregateHealth,
+  type CohortHealth,
+  type DeviceHealthState,
+  FirmwareDimensions,
+  type HealthInput,
+  type HealthThresholds,
+  mergeCohorts,
+  type ReportAssessment,
+} from '../../core/health';
+import { type Ring, serialFromThingName } from '../../core/model';
+import { type HealthReport, parseHealthRecord } from '../../core/telemetry';
+import type { DeviceHealthView, FirmwareChangeMark } from '../shared/registry';
+
+/** Why a record went to the dead-letter queue (the `Reason` dimension of RejectedHealthRecords). */
+export type RejectReason = 'MALFORMED' | 'UNKNOWN_DEVICE';
+
+/** What one stream record is, before the registry is asked. */
+export type DecodedRecord =
+  | { kind: 'report'; serial: string; thing: string; receivedAt: number; report: HealthReport }
+  | { kind: 'lastWill'; serial: string; thing: string; receivedAt: number }
+  | { kind: 'reject'; reason: RejectReason; problem: string; thing?: string };
+
+/** Decode one Kinesis record (base64 JSON written by the health rule). */
+export function decodeRecord(record: KinesisStreamRecord, thingNamePrefix: string): DecodedRecord {
+  const parsed = parseHealthRecord(Buffer.from(record.kinesis.data, 'base64').toString('utf8'));
+  if (parsed.kind === 'malformed') {
+    return { kind: 'reject', reason: 'MALFORMED', problem: parsed.problem, thing: parsed.thing };
+  }
+  const serial = serialFromThingName(thingNamePrefix, parsed.thing);
+  if (serial === undefined) {
+    return {
+      kind: 'reject',
+      reason: 'UNKNOWN_DEVICE',
+      problem: `thing ${parsed.thing} does not carry the thing name prefix ${thingNamePrefix}-`,
+      thing: parsed.thing,
+    };
+  }
+  return parsed.kind === 'report'
+    ? { kind: 'report', serial, thing: parsed.thing, receivedAt: parsed.receivedAt, report: parsed.report }
+    : { kind: 'lastWill', serial, thing: parsed.thing, receivedAt: parsed.receivedAt };
+}
+
+/**
+ * What the consumer knows of a registered device: the registry's view, with the health state and
+ * lastSeen this container last saw (they may be ahead of the registry's, which is written at most
+ * once per interval).
+ */
+export interface KnownDevice {
+  serial: string;
+  lot: string;
+  ring?: Ring;
+  currentFirmware: string;
+  state?: DeviceHealthState;
+  /** The stored lastSeen, epoch ms. */
+  lastSeenMs?: number;
+  lastFirmwareChange?: FirmwareChangeMark;
+  /** This container appended the trail entry of `lastFirmwareChange`. */
+  firmwareChangeLogged?: boolean;
+}
+
+export function knownDeviceOf(v: DeviceHealthView): KnownDevice {
+  const state =
+    v.healthBootId !== undefined && v.healthUptimeS !== undefined && v.healthTs !== undefined
+      ? { bootId: v.healthBootId, uptimeS: v.healthUptimeS, ts: v.healthTs, fw: v.currentFirmware }
+      : undefined;
+  const lastSeenMs = v.lastSeen === undefined ? undefined : Date.parse(v.lastSeen);
+  return {
+    serial: v.serial,
+    lot: v.lot,
+    ring: v.ring,
+    currentFirmware: v.currentFirmware,
+    state,
+    lastSeenMs: Number.isNaN(lastSeenMs) ? undefined : lastSeenMs,
+    lastFirmwareChange: v.lastFirmwareChange,
+  };
+}
+
+/** One report of a device with what core/health.ts made of it. */
+export interface AssessedReport {
+  report: HealthReport;
+  receivedAt: number;
+  assessment: ReportAssessment;
+}
+
+export type DeviceWrite =
+  | { kind: 'none' }
+  | { kind: 'state'; state: DeviceHealthState; seenAt: string; firmwareChange?: FirmwareChangeMark }
+  | {
+      kind: 'lastSeen';
+      state: DeviceHealthState;
+      seenAt: string;
+      /** The stored lastSeen must be no later than this. */
+      dueBefore: string;
+    };
+
+export interface DevicePlan {
+  write: DeviceWrite;
+  /**
+   * A firmware change recorded on the item whose trail entry may be missing: the batch holds the
+   * report it was made for, so this is a retry of a batch whose append failed after the write.
+   * The entry is appended again (appendEventOnce: a no-op when it is there).
+   */
+  completeFirmwareChange?: FirmwareChangeMark;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/**
+ * The registry write of one device for its reports of a batch (in arrival order), given the
+ * lastSeen interval. See the module comment for the rules.
+ */
+export function planDeviceWrite(
+  device: KnownDevice,
+  reports: readonly AssessedReport[],
+  lastSeenIntervalMs: number,
+): DevicePlan {
+  const mark = device.lastFirmwareChange;
+  const completeFirmwareChange =
+    mark &&
+    !device.firmwareChangeLogged &&
+    reports.some((r) => r.assessment.stale && iso(r.report.ts) === mark.at && r.report.fw === mark.to)
+      ? mark
+      : undefined;
+  const fresh = reports.filter((r) => !r.assessment.stale);
+  if (fresh.length === 0) return { write: { kind: 'none' }, completeFirmwareChange };
+  const latest = fresh[fresh.length - 1];
+  const state = latest.assessment.next;
+  const seenMs = Math.max(...fresh.map((r) => r.receivedAt));
+  const seenAt = iso(seenMs);
+  let firmwareChange: FirmwareChangeMark | undefined;
+  if (latest.report.fw !== device.currentFirmware) {
+    // The first report of the run that ends the batch on the new version.
+    let first = fresh.length - 1;
+    while (first > 0 && fresh[first - 1].report.fw === latest.report.fw) first--;
+    firmwareChange = { from: device.currentFirmware, to: latest.report.fw, at: iso(fresh[first].report.ts) };
+  }
+  if (device.state === undefined || firmwareChange || fresh.some((r) => r.assessment.newBoot)) {
+    return { write: { kind: 'state', state, seenAt, firmwareChange }, completeFirmwareChange };
+  }
+  if (device.lastSeenMs === undefined || seenMs - device.lastSeenMs >= lastSeenIntervalMs) {
+    return {
+      write: { kind: 'lastSeen', state, seenAt, dueBefore: iso(seenMs - lastSeenIntervalMs) },
+      completeFirmwareChange,
+    };
+  }
+  return { write: { kind: 'none' }, completeFirmwareChange };
+}
+
+/** The trail entry sort-key suffix of a firmware change: one entry per (time, version). */
+export function firmwareChangeSkSuffix(mark: FirmwareChangeMark): string {
+  return `FIRMWARE_CHANGED#${mark.to}`;
+}
+
+/** Counters of one cohort as published (its firmware already the bounded dimension value). */
+export interface CohortMetrics {
+  cohort: CohortHealth;
+  /** One UnexpectedRebootRate sample per report: 100 if it started an unexpected reboot, else 0. */
+  rebootRateSamples: number[];
+}
+
+/**
+ * Per-cohort counters of the reports of committed devices: `aggregateHealth` over their inputs,
+ * with firmware versions past the cap collapsed by `firmwareDimensions` and cohorts that then
+ * share a dimension set merged. `firmwareChanges` counts the devices whose firmware change the
+ * registry recorded (the metric's contract: the registry held another version), by new version.
+ */
+export function cohortMetrics(
+  inputs: readonly HealthInput[],
+  previous: (thing: string) => DeviceHealthState | undefined,
+  thresholds: HealthThresholds,
+  recordedChanges: readonly { firmware: string; ring?: Ring }[],
+  firmwareDimensions: FirmwareDimensions,
+): CohortMetrics[] {
+  const { cohorts, assessments } = aggregateHealth(inputs, previous, thresholds);
+  const dim = (firmware: string, ring?: Ring | 'unknown'): { firmware: string; ring: Ring | 'unknown' } => ({
+    firmware: firmwareDimensions.of(firmware),
+    ring: ring ?? 'unknown',
+  });
+  const key = (c: { firmware: string; ring: string }): string => `${c.firmware}\u0000${c.ring}`;
+  const merged = mergeCohorts(
+    cohorts
+      .filter((c) => c.reports > 0)
+      .map((c) => ({ ...c, ...dim(c.firmware, c.ring), firmwareChanges: 0 })),
+  );
+  const byKey = new Map(merged.map((c) => [key(c), { cohort: c, rebootRateSamples: [] as number[] }]));
+  inputs.forEach((input, i) => {
+    const a = assessments[i];
+    if (!a.stale)
+      byKey.get(key(dim(input.report.fw, input.ring)))?.rebootRateSamples.push(a.unexpectedReboot ? 100 : 0);
+  });
+  for (const change of recordedChanges) {
+    const entry = byKey.get(key(dim(change.firmware, change.ring)));
+    if (entry) entry.cohort.firmwareChanges++;
+  }
+  return [...byKey.values()];
+}
+
+/** Where a rejected record came from, for its dead-letter message. */
+export interface RecordOrigin {
+  sequenceNumber: string;
+  partitionKey: string;
+  /** ISO approximate arrival time on the stream. */
+  arrivedAt: string;
+  eventSourceARN?: string;
+  /** The record's bytes, decoded (UTF-8). */
+  data: string;
+}
+
+/**
+ * The dead-letter message of a rejected record: reason, problem, where it came from and its data
+ * (the JSON document when it is one, else the text). When the message would exceed `maxBytes`
+ * the data is cut (`dataTruncated`, `dataBytes`); the sequence number still finds the record on
+ * the stream while the stream keeps it.
+ */
+export function deadLetterBody(
+  rejection: { reason: RejectReason; problem: string; thing?: string },
+  origin: RecordOrigin,
+  maxBytes: number,
+): string {
+  let data: unknown = origin.data;
+  try {
+    data = JSON.parse(origin.data);
+  } catch {
+    // not JSON: the text itself
+  }
+  const { data: _text, ...where } = origin;
+  const doc = { reason: rejection.reason, problem: rejection.problem, thing: rejection.thing, ...where };
+  const body = JSON.stringify({ ...doc, data });
+  if (Buffer.byteLength(body, 'utf8') <= maxBytes) return body;
+  const dataBytes = Buffer.byteLength(origin.data, 'utf8');
+  const room = Math.max(0, maxBytes - Buffer.byteLength(JSON.stringify(doc), 'utf8') - 256);
+  // Characters of up to 4 bytes, each escaped to at most 6: room / 6 characters always fit.
+  const cut = origin.data.slice(0, Math.floor(room / 6));
+  return JSON.stringify({ ...doc, data: cut, dataTruncated: true, dataBytes });
+}
