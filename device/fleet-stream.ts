@@ -39,6 +39,8 @@ export interface FleetStream {
   readonly done: Promise<LedgerReport>;
   /** Resolves when every device is idle (see StreamingDevice.whenIdle). */
   whenIdle(): Promise<void>;
+  /** Resolves when no device has work under way (see StreamingDevice.whenSettled). */
+  whenSettled(): Promise<void>;
 }
 
 /** Start streaming from `agents`. Throws before any device starts when the settings are wrong. */
@@ -52,7 +54,8 @@ export function streamFleet(options: StreamFleetOptions): FleetStream {
   const { agents, durationMs, onEvent, ...settings } = options;
   if (durationMs !== undefined && (!Number.isFinite(durationMs) || durationMs < 0))
     throw new Error(`durationMs must be a number ≥ 0, got ${durationMs}`);
-  for (const agent of agents) {
+  // In serial order, whatever order enrollment finished in: the same seed gives the same run.
+  for (const agent of [...agents].sort((a, b) => a.serial.localeCompare(b.serial))) {
     const random = deviceRandom(seed, agent.serial);
     const firstReadingDelayMs = stagger ? 1 + Math.floor(random() * interval) : interval;
     const device = new StreamingDevice({ ...settings, agent, scheduler, random, firstReadingDelayMs });
@@ -116,6 +119,11 @@ export function streamFleet(options: StreamFleetOptions): FleetStream {
     done,
     whenIdle: async () => {
       await Promise.all([...devices.values()].map((d) => d.whenIdle()));
+    },
+    whenSettled: async () => {
+      // Settling one device can start work on none other, but check again until all are settled.
+      while (![...devices.values()].every((d) => d.isSettled()))
+        await Promise.all([...devices.values()].map((d) => d.whenSettled()));
     },
   };
 }

@@ -319,3 +319,37 @@ export function ledgerReport(
     toJSON: () => ({ devices: devices.length, telemetry, health, links, byDevice, keys: [...keys()] }),
   };
 }
+
+/** Readable multi-line summary of a ledger, as `fleet sim` prints it after streaming. */
+export function formatLedger(report: LedgerReport): string {
+  const t = report.telemetry;
+  const h = report.health;
+  const l = report.links;
+  const reboots = Object.entries(l.reboots)
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([reason, n]) => `${reason} ${n}`);
+  const profiles: Record<string, number> = {};
+  for (const d of Object.values(report.byDevice)) profiles[d.profile] = (profiles[d.profile] ?? 0) + 1;
+  const kind = (name: string, c: KindCounts): string =>
+    `  ${name}: ${c.created} made, ${c.acked} acked, ${c.pending} pending, ${c.dropped} dropped` +
+    ` (${c.published} PUBLISH, ${c.failed} failed, ${c.buffered} buffered, ${c.resent} re-sent)`;
+  const lines = [
+    `Streaming: ${report.devices} device(s); ${Object.entries(profiles)
+      .map(([p, n]) => `${p} ${n}`)
+      .join(', ')}`,
+    `${kind('telemetry', t)}; readings ${t.readingsAcked} acked, ${t.readingsDropped} dropped, ${t.readingsLost} lost in crashes`,
+    kind('health', h),
+    `  links: ${l.connects} connects, ${l.connectFailures} failed, ${l.abruptEnds} cut (Last Will), ${l.lost} lost, ${l.closes} closed` +
+      (reboots.length > 0 ? `; reboots ${reboots.join(', ')}` : ''),
+  ];
+  for (const d of silentDevices(report))
+    lines.push(`  ${d.thing}: nothing acked (${d.lastError ?? 'no error recorded'})`);
+  return lines.join('\n');
+}
+
+/** Devices that made messages and got none acked: a rule name, policy or endpoint problem. */
+export function silentDevices(report: LedgerReport): DeviceLedgerReport[] {
+  return Object.values(report.byDevice).filter(
+    (d) => d.telemetry.created + d.health.created > 0 && d.telemetry.acked + d.health.acked === 0,
+  );
+}

@@ -10,7 +10,10 @@ import { readFile } from 'node:fs/promises';
 import type { BackoffOptions } from './backoff';
 import type { AgentEvent, DeviceFaults } from './agent';
 import { runFleet, formatSummary, type DeviceSpec, type FleetResult, type ProgressEvent } from './fleet-sim';
+import { streamFleet, type StreamFleetOptions } from './fleet-stream';
 import { generateFactoryKey, parseIdentities, type FactoryIdentity } from './identity';
+import { formatLedger, type LedgerReport } from './ledger';
+import { checkStreamSettings } from './streaming-device';
 import { tlsMaterialProblem, type TlsMaterialPart } from './tls-material';
 
 export interface SimulateOptions {
@@ -68,11 +71,18 @@ export interface SimulateOptions {
   progressBar?: boolean | 'auto';
   onProgress?: (event: ProgressEvent) => void;
   onEvent?: (event: AgentEvent) => void;
+  /**
+   * After enrollment, stream telemetry and health from every enrolled unit for `durationMs`
+   * (see streamFleet), then close the sessions. The thing sessions stay open from enrollment on.
+   */
+  stream?: Omit<StreamFleetOptions, 'agents' | 'durationMs'> & { durationMs: number };
 }
 
 export interface SimulateResult extends FleetResult {
   /** Readable summary, as printed by `fleet sim`. */
   text: string;
+  /** The publish ledger of the streaming phase (with `stream`). */
+  ledger?: LedgerReport;
 }
 
 /** Parse `host[:port]`; the port defaults to 8883. */
@@ -151,6 +161,11 @@ export async function simulateAgainstEndpoint(options: SimulateOptions): Promise
   const bad = tlsMaterialProblem({ caPem, certPem, keyPem });
   if (bad) throw new Error(`${MATERIAL_NAMES[bad.part]}: ${bad.problem}`);
   if (!options.template) throw new Error('template is required (the fleet provisioning template name)');
+  if (options.stream) {
+    checkStreamSettings(options.stream);
+    const d = options.stream.durationMs;
+    if (!Number.isFinite(d) || d < 0) throw new Error(`stream.durationMs must be a number ≥ 0, got ${d}`);
+  }
   const identities = await resolveIdentities(options);
   const claim = { certPem, keyPem };
   const claims: Record<string, typeof claim> = {};
@@ -168,6 +183,7 @@ export async function simulateAgainstEndpoint(options: SimulateOptions): Promise
     topicPrefix: options.topicPrefix,
     lastWill: options.lastWill,
     certDir: options.certDir,
+    keepConnected: options.stream !== undefined,
     connectTimeoutMs: options.connectTimeoutMs,
     responseTimeoutMs: options.responseTimeoutMs,
     startupJitterMs: options.startupJitterMs,
@@ -175,5 +191,13 @@ export async function simulateAgainstEndpoint(options: SimulateOptions): Promise
     onProgress: options.onProgress,
     onEvent: options.onEvent,
   });
-  return { ...result, text: formatSummary(result.summary) };
+  const text = formatSummary(result.summary);
+  if (!options.stream || result.agents.size === 0) return { ...result, text };
+  let ledger: LedgerReport;
+  try {
+    ledger = await streamFleet({ ...options.stream, agents: result.agents.values() }).done;
+  } finally {
+    await result.close();
+  }
+  return { ...result, ledger, text: `${text}\n${formatLedger(ledger)}` };
 }

@@ -27,12 +27,14 @@ import type { HealthReport, ResetReason, TelemetryPayload } from '../core/teleme
 import { fullJitterDelayMs, type BackoffOptions, type RandomFn } from './backoff';
 import type { DeviceAgent } from './agent';
 import { classifyFailure } from './enrollment';
-import { dataTopics, type DataRoute, type DataTopics } from './data-topics';
+import { checkRoute, dataTopics, type DataRoute, type DataTopics } from './data-topics';
 import { Boot, newBootId, PROFILE_CONDITIONS } from './health';
 import { DeviceLedger, type DataKind, type LedgerKey } from './ledger';
 import type { MqttSession } from './mqtt-session';
 import { Outbox, type OutboxItem } from './outbox';
 import {
+  BEHAVIOUR_PROFILES,
+  isBehaviourProfile,
   profileFor,
   resolveProfileSettings,
   type BehaviourProfile,
@@ -41,7 +43,7 @@ import {
 } from './profiles';
 import type { Cancel, Scheduler } from './scheduler';
 import { seededRandom } from './seeded-random';
-import { environmentSensor, TelemetryBatcher, type Sensor } from './telemetry';
+import { checkReadingsPerMessage, environmentSensor, TelemetryBatcher, type Sensor } from './telemetry';
 
 /** What to stream and how (shared by every device of a fleet). */
 export interface StreamSettings {
@@ -112,6 +114,25 @@ function checkInterval(name: string, ms: number): number {
   return ms;
 }
 
+/**
+ * Throws what a device would throw for these settings, before any device exists: call it before
+ * enrolling, so a bad setting never leaves a fleet enrolled and silent.
+ */
+export function checkStreamSettings(settings: StreamSettings): void {
+  checkRoute({ delivery: settings.delivery, rules: settings.rules, topicPrefix: 'x' });
+  checkInterval('readingIntervalMs', settings.readingIntervalMs ?? STREAM_DEFAULTS.readingIntervalMs);
+  checkInterval('healthIntervalMs', settings.healthIntervalMs ?? STREAM_DEFAULTS.healthIntervalMs);
+  checkReadingsPerMessage(settings.readingsPerMessage ?? STREAM_DEFAULTS.readingsPerMessage);
+  new Outbox(settings.bufferMessages ?? STREAM_DEFAULTS.bufferMessages);
+  resolveProfileSettings(settings.profileSettings);
+  for (const [fw, profile] of Object.entries(settings.profiles ?? {})) {
+    if (!FIRMWARE_PATTERN.test(fw))
+      throw new Error(`profiles: "${fw}" is not a firmware version; use MAJOR.MINOR.PATCH[-pre]`);
+    if (!isBehaviourProfile(profile))
+      throw new Error(`profiles: "${profile}" is not a profile; use one of ${BEHAVIOUR_PROFILES.join(', ')}`);
+  }
+}
+
 /** Short form of an error, the same for every device that failed the same way. */
 function shortError(err: unknown): string {
   return classifyFailure(err).cause;
@@ -157,11 +178,13 @@ export class StreamingDevice extends EventEmitter {
   private started = false;
   private stopping = false;
   private idleWaiters: Array<() => void> = [];
+  private settledWaiters: Array<() => void> = [];
 
   constructor(options: StreamingDeviceOptions) {
     super();
     const identity = options.agent.identityAfterEnrollment;
     if (!identity) throw new Error(`device ${options.agent.serial} is not enrolled: it cannot stream`);
+    checkStreamSettings(options);
     this.agent = options.agent;
     this.thing = identity.thingName;
     this.serial = options.agent.serial;
@@ -305,6 +328,19 @@ export class StreamingDevice extends EventEmitter {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * Resolves when no work is under way right now: no link operation queued or running and no
+   * PUBLISH in flight, whatever the link state. With a ManualScheduler: advance, then await this.
+   */
+  whenSettled(): Promise<void> {
+    if (this.isSettled()) return Promise.resolve();
+    return new Promise((resolve) => this.settledWaiters.push(resolve));
+  }
+
+  isSettled(): boolean {
+    return this.opsQueued === 0 && !this.pumping;
+  }
+
   isIdle(): boolean {
     if (this.opsQueued > 0 || this.pumping) return false;
     if (this.power === 'stopped') return true;
@@ -340,7 +376,7 @@ export class StreamingDevice extends EventEmitter {
     if (profile === 'crash-looping')
       this.bootTimers.push(
         this.scheduler.after(this.settings.crashLooping.crashEveryMs, () =>
-          this.op(() => this.crash(this.settings.crashLooping.crashReason)),
+          this.crash(this.settings.crashLooping.crashReason),
         ),
       );
   }
@@ -351,21 +387,37 @@ export class StreamingDevice extends EventEmitter {
     this.connectLater(0, 0);
   }
 
-  /** A crash: the session dies without DISCONNECT (Last Will), the batch in progress is lost. */
-  private async crash(reason: ResetReason): Promise<void> {
+  /**
+   * A crash, now: readings stop, the batch in progress is lost, nothing more is sent; then the
+   * session dies without DISCONNECT (Last Will) once the PUBLISH in flight has settled.
+   */
+  private crash(reason: ResetReason): void {
     if (this.power !== 'running') return;
-    await this.quiesced(async () => {
-      this.cancel(this.bootTimers);
-      this.cancel(this.linkTimers);
-      if (this.session) await this.endSession('abrupt');
-      this.goDown('crash');
-    });
+    this.power = 'down';
+    this.cancel(this.bootTimers);
+    this.cancel(this.linkTimers);
+    const lost = this.batcher.reboot();
+    if (lost > 0) this.ledger.readingsLost(lost);
+    this.hold++;
     this.bootTimers.push(
       this.scheduler.after(this.settings.rebootMs, () => this.op(async () => this.bootAgain(reason))),
     );
+    void this.op(
+      async () => {
+        try {
+          await this.pumping;
+          if (this.session) await this.endSession('abrupt');
+          this.link = 'offline';
+          this.emitEvent({ type: 'offline', thing: this.thing, cause: 'crash' });
+        } finally {
+          this.hold--;
+        }
+      },
+      { evenWhenStopping: true },
+    );
   }
 
-  private goDown(cause: 'crash' | 'reboot'): void {
+  private goDown(cause: 'reboot'): void {
     this.power = 'down';
     this.link = 'offline';
     this.emitEvent({ type: 'offline', thing: this.thing, cause });
@@ -392,14 +444,14 @@ export class StreamingDevice extends EventEmitter {
       if (!this.stopping && this.power === 'running') this.connectLater(retryInMs, retry + 1);
       return;
     }
+    this.ledger.connected();
     if (this.stopping || this.power !== 'running') {
-      // Stopped or crashed while connecting: this session is not wanted.
-      this.endedByUs.add(session);
-      await this.agent.close();
+      // Stopped (DISCONNECT) or crashed (cut) while connecting: this session is not wanted.
+      this.session = session;
+      await this.endSession(this.stopping ? 'closed' : 'abrupt');
       this.link = 'offline';
       return;
     }
-    this.ledger.connected();
     this.goOnline(session);
   }
 
@@ -610,7 +662,9 @@ export class StreamingDevice extends EventEmitter {
   }
 
   private checkIdle(): void {
-    if (this.idleWaiters.length === 0 || !this.isIdle()) return;
-    for (const resolve of this.idleWaiters.splice(0)) resolve();
+    if (this.settledWaiters.length > 0 && this.isSettled())
+      for (const resolve of this.settledWaiters.splice(0)) resolve();
+    if (this.idleWaiters.length > 0 && this.isIdle())
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 }

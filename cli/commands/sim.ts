@@ -1,20 +1,25 @@
 /**
  * `fleet sim`: enroll simulated devices against an AWS IoT endpoint (or the local lab) with a
- * lot's claim certificate, through the real fleet provisioning MQTT API. Wraps
+ * lot's claim certificate, through the real fleet provisioning MQTT API, and optionally stream
+ * telemetry and health from the enrolled units (`--stream-seconds`). Wraps
  * `simulateAgainstEndpoint` (device/simulate.ts).
  *
- * The template (and its claim client id prefix) and the topic prefix come from the stack, like
- * every other contract value. Exit code 0 when every unit enrolled, 1 when any unit was denied
- * or gave up; the summary names the reason of each denial and the cause of each give-up.
+ * The template (and its claim client id prefix), the topic prefix and the telemetry rule names
+ * come from the stack, like every other contract value. Exit code 0 when every unit enrolled
+ * (and, when streaming, every unit got at least one message acked), 1 otherwise; the summary
+ * names the reason of each denial, the cause of each give-up and the error of each silent unit.
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FactoryIdentity } from '../../device/identity';
-import type { SimulateResult } from '../../device/simulate';
+import { silentDevices, type LedgerReport } from '../../device/ledger';
+import type { SimulateOptions, SimulateResult } from '../../device/simulate';
+import { BEHAVIOUR_PROFILES, parseFirmwareProfiles } from '../../device/profiles';
+import { TELEMETRY_LIMITS } from '../../core/telemetry';
 import { tlsMaterialProblem, type TlsMaterialPart } from '../../device/tls-material';
 import { detectFormat, formatIssue, parseManifest } from '../../core/manifest';
 import { ENV } from '../../core/env';
-import { DEFAULT_STACK_NAME, STACK_OUTPUTS } from '../../core/stack-outputs';
-import { CLI_ENV, CliContext, requireResource, ResourceKey } from '../context';
+import { DEFAULT_STACK_NAME, STACK_OUTPUTS, type TelemetryRulesOutput } from '../../core/stack-outputs';
+import { CLI_ENV, CliContext, RESOURCE_SOURCES, requireResource, ResourceKey } from '../context';
 import { CliError, EXIT_CODES, UsageError } from '../errors';
 import { InputFile, readInputFile } from '../files';
 import { collect, examples, positiveInt, RunCommand } from '../registration';
@@ -54,12 +59,102 @@ export interface SimOptions {
   /** Enrollment attempts per unit before it gives up (the first one included). @default 8 */
   maxAttempts?: number;
   json?: boolean;
+  /** Stream telemetry and health from the enrolled units for this many seconds. Off when absent. */
+  streamSeconds?: number;
+  /** Seconds between two readings. @default 10 */
+  telemetryIntervalS?: number;
+  /** Readings per telemetry message (1 to 100). @default 6 */
+  readingsPerMessage?: number;
+  /** Seconds between two health reports (one more follows every connect). @default 300 */
+  healthIntervalS?: number;
+  /** Publish on `dt/<prefix>/<thing>/…` instead of Basic Ingest. */
+  direct?: boolean;
+  /** `<firmware>=<healthy|flaky|crash-looping>`, repeatable. */
+  profiles?: string[];
+  /** Seed of the simulation's random draws (same seed, same values and faults). */
+  seed?: string;
 }
 
 export type SimResult = Omit<SimulateResult, 'agents' | 'close'> & {
-  /** 0 when every unit enrolled; 1 when any unit was denied or gave up. */
+  /** 0 when every unit enrolled (and, streaming, every unit got a message acked); 1 otherwise. */
   exitCode: number;
 };
+
+/** Streaming defaults of `fleet sim`, in seconds. */
+export const SIM_STREAM_DEFAULTS = { telemetryIntervalS: 10, readingsPerMessage: 6, healthIntervalS: 300 };
+
+/** The flags that only mean something with --stream-seconds. */
+const STREAM_FLAGS = [
+  ['--telemetry-interval', 'telemetryIntervalS'],
+  ['--readings-per-message', 'readingsPerMessage'],
+  ['--health-interval', 'healthIntervalS'],
+  ['--direct', 'direct'],
+  ['--profile', 'profiles'],
+  ['--seed', 'seed'],
+] as const;
+
+/** Check the streaming flags (no AWS, no connection). Throws a UsageError naming the flag and the fix. */
+export function checkStreamFlags(opts: SimOptions): void {
+  if (opts.streamSeconds === undefined) {
+    const given = STREAM_FLAGS.filter(([, key]) => {
+      const v = opts[key];
+      return v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0);
+    }).map(([flag]) => flag);
+    if (given.length > 0)
+      throw new UsageError(
+        `${given.join(', ')} only apply when streaming; add --stream-seconds N (e.g. --stream-seconds 60)`,
+      );
+    return;
+  }
+  if (!Number.isInteger(opts.streamSeconds) || opts.streamSeconds < 1)
+    throw new UsageError(`--stream-seconds "${opts.streamSeconds}" must be a positive whole number, e.g. 60`);
+  for (const [flag, value] of [
+    ['--telemetry-interval', opts.telemetryIntervalS],
+    ['--health-interval', opts.healthIntervalS],
+  ] as const) {
+    if (value !== undefined && !(Number.isFinite(value) && value >= 0.001))
+      throw new UsageError(`${flag} "${value}" must be a number of seconds ≥ 0.001, e.g. ${flag} 5`);
+  }
+  const k = opts.readingsPerMessage;
+  if (k !== undefined && (!Number.isInteger(k) || k < 1 || k > TELEMETRY_LIMITS.maxReadingsPerMessage))
+    throw new UsageError(
+      `--readings-per-message "${k}" must be a whole number from 1 to ${TELEMETRY_LIMITS.maxReadingsPerMessage}, e.g. 6`,
+    );
+  try {
+    parseFirmwareProfiles(opts.profiles ?? []);
+  } catch (err) {
+    throw new UsageError(`--profile ${(err as Error).message}`);
+  }
+}
+
+/** Seconds → milliseconds, whole. */
+const ms = (s: number): number => Math.round(s * 1000);
+
+/** The streaming options of simulateAgainstEndpoint for `opts` (after checkStreamFlags). */
+export function simStream(opts: SimOptions, ctx: CliContext): SimulateOptions['stream'] {
+  if (opts.streamSeconds === undefined) return undefined;
+  let rules: TelemetryRulesOutput | undefined;
+  if (!opts.direct) {
+    if (!ctx.resources.telemetryRules) {
+      const s = RESOURCE_SOURCES.telemetryRules;
+      throw new UsageError(
+        `streaming over Basic Ingest needs the telemetry rule names: pass ${s.flag} '{"telemetry":"fleet_telemetry","health":"fleet_health"}', ` +
+          `set ${s.env}, deploy the stack with output ${s.output}, or publish to the direct topics with --direct`,
+      );
+    }
+    rules = ctx.resources.telemetryRules;
+  }
+  return {
+    durationMs: ms(opts.streamSeconds),
+    readingIntervalMs: ms(opts.telemetryIntervalS ?? SIM_STREAM_DEFAULTS.telemetryIntervalS),
+    readingsPerMessage: opts.readingsPerMessage ?? SIM_STREAM_DEFAULTS.readingsPerMessage,
+    healthIntervalMs: ms(opts.healthIntervalS ?? SIM_STREAM_DEFAULTS.healthIntervalS),
+    delivery: opts.direct ? 'direct' : 'basicIngest',
+    ...(rules ? { rules } : {}),
+    profiles: parseFirmwareProfiles(opts.profiles ?? []),
+    ...(opts.seed ? { seed: opts.seed } : {}),
+  };
+}
 
 /**
  * Check what `fleet sim` is given, without AWS and before any connection: the required flags, the
@@ -88,6 +183,7 @@ export async function checkSimOptions(opts: SimOptions): Promise<void> {
       throw new UsageError(`${flag} "${value}" must be a positive whole number`);
     }
   }
+  checkStreamFlags(opts);
   // Loaded on demand: the MQTT/X.509 stack is only needed by this command.
   const { parseEndpoint } = await import('../../device/simulate');
   try {
@@ -142,10 +238,13 @@ export function simNeeds(o: {
   template?: string;
   claimClientIdPrefix?: string;
   manifest?: string;
+  streamSeconds?: number;
+  direct?: boolean;
 }): ResourceKey[] {
   const needs: ResourceKey[] = ['topicPrefix'];
   if (!(o.template && o.claimClientIdPrefix)) needs.unshift('provisioningTemplates');
   if (o.manifest) needs.push('serialPattern');
+  if (o.streamSeconds !== undefined && !o.direct) needs.push('telemetryRules');
   return needs;
 }
 
@@ -153,6 +252,7 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   await checkSimOptions(opts);
   const { templateName: template, claimClientIdPrefix } = simTemplate(opts, ctx);
   const topicPrefix = requireResource(ctx, 'topicPrefix');
+  const stream = simStream(opts, ctx);
   let identities: string | FactoryIdentity[] | undefined = opts.identities;
   if (opts.manifest) identities = await identitiesFromManifest(opts.manifest, ctx);
   let result: SimulateResult;
@@ -176,6 +276,7 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
       ...(opts.servername ? { servername: opts.servername } : {}),
       ...(opts.certDir ? { certDir: opts.certDir } : {}),
       ...(opts.maxAttempts ? { backoff: { maxAttempts: opts.maxAttempts } } : {}),
+      ...(stream ? { stream } : {}),
       progressBar: false,
     });
   } catch (err) {
@@ -185,10 +286,24 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   }
   await result.close();
   const { agents: _agents, close: _close, ...rest } = result;
-  const exitCode = rest.summary.enrolled === rest.summary.attempted ? EXIT_CODES.ok : EXIT_CODES.failed;
-  if (opts.json) ctx.out.json(rest.summary);
+  const allEnrolled = rest.summary.enrolled === rest.summary.attempted;
+  const silent = rest.ledger ? silentDevices(rest.ledger).length : 0;
+  const exitCode = allEnrolled && silent === 0 ? EXIT_CODES.ok : EXIT_CODES.failed;
+  if (opts.json)
+    ctx.out.json(rest.ledger ? { ...rest.summary, stream: ledgerTotals(rest.ledger) } : rest.summary);
   else for (const line of rest.text.split('\n')) ctx.out.info(line);
   return { ...rest, exitCode };
+}
+
+/** The ledger's counts without its keys (which `--json` does not print: one per message). */
+function ledgerTotals(l: LedgerReport): Omit<ReturnType<LedgerReport['toJSON']>, 'keys'> {
+  return {
+    devices: l.devices,
+    telemetry: l.telemetry,
+    health: l.health,
+    links: l.links,
+    byDevice: l.byDevice,
+  };
 }
 
 async function identitiesFromManifest(file: string, ctx: CliContext): Promise<FactoryIdentity[]> {
@@ -226,6 +341,14 @@ function simFiles(o: Record<string, string | undefined>): InputFile[] {
   return files;
 }
 
+/** Commander parser for a number of seconds (fractions allowed, at least 1 ms). */
+function positiveSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d*\.?\d+\s*$/.test(value) || !(n >= 0.001))
+    throw new InvalidArgumentError('use a number of seconds of at least 0.001, e.g. 5 or 0.5');
+  return n;
+}
+
 /** The example of `fleet sim` without a stack to read (the contract values given as flags). */
 const OFFLINE_EXAMPLE =
   'fleet sim --endpoint localhost:8883 --ca lab-ca.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key ' +
@@ -258,6 +381,37 @@ export function registerSim(program: Command, run: RunCommand): void {
     .option('--max-attempts <n>', 'enrollment attempts per unit before it gives up (default 8)', positiveInt)
     .option('--servername <name>', 'TLS server name when --endpoint is an address')
     .option('--cert-dir <dir>', 'write issued device certificates and keys here (mode 0600)')
+    .option(
+      '--stream-seconds <n>',
+      'after enrollment, stream telemetry and health for n seconds',
+      positiveInt,
+    )
+    .option(
+      '--telemetry-interval <s>',
+      `seconds between readings (default ${SIM_STREAM_DEFAULTS.telemetryIntervalS})`,
+      positiveSeconds,
+    )
+    .option(
+      '--readings-per-message <k>',
+      `readings per telemetry message, 1 to ${TELEMETRY_LIMITS.maxReadingsPerMessage} (default ${SIM_STREAM_DEFAULTS.readingsPerMessage})`,
+      positiveInt,
+    )
+    .option(
+      '--health-interval <s>',
+      `seconds between health reports (default ${SIM_STREAM_DEFAULTS.healthIntervalS}; one more after every connect)`,
+      positiveSeconds,
+    )
+    .option('--direct', 'publish on dt/<prefix>/<thing>/... instead of Basic Ingest (charged as messaging)')
+    .option(
+      '--profile <fw=profile>',
+      `behaviour of a firmware version: ${BEHAVIOUR_PROFILES.join(', ')} (repeatable; default healthy)`,
+      collect,
+    )
+    .option('--seed <text>', 'seed of the random draws: the same seed replays the same values and faults')
+    .option(
+      '--telemetry-rules <json>',
+      `rule name per record type, {"telemetry":"…","health":"…"} (env ${CLI_ENV.telemetryRules}, output ${STACK_OUTPUTS.telemetryRules})`,
+    )
     .addOption(new Option('--json', 'print the summary as JSON'))
     .addHelpText(
       'after',
@@ -273,15 +427,27 @@ Options marked (global) are fleet's global options; they may come before or afte
                           output ${STACK_OUTPUTS.topicPrefix})
   --serial-pattern RE     (global) with --manifest: the hook's serial pattern (${ENV.serialPattern},
                           output ${STACK_OUTPUTS.serialPattern})
+  --telemetry-rules JSON  with --stream-seconds and without --direct: the Basic Ingest rule names
+                          (${CLI_ENV.telemetryRules}, output ${STACK_OUTPUTS.telemetryRules})
+
+Streaming (--stream-seconds N): every enrolled unit keeps its thing session, takes a reading every
+--telemetry-interval seconds, publishes them --readings-per-message at a time and a health report
+every --health-interval seconds and after every connect, at QoS 1, over Basic Ingest
+($aws/rules/<rule>/dt/<prefix>/<thing>/...: no messaging charge) unless --direct. The Last Will
+stays on the direct health topic. --profile 1.1.0-rc1=crash-looping gives that firmware a
+behaviour: flaky (the link drops, the broker publishes the Last Will, buffered readings are
+re-sent after the reconnect) or crash-looping (reboots every 20 s with reset reason WATCHDOG).
+The summary adds what was made, acked, buffered, dropped and re-sent.
 
 The claim certificate, its key (they must belong together) and the CA are checked before any
 connection; a problem with them is bad usage (exit 2). Exit code 0 when every unit enrolled, 1
 when any unit was denied (by the service) or gave up (the summary gives each denial reason and
-each give-up cause).
+each give-up cause), or, streaming, when a unit got no message acked (the summary gives its error).
 ${examples([
   'fleet sim --endpoint xxxx-ats.iot.eu-west-1.amazonaws.com --ca AmazonRootCA1.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --serial SN-000001',
   'fleet sim --endpoint localhost:8883 --ca lab-ca.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --manifest units.csv',
   OFFLINE_EXAMPLE,
+  'fleet sim --endpoint localhost:8883 --ca lab-ca.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --devices 20 --firmware 1.1.0-rc1 --stream-seconds 120 --telemetry-interval 5 --profile 1.1.0-rc1=crash-looping',
 ])}`,
     )
     .action(async (o, cmd: Command) => {
@@ -304,6 +470,13 @@ ${examples([
         servername: o.servername,
         certDir: o.certDir,
         json: o.json,
+        streamSeconds: o.streamSeconds,
+        telemetryIntervalS: o.telemetryInterval,
+        readingsPerMessage: o.readingsPerMessage,
+        healthIntervalS: o.healthInterval,
+        direct: o.direct,
+        profiles: o.profile,
+        seed: o.seed,
       };
       return run(
         cmd,
@@ -313,7 +486,10 @@ ${examples([
           validate: () => checkSimOptions(opts),
           hint:
             'Without a stack to read, give the contract values as flags: --template NAME ' +
-            `--claim-client-id-prefix PREFIX --topic-prefix PREFIX, e.g.\n  ${OFFLINE_EXAMPLE}`,
+            `--claim-client-id-prefix PREFIX --topic-prefix PREFIX, e.g.\n  ${OFFLINE_EXAMPLE}` +
+            (simNeeds(opts).includes('telemetryRules')
+              ? `\nStreaming over Basic Ingest also needs the rule names: --telemetry-rules '{"telemetry":"fleet_telemetry","health":"fleet_health"}', or --direct`
+              : ''),
         },
         (ctx) => sim(opts, ctx),
       );
