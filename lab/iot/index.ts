@@ -28,12 +28,29 @@ export interface IotMessage {
   principal?: string;
 }
 
-/** What the cdk.out loader creates in the emulated registry. */
+/** DescribeThing's answer (as the control plane and get_registry_data() return it). */
+export interface DescribeThingOutput {
+  defaultClientId: string;
+  thingName: string;
+  thingId: string;
+  thingArn: string;
+  thingTypeName?: string;
+  attributes: Record<string, string>;
+  version: number;
+}
+
+/** What the cdk.out loader creates in the emulated registry, and what the rules engine reads. */
 export interface IotRegistryApi {
   putPolicy(name: string, document: unknown): void;
   putThingType(name: string): void;
   putThingGroup(name: string): void;
   putProvisioningTemplate(t: ProvisioningTemplateInput): void;
+  /** DescribeThing, or undefined when the thing does not exist. */
+  describeThing(name: string): DescribeThingOutput | undefined;
+  /** ListThingGroupsForThing (all pages), or undefined when the thing does not exist. */
+  listThingGroupsForThing(
+    name: string,
+  ): { thingGroups: { groupName: string; groupArn: string }[] } | undefined;
 }
 
 export interface IotCore {
@@ -109,6 +126,20 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
       putThingType: (name) => registry.putThingType(name),
       putThingGroup: (name) => void registry.createThingGroup(name),
       putProvisioningTemplate: (t) => void registry.putProvisioningTemplate(t),
+      describeThing: (name) => {
+        const t = registry.things.get(name);
+        return t ? registry.describeThing(t) : undefined;
+      },
+      listThingGroupsForThing: (name) => {
+        const t = registry.things.get(name);
+        if (!t) return undefined;
+        return {
+          thingGroups: [...t.groups].map((g) => ({
+            groupName: g,
+            groupArn: registry.arn(`thinggroup/${g}`),
+          })),
+        };
+      },
     },
     onMessage: (l) => void listeners.push(l),
     publish: (topic, payload) => broker.publish(topic, payload),

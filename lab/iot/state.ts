@@ -242,6 +242,27 @@ export class IotRegistry {
     return rec;
   }
 
+  /** DescribeThing's answer for a thing record. */
+  describeThing(t: ThingRecord): {
+    defaultClientId: string;
+    thingName: string;
+    thingId: string;
+    thingArn: string;
+    thingTypeName?: string;
+    attributes: Record<string, string>;
+    version: number;
+  } {
+    return {
+      defaultClientId: t.thingName,
+      thingName: t.thingName,
+      thingId: t.thingId,
+      thingArn: t.thingArn,
+      thingTypeName: t.thingTypeName,
+      attributes: { ...t.attributes },
+      version: t.version,
+    };
+  }
+
   getThing(name: string): ThingRecord {
     const t = this.things.get(name);
     if (!t) throw notFound(`Thing ${name} cannot be found.`);

@@ -2,9 +2,15 @@
  * The lab's AWS IoT rules engine: topic rules from the template (TopicRulePayload shape),
  * evaluated for every message the broker sees (including lifecycle events and Basic Ingest).
  *
- * Supported actions: Lambda, Republish, Kinesis, Sqs, DynamoDBv2 (PutItem). Anything else, and
- * SQL outside the subset in ./sql.ts, throws {@link RuleLoadError} naming the rule when the
- * rule is added, so the lab fails at start rather than silently dropping data.
+ * Supported actions: Lambda, Republish, Kinesis, Sqs, DynamoDBv2 (PutItem), S3 (PutObject),
+ * Timestream (one single-measure record per attribute of the SELECT output) and InfluxDB (one
+ * line-protocol point per message). Anything else, and SQL outside the subset in ./sql.ts,
+ * throws {@link RuleLoadError} naming the rule when the rule is added, so the lab fails at start
+ * rather than silently dropping data.
+ *
+ * Every action is bounded ({@link RuleEngineDeps.actionTimeoutMs}): an action whose downstream
+ * does not answer in time fails, and the error action runs, as AWS does when a destination is
+ * unavailable. (A Lambda action in `request-response` mode waits for the function instead.)
  *
  * As in AWS (rule-error-handling): the actions of a rule run in parallel; if any fails, the
  * rule's errorAction runs once with `{ ruleName, topic, cloudwatchTraceId, clientId,
@@ -16,7 +22,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { marshall } from '@aws-sdk/util-dynamodb';
-import { outputBytes, parsePayload, runStatement, type MessageContext } from './evaluate';
+import {
+  outputBytes,
+  parsePayload,
+  runStatement,
+  type MessageContext,
+  type RegistryLookup,
+} from './evaluate';
 import { parseSql, SqlError, type SqlStatement } from './sql';
 import { compileTemplate, type CompiledTemplate } from './templates';
 import { parseBasicIngest, topicMatches, validateTopicFilter } from './topic-filter';
@@ -55,8 +67,32 @@ export interface RuleEngineDeps {
   kinesisPutRecord?(streamName: string, partitionKey: string, data: Buffer): Promise<void>;
   sqsSendMessage?(queueUrl: string, body: string, meta: { ruleName: string; topic: string }): Promise<void>;
   dynamoPutItem?(tableName: string, item: Record<string, unknown>): Promise<void>;
+  /** S3 PutObject (the S3 action and S3 error actions). */
+  s3PutObject?(bucket: string, key: string, body: Buffer, meta: { ruleName: string }): Promise<void>;
+  /** Timestream WriteRecords: all records of one message, written together or not at all. */
+  timestreamWrite?(database: string, table: string, records: TimestreamRecord[]): Promise<void>;
+  /** One InfluxDB write through a topic rule destination (line protocol, one line per point). */
+  influxDbWrite?(
+    destinationArn: string,
+    target: { database: string; table: string; organization?: string },
+    lines: string[],
+  ): Promise<void>;
+  /** The IoT registry, for get_registry_data(). */
+  registryData?: RegistryLookup;
+  /** Longest an action may take before it fails (ms). @default 3000 */
+  actionTimeoutMs?: number;
   log?: (e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
   lambdaInvocation?: 'event' | 'request-response';
+}
+
+/** A Timestream record as WriteRecords takes it (single-measure). */
+export interface TimestreamRecord {
+  Dimensions: { Name: string; Value: string; DimensionValueType: 'VARCHAR' }[];
+  MeasureName: string;
+  MeasureValue: string;
+  MeasureValueType: 'BIGINT' | 'DOUBLE' | 'BOOLEAN' | 'VARCHAR';
+  Time: string;
+  TimeUnit: 'SECONDS' | 'MILLISECONDS' | 'MICROSECONDS' | 'NANOSECONDS';
 }
 
 export interface RuleStats {
@@ -66,6 +102,8 @@ export interface RuleStats {
   errorActions: number;
   errorActionFailures: number;
   lambdaAsyncErrors: number;
+  /** Actions that failed because they did not complete within the action timeout. */
+  actionTimeouts: number;
 }
 
 interface Failure {
@@ -87,7 +125,47 @@ interface CompiledAction {
   name: string;
   resource: string;
   run(input: ActionInput): Promise<void>;
+  /** Waits for the function (Lambda in request-response mode): not bounded by the action timeout. */
+  unbounded?: boolean;
 }
+
+class ActionTimeoutError extends Error {}
+
+const TIME_UNITS = { SECONDS: 1e-3, MILLISECONDS: 1, MICROSECONDS: 1e3, NANOSECONDS: 1e6 } as const;
+type TimeUnit = keyof typeof TIME_UNITS;
+
+/** `epochMs` in `unit`, as an integer string (no float rounding for large values). */
+function timeIn(epochMs: number, unit: TimeUnit): string {
+  if (unit === 'SECONDS') return String(Math.floor(epochMs / 1000));
+  const ms = BigInt(Math.trunc(epochMs));
+  return String(unit === 'MILLISECONDS' ? ms : unit === 'MICROSECONDS' ? ms * 1000n : ms * 1000000n);
+}
+
+/** Timestream's type for a JSON value (as the DynamoDBv2 action infers types); undefined skips it. */
+function measureOf(value: unknown): Pick<TimestreamRecord, 'MeasureValue' | 'MeasureValueType'> | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value === 'boolean') return { MeasureValue: String(value), MeasureValueType: 'BOOLEAN' };
+  if (typeof value === 'number')
+    return Number.isInteger(value)
+      ? { MeasureValue: String(value), MeasureValueType: 'BIGINT' }
+      : { MeasureValue: String(value), MeasureValueType: 'DOUBLE' };
+  if (typeof value === 'string') return { MeasureValue: value, MeasureValueType: 'VARCHAR' };
+  return { MeasureValue: JSON.stringify(value), MeasureValueType: 'VARCHAR' };
+}
+
+const escapeKey = (s: string): string => s.replace(/[,= \\]/g, (c) => `\\${c}`);
+
+/** One InfluxDB line-protocol field value; undefined skips the field. */
+function fieldValue(value: unknown): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value === 'boolean') return String(value);
+  if (typeof value === 'number') return Number.isInteger(value) ? `${value}i` : String(value);
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return `"${text.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
+
+/** Maximum number of values one Timestream action writes per message (AWS IoT quota). */
+export const TIMESTREAM_MAX_VALUES = 100;
 
 interface CompiledRule {
   name: string;
@@ -112,7 +190,16 @@ function template(v: string, field: string, rule: string): CompiledTemplate {
   }
 }
 
-export const SUPPORTED_ACTIONS = ['Lambda', 'Republish', 'Kinesis', 'Sqs', 'DynamoDBv2'] as const;
+export const SUPPORTED_ACTIONS = [
+  'Lambda',
+  'Republish',
+  'Kinesis',
+  'Sqs',
+  'DynamoDBv2',
+  'S3',
+  'Timestream',
+  'InfluxDB',
+] as const;
 
 export class RulesEngine {
   private readonly rules = new Map<string, CompiledRule>();
@@ -159,6 +246,7 @@ export class RulesEngine {
         errorActions: 0,
         errorActionFailures: 0,
         lambdaAsyncErrors: 0,
+        actionTimeouts: 0,
       },
     });
   }
@@ -180,6 +268,7 @@ export class RulesEngine {
         return {
           name: 'LambdaAction',
           resource: arn,
+          unbounded: this.deps.lambdaInvocation === 'request-response',
           run: async ({ json, data }) => {
             const refused = this.deps.checkLambdaInvoke?.(arn, ruleArn);
             if (refused) throw new Error(refused);
@@ -260,12 +349,167 @@ export class RulesEngine {
           },
         };
       }
+      case 'S3':
+        return this.s3Action(rule, p, at);
+      case 'Timestream':
+        return this.timestreamAction(rule, p, at);
+      case 'InfluxDB':
+        return this.influxDbAction(rule, p, at);
       default:
         throw new RuleLoadError(
           rule,
           `${at}: action ${kind} is not supported by the lab (supported: ${SUPPORTED_ACTIONS.join(', ')})`,
         );
     }
+  }
+
+  /** S3: PutObject of the message (SELECT output, or the error-action message) at the Key template. */
+  private s3Action(rule: string, p: Record<string, unknown>, at: string): CompiledAction {
+    const bucketText = str(p.BucketName, `${at}.BucketName`, rule);
+    const bucket = template(bucketText, `${at}.BucketName`, rule);
+    const key = template(str(p.Key, `${at}.Key`, rule), `${at}.Key`, rule);
+    const put = this.deps.s3PutObject;
+    if (!put) throw new RuleLoadError(rule, `${at}: no S3 emulator`);
+    // CannedAcl: accepted, not emulated (the lab's S3 has no ACLs).
+    return {
+      name: 'S3Action',
+      resource: bucketText,
+      run: async ({ ctx, doc, data }) => {
+        const k = key(ctx, doc);
+        if (k === '') throw new Error('InvalidRequest: the S3 action Key evaluated to an empty string');
+        await put(bucket(ctx, doc), k, data, { ruleName: rule });
+      },
+    };
+  }
+
+  /**
+   * Timestream: one single-measure record per attribute of the SELECT output (an attribute that
+   * names a dimension is the dimension only), the dimensions from their templates, the time from
+   * Timestamp (Value template in Unit, default MILLISECONDS) or the rules engine's receive time.
+   */
+  private timestreamAction(rule: string, p: Record<string, unknown>, at: string): CompiledAction {
+    const database = str(p.DatabaseName, `${at}.DatabaseName`, rule);
+    const table = str(p.TableName, `${at}.TableName`, rule);
+    const dims = Array.isArray(p.Dimensions) ? (p.Dimensions as Record<string, unknown>[]) : [];
+    if (dims.length === 0) throw new RuleLoadError(rule, `${at}.Dimensions needs at least one dimension`);
+    const dimensions = dims.map((d, i) => ({
+      name: str(d.Name, `${at}.Dimensions[${i}].Name`, rule),
+      value: template(
+        str(d.Value, `${at}.Dimensions[${i}].Value`, rule),
+        `${at}.Dimensions[${i}].Value`,
+        rule,
+      ),
+    }));
+    const ts = p.Timestamp as { Value?: unknown; Unit?: unknown } | undefined;
+    const unit = (ts?.Unit ?? 'MILLISECONDS') as TimeUnit;
+    if (!(unit in TIME_UNITS))
+      throw new RuleLoadError(rule, `${at}.Timestamp.Unit ${String(ts?.Unit)} is not valid`);
+    const tsValue = ts
+      ? template(str(ts.Value, `${at}.Timestamp.Value`, rule), `${at}.Timestamp.Value`, rule)
+      : undefined;
+    const write = this.deps.timestreamWrite;
+    if (!write) throw new RuleLoadError(rule, `${at}: no Timestream store`);
+    return {
+      name: 'TimestreamAction',
+      resource: `${database}.${table}`,
+      run: async ({ ctx, doc, json }) => {
+        if (!json) throw new Error('ValidationException: the Timestream action needs a JSON object message');
+        const Dimensions = dimensions.map((d) => ({
+          Name: d.name,
+          Value: d.value(ctx, doc),
+          DimensionValueType: 'VARCHAR' as const,
+        }));
+        const empty = Dimensions.find((d) => d.Value === '');
+        if (empty) throw new Error(`ValidationException: dimension ${empty.Name} has an empty value`);
+        let time: string;
+        if (tsValue) {
+          const v = tsValue(ctx, doc);
+          if (!/^\d+$/.test(v))
+            throw new Error(`ValidationException: Timestamp.Value '${v}' is not an epoch time`);
+          time = v;
+        } else time = timeIn(ctx.timestamp, unit);
+        const names = new Set(dimensions.map((d) => d.name));
+        const records: TimestreamRecord[] = [];
+        for (const [name, value] of Object.entries(json)) {
+          if (names.has(name)) continue;
+          const m = measureOf(value);
+          if (m) records.push({ Dimensions, MeasureName: name, ...m, Time: time, TimeUnit: unit });
+        }
+        if (records.length > TIMESTREAM_MAX_VALUES)
+          throw new Error(
+            `ValidationException: ${records.length} values exceed the ${TIMESTREAM_MAX_VALUES} a Timestream action writes per message`,
+          );
+        if (records.length === 0) return;
+        await write(database, table, records);
+      },
+    };
+  }
+
+  /**
+   * InfluxDB: one line-protocol point per message: TableName as the table (measurement), Tags
+   * (templates) as tags, every other attribute of the SELECT output as a field, the rules
+   * engine's receive time in TimestampUnit (default MILLISECONDS, the lab's choice).
+   */
+  private influxDbAction(rule: string, p: Record<string, unknown>, at: string): CompiledAction {
+    const database = str(p.DatabaseName, `${at}.DatabaseName`, rule);
+    const tableText = str(p.TableName, `${at}.TableName`, rule);
+    const table = template(tableText, `${at}.TableName`, rule);
+    const destination = str(p.DestinationArn, `${at}.DestinationArn`, rule);
+    const organization = typeof p.Organization === 'string' ? p.Organization : undefined;
+    const tags = Object.entries((p.Tags ?? {}) as Record<string, unknown>).map(([k, v]) => ({
+      key: k,
+      value: template(String(v), `${at}.Tags.${k}`, rule),
+    }));
+    const unit = (p.TimestampUnit ?? 'MILLISECONDS') as TimeUnit;
+    if (!(unit in TIME_UNITS))
+      throw new RuleLoadError(rule, `${at}.TimestampUnit ${String(p.TimestampUnit)} is not valid`);
+    const write = this.deps.influxDbWrite;
+    if (!write) throw new RuleLoadError(rule, `${at}: no InfluxDB store`);
+    return {
+      name: 'InfluxDBAction',
+      resource: `${database}.${tableText}`,
+      run: async ({ ctx, doc, json }) => {
+        if (!json) throw new Error('the InfluxDB action needs a JSON object message');
+        const measurement = table(ctx, doc);
+        if (measurement === '') throw new Error('the InfluxDB action TableName evaluated to an empty string');
+        const tagSet = tags
+          .map((t) => ({ key: t.key, value: t.value(ctx, doc) }))
+          .filter((t) => t.value !== '')
+          .sort((a, b) => (a.key < b.key ? -1 : 1))
+          .map((t) => `,${escapeKey(t.key)}=${escapeKey(t.value)}`)
+          .join('');
+        const tagNames = new Set(tags.map((t) => t.key));
+        const fields = Object.entries(json)
+          .filter(([k]) => !tagNames.has(k))
+          .map(([k, v]) => [k, fieldValue(v)] as const)
+          .filter(([, v]) => v !== undefined)
+          .map(([k, v]) => `${escapeKey(k)}=${v}`);
+        if (fields.length === 0) throw new Error('the InfluxDB action found no field to write');
+        const line = `${measurement.replace(/[, \\]/g, (c) => `\\${c}`)}${tagSet} ${fields.join(',')} ${timeIn(ctx.timestamp, unit)}`;
+        await write(destination, { database, table: measurement, organization }, [line]);
+      },
+    };
+  }
+
+  /** Run an action, bounded by the action timeout unless it waits for a function on purpose. */
+  private runBounded(action: CompiledAction, input: ActionInput): Promise<void> {
+    const ms = this.deps.actionTimeoutMs ?? 3000;
+    if (action.unbounded || !(ms > 0)) return action.run(input);
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      action.run(input),
+      new Promise<void>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new ActionTimeoutError(
+                `${action.name.replace(/Action$/, '')} action did not complete within ${ms} ms (the destination did not answer)`,
+              ),
+            ),
+          ms,
+        );
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 
   ruleNames(): string[] {
@@ -345,6 +589,7 @@ export class RulesEngine {
       principal: m.principal,
       accountId: this.deps.accountId,
       timestamp: Date.now(),
+      registryData: this.deps.registryData,
     };
     await Promise.all(targets.map((r) => this.runRule(r, { ...base, traceId: randomUUID() }, doc)));
   }
@@ -365,10 +610,11 @@ export class RulesEngine {
     if (!out.matched) return;
     rule.stats.matched++;
     const input: ActionInput = { ctx, doc, data: outputBytes(out), json: out.json };
-    const results = await Promise.allSettled(rule.actions.map((a) => a.run(input)));
+    const results = await Promise.allSettled(rule.actions.map((a) => this.runBounded(a, input)));
     const failures: Failure[] = [];
     results.forEach((r, i) => {
       if (r.status === 'rejected') {
+        if (r.reason instanceof ActionTimeoutError) rule.stats.actionTimeouts++;
         const a = rule.actions[i];
         failures.push({
           failedAction: a.name,
@@ -391,7 +637,7 @@ export class RulesEngine {
     };
     rule.stats.errorActions++;
     try {
-      await rule.errorAction.run({
+      await this.runBounded(rule.errorAction, {
         ctx,
         doc: message,
         data: Buffer.from(JSON.stringify(message)),

@@ -4,7 +4,15 @@
  * types are Undefined, and a WHERE that is not `true` does not match.
  */
 import { randomUUID } from 'node:crypto';
-import type { Expr, SqlStatement } from './sql';
+import { timePatternTokens, type Expr, type SqlStatement } from './sql';
+
+/**
+ * What get_registry_data() reads: the registry API's answer for one thing (`DescribeThing`:
+ * thingName, thingId, thingArn, thingTypeName, attributes, version, defaultClientId;
+ * `ListThingGroupsForThing`: { thingGroups: [{ groupName, groupArn }] }), undefined when the
+ * thing does not exist.
+ */
+export type RegistryLookup = (api: string, thingName: string) => unknown;
 
 export interface MessageContext {
   /** Topic the rule sees (Basic Ingest prefix removed). */
@@ -16,6 +24,8 @@ export interface MessageContext {
   /** Rules-engine receive time, epoch ms. */
   timestamp: number;
   traceId: string;
+  /** The IoT registry, for get_registry_data(). */
+  registryData?: RegistryLookup;
 }
 
 /** Parsed JSON payload, or undefined when the payload is not JSON. */
@@ -46,6 +56,66 @@ function getPath(doc: unknown, path: (string | number)[]): unknown {
     }
   }
   return cur;
+}
+
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** Calendar fields of `epochMs` in `timeZone` (UTC fast path; other zones through Intl). */
+function calendar(
+  epochMs: number,
+  timeZone: string,
+): Record<'y' | 'M' | 'd' | 'H' | 'm' | 's' | 'S', number> {
+  const d = new Date(epochMs);
+  const S = ((epochMs % 1000) + 1000) % 1000;
+  if (timeZone === 'UTC' || timeZone === 'Etc/UTC' || timeZone === 'GMT')
+    return {
+      y: d.getUTCFullYear(),
+      M: d.getUTCMonth() + 1,
+      d: d.getUTCDate(),
+      H: d.getUTCHours(),
+      m: d.getUTCMinutes(),
+      s: d.getUTCSeconds(),
+      S,
+    };
+  let f = formatters.get(timeZone);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-US', {
+      timeZone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      second: 'numeric',
+    });
+    formatters.set(timeZone, f);
+  }
+  const parts = Object.fromEntries(f.formatToParts(d).map((p) => [p.type, Number(p.value)]));
+  return { y: parts.year, M: parts.month, d: parts.day, H: parts.hour, m: parts.minute, s: parts.second, S };
+}
+
+/**
+ * parse_time(pattern, epochMs[, timeZone]): the time formatted with a Joda-Time pattern (the
+ * subset of ../rules/sql.ts timePatternTokens), in UTC unless a zone is given.
+ */
+export function formatTime(pattern: string, epochMs: number, timeZone = 'UTC'): string {
+  const c = calendar(epochMs, timeZone);
+  const pad = (n: number, w: number): string => String(n).padStart(w, '0');
+  return timePatternTokens(pattern)
+    .map((t) => {
+      if (t.text !== undefined) return t.text;
+      const f = t.field as string;
+      switch (f[0]) {
+        case 'y':
+          return f.length === 2 ? pad(c.y % 100, 2) : pad(c.y, 4);
+        case 'S':
+          return pad(c.S, 3).slice(0, f.length);
+        default:
+          return pad(c[f[0] as 'M' | 'd' | 'H' | 'm' | 's'], f.length);
+      }
+    })
+    .join('');
 }
 
 function compare(op: string, a: unknown, b: unknown): boolean | undefined {
@@ -113,6 +183,19 @@ function call(name: string, args: unknown[], scope: EvalScope, raw: Expr[]): unk
       return typeof args[0] === 'string' ? args[0].toUpperCase() : undefined;
     case 'get_or_default':
       return args[0] === undefined ? evaluate(raw[1], scope) : args[0];
+    case 'parse_time': {
+      const [pattern, epoch, zone] = args;
+      if (typeof pattern !== 'string' || typeof epoch !== 'number' || !Number.isFinite(epoch))
+        return undefined;
+      if (zone !== undefined && typeof zone !== 'string') return undefined;
+      return formatTime(pattern, Math.trunc(epoch), zone);
+    }
+    case 'get_registry_data': {
+      // The role ARN (third argument) is not checked: the lab does not evaluate IAM.
+      const [api, thing] = args;
+      if (typeof api !== 'string' || typeof thing !== 'string' || !ctx.registryData) return undefined;
+      return ctx.registryData(api, thing);
+    }
     default:
       throw new Error(`function ${name}() is not implemented`);
   }
@@ -124,6 +207,8 @@ export function evaluate(expr: Expr, scope: EvalScope): unknown {
       return expr.value;
     case 'path':
       return getPath(scope.doc, expr.path);
+    case 'member':
+      return getPath(evaluate(expr.expr, scope), expr.path);
     case 'call':
       return call(
         expr.name,

@@ -5,9 +5,12 @@
  *
  * Projections: `*`, expressions with optional `AS alias`. Expressions: string ('…', '' escapes),
  * number and boolean literals, NULL, field paths (`a.b.c`, `a[0]`), the functions in
- * {@link SQL_FUNCTIONS}, comparisons (=, <>, !=, <, >, <=, >=), AND, OR, NOT, parentheses, and
- * arithmetic (+, -, *, /, %). Anything else is a {@link SqlError} naming the position, so a rule
- * the lab cannot run fails at start.
+ * {@link SQL_FUNCTIONS} (a field path may follow a call: `get_registry_data(…).attributes.lot`),
+ * comparisons (=, <>, !=, <, >, <=, >=), AND, OR, NOT, parentheses, and arithmetic
+ * (+, -, *, /, %). A double-quoted token is a string literal when it is a whole function
+ * argument (`parse_time("yyyy/MM/dd", timestamp())`, as in the AWS examples), a quoted field name
+ * elsewhere. Anything else is a {@link SqlError} naming the position, so a rule the lab cannot run
+ * fails at start.
  */
 
 export class SqlError extends Error {}
@@ -16,6 +19,8 @@ export type Expr =
   | { kind: 'lit'; value: string | number | boolean | null }
   | { kind: 'path'; path: (string | number)[] }
   | { kind: 'call'; name: string; args: Expr[] }
+  /** A field path into the value of an expression (e.g. a function result). */
+  | { kind: 'member'; expr: Expr; path: (string | number)[] }
   | { kind: 'bin'; op: BinOp; left: Expr; right: Expr }
   | { kind: 'not'; expr: Expr }
   | { kind: 'neg'; expr: Expr };
@@ -43,12 +48,85 @@ export const SQL_FUNCTIONS: Record<string, number[]> = {
   lower: [1],
   upper: [1],
   get_or_default: [2],
+  parse_time: [2, 3],
+  get_registry_data: [3],
 };
+
+/** The registry APIs get_registry_data() may call (AWS IoT SQL reference). */
+export const REGISTRY_DATA_APIS = ['DescribeThing', 'ListThingGroupsForThing'] as const;
+
+/** Pattern letters parse_time() supports (Joda-Time subset); other letters must be quoted. */
+const PARSE_TIME_LETTERS = /^(y{2}|y{4}|M{1,2}|d{1,2}|H{1,2}|m{1,2}|s{1,2}|S{1,3})$/;
+
+/**
+ * The tokens of a parse_time() pattern: runs of one pattern letter, quoted or other literal text.
+ * Throws SqlError for a letter the lab does not format.
+ */
+export function timePatternTokens(pattern: string): { field?: string; text?: string }[] {
+  const out: { field?: string; text?: string }[] = [];
+  let i = 0;
+  while (i < pattern.length) {
+    const c = pattern[i];
+    if (c === "'") {
+      if (pattern[i + 1] === "'") {
+        out.push({ text: "'" });
+        i += 2;
+        continue;
+      }
+      const end = pattern.indexOf("'", i + 1);
+      if (end < 0) throw new SqlError(`parse_time pattern ${pattern}: unterminated quoted text`);
+      out.push({ text: pattern.slice(i + 1, end) });
+      i = end + 1;
+      continue;
+    }
+    if (/[A-Za-z]/.test(c)) {
+      let j = i;
+      while (pattern[j] === c) j++;
+      const run = pattern.slice(i, j);
+      if (!PARSE_TIME_LETTERS.test(run))
+        throw new SqlError(
+          `parse_time pattern letter '${run}' is not supported by the lab (supported: yyyy yy MM M dd d HH H mm m ss s SSS, quoted text)`,
+        );
+      out.push({ field: run });
+      i = j;
+      continue;
+    }
+    out.push({ text: c });
+    i++;
+  }
+  return out;
+}
+
+/** Load-time checks of literal arguments (pattern, time zone, registry API). */
+function checkCall(name: string, args: Expr[]): void {
+  const lit = (i: number): unknown =>
+    args[i]?.kind === 'lit' ? (args[i] as { value: unknown }).value : undefined;
+  if (name === 'parse_time') {
+    if (typeof lit(0) === 'string') timePatternTokens(lit(0) as string);
+    const tz = lit(2);
+    if (typeof tz === 'string') {
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      } catch {
+        throw new SqlError(`parse_time: unknown time zone '${tz}'`);
+      }
+    }
+  }
+  if (name === 'get_registry_data') {
+    const api = lit(0);
+    if (typeof api === 'string' && !(REGISTRY_DATA_APIS as readonly string[]).includes(api))
+      throw new SqlError(
+        `get_registry_data: registry API '${api}' is not supported (supported: ${REGISTRY_DATA_APIS.join(', ')})`,
+      );
+  }
+}
 
 type Tok =
   | { t: 'kw'; v: string; pos: number }
   | { t: 'id'; v: string; pos: number }
   | { t: 'str'; v: string; pos: number }
+  /** A double-quoted token: a string as a whole function argument, else a field name. */
+  | { t: 'dq'; v: string; pos: number }
   | { t: 'num'; v: number; pos: number }
   | { t: 'op'; v: string; pos: number }
   | { t: 'eof'; pos: number };
@@ -87,7 +165,7 @@ export function tokenize(src: string): Tok[] {
     if (c === '"' || c === '`') {
       const end = src.indexOf(c, i + 1);
       if (end < 0) throw new SqlError(`unterminated quoted identifier at ${pos}`);
-      out.push({ t: 'id', v: src.slice(i + 1, end), pos });
+      out.push({ t: c === '"' ? 'dq' : 'id', v: src.slice(i + 1, end), pos });
       i = end + 1;
       continue;
     }
@@ -254,6 +332,42 @@ class Parser {
     }
     return this.primary();
   }
+  /** One function argument: `*` (the whole message), a double-quoted string, or an expression. */
+  private argument(): Expr {
+    // `*` as an argument is the whole message, e.g. encode(*, 'base64').
+    if (this.isOp('*')) {
+      this.next();
+      return { kind: 'path', path: [] };
+    }
+    const t = this.peek();
+    const after = this.toks[this.i + 1];
+    if (t.t === 'dq' && after?.t === 'op' && (after.v === ',' || after.v === ')')) {
+      this.next();
+      return { kind: 'lit', value: t.v };
+    }
+    return this.expr();
+  }
+
+  /** Field path segments after an identifier or a call: `.name`, `[n]`. */
+  private pathTail(path: (string | number)[]): (string | number)[] {
+    for (;;) {
+      if (this.isOp('.')) {
+        this.next();
+        const f = this.next();
+        if (f.t !== 'id' && f.t !== 'kw' && f.t !== 'dq')
+          throw new SqlError(`expected a field name after '.' at ${f.pos}`);
+        path.push(f.v);
+      } else if (this.isOp('[')) {
+        this.next();
+        const n = this.next();
+        if (n.t !== 'num' || !Number.isInteger(n.v))
+          throw new SqlError(`expected an array index at ${n.pos}`);
+        this.expectOp(']');
+        path.push(n.v);
+      } else return path;
+    }
+  }
+
   private primary(): Expr {
     const t = this.next();
     if (t.t === 'str') return { kind: 'lit', value: t.v };
@@ -271,13 +385,8 @@ class Parser {
         const name = t.v.toLowerCase();
         const args: Expr[] = [];
         if (!this.isOp(')')) {
-          do {
-            // `*` as an argument is the whole message, e.g. encode(*, 'base64').
-            if (this.isOp('*')) {
-              this.next();
-              args.push({ kind: 'path', path: [] });
-            } else args.push(this.expr());
-          } while (this.isOp(',') && this.next());
+          do args.push(this.argument());
+          while (this.isOp(',') && this.next());
         }
         this.expectOp(')');
         const arity = SQL_FUNCTIONS[name];
@@ -287,32 +396,20 @@ class Parser {
           );
         if (!arity.includes(args.length))
           throw new SqlError(`${name}() takes ${arity.join(' or ')} argument(s), got ${args.length}`);
-        return { kind: 'call', name, args };
+        checkCall(name, args);
+        const call: Expr = { kind: 'call', name, args };
+        const tail = this.pathTail([]);
+        return tail.length ? { kind: 'member', expr: call, path: tail } : call;
       }
-      const path: (string | number)[] = [t.v];
-      for (;;) {
-        if (this.isOp('.')) {
-          this.next();
-          const f = this.next();
-          if (f.t !== 'id' && f.t !== 'kw') throw new SqlError(`expected a field name after '.' at ${f.pos}`);
-          path.push(f.v);
-        } else if (this.isOp('[')) {
-          this.next();
-          const n = this.next();
-          if (n.t !== 'num' || !Number.isInteger(n.v))
-            throw new SqlError(`expected an array index at ${n.pos}`);
-          this.expectOp(']');
-          path.push(n.v);
-        } else break;
-      }
-      return { kind: 'path', path };
+      return { kind: 'path', path: this.pathTail([t.v]) };
     }
+    if (t.t === 'dq') return { kind: 'path', path: this.pathTail([t.v]) };
     throw new SqlError(`unexpected ${t.t === 'eof' ? 'end of statement' : `'${t.v}'`} at ${t.pos}`);
   }
 }
 
 function defaultName(expr: Expr, index: number): string {
-  if (expr.kind === 'path') {
+  if (expr.kind === 'path' || expr.kind === 'member') {
     const last = [...expr.path].reverse().find((p) => typeof p === 'string');
     return String(last ?? `_${index}`);
   }

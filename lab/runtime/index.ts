@@ -7,25 +7,33 @@
  *   lab.outputsByStack[stackName];                    // a stack's outputs, resolved, as strings
  *   await lab.invoke('ProvisioningTemplate0Hook…', event);
  *   await lab.idle();                                 // rules and what they triggered are done
+ *   await lab.streamsIdle();                          // stream consumers caught up
+ *   await lab.flushFirehose();                        // Firehose buffers delivered to S3
+ *   await lab.faults.pauseKinesis();                  // Kinesis stops answering (…resumeKinesis())
  *   lab.deadLetters();                                // what rule error actions delivered
  *   await lab.stop();
  *
- * Start order: emulators (dynalite, kinesalite) → Lambda runner → IoT Core (lab/iot, given the
- * runner as its Lambda invoker) → topology (tables, streams, queues, IoT registry, functions,
- * permissions, topic rules, schedules, event-source mappings) → rules engine subscribed to
- * every message the broker accepts (device publishes, presence events, server publishes).
+ * Start order: emulators (dynalite, kinesalite, s3rver) → Lambda runner → IoT Core (lab/iot,
+ * given the runner as its Lambda invoker) → topology (tables, streams, queues, buckets,
+ * Timestream tables, IoT registry, functions, permissions, rule destinations, topic rules,
+ * schedules, event-source mappings, Firehose streams) → rules engine subscribed to every message
+ * the broker accepts (device publishes, presence events, server publishes).
  */
 import { join, resolve as resolvePath } from 'node:path';
 import { DynamoDBClient, PutItemCommand } from '@aws-sdk/client-dynamodb';
 import { RulesEngine, type RuleStats } from '../rules/engine';
+import type { FirehoseStats } from './firehose';
 import { ensureCloudAssembly, type CloudAssembly } from './cdk-out';
 import { startEmulators } from './emulators';
 import { checkInvokePermission } from './handlers/lambda';
 import type { ResourceHandler } from './handlers/types';
 import type { IotCoreLike, StartIotCoreOptions } from './iot-core';
 import { LabKinesis } from './kinesis-client';
+import type { KinesisMappingStats } from './kinesis-mapping';
 import { LambdaRunner, LambdaServiceError, type FunctionStats } from './lambda-runner';
 import { QueueStore, type QueueMessage } from './queues';
+import { LabS3 } from './s3-client';
+import { TimeSeriesStore, type TimeSeriesStats } from './time-series';
 import { buildTopology, DEFAULT_HANDLERS, handlerRegistry, type Topology } from './topology';
 
 export type LabLog = (e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
@@ -78,11 +86,26 @@ export interface LabRuntimeOptions {
   handlers?: ResourceHandler[];
   /** Extra AWS_ENDPOINT_URL_* for functions, keyed by service (e.g. { IOT_DATA_PLANE: url }). */
   extraEndpoints?: Record<string, string>;
+  /**
+   * Longest a topic rule action may take (ms); one that takes longer fails and the rule's error
+   * action runs, as on AWS when a destination does not answer. @default 3000
+   */
+  ruleActionTimeoutMs?: number;
+  /** Longest the lab's own Kinesis calls (rule actions, pollers) wait for an answer, ms. @default 3000 */
+  kinesisTimeoutMs?: number;
+  /** Wait between polls of an idle Kinesis shard (event-source mappings, Firehose), ms. @default 200 */
+  pollIntervalMs?: number;
+  /** Upper bound on event-source mappings' MaximumBatchingWindowInSeconds, ms. @default the template's */
+  maxBatchingWindowMs?: number;
+  /** Upper bound on Firehose BufferingHints.IntervalInSeconds, ms. @default the template's */
+  firehoseMaxBufferIntervalMs?: number;
 }
 
 export interface LabEndpoints {
   dynamodb: string;
   kinesis: string;
+  /** S3 API (AWS_ENDPOINT_URL_S3); path-style addressing. */
+  s3: string;
   /** IoT control plane (AWS_ENDPOINT_URL_IOT). */
   iot: string;
   mqtt: { host: string; port: number; caPem: string };
@@ -92,7 +115,25 @@ export interface LabStats {
   functions: FunctionStats[];
   rules: RuleStats[];
   queues: { name: string; depth: number }[];
+  /** Kinesis event-source mappings: reads, batches, filtered, retries, bisections, on-failure, checkpoints. */
+  eventSourceMappings: KinesisMappingStats[];
+  /** Firehose streams: records read, objects written, records archived. */
+  deliveryStreams: FirehoseStats[];
+  /** Timestream records and InfluxDB points the rules wrote. */
+  timeSeries: TimeSeriesStats;
   iot: unknown;
+}
+
+export interface LabFaults {
+  /**
+   * Kinesis stops answering: every call to it (rule actions, pollers, functions, CLI) waits and
+   * times out; nothing sent meanwhile is applied unless its caller still waits at resume.
+   */
+  pauseKinesis(): Promise<void>;
+  /** Kinesis answers again, with the data it had. */
+  resumeKinesis(): Promise<void>;
+  /** Restart every stream poller (event-source mappings, Firehose) from its checkpoints. */
+  restartPollers(): Promise<void>;
 }
 
 export interface LabRuntime {
@@ -115,6 +156,11 @@ export interface LabRuntime {
   runner: LambdaRunner;
   rules: RulesEngine;
   queues: QueueStore;
+  /** The S3 emulator through the SDK (buckets under `<labDir>/s3/`). */
+  s3: LabS3;
+  /** The local Timestream and InfluxDB stores (counts in stats().timeSeries). */
+  timeSeries: TimeSeriesStore;
+  faults: LabFaults;
   /** Synchronous (RequestResponse) invoke by ARN, name or logical id. */
   invoke(functionRef: string, event: unknown): Promise<unknown>;
   /** Messages in the stack's queues (the rules' error actions deliver there); optionally one queue by name, URL, ARN or logical id. */
@@ -123,6 +169,14 @@ export interface LabRuntime {
   fireSchedule(ref: string): Promise<unknown[]>;
   /** Resolves when every rule execution started so far, and what it triggered, has finished. */
   idle(): Promise<void>;
+  /**
+   * Resolves true once every Kinesis event-source mapping has read its shards to the end and
+   * processed what it read (false after `timeoutMs`). Call after idle() to wait for the stream
+   * consumers of what the rules wrote.
+   */
+  streamsIdle(timeoutMs?: number): Promise<boolean>;
+  /** Make every Firehose stream read its source to the end and deliver its buffer now. */
+  flushFirehose(): Promise<void>;
   stats(): LabStats;
   summary(): string[];
   timings: { synthMs: number; startMs: number };
@@ -179,9 +233,11 @@ async function loadAssembly(
 }
 
 interface Backends {
-  emulators: { dynamodb: string; kinesis: string };
+  emulators: Awaited<ReturnType<typeof startEmulators>>;
   dynamodb: DynamoDBClient;
   kinesis: LabKinesis;
+  s3: LabS3;
+  timeSeries: TimeSeriesStore;
   queues: QueueStore;
   runner: LambdaRunner;
   /** AWS_ENDPOINT_URL_* of the functions by service; IOT is added once IoT Core is up. */
@@ -189,9 +245,12 @@ interface Backends {
   stoppers: Stopper[];
 }
 
-/** The emulators (dynalite, kinesalite), their clients, the queue store and the Lambda runner. */
+/**
+ * The emulators (dynalite, kinesalite, s3rver), their clients, the queue and time-series stores
+ * and the Lambda runner.
+ */
 async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<Backends> {
-  const emulators = await startEmulators();
+  const emulators = await startEmulators({ s3Directory: join(s.labDir, 's3') });
   const dynamodb = new DynamoDBClient({
     endpoint: emulators.dynamodb,
     region: s.region,
@@ -202,6 +261,7 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
   const endpointMap: Record<string, string> = {
     DYNAMODB: emulators.dynamodb,
     KINESIS: emulators.kinesis,
+    S3: emulators.s3,
     ...(opts.extraEndpoints ?? {}),
   };
   const runner = new LambdaRunner({
@@ -211,14 +271,17 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
     logDir: opts.logDir === false ? undefined : resolvePath(s.labDir, opts.logDir ?? 'logs'),
     onLog: opts.onFunctionLog,
   });
+  const s3 = new LabS3(emulators.s3, s.region);
   return {
     emulators,
     dynamodb,
-    kinesis: new LabKinesis(emulators.kinesis, s.region),
+    kinesis: new LabKinesis(emulators.kinesis, s.region, { timeoutMs: opts.kinesisTimeoutMs }),
+    s3,
+    timeSeries: new TimeSeriesStore(s.labDir),
     queues: new QueueStore(),
     runner,
     endpointMap,
-    stoppers: [() => emulators.stop(), () => dynamodb.destroy(), () => runner.stop()],
+    stoppers: [() => emulators.stop(), () => dynamodb.destroy(), () => s3.destroy(), () => runner.stop()],
   };
 }
 
@@ -297,6 +360,16 @@ function createRulesEngine(
     dynamoPutItem: async (table, item) => {
       await b.dynamodb.send(new PutItemCommand({ TableName: table, Item: item as never }));
     },
+    s3PutObject: (bucket, key, body) => b.s3.putObject(bucket, key, body),
+    timestreamWrite: (database, table, records) => b.timeSeries.writeTimestream(database, table, records),
+    influxDbWrite: (destination, target, lines) => b.timeSeries.writeInflux(destination, target, lines),
+    registryData: (api, thing) =>
+      api === 'DescribeThing'
+        ? iot.registry.describeThing?.(thing)
+        : api === 'ListThingGroupsForThing'
+          ? iot.registry.listThingGroupsForThing?.(thing)
+          : undefined,
+    actionTimeoutMs: opts.ruleActionTimeoutMs,
     log: s.log,
     lambdaInvocation: opts.lambdaInvocation,
   });
@@ -363,6 +436,7 @@ function sdkEnvironment(region: string, endpoints: LabEndpoints): Record<string,
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
     AWS_ENDPOINT_URL_KINESIS: endpoints.kinesis,
+    AWS_ENDPOINT_URL_S3: endpoints.s3,
     AWS_ENDPOINT_URL_IOT: endpoints.iot,
   };
 }
@@ -418,6 +492,13 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       runner: b.runner,
       rules,
       queues: b.queues,
+      s3: b.s3,
+      timeSeries: b.timeSeries,
+      options: {
+        pollIntervalMs: opts.pollIntervalMs,
+        maxBatchingWindowMs: opts.maxBatchingWindowMs,
+        firehoseMaxBufferIntervalMs: opts.firehoseMaxBufferIntervalMs,
+      },
       handlers: handlerRegistry([...DEFAULT_HANDLERS, ...(opts.handlers ?? [])]),
       parameters: opts.parameters,
       stacks: opts.stacks,
@@ -431,6 +512,7 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
     const endpoints: LabEndpoints = {
       dynamodb: b.emulators.dynamodb,
       kinesis: b.emulators.kinesis,
+      s3: b.emulators.s3,
       iot: iot.controlPlaneUrl,
       mqtt: iot.mqtt,
     };
@@ -458,6 +540,18 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       runner: b.runner,
       rules,
       queues: b.queues,
+      s3: b.s3,
+      timeSeries: b.timeSeries,
+      faults: {
+        pauseKinesis: () => b.emulators.faults.pauseKinesis(),
+        resumeKinesis: () => b.emulators.faults.resumeKinesis(),
+        restartPollers: async () => {
+          await Promise.all([
+            ...topology.eventSourceMappings.map((m) => m.restart?.()),
+            ...topology.deliveryStreams.map((d) => d.restart()),
+          ]);
+        },
+      },
       invoke: (fn, event) => b.runner.invoke(fn, event),
       deadLetters: (queue) => {
         if (!queue) return b.queues.messages();
@@ -470,14 +564,26 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
         return schedule.fire();
       },
       idle: () => rules.idle(),
+      streamsIdle: async (timeoutMs) => {
+        const done = await Promise.all(
+          topology.eventSourceMappings.map((m) => m.caughtUp?.(timeoutMs) ?? Promise.resolve(true)),
+        );
+        return done.every(Boolean);
+      },
+      flushFirehose: async () => {
+        await Promise.all(topology.deliveryStreams.map((d) => d.flush()));
+      },
       stats: () => ({
         functions: b.runner.stats(),
         rules: rules.stats(),
         queues: b.queues.list().map((q) => ({ name: q.name, depth: q.depth })),
+        eventSourceMappings: topology.eventSourceMappings.flatMap((m) => (m.stats ? [m.stats()] : [])),
+        deliveryStreams: topology.deliveryStreams.map((d) => d.stats()),
+        timeSeries: b.timeSeries.stats(),
         iot: iot.stats(),
       }),
       summary: () => [
-        `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
+        `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, S3 ${endpoints.s3} (${b.emulators.s3Directory}), IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
         ...topology.summary,
         ...(opts.logDir === false
           ? []
@@ -505,5 +611,8 @@ export {
 export type { IotCoreLike, IotMessage } from './iot-core';
 export { LambdaFunctionError, LambdaServiceError } from './lambda-runner';
 export type { QueueMessage } from './queues';
-export type { Topology, TopologyResource } from './topology';
+export type { FirehoseStats } from './firehose';
+export type { KinesisMappingStats } from './kinesis-mapping';
+export type { TimeSeriesStats } from './time-series';
+export type { DeliveryStreamRecord, EventSourceMappingRecord, Topology, TopologyResource } from './topology';
 export type { ResourceHandler } from './handlers/types';

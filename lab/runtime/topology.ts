@@ -12,11 +12,13 @@ import { acknowledgedHandlers } from './handlers/acknowledged';
 import { dynamodbTableHandler } from './handlers/dynamodb';
 import { eventSourceMappingHandler } from './handlers/event-source-mapping';
 import { eventsRuleHandler } from './handlers/events';
+import { firehoseDeliveryStreamHandler } from './handlers/firehose';
 import {
   iotPolicyHandler,
   iotProvisioningTemplateHandler,
   iotThingGroupHandler,
   iotThingTypeHandler,
+  iotTopicRuleDestinationHandler,
   iotTopicRuleHandler,
 } from './handlers/iot';
 import {
@@ -26,10 +28,13 @@ import {
   lambdaVersionHandler,
 } from './handlers/lambda';
 import { kinesisStreamHandler } from './handlers/kinesis';
+import { s3BucketHandler } from './handlers/s3';
 import { sqsQueueHandler } from './handlers/sqs';
+import { timestreamDatabaseHandler, timestreamTableHandler } from './handlers/timestream';
 import type {
   CreateResult,
   HandlerContext,
+  HandlerOptions,
   LambdaPermission,
   NamingContext,
   ResourceHandler,
@@ -44,23 +49,32 @@ import {
 import type { IotCoreLike } from './iot-core';
 import type { LabKinesis } from './kinesis-client';
 import type { LambdaRunner } from './lambda-runner';
+import type { FirehoseStats } from './firehose';
+import type { KinesisMappingStats } from './kinesis-mapping';
 import type { QueueInfo, QueueStore } from './queues';
+import type { LabS3 } from './s3-client';
+import type { TimeSeriesStore } from './time-series';
 
 export const DEFAULT_HANDLERS: ResourceHandler[] = [
   dynamodbTableHandler,
   kinesisStreamHandler,
   sqsQueueHandler,
+  s3BucketHandler,
+  timestreamDatabaseHandler,
+  timestreamTableHandler,
   iotPolicyHandler,
   iotThingTypeHandler,
   iotThingGroupHandler,
   iotProvisioningTemplateHandler,
   iotTopicRuleHandler,
+  iotTopicRuleDestinationHandler,
   lambdaFunctionHandler,
   lambdaVersionHandler,
   lambdaAliasHandler,
   lambdaPermissionHandler,
   eventsRuleHandler,
   eventSourceMappingHandler,
+  firehoseDeliveryStreamHandler,
   ...acknowledgedHandlers,
 ];
 
@@ -71,6 +85,17 @@ export function handlerRegistry(
   const m = new Map<string, ResourceHandler>();
   for (const h of handlers) for (const t of h.types) m.set(t, h);
   return m;
+}
+
+/** The handler of a type: its own, else its service's `AWS::Service::*` handler. */
+export function handlerFor(
+  registry: Map<string, ResourceHandler>,
+  type: string,
+): ResourceHandler | undefined {
+  const own = registry.get(type);
+  if (own) return own;
+  const service = type.split('::').slice(0, 2).join('::');
+  return registry.get(`${service}::*`);
 }
 
 export type ResourceStatus = CreateResult['status'] | 'skipped';
@@ -98,6 +123,24 @@ export interface EventSourceMappingRecord {
   logicalId: string;
   source: string;
   functionArn: string;
+  /** Kinesis mappings: counters and checkpoints (see ./kinesis-mapping.ts). */
+  stats?(): KinesisMappingStats;
+  /** Kinesis mappings: stop the pollers and start again after the checkpoints. */
+  restart?(): Promise<void>;
+  /** Kinesis mappings: resolves true once every shard was read to its end and processed. */
+  caughtUp?(timeoutMs?: number): Promise<boolean>;
+}
+
+export interface DeliveryStreamRecord {
+  logicalId: string;
+  name: string;
+  source: string;
+  bucket: string;
+  stats(): FirehoseStats;
+  /** Read the source to its end and deliver what is buffered now. */
+  flush(): Promise<void>;
+  /** Stop reading, drop what is not delivered, start again after the delivered records. */
+  restart(): Promise<void>;
 }
 
 export interface Topology {
@@ -108,6 +151,8 @@ export interface Topology {
   /** Table names by logical id. */
   tables: Record<string, string>;
   streams: Record<string, string>;
+  /** Bucket names by logical id. */
+  buckets: Record<string, string>;
   functions: Record<string, { name: string; arn: string }>;
   /** Versions and aliases by logical id: their qualified ARN and the function they invoke. */
   functionQualifiers: Record<string, { arn: string; functionArn: string }>;
@@ -120,6 +165,7 @@ export interface Topology {
   provisioningTemplates: Record<string, string>;
   schedules: ScheduleRecord[];
   eventSourceMappings: EventSourceMappingRecord[];
+  deliveryStreams: DeliveryStreamRecord[];
   permissions: LambdaPermission[];
   /** Each stack's outputs, resolved against the lab: stack name → output name → value. */
   outputsByStack: Record<string, Record<string, unknown>>;
@@ -138,6 +184,9 @@ export interface TopologyDeps {
   runner: LambdaRunner;
   rules: RulesEngine;
   queues: QueueStore;
+  s3: LabS3;
+  timeSeries: TimeSeriesStore;
+  options?: HandlerOptions;
   handlers?: Map<string, ResourceHandler>;
   /** Parameter values by name (override template defaults). */
   parameters?: Record<string, unknown>;
@@ -183,13 +232,14 @@ function stackState(
     accountId: deps.accountId,
     stackName: stack.stackName,
     logicalId,
+    type: resources[logicalId]?.Type,
   });
   const state = {} as StackState;
   const nameOf = (logicalId: string): string => {
     const cached = names.get(logicalId);
     if (cached) return cached;
     const res = resources[logicalId];
-    const handler = registry.get(res.Type);
+    const handler = handlerFor(registry, res.Type);
     if (inProgress.has(logicalId))
       throw new IntrinsicError(`circular name reference through ${logicalId}`, logicalId);
     inProgress.add(logicalId);
@@ -220,7 +270,7 @@ function stackState(
     ref(logicalId) {
       const res = resources[logicalId];
       if (!res) return undefined;
-      const h = registry.get(res.Type);
+      const h = handlerFor(registry, res.Type);
       const name = nameOf(logicalId);
       return h?.ref
         ? h.ref(name, naming(logicalId), res.Properties ?? {}, resolvedProperty(logicalId))
@@ -229,7 +279,7 @@ function stackState(
     getAtt(logicalId, attribute) {
       const res = resources[logicalId];
       if (!res) return undefined;
-      const h = registry.get(res.Type);
+      const h = handlerFor(registry, res.Type);
       const name = nameOf(logicalId);
       const attrs =
         h?.attributes?.(name, naming(logicalId), res.Properties ?? {}, resolvedProperty(logicalId)) ?? {};
@@ -251,7 +301,14 @@ type HandlerSinks = Pick<HandlerContext, 'permissions' | 'addStopper' | 'record'
 type TopologyIndexEntry =
   | {
       key:
-        'tables' | 'streams' | 'rules' | 'policies' | 'thingGroups' | 'thingTypes' | 'provisioningTemplates';
+        | 'tables'
+        | 'streams'
+        | 'buckets'
+        | 'rules'
+        | 'policies'
+        | 'thingGroups'
+        | 'thingTypes'
+        | 'provisioningTemplates';
       value: string;
     }
   | { key: 'functions'; value: { name: string; arn: string } }
@@ -261,11 +318,19 @@ type TopologyIndexEntry =
 /** Types listed by their physical name. */
 const NAME_INDEX: Record<
   string,
-  'tables' | 'streams' | 'rules' | 'policies' | 'thingGroups' | 'thingTypes' | 'provisioningTemplates'
+  | 'tables'
+  | 'streams'
+  | 'buckets'
+  | 'rules'
+  | 'policies'
+  | 'thingGroups'
+  | 'thingTypes'
+  | 'provisioningTemplates'
 > = {
   'AWS::DynamoDB::Table': 'tables',
   'AWS::DynamoDB::GlobalTable': 'tables',
   'AWS::Kinesis::Stream': 'streams',
+  'AWS::S3::Bucket': 'buckets',
   'AWS::IoT::TopicRule': 'rules',
   'AWS::IoT::Policy': 'policies',
   'AWS::IoT::ThingGroup': 'thingGroups',
@@ -282,6 +347,7 @@ function emptyTopology(): Topology {
     physicalNames: {},
     tables: {},
     streams: {},
+    buckets: {},
     functions: {},
     functionQualifiers: {},
     queues: {},
@@ -292,6 +358,7 @@ function emptyTopology(): Topology {
     provisioningTemplates: {},
     schedules: [],
     eventSourceMappings: [],
+    deliveryStreams: [],
     permissions: [],
     outputsByStack: {},
     unsupported: [],
@@ -320,7 +387,7 @@ function creationOrder(
 ): { id: string; res: CfnResource }[] {
   const entries = Object.entries(stack.template.Resources ?? {}) as [string, CfnResource][];
   return entries
-    .map(([id, res], i) => ({ id, res, i, phase: registry.get(res.Type)?.phase ?? 100 }))
+    .map(([id, res], i) => ({ id, res, i, phase: handlerFor(registry, res.Type)?.phase ?? 100 }))
     .sort((a, b) => a.phase - b.phase || a.i - b.i)
     .map(({ id, res }) => ({ id, res }));
 }
@@ -367,6 +434,9 @@ async function createResource(
     runner: deps.runner,
     rules: deps.rules,
     queues: deps.queues,
+    s3: deps.s3,
+    timeSeries: deps.timeSeries,
+    options: deps.options ?? {},
     ...sinks,
     log: deps.log ?? (() => undefined),
     invoke: (fn, event) => deps.runner.invoke(fn, event),
@@ -439,6 +509,7 @@ export async function buildTopology(
     addStopper: (stop) => void stoppers.push(stop),
     record: (kind, r) => {
       if (kind === 'schedule') topology.schedules.push(r as unknown as ScheduleRecord);
+      else if (kind === 'deliveryStream') topology.deliveryStreams.push(r as unknown as DeliveryStreamRecord);
       else topology.eventSourceMappings.push(r as unknown as EventSourceMappingRecord);
     },
   };
@@ -446,7 +517,7 @@ export async function buildTopology(
     topology.stacks.push(stack.stackName);
     const st = stackState(stack, deps, registry, warn);
     for (const { id, res } of creationOrder(stack, registry)) {
-      const entry = await createResource(id, res, st, deps, registry.get(res.Type), sinks);
+      const entry = await createResource(id, res, st, deps, handlerFor(registry, res.Type), sinks);
       topology.resources.push(entry);
       if (entry.status !== 'skipped') topology.physicalNames[id] = entry.physicalName;
       if (entry.status === 'skipped' || entry.status === 'unsupported') continue;
@@ -475,6 +546,11 @@ const LABELS: Record<string, string> = {
   'AWS::IoT::ProvisioningTemplate': 'prov. template',
   'AWS::Events::Rule': 'schedule',
   'AWS::Lambda::EventSourceMapping': 'event source',
+  'AWS::S3::Bucket': 'bucket',
+  'AWS::KinesisFirehose::DeliveryStream': 'firehose',
+  'AWS::Timestream::Database': 'ts database',
+  'AWS::Timestream::Table': 'ts table',
+  'AWS::IoT::TopicRuleDestination': 'rule dest.',
 };
 
 function summarize(t: Topology, warnings: string[]): string[] {

@@ -30,18 +30,9 @@ export function registerThingOperations(router: Router, { registry: reg }: Contr
     });
     return { thingName: t.thingName, thingArn: t.thingArn, thingId: t.thingId };
   });
-  router.add('DescribeThing', 'GET', '/things/{thingName}', ({ params }) => {
-    const t = reg.getThing(params.thingName);
-    return {
-      defaultClientId: t.thingName,
-      thingName: t.thingName,
-      thingId: t.thingId,
-      thingArn: t.thingArn,
-      thingTypeName: t.thingTypeName,
-      attributes: t.attributes,
-      version: t.version,
-    };
-  });
+  router.add('DescribeThing', 'GET', '/things/{thingName}', ({ params }) =>
+    reg.describeThing(reg.getThing(params.thingName)),
+  );
   router.add('UpdateThing', 'PATCH', '/things/{thingName}', ({ params, body }) => {
     const a = attributePayload(body);
     reg.updateThing(params.thingName, {

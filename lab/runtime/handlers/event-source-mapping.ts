@@ -1,164 +1,90 @@
 /**
- * AWS::Lambda::EventSourceMapping for Kinesis streams (a poller per shard) and for the lab's
- * in-memory SQS queues (delivery on send).
+ * AWS::Lambda::EventSourceMapping for Kinesis streams (../kinesis-mapping.ts: one poller per
+ * shard with Lambda's batching, filtering, partial-batch, bisect, retry, record-age and
+ * on-failure semantics) and for the lab's in-memory SQS queues (delivery on send).
  *
- * Kinesis: batches of up to BatchSize records from StartingPosition, Lambda's Kinesis event
- * shape; with ReportBatchItemFailures the batch is retried from the first failed sequence
- * number, otherwise the whole batch is retried; after MaximumRetryAttempts (default -1 is
- * capped at 3 in the lab) the batch's on-failure record goes to DestinationConfig.OnFailure
- * (an SQS queue of the stack). BisectBatchOnFunctionError is not emulated.
+ * Lab settings (runtime options): the poll interval of an idle shard and a cap on
+ * MaximumBatchingWindowInSeconds. ParallelizationFactor above 1 is processed as 1 (one batch per
+ * shard at a time, order kept); TumblingWindowInSeconds and on-failure destinations other than
+ * the stack's SQS queues are not emulated (listed in the summary).
  */
+import { kinesisRecordFilter, PatternError } from '../event-pattern';
+import { KinesisMapping, type KinesisMappingConfig } from '../kinesis-mapping';
+import type { StartingPosition } from '../shard-cursor';
 import { arn, type HandlerContext, type ResourceHandler } from './types';
 
-interface KinesisEventRecord {
-  kinesis: {
-    kinesisSchemaVersion: '1.0';
-    partitionKey: string;
-    sequenceNumber: string;
-    data: string;
-    approximateArrivalTimestamp: number;
-  };
-  eventSource: 'aws:kinesis';
-  eventVersion: '1.0';
-  eventID: string;
-  eventName: 'aws:kinesis:record';
-  invokeIdentityArn: string;
-  awsRegion: string;
-  eventSourceARN: string;
+const num = (v: unknown, fallback: number): number =>
+  typeof v === 'number' && Number.isFinite(v) ? v : fallback;
+
+function startingPosition(p: Record<string, unknown>): StartingPosition {
+  if (p.StartingPosition === 'LATEST') return { type: 'LATEST' };
+  if (p.StartingPosition === 'AT_TIMESTAMP')
+    return { type: 'AT_TIMESTAMP', timestamp: num(p.StartingPositionTimestamp, Date.now() / 1000) * 1000 };
+  return { type: 'TRIM_HORIZON' };
 }
 
-function failedFrom(result: unknown, records: KinesisEventRecord[]): number {
-  const failures = (result as { batchItemFailures?: { itemIdentifier?: string }[] } | null)
-    ?.batchItemFailures;
-  if (!Array.isArray(failures) || failures.length === 0) return -1;
-  const ids = new Set(failures.map((f) => f.itemIdentifier));
-  const idx = records.findIndex((r) => ids.has(r.kinesis.sequenceNumber));
-  return idx < 0 ? 0 : idx;
-}
-
-function startKinesisMapping(ctx: HandlerContext, streamArn: string, fnArn: string): void {
+async function startKinesisMapping(
+  ctx: HandlerContext,
+  streamArn: string,
+  fnArn: string,
+): Promise<{ mapping: KinesisMapping; notes: string[] }> {
   const p = ctx.properties;
-  const stream = streamArn.slice(streamArn.indexOf('stream/') + 'stream/'.length);
-  const batchSize = typeof p.BatchSize === 'number' ? p.BatchSize : 100;
-  const reportItems =
-    Array.isArray(p.FunctionResponseTypes) && p.FunctionResponseTypes.includes('ReportBatchItemFailures');
-  const maxRetries =
-    typeof p.MaximumRetryAttempts === 'number' && p.MaximumRetryAttempts >= 0 ? p.MaximumRetryAttempts : 3;
+  const notes: string[] = [];
+  let filter;
+  try {
+    filter = kinesisRecordFilter(p.FilterCriteria);
+  } catch (e) {
+    if (e instanceof PatternError) throw new Error(`event-source mapping ${ctx.logicalId}: ${e.message}`);
+    throw e;
+  }
   const onFailure = (p.DestinationConfig as { OnFailure?: { Destination?: string } } | undefined)?.OnFailure
     ?.Destination;
-  const startingPosition = p.StartingPosition === 'LATEST' ? 'LATEST' : 'TRIM_HORIZON';
-  let stopped = false;
-  const timers = new Set<NodeJS.Timeout>();
-  const sleep = (ms: number): Promise<void> =>
-    new Promise((r) => {
-      const t = setTimeout(() => {
-        timers.delete(t);
-        r();
-      }, ms);
-      t.unref();
-      timers.add(t);
-    });
-
-  const pollShard = async (shardId: string): Promise<void> => {
-    let iterator = await ctx.kinesis.shardIterator(stream, shardId, startingPosition);
-    let pending: KinesisEventRecord[] = [];
-    let attempts = 0;
-    while (!stopped) {
-      if (pending.length === 0) {
-        const out = await ctx.kinesis.getRecords(iterator, batchSize);
-        iterator = out.NextShardIterator ?? iterator;
-        pending = out.Records.map((r) => ({
-          kinesis: {
-            kinesisSchemaVersion: '1.0',
-            partitionKey: r.PartitionKey,
-            sequenceNumber: r.SequenceNumber,
-            data: r.Data,
-            approximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
-          },
-          eventSource: 'aws:kinesis',
-          eventVersion: '1.0',
-          eventID: `${shardId}:${r.SequenceNumber}`,
-          eventName: 'aws:kinesis:record',
-          invokeIdentityArn: `arn:aws:iam::${ctx.accountId}:role/lab-esm`,
-          awsRegion: ctx.region,
-          eventSourceARN: streamArn,
-        }));
-        attempts = 0;
-        if (pending.length === 0) {
-          await sleep(200);
-          continue;
-        }
-      }
-      let failedIdx: number;
-      try {
-        const result = await ctx.invoke(fnArn, { Records: pending });
-        failedIdx = reportItems ? failedFrom(result, pending) : -1;
-      } catch {
-        failedIdx = 0;
-      }
-      if (failedIdx < 0) {
-        pending = [];
-        continue;
-      }
-      pending = pending.slice(failedIdx);
-      attempts++;
-      if (attempts > maxRetries) {
-        const first = pending[0].kinesis.sequenceNumber;
-        const last = pending[pending.length - 1].kinesis.sequenceNumber;
-        if (onFailure) {
-          ctx.queues.send(
-            onFailure,
-            JSON.stringify({
-              requestContext: {
-                requestId: ctx.logicalId,
-                functionArn: fnArn,
-                condition: 'RetryAttemptsExhausted',
-                approximateInvokeCount: attempts,
-              },
-              responseContext: { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
-              version: '1.0',
-              timestamp: new Date().toISOString(),
-              KinesisBatchInfo: {
-                shardId,
-                startSequenceNumber: first,
-                endSequenceNumber: last,
-                batchSize: pending.length,
-                streamArn,
-              },
-            }),
-            `esm:${ctx.logicalId}`,
-          );
-        }
-        ctx.log({
-          level: 'warn',
-          msg: 'event-source mapping gave up on a batch',
-          mapping: ctx.logicalId,
-          shardId,
-          records: pending.length,
-        });
-        pending = [];
-      } else await sleep(100 * attempts);
-    }
+  if (onFailure && !ctx.queues.find(onFailure))
+    notes.push(`on-failure destination ${onFailure} not emulated (records logged)`);
+  const parallelization = num(p.ParallelizationFactor, 1);
+  if (parallelization > 1) notes.push(`ParallelizationFactor ${parallelization} processed as 1 (order kept)`);
+  if (p.TumblingWindowInSeconds !== undefined) notes.push('tumbling windows not emulated');
+  const windowMs = num(p.MaximumBatchingWindowInSeconds, 0) * 1000;
+  const cap = ctx.options.maxBatchingWindowMs;
+  const config: KinesisMappingConfig = {
+    logicalId: ctx.logicalId,
+    uuid: ctx.physicalName,
+    functionArn: fnArn,
+    streamArn,
+    streamName: streamArn.slice(streamArn.indexOf('stream/') + 'stream/'.length),
+    batchSize: num(p.BatchSize, 100),
+    batchingWindowMs: cap !== undefined ? Math.min(windowMs, cap) : windowMs,
+    startingPosition: startingPosition(p),
+    reportItemFailures:
+      Array.isArray(p.FunctionResponseTypes) && p.FunctionResponseTypes.includes('ReportBatchItemFailures'),
+    bisect: p.BisectBatchOnFunctionError === true,
+    maxRetries: num(p.MaximumRetryAttempts, -1),
+    maxRecordAgeMs:
+      num(p.MaximumRecordAgeInSeconds, -1) >= 0 ? num(p.MaximumRecordAgeInSeconds, -1) * 1000 : -1,
+    parallelizationFactor: parallelization,
+    onFailure: onFailure && ctx.queues.find(onFailure) ? onFailure : undefined,
+    filter,
+    region: ctx.region,
+    accountId: ctx.accountId,
   };
-
-  void ctx.kinesis.listShardIds(stream).then((shards) =>
-    shards.forEach((s) =>
-      pollShard(s).catch((e: Error) => {
-        if (!stopped)
-          ctx.log({
-            level: 'error',
-            msg: 'Kinesis poller stopped',
-            mapping: ctx.logicalId,
-            shardId: s,
-            error: e.message,
-          });
-      }),
-    ),
-  );
-  ctx.addStopper(() => {
-    stopped = true;
-    for (const t of timers) clearTimeout(t);
+  const mapping = new KinesisMapping(config, {
+    kinesis: ctx.kinesis,
+    invoke: (fn, event) => ctx.invoke(fn, event),
+    sendOnFailure: (dest, body) => void ctx.queues.send(dest, body, `esm:${ctx.logicalId}`),
+    log: (e) => ctx.log(e),
+    pollIntervalMs: ctx.options.pollIntervalMs ?? 200,
   });
+  await mapping.start();
+  ctx.addStopper(() => mapping.stop());
+  if (filter) notes.push('filtered');
+  if (config.bisect) notes.push('bisect on error');
+  if (config.reportItemFailures) notes.push('partial batch responses');
+  notes.push(
+    `retries ${config.maxRetries < 0 ? 'until expiry' : config.maxRetries}`,
+    ...(config.maxRecordAgeMs >= 0 ? [`max age ${config.maxRecordAgeMs / 1000}s`] : []),
+    ...(config.onFailure ? [`on failure → ${ctx.queues.find(config.onFailure)?.name}`] : []),
+  );
+  return { mapping, notes };
 }
 
 function startSqsMapping(ctx: HandlerContext, queueArn: string, fnArn: string): void {
@@ -193,23 +119,38 @@ function startSqsMapping(ctx: HandlerContext, queueArn: string, fnArn: string): 
   });
 }
 
+/** A deterministic UUID-shaped id (what Ref of a mapping returns). */
+function mappingUuid(name: string): string {
+  const hex = Buffer.from(name).toString('hex').padEnd(32, '0');
+  const h = hex.length > 32 ? hex.slice(-32) : hex;
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
 export const eventSourceMappingHandler: ResourceHandler = {
   types: ['AWS::Lambda::EventSourceMapping'],
   phase: 60,
-  attributes: (name) => ({
+  sanitizeName: (n) => mappingUuid(n),
+  attributes: (name, c) => ({
     Id: name,
-    EventSourceMappingArn: `arn:aws:lambda:::event-source-mapping:${name}`,
+    EventSourceMappingArn: arn('lambda', c, `event-source-mapping:${name}`),
   }),
-  create(ctx) {
+  async create(ctx) {
     const p = ctx.properties;
     const source = String(p.EventSourceArn ?? '');
     const fn = ctx.runner.resolve(String(p.FunctionName));
     if (!fn) return { status: 'unsupported', detail: `function ${p.FunctionName} is not run by the lab` };
     if (p.Enabled === false) return { status: 'acknowledged', detail: 'disabled' };
     if (source.startsWith(arn('kinesis', ctx, 'stream/'))) {
-      startKinesisMapping(ctx, source, fn);
-      ctx.record('eventSourceMapping', { logicalId: ctx.logicalId, source, functionArn: fn });
-      return { status: 'created', detail: `Kinesis ${source} → ${fn}` };
+      const { mapping, notes } = await startKinesisMapping(ctx, source, fn);
+      ctx.record('eventSourceMapping', {
+        logicalId: ctx.logicalId,
+        source,
+        functionArn: fn,
+        stats: () => mapping.stats(),
+        restart: () => mapping.restart(),
+        caughtUp: (ms?: number) => mapping.caughtUp(ms),
+      });
+      return { status: 'created', detail: `Kinesis ${source} → ${fn} (${notes.join(', ')})` };
     }
     if (source.startsWith(arn('sqs', ctx, '')) && ctx.queues.find(source)) {
       startSqsMapping(ctx, source, fn);

@@ -1,7 +1,8 @@
 /**
- * AWS IoT registry resources → the lab's IoT Core (lab/iot) registry, and topic rules → the
- * rules engine.
+ * AWS IoT registry resources → the lab's IoT Core (lab/iot) registry, topic rules → the rules
+ * engine, topic rule destinations → the rules' InfluxDB store.
  */
+import { createHash } from 'node:crypto';
 import type { TopicRulePayload } from '../../rules/engine';
 import { arn, type ResourceHandler } from './types';
 
@@ -87,6 +88,56 @@ export const iotTopicRuleHandler: ResourceHandler = {
     return {
       status: 'created',
       detail: `FROM ${d?.from ?? '(Basic Ingest only)'} → ${d?.actions.join(', ')}${d?.errorAction ? `; error → ${d.errorAction}` : '; NO errorAction'}${d?.disabled ? ' (disabled)' : ''}`,
+    };
+  },
+};
+
+/** A deterministic UUID-shaped id for a generated name. */
+function destinationId(name: string): string {
+  const hex = createHash('sha256').update(name).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+function destinationKind(p: Record<string, unknown>): string {
+  if (p.InfluxDBProperties) return 'influxdb';
+  if (p.HttpUrlProperties) return 'http';
+  return 'vpc';
+}
+
+/**
+ * AWS::IoT::TopicRuleDestination. An InfluxDB destination (InfluxDBProperties) is where the
+ * rules' InfluxDB actions write: the lab's local line-protocol store (../time-series.ts); its
+ * endpoint, secret and VPC properties are recorded, not used. HTTP and VPC-only destinations are
+ * acknowledged (no HTTP or Kafka action runs in the lab).
+ */
+export const iotTopicRuleDestinationHandler: ResourceHandler = {
+  types: ['AWS::IoT::TopicRuleDestination'],
+  phase: 45, // before the rules that name it
+  ref: (name, c, p) => arn('iot', c, `ruledestination/${destinationKind(p)}/${destinationId(name)}`),
+  attributes: (name, c, p) => ({
+    Arn: arn('iot', c, `ruledestination/${destinationKind(p)}/${destinationId(name)}`),
+    StatusReason: '',
+  }),
+  create(ctx) {
+    const p = ctx.properties;
+    const destArn = arn(
+      'iot',
+      ctx,
+      `ruledestination/${destinationKind(p)}/${destinationId(ctx.physicalName)}`,
+    );
+    const status = typeof p.Status === 'string' ? p.Status : 'ENABLED';
+    const influx = p.InfluxDBProperties as Record<string, unknown> | undefined;
+    const vpc = p.VpcProperties ? '; VPC properties not emulated' : '';
+    if (!influx) return { status: 'acknowledged', detail: `${destArn} (${status})${vpc}` };
+    ctx.timeSeries.addInfluxDestination({
+      arn: destArn,
+      endpoint: String(influx.Endpoint ?? ''),
+      version: String(influx.InfluxDBVersion ?? ''),
+      enabled: status === 'ENABLED',
+    });
+    return {
+      status: 'created',
+      detail: `InfluxDB ${String(influx.InfluxDBVersion ?? '')} ${String(influx.Endpoint ?? '')} → local line-protocol store (${status}); secret not read${vpc}`,
     };
   },
 };

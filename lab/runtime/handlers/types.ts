@@ -11,12 +11,16 @@ import type { IotCoreLike } from '../iot-core';
 import type { LabKinesis } from '../kinesis-client';
 import type { LambdaRunner } from '../lambda-runner';
 import type { QueueStore } from '../queues';
+import type { LabS3 } from '../s3-client';
+import type { TimeSeriesStore } from '../time-series';
 
 export interface NamingContext {
   region: string;
   accountId: string;
   stackName: string;
   logicalId: string;
+  /** The resource's CloudFormation type (for handlers that serve several, e.g. `AWS::EC2::*`). */
+  type?: string;
 }
 
 /** What a handler returns from create(): what the summary says about the resource. */
@@ -35,6 +39,16 @@ export interface LambdaPermission {
   sourceAccount?: string;
 }
 
+/** Lab settings that shorten AWS timings (runtime options). */
+export interface HandlerOptions {
+  /** Wait between polls of an idle Kinesis shard (event-source mappings, Firehose), ms. */
+  pollIntervalMs?: number;
+  /** Upper bound on an event-source mapping's MaximumBatchingWindowInSeconds, ms. */
+  maxBatchingWindowMs?: number;
+  /** Upper bound on a Firehose stream's BufferingHints.IntervalInSeconds, ms. */
+  firehoseMaxBufferIntervalMs?: number;
+}
+
 export interface HandlerContext extends NamingContext {
   /** Physical name the lab assigned to this resource. */
   physicalName: string;
@@ -50,12 +64,17 @@ export interface HandlerContext extends NamingContext {
   runner: LambdaRunner;
   rules: RulesEngine;
   queues: QueueStore;
+  /** The S3 emulator (buckets, rule S3 actions, Firehose deliveries). */
+  s3: LabS3;
+  /** Local Timestream and InfluxDB stores. */
+  timeSeries: TimeSeriesStore;
+  options: HandlerOptions;
   permissions: LambdaPermission[];
   /** Register a background task (schedules, pollers) stopped with the lab. */
   addStopper(stop: () => Promise<void> | void): void;
   log(e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }): void;
-  /** Extra runtime records a handler publishes into the Topology (schedules, mappings). */
-  record(kind: 'schedule' | 'eventSourceMapping', entry: Record<string, unknown>): void;
+  /** Extra runtime records a handler publishes into the Topology (schedules, mappings, delivery streams). */
+  record(kind: 'schedule' | 'eventSourceMapping' | 'deliveryStream', entry: Record<string, unknown>): void;
   /** Invoke a function through the runner (what schedules and mappings use). */
   invoke(functionRef: string, event: unknown): Promise<unknown>;
 }
@@ -65,7 +84,8 @@ export interface ResourceHandler {
   types: string[];
   /**
    * Creation order (lower first): 10 storage, 20 IoT registry, 30 functions, 40 permissions,
-   * 50 rules, 60 schedules and mappings, 90 acknowledged-only.
+   * 45 rule destinations, 50 rules, 60 schedules, mappings and delivery streams, 90
+   * acknowledged-only.
    */
   phase: number;
   /** Property holding an explicit physical name, and the limit for generated names. */

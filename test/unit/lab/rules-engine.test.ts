@@ -191,13 +191,13 @@ describe('RulesEngine', () => {
   test.each<[string, TopicRulePayload, RegExp]>([
     [
       'unsupported action',
-      rule("SELECT * FROM 'a'", [{ Timestream: { DatabaseName: 'd' } }]),
-      /topic rule Bad: Actions\[0\]\.Timestream: action Timestream is not supported/,
+      rule("SELECT * FROM 'a'", [{ CloudwatchMetric: { MetricName: 'd' } }]),
+      /topic rule Bad: Actions\[0\]\.CloudwatchMetric: action CloudwatchMetric is not supported/,
     ],
     [
       'unsupported error action',
-      rule("SELECT * FROM 'a'", [{ Republish: { Topic: 'x' } }], { S3: { BucketName: 'b' } }),
-      /ErrorAction\.S3: action S3 is not supported/,
+      rule("SELECT * FROM 'a'", [{ Republish: { Topic: 'x' } }], { Firehose: { DeliveryStreamName: 'b' } }),
+      /ErrorAction\.Firehose: action Firehose is not supported/,
     ],
     [
       'unsupported SQL function',

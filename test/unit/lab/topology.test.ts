@@ -10,6 +10,8 @@ import type { IotCoreLike } from '../../../lab/runtime/iot-core';
 import { LabKinesis } from '../../../lab/runtime/kinesis-client';
 import { LambdaRunner } from '../../../lab/runtime/lambda-runner';
 import { QueueStore } from '../../../lab/runtime/queues';
+import { LabS3 } from '../../../lab/runtime/s3-client';
+import { TimeSeriesStore } from '../../../lab/runtime/time-series';
 import {
   buildTopology,
   DEFAULT_HANDLERS,
@@ -93,6 +95,8 @@ describe('topology', () => {
       runner,
       rules,
       queues,
+      s3: new LabS3('http://127.0.0.1:9', 'us-east-1'),
+      timeSeries: new TimeSeriesStore(labDir),
       handlers: handlers ? handlerRegistry([...DEFAULT_HANDLERS, ...handlers]) : undefined,
     });
     return { ...out, registry, queues, rules, runner };
@@ -150,16 +154,13 @@ describe('topology', () => {
         },
       },
     );
-    expect(topology.unsupported.map((r) => [r.logicalId, r.type])).toEqual([
-      ['Alarm', 'AWS::CloudWatch::Alarm'],
-      ['Topic', 'AWS::SNS::Topic'],
-    ]);
+    expect(topology.unsupported.map((r) => [r.logicalId, r.type])).toEqual([['Topic', 'AWS::SNS::Topic']]);
     expect(topology.summary.filter((l) => l.includes('UNSUPPORTED'))).toEqual([
       expect.any(String),
-      '  UNSUPPORTED AWS::CloudWatch::Alarm Alarm: no lab handler for this type',
       '  UNSUPPORTED AWS::SNS::Topic Topic: no lab handler for this type',
     ]);
-    expect(topology.summary[0]).toMatch(/2 UNSUPPORTED/);
+    expect(topology.summary[0]).toMatch(/1 UNSUPPORTED/);
+    expect(topology.summary.join('\n')).toMatch(/acknowledged: .*AWS::CloudWatch::Alarm ×1/);
     expect(topology.rules).toEqual({ Rule: 'presence' });
     expect(topology.thingGroups).toEqual({ Group: 'canary' });
     const policyName = generatedName('S', 'DevicePolicy', 128);
@@ -241,12 +242,12 @@ describe('topology', () => {
           Type: 'AWS::IoT::TopicRule',
           Properties: {
             RuleName: 'ts',
-            TopicRulePayload: { Sql: "SELECT * FROM 'a'", Actions: [{ Timestream: {} }] },
+            TopicRulePayload: { Sql: "SELECT * FROM 'a'", Actions: [{ Firehose: {} }] },
           },
         },
       }),
     ).rejects.toThrow(
-      /lab start failed at R \(AWS::IoT::TopicRule\): topic rule ts: .*Timestream is not supported/,
+      /lab start failed at R \(AWS::IoT::TopicRule\): topic rule ts: .*Firehose is not supported/,
     );
   });
 

@@ -1,0 +1,464 @@
+/**
+ * A Lambda event-source mapping on a Kinesis stream, with the AWS Lambda semantics the stack
+ * configures (Lambda developer guide: "Using Lambda with Kinesis", error handling, partial batch
+ * responses, event filtering, on-failure destinations):
+ *
+ * - one poller per shard, one batch in flight per shard (records of a shard are processed in
+ *   order; ParallelizationFactor above 1 is accepted and processed as 1, which keeps the order);
+ * - batches of up to BatchSize records from StartingPosition, gathered for up to
+ *   MaximumBatchingWindowInSeconds (the lab may shorten the window);
+ * - FilterCriteria: records no filter matches are dropped before batching and checkpointed as
+ *   processed (./event-pattern.ts);
+ * - ReportBatchItemFailures: the batch is retried from the failed record with the lowest
+ *   sequence number; an unusable answer (empty or unknown itemIdentifier) fails the whole batch;
+ * - BisectBatchOnFunctionError: a function error splits the batch in two and each half is
+ *   processed (and retried) on its own; splitting does not count as a retry;
+ * - MaximumRetryAttempts (-1: until the records expire) and MaximumRecordAgeInSeconds (-1: no
+ *   limit); records given up on are described to DestinationConfig.OnFailure (an SQS queue of
+ *   the stack) with Lambda's Kinesis invocation record (requestContext, responseContext,
+ *   KinesisBatchInfo) and skipped;
+ * - checkpoints: a shard's checkpoint moves past a batch once it succeeded or was given up on; a
+ *   Kinesis outage leaves the reader where it was and it resumes from there; a restarted poller
+ *   starts after its checkpoint, so an acknowledged record is never delivered again.
+ */
+import { randomUUID } from 'node:crypto';
+import type { KinesisRecord, LabKinesis } from './kinesis-client';
+import { LambdaFunctionError } from './lambda-runner';
+import { backoffMs, ShardCursor, Sleeper, type StartingPosition } from './shard-cursor';
+
+export interface KinesisEventRecord {
+  kinesis: {
+    kinesisSchemaVersion: '1.0';
+    partitionKey: string;
+    sequenceNumber: string;
+    data: string;
+    approximateArrivalTimestamp: number;
+  };
+  eventSource: 'aws:kinesis';
+  eventVersion: '1.0';
+  eventID: string;
+  eventName: 'aws:kinesis:record';
+  invokeIdentityArn: string;
+  awsRegion: string;
+  eventSourceARN: string;
+}
+
+export interface KinesisMappingConfig {
+  logicalId: string;
+  /** The mapping's UUID (its Ref). */
+  uuid: string;
+  functionArn: string;
+  streamArn: string;
+  streamName: string;
+  batchSize: number;
+  batchingWindowMs: number;
+  startingPosition: StartingPosition;
+  reportItemFailures: boolean;
+  bisect: boolean;
+  /** -1: retry until the records expire. */
+  maxRetries: number;
+  /** -1: no limit. */
+  maxRecordAgeMs: number;
+  parallelizationFactor: number;
+  onFailure?: string;
+  filter?: (data: Buffer) => boolean;
+  region: string;
+  accountId: string;
+}
+
+export interface KinesisMappingDeps {
+  kinesis: LabKinesis;
+  invoke(functionArn: string, event: unknown): Promise<unknown>;
+  /** Deliver an on-failure record; throws when the destination cannot take it. */
+  sendOnFailure(destination: string, body: string): void;
+  log(e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }): void;
+  /** Wait between polls of a shard with nothing new, ms. */
+  pollIntervalMs: number;
+}
+
+export interface KinesisMappingStats {
+  logicalId: string;
+  functionArn: string;
+  source: string;
+  /** Records read from the stream (a record read again after a restart counts again). */
+  recordsRead: number;
+  /** Records dropped by FilterCriteria. */
+  filtered: number;
+  /** Invocations of the function. */
+  batches: number;
+  /** Records in those invocations (a retried record counts each time). */
+  recordsInvoked: number;
+  functionErrors: number;
+  partialFailures: number;
+  /** Invocations that were retries of a failed batch (bisected halves are not retries). */
+  retries: number;
+  bisections: number;
+  /** Records given up on (retries exhausted or too old) and described to the on-failure destination. */
+  sentToOnFailure: number;
+  onFailureMessages: number;
+  /** On-failure records that could not be delivered (no destination, or it refused them). */
+  onFailureDropped: number;
+  /** Failed GetRecords / GetShardIterator calls (Kinesis unavailable). */
+  pollErrors: number;
+  shards: { shardId: string; checkpoint?: string; position?: string }[];
+}
+
+/**
+ * What one invocation came to. `error.counts`: a failed attempt that counts against
+ * MaximumRetryAttempts (a function error, or an unusable partial response); an invocation that
+ * could not be made (a service error) is retried until the records expire.
+ */
+type Outcome =
+  | { kind: 'ok' }
+  | { kind: 'partial'; from: number }
+  | { kind: 'error'; functionError: boolean; counts: boolean; message: string };
+
+export class KinesisMapping {
+  private readonly cursors: ShardCursor[] = [];
+  private readonly sleeper = new Sleeper();
+  private readonly loops = new Set<Promise<void>>();
+  private readonly emptyReads = new Map<string, number>();
+  private stopped = false;
+  private generation = 0;
+  private readonly counters = {
+    recordsRead: 0,
+    filtered: 0,
+    batches: 0,
+    recordsInvoked: 0,
+    functionErrors: 0,
+    partialFailures: 0,
+    retries: 0,
+    bisections: 0,
+    sentToOnFailure: 0,
+    onFailureMessages: 0,
+    onFailureDropped: 0,
+    pollErrors: 0,
+  };
+
+  constructor(
+    readonly config: KinesisMappingConfig,
+    private readonly deps: KinesisMappingDeps,
+  ) {}
+
+  /** Open every shard (the starting position is taken now) and start the pollers. */
+  async start(): Promise<void> {
+    const shards = await this.deps.kinesis.listShardIds(this.config.streamName);
+    for (const shardId of shards) {
+      const c = new ShardCursor(
+        this.deps.kinesis,
+        this.config.streamName,
+        shardId,
+        this.config.startingPosition,
+      );
+      await c.open();
+      this.cursors.push(c);
+    }
+    this.launch();
+  }
+
+  private launch(): void {
+    const generation = this.generation;
+    for (const c of this.cursors) {
+      const loop = this.runShard(c, generation).catch((e: Error) =>
+        this.deps.log({
+          level: 'error',
+          msg: 'Kinesis event-source poller stopped',
+          mapping: this.config.logicalId,
+          shardId: c.shardId,
+          error: e.message,
+        }),
+      );
+      this.loops.add(loop);
+      void loop.finally(() => this.loops.delete(loop));
+    }
+  }
+
+  private live(generation: number): boolean {
+    return !this.stopped && generation === this.generation;
+  }
+
+  /** Records for one batch: up to BatchSize, gathered for up to the batching window. */
+  private async collect(c: ShardCursor, generation: number): Promise<KinesisRecord[]> {
+    const { batchSize, batchingWindowMs } = this.config;
+    const records = await c.read(batchSize);
+    if (records.length === 0 || records.length >= batchSize || batchingWindowMs <= 0) return records;
+    const until = Date.now() + batchingWindowMs;
+    while (records.length < batchSize && Date.now() < until && this.live(generation)) {
+      await this.sleeper.sleep(Math.min(this.deps.pollIntervalMs, Math.max(1, until - Date.now())));
+      try {
+        records.push(...(await c.read(batchSize - records.length)));
+      } catch {
+        break; // Kinesis went away: process what was gathered
+      }
+    }
+    return records;
+  }
+
+  private async runShard(c: ShardCursor, generation: number): Promise<void> {
+    let failures = 0;
+    while (this.live(generation)) {
+      let records: KinesisRecord[];
+      try {
+        records = await this.collect(c, generation);
+      } catch (e) {
+        failures++;
+        this.counters.pollErrors++;
+        if (failures === 1)
+          this.deps.log({
+            level: 'warn',
+            msg: 'Kinesis event-source poller cannot read the stream; retrying',
+            mapping: this.config.logicalId,
+            shardId: c.shardId,
+            error: (e as Error).message,
+          });
+        await this.sleeper.sleep(backoffMs(failures));
+        continue;
+      }
+      if (failures > 0)
+        this.deps.log({
+          level: 'info',
+          msg: 'Kinesis event-source poller reads the stream again',
+          mapping: this.config.logicalId,
+          shardId: c.shardId,
+          failedPolls: failures,
+        });
+      failures = 0;
+      if (!this.live(generation)) return;
+      if (records.length === 0) {
+        this.emptyReads.set(c.shardId, (this.emptyReads.get(c.shardId) ?? 0) + 1);
+        if (c.closed) return;
+        await this.sleeper.sleep(this.deps.pollIntervalMs);
+        continue;
+      }
+      this.counters.recordsRead += records.length;
+      const kept = this.config.filter
+        ? records.filter((r) => (this.config.filter as (d: Buffer) => boolean)(Buffer.from(r.Data, 'base64')))
+        : records;
+      this.counters.filtered += records.length - kept.length;
+      if (kept.length)
+        await this.process(
+          c,
+          kept.map((r) => this.eventRecord(c.shardId, r)),
+          generation,
+        );
+      // After a restart the batch is not acknowledged: the new poller reads it again.
+      if (!this.live(generation)) return;
+      c.commit(records[records.length - 1].SequenceNumber);
+    }
+  }
+
+  private eventRecord(shardId: string, r: KinesisRecord): KinesisEventRecord {
+    return {
+      kinesis: {
+        kinesisSchemaVersion: '1.0',
+        partitionKey: r.PartitionKey,
+        sequenceNumber: r.SequenceNumber,
+        data: r.Data,
+        approximateArrivalTimestamp: r.ApproximateArrivalTimestamp,
+      },
+      eventSource: 'aws:kinesis',
+      eventVersion: '1.0',
+      eventID: `${shardId}:${r.SequenceNumber}`,
+      eventName: 'aws:kinesis:record',
+      invokeIdentityArn: `arn:aws:iam::${this.config.accountId}:role/lab-event-source-mapping`,
+      awsRegion: this.config.region,
+      eventSourceARN: this.config.streamArn,
+    };
+  }
+
+  private async invoke(batch: KinesisEventRecord[]): Promise<Outcome> {
+    this.counters.batches++;
+    this.counters.recordsInvoked += batch.length;
+    let result: unknown;
+    try {
+      result = await this.deps.invoke(this.config.functionArn, { Records: batch });
+    } catch (e) {
+      const functionError = e instanceof LambdaFunctionError;
+      return { kind: 'error', functionError, counts: functionError, message: (e as Error).message };
+    }
+    if (!this.config.reportItemFailures) return { kind: 'ok' };
+    const failures = (result as { batchItemFailures?: unknown } | null | undefined)?.batchItemFailures;
+    if (failures === undefined || failures === null) return { kind: 'ok' };
+    const unusable: Outcome = {
+      kind: 'error',
+      functionError: false,
+      counts: true,
+      message: 'batchItemFailures is not a list of known itemIdentifiers: the whole batch failed',
+    };
+    if (!Array.isArray(failures)) return unusable;
+    if (failures.length === 0) return { kind: 'ok' };
+    const ids = failures.map((f) => (f as { itemIdentifier?: unknown } | null)?.itemIdentifier);
+    const index = new Map(batch.map((r, i) => [r.kinesis.sequenceNumber, i]));
+    if (ids.some((id) => typeof id !== 'string' || !index.has(id))) return unusable;
+    return { kind: 'partial', from: Math.min(...ids.map((id) => index.get(id as string) as number)) };
+  }
+
+  /** One batch until it succeeds, is split, or is given up on. */
+  private async process(c: ShardCursor, records: KinesisEventRecord[], generation: number): Promise<void> {
+    let batch = records;
+    let retries = 0;
+    let invokeCount = 0;
+    let last: Outcome | undefined;
+    while (batch.length > 0 && this.live(generation)) {
+      if (this.config.maxRecordAgeMs >= 0) {
+        const cutoff = (Date.now() - this.config.maxRecordAgeMs) / 1000;
+        const expired = batch.filter((r) => r.kinesis.approximateArrivalTimestamp < cutoff);
+        if (expired.length) {
+          this.giveUp(c.shardId, expired, 'RecordAgeExceeded', invokeCount, last);
+          batch = batch.filter((r) => r.kinesis.approximateArrivalTimestamp >= cutoff);
+          if (batch.length === 0) break;
+        }
+      }
+      if (invokeCount > 0) this.counters.retries++;
+      invokeCount++;
+      last = await this.invoke(batch);
+      if (last.kind === 'ok') break;
+      if (last.kind === 'partial') {
+        this.counters.partialFailures++;
+        batch = batch.slice(last.from);
+        retries++;
+      } else {
+        if (last.functionError) {
+          this.counters.functionErrors++;
+          if (this.config.bisect && batch.length > 1) {
+            this.counters.bisections++;
+            const mid = Math.ceil(batch.length / 2);
+            await this.process(c, batch.slice(0, mid), generation);
+            await this.process(c, batch.slice(mid), generation);
+            return;
+          }
+        }
+        if (last.counts) retries++;
+        else if (invokeCount === 1)
+          this.deps.log({
+            level: 'warn',
+            msg: 'event-source mapping could not invoke the function; retrying until the records expire',
+            mapping: this.config.logicalId,
+            error: last.message,
+          });
+      }
+      if (this.config.maxRetries >= 0 && retries > this.config.maxRetries) {
+        this.giveUp(c.shardId, batch, 'RetryAttemptsExhausted', invokeCount, last);
+        break;
+      }
+      await this.sleeper.sleep(
+        backoffMs(Math.max(1, last.kind === 'error' && !last.counts ? invokeCount : retries)),
+      );
+    }
+    if (this.live(generation) && records.length) c.commit(records[records.length - 1].kinesis.sequenceNumber);
+  }
+
+  private giveUp(
+    shardId: string,
+    batch: KinesisEventRecord[],
+    condition: 'RetryAttemptsExhausted' | 'RecordAgeExceeded',
+    invokeCount: number,
+    last: Outcome | undefined,
+  ): void {
+    this.counters.sentToOnFailure += batch.length;
+    const first = batch[0].kinesis;
+    const lastRecord = batch[batch.length - 1].kinesis;
+    const iso = (s: number): string => new Date(Math.round(s * 1000)).toISOString();
+    const body = {
+      requestContext: {
+        requestId: randomUUID(),
+        functionArn: this.config.functionArn,
+        condition,
+        approximateInvokeCount: invokeCount,
+      },
+      ...(last
+        ? {
+            responseContext: {
+              statusCode: 200,
+              executedVersion: '$LATEST',
+              ...(last.kind === 'error' && last.functionError ? { functionError: 'Unhandled' } : {}),
+            },
+          }
+        : {}),
+      version: '1.0',
+      timestamp: new Date().toISOString(),
+      KinesisBatchInfo: {
+        shardId,
+        startSequenceNumber: first.sequenceNumber,
+        endSequenceNumber: lastRecord.sequenceNumber,
+        approximateArrivalOfFirstRecord: iso(first.approximateArrivalTimestamp),
+        approximateArrivalOfLastRecord: iso(lastRecord.approximateArrivalTimestamp),
+        batchSize: batch.length,
+        streamArn: this.config.streamArn,
+      },
+    };
+    this.deps.log({
+      level: 'warn',
+      msg: 'event-source mapping gave up on records',
+      mapping: this.config.logicalId,
+      condition,
+      shardId,
+      records: batch.length,
+    });
+    if (!this.config.onFailure) {
+      this.counters.onFailureDropped += batch.length;
+      return;
+    }
+    try {
+      this.deps.sendOnFailure(this.config.onFailure, JSON.stringify(body));
+      this.counters.onFailureMessages++;
+    } catch (e) {
+      this.counters.onFailureDropped += batch.length;
+      this.deps.log({
+        level: 'error',
+        msg: 'on-failure destination refused the record',
+        mapping: this.config.logicalId,
+        destination: this.config.onFailure,
+        error: (e as Error).message,
+      });
+    }
+  }
+
+  /**
+   * Resolves once every shard was read to its end after the call and what was read is processed
+   * (or `timeoutMs` passed; resolves false then).
+   */
+  async caughtUp(timeoutMs = 30_000): Promise<boolean> {
+    const since = new Map(this.cursors.map((c) => [c.shardId, this.emptyReads.get(c.shardId) ?? 0]));
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until) {
+      if (
+        this.cursors.every(
+          (c) => c.closed || (this.emptyReads.get(c.shardId) ?? 0) > (since.get(c.shardId) ?? 0),
+        )
+      )
+        return true;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return false;
+  }
+
+  /** Stop the pollers (the batch in flight finishes unacknowledged) and start again after the checkpoints. */
+  async restart(): Promise<void> {
+    this.generation++;
+    this.sleeper.wakeAll();
+    await Promise.allSettled([...this.loops]);
+    for (const c of this.cursors) c.rewind();
+    if (!this.stopped) this.launch();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.sleeper.wakeAll();
+    await Promise.allSettled([...this.loops]);
+  }
+
+  stats(): KinesisMappingStats {
+    return {
+      logicalId: this.config.logicalId,
+      functionArn: this.config.functionArn,
+      source: this.config.streamArn,
+      ...this.counters,
+      shards: this.cursors.map((c) => ({
+        shardId: c.shardId,
+        checkpoint: c.checkpoint,
+        position: c.position,
+      })),
+    };
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * A reader's position in one Kinesis shard, shared by the event-source-mapping and Firehose
+ * pollers: the last sequence number read, the last one checkpointed (processed and
+ * acknowledged), and the shard iterator in use.
+ *
+ * A failed GetRecords (Kinesis unavailable, a timeout) leaves the position where it was: the
+ * next read uses the same iterator, so nothing is skipped and nothing read twice. An expired
+ * iterator is replaced from the position (AFTER_SEQUENCE_NUMBER), or from the starting position
+ * when nothing was read yet. {@link ShardCursor.rewind} goes back to the checkpoint, which is
+ * what a restarted poller does: records read but not acknowledged are read again, records
+ * acknowledged never are.
+ */
+import type { IteratorStart, KinesisRecord, LabKinesis } from './kinesis-client';
+
+export type StartingPosition =
+  { type: 'TRIM_HORIZON' | 'LATEST' } | { type: 'AT_TIMESTAMP'; timestamp: number };
+
+export class ShardCursor {
+  /** Last sequence number read (delivered to the consumer). */
+  position?: string;
+  /** Last sequence number processed and acknowledged. */
+  checkpoint?: string;
+  /** The shard ended (resharding); no more records. */
+  closed = false;
+  private iterator?: string;
+  /** The first iterator (LATEST is a point in time: kept so a rewind before any read returns there). */
+  private initial?: string;
+
+  constructor(
+    private readonly kinesis: LabKinesis,
+    readonly stream: string,
+    readonly shardId: string,
+    private readonly start: StartingPosition,
+  ) {}
+
+  /** Take the first iterator now (so LATEST means "from now", not from the first poll). */
+  async open(): Promise<void> {
+    if (this.iterator) return;
+    this.iterator = await this.kinesis.shardIterator(this.stream, this.shardId, this.startRequest());
+    this.initial = this.iterator;
+  }
+
+  private startRequest(): IteratorStart {
+    if (this.position) return { type: 'AFTER_SEQUENCE_NUMBER', sequenceNumber: this.position };
+    return this.start;
+  }
+
+  /**
+   * Up to `limit` records after the position. Throws on a Kinesis error (the position is kept;
+   * call again to retry).
+   */
+  async read(limit: number): Promise<KinesisRecord[]> {
+    if (this.closed) return [];
+    if (!this.iterator) {
+      this.iterator =
+        !this.position && this.initial
+          ? this.initial
+          : await this.kinesis.shardIterator(this.stream, this.shardId, this.startRequest());
+      this.initial ??= this.iterator;
+    }
+    let out;
+    try {
+      out = await this.kinesis.getRecords(this.iterator, limit);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ExpiredIteratorException') {
+        this.iterator = undefined;
+        if (!this.position) this.initial = undefined;
+      }
+      throw e;
+    }
+    if (out.Records.length) this.position = out.Records[out.Records.length - 1].SequenceNumber;
+    this.iterator = out.NextShardIterator;
+    if (!out.NextShardIterator) this.closed = true;
+    return out.Records;
+  }
+
+  /** Mark everything up to `sequenceNumber` processed. */
+  commit(sequenceNumber: string): void {
+    this.checkpoint = sequenceNumber;
+  }
+
+  /** Go back to the checkpoint: records read since are read again. */
+  rewind(): void {
+    this.position = this.checkpoint;
+    this.iterator = undefined;
+    this.closed = false;
+  }
+}
+
+/** Sleep that a stop can cut short. */
+export class Sleeper {
+  private readonly timers = new Map<NodeJS.Timeout, () => void>();
+
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      t.unref();
+      this.timers.set(t, resolve);
+    });
+  }
+
+  /** Wake every sleeper now. */
+  wakeAll(): void {
+    for (const [t, resolve] of this.timers) {
+      clearTimeout(t);
+      resolve();
+    }
+    this.timers.clear();
+  }
+}
+
+/** Backoff after consecutive failures: 250 ms doubling up to 2 s. */
+export function backoffMs(failures: number): number {
+  return Math.min(2000, 250 * 2 ** Math.max(0, failures - 1));
+}
