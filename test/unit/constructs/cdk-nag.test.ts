@@ -17,7 +17,30 @@ function acknowledgements(root: IConstruct): { path: string; id: string; reason:
   return out;
 }
 
-describe.each(STAGES)('cdk-nag AwsSolutions (%s)', (stage) => {
+/** Every telemetry option on: provisioned stream, archive transition, Timestream, InfluxDB in a VPC. */
+const ALL_TELEMETRY_OPTIONS = {
+  stream: { mode: 'PROVISIONED', shardCount: 2 },
+  archive: { transitionToInfrequentAccessDays: 30 },
+  timestream: { enabled: true, databaseName: 'fleet_db', tableName: 'health' },
+  influxdb: {
+    enabled: true,
+    endpoint: 'https://abc.timestream-influxdb.eu-west-1.on.aws:8086',
+    secretArn: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:influx-AbCdEf',
+    databaseName: 'fleet',
+    tableName: 'health',
+    vpcId: 'vpc-0123456789abcdef0',
+    subnetIds: ['subnet-0123456789abcdef0'],
+    securityGroupIds: ['sg-0123456789abcdef0'],
+  },
+};
+
+const CASES = [
+  ...STAGES.map((stage) => [stage, {}] as const),
+  ['prod, every telemetry option on', { telemetry: ALL_TELEMETRY_OPTIONS }] as const,
+];
+
+describe.each(CASES)('cdk-nag AwsSolutions (%s)', (name, extra) => {
+  const stage = name.split(',')[0];
   const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
   const stack = new FleetStack(app, 'NagFleet', {
     config: resolveFleetConfig({
@@ -28,6 +51,7 @@ describe.each(STAGES)('cdk-nag AwsSolutions (%s)', (stage) => {
           { name: 'fleet-b', thingTypeName: 'fleet-gw', hook: { provisionedConcurrency: 1 } },
         ],
       },
+      ...extra,
     }),
   });
 

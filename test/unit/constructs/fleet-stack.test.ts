@@ -388,6 +388,8 @@ describe('fleet stack', () => {
         'stacks Dev and Prod (both environment-agnostic) would claim the same AWS IoT names',
       );
       for (const name of [
+        'topic rule fleet_telemetry',
+        'topic rule fleet_health',
         'provisioning template fleet-default',
         'thing type fleet-device',
         'thing group fleet-ring-canary',
@@ -411,6 +413,19 @@ describe('fleet stack', () => {
       expect(() => fleet(a, 'Prod', { stage: 'prod' }, { account, region: 'eu-west-1' })).toThrow(
         /in 111122223333\/eu-west-1/,
       );
+    });
+
+    test('fail when the topic rule names meet though the prefixes do not overlap', () => {
+      const a = app();
+      fleet(a, 'Eu', { thingNamePrefix: 'acme-eu' });
+      expect(() => fleet(a, 'Eu2', { thingNamePrefix: 'acme_eu' })).toThrow(
+        /would claim the same AWS IoT names \(topic rule acme_eu_telemetry, topic rule acme_eu_health\); give each stack its own telemetry.ruleNames/,
+      );
+      const b = app();
+      fleet(b, 'One', { thingNamePrefix: 'one', telemetry: { ruleNames: { telemetry: 'shared_data' } } });
+      expect(() =>
+        fleet(b, 'Two', { thingNamePrefix: 'two', telemetry: { ruleNames: { telemetry: 'shared_data' } } }),
+      ).toThrow(/\(topic rule shared_data\); give each stack its own telemetry.ruleNames/);
     });
 
     test('pass with different prefixes, or in different regions', () => {
