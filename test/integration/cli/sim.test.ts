@@ -7,10 +7,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createContext } from '../../../cli/context';
+import { createContext, type FleetResources } from '../../../cli/context';
 import { EXIT_CODES } from '../../../cli/errors';
 import { memorySink, type MemorySink } from '../../../cli/output';
 import { ContextFactory, main } from '../../../cli/program';
+import { healthReportSchema, LAST_WILL_PAYLOAD, telemetryPayloadSchema } from '../../../core/telemetry';
 import { closedLoopbackPort } from '../device/support/ports';
 import { ScriptedIot } from '../device/support/responder';
 
@@ -74,11 +75,18 @@ async function outcome(
   return { code, stdout, stderr };
 }
 
-function harness(): { run: (args: string[]) => Promise<number>; out: MemorySink; stderr: string[] } {
+function harness(extra: FleetResources = {}): {
+  run: (args: string[]) => Promise<number>;
+  out: MemorySink;
+  stderr: string[];
+} {
   const out = memorySink();
   const stderr: string[] = [];
   const factory: ContextFactory = async () =>
-    createContext({ resources: { provisioningTemplates: templates(), topicPrefix: 'plant7' }, out });
+    createContext({
+      resources: { provisioningTemplates: templates(), topicPrefix: 'plant7', ...extra },
+      out,
+    });
   return {
     out,
     stderr,
@@ -264,4 +272,159 @@ describe('offline fleet sim: --template with --claim-client-id-prefix and --topi
       'Without a stack to read, give the contract values as flags: --template NAME --claim-client-id-prefix PREFIX --topic-prefix PREFIX, e.g.\n  fleet sim --endpoint localhost:8883',
     );
   }, 60_000);
+});
+
+describe('fleet sim --stream-seconds: telemetry and health after enrollment', () => {
+  const RULES = { telemetry: 'plant7_telemetry', health: 'plant7_health' };
+  const streamArgs = ['--stream-seconds', '1', '--telemetry-interval', '0.05', '--readings-per-message', '4'];
+  beforeEach(() => {
+    iot.onRegister = (call) => ({ accept: { thingName: `fleet-${call.parameters.SerialNumber}` } });
+  });
+  const mine = (serials: string[]) =>
+    iot.published.filter((p) => serials.some((s) => p.clientId === `fleet-${s}`));
+
+  test('over Basic Ingest with the stack rule names: valid payloads, every acked message arrived once', async () => {
+    const h = harness({ telemetryRules: RULES });
+    const code = await h.run([
+      '--serial',
+      'STR-0001,STR-0002',
+      ...streamArgs,
+      '--health-interval',
+      '0.5',
+      '--seed',
+      'cli',
+      '--json',
+    ]);
+    expect(h.stderr).toEqual([]);
+    expect(code).toBe(EXIT_CODES.ok);
+    const summary = h.out.values[0] as {
+      enrolled: number;
+      stream: { devices: number; telemetry: { acked: number; pending: number }; health: { acked: number } };
+    };
+    expect(summary).toMatchObject({ enrolled: 2, stream: { devices: 2, telemetry: { pending: 0 } } });
+    const got = mine(['STR-0001', 'STR-0002']);
+    const telemetry = got.filter((p) => p.topic.endsWith('/telemetry'));
+    const health = got.filter((p) => p.topic.endsWith('/health') && !p.payload.includes('connection'));
+    expect(telemetry.length).toBe(summary.stream.telemetry.acked);
+    expect(health.length).toBe(summary.stream.health.acked);
+    expect(telemetry.length).toBeGreaterThan(0);
+    expect(health.length).toBeGreaterThanOrEqual(2);
+    for (const p of telemetry) {
+      expect(p.topic).toBe(`$aws/rules/plant7_telemetry/dt/plant7/${p.clientId}/telemetry`);
+      expect(() => telemetryPayloadSchema.parse(JSON.parse(p.payload))).not.toThrow();
+    }
+    for (const p of health) {
+      expect(p.topic).toBe(`$aws/rules/plant7_health/dt/plant7/${p.clientId}/health`);
+      expect(healthReportSchema.parse(JSON.parse(p.payload))).toMatchObject({ resetReason: 'POWER_ON' });
+    }
+    // Stopped with DISCONNECT: no Last Will.
+    expect(got.filter((p) => p.payload === JSON.stringify(LAST_WILL_PAYLOAD))).toEqual([]);
+  });
+
+  test('--direct publishes on dt/<prefix>/<thing>/…, and the summary gives the ledger', async () => {
+    const h = harness();
+    expect(await h.run(['--serial', 'DIR-0001', ...streamArgs, '--direct'])).toBe(EXIT_CODES.ok);
+    const text = h.out.lines.join('\n');
+    expect(text).toMatch(/^Streaming: 1 device\(s\); healthy 1$/m);
+    expect(text).toMatch(/^ {2}telemetry: \d+ made, \d+ acked, 0 pending, 0 dropped/m);
+    expect(text).toMatch(/^ {2}links: 1 connects, 0 failed, 0 cut \(Last Will\), 0 lost, 1 closed$/m);
+    const topics = new Set(mine(['DIR-0001']).map((p) => p.topic));
+    expect(topics).toEqual(
+      new Set(['dt/plant7/fleet-DIR-0001/telemetry', 'dt/plant7/fleet-DIR-0001/health']),
+    );
+  });
+
+  test('--profile gives a firmware its behaviour', async () => {
+    const h = harness({ telemetryRules: RULES });
+    const code = await h.run([
+      '--serial',
+      'PRF-0001',
+      '--firmware',
+      '1.1.0-rc1',
+      ...streamArgs,
+      '--profile',
+      '1.1.0-rc1=flaky',
+      '--profile',
+      '1.0.0=healthy',
+      '--json',
+    ]);
+    expect(code).toBe(EXIT_CODES.ok);
+    const summary = h.out.values[0] as {
+      stream: { byDevice: Record<string, { profile: string; firmware: string }> };
+    };
+    expect(summary.stream.byDevice['fleet-PRF-0001']).toMatchObject({
+      profile: 'flaky',
+      firmware: '1.1.0-rc1',
+    });
+  });
+
+  test('without the rule names and without --direct: exit 2 naming the fix, before any device connects', async () => {
+    const h = harness();
+    const before = iot.connections.length;
+    expect(await h.run(['--serial', 'NOR-0001', ...streamArgs])).toBe(EXIT_CODES.usage);
+    expect(h.stderr.join('')).toContain(
+      `error: streaming over Basic Ingest needs the telemetry rule names: pass --telemetry-rules '{"telemetry":"fleet_telemetry","health":"fleet_health"}', set FLEET_TELEMETRY_RULES, deploy the stack with output TelemetryRules, or publish to the direct topics with --direct`,
+    );
+    expect(iot.connections.length).toBe(before);
+  });
+
+  test.each([
+    [['--stream-seconds', '0'], /option '--stream-seconds <n>' argument '0' is invalid/],
+    [
+      ['--stream-seconds', '5', '--telemetry-interval', 'fast'],
+      /option '--telemetry-interval <s>' argument 'fast' is invalid/,
+    ],
+    [
+      ['--stream-seconds', '5', '--health-interval', '0'],
+      /option '--health-interval <s>' argument '0' is invalid/,
+    ],
+    [
+      ['--stream-seconds', '5', '--readings-per-message', '101'],
+      /--readings-per-message "101" must be a whole number from 1 to 100/,
+    ],
+    [
+      ['--stream-seconds', '5', '--profile', '1.0.0'],
+      /--profile "1.0.0" is not <firmware>=<profile>; e.g. 1.1.0-rc1=crash-looping/,
+    ],
+    [
+      ['--stream-seconds', '5', '--profile', '1.0.0=wobbly'],
+      /--profile "wobbly" is not a profile; use one of healthy, flaky, crash-looping/,
+    ],
+    [['--stream-seconds', '5', '--profile', 'v1=flaky'], /--profile "v1" is not a firmware version/],
+    [
+      ['--direct', '--readings-per-message', '3'],
+      /--readings-per-message, --direct only apply when streaming; add --stream-seconds N/,
+    ],
+  ])('%j: bad usage naming the flag and the fix', async (args, message) => {
+    const h = harness({ telemetryRules: RULES });
+    const before = iot.connections.length;
+    expect(await h.run(['--serial', 'BAD-0001', ...args])).toBe(EXIT_CODES.usage);
+    expect(h.stderr.join('')).toMatch(message);
+    expect(iot.connections.length).toBe(before);
+  });
+
+  test('the real CLI streams, then exits by itself with nothing left open', async () => {
+    const r = await outcome(
+      spawn(
+        tsx,
+        [
+          join(root, 'bin', 'fleet.ts'),
+          ...simCommand(),
+          '--serial',
+          'EXIT-0001',
+          '--templates',
+          JSON.stringify(templates()),
+          '--topic-prefix',
+          'fleet',
+          '--telemetry-rules',
+          JSON.stringify(RULES),
+          ...streamArgs,
+        ],
+        { cwd: root, env: { ...process.env, FLEET_DEBUG: '1' } },
+      ),
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(EXIT_CODES.ok);
+    expect(r.stdout).toMatch(/^Streaming: 1 device\(s\); healthy 1$/m);
+  }, 120_000);
 });

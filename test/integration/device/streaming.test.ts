@@ -87,7 +87,8 @@ async function advanceUntilIdle(fleet: FleetStream, clock: ManualScheduler, maxM
 
 const isData = (m: IotMessage, thing: string, kind: 'telemetry' | 'health'): boolean =>
   m.topic.endsWith(`/fleet/${thing}/${kind}`) && m.clientId === thing;
-const body = (m: IotMessage): Record<string, unknown> => JSON.parse(m.payload.toString()) as Record<string, unknown>;
+const body = (m: IotMessage): Record<string, unknown> =>
+  JSON.parse(m.payload.toString()) as Record<string, unknown>;
 const isWill = (m: IotMessage): boolean => m.payload.toString() === JSON.stringify(LAST_WILL_PAYLOAD);
 
 /** The (thing, kind, ts) identity of a received data message, as the ledger keys messages. */
@@ -347,7 +348,11 @@ test('setFirmware reboots with REQUESTED (no Last Will) into the new version and
     ['REQUESTED', '1.0.0', 'healthy'],
   ]);
   const report = await fleet.stop();
-  expect(report.byDevice['fleet-OTA0001'].links).toMatchObject({ abruptEnds: 0, closes: 2, reboots: { REQUESTED: 1 } });
+  expect(report.byDevice['fleet-OTA0001'].links).toMatchObject({
+    abruptEnds: 0,
+    closes: 2,
+    reboots: { REQUESTED: 1 },
+  });
   const reports = lab.messages
     .filter((m) => isData(m, 'fleet-OTA0001', 'health') && !isWill(m))
     .map((m) => healthReportSchema.parse(body(m)));

@@ -28,7 +28,9 @@ export function streamingDevicePolicy(): unknown {
         Resource: arn(`client/${thing}`),
         Condition: {
           Bool: { 'iot:Connection.Thing.IsAttached': 'true' },
-          'ForAllValues:StringEquals': { 'iot:ConnectAttributes': ['PersistentConnect', 'LastWill', 'MQTTv5'] },
+          'ForAllValues:StringEquals': {
+            'iot:ConnectAttributes': ['PersistentConnect', 'LastWill', 'MQTTv5'],
+          },
         },
       },
       {

@@ -71,7 +71,7 @@ export class ScriptedIot {
   readonly registerCalls: RegisterCall[] = [];
   readonly createCalls: Array<{ clientId: string; api: 'csr' | 'keys' }> = [];
   readonly issued = new Map<string, { certificateId: string; certificatePem: string }>();
-  /** Topic → messages published by devices on non-$aws topics (e.g. wills). */
+  /** Messages published by devices on non-$aws topics (e.g. wills) and on Basic Ingest topics. */
   readonly published: Array<{ topic: string; payload: string; clientId?: string }> = [];
   /** Decide each RegisterThing; default accepts with thing name `thing-<SerialNumber>`. */
   onRegister: (call: RegisterCall, index: number) => RegisterDecision = (call) => ({
@@ -182,7 +182,8 @@ export class ScriptedIot {
     });
     this.broker.on('publish', (packet, client) => {
       if (!client) return;
-      if (!packet.topic.startsWith('$aws/')) {
+      // Device data: direct topics, and Basic Ingest (`$aws/rules/…`, which AWS IoT hands to the rule).
+      if (!packet.topic.startsWith('$aws/') || packet.topic.startsWith('$aws/rules/')) {
         this.published.push({ topic: packet.topic, payload: packet.payload.toString(), clientId: client.id });
         return;
       }
