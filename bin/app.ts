@@ -75,7 +75,7 @@ orExit(
   () =>
     new FleetStack(app, stackName, {
       stackName,
-      description: `IoT fleet stack (${config.stage}): zero-touch provisioning and traceability registry`,
+      description: `IoT fleet stack (${config.stage}): zero-touch provisioning, traceability registry, telemetry and self-health`,
       env: account ? { account, region: process.env.CDK_DEFAULT_REGION } : undefined,
       config,
       tags: { project: 'iot-fleet-stack', stage: config.stage },

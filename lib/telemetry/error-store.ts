@@ -4,6 +4,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ERROR_STORE } from '../../core/telemetry';
 import { acknowledgeWildcardResource } from '../common/nag';
+import { FLEET_DEFAULTS } from '../config';
 
 /** Stable CloudFormation logical id of the bucket (a test pins it: a new id would replace it). */
 export const ERROR_STORE_LOGICAL_ID = 'TelemetryErrorBucket';
@@ -34,7 +35,7 @@ export class TelemetryErrorStore extends Construct {
 
   constructor(scope: Construct, id: string, props: TelemetryErrorStoreProps = {}) {
     super(scope, id);
-    const days = Duration.days(props.retentionDays ?? 90);
+    const days = Duration.days(props.retentionDays ?? FLEET_DEFAULTS.telemetry.errorStore.retentionDays);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     this.bucket = new s3.Bucket(this, 'Bucket', {
       encryption: s3.BucketEncryption.S3_MANAGED,

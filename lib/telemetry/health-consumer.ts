@@ -8,9 +8,12 @@ import { ENV } from '../../core/env';
 import { SERVICES } from '../../core/metrics';
 import type { RecordType } from '../../core/telemetry';
 import { FleetFunction } from '../common/fleet-function';
-import type { HealthThresholdsConfig } from '../config';
+import { FLEET_DEFAULTS, type HealthThresholdsConfig } from '../config';
 import type { RegistryTables } from '../traceability/registry-tables';
 import type { TelemetryStream } from './telemetry-stream';
+
+/** Defaults of the props: FLEET_DEFAULTS is the one place they live. */
+const C = FLEET_DEFAULTS.telemetry.consumer;
 
 /** Entry of the health consumer handler, relative to the repository root. */
 export const HEALTH_CONSUMER_ENTRY = 'lambda/telemetry/health-consumer.handler.ts';
@@ -90,8 +93,8 @@ export class HealthConsumer extends Construct {
       serviceName: SERVICES.healthConsumer,
       description:
         'Fleet self-health: registry state and health metrics from health reports on the telemetry stream',
-      timeout: props.timeout ?? Duration.seconds(60),
-      memorySize: props.memorySize ?? 512,
+      timeout: props.timeout ?? Duration.seconds(C.timeoutSeconds),
+      memorySize: props.memorySize ?? C.memorySize,
       logRetention: props.logRetention,
       logRemovalPolicy: removalPolicy,
       environment: {
@@ -110,11 +113,11 @@ export class HealthConsumer extends Construct {
 
     this.eventSource = new KinesisEventSource(props.stream.stream, {
       startingPosition: lambda.StartingPosition.TRIM_HORIZON,
-      batchSize: props.batchSize ?? 100,
-      maxBatchingWindow: Duration.seconds(props.maxBatchingWindowSeconds ?? 5),
-      parallelizationFactor: props.parallelizationFactor ?? 1,
-      retryAttempts: props.retryAttempts ?? 3,
-      maxRecordAge: Duration.seconds(props.maxRecordAgeSeconds ?? 86_400),
+      batchSize: props.batchSize ?? C.batchSize,
+      maxBatchingWindow: Duration.seconds(props.maxBatchingWindowSeconds ?? C.maxBatchingWindowSeconds),
+      parallelizationFactor: props.parallelizationFactor ?? C.parallelizationFactor,
+      retryAttempts: props.retryAttempts ?? C.retryAttempts,
+      maxRecordAge: Duration.seconds(props.maxRecordAgeSeconds ?? C.maxRecordAgeSeconds),
       bisectBatchOnError: true,
       reportBatchItemFailures: true,
       onFailure: new SqsDlq(this.deadLetterQueue),

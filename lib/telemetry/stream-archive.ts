@@ -7,6 +7,10 @@ import { Construct } from 'constructs';
 import { acknowledgeWildcardResource } from '../common/nag';
 import { ACCESS_LOG_REASON } from './error-store';
 import type { TelemetryStream } from './telemetry-stream';
+import { FLEET_DEFAULTS } from '../config';
+
+/** Defaults of the props: FLEET_DEFAULTS is the one place they live. */
+const A = FLEET_DEFAULTS.telemetry.archive;
 
 /** Stable CloudFormation logical id of the archive bucket (a test pins it). */
 export const ARCHIVE_BUCKET_LOGICAL_ID = 'TelemetryArchiveBucket';
@@ -159,8 +163,8 @@ export class StreamArchive extends Construct {
         errorOutputPrefix: ARCHIVE_ERROR_PREFIX,
         compressionFormat: 'GZIP',
         bufferingHints: {
-          intervalInSeconds: props.bufferingIntervalSeconds ?? 300,
-          sizeInMBs: props.bufferingSizeMiB ?? 64,
+          intervalInSeconds: props.bufferingIntervalSeconds ?? A.bufferingIntervalSeconds,
+          sizeInMBs: props.bufferingSizeMiB ?? A.bufferingSizeMiB,
         },
         // One JSON record per line, so Athena's JSON SerDe reads the objects as they are
         // (https://docs.aws.amazon.com/firehose/latest/APIReference/API_Processor.html).

@@ -7,6 +7,10 @@ import type { HealthConsumer } from './health-consumer';
 import type { StreamArchive } from './stream-archive';
 import type { TelemetryRule } from './telemetry-rule';
 import type { TelemetryStream } from './telemetry-stream';
+import { FLEET_DEFAULTS } from '../config';
+
+/** Defaults of the props: FLEET_DEFAULTS is the one place they live. */
+const A = FLEET_DEFAULTS.telemetry.alarms;
 
 /** The dimension Powertools Metrics adds to every metric (the function's service name). */
 export const SERVICE_DIMENSION = 'service';
@@ -92,9 +96,14 @@ export class TelemetryAlarms extends Construct {
       });
     };
 
-    const rebootPeriod = Duration.minutes(Math.max(1, Math.ceil((props.healthIntervalSeconds ?? 300) / 60)));
-    const rebootPercent = props.unexpectedRebootRatePercent ?? 5;
-    const rebootPeriods = props.rebootRateEvaluationPeriods ?? 3;
+    const rebootPeriod = Duration.minutes(
+      Math.max(
+        1,
+        Math.ceil((props.healthIntervalSeconds ?? FLEET_DEFAULTS.telemetry.healthIntervalSeconds) / 60),
+      ),
+    );
+    const rebootPercent = props.unexpectedRebootRatePercent ?? A.unexpectedRebootRatePercent;
+    const rebootPeriods = props.rebootRateEvaluationPeriods ?? A.rebootRateEvaluationPeriods;
     for (const perFirmware of [true, false]) {
       above(
         perFirmware ? 'unexpectedRebootRateByFirmware' : 'unexpectedRebootRateFleet',
@@ -126,7 +135,7 @@ export class TelemetryAlarms extends Construct {
       }
     }
 
-    const iteratorAgeMs = props.iteratorAgeMs ?? 300_000;
+    const iteratorAgeMs = props.iteratorAgeMs ?? A.iteratorAgeMs;
     above(
       'streamIteratorAge',
       props.stream.stream.metricGetRecordsIteratorAgeMilliseconds({
@@ -168,7 +177,7 @@ export class TelemetryAlarms extends Construct {
           statistic: 'Maximum',
           period: fiveMinutes,
         });
-      const freshness = props.archiveFreshnessSeconds ?? 1800;
+      const freshness = props.archiveFreshnessSeconds ?? A.archiveFreshnessSeconds;
       above(
         'archiveFreshness',
         firehoseMetric('DeliveryToS3.DataFreshness'),

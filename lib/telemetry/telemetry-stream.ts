@@ -2,6 +2,10 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import { Construct } from 'constructs';
+import { FLEET_DEFAULTS } from '../config';
+
+/** Defaults of the props: FLEET_DEFAULTS is the one place they live. */
+const S = FLEET_DEFAULTS.telemetry.stream;
 
 /** Stable CloudFormation logical id of the stream (a test pins it: a new id would replace the stream). */
 export const TELEMETRY_STREAM_LOGICAL_ID = 'TelemetryStream';
@@ -33,7 +37,7 @@ export class TelemetryStream extends Construct {
 
   constructor(scope: Construct, id: string, props: TelemetryStreamProps = {}) {
     super(scope, id);
-    const mode = props.mode ?? 'ON_DEMAND';
+    const mode = props.mode ?? S.mode;
     if (mode === 'ON_DEMAND' && props.shardCount !== undefined) {
       throw new Error(
         'TelemetryStream: an ON_DEMAND stream takes no shardCount; remove it or use mode PROVISIONED',
@@ -41,8 +45,8 @@ export class TelemetryStream extends Construct {
     }
     this.stream = new kinesis.Stream(this, 'Resource', {
       streamMode: mode === 'ON_DEMAND' ? kinesis.StreamMode.ON_DEMAND : kinesis.StreamMode.PROVISIONED,
-      shardCount: mode === 'PROVISIONED' ? (props.shardCount ?? 1) : undefined,
-      retentionPeriod: Duration.hours(props.retentionHours ?? 24),
+      shardCount: mode === 'PROVISIONED' ? (props.shardCount ?? S.provisionedShardCount) : undefined,
+      retentionPeriod: Duration.hours(props.retentionHours ?? S.retentionHours),
       encryption: kinesis.StreamEncryption.MANAGED,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
