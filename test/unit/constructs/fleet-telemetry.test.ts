@@ -50,6 +50,18 @@ const trustOf = (t: Template, roleId: string): Loose =>
   t.toJSON().Resources[roleId].Properties.AssumeRolePolicyDocument.Statement;
 const arnOf = (type: string, name: string) => `arn:aws:iot:${REGION}:${ACCOUNT}:${type}/${name}`;
 
+test('logical ids of the stream and buckets are pinned (a new id would replace them, and outside dev orphan the old)', () => {
+  expect([TELEMETRY_STREAM_LOGICAL_ID, ERROR_STORE_LOGICAL_ID, ARCHIVE_BUCKET_LOGICAL_ID]).toEqual([
+    'TelemetryStream',
+    'TelemetryErrorBucket',
+    'TelemetryArchiveBucket',
+  ]);
+  const resources = template.toJSON().Resources;
+  expect(resources.TelemetryStream.Type).toBe('AWS::Kinesis::Stream');
+  expect(resources.TelemetryErrorBucket.Type).toBe('AWS::S3::Bucket');
+  expect(resources.TelemetryArchiveBucket.Type).toBe('AWS::S3::Bucket');
+});
+
 describe('telemetry stream', () => {
   const stream = template.toJSON().Resources[TELEMETRY_STREAM_LOGICAL_ID];
 
