@@ -2,7 +2,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { checkSimOptions, sim, simNeeds, type SimOptions } from '../../../cli/commands/sim';
+import {
+  checkSimOptions,
+  checkStreamFlags,
+  sim,
+  simNeeds,
+  simStream,
+  type SimOptions,
+} from '../../../cli/commands/sim';
 import { createContext, FleetResources } from '../../../cli/context';
 import { UsageError } from '../../../cli/errors';
 import { consoleSink, memorySink } from '../../../cli/output';
@@ -130,6 +137,86 @@ describe('fleet sim needs the stack templates only when --template and --claim-c
     [{ template: 'a', claimClientIdPrefix: 'prov-' }, ['topicPrefix']],
     [{ template: 'a', claimClientIdPrefix: 'prov-', manifest: 'm.csv' }, ['topicPrefix', 'serialPattern']],
   ])('%j needs %j', (opts, needs) => {
+    expect(simNeeds(opts)).toEqual(needs);
+  });
+});
+
+describe('fleet sim streaming flags', () => {
+  test.each([
+    [{ telemetryIntervalS: 5 }, /^--telemetry-interval only apply when streaming; add --stream-seconds N/],
+    [
+      { direct: true, profiles: ['1.0.0=flaky'] },
+      /^--direct, --profile only apply when streaming; add --stream-seconds N \(e.g. --stream-seconds 60\)$/,
+    ],
+    [{ streamSeconds: 0 }, /^--stream-seconds "0" must be a positive whole number, e.g. 60$/],
+    [{ streamSeconds: 1.5 }, /^--stream-seconds "1.5" must be a positive whole number/],
+    [
+      { streamSeconds: 10, telemetryIntervalS: 0 },
+      /^--telemetry-interval "0" must be a number of seconds ≥ 0.001/,
+    ],
+    [
+      { streamSeconds: 10, healthIntervalS: -1 },
+      /^--health-interval "-1" must be a number of seconds ≥ 0.001/,
+    ],
+    [
+      { streamSeconds: 10, readingsPerMessage: 0 },
+      /^--readings-per-message "0" must be a whole number from 1 to 100/,
+    ],
+    [
+      { streamSeconds: 10, profiles: ['1.0.0=flaky', '1.0.0=healthy'] },
+      /^--profile firmware 1.0.0 is given two profiles/,
+    ],
+    [{ streamSeconds: 10, profiles: ['=flaky'] }, /^--profile "=flaky" is not <firmware>=<profile>/],
+  ])('%j is bad usage naming the flag and the fix', (given, message) => {
+    const run = () => checkStreamFlags({ ...base, ...given });
+    expect(run).toThrow(UsageError);
+    expect(run).toThrow(message);
+  });
+
+  test('good streaming flags pass, and become the simulator settings in milliseconds', () => {
+    const opts: SimOptions = {
+      ...base,
+      streamSeconds: 90,
+      telemetryIntervalS: 0.5,
+      readingsPerMessage: 12,
+      healthIntervalS: 60,
+      profiles: ['1.1.0-rc1=crash-looping', '1.0.0=healthy'],
+      seed: 's1',
+    };
+    expect(() => checkStreamFlags(opts)).not.toThrow();
+    const rules = { telemetry: 'fleet_telemetry', health: 'fleet_health' };
+    expect(simStream(opts, ctx({ telemetryRules: rules }))).toEqual({
+      durationMs: 90_000,
+      readingIntervalMs: 500,
+      readingsPerMessage: 12,
+      healthIntervalMs: 60_000,
+      delivery: 'basicIngest',
+      rules,
+      profiles: { '1.1.0-rc1': 'crash-looping', '1.0.0': 'healthy' },
+      seed: 's1',
+    });
+    expect(simStream({ ...base, streamSeconds: 5, direct: true }, ctx({}))).toEqual({
+      durationMs: 5_000,
+      readingIntervalMs: 10_000,
+      readingsPerMessage: 6,
+      healthIntervalMs: 300_000,
+      delivery: 'direct',
+      profiles: {},
+    });
+    expect(simStream(base, ctx())).toBeUndefined();
+  });
+
+  test('Basic Ingest without the rule names names every way to give them, and --direct', () => {
+    expect(() => simStream({ ...base, streamSeconds: 5 }, ctx())).toThrow(
+      `streaming over Basic Ingest needs the telemetry rule names: pass --telemetry-rules '{"telemetry":"fleet_telemetry","health":"fleet_health"}', set FLEET_TELEMETRY_RULES, deploy the stack with output TelemetryRules, or publish to the direct topics with --direct`,
+    );
+  });
+
+  test.each([
+    [{ template: 'a', claimClientIdPrefix: 'p-', streamSeconds: 5 }, ['topicPrefix', 'telemetryRules']],
+    [{ template: 'a', claimClientIdPrefix: 'p-', streamSeconds: 5, direct: true }, ['topicPrefix']],
+    [{ streamSeconds: 5 }, ['provisioningTemplates', 'topicPrefix', 'telemetryRules']],
+  ])('streaming %j needs %j', (opts, needs) => {
     expect(simNeeds(opts)).toEqual(needs);
   });
 });
