@@ -1,5 +1,5 @@
 /**
- * A enrolled device streaming telemetry and health on its thing session, with the behaviour of
+ * An enrolled device streaming telemetry and health on its thing session, with the behaviour of
  * the profile its firmware selects (profiles.ts), and a ledger of every message (ledger.ts).
  *
  * ```
@@ -265,7 +265,9 @@ export class StreamingDevice extends EventEmitter {
    */
   setFirmware(version: string): Promise<void> {
     if (!FIRMWARE_PATTERN.test(version))
-      throw new Error(`"${version}" is not a firmware version; use MAJOR.MINOR.PATCH[-pre], e.g. 1.2.0`);
+      return Promise.reject(
+        new Error(`"${version}" is not a firmware version; use MAJOR.MINOR.PATCH[-pre], e.g. 1.2.0`),
+      );
     return this.reboot('REQUESTED', version);
   }
 
