@@ -329,7 +329,15 @@ export function createHealthConsumer(
       mapLimit([...groups.values()], deps.writeConcurrency ?? 16, applyDevice),
       deadLetter(rejections, failures),
     ]);
-    for (const o of outcomes) if (o.failed) for (const r of o.group.records) failures.set(r, o.failed);
+    const failedDevices = outcomes.filter((o) => o.failed);
+    for (const o of failedDevices) for (const r of o.group.records) failures.set(r, o.failed!);
+    if (failedDevices.length > 0) {
+      logger.error('registry writes failed; the records of these devices are retried', {
+        devices: failedDevices.slice(0, 20).map((o) => o.group.device.serial),
+        count: failedDevices.length,
+        error: failedDevices[0].failed,
+      });
+    }
 
     // Metrics of the committed work only.
     const committed = new Set(outcomes.filter((o) => o.committed).map((o) => o.group));
