@@ -39,21 +39,56 @@ exports.handler = async (event) => {
 };
 `;
 
-const code = (hash: string) => ({
+/** A function's Code property for the bundled asset `hash` (as cdk synth writes it). */
+export const code = (hash: string) => ({
   S3Bucket: { 'Fn::Sub': 'cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}' },
   S3Key: `${hash}.zip`,
 });
 
-export function writeFixtureAssembly(): string {
+/**
+ * Write a cloud assembly with one stack `Lab` (its template) and directory assets (hash →
+ * index.js source) to a new temporary directory; returns the directory.
+ */
+export function writeAssembly(template: Record<string, unknown>, assets: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'lab-cdkout-'));
-  mkdirSync(join(dir, `asset.${WORKER_HASH}`));
-  writeFileSync(join(dir, `asset.${WORKER_HASH}`, 'index.js'), WORKER_CODE);
-  mkdirSync(join(dir, `asset.${CONSUMER_HASH}`));
+  for (const [hash, source] of Object.entries(assets)) {
+    mkdirSync(join(dir, `asset.${hash}`));
+    writeFileSync(join(dir, `asset.${hash}`, 'index.js'), source);
+  }
+  writeFileSync(join(dir, 'Lab.template.json'), JSON.stringify(template));
+  const dest = (hash: string) => ({
+    'current_account-current_region': { bucketName: 'cdk-assets', objectKey: `${hash}.zip` },
+  });
   writeFileSync(
-    join(dir, `asset.${CONSUMER_HASH}`, 'index.js'),
-    consumerCode(require.resolve('@aws-sdk/client-dynamodb')),
+    join(dir, 'Lab.assets.json'),
+    JSON.stringify({
+      version: '48.0.0',
+      files: Object.fromEntries(
+        Object.keys(assets).map((hash) => [
+          hash,
+          { source: { path: `asset.${hash}`, packaging: 'zip' }, destinations: dest(hash) },
+        ]),
+      ),
+    }),
   );
+  writeFileSync(
+    join(dir, 'manifest.json'),
+    JSON.stringify({
+      version: '48.0.0',
+      artifacts: {
+        'Lab.assets': { type: 'cdk:asset-manifest', properties: { file: 'Lab.assets.json' } },
+        Lab: {
+          type: 'aws:cloudformation:stack',
+          properties: { templateFile: 'Lab.template.json' },
+          dependencies: ['Lab.assets'],
+        },
+      },
+    }),
+  );
+  return dir;
+}
 
+export function writeFixtureAssembly(): string {
   const template = {
     Parameters: {
       BootstrapVersion: {
@@ -234,45 +269,17 @@ export function writeFixtureAssembly(): string {
     },
   };
 
-  writeFileSync(join(dir, 'Lab.template.json'), JSON.stringify(template));
-  const dest = (hash: string) => ({
-    'current_account-current_region': { bucketName: 'cdk-assets', objectKey: `${hash}.zip` },
+  return writeAssembly(template, {
+    [WORKER_HASH]: WORKER_CODE,
+    [CONSUMER_HASH]: consumerCode(require.resolve('@aws-sdk/client-dynamodb')),
   });
-  writeFileSync(
-    join(dir, 'Lab.assets.json'),
-    JSON.stringify({
-      version: '48.0.0',
-      files: {
-        [WORKER_HASH]: {
-          source: { path: `asset.${WORKER_HASH}`, packaging: 'zip' },
-          destinations: dest(WORKER_HASH),
-        },
-        [CONSUMER_HASH]: {
-          source: { path: `asset.${CONSUMER_HASH}`, packaging: 'zip' },
-          destinations: dest(CONSUMER_HASH),
-        },
-      },
-    }),
-  );
-  writeFileSync(
-    join(dir, 'manifest.json'),
-    JSON.stringify({
-      version: '48.0.0',
-      artifacts: {
-        'Lab.assets': { type: 'cdk:asset-manifest', properties: { file: 'Lab.assets.json' } },
-        Lab: {
-          type: 'aws:cloudformation:stack',
-          properties: { templateFile: 'Lab.template.json' },
-          dependencies: ['Lab.assets'],
-        },
-      },
-    }),
-  );
-  return dir;
 }
 
-/** An IoT Core stand-in: server publishes loop back to listeners, as the broker does. */
-export function fakeIotCore(): IotCoreLike & {
+/**
+ * An IoT Core stand-in: server publishes loop back to listeners, as the broker does; `things`
+ * (name → attributes) answer DescribeThing for get_registry_data().
+ */
+export function fakeIotCore(things: Record<string, Record<string, string>> = {}): IotCoreLike & {
   emit(m: IotMessage): void;
   published: IotMessage[];
   stopped: boolean;
@@ -287,6 +294,18 @@ export function fakeIotCore(): IotCoreLike & {
       putThingType: () => undefined,
       putThingGroup: () => undefined,
       putProvisioningTemplate: () => undefined,
+      describeThing: (name: string) =>
+        things[name]
+          ? {
+              defaultClientId: name,
+              thingName: name,
+              thingId: `id-${name}`,
+              thingArn: `arn:aws:iot:us-east-1:123456789012:thing/${name}`,
+              thingTypeName: 'fleet-device',
+              attributes: things[name],
+              version: 1,
+            }
+          : undefined,
     },
     onMessage: (l: (m: IotMessage) => void) => void listeners.push(l),
     emit: (m: IotMessage) => listeners.forEach((l) => l(m)),

@@ -147,3 +147,113 @@ describe('substitution templates', () => {
     expect(() => compileTemplate('${aws_lambda("x")}')).toThrow(/not supported/);
   });
 });
+
+describe('parse_time()', () => {
+  // 2023-11-14T22:13:20.042Z
+  const at = 1700000000042;
+  const ctx = { ...msg(doc), timestamp: at };
+
+  test.each<[string, string]>([
+    [`parse_time('yyyy/MM/dd/HH', timestamp())`, '2023/11/14/22'],
+    [`parse_time("yyyy/MM/dd/HH", timestamp(), "UTC")`, '2023/11/14/22'],
+    [`parse_time("yyyy-MM-dd'T'HH:mm:ss.SSS", timestamp())`, '2023-11-14T22:13:20.042'],
+    [`parse_time('yy M d H m s', timestamp())`, '23 11 14 22 13 20'],
+    [`parse_time("yyyy.MM.dd 'at' HH:mm", timestamp(), 'Asia/Tokyo')`, '2023.11.15 at 07:13'],
+    [`parse_time('HH', timestamp(), 'America/Sao_Paulo')`, '19'],
+    [`parse_time('''day'' dd', 0)`, 'day 01'],
+    [`parse_time('HH''''mm', 0)`, "00'00"],
+  ])('%s', (expr, expected) => {
+    const out = runStatement(parseSql(`SELECT ${expr} AS t FROM 'a'`), ctx);
+    expect(out).toEqual({ matched: true, json: { t: expected } });
+  });
+
+  test('a non-numeric time is Undefined (the field is omitted)', () => {
+    const out = runStatement(parseSql(`SELECT parse_time('yyyy', fw) AS t FROM 'a'`), ctx);
+    expect(out).toEqual({ matched: true, json: {} });
+  });
+
+  test.each<[string, RegExp]>([
+    [`SELECT parse_time('yyyy EEE', timestamp()) FROM 'a'`, /letter 'EEE' is not supported/],
+    [`SELECT parse_time('yyyy', timestamp(), 'Mars/Olympus') FROM 'a'`, /unknown time zone 'Mars\/Olympus'/],
+    [`SELECT parse_time('yyyy') FROM 'a'`, /takes 2 or 3 argument/],
+  ])('rejects at load: %s', (sql, message) => {
+    expect(() => parseSql(sql)).toThrow(message);
+  });
+
+  test('the error-store key template: functions only, double-quoted arguments', () => {
+    const key = compileTemplate(
+      'fleet_telemetry/${parse_time("yyyy/MM/dd/HH", timestamp(), "UTC")}/${timestamp()}-${newuuid()}.json',
+    )(ctx, doc);
+    expect(key).toMatch(/^fleet_telemetry\/2023\/11\/14\/22\/1700000000042-[0-9a-f-]{36}\.json$/);
+  });
+});
+
+describe('get_registry_data()', () => {
+  const registry = (api: string, thing: string): unknown =>
+    api === 'DescribeThing' && thing === 'fleet-001'
+      ? {
+          thingName: 'fleet-001',
+          thingTypeName: 'fleet-device',
+          attributes: { lot: 'LAB-A', ring: 'canary' },
+          version: 3,
+        }
+      : api === 'ListThingGroupsForThing' && thing === 'fleet-001'
+        ? {
+            thingGroups: [
+              { groupName: 'canary', groupArn: 'arn:aws:iot:us-east-1:123456789012:thinggroup/canary' },
+            ],
+          }
+        : undefined;
+  const ctx = { ...msg(doc), registryData: registry };
+  const role = 'arn:aws:iam::123456789012:role/registry';
+
+  test('DescribeThing: attributes of the thing named by the topic', () => {
+    const sql = `SELECT get_registry_data('DescribeThing', topic(3), '${role}').attributes.lot AS lot, get_registry_data('DescribeThing', topic(3), '${role}').attributes.ring AS ring, get_registry_data("DescribeThing", topic(3), "${role}").thingTypeName FROM 'dt/#'`;
+    expect(runStatement(parseSql(sql), ctx)).toEqual({
+      matched: true,
+      json: { lot: 'LAB-A', ring: 'canary', thingTypeName: 'fleet-device' },
+    });
+  });
+
+  test('ListThingGroupsForThing, and an unknown thing is Undefined', () => {
+    const sql = `SELECT get_registry_data('ListThingGroupsForThing', topic(3), '${role}').thingGroups[0].groupName AS g, get_registry_data('DescribeThing', 'nobody', '${role}').attributes.lot AS lot FROM 'dt/#'`;
+    expect(runStatement(parseSql(sql), ctx)).toEqual({ matched: true, json: { g: 'canary' } });
+  });
+
+  test('in a substitution template', () => {
+    const t = compileTemplate(`\${get_registry_data("DescribeThing", topic(3), "${role}").attributes.lot}`);
+    expect(t(ctx, doc)).toBe('LAB-A');
+  });
+
+  test('an unsupported registry API fails at load', () => {
+    expect(() => parseSql(`SELECT get_registry_data('DescribeThingGroup', 'g', 'r') FROM 'a'`)).toThrow(
+      /registry API 'DescribeThingGroup' is not supported/,
+    );
+  });
+});
+
+describe('the telemetry rule SQL', () => {
+  test('selects payload fields by name and adds the envelope from the topic, connection and engine', () => {
+    const sql =
+      "SELECT seq, readings, 'telemetry' AS type, topic(3) AS thing, clientid() AS clientId, principal() AS principal, timestamp() AS receivedAt, traceid() AS traceId FROM 'dt/fleet/+/telemetry'";
+    const payload = {
+      seq: 7,
+      readings: [{ ts: 1700000000000, values: { temperature_c: 21.5 } }],
+      thing: 'spoof',
+    };
+    const out = runStatement(parseSql(sql), msg(payload));
+    expect(out).toEqual({
+      matched: true,
+      json: {
+        seq: 7,
+        readings: payload.readings,
+        type: 'telemetry',
+        thing: 'fleet-001',
+        clientId: 'fleet-001',
+        principal: 'abc123certid',
+        receivedAt: 1700000000000,
+        traceId: 'trace-1',
+      },
+    });
+  });
+});
