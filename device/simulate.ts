@@ -76,6 +76,8 @@ export interface SimulateOptions {
    * (see streamFleet), then close the sessions. The thing sessions stay open from enrollment on.
    */
   stream?: Omit<StreamFleetOptions, 'agents' | 'durationMs'> & { durationMs: number };
+  /** With `stream`: called with the enrollment summary once enrollment is done, before streaming. */
+  onEnrolled?: (text: string, result: FleetResult) => void;
 }
 
 export interface SimulateResult extends FleetResult {
@@ -193,6 +195,7 @@ export async function simulateAgainstEndpoint(options: SimulateOptions): Promise
   });
   const text = formatSummary(result.summary);
   if (!options.stream || result.agents.size === 0) return { ...result, text };
+  options.onEnrolled?.(text, result);
   let ledger: LedgerReport;
   try {
     ledger = await streamFleet({ ...options.stream, agents: result.agents.values() }).done;

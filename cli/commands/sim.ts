@@ -11,7 +11,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FactoryIdentity } from '../../device/identity';
-import { silentDevices, type LedgerReport } from '../../device/ledger';
+import { formatLedger, silentDevices, type LedgerReport } from '../../device/ledger';
 import type { SimulateOptions, SimulateResult } from '../../device/simulate';
 import { BEHAVIOUR_PROFILES, parseFirmwareProfiles } from '../../device/profiles';
 import { TELEMETRY_LIMITS } from '../../core/telemetry';
@@ -256,6 +256,7 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   let identities: string | FactoryIdentity[] | undefined = opts.identities;
   if (opts.manifest) identities = await identitiesFromManifest(opts.manifest, ctx);
   let result: SimulateResult;
+  let enrollmentPrinted = false;
   try {
     const { simulateAgainstEndpoint } = await import('../../device/simulate');
     result = await simulateAgainstEndpoint({
@@ -277,6 +278,16 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
       ...(opts.certDir ? { certDir: opts.certDir } : {}),
       ...(opts.maxAttempts ? { backoff: { maxAttempts: opts.maxAttempts } } : {}),
       ...(stream ? { stream } : {}),
+      // Streaming takes a while: say how enrollment went before it starts.
+      ...(stream && !opts.json
+        ? {
+            onEnrolled: (text: string, r: { agents: Map<string, unknown> }) => {
+              for (const line of text.split('\n')) ctx.out.info(line);
+              ctx.out.info(`streaming from ${r.agents.size} unit(s) for ${opts.streamSeconds} s ...`);
+              enrollmentPrinted = true;
+            },
+          }
+        : {}),
       progressBar: false,
     });
   } catch (err) {
@@ -291,7 +302,10 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   const exitCode = allEnrolled && silent === 0 ? EXIT_CODES.ok : EXIT_CODES.failed;
   if (opts.json)
     ctx.out.json(rest.ledger ? { ...rest.summary, stream: ledgerTotals(rest.ledger) } : rest.summary);
-  else for (const line of rest.text.split('\n')) ctx.out.info(line);
+  else {
+    const text = enrollmentPrinted && rest.ledger ? formatLedger(rest.ledger) : rest.text;
+    for (const line of text.split('\n')) ctx.out.info(line);
+  }
   return { ...rest, exitCode };
 }
 

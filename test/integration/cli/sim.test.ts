@@ -324,6 +324,11 @@ describe('fleet sim --stream-seconds: telemetry and health after enrollment', ()
   test('--direct publishes on dt/<prefix>/<thing>/…, and the summary gives the ledger', async () => {
     const h = harness();
     expect(await h.run(['--serial', 'DIR-0001', ...streamArgs, '--direct'])).toBe(EXIT_CODES.ok);
+    // The enrollment summary comes before streaming starts, the ledger after it ends.
+    expect(h.out.lines[0]).toMatch(/^Enrollment: 1\/1 enrolled/);
+    const started = h.out.lines.indexOf('streaming from 1 unit(s) for 1 s ...');
+    expect(started).toBeGreaterThan(0);
+    expect(h.out.lines.findIndex((l) => l.startsWith('Streaming: '))).toBeGreaterThan(started);
     const text = h.out.lines.join('\n');
     expect(text).toMatch(/^Streaming: 1 device\(s\); healthy 1$/m);
     expect(text).toMatch(/^ {2}telemetry: \d+ made, \d+ acked, 0 pending, 0 dropped/m);
