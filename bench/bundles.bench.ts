@@ -4,12 +4,14 @@
  *
  * Cold load = a fresh `node` process that loads the bundle and answers one real event against
  * dynalite on loopback (the hook: a first enrollment of a seeded MANUFACTURED unit, allowed;
- * presence: the first connect of a seeded PROVISIONING unit, activated), from spawn to exit.
+ * presence: the first connect of a seeded PROVISIONING unit, activated; health consumer: a
+ * Kinesis batch with the first health report of a seeded ACTIVE unit, no failures), from spawn to
+ * exit.
  * It is reported as a ratio to a bare `node -e 0` measured in the same run, interleaved, median of
  * several repetitions. The same load with NODE_OPTIONS=--enable-source-maps shows what mapped
  * stack traces would cost at cold start.
  *
- * `tsx bench/bundles.bench.ts <dir-with-index.js> <hook|presence>` measures one prebuilt bundle
+ * `tsx bench/bundles.bench.ts <dir-with-index.js> <hook|presence|health>` measures one prebuilt bundle
  * the same way (used for before/after comparisons of the bundling options).
  */
 import { spawnSync } from 'node:child_process';
@@ -21,6 +23,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { buildSync } from 'esbuild';
 import { ENV } from '../core/env';
+import { toStreamRecord } from '../core/telemetry';
 import { MAX_BUNDLE_BYTES } from '../lib/common/fleet-function';
 import { startEmulatorProcess } from '../lab/runtime/emulators';
 import { bundleOptions } from '../test/helpers/bundle';
@@ -41,6 +44,8 @@ import type { RegistryTableNames } from '../lambda/shared/registry';
 import type { BenchResult } from './run';
 
 const REPETITIONS = 15;
+
+const HEALTH_ENTRY = 'lambda/telemetry/health-consumer.handler.ts';
 
 /** Loads the bundle, answers the event in `EVENT_FILE`, prints the answer, exits. */
 const RUNNER = [
@@ -130,7 +135,9 @@ async function coldLoad(bundle: string, fn: FunctionCase, dir: string): Promise<
   };
 }
 
-async function setUp(endpoint: string): Promise<{ cases: Record<'hook' | 'presence', FunctionCase> }> {
+async function setUp(
+  endpoint: string,
+): Promise<{ cases: Record<'hook' | 'presence' | 'health', FunctionCase> }> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const admin = new DynamoDBClient({
     endpoint,
@@ -188,7 +195,75 @@ async function setUp(endpoint: string): Promise<{ cases: Record<'hook' | 'presen
     },
     accepts: (a) => a === 'ACTIVATED',
   };
-  return { cases: { hook, presence } };
+  const health: FunctionCase = {
+    name: 'health',
+    entry: HEALTH_ENTRY,
+    env: {
+      [ENV.devicesTable]: tables.devices,
+      [ENV.eventsTable]: tables.events,
+      [ENV.thingNamePrefix]: 'fleet',
+      [ENV.lastSeenIntervalSeconds]: '900',
+      [ENV.lowHeapBytes]: '16384',
+      [ENV.weakRssiDbm]: '-85',
+      [ENV.maxFirmwareDimensions]: '20',
+      // Only rejected records go there; the bench sends none.
+      [ENV.healthDeadLetterQueueUrl]: 'http://127.0.0.1:9/123456789012/health-dlq',
+      AWS_ENDPOINT_URL_DYNAMODB: endpoint,
+      POWERTOOLS_METRICS_NAMESPACE: 'IotFleet',
+    },
+    prepare: async () => {
+      const serial = `SN-HLTH-${String(++unit).padStart(5, '0')}`;
+      await putDevice(
+        doc,
+        tables,
+        deviceRecord(serial, 'LOT-A', {
+          status: 'ACTIVE',
+          thingName: `fleet-${serial}`,
+          ring: 'broad',
+          revision: 2,
+        }),
+      );
+      const receivedAt = Date.now();
+      const report = {
+        ts: receivedAt - 1000,
+        fw: '1.0.0',
+        bootId: 'b1',
+        uptimeS: 60,
+        resetReason: 'POWER_ON',
+      };
+      const record = toStreamRecord(
+        'health',
+        { ...report, heapFreeB: 60_000, rssiDbm: -60 },
+        {
+          thing: `fleet-${serial}`,
+          receivedAt,
+        },
+      );
+      return {
+        Records: [
+          {
+            kinesis: {
+              kinesisSchemaVersion: '1.0',
+              partitionKey: `fleet-${serial}`,
+              sequenceNumber: String(
+                49_590_338_271_490_256_608_559_692_538_361_571_095_921_575_989_136_588_898n + BigInt(unit),
+              ),
+              data: Buffer.from(JSON.stringify(record)).toString('base64'),
+              approximateArrivalTimestamp: receivedAt / 1000,
+            },
+            eventSource: 'aws:kinesis',
+            eventVersion: '1.0',
+            eventID: `shardId-000000000000:${unit}`,
+            eventName: 'aws:kinesis:record',
+            awsRegion: 'us-east-1',
+            eventSourceARN: 'arn:aws:kinesis:us-east-1:123456789012:stream/bench',
+          },
+        ],
+      };
+    },
+    accepts: (a) => JSON.stringify(a) === JSON.stringify({ batchItemFailures: [] }),
+  };
+  return { cases: { hook, presence, health } };
 }
 
 const kib = (n: number): string => (n / 1024).toFixed(1);
@@ -223,7 +298,8 @@ export async function run(): Promise<BenchResult> {
       '',
       'Cold load: a fresh `node` process loads the bundle and answers one real event against dynalite on',
       'loopback (hook: first enrollment of a MANUFACTURED unit, allowed; presence: first connect of a',
-      'PROVISIONING unit, activated), spawn to exit, as a ratio to a bare `node -e 0` measured interleaved',
+      'PROVISIONING unit, activated; health: a Kinesis batch with the first health report of an ACTIVE',
+      'unit, no failures), spawn to exit, as a ratio to a bare `node -e 0` measured interleaved',
       `in the same run; median of ${REPETITIONS}.`,
       '',
       '| function | entry | index.js (KiB) | index.js.map (KiB) | cold load (ms) | cold / bare node | with --enable-source-maps |',
@@ -272,8 +348,8 @@ export async function run(): Promise<BenchResult> {
   }
 }
 
-/** Measure one prebuilt bundle directory: `tsx bench/bundles.bench.ts <dir> <hook|presence>`. */
-async function measurePrebuilt(bundleDir: string, which: 'hook' | 'presence'): Promise<void> {
+/** Measure one prebuilt bundle directory: `tsx bench/bundles.bench.ts <dir> <hook|presence|health>`. */
+async function measurePrebuilt(bundleDir: string, which: 'hook' | 'presence' | 'health'): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fleet-bundles-bench-'));
   const dynalite = await startEmulatorProcess('dynalite');
   try {
@@ -292,8 +368,8 @@ async function measurePrebuilt(bundleDir: string, which: 'hook' | 'presence'): P
 
 if (require.main === module) {
   const [bundleDir, which] = process.argv.slice(2);
-  if (!bundleDir || (which !== 'hook' && which !== 'presence')) {
-    console.error('usage: tsx bench/bundles.bench.ts <dir-with-index.js> <hook|presence>');
+  if (!bundleDir || (which !== 'hook' && which !== 'presence' && which !== 'health')) {
+    console.error('usage: tsx bench/bundles.bench.ts <dir-with-index.js> <hook|presence|health>');
     process.exit(2);
   }
   measurePrebuilt(bundleDir, which).then(

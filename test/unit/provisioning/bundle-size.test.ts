@@ -1,7 +1,7 @@
 /**
  * Every Lambda entry point (`lambda/**\/*.handler.ts`), bundled with the construct's own esbuild
- * options, stays within MAX_BUNDLE_BYTES minified: cold starts are paid in enrollment bursts,
- * and the hook answers within a 5 s budget. Sizes are deterministic, so this is no timed test.
+ * options, stays within MAX_BUNDLE_BYTES minified: cold starts are paid in enrollment bursts
+ * and when the telemetry stream scales out, and the hook answers within a 5 s budget. Sizes are deterministic, so this is no timed test.
  */
 import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -24,6 +24,7 @@ test('the handlers are found', () => {
     expect.arrayContaining([
       'lambda/provisioning/pre-provisioning-hook.handler.ts',
       'lambda/provisioning/presence.handler.ts',
+      'lambda/telemetry/health-consumer.handler.ts',
     ]),
   );
 });
