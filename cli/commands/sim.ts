@@ -373,7 +373,7 @@ export function registerSim(program: Command, run: RunCommand): void {
   program
     .command('sim')
     .description(
-      'enroll simulated devices against an AWS IoT endpoint or the local lab (fleet provisioning MQTT API)',
+      'enroll simulated devices against an AWS IoT endpoint or the local lab (fleet provisioning MQTT API), then optionally stream telemetry and health',
     )
     .requiredOption('--endpoint <host[:port]>', 'IoT data endpoint (port 8883 by default)')
     .requiredOption('--claim-cert <file>', 'claim certificate PEM (from fleet claim create)')
