@@ -16,7 +16,7 @@ import type { KinesisStreamBatchResponse, KinesisStreamRecord } from 'aws-lambda
 export class FullBatchFailureError extends Error {
   override readonly name = 'FullBatchFailureError';
   constructor(readonly recordErrors: readonly string[]) {
-    super(`All records failed processing. ${recordErrors.length} individual errors logged separately below.`);
+    super('All records failed processing. See individual errors below.');
   }
 }
 

@@ -96,13 +96,20 @@ export interface QueuedMessage {
 /**
  * Loopback stand-in for Amazon SQS: answers SendMessageBatch in the AWS JSON 1.0 protocol with
  * each body's MD5. `mode`: `ok`; `refuse` (every entry Failed, SenderFault); `error500` (every
- * request answered 500 InternalError); `badDigest` (a wrong MD5 for every entry).
+ * request answered 500 InternalError); `badDigest` (a wrong MD5 for every entry); `serverFaultOnce`
+ * (every entry of the next request Failed without SenderFault, then `ok`).
  */
 export interface FakeSqs {
   queueUrl: string;
   messages: QueuedMessage[];
-  requests: { target: string; contentType: string; authorization: string; entries: number }[];
-  mode: 'ok' | 'refuse' | 'error500' | 'badDigest';
+  requests: {
+    target: string;
+    contentType: string;
+    authorization: string;
+    queueUrl: string;
+    entries: number;
+  }[];
+  mode: 'ok' | 'refuse' | 'error500' | 'badDigest' | 'serverFaultOnce';
   stop(): Promise<void>;
 }
 
@@ -115,6 +122,7 @@ export async function startFakeSqs(): Promise<FakeSqs> {
       target: String(req.headers['x-amz-target']),
       contentType: String(req.headers['content-type']),
       authorization: String(req.headers.authorization),
+      queueUrl: body.QueueUrl,
       entries: body.Entries.length,
     });
     const json = (status: number, doc: unknown): void => {
@@ -123,10 +131,12 @@ export async function startFakeSqs(): Promise<FakeSqs> {
     };
     if (state.mode === 'error500')
       return json(500, { __type: 'com.amazonaws.sqs#InternalError', message: 'injected' });
-    if (state.mode === 'refuse') {
+    if (state.mode === 'refuse' || state.mode === 'serverFaultOnce') {
+      const senderFault = state.mode === 'refuse';
+      if (state.mode === 'serverFaultOnce') state.mode = 'ok';
       const Failed = body.Entries.map((e) => ({
         Id: e.Id,
-        SenderFault: true,
+        SenderFault: senderFault,
         Code: 'InvalidMessageContents',
         Message: 'injected',
       }));
