@@ -6,6 +6,7 @@
  */
 import { createServer, request, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ENV } from '../../../core/env';
 import { DeviceEvent } from '../../../core/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
@@ -21,8 +22,14 @@ let tables: RegistryTableNames;
 let registry: Registry;
 let presence: Presence;
 
-/** Which trail appends (PutItem on the Events table, counted from 1) the proxy fails. */
-const faults = { failPuts: new Set<number>(), puts: 0 };
+/**
+ * Which trail appends (PutItem on the Events table, counted from 1) the proxy fails, and a write
+ * made once just before the next UpdateItem reaches the table (a concurrent writer).
+ */
+const faults: { failPuts: Set<number>; puts: number; beforeUpdate?: () => Promise<unknown> } = {
+  failPuts: new Set<number>(),
+  puts: 0,
+};
 
 function failTrailAppends(...which: number[]): void {
   faults.failPuts = new Set(which);
@@ -33,8 +40,13 @@ async function startFaultyProxy(target: URL): Promise<Server> {
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
       const body = Buffer.concat(chunks);
+      const concurrent = faults.beforeUpdate;
+      if (concurrent && String(req.headers['x-amz-target'] ?? '').endsWith('.UpdateItem')) {
+        faults.beforeUpdate = undefined;
+        await concurrent();
+      }
       const isTrailPut =
         String(req.headers['x-amz-target'] ?? '').endsWith('.PutItem') &&
         (JSON.parse(body.toString('utf8')) as { TableName?: string }).TableName === tables.events;
@@ -98,7 +110,10 @@ beforeAll(async () => {
   });
 });
 
-afterEach(() => failTrailAppends());
+afterEach(() => {
+  failTrailAppends();
+  faults.beforeUpdate = undefined;
+});
 
 afterAll(async () => {
   proxy.closeAllConnections();
@@ -186,4 +201,40 @@ test('a connectivity change whose append failed is completed by the retry', asyn
       detail: expect.objectContaining({ disconnectReason: 'CONNECTION_LOST', versionNumber: 5 }),
     }),
   ]);
+});
+
+test('a connect whose lastSeen a health report overtook between the read and the write is applied without it', async () => {
+  const serial = 'SN-RETRY-0005';
+  await putDevice(
+    db.doc,
+    tables,
+    deviceRecord(serial, 'LOT-A', {
+      status: 'ACTIVE',
+      certificateId: CERT,
+      revision: 2,
+      connected: false,
+      presenceVersion: 1,
+      presenceTimestamp: T,
+      lastSeen: new Date(T).toISOString(),
+    }),
+  );
+  const healthSeen = new Date(T + 60_000).toISOString();
+  // The health consumer moves lastSeen past the connect after the presence function read the item.
+  faults.beforeUpdate = () =>
+    db.doc.send(
+      new UpdateCommand({
+        TableName: tables.devices,
+        Key: { serial },
+        UpdateExpression: 'SET lastSeen = :s',
+        ExpressionAttributeValues: { ':s': healthSeen },
+      }),
+    );
+  expect(await presence(lifecycle(serial, { versionNumber: 2, timestamp: T + 30_000 }))).toBe('APPLIED');
+  expect(await registry.getDevice(serial)).toMatchObject({
+    connected: true,
+    presenceVersion: 2,
+    presenceTimestamp: T + 30_000,
+    lastSeen: healthSeen,
+  });
+  expect(await types(serial)).toEqual(['CONNECTED']);
 });

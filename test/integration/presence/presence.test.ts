@@ -1,9 +1,9 @@
 /**
  * The BUNDLED presence handler against dynalite on loopback: activation, ordering of late and
- * duplicate events, claim connections and malformed events.
+ * duplicate events, claim connections and malformed events, the disconnect reason and lastSeen.
  */
 import { ENV } from '../../../core/env';
-import { DeviceEvent } from '../../../core/model';
+import { DeviceEvent, DeviceRecord } from '../../../core/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
 import { cleanBundles, loadBundledHandler } from '../../helpers/bundle';
 import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';
@@ -141,4 +141,96 @@ test.each([
   ['not an object', 'hello', 'REJECTED'],
 ])('%s is dropped without throwing (%s)', async (_name, e, outcome) => {
   await expect(presence(e)).resolves.toBe(outcome);
+});
+
+describe('disconnect reason and lastSeen', () => {
+  const t = 1_760_000_000_000;
+  const at = (ms: number): string => new Date(ms).toISOString();
+
+  async function active(serial: string, over: Partial<DeviceRecord> = {}): Promise<void> {
+    await putDevice(
+      db.doc,
+      tables,
+      deviceRecord(serial, 'LOT-A', {
+        status: 'ACTIVE',
+        certificateId: CERT,
+        thingName: `fleet-${serial}`,
+        revision: 2,
+        connected: true,
+        presenceVersion: 1,
+        presenceTimestamp: t,
+        ...over,
+      }),
+    );
+  }
+
+  test('the activating connect sets lastSeen in the same write', async () => {
+    await provisioning('SN-P-0101');
+    expect(await presence(lifecycle('SN-P-0101', { timestamp: t }))).toBe('ACTIVATED');
+    expect(await registry.getDevice('SN-P-0101')).toMatchObject({ status: 'ACTIVE', lastSeen: at(t) });
+  });
+
+  test('a disconnect stores its reason; the next connect removes it and sets lastSeen', async () => {
+    const serial = 'SN-P-0102';
+    await active(serial, { lastSeen: at(t) });
+    const disconnect = lifecycle(serial, {
+      eventType: 'disconnected',
+      versionNumber: 1,
+      timestamp: t + 5000,
+      disconnectReason: 'MQTT_KEEP_ALIVE_TIMEOUT',
+      clientInitiatedDisconnect: false,
+    });
+    expect(await presence(disconnect)).toBe('APPLIED');
+    expect(await registry.getDevice(serial)).toMatchObject({
+      connected: false,
+      disconnectReason: 'MQTT_KEEP_ALIVE_TIMEOUT',
+      // A disconnect does not say the device was seen.
+      lastSeen: at(t),
+    });
+    expect(await presence(lifecycle(serial, { versionNumber: 2, timestamp: t + 9000 }))).toBe('APPLIED');
+    const device = await registry.getDevice(serial);
+    expect(device).toMatchObject({ connected: true, presenceVersion: 2, lastSeen: at(t + 9000) });
+    expect(device).not.toHaveProperty('disconnectReason');
+  });
+
+  test('a disconnect without a reason leaves none stored', async () => {
+    const serial = 'SN-P-0103';
+    await active(serial, { connected: false, disconnectReason: 'CONNECTION_LOST' });
+    expect(
+      await presence(lifecycle(serial, { eventType: 'disconnected', versionNumber: 2, timestamp: t + 1 })),
+    ).toBe('APPLIED');
+    expect(await registry.getDevice(serial)).not.toHaveProperty('disconnectReason');
+  });
+
+  test('late and duplicate events roll back neither the reason nor lastSeen', async () => {
+    const serial = 'SN-P-0104';
+    await active(serial);
+    expect(await presence(lifecycle(serial, { versionNumber: 5, timestamp: t + 50_000 }))).toBe('APPLIED');
+    const late = [
+      lifecycle(serial, {
+        eventType: 'disconnected',
+        versionNumber: 4,
+        timestamp: t + 40_000,
+        disconnectReason: 'SERVER_ERROR',
+      }),
+      lifecycle(serial, { versionNumber: 3, timestamp: t + 30_000 }),
+      lifecycle(serial, { versionNumber: 5, timestamp: t + 50_000 }),
+    ];
+    for (const e of late) expect(await presence(e)).toBe('STALE');
+    const device = await registry.getDevice(serial);
+    expect(device).toMatchObject({ connected: true, presenceVersion: 5, lastSeen: at(t + 50_000) });
+    expect(device).not.toHaveProperty('disconnectReason');
+  });
+
+  test('a newer connect whose time is before the stored lastSeen moves the connection, not lastSeen', async () => {
+    const serial = 'SN-P-0105';
+    // The health consumer recorded a report received at t + 60 s.
+    await active(serial, { connected: false, presenceVersion: 6, lastSeen: at(t + 60_000) });
+    expect(await presence(lifecycle(serial, { versionNumber: 7, timestamp: t + 20_000 }))).toBe('APPLIED');
+    expect(await registry.getDevice(serial)).toMatchObject({
+      connected: true,
+      presenceVersion: 7,
+      lastSeen: at(t + 60_000),
+    });
+  });
 });
