@@ -37,6 +37,8 @@ interface LabFlags {
   registerTps?: number;
   concurrency?: number;
   quiet?: boolean;
+  streamSeconds: number;
+  outage: boolean;
   labDir: string;
   config?: string;
   stack?: string;
@@ -48,6 +50,16 @@ function deviceCount(value: string): number {
   if (n < MIN_DEVICES_WITH_BAD_CASES)
     throw new InvalidArgumentError(
       `--devices must be a whole number of at least ${MIN_DEVICES_WITH_BAD_CASES} (a good unit per lot, every bad case and the recovery case); use --devices ${MIN_DEVICES_WITH_BAD_CASES} or more`,
+    );
+  return n;
+}
+
+/** --stream-seconds: 0 (no telemetry phase) or enough time for the outage and the health reports. */
+function streamSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || (n !== 0 && n < 10) || n > 3600)
+    throw new InvalidArgumentError(
+      `--stream-seconds must be 0 (enrollment only) or a whole number from 10 to 3600 (the Kinesis outage starts 3 s in and lasts 6 s); use e.g. --stream-seconds 14`,
     );
   return n;
 }
@@ -64,6 +76,13 @@ function parseArgs(argv: string[]): LabFlags {
     .option('--register-tps <q>', 'enforce a RegisterThing quota of Q transactions per second', positiveInt)
     .option('--concurrency <c>', 'units enrolling at the same time (default 32)', positiveInt)
     .option('--quiet', 'print only the start-up line and the summary')
+    .option(
+      '--stream-seconds <s>',
+      'seconds every ACTIVE unit streams telemetry and health after enrollment (0: enrollment only)',
+      streamSeconds,
+      14,
+    )
+    .option('--no-outage', 'stream without stopping the Kinesis emulator in the middle')
     .option('--lab-dir <dir>', 'working directory (claims, manifest, logs, CA)', '.lab')
     .option(
       '--config <file>',
@@ -267,6 +286,8 @@ async function startLab(run: LabRun): Promise<{ lab: LabRuntime; stackName: stri
       synthInputFiles: config.file ? [config.file] : [],
       registerThingTps: flags.registerTps,
       stacks: flags.stack === undefined ? undefined : [flags.stack],
+      // The consumer's 5-second batching window is a cost setting; the lab shortens it to 1 s.
+      maxBatchingWindowMs: 1_000,
       log: run.log,
     });
   } catch (err) {
@@ -301,6 +322,10 @@ async function scenarioExitCode(run: LabRun, lab: LabRuntime): Promise<number> {
       labDir: run.labDir,
       progressBar: flags.quiet ? false : 'auto',
       log: run.progress,
+      telemetry:
+        flags.streamSeconds === 0
+          ? false
+          : { durationMs: flags.streamSeconds * 1000, kinesisOutage: flags.outage },
     });
   } catch (err) {
     run.log({ level: 'info', msg: 'scenario failed', error: (err as Error).stack ?? String(err) });

@@ -5,6 +5,9 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { IoTClient } from '@aws-sdk/client-iot';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { S3Client } from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import {
   CLI_ENV,
@@ -72,7 +75,7 @@ export async function labCliContext(lab: LabRuntime, out: MemorySink = memorySin
     flags: { stack: labStackName(lab) },
     env: {},
     needs: LAB_CLI_NEEDS,
-    wants: ['devicePolicy'],
+    wants: ['devicePolicy', 'telemetryStream', 'telemetryRules', 'telemetryErrorBucket'],
     // As DescribeStacks: the outputs of the stack named, and an error for a stack the lab does not run.
     readStackOutputs: async (stackName) => {
       const outputs = lab.outputsByStack[stackName];
@@ -91,6 +94,13 @@ export async function labCliContext(lab: LabRuntime, out: MemorySink = memorySin
       dynamo,
       doc: DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } }),
       iot: new IoTClient({ ...config, endpoint: env.AWS_ENDPOINT_URL_IOT }),
+      s3: new S3Client({ ...config, endpoint: env.AWS_ENDPOINT_URL_S3, forcePathStyle: true }),
+      // kinesalite speaks HTTP/1.1 only.
+      kinesis: new KinesisClient({
+        ...config,
+        endpoint: env.AWS_ENDPOINT_URL_KINESIS,
+        requestHandler: new NodeHttpHandler(),
+      }),
     },
     out,
     actor: 'lab',

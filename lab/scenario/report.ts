@@ -1,5 +1,6 @@
 /** Readable summary of a scenario report (what `npm run lab` prints). */
 import type { ScenarioReport } from './run';
+import type { TelemetrySection } from './telemetry';
 
 const s = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
@@ -44,9 +45,10 @@ export function formatReport(r: ScenarioReport): string[] {
       `  recovered after a lost RegisterThing answer (${kind}): ${v.serials.join(', ')}, retry allowed as ${v.expectedReason}`,
     );
   }
+  if (r.telemetry) lines.push(...telemetryLines(r.telemetry));
   lines.push(
     `Timings: synth ${s(r.timings.synthMs)}, lab start ${s(r.timings.labStartMs)}, factory set-up ${s(r.timings.factorySetupMs)}, ` +
-      `enrollment ${s(r.timings.firstWaveMs)}, activation wait ${s(r.timings.activationWaitMs)}, clones ${s(r.timings.cloneWaveMs)}, recovery ${s(r.timings.recoveryWaveMs)}; scenario ${s(r.timings.scenarioMs)}`,
+      `enrollment ${s(r.timings.firstWaveMs)}, activation wait ${s(r.timings.activationWaitMs)}, clones ${s(r.timings.cloneWaveMs)}, recovery ${s(r.timings.recoveryWaveMs)}, telemetry ${s(r.timings.telemetryMs)}; scenario ${s(r.timings.scenarioMs)}`,
   );
   lines.push('Functions:');
   for (const f of r.lab.functions) {
@@ -66,5 +68,38 @@ export function formatReport(r: ScenarioReport): string[] {
   for (const x of r.expectations)
     lines.push(`  ${x.ok ? 'ok  ' : 'FAIL'} ${x.name}${x.ok ? '' : `: ${x.detail}`}`);
   lines.push(r.ok ? 'All expectations met.' : `${r.failures.length} expectation(s) failed.`);
+  return lines;
+}
+
+function telemetryLines(t: TelemetrySection): string[] {
+  const lines: string[] = [];
+  const outage = t.outage ? `; Kinesis stopped ${s(t.outage.atMs)} in, for ${s(t.outage.forMs)}` : '';
+  lines.push(
+    `Telemetry from ${t.devices} units over Basic Ingest for ${s(t.durationMs)} (a reading every ${t.settings.readingIntervalMs} ms, ${t.settings.readingsPerMessage} per message, health every ${t.settings.healthIntervalMs} ms${outage})`,
+  );
+  lines.push(
+    `  published ${t.published} (${t.readings} readings)   delivered ${t.delivered}   archived ${t.archived}   in error store ${t.inErrorStore}   replayed ${t.replayed}   lost ${t.lost}`,
+  );
+  lines.push(
+    `  last wills ${t.lastWills}   duplicates ${t.duplicates}   dropped by devices ${t.droppedByDevices}   reconnects ${t.links.connects}   reboots ${
+      Object.entries(t.links.reboots)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ') || '0'
+    }`,
+  );
+  lines.push('  health per firmware × ring (from the stream, core/health.ts):');
+  for (const c of t.cohorts)
+    lines.push(
+      `    ${`${c.firmware} ${c.ring}`.padEnd(24)} ${String(c.activeDevices).padStart(4)} units ${String(c.reports).padStart(5)} reports ${String(c.unexpectedReboots).padStart(4)} unexpected reboots (${c.crashResets} crashes) ${c.lowHeapReports} low heap ${c.weakRssiReports} weak link`,
+    );
+  lines.push(
+    `  registry: ${t.registry.lastSeenSet}/${t.devices} lastSeen, ${t.registry.firmwareRecorded}/${t.registry.switched} firmware switches recorded (${t.registry.firmwareChangedEntries} FIRMWARE_CHANGED); consumer dead letters ${t.consumer.deadLetters} ${JSON.stringify(t.consumer.deadLetterReasons)}`,
+  );
+  for (const table of t.timeSeries.timestream)
+    lines.push(
+      `  Timestream ${table.database}.${table.table}: ${table.records} records in ${table.writes} writes`,
+    );
+  for (const target of t.timeSeries.influxdb)
+    lines.push(`  InfluxDB ${target.database}.${target.table}: ${target.points} points`);
   return lines;
 }

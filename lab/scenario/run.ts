@@ -27,7 +27,8 @@ import { join, resolve as resolvePath } from 'node:path';
 import { enrollmentList, type EnrollmentListResult } from '../../cli/commands/enrollment';
 import { destroyContext, registryTables, type CliContext } from '../../cli/context';
 import { memorySink } from '../../cli/output';
-import { percentile, type BackoffOptions, type DeviceRunResult } from '../../device';
+import { percentile, type BackoffOptions, type DeviceAgent, type DeviceRunResult } from '../../device';
+import { STACK_OUTPUTS } from '../../core/stack-outputs';
 import { Registry } from '../../lambda/shared/registry';
 import type { LabRuntime } from '../runtime';
 import { labCliContext } from './context';
@@ -42,6 +43,13 @@ import {
 } from './expectations';
 import { setUpFactory, type FactoryReport } from './factory';
 import { buildPlan, type BadCase, type RecoveryCase, type ScenarioPlan } from './plan';
+import { labStackOutputs } from './context';
+import {
+  runTelemetryPhase,
+  telemetryExpectations,
+  type TelemetryPhaseOptions,
+  type TelemetrySection,
+} from './telemetry';
 import { runRecoveryWave, runWave, type WaveOutcome, type WaveSettings } from './waves';
 
 export { labCliContext } from './context';
@@ -68,6 +76,8 @@ export interface ScenarioOptions {
   progressBar?: boolean | 'auto';
   /** Progress lines (phase starts and ends). */
   log?: (line: string) => void;
+  /** Stream telemetry and health from every ACTIVE unit (`false`: enrollment only). @default {} */
+  telemetry?: TelemetryPhaseOptions | false;
 }
 
 /** Retry policy for the default scenario: fast first retry, enough attempts for transient errors. */
@@ -114,6 +124,8 @@ export interface ScenarioReport {
   enrollment: EnrollmentSection;
   /** Per provisioning template: its lots, units, enrollments, activations and denials. */
   templates: TemplateSection[];
+  /** The telemetry phase (absent when it did not run). */
+  telemetry?: TelemetrySection;
   expectations: Expectation[];
   failures: string[];
   timings: {
@@ -124,6 +136,7 @@ export interface ScenarioReport {
     activationWaitMs: number;
     cloneWaveMs: number;
     recoveryWaveMs: number;
+    telemetryMs: number;
     scenarioMs: number;
   };
   lab: {
@@ -182,6 +195,18 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     };
     const enrollment = await enroll(plan, waves, log);
     const trail = await readTrail(ctx, trailSince);
+    const t1 = Date.now();
+    const telemetry =
+      options.telemetry === false
+        ? undefined
+        : await runTelemetryPhase(
+            lab,
+            ctx,
+            waves.registry,
+            [...enrollment.agents].filter(([serial]) => enrollment.active.has(serial)).map(([, a]) => a),
+            { log, ...(options.telemetry ?? {}) },
+          );
+    const telemetryMs = Date.now() - t1;
     return assembleReport({
       lab,
       plan,
@@ -191,7 +216,8 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
       factory: factory.report,
       enrollment,
       trail,
-      timings: { factorySetupMs, started },
+      telemetry,
+      timings: { factorySetupMs, telemetryMs, started },
     });
   } finally {
     destroyContext(ctx);
@@ -204,6 +230,8 @@ interface EnrollmentOutcome {
   recovery: WaveOutcome;
   units: UnitOutcome[];
   active: Set<string>;
+  /** Agents of the enrolled units by serial (sessions closed; each can reconnect as its thing). */
+  agents: Map<string, DeviceAgent>;
 }
 
 /** The three waves: everyone (kept connected until ACTIVE), the clones, the recovery case. */
@@ -227,6 +255,7 @@ async function enroll(
     recovery,
     units: [...first.units, ...clones.units, ...recovery.units],
     active: new Set([...first.active, ...recovery.active]),
+    agents: new Map([...first.agents, ...recovery.agents]),
   };
 }
 
@@ -257,7 +286,8 @@ function assembleReport(input: {
   factory: FactoryReport;
   enrollment: EnrollmentOutcome;
   trail: EnrollmentListResult;
-  timings: { factorySetupMs: number; started: number };
+  telemetry?: TelemetrySection;
+  timings: { factorySetupMs: number; telemetryMs: number; started: number };
 }): ScenarioReport {
   const { lab, plan, options, enrollment: e, trail } = input;
   const results = e.units.map((u) => u.result);
@@ -279,6 +309,10 @@ function assembleReport(input: {
   const deadLetters = lab
     .deadLetters()
     .map((m) => ({ queueName: m.queueName, source: m.source, body: m.body }));
+  // The health consumer's queue holds the telemetry phase's deliberate malformed report; the
+  // telemetry expectations account for it.
+  const healthQueue = labStackOutputs(lab)[STACK_OUTPUTS.healthDeadLetterQueue];
+  const healthDeadLetters = healthQueue ? lab.deadLetters(healthQueue).length : 0;
   const templateNames = [...new Set(plan.lots.map((l) => l.template))];
   const templates = templateSections(
     templateNames.map((template) => ({
@@ -295,10 +329,11 @@ function assembleReport(input: {
       trail,
       active: e.active,
       deniedByReason: section.deniedByReason,
-      deadLetters: deadLetters.length,
+      deadLetters: deadLetters.length - healthDeadLetters,
       allowedGiveUps: options.allowedGiveUps ?? 0,
     }),
     ...templateExpectations(templates, e.units, e.active),
+    ...(input.telemetry ? telemetryExpectations(input.telemetry) : []),
   ];
   const erroring = stats.functions
     .filter((f) => f.errors > 0)
@@ -317,6 +352,7 @@ function assembleReport(input: {
     recoveryCases: casesByKind(e.units, (k): k is RecoveryCase => k === 'lostAnswer'),
     enrollment: section,
     templates,
+    ...(input.telemetry ? { telemetry: input.telemetry } : {}),
     expectations,
     failures,
     timings: {
@@ -327,6 +363,7 @@ function assembleReport(input: {
       activationWaitMs: e.first.activationWaitMs,
       cloneWaveMs: e.clones.wallMs,
       recoveryWaveMs: e.recovery.wallMs,
+      telemetryMs: input.timings.telemetryMs,
       scenarioMs: Date.now() - input.timings.started,
     },
     lab: {

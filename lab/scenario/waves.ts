@@ -9,6 +9,7 @@ import { claimClientIdFor } from '../../core/model';
 import {
   runFleet,
   type BackoffOptions,
+  type DeviceAgent,
   type DeviceRunResult,
   type FleetResult,
   type TlsCredentials,
@@ -35,6 +36,11 @@ export interface WaveOutcome {
   units: { planned: PlannedDevice; result: DeviceRunResult }[];
   /** Serials made ACTIVE by the lifecycle rule (waves that wait for activation). */
   active: Set<string>;
+  /**
+   * The enrolled units' agents by serial (waves that wait for activation), their sessions closed:
+   * each holds its issued identity and can reconnect as its thing.
+   */
+  agents: Map<string, DeviceAgent>;
   /** Time the simulator took to enroll the units. */
   enrollMs: number;
   /** Time spent waiting for the lifecycle rule to activate them afterwards. */
@@ -101,7 +107,9 @@ export async function runWave(
       : new Set<string>();
     if (!opts.activate) await s.lab.idle();
     const wallMs = Date.now() - started;
-    return { units: outcome, active, enrollMs, activationWaitMs: wallMs - enrollMs, wallMs };
+    const agents = new Map<string, DeviceAgent>();
+    for (const r of runs) for (const [serial, agent] of r.agents) agents.set(serial, agent);
+    return { units: outcome, active, agents, enrollMs, activationWaitMs: wallMs - enrollMs, wallMs };
   } finally {
     for (const r of runs) await r.close().catch(() => undefined);
   }
@@ -114,7 +122,7 @@ export async function runRecoveryWave(
   responseTimeoutMs: number,
 ): Promise<WaveOutcome> {
   if (units.length === 0)
-    return { units: [], active: new Set(), enrollMs: 0, activationWaitMs: 0, wallMs: 0 };
+    return { units: [], active: new Set(), agents: new Map(), enrollMs: 0, activationWaitMs: 0, wallMs: 0 };
   const faults = s.lab.iot.faults;
   if (!faults) throw new Error('this lab offers no fault injection; run the scenario without bad cases');
   for (const p of units)
