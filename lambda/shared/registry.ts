@@ -10,6 +10,10 @@
  * The target status comes from the lifecycle table (core/lifecycle.ts); a change the table does
  * not list is refused with a `LifecycleError` before any write, and a lost race surfaces as
  * {@link RegistryConditionError}.
+ *
+ * The health consumer's reads and writes are in {@link HealthRegistry}: health bookkeeping
+ * (boot id, uptime, report time, running firmware, lastSeen), each a conditional UpdateItem that
+ * only moves forward, never a status change.
  */
 import {
   BatchGetCommand,
