@@ -164,6 +164,9 @@ function fieldValue(value: unknown): string | undefined {
   return `"${text.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
+/** InfluxDB write precisions (TimestampUnit) and the Timestream unit of the same value. */
+const INFLUX_UNITS = { ns: 'NANOSECONDS', us: 'MICROSECONDS', ms: 'MILLISECONDS', s: 'SECONDS' } as const;
+
 /** Maximum number of values one Timestream action writes per message (AWS IoT quota). */
 export const TIMESTREAM_MAX_VALUES = 100;
 
@@ -182,12 +185,19 @@ function str(v: unknown, field: string, rule: string): string {
   return v;
 }
 
+/** The SET variables of the rule being compiled (templates may read only these). */
+let compilingVariables: ReadonlySet<string> = new Set();
+
 function template(v: string, field: string, rule: string): CompiledTemplate {
+  let t: CompiledTemplate;
   try {
-    return compileTemplate(v);
+    t = compileTemplate(v);
   } catch (e) {
     throw new RuleLoadError(rule, `${field}: ${(e as Error).message}`);
   }
+  const unknown = t.variables.find((n) => !compilingVariables.has(n));
+  if (unknown) throw new RuleLoadError(rule, `${field}: variable @${unknown} is not set by the rule's SQL`);
+  return t;
 }
 
 export const SUPPORTED_ACTIONS = [
@@ -227,11 +237,18 @@ export class RulesEngine {
     const version = payload.AwsIotSqlVersion ?? '2015-10-08';
     if (!['2015-10-08', '2016-03-23', 'beta'].includes(version))
       throw new RuleLoadError(ruleName, `unknown AwsIotSqlVersion ${version}`);
-    const actions = (payload.Actions ?? []).map((a, i) => this.compileAction(ruleName, a, `Actions[${i}]`));
-    if (actions.length === 0) throw new RuleLoadError(ruleName, 'has no actions');
-    const errorAction = payload.ErrorAction
-      ? this.compileAction(ruleName, payload.ErrorAction, 'ErrorAction')
-      : undefined;
+    compilingVariables = new Set((stmt.set ?? []).map((a) => a.name));
+    let actions: CompiledAction[];
+    let errorAction: CompiledAction | undefined;
+    try {
+      actions = (payload.Actions ?? []).map((a, i) => this.compileAction(ruleName, a, `Actions[${i}]`));
+      if (actions.length === 0) throw new RuleLoadError(ruleName, 'has no actions');
+      errorAction = payload.ErrorAction
+        ? this.compileAction(ruleName, payload.ErrorAction, 'ErrorAction')
+        : undefined;
+    } finally {
+      compilingVariables = new Set();
+    }
     this.rules.set(ruleName, {
       name: ruleName,
       arn: this.ruleArn(ruleName),
@@ -447,8 +464,9 @@ export class RulesEngine {
 
   /**
    * InfluxDB: one line-protocol point per message: TableName as the table (measurement), Tags
-   * (templates) as tags, every other attribute of the SELECT output as a field, the rules
-   * engine's receive time in TimestampUnit (default MILLISECONDS, the lab's choice).
+   * (templates) as tags, every other attribute of the SELECT output as a field; the time is the
+   * output's `timestamp` key, in TimestampUnit (ns, us, ms, s; the lab defaults to ms), or
+   * without one the rules engine's receive time in that unit.
    */
   private influxDbAction(rule: string, p: Record<string, unknown>, at: string): CompiledAction {
     const database = str(p.DatabaseName, `${at}.DatabaseName`, rule);
@@ -460,9 +478,12 @@ export class RulesEngine {
       key: k,
       value: template(String(v), `${at}.Tags.${k}`, rule),
     }));
-    const unit = (p.TimestampUnit ?? 'MILLISECONDS') as TimeUnit;
-    if (!(unit in TIME_UNITS))
-      throw new RuleLoadError(rule, `${at}.TimestampUnit ${String(p.TimestampUnit)} is not valid`);
+    const unit = String(p.TimestampUnit ?? 'ms');
+    if (!(unit in INFLUX_UNITS))
+      throw new RuleLoadError(
+        rule,
+        `${at}.TimestampUnit ${unit} is not valid (${Object.keys(INFLUX_UNITS).join(', ')})`,
+      );
     const write = this.deps.influxDbWrite;
     if (!write) throw new RuleLoadError(rule, `${at}: no InfluxDB store`);
     return {
@@ -479,13 +500,22 @@ export class RulesEngine {
           .map((t) => `,${escapeKey(t.key)}=${escapeKey(t.value)}`)
           .join('');
         const tagNames = new Set(tags.map((t) => t.key));
+        // The point's time: the result's `timestamp` key (in TimestampUnit), else the receive time.
+        let time: string;
+        if (json.timestamp !== undefined) {
+          if (typeof json.timestamp !== 'number' || !Number.isInteger(json.timestamp))
+            throw new Error(
+              `the InfluxDB action's timestamp ${JSON.stringify(json.timestamp)} is not an integer`,
+            );
+          time = String(json.timestamp);
+        } else time = timeIn(ctx.timestamp, INFLUX_UNITS[unit as keyof typeof INFLUX_UNITS]);
         const fields = Object.entries(json)
-          .filter(([k]) => !tagNames.has(k))
+          .filter(([k]) => !tagNames.has(k) && k !== 'timestamp')
           .map(([k, v]) => [k, fieldValue(v)] as const)
           .filter(([, v]) => v !== undefined)
           .map(([k, v]) => `${escapeKey(k)}=${v}`);
         if (fields.length === 0) throw new Error('the InfluxDB action found no field to write');
-        const line = `${measurement.replace(/[, \\]/g, (c) => `\\${c}`)}${tagSet} ${fields.join(',')} ${timeIn(ctx.timestamp, unit)}`;
+        const line = `${measurement.replace(/[, \\]/g, (c) => `\\${c}`)}${tagSet} ${fields.join(',')} ${time}`;
         await write(destination, { database, table: measurement, organization }, [line]);
       },
     };

@@ -26,6 +26,8 @@ export interface MessageContext {
   traceId: string;
   /** The IoT registry, for get_registry_data(). */
   registryData?: RegistryLookup;
+  /** Values of the rule's SET variables for this message (set by runStatement). */
+  vars?: Record<string, unknown>;
 }
 
 /** Parsed JSON payload, or undefined when the payload is not JSON. */
@@ -209,6 +211,8 @@ export function evaluate(expr: Expr, scope: EvalScope): unknown {
       return getPath(scope.doc, expr.path);
     case 'member':
       return getPath(evaluate(expr.expr, scope), expr.path);
+    case 'var':
+      return scope.ctx.vars?.[expr.name];
     case 'call':
       return call(
         expr.name,
@@ -253,13 +257,21 @@ export function evaluate(expr: Expr, scope: EvalScope): unknown {
 export type RuleOutput =
   { matched: false } | { matched: true; json?: Record<string, unknown>; binary?: Buffer };
 
-/** Run WHERE then SELECT for one message (the FROM filter is checked by the caller). */
+/**
+ * Run SET, WHERE then SELECT for one message (the FROM filter is checked by the caller). The SET
+ * variables are left on `ctx.vars` for the rule's substitution templates.
+ */
 export function runStatement(
   stmt: SqlStatement,
   ctx: MessageContext,
   doc: unknown = parsePayload(ctx.payload),
 ): RuleOutput {
   const scope: EvalScope = { ctx, doc };
+  if (stmt.set) {
+    // Variables are the rule's for this message: SELECT, WHERE and the action templates read them.
+    ctx.vars = {};
+    for (const a of stmt.set) ctx.vars[a.name] = evaluate(a.expr, scope);
+  }
   if (stmt.where && evaluate(stmt.where, scope) !== true) return { matched: false };
   const onlyStar = stmt.select.length === 1 && stmt.select[0].kind === 'star';
   // `SELECT *` of a payload that is not a JSON object passes the bytes through unchanged.

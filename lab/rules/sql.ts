@@ -1,7 +1,7 @@
 /**
  * Parser for the AWS IoT SQL subset the lab supports (see docs: AWS IoT SQL reference).
  *
- *   SELECT <projection>[, …] [FROM '<topic filter>'] [WHERE <condition>]
+ *   [SET @var = <expression>[, …]] SELECT <projection>[, …] [FROM '<topic filter>'] [WHERE <condition>]
  *
  * Projections: `*`, expressions with optional `AS alias`. Expressions: string ('…', '' escapes),
  * number and boolean literals, NULL, field paths (`a.b.c`, `a[0]`), the functions in
@@ -9,8 +9,10 @@
  * comparisons (=, <>, !=, <, >, <=, >=), AND, OR, NOT, parentheses, and arithmetic
  * (+, -, *, /, %). A double-quoted token is a string literal when it is a whole function
  * argument (`parse_time("yyyy/MM/dd", timestamp())`, as in the AWS examples), a quoted field name
- * elsewhere. Anything else is a {@link SqlError} naming the position, so a rule the lab cannot run
- * fails at start.
+ * elsewhere. SET defines variables (`@name`, immutable, each assigned once, evaluated in order
+ * before WHERE and SELECT) usable in SELECT, WHERE, later assignments and the rule's substitution
+ * templates, with JSON extensions (`@registry.attributes.lot`). Anything else is a
+ * {@link SqlError} naming the position, so a rule the lab cannot run fails at start.
  */
 
 export class SqlError extends Error {}
@@ -21,6 +23,8 @@ export type Expr =
   | { kind: 'call'; name: string; args: Expr[] }
   /** A field path into the value of an expression (e.g. a function result). */
   | { kind: 'member'; expr: Expr; path: (string | number)[] }
+  /** A SET variable (`@name`, without the `@`). */
+  | { kind: 'var'; name: string }
   | { kind: 'bin'; op: BinOp; left: Expr; right: Expr }
   | { kind: 'not'; expr: Expr }
   | { kind: 'neg'; expr: Expr };
@@ -30,6 +34,8 @@ export type BinOp = 'AND' | 'OR' | '=' | '<>' | '<' | '>' | '<=' | '>=' | '+' | 
 export type Projection = { kind: 'star' } | { kind: 'expr'; expr: Expr; name: string };
 
 export interface SqlStatement {
+  /** SET assignments, in order. */
+  set?: { name: string; expr: Expr }[];
   select: Projection[];
   /** Topic filter of the FROM clause (undefined when omitted, e.g. Basic Ingest-only rules). */
   from?: string;
@@ -127,6 +133,8 @@ type Tok =
   | { t: 'str'; v: string; pos: number }
   /** A double-quoted token: a string as a whole function argument, else a field name. */
   | { t: 'dq'; v: string; pos: number }
+  /** A SET variable reference, `@name` (v without the `@`). */
+  | { t: 'var'; v: string; pos: number }
   | { t: 'num'; v: number; pos: number }
   | { t: 'op'; v: string; pos: number }
   | { t: 'eof'; pos: number };
@@ -173,6 +181,14 @@ export function tokenize(src: string): Tok[] {
       const m = /^[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?/.exec(src.slice(i)) as RegExpExecArray;
       out.push({ t: 'num', v: Number(m[0]), pos });
       i += m[0].length;
+      continue;
+    }
+    if (c === '@') {
+      const name = /^@([A-Za-z0-9_]{1,64})(?![A-Za-z0-9_])/.exec(src.slice(i));
+      if (!name)
+        throw new SqlError(`bad variable name at ${pos} (@ then up to 64 letters, digits, underscores)`);
+      out.push({ t: 'var', v: name[1], pos });
+      i += name[0].length;
       continue;
     }
     if (/[A-Za-z_$]/.test(c)) {
@@ -227,7 +243,27 @@ class Parser {
     if (t.t !== 'kw' || t.v !== v) throw new SqlError(`expected ${v} at ${t.pos}`);
   }
 
+  /** `SET @a = expr[, @b = expr]`, once, before SELECT; each variable assigned once. */
+  private setClause(): { name: string; expr: Expr }[] | undefined {
+    const t = this.peek();
+    if (!(t.t === 'id' && t.v.toUpperCase() === 'SET')) return undefined;
+    this.next();
+    const out: { name: string; expr: Expr }[] = [];
+    do {
+      const v = this.next();
+      if (v.t !== 'var') throw new SqlError(`expected a variable (@name) at ${v.pos}`);
+      if (out.some((a) => a.name === v.v)) throw new SqlError(`variable @${v.v} is assigned twice`);
+      this.expectOp('=');
+      const expr = this.expr();
+      const unknown = variablesIn(expr).filter((n) => !out.some((a) => a.name === n));
+      if (unknown.length) throw new SqlError(`variable @${unknown[0]} is used before it is set`);
+      out.push({ name: v.v, expr });
+    } while (this.isOp(',') && this.next());
+    return out;
+  }
+
   statement(): SqlStatement {
+    const set = this.setClause();
     this.expectKw('SELECT');
     const select: Projection[] = [];
     let n = 0;
@@ -263,7 +299,14 @@ class Parser {
     const t = this.peek();
     if (t.t !== 'eof')
       throw new SqlError(`unsupported SQL from position ${t.pos} ('${'v' in t ? t.v : ''}')`);
-    return { select, from, where };
+    const defined = new Set((set ?? []).map((a) => a.name));
+    const used = [
+      ...select.flatMap((p) => (p.kind === 'expr' ? variablesIn(p.expr) : [])),
+      ...(where ? variablesIn(where) : []),
+    ];
+    const unknown = used.find((n) => !defined.has(n));
+    if (unknown) throw new SqlError(`variable @${unknown} is not set (SET @${unknown} = … before SELECT)`);
+    return { ...(set ? { set } : {}), select, from, where };
   }
 
   expr(): Expr {
@@ -404,15 +447,41 @@ class Parser {
       return { kind: 'path', path: this.pathTail([t.v]) };
     }
     if (t.t === 'dq') return { kind: 'path', path: this.pathTail([t.v]) };
+    if (t.t === 'var') {
+      const tail = this.pathTail([]);
+      const v: Expr = { kind: 'var', name: t.v };
+      return tail.length ? { kind: 'member', expr: v, path: tail } : v;
+    }
     throw new SqlError(`unexpected ${t.t === 'eof' ? 'end of statement' : `'${t.v}'`} at ${t.pos}`);
+  }
+}
+
+/** The SET variables an expression reads. */
+export function variablesIn(expr: Expr): string[] {
+  switch (expr.kind) {
+    case 'var':
+      return [expr.name];
+    case 'member':
+      return variablesIn(expr.expr);
+    case 'call':
+      return expr.args.flatMap(variablesIn);
+    case 'bin':
+      return [...variablesIn(expr.left), ...variablesIn(expr.right)];
+    case 'not':
+    case 'neg':
+      return variablesIn(expr.expr);
+    default:
+      return [];
   }
 }
 
 function defaultName(expr: Expr, index: number): string {
   if (expr.kind === 'path' || expr.kind === 'member') {
     const last = [...expr.path].reverse().find((p) => typeof p === 'string');
+    if (last === undefined && expr.kind === 'member' && expr.expr.kind === 'var') return expr.expr.name;
     return String(last ?? `_${index}`);
   }
+  if (expr.kind === 'var') return expr.name;
   if (expr.kind === 'call') return expr.name;
   return `_${index}`;
 }

@@ -1,12 +1,16 @@
 /**
- * Substitution templates in rule action fields (`${topic(3)}`, `${clientid()}`, `${field}`),
- * per the AWS IoT docs: each `${expression}` is evaluated against the original message (not the
- * SELECT output, so aliases are not visible) and replaced by its text.
+ * Substitution templates in rule action fields (`${topic(3)}`, `${clientid()}`, `${field}`,
+ * `${@variable.field}`), per the AWS IoT docs: each `${expression}` is evaluated against the
+ * original message (not the SELECT output, so aliases are not visible), with the rule's SET
+ * variables, and replaced by its text.
  */
 import { evaluate, type MessageContext } from './evaluate';
-import { parseExpression, type Expr } from './sql';
+import { parseExpression, variablesIn, type Expr } from './sql';
 
-export type CompiledTemplate = (ctx: MessageContext, doc: unknown) => string;
+export type CompiledTemplate = ((ctx: MessageContext, doc: unknown) => string) & {
+  /** The SET variables the template reads. */
+  variables: string[];
+};
 
 /** Compile a template; throws SqlError for an unsupported expression. */
 export function compileTemplate(template: string): CompiledTemplate {
@@ -20,7 +24,7 @@ export function compileTemplate(template: string): CompiledTemplate {
     last = m.index + m[0].length;
   }
   parts.push(template.slice(last));
-  return (ctx, doc) =>
+  const run = (ctx: MessageContext, doc: unknown): string =>
     parts
       .map((p) => {
         if (typeof p === 'string') return p;
@@ -29,4 +33,7 @@ export function compileTemplate(template: string): CompiledTemplate {
         return typeof v === 'object' ? JSON.stringify(v) : String(v);
       })
       .join('');
+  return Object.assign(run, {
+    variables: parts.flatMap((p) => (typeof p === 'string' ? [] : variablesIn(p))),
+  });
 }

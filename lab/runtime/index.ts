@@ -33,6 +33,7 @@ import type { KinesisMappingStats } from './kinesis-mapping';
 import { LambdaRunner, LambdaServiceError, type FunctionStats } from './lambda-runner';
 import { QueueStore, type QueueMessage } from './queues';
 import { LabS3 } from './s3-client';
+import { SqsApi } from './sqs-api';
 import { TimeSeriesStore, type TimeSeriesStats } from './time-series';
 import { buildTopology, DEFAULT_HANDLERS, handlerRegistry, type Topology } from './topology';
 
@@ -106,6 +107,8 @@ export interface LabEndpoints {
   kinesis: string;
   /** S3 API (AWS_ENDPOINT_URL_S3); path-style addressing. */
   s3: string;
+  /** SQS API of the stack's queues (AWS_ENDPOINT_URL_SQS), AWS JSON 1.0 protocol. */
+  sqs: string;
   /** IoT control plane (AWS_ENDPOINT_URL_IOT). */
   iot: string;
   mqtt: { host: string; port: number; caPem: string };
@@ -234,6 +237,8 @@ async function loadAssembly(
 
 interface Backends {
   emulators: Awaited<ReturnType<typeof startEmulators>>;
+  /** The SQS API endpoint of the queue store. */
+  sqs: string;
   dynamodb: DynamoDBClient;
   kinesis: LabKinesis;
   s3: LabS3;
@@ -251,6 +256,15 @@ interface Backends {
  */
 async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<Backends> {
   const emulators = await startEmulators({ s3Directory: join(s.labDir, 's3') });
+  const queues = new QueueStore();
+  const sqsApi = new SqsApi(queues);
+  let sqs: string;
+  try {
+    sqs = await sqsApi.start();
+  } catch (e) {
+    await emulators.stop();
+    throw e;
+  }
   const dynamodb = new DynamoDBClient({
     endpoint: emulators.dynamodb,
     region: s.region,
@@ -262,6 +276,7 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
     DYNAMODB: emulators.dynamodb,
     KINESIS: emulators.kinesis,
     S3: emulators.s3,
+    SQS: sqs,
     ...(opts.extraEndpoints ?? {}),
   };
   const runner = new LambdaRunner({
@@ -274,14 +289,21 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
   const s3 = new LabS3(emulators.s3, s.region);
   return {
     emulators,
+    sqs,
     dynamodb,
     kinesis: new LabKinesis(emulators.kinesis, s.region, { timeoutMs: opts.kinesisTimeoutMs }),
     s3,
     timeSeries: new TimeSeriesStore(s.labDir),
-    queues: new QueueStore(),
+    queues,
     runner,
     endpointMap,
-    stoppers: [() => emulators.stop(), () => dynamodb.destroy(), () => s3.destroy(), () => runner.stop()],
+    stoppers: [
+      () => emulators.stop(),
+      () => sqsApi.stop(),
+      () => dynamodb.destroy(),
+      () => s3.destroy(),
+      () => runner.stop(),
+    ],
   };
 }
 
@@ -437,6 +459,7 @@ function sdkEnvironment(region: string, endpoints: LabEndpoints): Record<string,
     AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb,
     AWS_ENDPOINT_URL_KINESIS: endpoints.kinesis,
     AWS_ENDPOINT_URL_S3: endpoints.s3,
+    AWS_ENDPOINT_URL_SQS: endpoints.sqs,
     AWS_ENDPOINT_URL_IOT: endpoints.iot,
   };
 }
@@ -513,6 +536,7 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       dynamodb: b.emulators.dynamodb,
       kinesis: b.emulators.kinesis,
       s3: b.emulators.s3,
+      sqs: b.sqs,
       iot: iot.controlPlaneUrl,
       mqtt: iot.mqtt,
     };
@@ -583,7 +607,7 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
         iot: iot.stats(),
       }),
       summary: () => [
-        `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, S3 ${endpoints.s3} (${b.emulators.s3Directory}), IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
+        `lab up in ${startMs} ms${synthMs ? ` (synth ${synthMs} ms)` : ''}: DynamoDB ${endpoints.dynamodb}, Kinesis ${endpoints.kinesis}, S3 ${endpoints.s3} (${b.emulators.s3Directory}), SQS ${endpoints.sqs}, IoT ${endpoints.iot}, MQTT mtls://${endpoints.mqtt.host}:${endpoints.mqtt.port}`,
         ...topology.summary,
         ...(opts.logDir === false
           ? []

@@ -2,9 +2,11 @@
  * Local stores for the rules' time-series actions, as files under the lab directory:
  *
  * - Timestream: one JSON line per record (WriteRecords shape) in
- *   `<labDir>/timestream/<database>/<table>.jsonl`. Only tables the stack declares
- *   (AWS::Timestream::Database / Table) accept writes; another target fails as on AWS
- *   (ResourceNotFoundException), and the rule's error action runs.
+ *   `<labDir>/timestream/<database>/<table>.jsonl`. Tables the stack declares
+ *   (AWS::Timestream::Database / Table) are created at start; a table the stack does not declare
+ *   is taken to exist outside the stack (the lab cannot know) and is created on its first write,
+ *   listed with `declared: false` in the stats. A declared database without the table still fails
+ *   (ResourceNotFoundException), as on AWS.
  * - InfluxDB: line-protocol lines in `<labDir>/influxdb/<database>/<table>.lp`, written through a
  *   topic rule destination the stack declares (AWS::IoT::TopicRuleDestination with
  *   InfluxDBProperties, Status ENABLED); an unknown or disabled destination fails the write.
@@ -24,7 +26,8 @@ export interface InfluxDestination {
 }
 
 export interface TimeSeriesStats {
-  timestream: { database: string; table: string; records: number; writes: number }[];
+  /** `declared`: the stack declares the table; false for a table taken to exist outside the stack. */
+  timestream: { database: string; table: string; declared: boolean; records: number; writes: number }[];
   influxdb: { destination: string; database: string; table: string; points: number }[];
 }
 
@@ -34,7 +37,7 @@ const segment = (s: string): string => encodeURIComponent(s).replace(/%/g, '_');
 export class TimeSeriesStore {
   private readonly tables = new Map<
     string,
-    { database: string; table: string; records: number; writes: number }
+    { database: string; table: string; declared: boolean; records: number; writes: number }
   >();
   private readonly databases = new Set<string>();
   private readonly destinations = new Map<string, InfluxDestination>();
@@ -53,7 +56,7 @@ export class TimeSeriesStore {
   }
 
   addTable(database: string, table: string): void {
-    this.tables.set(`${database}\u0000${table}`, { database, table, records: 0, writes: 0 });
+    this.tables.set(`${database}\u0000${table}`, { database, table, declared: true, records: 0, writes: 0 });
   }
 
   addInfluxDestination(d: InfluxDestination): void {
@@ -70,13 +73,16 @@ export class TimeSeriesStore {
 
   /** WriteRecords: the records of one write, appended together. */
   async writeTimestream(database: string, table: string, records: TimestreamRecord[]): Promise<void> {
-    const t = this.tables.get(`${database}\u0000${table}`);
-    if (!t)
-      throw new Error(
-        this.databases.has(database)
-          ? `ResourceNotFoundException: The table ${table} does not exist in database ${database}`
-          : `ResourceNotFoundException: The database ${database} does not exist`,
-      );
+    const key = `${database}\u0000${table}`;
+    let t = this.tables.get(key);
+    if (!t) {
+      if (this.databases.has(database))
+        throw new Error(
+          `ResourceNotFoundException: The table ${table} does not exist in database ${database}`,
+        );
+      t = { database, table, declared: false, records: 0, writes: 0 };
+      this.tables.set(key, t);
+    }
     const file = this.timestreamFile(database, table);
     mkdirSync(join(file, '..'), { recursive: true });
     appendFileSync(file, records.map((r) => `${JSON.stringify(r)}\n`).join(''));

@@ -77,6 +77,7 @@ async function startKinesisMapping(
   await mapping.start();
   ctx.addStopper(() => mapping.stop());
   if (filter) notes.push('filtered');
+  if (config.batchingWindowMs > 0) notes.push(`batching window ${config.batchingWindowMs / 1000}s`);
   if (config.bisect) notes.push('bisect on error');
   if (config.reportItemFailures) notes.push('partial batch responses');
   notes.push(

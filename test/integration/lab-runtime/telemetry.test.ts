@@ -255,7 +255,7 @@ describe('telemetry and health through the lab: rules, stream, Firehose, event-s
       / lot="LAB-B",ring="broad" \d{13}$|,lot="LAB-B",ring="broad" \d{13}$/,
     );
     expect(lab.stats().timeSeries).toEqual({
-      timestream: [{ database: db, table, records: 26, writes: 2 }],
+      timestream: [{ database: db, table, declared: true, records: 26, writes: 2 }],
       influxdb: [
         {
           destination: lab.outputsByStack.Lab.InfluxDestination,

@@ -438,7 +438,7 @@ describe('RulesEngine: S3, Timestream and InfluxDB actions, registry data, actio
             DestinationArn: dest,
             RoleArn: ROLE,
             Tags: { thing: '${topic(3)}', site: 'lab one' },
-            TimestampUnit: 'MILLISECONDS',
+            TimestampUnit: 'ms',
           },
         },
       ]),
@@ -466,6 +466,69 @@ describe('RulesEngine: S3, Timestream and InfluxDB actions, registry data, actio
       `receivedAt=${m?.[2]}i`,
       'lot="LAB-A"',
     ]);
+  });
+
+  test("InfluxDB: the point's time is the result's timestamp key (not a field), in TimestampUnit", async () => {
+    const { engine, calls } = harness({ registryData });
+    const dest = 'arn:aws:iot:us-east-1:123456789012:ruledestination/influxdb/x';
+    engine.addRule(
+      'Influx',
+      rule(
+        `SET @registry = get_registry_data('DescribeThing', topic(3), '${ROLE}') SELECT rssiDbm, ts AS timestamp FROM 'dt/fleet/+/health'`,
+        [
+          {
+            InfluxDB: {
+              DatabaseName: 'fleet',
+              TableName: 'health',
+              DestinationArn: dest,
+              RoleArn: ROLE,
+              Tags: {
+                thing: '${topic(3)}',
+                lot: '${@registry.attributes.lot}',
+                ring: '${@registry.attributes.ring}',
+              },
+              TimestampUnit: 'ms',
+            },
+          },
+        ],
+      ),
+    );
+    await send(engine);
+    const [, , lines] = calls.find((c) => c.kind === 'influx')?.args as [string, unknown, string[]];
+    expect(lines).toEqual(['health,lot=LAB-A,ring=canary,thing=fleet-001 rssiDbm=-61i 1700000000000']);
+  });
+
+  test('SET variables reach the action templates and the error-action templates', async () => {
+    const { engine, calls } = harness({
+      registryData,
+      kinesisPutRecord: async () => {
+        throw new Error('down');
+      },
+    });
+    engine.addRule(
+      'R',
+      rule(
+        `SET @registry = get_registry_data('DescribeThing', topic(3), '${ROLE}'), @lot = @registry.attributes.lot SELECT @lot AS lot, @registry.attributes.ring AS ring FROM 'dt/fleet/+/health'`,
+        [
+          { Republish: { Topic: 'lots/${@lot}/${topic(3)}' } },
+          { Kinesis: { StreamName: 's', PartitionKey: '${@registry.thingName}' } },
+        ],
+        { S3: { BucketName: 'errors', Key: 'by-lot/${@lot}/${newuuid()}.json' } },
+      ),
+    );
+    await send(engine);
+    expect(calls.find((c) => c.kind === 'publish')?.args).toEqual([
+      'lots/LAB-A/fleet-001',
+      '{"lot":"LAB-A","ring":"canary"}',
+    ]);
+    expect(calls.find((c) => c.kind === 's3')?.args[1]).toMatch(/^by-lot\/LAB-A\/[0-9a-f-]{36}\.json$/);
+  });
+
+  test('a template reading a variable the SQL does not set fails at load', () => {
+    const { engine } = harness();
+    expect(() =>
+      engine.addRule('Bad', rule("SELECT * FROM 'a'", [{ Republish: { Topic: 'x/${@nope}' } }])),
+    ).toThrow(/Republish\.Topic: variable @nope is not set by the rule's SQL/);
   });
 
   test('an action that does not answer in time fails and the error action runs', async () => {

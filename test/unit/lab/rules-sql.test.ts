@@ -257,3 +257,39 @@ describe('the telemetry rule SQL', () => {
     });
   });
 });
+
+describe('SET clause', () => {
+  const registry = (api: string, thing: string): unknown =>
+    api === 'DescribeThing' ? { thingName: thing, attributes: { lot: 'LAB-A' } } : undefined;
+  const ctx = (): MessageContext => ({ ...msg(doc), registryData: registry });
+
+  test('variables hold expression results for SELECT and WHERE, with JSON extensions', () => {
+    const sql =
+      "SET @registry = get_registry_data('DescribeThing', topic(3), 'arn:aws:iam::1:role/r'), @c = (temp - 32) * 5 / 9 " +
+      "SELECT @registry.attributes.lot AS lot, @c AS celsius, @registry.thingName FROM 'dt/#' WHERE @c < 0";
+    const c = ctx();
+    expect(runStatement(parseSql(sql), c)).toEqual({
+      matched: true,
+      json: { lot: 'LAB-A', celsius: ((21.5 - 32) * 5) / 9, thingName: 'fleet-001' },
+    });
+    expect(c.vars).toMatchObject({ registry: { attributes: { lot: 'LAB-A' } } });
+  });
+
+  test('a later assignment reads an earlier one; `set` is still a field name elsewhere', () => {
+    const sql = "SET @a = temp, @b = @a + 1 SELECT @b AS b, set FROM 'dt/#'";
+    expect(runStatement(parseSql(sql), { ...msg({ temp: 1, set: 'x' }) })).toEqual({
+      matched: true,
+      json: { b: 2, set: 'x' },
+    });
+  });
+
+  test.each<[string, RegExp]>([
+    ["SET @a = 1, @a = 2 SELECT @a FROM 'x'", /assigned twice/],
+    ["SET @a = @b SELECT 1 FROM 'x'", /@b is used before it is set/],
+    ["SELECT @nope FROM 'x'", /@nope is not set/],
+    ["SET a = 1 SELECT 1 FROM 'x'", /expected a variable/],
+    ["SET @ = 1 SELECT 1 FROM 'x'", /bad variable name/],
+  ])('rejects %s', (sql, message) => {
+    expect(() => parseSql(sql)).toThrow(message);
+  });
+});
