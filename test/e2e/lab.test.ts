@@ -2,7 +2,10 @@
  * The lab end to end: cdk.out (synthesized when stale) → emulators, IoT Core emulation, bundled
  * Lambdas, topic rules → the enrollment scenario of `npm run lab` (same module) with 12 units,
  * one of each bad case; then the same on the shipped example config (two templates, a hook
- * behind an alias with provisioned concurrency). Loopback only, no AWS credentials.
+ * behind an alias with provisioned concurrency), and on the time-series example (Timestream and
+ * InfluxDB actions into the lab's local stores). Every run includes the telemetry phase: the ACTIVE
+ * units stream over Basic Ingest, the Kinesis emulator stops and comes back, replay brings back
+ * what the error store caught, and nothing is lost. Loopback only, no AWS credentials.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -85,8 +88,11 @@ describe('npm run lab scenario (12 units, every bad case)', () => {
     expect(report.factory.held).toEqual(['LAB-HOLD']);
   });
 
-  test('no dead letters; the hook and presence functions ran without errors', () => {
-    expect(report.lab.deadLetters).toEqual([]);
+  test('no dead letters but the malformed health report; every function ran without errors', () => {
+    const queues = new Set(report.lab.deadLetters.map((d) => d.queueName));
+    expect(report.lab.deadLetters).toHaveLength(1);
+    expect(queues.size).toBe(1);
+    expect(JSON.parse(report.lab.deadLetters[0].body)).toMatchObject({ reason: 'MALFORMED' });
     for (const f of report.lab.functions)
       expect({ name: f.functionName, errors: f.errors }).toEqual({ name: f.functionName, errors: 0 });
     expect(report.lab.rules.reduce((a, r) => a + r.matched, 0)).toBeGreaterThanOrEqual(7);
@@ -96,6 +102,31 @@ describe('npm run lab scenario (12 units, every bad case)', () => {
     expect(report.templates).toEqual([
       expect.objectContaining({ template: 'fleet-default', attempted: 12, enrolled: 7, activated: 7 }),
     ]);
+  });
+
+  test('telemetry: every ACTIVE unit streamed, the outage went through the error store and replay, nothing was lost', () => {
+    const t = report.telemetry!;
+    expect(t.devices).toBe(7);
+    expect(t.published).toBeGreaterThan(0);
+    expect(t.lost).toBe(0);
+    expect(t.inErrorStore).toBeGreaterThan(0);
+    expect(t.replayed).toBe(t.replay.counts.found - t.replay.counts.skipped);
+    expect(t.delivered + t.replayed).toBe(t.published);
+    expect(t.archived).toBe(t.published);
+  });
+
+  test('health: the crash-looping release candidate is the only cohort with unexpected reboots', () => {
+    const t = report.telemetry!;
+    const rc = t.cohorts.filter((c) => c.firmware === t.firmware.crashLooping);
+    expect(rc.reduce((a, c) => a + c.unexpectedReboots, 0)).toBeGreaterThan(0);
+    expect(rc.reduce((a, c) => a + c.crashResets, 0)).toBeGreaterThan(0);
+    for (const c of t.cohorts.filter((x) => x.firmware !== t.firmware.crashLooping))
+      expect({ cohort: `${c.firmware} ${c.ring}`, reboots: c.unexpectedReboots }).toEqual({
+        cohort: `${c.firmware} ${c.ring}`,
+        reboots: 0,
+      });
+    expect(t.registry).toMatchObject({ lastSeenSet: 7, firmwareRecorded: t.registry.switched });
+    expect(t.registry.firmwareChangedEntries).toBe(t.registry.switched);
   });
 });
 
@@ -167,5 +198,64 @@ describe('npm run lab -- --config examples/fleet.config.json (two templates, hoo
       expect(h.invocations).toBeGreaterThan(0);
       expect(h.errors).toBe(0);
     }
+  });
+
+  test('telemetry went through the config-named rules, nothing lost', () => {
+    expect(labStackOutputs(lab as LabRuntime).TelemetryRules).toBe(
+      JSON.stringify({ telemetry: 'acme_telemetry', health: 'acme_health' }),
+    );
+    expect(report.telemetry?.lost).toBe(0);
+    expect(report.telemetry?.published).toBeGreaterThan(0);
+  });
+});
+
+describe('npm run lab -- --config examples/timeseries.config.json (Timestream and InfluxDB options on)', () => {
+  const projectDir = resolve(__dirname, '../..');
+  const config = join(projectDir, 'examples/timeseries.config.json');
+  let lab: LabRuntime | undefined;
+  let dir: string;
+  let report: ScenarioReport;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fleet-lab-e2e-timeseries-'));
+    lab = await startLabRuntime({
+      projectDir,
+      cdkOut: join(projectDir, '.lab', 'cdk.out-e2e-timeseries'),
+      synthContext: { config },
+      synthInputFiles: [config],
+      labDir: dir,
+      logDir: false,
+    });
+    report = await runScenario(lab, { devices: 12, labDir: dir, activationTimeoutMs: 20_000 });
+  });
+
+  afterAll(async () => {
+    await lab?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the stack with both options runs in the lab with no unsupported type', () => {
+    expect(lab?.topology.unsupported).toEqual([]);
+    expect(report.failures).toEqual([]);
+    expect(report.ok).toBe(true);
+  });
+
+  test('the health reports reached the Timestream table and the InfluxDB destination, with lot and ring', () => {
+    const ts = report.telemetry!.timeSeries;
+    expect(ts.timestream).toEqual([
+      expect.objectContaining({
+        database: 'fleet_telemetry',
+        table: 'device_health',
+        records: expect.any(Number),
+      }),
+    ]);
+    expect(ts.timestream[0].records).toBeGreaterThan(0);
+    expect(ts.influxdb).toHaveLength(1);
+    expect(ts.influxdb[0].points).toBeGreaterThan(0);
+    const records = lab!.timeSeries.timestreamRecords('fleet_telemetry', 'device_health');
+    const dims = (records[0] as { Dimensions?: { Name: string; Value: string }[] }).Dimensions ?? [];
+    expect(dims.map((d) => d.Name).sort()).toEqual(['firmware', 'lot', 'ring', 'thingName']);
+    expect(dims.find((d) => d.Name === 'lot')?.Value).toMatch(/^LAB-/);
+    expect(report.telemetry?.lost).toBe(0);
   });
 });
