@@ -9,8 +9,9 @@
  *
  * The gate: while paused, the server answers nothing. Requests that arrive are held; on resume
  * the held requests whose client is still waiting run, and those whose client gave up (closed
- * the connection) are dropped without effect, as if the network had lost them. That is how the
- * lab makes an endpoint "stop answering and come back with its data".
+ * the connection, or whose `x-lab-deadline` has passed) are dropped without effect, as if the
+ * network had lost them. That is how the lab makes an endpoint "stop answering and come back
+ * with its data".
  *
  * s3rver fixes (see emulators.ts): any access key is accepted (signatures are not checked, as
  * s3rver does not check SigV4 anyway), and an `aws-chunked` request body (what the AWS SDK sends
@@ -37,6 +38,14 @@ function installGate(server) {
   const listeners = server.listeners('request');
   server.removeAllListeners('request');
   const forward = (req, res) => {
+    // A lab client's deadline (see kinesis-client.ts): past it, the client is giving up, so the
+    // request is left unanswered and unapplied (the client times out and closes it) rather than
+    // applied too late to be answered.
+    const deadline = Number(req.headers['x-lab-deadline']);
+    if (deadline && Date.now() > deadline) {
+      req.resume();
+      return;
+    }
     for (const l of listeners) l.call(server, req, res);
   };
   server.on('request', (req, res) => {

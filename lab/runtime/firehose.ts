@@ -12,15 +12,16 @@
  *   use the approximate arrival time of the oldest record in the object (UTC unless
  *   CustomTimeZone), `!{firehose:random-string}` is 11 random characters, the default prefix is
  *   `yyyy/MM/dd/HH/`, the extension `.gz` with GZIP (or FileExtension);
+ * - a Lambda processor transforms each buffer first (Firehose's transformation event and
+ *   answer: Ok, Dropped, ProcessingFailed; a failed invocation is retried NumberOfRetries times);
+ *   records it fails are written as Firehose's error records (JSON lines with errorCode, rawData…)
+ *   under the ErrorOutputPrefix with `!{firehose:error-output-type}` = `processing-failed`;
  * - the object holds the records' data back to back, each followed by the delimiter when the
- *   AppendDelimiterToRecord processor is on, GZIP-compressed when CompressionFormat is GZIP;
+ *   AppendDelimiterToRecord processor is on, GZIP-compressed when CompressionFormat is GZIP (the
+ *   error objects too);
  * - a failed S3 delivery is retried (every 5 s on AWS, with backoff in the lab) until it works,
  *   records keep buffering meanwhile; the source position of a record is checkpointed once its
  *   object is written, so a restart reads again what was not delivered and nothing that was.
- *
- * The ErrorOutputPrefix (`!{firehose:error-output-type}` included) is rendered by
- * {@link renderPrefix}; the lab's supported processors never fail a record, so nothing is
- * written under it.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
@@ -87,6 +88,8 @@ export function objectSuffix(
 export interface FirehoseConfig {
   logicalId: string;
   name: string;
+  arn: string;
+  region: string;
   sourceArn: string;
   streamName: string;
   bucket: string;
@@ -99,6 +102,8 @@ export interface FirehoseConfig {
   delimiter?: string;
   extension: string;
   timeZone: string;
+  /** The Lambda processor: the function and how often a failed invocation is retried. */
+  lambda?: { arn: string; retries: number };
 }
 
 export interface FirehoseStats {
@@ -120,14 +125,26 @@ export interface FirehoseStats {
   pollErrors: number;
   /** Records read and not yet delivered. */
   buffered: number;
-  /** Objects written under the ErrorOutputPrefix. */
+  /** Objects written under the ErrorOutputPrefix (records the Lambda processor failed). */
   errorObjects: number;
+  /** Records written under the ErrorOutputPrefix. */
+  recordsFailed: number;
+  /** Records the Lambda processor dropped. */
+  recordsDropped: number;
   lastObjectKey?: string;
+}
+
+interface FailedRecord {
+  record: Buffered;
+  code: string;
+  message: string;
+  attempts: number;
 }
 
 interface Buffered {
   shardId: string;
   sequenceNumber: string;
+  partitionKey: string;
   data: Buffer;
   /** Approximate arrival, epoch ms. */
   arrivalMs: number;
@@ -153,6 +170,8 @@ export class FirehoseDelivery {
     deliveryErrors: 0,
     pollErrors: 0,
     errorObjects: 0,
+    recordsFailed: 0,
+    recordsDropped: 0,
   };
   private lastObjectKey?: string;
 
@@ -161,6 +180,8 @@ export class FirehoseDelivery {
     private readonly deps: {
       kinesis: LabKinesis;
       s3: LabS3;
+      /** Invoke a function (the Lambda processor). */
+      invoke(functionArn: string, event: unknown): Promise<unknown>;
       log(e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }): void;
       pollIntervalMs: number;
     },
@@ -241,6 +262,7 @@ export class FirehoseDelivery {
         this.buffer.push({
           shardId: c.shardId,
           sequenceNumber: r.SequenceNumber,
+          partitionKey: r.PartitionKey,
           data,
           arrivalMs: Math.round(r.ApproximateArrivalTimestamp * 1000),
         });
@@ -278,19 +300,13 @@ export class FirehoseDelivery {
     return this.config.gzip ? gzipSync(raw) : raw;
   }
 
-  /** Write one object, retrying until S3 takes it (or the stream restarts or stops). */
-  private async write(records: Buffered[], generation: number): Promise<void> {
-    const oldest = Math.min(...records.map((r) => r.arrivalMs));
-    const tz = this.config.timeZone;
-    const key =
-      renderPrefix(this.config.prefix, oldest, { timeZone: tz }) +
-      objectSuffix(this.config.name, 1, oldest, { timeZone: tz, extension: this.config.extension });
-    const body = this.objectBody(records);
+  /** One object to S3, retrying until S3 takes it; false when the stream restarted or stopped. */
+  private async putUntilWritten(key: string, body: Buffer, generation: number): Promise<boolean> {
     let failures = 0;
     while (this.live(generation)) {
       try {
         await this.deps.s3.putObject(this.config.bucket, key, body);
-        break;
+        return true;
       } catch (e) {
         failures++;
         this.counters.deliveryErrors++;
@@ -306,11 +322,141 @@ export class FirehoseDelivery {
         await this.sleeper.sleep(backoffMs(failures));
       }
     }
+    return false;
+  }
+
+  /**
+   * The Lambda processor: the function transforms the records (Ok: new data; Dropped: left out;
+   * ProcessingFailed: to the error output). A failed invocation is retried NumberOfRetries
+   * times, then every record of the batch goes to the error output.
+   */
+  private async transform(
+    records: Buffered[],
+  ): Promise<{ ok: Buffered[]; failed: FailedRecord[]; dropped: number }> {
+    const lambda = this.config.lambda as NonNullable<FirehoseConfig['lambda']>;
+    const ids = records.map((_, i) => String(i).padStart(8, '0'));
+    const event = {
+      invocationId: randomUUID(),
+      deliveryStreamArn: this.config.arn,
+      sourceKinesisStreamArn: this.config.sourceArn,
+      region: this.config.region,
+      records: records.map((r, i) => ({
+        recordId: ids[i],
+        approximateArrivalTimestamp: r.arrivalMs,
+        data: r.data.toString('base64'),
+        kinesisRecordMetadata: {
+          shardId: r.shardId,
+          partitionKey: r.partitionKey,
+          approximateArrivalTimestamp: r.arrivalMs,
+          sequenceNumber: r.sequenceNumber,
+          subsequenceNumber: '',
+        },
+      })),
+    };
+    let attempts = 0;
+    let lastError = '';
+    while (attempts <= lambda.retries) {
+      attempts++;
+      let answer: unknown;
+      try {
+        answer = await this.deps.invoke(lambda.arn, event);
+      } catch (e) {
+        lastError = (e as Error).message;
+        continue;
+      }
+      const results = new Map(
+        (
+          (answer as { records?: { recordId?: string; result?: string; data?: string }[] } | null)?.records ??
+          []
+        ).map((r) => [r.recordId, r]),
+      );
+      const ok: Buffered[] = [];
+      const failed: FailedRecord[] = [];
+      let dropped = 0;
+      records.forEach((r, i) => {
+        const out = results.get(ids[i]);
+        if (!out)
+          failed.push({
+            record: r,
+            code: 'Lambda.MissingRecordId',
+            message: `record ${ids[i]} missing from the answer`,
+            attempts,
+          });
+        else if (out.result === 'Ok') ok.push({ ...r, data: Buffer.from(out.data ?? '', 'base64') });
+        else if (out.result === 'Dropped') dropped++;
+        else
+          failed.push({
+            record: r,
+            code: 'Lambda.ProcessingFailedStatus',
+            message: `result ${String(out.result)}`,
+            attempts,
+          });
+      });
+      return { ok, failed, dropped };
+    }
+    return {
+      ok: [],
+      failed: records.map((record) => ({
+        record,
+        code: 'Lambda.FunctionError',
+        message: lastError,
+        attempts,
+      })),
+      dropped: 0,
+    };
+  }
+
+  /** Records the processor could not transform, as Firehose writes them under the ErrorOutputPrefix. */
+  private errorBody(failed: FailedRecord[]): Buffer {
+    const now = Date.now();
+    const lines = failed.map(
+      (f) =>
+        `${JSON.stringify({
+          attemptsMade: f.attempts,
+          arrivalTimestamp: f.record.arrivalMs,
+          errorCode: f.code,
+          errorMessage: f.message,
+          attemptEndingTimestamp: now,
+          rawData: f.record.data.toString('base64'),
+          lambdaArn: this.config.lambda?.arn,
+        })}\n`,
+    );
+    const raw = Buffer.from(lines.join(''));
+    return this.config.gzip ? gzipSync(raw) : raw;
+  }
+
+  /** Deliver one buffer: processed, written to S3 (failures under the ErrorOutputPrefix), checkpointed. */
+  private async write(records: Buffered[], generation: number): Promise<void> {
+    const oldest = Math.min(...records.map((r) => r.arrivalMs));
+    const tz = this.config.timeZone;
+    const suffix = (): string =>
+      objectSuffix(this.config.name, 1, oldest, { timeZone: tz, extension: this.config.extension });
+    let ok = records;
+    if (this.config.lambda) {
+      const t = await this.transform(records);
+      ok = t.ok;
+      this.counters.recordsDropped += t.dropped;
+      if (t.failed.length) {
+        const key =
+          renderPrefix(this.config.errorPrefix, oldest, {
+            timeZone: tz,
+            errorOutputType: 'processing-failed',
+          }) + suffix();
+        if (!(await this.putUntilWritten(key, this.errorBody(t.failed), generation))) return;
+        this.counters.errorObjects++;
+        this.counters.recordsFailed += t.failed.length;
+      }
+    }
+    if (ok.length) {
+      const key = renderPrefix(this.config.prefix, oldest, { timeZone: tz }) + suffix();
+      const body = this.objectBody(ok);
+      if (!(await this.putUntilWritten(key, body, generation))) return;
+      this.counters.objectsWritten++;
+      this.counters.recordsArchived += ok.length;
+      this.counters.bytesWritten += body.length;
+      this.lastObjectKey = key;
+    }
     if (!this.live(generation)) return;
-    this.counters.objectsWritten++;
-    this.counters.recordsArchived += records.length;
-    this.counters.bytesWritten += body.length;
-    this.lastObjectKey = key;
     for (const c of this.cursors) {
       const mine = records.filter((r) => r.shardId === c.shardId);
       if (mine.length) c.commit(mine[mine.length - 1].sequenceNumber);

@@ -241,6 +241,11 @@ interface Backends {
   sqs: string;
   dynamodb: DynamoDBClient;
   kinesis: LabKinesis;
+  /**
+   * The rules' Kinesis client: bounded by the rule action timeout as well, so a Kinesis action
+   * that times out was not applied (its record is in the error store only, never in both).
+   */
+  ruleKinesis: LabKinesis;
   s3: LabS3;
   timeSeries: TimeSeriesStore;
   queues: QueueStore;
@@ -292,6 +297,12 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
     sqs,
     dynamodb,
     kinesis: new LabKinesis(emulators.kinesis, s.region, { timeoutMs: opts.kinesisTimeoutMs }),
+    ruleKinesis: new LabKinesis(emulators.kinesis, s.region, {
+      timeoutMs: Math.min(
+        opts.kinesisTimeoutMs ?? 3000,
+        (opts.ruleActionTimeoutMs ?? 3000) > 0 ? (opts.ruleActionTimeoutMs ?? 3000) : Infinity,
+      ),
+    }),
     s3,
     timeSeries: new TimeSeriesStore(s.labDir),
     queues,
@@ -374,7 +385,7 @@ function createRulesEngine(
     },
     publish: (topic, payload) => iot.publish(topic, payload),
     kinesisPutRecord: async (stream, pk, data) => {
-      await b.kinesis.putRecord(stream, pk, data);
+      await b.ruleKinesis.putRecord(stream, pk, data);
     },
     sqsSendMessage: async (url, body, meta) => {
       b.queues.send(url, body, `rule:${meta.ruleName}`);

@@ -4,8 +4,11 @@
  * emulator checks. Lambda code uses the real SDK client through AWS_ENDPOINT_URL_KINESIS.
  *
  * Every call is bounded ({@link LabKinesisOptions.timeoutMs}): a call the emulator does not
- * answer in time fails with `TimeoutError` and its connection is closed, so a paused Kinesis
- * (the lab's fault injection) never applies it later.
+ * answer in time fails with `TimeoutError` and its connection is closed. So that "timed out"
+ * always means "not applied", each call carries a deadline (`x-lab-deadline`, epoch ms) ending a
+ * grace period before the client gives up: the emulator's gate drops a request it would start
+ * after the deadline (one held while Kinesis was paused, or one that waited behind a backlog),
+ * and a request it starts in time has the grace period to be answered.
  */
 import { request } from 'node:http';
 
@@ -50,6 +53,7 @@ export class LabKinesis {
     const url = new URL(this.endpoint);
     const data = Buffer.from(JSON.stringify(body));
     const date = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
+    const deadline = Date.now() + this.timeoutMs - Math.min(1000, Math.floor(this.timeoutMs / 3));
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined = undefined;
       const req = request(
@@ -63,6 +67,7 @@ export class LabKinesis {
             'content-length': data.length,
             'x-amz-target': `Kinesis_20131202.${operation}`,
             'x-amz-date': date,
+            'x-lab-deadline': String(deadline),
             authorization: `AWS4-HMAC-SHA256 Credential=lab/${date.slice(0, 8)}/${this.region}/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=lab`,
           },
         },

@@ -4,8 +4,8 @@
  * S3DestinationConfiguration) → a delivery stream that reads the stream and writes objects to
  * the S3 emulator (../firehose.ts). Supported: Prefix and ErrorOutputPrefix expressions
  * (`!{timestamp:…}`, `!{firehose:…}`), BufferingHints, CompressionFormat UNCOMPRESSED or GZIP,
- * the AppendDelimiterToRecord processor, FileExtension, CustomTimeZone. Direct PUT streams,
- * other destinations, other processors (Lambda, de-aggregation, …), other compressions, format
+ * the AppendDelimiterToRecord and Lambda processors, FileExtension, CustomTimeZone. Direct PUT
+ * streams, other destinations, other processors (de-aggregation, …), other compressions, format
  * conversion and dynamic partitioning are UNSUPPORTED; encryption, CloudWatch logging and S3
  * backup are accepted and not emulated.
  */
@@ -58,17 +58,28 @@ function deliveryConfig(ctx: HandlerContext): {
   if ((dest.DynamicPartitioningConfiguration as Props | undefined)?.Enabled === true)
     return { unsupported: 'dynamic partitioning is not emulated', notes };
   let delimiter: string | undefined;
+  let lambda: FirehoseConfig['lambda'];
   const processing = dest.ProcessingConfiguration as
     { Enabled?: boolean; Processors?: Processor[] } | undefined;
   if (processing?.Enabled === true) {
     for (const proc of processing.Processors ?? []) {
-      if (proc.Type !== 'AppendDelimiterToRecord')
+      const param = (name: string) => proc.Parameters?.find((x) => x.ParameterName === name)?.ParameterValue;
+      if (proc.Type === 'AppendDelimiterToRecord') {
+        const d = param('Delimiter');
+        delimiter = d === undefined ? '\n' : unescape(d);
+      } else if (proc.Type === 'Lambda') {
+        const fn = ctx.runner.resolve(String(param('LambdaArn') ?? ''));
+        if (!fn)
+          return {
+            unsupported: `Lambda processor ${String(param('LambdaArn'))} is not a function of the stack`,
+            notes,
+          };
+        lambda = { arn: fn, retries: Number(param('NumberOfRetries') ?? 3) };
+      } else
         return {
-          unsupported: `processor ${String(proc.Type)} is not emulated (AppendDelimiterToRecord only)`,
+          unsupported: `processor ${String(proc.Type)} is not emulated (AppendDelimiterToRecord, Lambda)`,
           notes,
         };
-      const param = proc.Parameters?.find((x) => x.ParameterName === 'Delimiter')?.ParameterValue;
-      delimiter = param === undefined ? '\n' : unescape(param);
     }
   }
   const prefix = typeof dest.Prefix === 'string' && dest.Prefix !== '' ? dest.Prefix : DEFAULT_PREFIX;
@@ -93,6 +104,9 @@ function deliveryConfig(ctx: HandlerContext): {
   const config: FirehoseConfig = {
     logicalId: ctx.logicalId,
     name: ctx.physicalName,
+    arn: arn('firehose', ctx, `deliverystream/${ctx.physicalName}`),
+    region: ctx.region,
+    lambda,
     sourceArn: source,
     streamName: source.slice(source.indexOf('stream/') + 'stream/'.length),
     bucket,
@@ -125,6 +139,7 @@ export const firehoseDeliveryStreamHandler: ResourceHandler = {
     const delivery = new FirehoseDelivery(config, {
       kinesis: ctx.kinesis,
       s3: ctx.s3,
+      invoke: (fn, event) => ctx.invoke(fn, event),
       log: (e) => ctx.log(e),
       pollIntervalMs: ctx.options.pollIntervalMs ?? 200,
     });
@@ -145,6 +160,7 @@ export const firehoseDeliveryStreamHandler: ResourceHandler = {
         `${config.streamName} → s3://${config.bucket}/${config.prefix}`,
         `buffer ${config.sizeBytes / 1024 / 1024} MB / ${config.intervalMs / 1000}s`,
         config.gzip ? 'GZIP' : 'uncompressed',
+        ...(config.lambda ? [`Lambda processor ${config.lambda.arn}`] : []),
         ...(config.delimiter !== undefined ? ['newline-delimited'] : []),
         ...notes,
       ].join(', '),

@@ -142,4 +142,16 @@ describe('lab emulators: s3rver through the real S3 SDK, Kinesis pause and resum
       'after',
     ]);
   });
+
+  test('a request released after its deadline is dropped: a call that times out was never applied', async () => {
+    const k = new LabKinesis(em.kinesis, 'us-east-1', { timeoutMs: 1500 }); // deadline: 1000 ms in
+    await em.faults.pauseKinesis();
+    const late = k.putRecord('s', 'k', Buffer.from('late'));
+    await new Promise((r) => setTimeout(r, 1200)); // held past its deadline, client still waiting
+    await em.faults.resumeKinesis();
+    await expect(late).rejects.toMatchObject({ code: 'TimeoutError' });
+    const [shard] = await k.listShardIds('s');
+    const out = await k.getRecords(await k.shardIterator('s', shard, 'TRIM_HORIZON'), 100);
+    expect(out.Records.map((r) => Buffer.from(r.Data, 'base64').toString())).not.toContain('late');
+  });
 });

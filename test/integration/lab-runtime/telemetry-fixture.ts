@@ -4,7 +4,8 @@
  * actions to an error bucket under the parse_time key, and on the health rule a Timestream and an
  * InfluxDB action, its SQL enriched with get_registry_data), a Timestream database and table, an
  * InfluxDB topic rule destination in a VPC, a Firehose stream archiving the stream to a bucket
- * (GZIP, newline-delimited, timestamp prefix), two Lambda event-source mappings with filters (a
+ * (GZIP, newline-delimited, timestamp prefix), a second one with a Lambda transformation and an
+ * error output, two Lambda event-source mappings with filters (a
  * health consumer with partial batch responses, and a consumer that throws on a poison record,
  * with bisect, one retry and an SQS on-failure destination), and the types the lab only
  * acknowledges (alarm, bucket policy, KMS key, log group, secret, VPC, subnet, security group).
@@ -13,6 +14,7 @@ import { code, writeAssembly } from './fixture';
 
 const HEALTH_HASH = 'c'.repeat(64);
 const POISON_HASH = 'd'.repeat(64);
+const TRANSFORM_HASH = 'e'.repeat(64);
 
 export const ROLE = 'arn:aws:iam::123456789012:role/lab-rules';
 export const THINGS = {
@@ -41,6 +43,19 @@ exports.handler = async (event) => {
   console.log(JSON.stringify({ poisonBatch: docs.map((d) => d.bootId) }));
   return {};
 };
+`;
+
+/** Firehose transformation: telemetry dropped, health of firmware 9.9.9 failed, other health marked. */
+const TRANSFORM_CODE = `
+exports.handler = async (event) => ({
+  records: event.records.map((r) => {
+    const rec = JSON.parse(Buffer.from(r.data, 'base64').toString('utf8'));
+    if (rec.type === 'telemetry') return { recordId: r.recordId, result: 'Dropped' };
+    if (rec.fw === '9.9.9') return { recordId: r.recordId, result: 'ProcessingFailed', data: r.data };
+    const out = { ...rec, transformedFrom: r.kinesisRecordMetadata.sequenceNumber };
+    return { recordId: r.recordId, result: 'Ok', data: Buffer.from(JSON.stringify(out)).toString('base64') };
+  }),
+});
 `;
 
 const HEALTH_FIELDS = 'ts, fw, bootId, uptimeS, resetReason, heapFreeB, heapMinB, rssiDbm, connection';
@@ -199,6 +214,46 @@ export function writeTelemetryAssembly(): string {
           },
         },
       },
+      ProcessedBucket: { Type: 'AWS::S3::Bucket', Properties: {} },
+      Transform: {
+        Type: 'AWS::Lambda::Function',
+        Properties: {
+          Code: code(TRANSFORM_HASH),
+          Handler: 'index.handler',
+          Runtime: 'nodejs22.x',
+          Timeout: 10,
+        },
+      },
+      Processed: {
+        Type: 'AWS::KinesisFirehose::DeliveryStream',
+        Properties: {
+          DeliveryStreamType: 'KinesisStreamAsSource',
+          KinesisStreamSourceConfiguration: {
+            KinesisStreamARN: { 'Fn::GetAtt': ['Stream', 'Arn'] },
+            RoleARN: ROLE,
+          },
+          ExtendedS3DestinationConfiguration: {
+            BucketARN: { 'Fn::GetAtt': ['ProcessedBucket', 'Arn'] },
+            RoleARN: ROLE,
+            Prefix: 'health/',
+            ErrorOutputPrefix: 'errors/!{firehose:error-output-type}/',
+            BufferingHints: { IntervalInSeconds: 60, SizeInMBs: 1 },
+            ProcessingConfiguration: {
+              Enabled: true,
+              Processors: [
+                {
+                  Type: 'Lambda',
+                  Parameters: [
+                    { ParameterName: 'LambdaArn', ParameterValue: { 'Fn::GetAtt': ['Transform', 'Arn'] } },
+                    { ParameterName: 'NumberOfRetries', ParameterValue: '1' },
+                  ],
+                },
+                { Type: 'AppendDelimiterToRecord', Parameters: [] },
+              ],
+            },
+          },
+        },
+      },
       Health: {
         Type: 'AWS::Lambda::Function',
         Properties: { Code: code(HEALTH_HASH), Handler: 'index.handler', Runtime: 'nodejs22.x', Timeout: 10 },
@@ -253,6 +308,7 @@ export function writeTelemetryAssembly(): string {
     Outputs: {
       ErrorBucket: { Value: { Ref: 'ErrorBucket' } },
       ArchiveBucket: { Value: { Ref: 'ArchiveBucket' } },
+      ProcessedBucket: { Value: { Ref: 'ProcessedBucket' } },
       ArchiveBucketArn: { Value: { 'Fn::GetAtt': ['ArchiveBucket', 'Arn'] } },
       TimestreamTable: { Value: { Ref: 'HealthTable' } },
       InfluxDestination: { Value: { Ref: 'InfluxDestination' } },
@@ -260,5 +316,9 @@ export function writeTelemetryAssembly(): string {
       SecurityGroup: { Value: { 'Fn::GetAtt': ['InfluxSg', 'GroupId'] } },
     },
   };
-  return writeAssembly(template, { [HEALTH_HASH]: HEALTH_CODE, [POISON_HASH]: POISON_CODE });
+  return writeAssembly(template, {
+    [HEALTH_HASH]: HEALTH_CODE,
+    [POISON_HASH]: POISON_CODE,
+    [TRANSFORM_HASH]: TRANSFORM_CODE,
+  });
 }

@@ -96,6 +96,10 @@ describe('telemetry and health through the lab: rules, stream, Firehose, event-s
     }
     return { keys, records };
   };
+  const delivery = (logicalId: string) =>
+    lab.stats().deliveryStreams.find((d) => d.logicalId === logicalId) as ReturnType<
+      LabRuntime['stats']
+    >['deliveryStreams'][number];
   const dlq = (source: string) =>
     lab
       .deadLetters('Dlq')
@@ -134,7 +138,8 @@ describe('telemetry and health through the lab: rules, stream, Firehose, event-s
   test('creates buckets, Timestream table, rule destination and delivery stream; acknowledges the rest', () => {
     const text = lab.summary().join('\n');
     expect(lab.topology.unsupported).toEqual([]);
-    expect(text).toMatch(/14 created, 8 acknowledged \(no local effect\), 0 UNSUPPORTED/);
+    expect(text).toMatch(/17 created, 8 acknowledged \(no local effect\), 0 UNSUPPORTED/);
+    expect(text).toMatch(/firehose +Processed → .*Lambda processor .*:function:Lab-Transform-/);
     expect(text).toMatch(
       /bucket +ErrorBucket → lab-errorbucket-[a-z0-9]{13} \(s3 bucket; not emulated: encryption, 1 lifecycle rule\(s\), access settings\)/,
     );
@@ -173,7 +178,7 @@ describe('telemetry and health through the lab: rules, stream, Firehose, event-s
     await lab.idle();
     await lab.flushFirehose();
     const { keys, records } = await archive();
-    const name = lab.stats().deliveryStreams[0].name;
+    const name = delivery('Archive').name;
     for (const key of keys) {
       const m = new RegExp(
         `^records/year=(\\d{4})/month=(\\d{2})/day=(\\d{2})/hour=(\\d{2})/${name}-1-(\\d{4})-(\\d{2})-(\\d{2})-(\\d{2})-\\d{2}-\\d{2}-[0-9a-f-]{36}\\.gz$`,
@@ -208,7 +213,7 @@ describe('telemetry and health through the lab: rules, stream, Firehose, event-s
       ring: 'broad',
       resetReason: 'POWER_ON',
     });
-    expect(lab.stats().deliveryStreams[0]).toMatchObject({ recordsRead: 5, recordsArchived: 5, buffered: 0 });
+    expect(delivery('Archive')).toMatchObject({ recordsRead: 5, recordsArchived: 5, buffered: 0 });
   });
 
   test('the health consumer gets the health records only (FilterCriteria), once each', async () => {
@@ -276,7 +281,7 @@ describe('telemetry and health through the lab: rules, stream, Firehose, event-s
     expect(Date.now() - started).toBeGreaterThanOrEqual(3 * 600);
     await new Promise((r) => setTimeout(r, 300));
     expect(mappingStats('HealthMapping')?.pollErrors).toBeGreaterThan(0);
-    expect(lab.stats().deliveryStreams[0].pollErrors).toBeGreaterThan(0);
+    expect(delivery('Archive').pollErrors).toBeGreaterThan(0);
 
     const telemetryErrors = await errorObjects('fleet_telemetry');
     const healthErrors = await errorObjects('fleet_health');
@@ -400,5 +405,49 @@ describe('telemetry and health through the lab: rules, stream, Firehose, event-s
     expect(message.responseContext).toEqual({ statusCode: 200, executedVersion: '$LATEST' });
     expect(message.KinesisBatchInfo).toMatchObject({ batchSize: 1 });
     expect(mappingStats('HealthMapping')).toMatchObject({ partialFailures: 2, sentToOnFailure: 1 });
+  });
+
+  test('a Firehose Lambda processor: transformed records archived, dropped ones left out, failed ones under the error prefix', async () => {
+    await lab.flushFirehose();
+    const bucket = lab.outputsByStack.Lab.ProcessedBucket;
+    const keys = await lab.s3.listKeys(bucket);
+    const name = delivery('Processed').name;
+    const data = keys.filter((k) => k.startsWith('health/'));
+    const errors = keys.filter((k) => k.startsWith('errors/'));
+    for (const k of data)
+      expect(k).toMatch(new RegExp(`^health/${name}-1-\\d{4}(-\\d{2}){5}-[0-9a-f-]{36}$`));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(new RegExp(`^errors/processing-failed/${name}-1-`));
+    const health = (
+      await Promise.all(
+        data.map(async (k) => (await getObject(bucket, k)).toString().split('\n').filter(Boolean)),
+      )
+    )
+      .flat()
+      .map((l) => JSON.parse(l) as StreamRecord);
+    expect(health.every((r) => r.type === 'health' && typeof r.transformedFrom === 'string')).toBe(true);
+    expect(health.map((r) => r.fw)).not.toContain('9.9.9');
+    const [failed] = (await getObject(bucket, errors[0]))
+      .toString()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(failed).toEqual({
+      attemptsMade: 1,
+      arrivalTimestamp: expect.any(Number),
+      errorCode: 'Lambda.ProcessingFailedStatus',
+      errorMessage: expect.any(String),
+      attemptEndingTimestamp: expect.any(Number),
+      rawData: expect.any(String),
+      lambdaArn: lab.topology.functions.Transform.arn,
+    });
+    expect(JSON.parse(Buffer.from(failed.rawData as string, 'base64').toString())).toMatchObject({
+      fw: '9.9.9',
+    });
+    const d = delivery('Processed');
+    const archived = delivery('Archive').recordsArchived;
+    expect(d.recordsRead).toBe(archived);
+    expect(d).toMatchObject({ recordsArchived: health.length, recordsFailed: 1, errorObjects: 1 });
+    expect(d.recordsDropped + d.recordsArchived + d.recordsFailed).toBe(d.recordsRead);
   });
 });
