@@ -78,7 +78,7 @@ function telemetryLines(t: TelemetrySection): string[] {
     `Telemetry from ${t.devices} units over Basic Ingest for ${s(t.durationMs)} (a reading every ${t.settings.readingIntervalMs} ms, ${t.settings.readingsPerMessage} per message, health every ${t.settings.healthIntervalMs} ms${outage})`,
   );
   lines.push(
-    `  published ${t.published} (${t.readings} readings)   delivered ${t.delivered}   archived ${t.archived}   in error store ${t.inErrorStore}   replayed ${t.replayed}   lost ${t.lost}`,
+    `  published ${t.published} (${t.readings} readings)   delivered ${t.delivered}   archived ${t.archived}   in error store ${t.inErrorStore}   replayed ${t.replayed} (${t.replay.counts.replayed} entries re-ingested, Last Wills included)   lost ${t.lost}`,
   );
   lines.push(
     `  last wills ${t.lastWills}   duplicates ${t.duplicates}   dropped by devices ${t.droppedByDevices}   reconnects ${t.links.connects}   reboots ${

@@ -96,7 +96,7 @@ export interface TelemetrySection {
   delivered: number;
   /** Error-store entries written while the stream was down. */
   inErrorStore: number;
-  /** Entries `fleet telemetry replay` re-ingested. */
+  /** Acknowledged messages that reached the stream only through `fleet telemetry replay`. */
   replayed: number;
   /** Distinct messages of the stream found in the archive. */
   archived: number;
@@ -270,7 +270,7 @@ export async function runTelemetryPhase(
     readings: ledger.telemetry.readingsAcked,
     delivered: account.telemetry.delivered + account.health.delivered,
     inErrorStore: replay.counts.found,
-    replayed: replay.counts.replayed,
+    replayed: account.telemetry.replayed + account.health.replayed,
     archived: account.telemetry.archived + account.health.archived,
     lost: account.telemetry.lost + account.health.lost,
     droppedByDevices: ledger.telemetry.dropped + ledger.health.dropped,
