@@ -167,12 +167,8 @@ export function aggregateHealth(
       c.staleReports++;
       continue;
     }
-    c.reports++;
+    countFreshReport(c, a);
     c.devices.add(input.thing);
-    if (a.unexpectedReboot) c.unexpectedReboots++;
-    if (a.crash) c.crashResets++;
-    if (a.lowHeap) c.lowHeapReports++;
-    if (a.weakRssi) c.weakRssiReports++;
     if (a.firmwareChanged) c.firmwareChanges++;
   }
   return {
@@ -180,6 +176,21 @@ export function aggregateHealth(
     assessments,
     states,
   };
+}
+
+/** The counters of a cohort that one report that is not stale moves. */
+export type ReportCounters = Pick<
+  CohortHealth,
+  'reports' | 'unexpectedReboots' | 'crashResets' | 'lowHeapReports' | 'weakRssiReports'
+>;
+
+/** Count a report that is not stale into its cohort's counters (as `aggregateHealth` does). */
+export function countFreshReport(c: ReportCounters, a: ReportAssessment): void {
+  c.reports++;
+  if (a.unexpectedReboot) c.unexpectedReboots++;
+  if (a.crash) c.crashResets++;
+  if (a.lowHeap) c.lowHeapReports++;
+  if (a.weakRssi) c.weakRssiReports++;
 }
 
 function emptyCounters(): Omit<CohortHealth, keyof CohortKey> {

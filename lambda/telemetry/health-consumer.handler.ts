@@ -5,7 +5,6 @@
  * once per container.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import type { Context, KinesisStreamBatchResponse, KinesisStreamEvent } from 'aws-lambda';
 import { readEnv } from '../../core/env';
 import { FirmwareDimensions } from '../../core/health';
@@ -14,12 +13,13 @@ import { createDocumentClient, createSqsSender } from '../shared/clients';
 import { HealthRegistry } from '../shared/registry';
 import '../shared/issue-messages';
 import { DeviceCache } from './device-cache';
+import { EmfWriter } from './health-metrics';
 import { createHealthConsumer, parseHealthSettings } from './health-consumer';
 import type { KnownDevice } from './health-plan';
 
 const SERVICE = SERVICES.healthConsumer;
 const logger = new Logger({ serviceName: SERVICE });
-const metrics = new Metrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE });
+const metrics = new EmfWriter(METRICS_NAMESPACE, SERVICE);
 
 const env = readEnv([
   'devicesTable',

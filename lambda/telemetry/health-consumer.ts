@@ -18,7 +18,6 @@
  * a newer one) is stale: it moves nothing back and is not counted again.
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
-import type { Metrics } from '@aws-lambda-powertools/metrics';
 import type {
   Context,
   KinesisStreamBatchResponse,
@@ -26,10 +25,9 @@ import type {
   KinesisStreamRecord,
 } from 'aws-lambda';
 import {
-  aggregateHealth,
+  assessReport,
   type DeviceHealthState,
   type FirmwareDimensions,
-  type HealthInput,
   type HealthThresholds,
 } from '../../core/health';
 import { ENV, EnvError } from '../../core/env';
@@ -38,13 +36,14 @@ import type { FirmwareChangeMark, HealthRegistry } from '../shared/registry';
 import { kinesisBatchResponse } from '../shared/partial-batch';
 import { SQS_BATCH_LIMITS, type SqsBatchSender } from '../shared/sqs';
 import type { DeviceCache } from './device-cache';
-import { publishHealthMetrics } from './health-metrics';
+import { type EmfWriter, publishHealthMetrics } from './health-metrics';
 import {
   type AssessedReport,
   cohortMetrics,
+  type CountedReport,
   deadLetterBody,
-  type DecodedRecord,
   decodeRecord,
+  type DevicePlan,
   firmwareChangeSkSuffix,
   type KnownDevice,
   knownDeviceOf,
@@ -66,21 +65,18 @@ export interface HealthConsumerDeps {
   /** Per container: keeps the FirmwareVersion dimension bounded. */
   firmwareDimensions: FirmwareDimensions;
   logger: Logger;
-  metrics: Metrics;
+  metrics: EmfWriter;
   /** Devices written at the same time. @default 16 */
   writeConcurrency?: number;
 }
 
-/** The reports of one registered device in a batch. */
+/** The reports of one registered device in a batch, and what the batch did for it. */
 interface DeviceGroup {
   device: KnownDevice;
   records: KinesisStreamRecord[];
   reports: AssessedReport[];
-}
-
-/** What the batch did for one device. */
-interface DeviceOutcome {
-  group: DeviceGroup;
+  /** The device's health state after the batch's reports. */
+  state: DeviceHealthState | undefined;
   /** The device's registry work committed (or it needed none): its reports count. */
   committed: boolean;
   /** Why its records are batch item failures. */
@@ -88,13 +84,6 @@ interface DeviceOutcome {
   write: 'none' | 'state' | 'lastSeen' | 'lost';
   lastSeenWritten: boolean;
   recordedChange?: FirmwareChangeMark;
-}
-
-/** One report of a registered device, in batch order. */
-interface BatchReport {
-  group: DeviceGroup;
-  receivedAt: number;
-  input: HealthInput;
 }
 
 interface Rejection {
@@ -105,17 +94,16 @@ interface Rejection {
 }
 
 /** Run `fn` over `items`, at most `limit` at a time. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
+async function mapLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
+    while (next < items.length) await fn(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 const errorText = (err: unknown): string =>
@@ -155,29 +143,27 @@ export function createHealthConsumer(
     return { devices, unresolved: views.unresolved, misses: misses.length };
   }
 
+  /** What the device knows after the batch, when its registry work committed as `g` says. */
+  const nextDevice = (g: DeviceGroup): KnownDevice => ({ ...g.device, state: g.state });
+
   /** The device's write (at most one), its trail entry, and the cache update. */
-  async function applyDevice(g: DeviceGroup): Promise<DeviceOutcome> {
+  async function applyDevice(g: DeviceGroup, plan: DevicePlan): Promise<void> {
     const { device } = g;
-    const plan = planDeviceWrite(device, g.reports, deps.lastSeenIntervalMs);
     const w = plan.write;
-    const fresh = g.reports.filter((r) => !r.assessment.stale);
-    const next: KnownDevice = {
-      ...device,
-      state: fresh.length > 0 ? fresh[fresh.length - 1].assessment.next : device.state,
-    };
-    const outcome: DeviceOutcome = { group: g, committed: false, write: w.kind, lastSeenWritten: false };
+    const next = nextDevice(g);
+    g.write = w.kind;
     try {
       if (w.kind === 'state') {
         const r = await registry.recordHealthState(device.serial, w);
-        if (!r.applied) outcome.write = 'lost';
+        if (!r.applied) g.write = 'lost';
         else {
           next.currentFirmware = w.state.fw;
           if (r.lastSeen) next.lastSeenMs = Date.parse(w.seenAt);
-          outcome.lastSeenWritten = r.lastSeen;
+          g.lastSeenWritten = r.lastSeen;
           if (w.firmwareChange) {
             next.lastFirmwareChange = w.firmwareChange;
             next.firmwareChangeLogged = false;
-            outcome.recordedChange = w.firmwareChange;
+            g.recordedChange = w.firmwareChange;
           }
         }
       } else if (w.kind === 'lastSeen') {
@@ -191,11 +177,11 @@ export function createHealthConsumer(
           })
         ) {
           next.lastSeenMs = Date.parse(w.seenAt);
-          outcome.lastSeenWritten = true;
-        } else outcome.write = 'lost';
+          g.lastSeenWritten = true;
+        } else g.write = 'lost';
       }
-      outcome.committed = true;
-      const marks = [plan.completeFirmwareChange, outcome.recordedChange].filter(
+      g.committed = true;
+      const marks = [plan.completeFirmwareChange, g.recordedChange].filter(
         (m): m is FirmwareChangeMark => m !== undefined,
       );
       for (const mark of marks) {
@@ -210,22 +196,12 @@ export function createHealthConsumer(
       }
       if (marks.length > 0) next.firmwareChangeLogged = true;
       // A lost condition: another writer was first (a newer report, a recent lastSeen); read again.
-      if (outcome.write === 'lost') cache.delete(device.serial);
+      if (g.write === 'lost') cache.delete(device.serial);
       else cache.update(device.serial, next);
     } catch (err) {
       cache.delete(device.serial);
-      outcome.failed = `registry write for ${device.serial} failed: ${errorText(err)}`;
+      g.failed = `registry write for ${device.serial} failed: ${errorText(err)}`;
     }
-    logger.debug('device health', {
-      serial: device.serial,
-      reports: g.reports.length,
-      stale: g.reports.length - fresh.length,
-      write: outcome.write,
-      lastSeenWritten: outcome.lastSeenWritten,
-      firmwareChange: outcome.recordedChange,
-      failed: outcome.failed,
-    });
-    return outcome;
   }
 
   /** Send the rejections to the dead-letter queue; returns those the queue took. */
@@ -260,23 +236,28 @@ export function createHealthConsumer(
     return rejections.filter((_, i) => !notSent.has(String(i)));
   }
 
-  /** Sort the decoded records: rejections, Last Wills, the reports of each registered device. */
-  function classify(
-    records: readonly KinesisStreamRecord[],
-    decoded: readonly DecodedRecord[],
-    devices: Map<string, KnownDevice | null>,
-    unresolved: Set<string>,
-    failures: Map<KinesisStreamRecord, string>,
-  ): {
-    rejections: Rejection[];
-    lastWills: number;
-    groups: Map<string, DeviceGroup>;
-    reports: BatchReport[];
-  } {
+  return async function consume(event) {
+    const records = event.Records ?? [];
+    const failures = new Map<KinesisStreamRecord, string>();
+    const decoded = records.map((r) => decodeRecord(r, deps.thingNamePrefix));
+    const serials: string[] = [];
+    const seen = new Set<string>();
+    for (const d of decoded) {
+      if (d.kind !== 'reject' && !seen.has(d.serial)) {
+        seen.add(d.serial);
+        serials.push(d.serial);
+      }
+    }
+    const { devices, unresolved, misses } = await lookUp(serials);
+
+    // Sort the records (rejections, Last Wills, the reports of each registered device) and assess
+    // each device's reports in arrival order against the state known before this batch.
     const rejections: Rejection[] = [];
     const groups = new Map<string, DeviceGroup>();
-    const reports: BatchReport[] = [];
+    /** The reports of registered devices, in batch order. */
+    const reports: (CountedReport & { group: DeviceGroup })[] = [];
     let lastWills = 0;
+    let staleReports = 0;
     decoded.forEach((d, i) => {
       const record = records[i];
       if (d.kind === 'reject') {
@@ -295,81 +276,94 @@ export function createHealthConsumer(
         lastWills++;
       } else {
         let group = groups.get(d.thing);
-        if (!group) groups.set(d.thing, (group = { device, records: [], reports: [] }));
+        if (!group) {
+          group = {
+            device,
+            records: [],
+            reports: [],
+            state: device.state,
+            committed: false,
+            write: 'none',
+            lastSeenWritten: false,
+          };
+          groups.set(d.thing, group);
+        }
+        const assessment = assessReport(d.report, group.state, deps.thresholds);
+        group.state = assessment.next;
+        if (assessment.stale) staleReports++;
         group.records.push(record);
-        const input = { thing: d.thing, ring: device.ring, report: d.report };
-        reports.push({ group, receivedAt: d.receivedAt, input });
+        group.reports.push({ report: d.report, receivedAt: d.receivedAt, assessment });
+        reports.push({ group, ring: device.ring, report: d.report, assessment });
       }
     });
-    return { rejections, lastWills, groups, reports };
-  }
 
-  return async function consume(event) {
-    const records = event.Records ?? [];
-    const failures = new Map<KinesisStreamRecord, string>();
-    const decoded = records.map((r) => decodeRecord(r, deps.thingNamePrefix));
-    const serials = [...new Set(decoded.flatMap((d) => (d.kind === 'reject' ? [] : [d.serial])))];
-    const { devices, unresolved, misses } = await lookUp(serials);
-    const { rejections, lastWills, groups, reports } = classify(
-      records,
-      decoded,
-      devices,
-      unresolved,
-      failures,
-    );
-
-    // Assess every report against the state known before this batch, then write per device.
-    const inputs = reports.map((r) => r.input);
-    const previous = (thing: string): DeviceHealthState | undefined => groups.get(thing)?.device.state;
-    const { assessments } = aggregateHealth(inputs, previous, deps.thresholds);
-    reports.forEach((r, i) =>
-      r.group.reports.push({ report: r.input.report, receivedAt: r.receivedAt, assessment: assessments[i] }),
-    );
-    const [outcomes, sent] = await Promise.all([
-      mapLimit([...groups.values()], deps.writeConcurrency ?? 16, applyDevice),
+    // At most one write per device; the devices with none are done here, the others written
+    // concurrently (bounded) while the rejections go to the dead-letter queue.
+    const debug = ['TRACE', 'DEBUG'].includes(logger.getLevelName());
+    const writes: [DeviceGroup, DevicePlan][] = [];
+    for (const g of groups.values()) {
+      const plan = planDeviceWrite(g.device, g.reports, deps.lastSeenIntervalMs);
+      if (plan.write.kind !== 'none' || plan.completeFirmwareChange) writes.push([g, plan]);
+      else {
+        g.committed = true;
+        if (g.state !== g.device.state) cache.update(g.device.serial, nextDevice(g));
+      }
+    }
+    const [, sent] = await Promise.all([
+      mapLimit(writes, deps.writeConcurrency ?? 16, ([g, plan]) => applyDevice(g, plan)),
       deadLetter(rejections, failures),
     ]);
-    const failedDevices = outcomes.filter((o) => o.failed);
-    for (const o of failedDevices) for (const r of o.group.records) failures.set(r, o.failed!);
+
+    const failedDevices: DeviceGroup[] = [];
+    const recordedChanges: { firmware: string; ring?: Ring }[] = [];
+    const written = { state: 0, lastSeen: 0, lost: 0 };
+    let lastSeenWrites = 0;
+    for (const g of groups.values()) {
+      if (debug) {
+        logger.debug('device health', {
+          serial: g.device.serial,
+          reports: g.reports.length,
+          stale: g.reports.filter((r) => r.assessment.stale).length,
+          write: g.write,
+          lastSeenWritten: g.lastSeenWritten,
+          firmwareChange: g.recordedChange,
+          failed: g.failed,
+        });
+      }
+      if (g.failed) {
+        failedDevices.push(g);
+        for (const r of g.records) failures.set(r, g.failed);
+      } else if (g.write !== 'none') written[g.write]++;
+      if (g.lastSeenWritten) lastSeenWrites++;
+      if (g.recordedChange) recordedChanges.push({ firmware: g.recordedChange.to, ring: g.device.ring });
+    }
     if (failedDevices.length > 0) {
       logger.error('registry writes failed; the records of these devices are retried', {
-        devices: failedDevices.slice(0, 20).map((o) => o.group.device.serial),
+        devices: failedDevices.slice(0, 20).map((g) => g.device.serial),
         count: failedDevices.length,
         error: failedDevices[0].failed,
       });
     }
 
     // Metrics of the committed work only.
-    const committed = new Set(outcomes.filter((o) => o.committed).map((o) => o.group));
-    const committedInputs = reports.filter((r) => committed.has(r.group)).map((r) => r.input);
-    const recordedChanges = outcomes.flatMap((o) =>
-      o.recordedChange
-        ? [{ firmware: o.recordedChange.to, ring: o.group.device.ring as Ring | undefined }]
-        : [],
-    );
     const cohorts = cohortMetrics(
-      committedInputs,
-      previous,
-      deps.thresholds,
+      reports.filter((r) => r.group.committed),
       recordedChanges,
       deps.firmwareDimensions,
     );
     const rejected: Partial<Record<RejectReason, number>> = {};
     for (const r of sent) rejected[r.reason] = (rejected[r.reason] ?? 0) + 1;
-    const lastSeenWrites = outcomes.filter((o) => o.lastSeenWritten).length;
     publishHealthMetrics(deps.metrics, { cohorts, connectionLost: lastWills, rejected, lastSeenWrites });
 
-    const count = (w: DeviceOutcome['write']): number =>
-      outcomes.filter((o) => o.write === w && !o.failed).length;
     logger.info('health batch', {
       records: records.length,
-      reports: inputs.length,
-      staleReports: assessments.filter((a) => a.stale).length,
+      reports: reports.length,
+      staleReports,
       lastWills,
       rejected,
       devices: serials.length,
       cacheMisses: misses,
-      writes: { state: count('state'), lastSeen: count('lastSeen'), lost: count('lost') },
+      writes: written,
       firmwareChanges: recordedChanges.length,
       failedRecords: failures.size,
     });

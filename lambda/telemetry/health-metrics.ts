@@ -1,23 +1,89 @@
 /**
- * The health consumer's metrics, as CloudWatch embedded metric format (EMF) documents through
- * Powertools Metrics, with the names and dimensions of core/metrics.ts. Dimensions are bounded:
- * FirmwareVersion (capped by `FirmwareDimensions`) and Ring on the cohort metrics, Reason on the
- * rejections, nothing but Powertools' `service` on the rest; never a serial or thing name.
+ * The health consumer's metrics, as CloudWatch embedded metric format (EMF) documents on stdout,
+ * with the names and dimensions of core/metrics.ts. Dimensions are bounded: FirmwareVersion
+ * (capped by `FirmwareDimensions`) and Ring on the cohort metrics, Reason on the rejections,
+ * nothing but `service` on the rest; never a serial or thing name.
  *
- * One document per cohort (dimension set), flushed before the next cohort's dimensions are set.
- * UnexpectedRebootRate carries one value per report (100 or 0), so its average over any period is
- * the share of reports that started an unexpected reboot, weighted per report. Powertools keeps
- * the repeated values of a metric as an array and publishes the buffer by itself when an array
- * reaches 100 values (EMF's limit per metric and document), clearing the dimensions as it does:
- * so the samples go out in chunks of at most 100, each chunk with its cohort's dimensions set
- * again.
+ * One document per cohort (dimension set). UnexpectedRebootRate carries one value per report
+ * (100 or 0), so its average over any period is the share of reports that started an unexpected
+ * reboot, weighted per report. EMF takes at most 100 values per metric and document and has no
+ * per-value counts, so the samples go out as they are, in chunks of at most 100, each chunk in a
+ * document of its own with its cohort's dimensions.
+ *
+ * The documents are those Powertools Metrics writes (the `service` dimension first, one value
+ * as a number, several as an array), built here directly: Powertools takes one value per
+ * `addMetric` call, copying the stored array and reading the environment on every call, which
+ * cost the consumer about 2 µs per record; and it would weigh 10 KB in a bundle held to
+ * MAX_BUNDLE_BYTES. Its environment settings are honoured: POWERTOOLS_METRICS_DISABLED, and
+ * POWERTOOLS_DEV (metrics off unless POWERTOOLS_METRICS_DISABLED says otherwise; the global
+ * console instead of stdout).
  */
-import type { Metrics } from '@aws-lambda-powertools/metrics';
 import { METRICS, type MetricSpec } from '../../core/metrics';
 import type { CohortMetrics, RejectReason } from './health-plan';
 
-/** Values of one metric in one EMF document (Powertools' MAX_METRIC_VALUES_SIZE). */
+/** Values of one metric in one EMF document. */
 export const MAX_VALUES_PER_METRIC = 100;
+
+const TRUE = ['1', 'y', 'yes', 't', 'true', 'on'];
+const FALSE = ['0', 'n', 'no', 'f', 'false', 'off'];
+
+/** A boolean environment variable as Powertools reads it; undefined when unset. */
+function envFlag(env: NodeJS.ProcessEnv, key: string): boolean | undefined {
+  const raw = env[key];
+  if (raw === undefined) return undefined;
+  const v = raw.trim().toLowerCase();
+  if (TRUE.includes(v)) return true;
+  if (FALSE.includes(v)) return false;
+  throw new Error(`Environment variable ${key} must be a boolean`);
+}
+
+/** Writes EMF documents in one namespace, with the `service` dimension on every document. */
+export class EmfWriter {
+  readonly disabled: boolean;
+  private readonly write: (line: string) => void;
+
+  constructor(
+    private readonly namespace: string,
+    private readonly service: string,
+    env: NodeJS.ProcessEnv = process.env,
+  ) {
+    let devMode = false;
+    try {
+      devMode = envFlag(env, 'POWERTOOLS_DEV') ?? false;
+    } catch {
+      // not a boolean: not dev mode, as Powertools reads it
+    }
+    this.disabled = envFlag(env, 'POWERTOOLS_METRICS_DISABLED') ?? devMode;
+    this.write = devMode
+      ? // eslint-disable-next-line no-console -- as Powertools in dev mode: the global console
+        (line) => console.log(line)
+      : (line) => process.stdout.write(`${line}\n`);
+  }
+
+  /** One document: `metrics` (one value, or up to 100) with `dimensions` besides `service`. */
+  emit(
+    dimensions: Record<string, string>,
+    metrics: readonly (readonly [MetricSpec, number | number[]])[],
+  ): void {
+    if (this.disabled) return;
+    const doc: Record<string, unknown> = {
+      _aws: {
+        Timestamp: Date.now(),
+        CloudWatchMetrics: [
+          {
+            Namespace: this.namespace,
+            Dimensions: [['service', ...Object.keys(dimensions)]],
+            Metrics: metrics.map(([m]) => ({ Name: m.name, Unit: m.unit })),
+          },
+        ],
+      },
+      service: this.service,
+      ...dimensions,
+    };
+    for (const [m, v] of metrics) doc[m.name] = Array.isArray(v) && v.length === 1 ? v[0] : v;
+    this.write(JSON.stringify(doc));
+  }
+}
 
 export interface HealthBatchMetrics {
   cohorts: readonly CohortMetrics[];
@@ -27,39 +93,25 @@ export interface HealthBatchMetrics {
   lastSeenWrites: number;
 }
 
-function add(metrics: Metrics, spec: MetricSpec, value: number): void {
-  metrics.addMetric(spec.name, spec.unit, value);
-}
-
-/** Publish what is buffered (nothing when Powertools just published a full array itself). */
-function flush(metrics: Metrics): void {
-  if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
-}
-
-export function publishHealthMetrics(metrics: Metrics, m: HealthBatchMetrics): void {
-  for (const { cohort: c, rebootRateSamples } of m.cohorts) {
+export function publishHealthMetrics(emf: EmfWriter, m: HealthBatchMetrics): void {
+  for (const { cohort: c, rebootRateSamples: samples } of m.cohorts) {
     const dimensions = { FirmwareVersion: c.firmware, Ring: c.ring };
-    metrics.addDimensions(dimensions);
-    add(metrics, METRICS.healthReports, c.reports);
-    add(metrics, METRICS.unexpectedReboots, c.unexpectedReboots);
-    add(metrics, METRICS.crashResets, c.crashResets);
-    add(metrics, METRICS.lowHeapReports, c.lowHeapReports);
-    add(metrics, METRICS.weakRssiReports, c.weakRssiReports);
-    add(metrics, METRICS.firmwareChanges, c.firmwareChanges);
-    for (let i = 0; i < rebootRateSamples.length; i += MAX_VALUES_PER_METRIC) {
-      if (i > 0) metrics.addDimensions(dimensions);
-      for (const v of rebootRateSamples.slice(i, i + MAX_VALUES_PER_METRIC))
-        add(metrics, METRICS.unexpectedRebootRate, v);
-      flush(metrics);
-    }
-    flush(metrics);
+    emf.emit(dimensions, [
+      [METRICS.healthReports, c.reports],
+      [METRICS.unexpectedReboots, c.unexpectedReboots],
+      [METRICS.crashResets, c.crashResets],
+      [METRICS.lowHeapReports, c.lowHeapReports],
+      [METRICS.weakRssiReports, c.weakRssiReports],
+      [METRICS.firmwareChanges, c.firmwareChanges],
+      [METRICS.unexpectedRebootRate, samples.slice(0, MAX_VALUES_PER_METRIC)],
+    ]);
+    for (let i = MAX_VALUES_PER_METRIC; i < samples.length; i += MAX_VALUES_PER_METRIC)
+      emf.emit(dimensions, [[METRICS.unexpectedRebootRate, samples.slice(i, i + MAX_VALUES_PER_METRIC)]]);
   }
-  for (const [reason, n] of Object.entries(m.rejected)) {
-    metrics.addDimension('Reason', reason);
-    add(metrics, METRICS.rejectedHealthRecords, n);
-    flush(metrics);
-  }
-  if (m.connectionLost > 0) add(metrics, METRICS.connectionLost, m.connectionLost);
-  if (m.lastSeenWrites > 0) add(metrics, METRICS.lastSeenWrites, m.lastSeenWrites);
-  flush(metrics);
+  for (const [reason, n] of Object.entries(m.rejected))
+    emf.emit({ Reason: reason }, [[METRICS.rejectedHealthRecords, n]]);
+  const rest: [MetricSpec, number][] = [];
+  if (m.connectionLost > 0) rest.push([METRICS.connectionLost, m.connectionLost]);
+  if (m.lastSeenWrites > 0) rest.push([METRICS.lastSeenWrites, m.lastSeenWrites]);
+  if (rest.length > 0) emf.emit({}, rest);
 }

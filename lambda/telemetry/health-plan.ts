@@ -16,14 +16,12 @@
  */
 import type { KinesisStreamRecord } from 'aws-lambda';
 import {
-  aggregateHealth,
-  type CohortHealth,
+  type CohortKey,
+  countFreshReport,
   type DeviceHealthState,
-  FirmwareDimensions,
-  type HealthInput,
-  type HealthThresholds,
-  mergeCohorts,
+  type FirmwareDimensions,
   type ReportAssessment,
+  type ReportCounters,
 } from '../../core/health';
 import { type Ring, serialFromThingName } from '../../core/model';
 import { type HealthReport, parseHealthRecord } from '../../core/telemetry';
@@ -123,6 +121,8 @@ export interface DevicePlan {
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
+const NO_WRITE: DeviceWrite = { kind: 'none' };
+
 /**
  * The registry write of one device for its reports of a batch (in arrival order), given the
  * lastSeen interval. See the module comment for the rules.
@@ -132,36 +132,47 @@ export function planDeviceWrite(
   reports: readonly AssessedReport[],
   lastSeenIntervalMs: number,
 ): DevicePlan {
-  const mark = device.lastFirmwareChange;
-  const completeFirmwareChange =
-    mark &&
-    !device.firmwareChangeLogged &&
-    reports.some((r) => r.assessment.stale && iso(r.report.ts) === mark.at && r.report.fw === mark.to)
-      ? mark
-      : undefined;
-  const fresh = reports.filter((r) => !r.assessment.stale);
-  if (fresh.length === 0) return { write: { kind: 'none' }, completeFirmwareChange };
-  const latest = fresh[fresh.length - 1];
-  const state = latest.assessment.next;
-  const seenMs = Math.max(...fresh.map((r) => r.receivedAt));
-  const seenAt = iso(seenMs);
-  let firmwareChange: FirmwareChangeMark | undefined;
-  if (latest.report.fw !== device.currentFirmware) {
-    // The first report of the run that ends the batch on the new version.
-    let first = fresh.length - 1;
-    while (first > 0 && fresh[first - 1].report.fw === latest.report.fw) first--;
-    firmwareChange = { from: device.currentFirmware, to: latest.report.fw, at: iso(fresh[first].report.ts) };
+  const mark = device.firmwareChangeLogged ? undefined : device.lastFirmwareChange;
+  let completeFirmwareChange: FirmwareChangeMark | undefined;
+  /** The last report that is not stale, the latest receive time and whether a boot is new. */
+  let latest: AssessedReport | undefined;
+  let seenMs = -Infinity;
+  let newBoot = false;
+  for (const r of reports) {
+    if (r.assessment.stale) {
+      if (mark && !completeFirmwareChange && r.report.fw === mark.to && iso(r.report.ts) === mark.at)
+        completeFirmwareChange = mark;
+      continue;
+    }
+    latest = r;
+    if (r.receivedAt > seenMs) seenMs = r.receivedAt;
+    if (r.assessment.newBoot) newBoot = true;
   }
-  if (device.state === undefined || firmwareChange || fresh.some((r) => r.assessment.newBoot)) {
-    return { write: { kind: 'state', state, seenAt, firmwareChange }, completeFirmwareChange };
+  if (!latest) return { write: NO_WRITE, completeFirmwareChange };
+  const state = latest.assessment.next;
+  const fw = latest.report.fw;
+  let firmwareChange: FirmwareChangeMark | undefined;
+  if (fw !== device.currentFirmware) {
+    // The first report of the run that ends the batch on the new version.
+    let at = latest.report.ts;
+    for (let i = reports.length - 1; i >= 0; i--) {
+      const r = reports[i];
+      if (r.assessment.stale) continue;
+      if (r.report.fw !== fw) break;
+      at = r.report.ts;
+    }
+    firmwareChange = { from: device.currentFirmware, to: fw, at: iso(at) };
+  }
+  if (device.state === undefined || firmwareChange || newBoot) {
+    return { write: { kind: 'state', state, seenAt: iso(seenMs), firmwareChange }, completeFirmwareChange };
   }
   if (device.lastSeenMs === undefined || seenMs - device.lastSeenMs >= lastSeenIntervalMs) {
     return {
-      write: { kind: 'lastSeen', state, seenAt, dueBefore: iso(seenMs - lastSeenIntervalMs) },
+      write: { kind: 'lastSeen', state, seenAt: iso(seenMs), dueBefore: iso(seenMs - lastSeenIntervalMs) },
       completeFirmwareChange,
     };
   }
-  return { write: { kind: 'none' }, completeFirmwareChange };
+  return { write: NO_WRITE, completeFirmwareChange };
 }
 
 /** The trail entry sort-key suffix of a firmware change: one entry per (time, version). */
@@ -169,48 +180,89 @@ export function firmwareChangeSkSuffix(mark: FirmwareChangeMark): string {
   return `FIRMWARE_CHANGED#${mark.to}`;
 }
 
-/** Counters of one cohort as published (its firmware already the bounded dimension value). */
+/** The published counters of one cohort (its firmware already the bounded dimension value). */
+export interface CohortCounters extends CohortKey, ReportCounters {
+  /** Devices whose firmware change to this version the registry recorded. */
+  firmwareChanges: number;
+}
+
+/** Counters of one cohort as published. */
 export interface CohortMetrics {
-  cohort: CohortHealth;
+  cohort: CohortCounters;
   /** One UnexpectedRebootRate sample per report: 100 if it started an unexpected reboot, else 0. */
   rebootRateSamples: number[];
 }
 
+/** One assessed report of a device whose work committed, for the cohort metrics. */
+export interface CountedReport {
+  ring?: Ring;
+  report: HealthReport;
+  assessment: ReportAssessment;
+}
+
 /**
- * Per-cohort counters of the reports of committed devices: `aggregateHealth` over their inputs,
- * with firmware versions past the cap collapsed by `firmwareDimensions` and cohorts that then
- * share a dimension set merged. `firmwareChanges` counts the devices whose firmware change the
- * registry recorded (the metric's contract: the registry held another version), by new version.
+ * Per-cohort counters of the reports of committed devices (in batch order), counted by
+ * core/health.ts's rule (`countFreshReport`), with firmware versions past the cap collapsed by
+ * `firmwareDimensions` and cohorts that then share a dimension set merged. Versions get their
+ * dimension value in the order their cohorts first appear in the batch (only cohorts with a
+ * report that is not stale), and the cohorts come out in that order. `firmwareChanges` counts
+ * the devices whose firmware change the registry recorded (the metric's contract: the registry
+ * held another version), by new version.
  */
 export function cohortMetrics(
-  inputs: readonly HealthInput[],
-  previous: (thing: string) => DeviceHealthState | undefined,
-  thresholds: HealthThresholds,
+  reports: readonly CountedReport[],
   recordedChanges: readonly { firmware: string; ring?: Ring }[],
   firmwareDimensions: FirmwareDimensions,
 ): CohortMetrics[] {
-  const { cohorts, assessments } = aggregateHealth(inputs, previous, thresholds);
-  const dim = (firmware: string, ring?: Ring | 'unknown'): { firmware: string; ring: Ring | 'unknown' } => ({
-    firmware: firmwareDimensions.of(firmware),
-    ring: ring ?? 'unknown',
+  interface Seen {
+    firmware: string;
+    ring: Ring | 'unknown';
+    fresh: boolean;
+    out?: CohortMetrics;
+  }
+  const key = (firmware: string, ring: string): string => `${firmware}\u0000${ring}`;
+  const seen = new Map<string, Seen>();
+  const of: Seen[] = new Array(reports.length);
+  reports.forEach((r, i) => {
+    const ring = r.ring ?? 'unknown';
+    const k = key(r.report.fw, ring);
+    let c = seen.get(k);
+    if (!c) seen.set(k, (c = { firmware: r.report.fw, ring, fresh: false }));
+    if (!r.assessment.stale) c.fresh = true;
+    of[i] = c;
   });
-  const key = (c: { firmware: string; ring: string }): string => `${c.firmware}\u0000${c.ring}`;
-  const merged = mergeCohorts(
-    cohorts
-      .filter((c) => c.reports > 0)
-      .map((c) => ({ ...c, ...dim(c.firmware, c.ring), firmwareChanges: 0 })),
-  );
-  const byKey = new Map(merged.map((c) => [key(c), { cohort: c, rebootRateSamples: [] as number[] }]));
-  inputs.forEach((input, i) => {
-    const a = assessments[i];
-    if (!a.stale)
-      byKey.get(key(dim(input.report.fw, input.ring)))?.rebootRateSamples.push(a.unexpectedReboot ? 100 : 0);
+  const merged = new Map<string, CohortMetrics>();
+  for (const c of seen.values()) {
+    if (!c.fresh) continue;
+    const firmware = firmwareDimensions.of(c.firmware);
+    const k = key(firmware, c.ring);
+    let m = merged.get(k);
+    if (!m) {
+      const cohort: CohortCounters = {
+        firmware,
+        ring: c.ring,
+        reports: 0,
+        unexpectedReboots: 0,
+        crashResets: 0,
+        lowHeapReports: 0,
+        weakRssiReports: 0,
+        firmwareChanges: 0,
+      };
+      merged.set(k, (m = { cohort, rebootRateSamples: [] }));
+    }
+    c.out = m;
+  }
+  reports.forEach(({ assessment: a }, i) => {
+    if (a.stale) return;
+    const m = of[i].out!;
+    countFreshReport(m.cohort, a);
+    m.rebootRateSamples.push(a.unexpectedReboot ? 100 : 0);
   });
   for (const change of recordedChanges) {
-    const entry = byKey.get(key(dim(change.firmware, change.ring)));
-    if (entry) entry.cohort.firmwareChanges++;
+    const m = merged.get(key(firmwareDimensions.of(change.firmware), change.ring ?? 'unknown'));
+    if (m) m.cohort.firmwareChanges++;
   }
-  return [...byKey.values()];
+  return [...merged.values()];
 }
 
 /** Where a rejected record came from, for its dead-letter message. */
