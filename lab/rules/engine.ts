@@ -81,6 +81,8 @@ export interface RuleEngineDeps {
   registryData?: RegistryLookup;
   /** Longest an action may take before it fails (ms). @default 3000 */
   actionTimeoutMs?: number;
+  /** Longest an error action may take before it fails (ms). @default 30000 */
+  errorActionTimeoutMs?: number;
   log?: (e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
   lambdaInvocation?: 'event' | 'request-response';
 }
@@ -521,9 +523,22 @@ export class RulesEngine {
     };
   }
 
-  /** Run an action, bounded by the action timeout unless it waits for a function on purpose. */
-  private runBounded(action: CompiledAction, input: ActionInput): Promise<void> {
-    const ms = this.deps.actionTimeoutMs ?? 3000;
+  /**
+   * Run an action, bounded by the action timeout unless it waits for a function on purpose. The
+   * error action gets a longer bound ({@link RuleEngineDeps.errorActionTimeoutMs}): the lab makes a
+   * destination unavailable only through its fault injection, so an error action that is merely
+   * slow (the emulator working off a burst of failures at the end of an outage) must not drop the
+   * message, as the AWS service behind it would not.
+   */
+  private runBounded(
+    action: CompiledAction,
+    input: ActionInput,
+    kind: 'action' | 'errorAction' = 'action',
+  ): Promise<void> {
+    const ms =
+      kind === 'errorAction'
+        ? (this.deps.errorActionTimeoutMs ?? 30_000)
+        : (this.deps.actionTimeoutMs ?? 3000);
     if (action.unbounded || !(ms > 0)) return action.run(input);
     let timer: NodeJS.Timeout | undefined;
     return Promise.race([
@@ -667,12 +682,11 @@ export class RulesEngine {
     };
     rule.stats.errorActions++;
     try {
-      await this.runBounded(rule.errorAction, {
-        ctx,
-        doc: message,
-        data: Buffer.from(JSON.stringify(message)),
-        json: message,
-      });
+      await this.runBounded(
+        rule.errorAction,
+        { ctx, doc: message, data: Buffer.from(JSON.stringify(message)), json: message },
+        'errorAction',
+      );
     } catch (e) {
       rule.stats.errorActionFailures++;
       this.deps.log?.({

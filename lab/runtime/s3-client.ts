@@ -10,6 +10,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { Agent } from 'node:http';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 export class LabS3 {
@@ -29,9 +30,13 @@ export class LabS3 {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: 1,
+      // A pool of kept-alive connections: when a Kinesis outage ends, every rule whose action
+      // timed out writes its error-store object at once; opening a socket per request overwhelms
+      // the emulator's accept queue, which AWS S3 never would. Requests wait for a pooled socket.
       requestHandler: new NodeHttpHandler({
-        connectionTimeout: 1000,
-        requestTimeout: opts.timeoutMs ?? 3000,
+        httpAgent: new Agent({ keepAlive: true, maxSockets: 32 }),
+        connectionTimeout: 30_000,
+        requestTimeout: opts.timeoutMs ?? 30_000,
       }),
     });
   }
