@@ -1,7 +1,7 @@
 /**
- * The health consumer's per-container device cache: a bounded LRU map from serial to what the
+ * The health consumer's per-container device cache: a bounded map from serial to what the
  * consumer knows of the device (or `null`: not in the registry), each entry with its own time to
- * live. Kinesis keeps a device on one shard and a shard on one invocation at a time, so a
+ * live, the least recently used entries going first when it is full. Kinesis keeps a device on one shard and a shard on one invocation at a time, so a
  * container mostly sees the same devices batch after batch, and the cache saves a registry read
  * per device per batch. Entries expire so that what other writers change (ring, firmware set at
  * re-enrollment, lastSeen set by connects) is read again within minutes; unknown devices expire
@@ -19,12 +19,21 @@ export interface DeviceCacheOptions {
   now?: () => number;
 }
 
+/**
+ * Recency is kept by the map's insertion order: an entry moves to the back when it is set, and
+ * when it is read while in the older half of the order (more than `maxEntries / 2` insertions
+ * ago). An entry read while in the newer half stays where it is, so a read of a recently used
+ * entry costs one lookup; the front (what goes first) is still made of entries not read since
+ * at least half the capacity was inserted after them.
+ */
 export class DeviceCache<V extends object> {
-  private readonly entries = new Map<string, { value: V | null; expiresAt: number }>();
+  private readonly entries = new Map<string, { value: V | null; expiresAt: number; seq: number }>();
   private readonly maxEntries: number;
   private readonly knownTtlMs: number;
   private readonly unknownTtlMs: number;
   private readonly now: () => number;
+  /** Insertions at the back so far. */
+  private seq = 0;
 
   constructor(opts: DeviceCacheOptions = {}) {
     this.maxEntries = opts.maxEntries ?? 20_000;
@@ -41,9 +50,15 @@ export class DeviceCache<V extends object> {
   get(serial: string): V | null | undefined {
     const entry = this.entries.get(serial);
     if (!entry) return undefined;
-    this.entries.delete(serial);
-    if (entry.expiresAt <= this.now()) return undefined;
-    this.entries.set(serial, entry);
+    if (entry.expiresAt <= this.now()) {
+      this.entries.delete(serial);
+      return undefined;
+    }
+    if (this.seq - entry.seq > this.maxEntries / 2) {
+      this.entries.delete(serial);
+      entry.seq = ++this.seq;
+      this.entries.set(serial, entry);
+    }
     return entry.value;
   }
 
@@ -51,7 +66,7 @@ export class DeviceCache<V extends object> {
   set(serial: string, value: V | null): void {
     this.entries.delete(serial);
     const ttl = value === null ? this.unknownTtlMs : this.knownTtlMs;
-    this.entries.set(serial, { value, expiresAt: this.now() + ttl });
+    this.entries.set(serial, { value, expiresAt: this.now() + ttl, seq: ++this.seq });
     if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
   }
 

@@ -42,6 +42,7 @@ import {
   cohortMetrics,
   type CountedReport,
   deadLetterBody,
+  type DecodedRecord,
   decodeRecord,
   type DevicePlan,
   firmwareChangeSkSuffix,
@@ -70,11 +71,16 @@ export interface HealthConsumerDeps {
   writeConcurrency?: number;
 }
 
+/** One report of a registered device, in batch order, with what core/health.ts made of it. */
+interface BatchReport extends AssessedReport, CountedReport {
+  record: KinesisStreamRecord;
+  group: DeviceGroup;
+}
+
 /** The reports of one registered device in a batch, and what the batch did for it. */
 interface DeviceGroup {
   device: KnownDevice;
-  records: KinesisStreamRecord[];
-  reports: AssessedReport[];
+  reports: BatchReport[];
   /** The device's health state after the batch's reports. */
   state: DeviceHealthState | undefined;
   /** The device's registry work committed (or it needed none): its reports count. */
@@ -114,18 +120,30 @@ export function createHealthConsumer(
 ): (event: KinesisStreamEvent, context?: Context) => Promise<KinesisStreamBatchResponse> {
   const { registry, cache, logger } = deps;
 
-  /** Known devices of `serials` (null: not in the registry) and the serials that could not be read. */
-  async function lookUp(
-    serials: readonly string[],
-  ): Promise<{ devices: Map<string, KnownDevice | null>; unresolved: Set<string>; misses: number }> {
+  /**
+   * The known devices of the decoded records' serials (null: not in the registry), the serials
+   * that could not be read, and how many serials there were and were not cached.
+   */
+  async function lookUp(decoded: readonly DecodedRecord[]): Promise<{
+    devices: Map<string, KnownDevice | null>;
+    unresolved: Set<string>;
+    serials: number;
+    misses: number;
+  }> {
     const devices = new Map<string, KnownDevice | null>();
     const misses: string[] = [];
-    for (const serial of serials) {
-      const cached = cache.get(serial);
-      if (cached === undefined) misses.push(serial);
-      else devices.set(serial, cached);
+    const missed = new Set<string>();
+    for (const d of decoded) {
+      if (d.kind === 'reject' || devices.has(d.serial) || missed.has(d.serial)) continue;
+      const cached = cache.get(d.serial);
+      if (cached !== undefined) devices.set(d.serial, cached);
+      else {
+        missed.add(d.serial);
+        misses.push(d.serial);
+      }
     }
-    if (misses.length === 0) return { devices, unresolved: new Set(), misses: 0 };
+    const serials = devices.size + misses.length;
+    if (misses.length === 0) return { devices, unresolved: missed, serials, misses: 0 };
     const views = await registry.getHealthViews(misses);
     if (views.error !== undefined || views.unresolved.size > 0) {
       logger.error('registry read failed; the records of these devices are retried', {
@@ -140,7 +158,7 @@ export function createHealthConsumer(
       cache.set(serial, known);
       devices.set(serial, known);
     }
-    return { devices, unresolved: views.unresolved, misses: misses.length };
+    return { devices, unresolved: views.unresolved, serials, misses: misses.length };
   }
 
   /** What the device knows after the batch, when its registry work committed as `g` says. */
@@ -240,22 +258,15 @@ export function createHealthConsumer(
     const records = event.Records ?? [];
     const failures = new Map<KinesisStreamRecord, string>();
     const decoded = records.map((r) => decodeRecord(r, deps.thingNamePrefix));
-    const serials: string[] = [];
-    const seen = new Set<string>();
-    for (const d of decoded) {
-      if (d.kind !== 'reject' && !seen.has(d.serial)) {
-        seen.add(d.serial);
-        serials.push(d.serial);
-      }
-    }
-    const { devices, unresolved, misses } = await lookUp(serials);
+    const { devices, unresolved, serials, misses } = await lookUp(decoded);
 
     // Sort the records (rejections, Last Wills, the reports of each registered device) and assess
     // each device's reports in arrival order against the state known before this batch.
     const rejections: Rejection[] = [];
+    /** By serial. */
     const groups = new Map<string, DeviceGroup>();
     /** The reports of registered devices, in batch order. */
-    const reports: (CountedReport & { group: DeviceGroup })[] = [];
+    const reports: BatchReport[] = [];
     let lastWills = 0;
     let staleReports = 0;
     decoded.forEach((d, i) => {
@@ -275,25 +286,31 @@ export function createHealthConsumer(
       } else if (d.kind === 'lastWill') {
         lastWills++;
       } else {
-        let group = groups.get(d.thing);
+        let group = groups.get(d.serial);
         if (!group) {
           group = {
             device,
-            records: [],
             reports: [],
             state: device.state,
             committed: false,
             write: 'none',
             lastSeenWritten: false,
           };
-          groups.set(d.thing, group);
+          groups.set(d.serial, group);
         }
         const assessment = assessReport(d.report, group.state, deps.thresholds);
         group.state = assessment.next;
         if (assessment.stale) staleReports++;
-        group.records.push(record);
-        group.reports.push({ report: d.report, receivedAt: d.receivedAt, assessment });
-        reports.push({ group, ring: device.ring, report: d.report, assessment });
+        const r = {
+          report: d.report,
+          receivedAt: d.receivedAt,
+          assessment,
+          record,
+          group,
+          ring: device.ring,
+        };
+        group.reports.push(r);
+        reports.push(r);
       }
     });
 
@@ -305,8 +322,10 @@ export function createHealthConsumer(
       const plan = planDeviceWrite(g.device, g.reports, deps.lastSeenIntervalMs);
       if (plan.write.kind !== 'none' || plan.completeFirmwareChange) writes.push([g, plan]);
       else {
+        // Nothing to write: the cached device (this object, unless it left the cache) takes the
+        // state in place.
         g.committed = true;
-        if (g.state !== g.device.state) cache.update(g.device.serial, nextDevice(g));
+        g.device.state = g.state;
       }
     }
     const [, sent] = await Promise.all([
@@ -332,7 +351,7 @@ export function createHealthConsumer(
       }
       if (g.failed) {
         failedDevices.push(g);
-        for (const r of g.records) failures.set(r, g.failed);
+        for (const r of g.reports) failures.set(r.record, g.failed);
       } else if (g.write !== 'none') written[g.write]++;
       if (g.lastSeenWritten) lastSeenWrites++;
       if (g.recordedChange) recordedChanges.push({ firmware: g.recordedChange.to, ring: g.device.ring });
@@ -361,7 +380,7 @@ export function createHealthConsumer(
       staleReports,
       lastWills,
       rejected,
-      devices: serials.length,
+      devices: serials,
       cacheMisses: misses,
       writes: written,
       firmwareChanges: recordedChanges.length,

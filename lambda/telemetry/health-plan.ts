@@ -122,6 +122,9 @@ export interface DevicePlan {
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 const NO_WRITE: DeviceWrite = { kind: 'none' };
+const NOTHING: DevicePlan = { write: NO_WRITE };
+const noWrite = (completeFirmwareChange?: FirmwareChangeMark): DevicePlan =>
+  completeFirmwareChange ? { write: NO_WRITE, completeFirmwareChange } : NOTHING;
 
 /**
  * The registry write of one device for its reports of a batch (in arrival order), given the
@@ -148,7 +151,7 @@ export function planDeviceWrite(
     if (r.receivedAt > seenMs) seenMs = r.receivedAt;
     if (r.assessment.newBoot) newBoot = true;
   }
-  if (!latest) return { write: NO_WRITE, completeFirmwareChange };
+  if (!latest) return noWrite(completeFirmwareChange);
   const state = latest.assessment.next;
   const fw = latest.report.fw;
   let firmwareChange: FirmwareChangeMark | undefined;
@@ -172,7 +175,7 @@ export function planDeviceWrite(
       completeFirmwareChange,
     };
   }
-  return { write: NO_WRITE, completeFirmwareChange };
+  return noWrite(completeFirmwareChange);
 }
 
 /** The trail entry sort-key suffix of a firmware change: one entry per (time, version). */

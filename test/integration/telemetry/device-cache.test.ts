@@ -59,3 +59,22 @@ test('an update keeps the expiry of the read; it does not add an entry; delete r
   c.delete('b');
   expect(c.get('b')).toBeUndefined();
 });
+
+test('a read moves an entry to the back only from the older half of the order', () => {
+  const { c } = cache(4);
+  for (const k of ['a', 'b', 'c', 'd']) c.set(k, { v: 1 });
+  c.get('a'); // older half: to the back (b, c, d, a)
+  c.get('c'); // newer half: stays
+  c.set('e', { v: 1 });
+  expect(c.get('b')).toBeUndefined();
+  c.set('f', { v: 1 });
+  // c kept its place, so it goes before d (an exact LRU would keep c and drop d).
+  expect(['c', 'd', 'a', 'e', 'f'].map((k) => c.get(k) !== undefined)).toEqual([
+    false,
+    true,
+    true,
+    true,
+    true,
+  ]);
+  expect(c.size).toBe(4);
+});
