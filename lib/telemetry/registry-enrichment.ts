@@ -75,7 +75,8 @@ export const TIME_SERIES_KEYS = {
 export function timeSeriesTags(enrichment: RegistryEnrichment): Record<string, string> {
   return {
     [TIME_SERIES_KEYS.thing]: PARTITION_KEY,
-    [TIME_SERIES_KEYS.firmware]: '${fw}',
+    // A Last Will (`{"connection":"lost"}` on the health topic) carries no firmware.
+    [TIME_SERIES_KEYS.firmware]: "${get_or_default(fw, 'unknown')}",
     [TIME_SERIES_KEYS.lot]: enrichment.templates.lot,
     [TIME_SERIES_KEYS.ring]: enrichment.templates.ring,
   };

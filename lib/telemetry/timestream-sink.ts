@@ -59,7 +59,8 @@ export class TimestreamSink extends Construct {
         tableName: props.tableName,
         roleArn: this.role.roleArn,
         dimensions: Object.entries(tags).map(([name, value]) => ({ name, value })),
-        timestamp: { value: '${ts}', unit: 'MILLISECONDS' },
+        // The report's own time; a Last Will has none and is written at the time the rule received it.
+        timestamp: { value: '${get_or_default(ts, timestamp())}', unit: 'MILLISECONDS' },
       },
     };
   }

@@ -626,14 +626,14 @@ describe('time-series options', () => {
       expect(action).toMatchObject({
         DatabaseName: 'fleet_db',
         TableName: 'health',
-        Timestamp: { Value: '${ts}', Unit: 'MILLISECONDS' },
+        Timestamp: { Value: '${get_or_default(ts, timestamp())}', Unit: 'MILLISECONDS' },
       });
     });
 
     test('dimensions: thing from the topic, firmware from the report, lot and ring from one registry call', () => {
       expect(action.Dimensions).toEqual([
         { Name: 'thingName', Value: '${topic(3)}' },
-        { Name: 'firmware', Value: '${fw}' },
+        { Name: 'firmware', Value: "${get_or_default(fw, 'unknown')}" },
         { Name: 'lot', Value: '${@registry.attributes.lot}' },
         { Name: 'ring', Value: '${@registry.attributes.ring}' },
       ]);
@@ -703,7 +703,7 @@ describe('time-series options', () => {
         TimestampUnit: 'ms',
         Tags: {
           thingName: '${topic(3)}',
-          firmware: '${fw}',
+          firmware: "${get_or_default(fw, 'unknown')}",
           lot: '${@registry.attributes.lot}',
           ring: '${@registry.attributes.ring}',
         },
