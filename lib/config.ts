@@ -62,7 +62,6 @@ export const FLEET_DEFAULTS = {
     errorStore: { retentionDays: 90 },
     lastSeenIntervalSeconds: 900,
     healthIntervalSeconds: 300,
-    telemetryIntervalSeconds: 60,
     /** The same values as core/health.ts DEFAULT_HEALTH_THRESHOLDS (a decision core lib may not import; a test ties them). */
     thresholds: { lowHeapBytes: 16_384, weakRssiDbm: -85 },
     maxFirmwareDimensions: 50,
@@ -272,8 +271,6 @@ export interface TelemetryConfig {
   readonly lastSeenIntervalSeconds: number;
   /** The device contract's health report interval (seconds); the reboot-rate alarms evaluate per interval. @default 300 */
   readonly healthIntervalSeconds: number;
-  /** The device contract's telemetry publish interval (seconds). @default 60 */
-  readonly telemetryIntervalSeconds: number;
   /** Per-report conditions: low heap below `lowHeapBytes`, weak link below `weakRssiDbm`. @default 16384 B / -85 dBm */
   readonly thresholds: HealthThresholdsConfig;
   /** Distinct firmware versions with their own metric dimension value (the rest: `other`). @default 50 */
@@ -498,9 +495,6 @@ const telemetrySchema = z.strictObject({
   ),
   healthIntervalSeconds: int(60, 86_400, 'use an integer number of seconds between 60 and 86400').default(
     T.healthIntervalSeconds,
-  ),
-  telemetryIntervalSeconds: int(1, 86_400, 'use an integer number of seconds between 1 and 86400').default(
-    T.telemetryIntervalSeconds,
   ),
   thresholds: z
     .strictObject({

@@ -290,7 +290,6 @@ describe('telemetry settings', () => {
       errorStore: { retentionDays: 90 },
       lastSeenIntervalSeconds: 900,
       healthIntervalSeconds: 300,
-      telemetryIntervalSeconds: 60,
       thresholds: { lowHeapBytes: 16384, weakRssiDbm: -85 },
       maxFirmwareDimensions: 50,
       consumer: {
