@@ -112,6 +112,15 @@ async function mapLimit<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+const newGroup = (device: KnownDevice): DeviceGroup => ({
+  device,
+  reports: [],
+  state: device.state,
+  committed: false,
+  write: 'none',
+  lastSeenWritten: false,
+});
+
 const errorText = (err: unknown): string =>
   err instanceof Error ? `${err.name}: ${err.message}` : String(err);
 
@@ -121,29 +130,23 @@ export function createHealthConsumer(
   const { registry, cache, logger } = deps;
 
   /**
-   * The known devices of the decoded records' serials (null: not in the registry), the serials
-   * that could not be read, and how many serials there were and were not cached.
+   * The batch's devices by serial: a group for each registered device, null for a serial the
+   * registry does not hold; a serial that could not be read is left out. Also how many serials
+   * there were and how many the cache did not have.
    */
-  async function lookUp(decoded: readonly DecodedRecord[]): Promise<{
-    devices: Map<string, KnownDevice | null>;
-    unresolved: Set<string>;
-    serials: number;
-    misses: number;
-  }> {
-    const devices = new Map<string, KnownDevice | null>();
+  async function lookUp(
+    decoded: readonly DecodedRecord[],
+  ): Promise<{ groups: Map<string, DeviceGroup | null>; serials: number; misses: number }> {
+    const groups = new Map<string, DeviceGroup | null>();
     const misses: string[] = [];
-    const missed = new Set<string>();
     for (const d of decoded) {
-      if (d.kind === 'reject' || devices.has(d.serial) || missed.has(d.serial)) continue;
+      if (d.kind === 'reject' || groups.has(d.serial)) continue;
       const cached = cache.get(d.serial);
-      if (cached !== undefined) devices.set(d.serial, cached);
-      else {
-        missed.add(d.serial);
-        misses.push(d.serial);
-      }
+      if (cached === undefined) misses.push(d.serial);
+      groups.set(d.serial, cached ? newGroup(cached) : null);
     }
-    const serials = devices.size + misses.length;
-    if (misses.length === 0) return { devices, unresolved: missed, serials, misses: 0 };
+    const serials = groups.size;
+    if (misses.length === 0) return { groups, serials, misses: 0 };
     const views = await registry.getHealthViews(misses);
     if (views.error !== undefined || views.unresolved.size > 0) {
       logger.error('registry read failed; the records of these devices are retried', {
@@ -152,13 +155,16 @@ export function createHealthConsumer(
       });
     }
     for (const serial of misses) {
-      if (views.unresolved.has(serial)) continue;
+      if (views.unresolved.has(serial)) {
+        groups.delete(serial);
+        continue;
+      }
       const view = views.found.get(serial);
       const known = view ? knownDeviceOf(view) : null;
       cache.set(serial, known);
-      devices.set(serial, known);
+      groups.set(serial, known && newGroup(known));
     }
-    return { devices, unresolved: views.unresolved, serials, misses: misses.length };
+    return { groups, serials, misses: misses.length };
   }
 
   /** What the device knows after the batch, when its registry work committed as `g` says. */
@@ -258,13 +264,11 @@ export function createHealthConsumer(
     const records = event.Records ?? [];
     const failures = new Map<KinesisStreamRecord, string>();
     const decoded = records.map((r) => decodeRecord(r, deps.thingNamePrefix));
-    const { devices, unresolved, serials, misses } = await lookUp(decoded);
+    const { groups, serials, misses } = await lookUp(decoded);
 
     // Sort the records (rejections, Last Wills, the reports of each registered device) and assess
     // each device's reports in arrival order against the state known before this batch.
     const rejections: Rejection[] = [];
-    /** By serial. */
-    const groups = new Map<string, DeviceGroup>();
     /** The reports of registered devices, in batch order. */
     const reports: BatchReport[] = [];
     let lastWills = 0;
@@ -275,32 +279,19 @@ export function createHealthConsumer(
         rejections.push({ record, ...d });
         return;
       }
-      if (unresolved.has(d.serial)) {
+      const group = groups.get(d.serial);
+      if (group === undefined) {
         failures.set(record, `registry read for ${d.serial} failed`);
-        return;
-      }
-      const device = devices.get(d.serial);
-      if (!device) {
+      } else if (group === null) {
         const problem = `serial ${d.serial} (thing ${d.thing}) is not in the registry`;
         rejections.push({ record, reason: 'UNKNOWN_DEVICE', problem, thing: d.thing });
       } else if (d.kind === 'lastWill') {
         lastWills++;
       } else {
-        let group = groups.get(d.serial);
-        if (!group) {
-          group = {
-            device,
-            reports: [],
-            state: device.state,
-            committed: false,
-            write: 'none',
-            lastSeenWritten: false,
-          };
-          groups.set(d.serial, group);
-        }
         const assessment = assessReport(d.report, group.state, deps.thresholds);
         group.state = assessment.next;
         if (assessment.stale) staleReports++;
+        const { device } = group;
         const r = {
           report: d.report,
           receivedAt: d.receivedAt,
@@ -309,16 +300,21 @@ export function createHealthConsumer(
           group,
           ring: device.ring,
         };
-        group.reports.push(r);
+        // A one-element array: a push onto an empty one would reserve room for 17.
+        if (group.reports.length === 0) group.reports = [r];
+        else group.reports.push(r);
         reports.push(r);
       }
     });
+
+    /** The devices with reports in this batch. */
+    const active = [...groups.values()].filter((g): g is DeviceGroup => g !== null && g.reports.length > 0);
 
     // At most one write per device; the devices with none are done here, the others written
     // concurrently (bounded) while the rejections go to the dead-letter queue.
     const debug = ['TRACE', 'DEBUG'].includes(logger.getLevelName());
     const writes: [DeviceGroup, DevicePlan][] = [];
-    for (const g of groups.values()) {
+    for (const g of active) {
       const plan = planDeviceWrite(g.device, g.reports, deps.lastSeenIntervalMs);
       if (plan.write.kind !== 'none' || plan.completeFirmwareChange) writes.push([g, plan]);
       else {
@@ -337,7 +333,7 @@ export function createHealthConsumer(
     const recordedChanges: { firmware: string; ring?: Ring }[] = [];
     const written = { state: 0, lastSeen: 0, lost: 0 };
     let lastSeenWrites = 0;
-    for (const g of groups.values()) {
+    for (const g of active) {
       if (debug) {
         logger.debug('device health', {
           serial: g.device.serial,

@@ -51,9 +51,10 @@ export function decodeRecord(record: KinesisStreamRecord, thingNamePrefix: strin
       thing: parsed.thing,
     };
   }
-  return parsed.kind === 'report'
-    ? { kind: 'report', serial, thing: parsed.thing, receivedAt: parsed.receivedAt, report: parsed.report }
-    : { kind: 'lastWill', serial, thing: parsed.thing, receivedAt: parsed.receivedAt };
+  // The parse result, with the serial, is the decoded record (one object less per record).
+  const decoded = parsed as typeof parsed & { serial: string };
+  decoded.serial = serial;
+  return decoded;
 }
 
 /**
