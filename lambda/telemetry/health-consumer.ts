@@ -182,7 +182,10 @@ export function createHealthConsumer(
         if (!r.applied) g.write = 'lost';
         else {
           next.currentFirmware = w.state.fw;
-          if (r.lastSeen) next.lastSeenMs = Date.parse(w.seenAt);
+          const seenMs = Date.parse(w.seenAt);
+          // Not written: a later lastSeen is stored (lastSeen only moves forward), so this one is
+          // a lower bound of it, and no lastSeen write is due before the interval after it.
+          next.lastSeenMs = r.lastSeen ? seenMs : Math.max(next.lastSeenMs ?? seenMs, seenMs);
           g.lastSeenWritten = r.lastSeen;
           if (w.firmwareChange) {
             next.lastFirmwareChange = w.firmwareChange;

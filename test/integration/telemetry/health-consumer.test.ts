@@ -10,6 +10,7 @@ import type {
   KinesisStreamEvent,
   KinesisStreamRecord,
 } from 'aws-lambda';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { ENV } from '../../../core/env';
 import { DeviceRecord, Ring } from '../../../core/model';
 import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
@@ -379,6 +380,37 @@ test('lastSeen is written at most once per lastSeen interval', async () => {
   const cold = coldStart();
   expect(await cold(kinesisEvent(at(20, 1800)))).toEqual(OK);
   expect(faults.updates.get(serial)).toBe(2);
+});
+
+test('a state write that finds a later lastSeen makes no lastSeen write due before the interval after it', async () => {
+  const serial = 'SN-H-0402';
+  await activeDevice(serial);
+  const warm = coldStart();
+  expect(
+    await warm(kinesisEvent(reportRecord(thing(serial), { ts: T0, bootId: 'b1', uptimeS: 60 }))),
+  ).toEqual(OK);
+  // A connect recorded after this container read the device, later than the next report.
+  await db.doc.send(
+    new UpdateCommand({
+      TableName: tables.devices,
+      Key: { serial },
+      UpdateExpression: 'SET lastSeen = :seen',
+      ExpressionAttributeValues: { ':seen': iso(T0 + 30 * MIN) },
+    }),
+  );
+  const before = faults.updates.get(serial)!;
+  // A new boot received before that connect: the state is written, lastSeen stays (one try with
+  // lastSeen, one without).
+  expect(
+    await warm(kinesisEvent(reportRecord(thing(serial), { ts: T0 + 20 * MIN, bootId: 'b2', uptimeS: 5 }))),
+  ).toEqual(OK);
+  expect(await device(serial)).toMatchObject({ healthBootId: 'b2', lastSeen: iso(T0 + 30 * MIN) });
+  expect(faults.updates.get(serial)).toBe(before + 2);
+  // The stored lastSeen is at least that report's: none is due within the interval after it.
+  expect(
+    await warm(kinesisEvent(reportRecord(thing(serial), { ts: T0 + 25 * MIN, bootId: 'b2', uptimeS: 305 }))),
+  ).toEqual(OK);
+  expect(faults.updates.get(serial)).toBe(before + 2);
 });
 
 describe('firmware changes', () => {
