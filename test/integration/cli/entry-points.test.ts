@@ -74,14 +74,16 @@ describe('npm run bench', () => {
     expect(r.code).toBe(EXIT_CODES.ok);
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/^usage: npm run bench \[-- NAME\]\n/);
-    expect(r.stdout).toContain('benchmarks: bundles, enrollment, hook');
+    expect(r.stdout).toContain(
+      'benchmarks: bundles, enrollment, health-consumer, hook, lab-scale, telemetry-pipeline',
+    );
   });
 
   test('an unknown benchmark name: one line naming the benchmarks, exit 2', () => {
     const r = run('bench/run.ts', ['nosuch']);
     expect(r.code).toBe(EXIT_CODES.usage);
     expect(r.stderr).toBe(
-      'bench: no benchmark matches "nosuch"; use one of bundles, enrollment, hook, or none to run all\n',
+      'bench: no benchmark matches "nosuch"; use one of bundles, enrollment, health-consumer, hook, lab-scale, telemetry-pipeline, or none to run all\n',
     );
     expect(r.stdout).toBe('');
   });
