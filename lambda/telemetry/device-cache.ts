@@ -31,7 +31,8 @@ export class DeviceCache<V extends object> {
   private readonly maxEntries: number;
   private readonly knownTtlMs: number;
   private readonly unknownTtlMs: number;
-  private readonly now: () => number;
+  /** The cache's clock (a caller reading many entries at once reads it once). */
+  readonly now: () => number;
   /** Insertions at the back so far. */
   private seq = 0;
 
@@ -46,11 +47,14 @@ export class DeviceCache<V extends object> {
     return this.entries.size;
   }
 
-  /** The cached value (`null`: known not to exist), or undefined on a miss or an expired entry. */
-  get(serial: string): V | null | undefined {
+  /**
+   * The cached value (`null`: known not to exist), or undefined on a miss or an expired entry.
+   * `now`: the time by {@link now}, when the caller has it.
+   */
+  get(serial: string, now?: number): V | null | undefined {
     const entry = this.entries.get(serial);
     if (!entry) return undefined;
-    if (entry.expiresAt <= this.now()) {
+    if (entry.expiresAt <= (now ?? this.now())) {
       this.entries.delete(serial);
       return undefined;
     }

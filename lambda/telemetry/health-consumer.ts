@@ -139,9 +139,10 @@ export function createHealthConsumer(
   ): Promise<{ groups: Map<string, DeviceGroup | null>; serials: number; misses: number }> {
     const groups = new Map<string, DeviceGroup | null>();
     const misses: string[] = [];
+    const now = cache.now();
     for (const d of decoded) {
       if (d.kind === 'reject' || groups.has(d.serial)) continue;
-      const cached = cache.get(d.serial);
+      const cached = cache.get(d.serial, now);
       if (cached === undefined) misses.push(d.serial);
       groups.set(d.serial, cached ? newGroup(cached) : null);
     }

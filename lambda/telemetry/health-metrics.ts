@@ -41,6 +41,8 @@ function envFlag(env: NodeJS.ProcessEnv, key: string): boolean | undefined {
 export class EmfWriter {
   readonly disabled: boolean;
   private readonly write: (line: string) => void;
+  /** Metric directives by dimension and metric names (a handful: the documents have few shapes). */
+  private readonly directives = new Map<string, string>();
 
   constructor(
     private readonly namespace: string,
@@ -66,22 +68,32 @@ export class EmfWriter {
     metrics: readonly (readonly [MetricSpec, number | number[]])[],
   ): void {
     if (this.disabled) return;
-    const doc: Record<string, unknown> = {
-      _aws: {
-        Timestamp: Date.now(),
-        CloudWatchMetrics: [
-          {
-            Namespace: this.namespace,
-            Dimensions: [['service', ...Object.keys(dimensions)]],
-            Metrics: metrics.map(([m]) => ({ Name: m.name, Unit: m.unit })),
-          },
-        ],
-      },
-      service: this.service,
-      ...dimensions,
-    };
-    for (const [m, v] of metrics) doc[m.name] = Array.isArray(v) && v.length === 1 ? v[0] : v;
-    this.write(JSON.stringify(doc));
+    const root: Record<string, unknown> = { service: this.service, ...dimensions };
+    for (const [m, v] of metrics) root[m.name] = Array.isArray(v) && v.length === 1 ? v[0] : v;
+    const directive = this.directive(Object.keys(dimensions), metrics);
+    this.write(
+      `{"_aws":{"Timestamp":${Date.now()},"CloudWatchMetrics":${directive}},${JSON.stringify(root).slice(1)}`,
+    );
+  }
+
+  /** The metric directive (namespace, dimension names, metric names and units) as JSON, built once per shape. */
+  private directive(
+    dimensionNames: readonly string[],
+    metrics: readonly (readonly [MetricSpec, unknown])[],
+  ): string {
+    const key = `${dimensionNames.join()}|${metrics.map(([m]) => m.name).join()}`;
+    let json = this.directives.get(key);
+    if (json === undefined) {
+      json = JSON.stringify([
+        {
+          Namespace: this.namespace,
+          Dimensions: [['service', ...dimensionNames]],
+          Metrics: metrics.map(([m]) => ({ Name: m.name, Unit: m.unit })),
+        },
+      ]);
+      this.directives.set(key, json);
+    }
+    return json;
   }
 }
 
