@@ -9,7 +9,9 @@
  *    the dead-letter queue and does not fail the batch (unless the queue refuses it: then it is a
  *    batch item failure, so it is not lost);
  * 2. look the devices up in the per-container cache, reading the misses from the registry;
- * 3. assess the reports with `aggregateHealth` and write each device at most once;
+ * 3. assess each device's reports in arrival order with core/health.ts's `assessReport`, and
+ *    write each device at most once: a device with nothing to write is done at once, the writes
+ *    go out together, at most `writeConcurrency` at a time;
  * 4. publish metrics for the devices whose work committed, and log one summary.
  * Records of a device whose registry read or write failed are batch item failures, reported the
  * way Powertools' BatchProcessor reports them (the response is built by `processPartialResponse`

@@ -2,7 +2,8 @@
  * The health consumer's decisions, pure (no SDK, no I/O): what a batch's stream records are
  * (a report, a Last Will, or a rejection for the dead-letter queue), which registry write each
  * device needs, and the metric counters of the devices whose work committed. The counting rules
- * are core/health.ts's (`aggregateHealth`); this module only applies them to a batch.
+ * are core/health.ts's (`assessReport`, `countFreshReport`); this module only applies them to a
+ * batch.
  *
  * Registry writes, at most one per device per batch:
  * - a new boot, a firmware change or a device's first report: the health state write (boot id,
