@@ -10,6 +10,7 @@
  * name, so a payload field cannot overwrite them.
  */
 import * as z from 'zod/mini';
+import { describeIssues, type PathIssue } from './issues';
 import { FIRMWARE_PATTERN } from './model';
 
 /** Kinds of record on the telemetry stream (the `type` field). */
@@ -298,9 +299,7 @@ export function parseHealthRecord(data: string): ParsedHealthRecord {
   };
 }
 
-function issueText(issues: readonly { path: PropertyKey[]; message: string }[]): string {
-  return issues.map((i) => `${i.path.map(String).join('.') || '(payload)'}: ${i.message}`).join('; ');
-}
+const issueText = (issues: readonly PathIssue[]): string => describeIssues(issues, '(payload)');
 
 /**
  * The error store: the rules' error actions write one object per failed message to an S3 bucket,

@@ -6,10 +6,11 @@
  */
 import { config, type core } from 'zod/mini';
 import { en } from 'zod/locales';
+import { describeIssues as describeAll } from '../../core/issues';
 
 config(en());
 
 /** `path: message; path: message`, the form the handlers log for a rejected input. */
 export function describeIssues(issues: readonly core.$ZodIssue[]): string {
-  return issues.map((i) => `${i.path.map(String).join('.') || '(event)'}: ${i.message}`).join('; ');
+  return describeAll(issues, '(event)');
 }
