@@ -377,7 +377,25 @@ export class LambdaRunner {
   /** Declared versions and aliases per function ARN (what a qualified reference may name). */
   private readonly qualifiers = new Map<string, Set<string>>();
 
-  constructor(private readonly opts: LambdaRunnerOptions) {}
+  private readonly opts: LambdaRunnerOptions;
+  private readonly logListeners = new Set<(functionName: string, line: string) => void>();
+
+  constructor(opts: LambdaRunnerOptions) {
+    const own = opts.onLog;
+    this.opts = {
+      ...opts,
+      onLog: (functionName, line) => {
+        own?.(functionName, line);
+        for (const listener of this.logListeners) listener(functionName, line);
+      },
+    };
+  }
+
+  /** Also send every function log line to `listener` (the lab reads EMF documents this way); returns the unsubscribe. */
+  addLogListener(listener: (functionName: string, line: string) => void): () => void {
+    this.logListeners.add(listener);
+    return () => this.logListeners.delete(listener);
+  }
 
   /** Add a function; it is addressable by ARN, name and logical id. */
   register(spec: LambdaFunctionSpec): void {

@@ -93,6 +93,11 @@ function telemetryLines(t: TelemetrySection): string[] {
       `    ${`${c.firmware} ${c.ring}`.padEnd(24)} ${String(c.activeDevices).padStart(4)} units ${String(c.reports).padStart(5)} reports ${String(c.unexpectedReboots).padStart(4)} unexpected reboots (${c.crashResets} crashes) ${c.lowHeapReports} low heap ${c.weakRssiReports} weak link`,
     );
   lines.push(
+    `  the consumer's metrics (EMF): ${Object.entries(t.consumer.metricsByFirmware)
+      .map(([fw, m]) => `${fw} ${m.unexpectedReboots} unexpected reboots in ${m.reports} reports`)
+      .join('; ')}`,
+  );
+  lines.push(
     `  registry: ${t.registry.lastSeenSet}/${t.devices} lastSeen, ${t.registry.firmwareRecorded}/${t.registry.switched} firmware switches recorded (${t.registry.firmwareChangedEntries} FIRMWARE_CHANGED); consumer dead letters ${t.consumer.deadLetters} ${JSON.stringify(t.consumer.deadLetterReasons)}`,
   );
   for (const table of t.timeSeries.timestream)

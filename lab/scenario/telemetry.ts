@@ -13,10 +13,11 @@
  * - archived: identities in the Firehose archive bucket;
  * - lost: acknowledged identities on the stream neither directly nor replayed.
  *
- * Health cohorts come from the stream's health records through the pure aggregation the
- * consumer and the rollout gates use (core/health.ts); the registry is checked for what the
- * health consumer must have written (running firmware, FIRMWARE_CHANGED, lastSeen), and the
- * consumer's dead-letter queue for the malformed report.
+ * Health cohorts come from the stream's health records through the pure aggregation of
+ * core/health.ts, whose counting rule the consumer shares; the consumer's own metrics (its EMF
+ * documents) are read from its log and checked too. The registry is checked for what the health
+ * consumer must have written (running firmware, FIRMWARE_CHANGED, lastSeen), and the consumer's
+ * dead-letter queue for the malformed report.
  */
 import { gunzipSync } from 'node:zlib';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
@@ -25,6 +26,7 @@ import { telemetryReplay, type ReplayResult } from '../../cli/commands/telemetry
 import { kinesisClient, registryTables, requireResource, type CliContext } from '../../cli/context';
 import { aggregateHealth, type CohortHealth, type HealthInput } from '../../core/health';
 import { serialFromThingName, TABLES, type Ring } from '../../core/model';
+import { METRICS } from '../../core/metrics';
 import { STACK_OUTPUTS } from '../../core/stack-outputs';
 import { healthReportSchema, type HealthReport } from '../../core/telemetry';
 import { topics } from '../../core/topics';
@@ -130,6 +132,11 @@ export interface TelemetrySection {
     /** Messages in the health consumer's dead-letter queue. */
     deadLetters: number;
     deadLetterReasons: Record<string, number>;
+    /**
+     * What the consumer itself reported as metrics (its EMF documents, read from its log), per
+     * firmware version: the figures the alarms and the rollout gates see.
+     */
+    metricsByFirmware: Record<string, { reports: number; unexpectedReboots: number; crashResets: number }>;
   };
   /** Records in the local Timestream / InfluxDB stores (the time-series options). */
   timeSeries: ReturnType<LabRuntime['stats']>['timeSeries'];
@@ -174,6 +181,7 @@ export async function runTelemetryPhase(
   if (!rules || !stream)
     throw new Error('the stack exports no telemetry stream or rules: nothing to stream to');
 
+  const emf = collectConsumerMetrics(lab);
   const t0 = Date.now();
   await reconnectAll(agents);
   const fleet = streamFleet({
@@ -283,10 +291,45 @@ export async function runTelemetryPhase(
     cohorts,
     links: ledger.links,
     registry: registryCheck,
-    consumer: { deadLetters: dlq.length, deadLetterReasons },
+    consumer: { deadLetters: dlq.length, deadLetterReasons, metricsByFirmware: emf.stop() },
     timeSeries: lab.stats().timeSeries,
     firmware: LAB_FIRMWARE,
     timings: { streamMs, settleMs, replayMs, accountMs },
+  };
+}
+
+/** Sum the health consumer's EMF metrics per firmware version while the phase runs. */
+function collectConsumerMetrics(lab: LabRuntime): {
+  stop(): TelemetrySection['consumer']['metricsByFirmware'];
+} {
+  const out: TelemetrySection['consumer']['metricsByFirmware'] = {};
+  const names = {
+    [METRICS.healthReports.name]: 'reports',
+    [METRICS.unexpectedReboots.name]: 'unexpectedReboots',
+    [METRICS.crashResets.name]: 'crashResets',
+  } as const;
+  const unsubscribe = lab.runner.addLogListener((functionName, line) => {
+    if (!/HealthConsumer/.test(functionName) || !line.includes('"_aws"')) return;
+    let doc: Record<string, unknown>;
+    try {
+      doc = JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    const fw = doc.FirmwareVersion;
+    if (typeof fw !== 'string') return;
+    const acc = (out[fw] ??= { reports: 0, unexpectedReboots: 0, crashResets: 0 });
+    for (const [metric, field] of Object.entries(names)) {
+      const v = doc[metric];
+      const values = Array.isArray(v) ? v : typeof v === 'number' ? [v] : [];
+      for (const n of values) if (typeof n === 'number') acc[field] += n;
+    }
+  });
+  return {
+    stop: () => {
+      unsubscribe();
+      return out;
+    },
   };
 }
 
@@ -522,6 +565,17 @@ export function telemetryExpectations(t: TelemetrySection): Expectation[] {
       name: 'health: the crash-looping release shows unexpected reboots, the others none',
       ok: rebootsOf(crash) > 0 && rebootsOf(others) === 0,
       detail: `${t.firmware.crashLooping}: ${rebootsOf(crash)}; others: ${rebootsOf(others)}`,
+    },
+    {
+      name: "health: the consumer's metrics show unexpected reboots for the crash-looping release only",
+      ok:
+        (t.consumer.metricsByFirmware[t.firmware.crashLooping]?.unexpectedReboots ?? 0) > 0 &&
+        Object.entries(t.consumer.metricsByFirmware).every(
+          ([fw, m]) => fw === t.firmware.crashLooping || m.unexpectedReboots === 0,
+        ),
+      detail: Object.entries(t.consumer.metricsByFirmware)
+        .map(([fw, m]) => `${fw}: ${m.unexpectedReboots} of ${m.reports} reports`)
+        .join('; '),
     },
     {
       name: 'health: the registry holds the new firmware and one FIRMWARE_CHANGED entry per switched unit',
