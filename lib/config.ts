@@ -69,8 +69,8 @@ export const FLEET_DEFAULTS = {
       batchSize: 100,
       maxBatchingWindowSeconds: 5,
       parallelizationFactor: 1,
-      retryAttempts: 3,
-      maxRecordAgeSeconds: 86_400,
+      retryAttempts: -1,
+      maxRecordAgeSeconds: 21_600,
       memorySize: 512,
       timeoutSeconds: 60,
     },
@@ -164,11 +164,27 @@ export interface ConsumerConfig {
   readonly batchSize: number;
   /** Seconds the mapping waits to fill a batch (0 to 300). @default 5 */
   readonly maxBatchingWindowSeconds: number;
-  /** Concurrent batches per shard (1 to 10); keep 1 so a device's reports stay in order. @default 1 */
+  /**
+   * Concurrent batches per shard (1 to 10). Lambda keeps the records of one partition key (one
+   * device: the key is the thing name) in order at any factor; above 1, a shard's devices are
+   * processed several batches at a time. @default 1
+   */
   readonly parallelizationFactor: number;
-  /** Retries of a failing batch before its records go to the dead-letter queue (0 to 10000). @default 3 */
+  /**
+   * Retries of a failing batch before Lambda gives up on it and writes it, records included, to
+   * the error store (-1, or 0 to 10000; -1: retry until `maxRecordAgeSeconds`).
+   * @default -1 — the consumer fails a record only when a registry call fails (throttling, an
+   * outage): records it cannot use go to the dead-letter queue instead. Those failures pass, so
+   * the batch is retried until it succeeds, bounded by `maxRecordAgeSeconds`; a fixed count gives
+   * up after minutes of throttling, however soon the registry would recover. A batch stuck for
+   * another reason holds its shard until then, which the iterator-age alarm reports.
+   */
   readonly retryAttempts: number;
-  /** Records older than this many seconds go to the dead-letter queue unprocessed (60 to 604800). @default 86400 */
+  /**
+   * Age in seconds past which Lambda gives up on records and writes them to the error store
+   * unprocessed (60 to 604800, and at most `stream.retentionHours` × 3600 − 3600: a record the
+   * stream has already trimmed is skipped, not kept). @default 21600 (6 hours)
+   */
   readonly maxRecordAgeSeconds: number;
   /** Lambda memory (MB). @default 512 */
   readonly memorySize: number;
@@ -518,7 +534,11 @@ const telemetrySchema = z.strictObject({
       parallelizationFactor: int(1, 10, 'use an integer between 1 and 10').default(
         T.consumer.parallelizationFactor,
       ),
-      retryAttempts: int(0, 10_000, 'use an integer between 0 and 10000').default(T.consumer.retryAttempts),
+      retryAttempts: int(
+        -1,
+        10_000,
+        'use -1 (retry until maxRecordAgeSeconds) or an integer between 0 and 10000',
+      ).default(T.consumer.retryAttempts),
       maxRecordAgeSeconds: int(60, 604_800, 'use an integer number of seconds between 60 and 604800').default(
         T.consumer.maxRecordAgeSeconds,
       ),
@@ -683,6 +703,13 @@ function checkNamesAgainstPrefix(cfg: ParsedInput, ctx: z.RefinementCtx): void {
   });
 }
 
+/**
+ * Seconds the health consumer's `maxRecordAgeSeconds` stays below the stream's retention: the
+ * mapping gives up on a record (and writes it to the error store) at least this long before the
+ * stream trims it.
+ */
+export const MAX_RECORD_AGE_MARGIN_SECONDS = 3600;
+
 /** Telemetry settings that must fit together (each check skips parts that are malformed). */
 function checkTelemetry(
   cfg: { thingNamePrefix: string; telemetry: TelemetryInput },
@@ -714,6 +741,23 @@ function checkTelemetry(
         'give the telemetry and health rules different names (each record type has its own rule)',
       );
     }
+  }
+
+  // Records the stream trims before the mapping gives up on them are skipped, not written to the
+  // on-failure destination: the mapping must give up while they are still on the stream, with an
+  // hour to spare for a batch that is being retried or read late when its age runs out.
+  const retention = t.stream?.retentionHours;
+  const maxAge = t.consumer?.maxRecordAgeSeconds;
+  if (typeof retention === 'number' && typeof maxAge === 'number') {
+    const limit = retention * 3600 - MAX_RECORD_AGE_MARGIN_SECONDS;
+    if (maxAge > limit)
+      issue(
+        at('consumer', 'maxRecordAgeSeconds'),
+        maxAge,
+        `use at most ${limit} (telemetry.stream.retentionHours ${retention} × 3600 − ${MAX_RECORD_AGE_MARGIN_SECONDS}), ` +
+          'or raise telemetry.stream.retentionHours: a record the stream trims before the health consumer ' +
+          'gives up on it is skipped, not kept in the error store',
+      );
   }
 
   const freshness = t.alarms?.archiveFreshnessSeconds;

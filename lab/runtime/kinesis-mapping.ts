@@ -4,7 +4,8 @@
  * responses, event filtering, on-failure destinations):
  *
  * - one poller per shard, one batch in flight per shard (records of a shard are processed in
- *   order; ParallelizationFactor above 1 is accepted and processed as 1, which keeps the order);
+ *   order; ParallelizationFactor above 1 is accepted and processed as 1: Lambda then keeps only
+ *   the order of each partition key, which one batch at a time keeps too);
  * - batches of up to BatchSize records from StartingPosition, gathered for up to
  *   MaximumBatchingWindowInSeconds (the lab may shorten the window);
  * - FilterCriteria: records no filter matches are dropped before batching and checkpointed as
@@ -14,9 +15,13 @@
  * - BisectBatchOnFunctionError: a function error splits the batch in two and each half is
  *   processed (and retried) on its own; splitting does not count as a retry;
  * - MaximumRetryAttempts (-1: until the records expire) and MaximumRecordAgeInSeconds (-1: no
- *   limit); records given up on are described to DestinationConfig.OnFailure (an SQS queue of
- *   the stack) with Lambda's Kinesis invocation record (requestContext, responseContext,
- *   KinesisBatchInfo) and skipped;
+ *   limit); records given up on are described to DestinationConfig.OnFailure with Lambda's
+ *   Kinesis invocation record (requestContext, responseContext, KinesisBatchInfo) and skipped.
+ *   An SQS queue gets the record as a message; an S3 bucket gets it as one object, with the whole
+ *   event the function was given in `payload` (a JSON string), under
+ *   `aws/lambda/<mapping UUID>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>` (UTC) — the layout
+ *   of the Lambda developer guide, "Retain discarded batch records for a Kinesis Data Streams
+ *   event source";
  * - checkpoints: a shard's checkpoint moves past a batch once it succeeded or was given up on; a
  *   Kinesis outage leaves the reader where it was and it resumes from there; a restarted poller
  *   starts after its checkpoint, so an acknowledged record is never delivered again.
@@ -60,6 +65,7 @@ export interface KinesisMappingConfig {
   /** -1: no limit. */
   maxRecordAgeMs: number;
   parallelizationFactor: number;
+  /** ARN of the on-failure destination: an SQS queue, or an S3 bucket (`arn:aws:s3:::<name>`). */
   onFailure?: string;
   filter?: (data: Buffer) => boolean;
   region: string;
@@ -69,11 +75,18 @@ export interface KinesisMappingConfig {
 export interface KinesisMappingDeps {
   kinesis: LabKinesis;
   invoke(functionArn: string, event: unknown): Promise<unknown>;
-  /** Deliver an on-failure record; throws when the destination cannot take it. */
-  sendOnFailure(destination: string, body: string): void;
+  /** Deliver an on-failure record to a queue; throws (or rejects) when it cannot take it. */
+  sendOnFailure(destination: string, body: string): void | Promise<void>;
+  /** Write an on-failure object to a bucket (its name); rejects when it cannot. Absent: S3 destinations are not served. */
+  putOnFailureObject?(bucket: string, key: string, body: string): Promise<void>;
   log(e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }): void;
   /** Wait between polls of a shard with nothing new, ms. */
   pollIntervalMs: number;
+  /**
+   * The clock the batching window is measured on, epoch ms (default `Date.now`; a test injects
+   * one to open and close the window without waiting on the wall clock).
+   */
+  now?: () => number;
 }
 
 export interface KinesisMappingStats {
@@ -95,12 +108,33 @@ export interface KinesisMappingStats {
   bisections: number;
   /** Records given up on (retries exhausted or too old) and described to the on-failure destination. */
   sentToOnFailure: number;
+  /** On-failure records delivered (SQS messages or S3 objects, one per given-up batch). */
   onFailureMessages: number;
   /** On-failure records that could not be delivered (no destination, or it refused them). */
   onFailureDropped: number;
   /** Failed GetRecords / GetShardIterator calls (Kinesis unavailable). */
   pollErrors: number;
   shards: { shardId: string; checkpoint?: string; position?: string }[];
+}
+
+/** The bucket name of an S3 bucket ARN (`arn:<partition>:s3:::<name>`), or undefined for any other ARN. */
+export function s3BucketOfArn(arn: string): string | undefined {
+  return /^arn:aws[a-z-]*:s3:::([^/]+)$/.exec(arn)?.[1];
+}
+
+/**
+ * Key of the object Lambda writes to an S3 on-failure destination of a stream mapping:
+ * `aws/lambda/<mapping UUID>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>`, UTC.
+ */
+export function onFailureObjectKey(
+  mappingUuid: string,
+  shardId: string,
+  at: Date,
+  id = randomUUID(),
+): string {
+  const iso = at.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const [date, time] = [iso.slice(0, 10), iso.slice(11, 19)];
+  return `aws/lambda/${mappingUuid}/${shardId}/${date.replace(/-/g, '/')}/${date}T${time.replace(/:/g, '.')}-${id}`;
 }
 
 /**
@@ -182,9 +216,10 @@ export class KinesisMapping {
     const { batchSize, batchingWindowMs } = this.config;
     const records = await c.read(batchSize);
     if (records.length === 0 || records.length >= batchSize || batchingWindowMs <= 0) return records;
-    const until = Date.now() + batchingWindowMs;
-    while (records.length < batchSize && Date.now() < until && this.live(generation)) {
-      await this.sleeper.sleep(Math.min(this.deps.pollIntervalMs, Math.max(1, until - Date.now())));
+    const now = this.deps.now ?? Date.now;
+    const until = now() + batchingWindowMs;
+    while (records.length < batchSize && now() < until && this.live(generation)) {
+      await this.sleeper.sleep(Math.min(this.deps.pollIntervalMs, Math.max(1, until - now())));
       try {
         records.push(...(await c.read(batchSize - records.length)));
       } catch {
@@ -304,7 +339,7 @@ export class KinesisMapping {
         const cutoff = (Date.now() - this.config.maxRecordAgeMs) / 1000;
         const expired = batch.filter((r) => r.kinesis.approximateArrivalTimestamp < cutoff);
         if (expired.length) {
-          this.giveUp(c.shardId, expired, 'RecordAgeExceeded', invokeCount, last);
+          await this.giveUp(c.shardId, expired, 'RecordAgeExceeded', invokeCount, last);
           batch = batch.filter((r) => r.kinesis.approximateArrivalTimestamp >= cutoff);
           if (batch.length === 0) break;
         }
@@ -338,7 +373,7 @@ export class KinesisMapping {
           });
       }
       if (this.config.maxRetries >= 0 && retries > this.config.maxRetries) {
-        this.giveUp(c.shardId, batch, 'RetryAttemptsExhausted', invokeCount, last);
+        await this.giveUp(c.shardId, batch, 'RetryAttemptsExhausted', invokeCount, last);
         break;
       }
       await this.sleeper.sleep(
@@ -348,13 +383,13 @@ export class KinesisMapping {
     if (this.live(generation) && records.length) c.commit(records[records.length - 1].kinesis.sequenceNumber);
   }
 
-  private giveUp(
+  private async giveUp(
     shardId: string,
     batch: KinesisEventRecord[],
     condition: 'RetryAttemptsExhausted' | 'RecordAgeExceeded',
     invokeCount: number,
     last: Outcome | undefined,
-  ): void {
+  ): Promise<void> {
     this.counters.sentToOnFailure += batch.length;
     const first = batch[0].kinesis;
     const lastRecord = batch[batch.length - 1].kinesis;
@@ -395,12 +430,24 @@ export class KinesisMapping {
       shardId,
       records: batch.length,
     });
-    if (!this.config.onFailure) {
+    const destination = this.config.onFailure;
+    if (!destination) {
       this.counters.onFailureDropped += batch.length;
       return;
     }
     try {
-      this.deps.sendOnFailure(this.config.onFailure, JSON.stringify(body));
+      const bucket = s3BucketOfArn(destination);
+      if (bucket === undefined) await this.deps.sendOnFailure(destination, JSON.stringify(body));
+      else {
+        if (!this.deps.putOnFailureObject) throw new Error('S3 on-failure destinations are not served here');
+        // An S3 destination also gets the invocation itself: the event the function was given.
+        const object = { ...body, payload: JSON.stringify({ Records: batch }) };
+        await this.deps.putOnFailureObject(
+          bucket,
+          onFailureObjectKey(this.config.uuid, shardId, new Date()),
+          JSON.stringify(object),
+        );
+      }
       this.counters.onFailureMessages++;
     } catch (e) {
       this.counters.onFailureDropped += batch.length;

@@ -1,5 +1,6 @@
 /**
- * The lab's own S3 calls (bucket creation, rule S3 actions, Firehose deliveries) against the S3
+ * The lab's own S3 calls (bucket creation, rule S3 actions, Firehose deliveries, on-failure
+ * objects of event-source mappings) against the S3
  * emulator, through the real `@aws-sdk/client-s3` (path-style addressing, bounded requests).
  * Lambda code and the CLI reach the same emulator through AWS_ENDPOINT_URL_S3.
  */
@@ -49,6 +50,11 @@ export class LabS3 {
   /** Buckets the stack declared (created by the lab). */
   bucketNames(): string[] {
     return [...this.buckets];
+  }
+
+  /** Whether the stack declared bucket `name` (the lab created it). */
+  hasBucket(name: string): boolean {
+    return this.buckets.has(name);
   }
 
   async putObject(

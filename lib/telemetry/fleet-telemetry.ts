@@ -99,6 +99,7 @@ export class FleetTelemetry extends Construct {
     this.consumer = new HealthConsumer(this, 'HealthConsumer', {
       stream: this.stream,
       registry: props.registry,
+      errorStore: this.errorStore,
       thingNamePrefix: props.thingNamePrefix,
       lastSeenIntervalSeconds: s.lastSeenIntervalSeconds,
       thresholds: s.thresholds,

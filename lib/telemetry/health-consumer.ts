@@ -1,6 +1,6 @@
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import { KinesisEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -10,6 +10,7 @@ import type { RecordType } from '../../core/telemetry';
 import { FleetFunction } from '../common/fleet-function';
 import { FLEET_DEFAULTS, type HealthThresholdsConfig } from '../config';
 import type { RegistryTables } from '../traceability/registry-tables';
+import type { TelemetryErrorStore } from './error-store';
 import type { TelemetryStream } from './telemetry-stream';
 
 /** Defaults of the props: FLEET_DEFAULTS is the one place they live. */
@@ -26,17 +27,30 @@ export interface HealthConsumerMappingProps {
   readonly batchSize?: number;
   /** Seconds the mapping waits to fill a batch. @default 5 */
   readonly maxBatchingWindowSeconds?: number;
-  /** Concurrent batches per shard; 1 keeps a device's reports in order. @default 1 */
+  /**
+   * Concurrent batches per shard. Lambda keeps the records of one partition key (one device: the
+   * key is the thing name) in order at any factor, so raising it does not reorder a device's
+   * reports. @default 1
+   */
   readonly parallelizationFactor?: number;
-  /** Retries of a failing batch (halved on each failure) before its records go to the dead-letter queue. @default 3 */
+  /**
+   * Retries of a failing batch (split on each function error) before Lambda gives up on it and
+   * writes it to the error store; -1: until `maxRecordAgeSeconds`. @default -1
+   */
   readonly retryAttempts?: number;
-  /** Records older than this go to the dead-letter queue unprocessed. @default 86400 */
+  /**
+   * Records older than this are given up on (written to the error store unprocessed). Must stay
+   * below the stream's retention, or records leave the stream before they can be kept.
+   * @default 21600
+   */
   readonly maxRecordAgeSeconds?: number;
 }
 
 export interface HealthConsumerProps extends HealthConsumerMappingProps {
   readonly stream: TelemetryStream;
   readonly registry: RegistryTables;
+  /** Where batches the mapping gives up on are kept, whole (under `aws/lambda/`). */
+  readonly errorStore: TelemetryErrorStore;
   readonly thingNamePrefix: string;
   /** Seconds between two registry lastSeen writes of one device. */
   readonly lastSeenIntervalSeconds: number;
@@ -60,14 +74,18 @@ export interface HealthConsumerProps extends HealthConsumerMappingProps {
  * Its event-source mapping carries a filter on `data.type = health`, so telemetry records never
  * invoke it (docs/decisions.md D15), and reports partial batch failures: a failing record is
  * retried with the records after it, the batch is split on errors, and after `retryAttempts` or
- * `maxRecordAgeSeconds` the failed records' shard coordinates go to the dead-letter queue.
- * The function itself sends records it cannot use (malformed, unknown device) to the same queue,
- * so one encrypted, TLS-only queue holds everything that needs an operator.
+ * `maxRecordAgeSeconds` Lambda writes the batch it gives up on, records included, to the error
+ * store under `aws/lambda/` (an S3 on-failure destination keeps the whole invocation; an SQS one
+ * would keep only shard coordinates, useless once the stream has trimmed the records;
+ * docs/decisions.md D20). Records the function itself cannot use (malformed, unknown device) go
+ * to the encrypted, TLS-only dead-letter queue.
  * (https://docs.aws.amazon.com/lambda/latest/dg/services-kinesis-batchfailurereporting.html,
+ * https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html,
  * https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventfiltering.html#filtering-kinesis)
  */
 export class HealthConsumer extends Construct {
   public readonly function: FleetFunction;
+  /** Records the function rejects (MALFORMED, UNKNOWN_DEVICE); given-up batches go to the error store. */
   public readonly deadLetterQueue: sqs.Queue;
   public readonly eventSource: KinesisEventSource;
 
@@ -84,8 +102,8 @@ export class HealthConsumer extends Construct {
     Validations.of(this.deadLetterQueue).acknowledge({
       id: 'AwsSolutions-SQS3',
       reason:
-        "This queue is the dead letter of the health consumer's event-source mapping (on-failure destination) " +
-        'and of the records the consumer rejects; it is the end of the line, read by operators.',
+        'This queue is the dead letter of the records the health consumer rejects (malformed, unknown ' +
+        'device); it is the end of the line, read by operators.',
     });
 
     this.function = new FleetFunction(this, 'Function', {
@@ -120,7 +138,7 @@ export class HealthConsumer extends Construct {
       maxRecordAge: Duration.seconds(props.maxRecordAgeSeconds ?? C.maxRecordAgeSeconds),
       bisectBatchOnError: true,
       reportBatchItemFailures: true,
-      onFailure: new SqsDlq(this.deadLetterQueue),
+      onFailure: props.errorStore.streamFailureDestination(),
       filters: [
         lambda.FilterCriteria.filter({ data: { type: lambda.FilterRule.isEqual(CONSUMED_RECORD_TYPE) } }),
       ],

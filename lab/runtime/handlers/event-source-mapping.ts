@@ -5,11 +5,14 @@
  *
  * Lab settings (runtime options): the poll interval of an idle shard and a cap on
  * MaximumBatchingWindowInSeconds. ParallelizationFactor above 1 is processed as 1 (one batch per
- * shard at a time, order kept); TumblingWindowInSeconds and on-failure destinations other than
- * the stack's SQS queues are not emulated (listed in the summary).
+ * shard at a time: every order Lambda keeps, per partition key, is kept); on-failure
+ * destinations are the stack's SQS queues (one message per given-up batch) and S3 buckets (one
+ * object per batch, with the event in `payload`, under Lambda's `aws/lambda/…` key layout);
+ * TumblingWindowInSeconds and other destinations (SNS, buckets outside the stack) are not
+ * emulated (listed in the summary).
  */
 import { kinesisRecordFilter, PatternError } from '../event-pattern';
-import { KinesisMapping, type KinesisMappingConfig } from '../kinesis-mapping';
+import { KinesisMapping, s3BucketOfArn, type KinesisMappingConfig } from '../kinesis-mapping';
 import type { StartingPosition } from '../shard-cursor';
 import { arn, type HandlerContext, type ResourceHandler } from './types';
 
@@ -39,8 +42,13 @@ async function startKinesisMapping(
   }
   const onFailure = (p.DestinationConfig as { OnFailure?: { Destination?: string } } | undefined)?.OnFailure
     ?.Destination;
-  if (onFailure && !ctx.queues.find(onFailure))
-    notes.push(`on-failure destination ${onFailure} not emulated (records logged)`);
+  const failureBucket = onFailure ? s3BucketOfArn(onFailure) : undefined;
+  const served =
+    onFailure !== undefined &&
+    (failureBucket !== undefined
+      ? ctx.s3.hasBucket(failureBucket)
+      : ctx.queues.find(onFailure) !== undefined);
+  if (onFailure && !served) notes.push(`on-failure destination ${onFailure} not emulated (records logged)`);
   const parallelization = num(p.ParallelizationFactor, 1);
   if (parallelization > 1) notes.push(`ParallelizationFactor ${parallelization} processed as 1 (order kept)`);
   if (p.TumblingWindowInSeconds !== undefined) notes.push('tumbling windows not emulated');
@@ -62,7 +70,7 @@ async function startKinesisMapping(
     maxRecordAgeMs:
       num(p.MaximumRecordAgeInSeconds, -1) >= 0 ? num(p.MaximumRecordAgeInSeconds, -1) * 1000 : -1,
     parallelizationFactor: parallelization,
-    onFailure: onFailure && ctx.queues.find(onFailure) ? onFailure : undefined,
+    onFailure: served ? onFailure : undefined,
     filter,
     region: ctx.region,
     accountId: ctx.accountId,
@@ -71,6 +79,8 @@ async function startKinesisMapping(
     kinesis: ctx.kinesis,
     invoke: (fn, event) => ctx.invoke(fn, event),
     sendOnFailure: (dest, body) => void ctx.queues.send(dest, body, `esm:${ctx.logicalId}`),
+    putOnFailureObject: (bucket, key, body) =>
+      ctx.s3.putObject(bucket, key, Buffer.from(body), { contentType: 'application/json' }),
     log: (e) => ctx.log(e),
     pollIntervalMs: ctx.options.pollIntervalMs ?? 200,
   });
@@ -83,7 +93,11 @@ async function startKinesisMapping(
   notes.push(
     `retries ${config.maxRetries < 0 ? 'until expiry' : config.maxRetries}`,
     ...(config.maxRecordAgeMs >= 0 ? [`max age ${config.maxRecordAgeMs / 1000}s`] : []),
-    ...(config.onFailure ? [`on failure → ${ctx.queues.find(config.onFailure)?.name}`] : []),
+    ...(config.onFailure
+      ? [
+          `on failure → ${failureBucket !== undefined ? `s3://${failureBucket}/aws/lambda/` : ctx.queues.find(config.onFailure)?.name}`,
+        ]
+      : []),
   );
   return { mapping, notes };
 }

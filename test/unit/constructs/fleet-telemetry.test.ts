@@ -368,13 +368,13 @@ describe('health consumer', () => {
     });
   });
 
-  test('partial batch failures, bisect on error, bounded retries and age, failures to the dead-letter queue', () => {
+  test('partial batch failures, bisect on error, retries bounded by age, given-up batches to the error store', () => {
     expect(mapping.Properties).toMatchObject({
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       BisectBatchOnFunctionError: true,
-      MaximumRetryAttempts: 3,
-      MaximumRecordAgeInSeconds: 86400,
-      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queueId, 'Arn'] } } },
+      MaximumRetryAttempts: -1,
+      MaximumRecordAgeInSeconds: 21600,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [ERROR_STORE_LOGICAL_ID, 'Arn'] } } },
       BatchSize: 100,
       MaximumBatchingWindowInSeconds: 5,
       ParallelizationFactor: 1,
