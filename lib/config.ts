@@ -741,6 +741,16 @@ function checkTelemetry(
         'give the telemetry and health rules different names (each record type has its own rule)',
       );
     }
+    // A rule's error-store entries are listed under `<ruleName>/`; `aws/` holds the batches the
+    // health consumer's mapping gave up on (aws/lambda/…), which are not rule errors.
+    for (const type of ['telemetry', 'health'] as const) {
+      if (t.ruleNames[type] === 'aws')
+        issue(
+          at('ruleNames', type),
+          'aws',
+          "use another name: the error store keeps the health consumer's failed batches under aws/, where a rule named aws would list them as its entries",
+        );
+    }
   }
 
   // Records the stream trims before the mapping gives up on them are skipped, not written to the

@@ -21,9 +21,9 @@ export interface TelemetryErrorStoreProps {
  * Where AWS Lambda writes what an event-source mapping gives up on when its on-failure destination
  * is this bucket: `aws/lambda/<mapping UUID>/<shardId>/YYYY/MM/DD/YYYY-MM-DDTHH.MM.SS-<uuid>`, one
  * object per batch, holding the invocation record and, in `payload`, the whole event the function
- * got (https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html). Rule
- * prefixes (`<ruleName>/`, `[A-Za-z0-9_]+`) and `replayed/` never start with it, so `fleet telemetry
- * replay` never lists these objects.
+ * got (https://docs.aws.amazon.com/lambda/latest/dg/kinesis-on-failure-destination.html).
+ * `fleet telemetry replay` lists `<ruleName>/` only (and the config refuses a rule named `aws`),
+ * so it never takes these objects for rule errors.
  */
 export const STREAM_FAILURE_PREFIX = 'aws/lambda/';
 
