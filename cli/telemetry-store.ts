@@ -1,9 +1,10 @@
 /**
  * AWS adapters of `fleet telemetry replay`: the error store in S3 ({@link ErrorStore}: list a
- * rule's entries of a time window, read one, move one under `replayed/`) and the telemetry stream
- * in Kinesis ({@link putStreamRecords}: PutRecords in batches within the API limits, retrying the
- * records Kinesis refused). The clients are injected; every call is one SDK command, so the
- * adapters run unchanged against AWS, the lab and the emulators of the tests.
+ * rule's entries of a time window, read one, and move one through the replay's states: claimed
+ * under `replaying/`, then `replayed/`) and the telemetry stream in Kinesis
+ * ({@link putStreamRecords}: PutRecords in batches within the API limits, retrying the records
+ * Kinesis refused). The clients are injected; every call is one SDK command, so the adapters run
+ * unchanged against AWS, the lab and the emulators of the tests.
  */
 import {
   KinesisClient,
@@ -19,6 +20,14 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { ERROR_STORE, errorStoreKeyTime } from '../core/telemetry';
+
+/**
+ * Where replay keeps an entry it has claimed and is putting on the stream: `replaying/<key>`. An
+ * entry there may or may not be on the stream yet (the run stopped between the claim and the
+ * move to `replayed/`); the next run puts it again and finishes the move, so only the entries in
+ * flight when a run stopped can reach the stream twice.
+ */
+export const REPLAYING_PREFIX = 'replaying/';
 
 /** Kinesis PutRecords limits. */
 export const PUT_RECORDS_LIMITS = {
@@ -54,7 +63,8 @@ export class ErrorStore {
    * The entries of `ruleName` received in `window`, oldest first, one listing page at a time.
    * The hour layout bounds the listing: it starts after the prefix of the hour of `since`
    * (StartAfter) and stops at the first key past the hour of `until`. Objects under the rule's
-   * prefix that are not in the layout are yielded without a time. `replayed/` is never listed.
+   * prefix that are not in the layout are yielded without a time. `replayed/` and `replaying/` are
+   * other prefixes: never listed here.
    */
   async *list(ruleName: string, window: ReceiveWindow): AsyncGenerator<ErrorStoreObject[]> {
     const prefix = `${ruleName}/`;
@@ -92,6 +102,41 @@ export class ErrorStore {
     } while (token);
   }
 
+  /**
+   * The entries of `ruleName` an interrupted replay left claimed under `replaying/`, whatever
+   * their receive time, one listing page at a time; `key` is the entry's own key (without the
+   * prefix), as {@link claim}, {@link markReplayed} and {@link release} take it.
+   */
+  async *listClaimed(ruleName: string): AsyncGenerator<ErrorStoreObject[]> {
+    const prefix = `${REPLAYING_PREFIX}${ruleName}/`;
+    let token: string | undefined;
+    do {
+      const page = await this.s3.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          ...(token ? { ContinuationToken: token } : {}),
+        }),
+      );
+      const entries: ErrorStoreObject[] = [];
+      for (const object of page.Contents ?? []) {
+        if (!object.Key) continue;
+        const key = object.Key.slice(REPLAYING_PREFIX.length);
+        const receivedAt = errorStoreKeyTime(key);
+        entries.push(receivedAt === undefined ? { key } : { key, receivedAt });
+      }
+      if (entries.length > 0) yield entries;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /** How many entries of `ruleName` were received in `window` (listing only). */
+  async count(ruleName: string, window: ReceiveWindow): Promise<number> {
+    let n = 0;
+    for await (const page of this.list(ruleName, window)) n += page.length;
+    return n;
+  }
+
   /** The text of one entry. */
   async read(key: string): Promise<string> {
     const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
@@ -99,18 +144,45 @@ export class ErrorStore {
     return out.Body.transformToString('utf8');
   }
 
-  /** Move an entry to `replayed/<key>` (CopyObject, then DeleteObject); returns the new key. */
+  /** Where a claimed entry lies: `replaying/<key>`. */
+  claimedKey(key: string): string {
+    return `${REPLAYING_PREFIX}${key}`;
+  }
+
+  /** Claim an entry before putting it: move it to `replaying/<key>`; returns the new key. */
+  async claim(key: string): Promise<string> {
+    return this.move(key, this.claimedKey(key));
+  }
+
+  /** A claimed entry is on the stream: move it from `replaying/<key>` to `replayed/<key>`; returns the new key. */
   async markReplayed(key: string): Promise<string> {
-    const target = `${ERROR_STORE.replayedPrefix}${key}`;
+    return this.move(this.claimedKey(key), `${ERROR_STORE.replayedPrefix}${key}`);
+  }
+
+  /** A claimed entry was not put: move it back from `replaying/<key>` to `<key>`. */
+  async release(key: string): Promise<string> {
+    return this.move(this.claimedKey(key), key);
+  }
+
+  /**
+   * Move an object: CopyObject, then DeleteObject of the source. When the delete fails the copy is
+   * deleted again, so the entry is in one place only, and the error is thrown.
+   */
+  private async move(from: string, to: string): Promise<string> {
     await this.s3.send(
       new CopyObjectCommand({
         Bucket: this.bucket,
-        Key: target,
-        CopySource: `${this.bucket}/${encodeURIComponent(key).replace(/%2F/g, '/')}`,
+        Key: to,
+        CopySource: `${this.bucket}/${encodeURIComponent(from).replace(/%2F/g, '/')}`,
       }),
     );
-    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
-    return target;
+    try {
+      await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: from }));
+    } catch (err) {
+      await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: to })).catch(() => undefined);
+      throw err;
+    }
+    return to;
   }
 }
 

@@ -6,16 +6,25 @@
  * `<ruleName>/<yyyy>/<MM>/<dd>/<HH>/<receivedAtMs>-<uuid>.json` (core/telemetry.ts ERROR_STORE),
  * holding the AWS IoT error-action message. Replay lists the entries of a time window per rule,
  * rebuilds the record the rule would have put (`toStreamRecord`, marked `replayed: true`, with the
- * thing from the topic, the receive time from the key and the rule's trace id), puts it on the
- * stream with PutRecords (partition key: the thing), and moves each re-ingested object to
- * `replayed/<key>`, so a second replay does not ingest it again.
+ * thing from the topic, the receive time from the key and the rule's trace id), and puts it on
+ * the stream with PutRecords (partition key: the thing).
+ *
+ * Claim, then put: each entry to re-ingest is first moved to `replaying/<key>` (claimed), then
+ * put, then moved to `replayed/<key>`; an entry the stream refused goes back to `<key>`. A run
+ * that finds `replaying/` entries of its rules (an earlier run stopped between a claim and the
+ * move to `replayed/`) finishes them first, whatever their receive time: it puts them again and
+ * moves them. So a second replay never ingests an entry again, and an interrupted one can ingest
+ * twice only the entries it had in flight (at most one chunk). Run one replay at a time.
  *
  * Only entries where the Kinesis action failed are re-ingested. An entry whose only failures are
- * other actions (a secondary sink such as Timestream) is skipped: the stream has the record. An
- * entry that cannot be rebuilt (payload not JSON, topic not `dt/<prefix>/<thing>/<type>`) is
- * unreplayable. Both are left in place and reported with their key.
+ * other actions (the republish of the time-series options) is skipped: the stream has the record.
+ * An entry that cannot be rebuilt (payload not JSON, topic not `dt/<prefix>/<thing>/<type>`) is
+ * unreplayable. Both are left in place and reported with their key. The time-series rule's own
+ * entries (its prefix, core/time-series.ts) are failed Timestream/InfluxDB writes of records the
+ * stream has: replay counts them apart and never re-drives them.
  */
 import { Command } from 'commander';
+import { describeIssues } from '../../core/issues';
 import {
   errorActionMessageSchema,
   errorStoreKeyTime,
@@ -25,6 +34,7 @@ import {
   thingOfDataTopic,
   toStreamRecord,
 } from '../../core/telemetry';
+import { timeSeriesRuleName } from '../../core/time-series';
 import type { TelemetryRulesOutput } from '../../core/stack-outputs';
 import {
   CLI_ENV,
@@ -39,7 +49,7 @@ import {
 import { CliError, EXIT_CODES, UsageError } from '../errors';
 import { formatTable } from '../output';
 import { examples, RunCommand } from '../registration';
-import { ErrorStore, ErrorStoreObject, putStreamRecords, StreamPut } from '../telemetry-store';
+import { ErrorStore, ErrorStoreObject, putStreamRecords } from '../telemetry-store';
 import { parseTimeArg } from '../time';
 
 export interface TelemetryReplayOptions {
@@ -70,15 +80,17 @@ export interface TelemetryReplayQuery {
 }
 
 export interface ReplayCounts {
-  /** Entries in the window. */
+  /** Entries to replay: those received in the window, and those an interrupted run left claimed. */
   found: number;
+  /** Of `found`: entries an interrupted run had claimed (under `replaying/`), finished by this run. */
+  resumed: number;
   /** Entries put on the stream and moved to `replayed/` (with --dry-run: that would be). */
   replayed: number;
   /** Entries whose Kinesis action did not fail (left in place). */
   skipped: number;
   /** Entries that cannot be rebuilt into a record (left in place). */
   unreplayable: number;
-  /** Entries that could not be read, put or moved (left in place, or re-ingested but not moved). */
+  /** Entries that could not be read, claimed, put or moved (left in place or under `replaying/`). */
   failed: number;
 }
 
@@ -92,6 +104,18 @@ export interface ReplayEntry {
   rule: string;
 }
 
+/** The time-series rule's entries in the window: counted, never re-driven. */
+export interface TimeSeriesEntries {
+  rule: string;
+  found: number;
+  reason: string;
+}
+
+/** Why replay does not re-drive the time-series rule's entries. */
+export const TIME_SERIES_REASON =
+  'failed Timestream/InfluxDB writes of health records the stream already has; replay re-drives the stream only, ' +
+  'and they expire with the error store';
+
 export interface ReplayResult {
   dryRun: boolean;
   bucket: string;
@@ -102,11 +126,13 @@ export interface ReplayResult {
   byRule: ReplayRuleCounts[];
   entries: {
     /** Re-ingested entries (with --dry-run: those that would be) and where each was moved. */
-    replayed: (ReplayEntry & { thing: string; movedTo?: string })[];
+    replayed: (ReplayEntry & { thing: string; movedTo?: string; resumed?: boolean })[];
     skipped: (ReplayEntry & { reason: string })[];
     unreplayable: (ReplayEntry & { problem: string })[];
     failed: (ReplayEntry & { problem: string })[];
   };
+  /** With the health rule selected: the time-series rule's entries of the window (not in `counts`). */
+  timeSeries?: TimeSeriesEntries;
   /** 0, or 1 when any entry failed. */
   exitCode: number;
 }
@@ -196,12 +222,11 @@ export function decideReplay(key: string, text: string, type: RecordType): Repla
     return { kind: 'unreplayable', problem: 'the object is not JSON (not an AWS IoT error-action message)' };
   }
   const parsed = errorActionMessageSchema.safeParse(doc);
-  if (!parsed.success) {
-    const issues = parsed.error.issues
-      .map((i) => `${i.path.map(String).join('.') || '(message)'}: ${i.message}`)
-      .join('; ');
-    return { kind: 'unreplayable', problem: `not an AWS IoT error-action message (${issues})` };
-  }
+  if (!parsed.success)
+    return {
+      kind: 'unreplayable',
+      problem: `not an AWS IoT error-action message (${describeIssues(parsed.error.issues, '(message)')})`,
+    };
   const message = parsed.data;
   if (!message.failures.some((f) => f.failedAction === KINESIS_ACTION)) {
     const others = [...new Set(message.failures.map((f) => f.failedAction))];
@@ -282,15 +307,39 @@ function setupError(err: unknown, bucket: string, stream: string | undefined): u
   return err;
 }
 
+const COUNT_KEYS = ['found', 'resumed', 'replayed', 'skipped', 'unreplayable', 'failed'] as const;
+const emptyCounts = (): ReplayCounts => ({
+  found: 0,
+  resumed: 0,
+  replayed: 0,
+  skipped: 0,
+  unreplayable: 0,
+  failed: 0,
+});
+
+/** One entry a run works on: received in the window, or claimed by an interrupted run (`resumed`). */
+interface Candidate {
+  entry: ErrorStoreObject;
+  resumed: boolean;
+}
+
+/** An entry to put on the stream. */
+interface ToPut {
+  key: string;
+  resumed: boolean;
+  thing: string;
+  record: StreamRecord;
+}
+
 /**
  * Replay the error store onto the telemetry stream (see the module comment). Returns the counts
  * and the entries by outcome; `exitCode` is 1 when any entry failed. With `dryRun`, nothing is put
  * or moved and `replayed` counts what would be.
  */
 export async function telemetryReplay(opts: TelemetryReplayOptions, ctx: CliContext): Promise<ReplayResult> {
-  checkTelemetryReplayOptions(opts, ctx.now(), ctx.resources.telemetryRules);
+  // The options first (a usage error before a missing resource), against the rule names when known.
+  const query = checkTelemetryReplayOptions(opts, ctx.now(), ctx.resources.telemetryRules);
   const rules = requireResource(ctx, 'telemetryRules');
-  const query = checkTelemetryReplayOptions(opts, ctx.now(), rules);
   const selected = replayRules(rules, query.rule);
   const bucket = requireResource(ctx, 'telemetryErrorBucket');
   const dryRun = opts.dryRun === true;
@@ -298,6 +347,7 @@ export async function telemetryReplay(opts: TelemetryReplayOptions, ctx: CliCont
   const store = new ErrorStore(s3Client(ctx), bucket);
   const chunkSize = opts.chunkSize ?? 500;
   const concurrency = opts.concurrency ?? 16;
+  const window = { since: query.since, until: query.until };
 
   const result: ReplayResult = {
     dryRun,
@@ -307,7 +357,7 @@ export async function telemetryReplay(opts: TelemetryReplayOptions, ctx: CliCont
       ...(query.since ? { since: query.since.toISOString() } : {}),
       until: query.until.toISOString(),
     },
-    counts: { found: 0, replayed: 0, skipped: 0, unreplayable: 0, failed: 0 },
+    counts: emptyCounts(),
     byRule: [],
     entries: { replayed: [], skipped: [], unreplayable: [], failed: [] },
     exitCode: EXIT_CODES.ok,
@@ -315,82 +365,182 @@ export async function telemetryReplay(opts: TelemetryReplayOptions, ctx: CliCont
 
   try {
     for (const { rule, type } of selected) {
-      const counts: ReplayRuleCounts = {
-        rule,
-        type,
-        found: 0,
-        replayed: 0,
-        skipped: 0,
-        unreplayable: 0,
-        failed: 0,
-      };
+      const counts: ReplayRuleCounts = { rule, type, ...emptyCounts() };
       result.byRule.push(counts);
       const fail = (key: string, problem: string): void => {
         counts.failed += 1;
         result.entries.failed.push({ key, rule, problem });
       };
-      for await (const page of store.list(rule, { since: query.since, until: query.until })) {
-        for (let start = 0; start < page.length; start += chunkSize) {
-          const chunk = page.slice(start, start + chunkSize);
-          counts.found += chunk.length;
-          const decided = await mapLimit(chunk, concurrency, async (entry: ErrorStoreObject) => {
-            if (entry.receivedAt === undefined) return { entry, decision: decideReplay(entry.key, '', type) };
-            try {
-              return { entry, decision: decideReplay(entry.key, await store.read(entry.key), type) };
-            } catch (err) {
-              if (err instanceof Error && err.name === 'NoSuchBucket') throw err;
-              return { entry, error: `reading it failed (${errorText(err)})` };
-            }
-          });
-          const puts: StreamPut<{ key: string; thing: string }>[] = [];
-          for (const d of decided) {
-            const key = d.entry.key;
-            if ('error' in d) fail(key, d.error ?? 'unknown error');
-            else if (d.decision.kind === 'skip') {
-              counts.skipped += 1;
-              result.entries.skipped.push({ key, rule, reason: d.decision.reason });
-            } else if (d.decision.kind === 'unreplayable') {
-              counts.unreplayable += 1;
-              result.entries.unreplayable.push({ key, rule, problem: d.decision.problem });
-            } else
-              puts.push({
-                ref: { key, thing: d.decision.thing },
-                partitionKey: d.decision.thing,
-                data: Buffer.from(JSON.stringify(d.decision.record), 'utf8'),
-              });
+
+      /** Read, decide, claim, put and move one chunk of entries. */
+      const step = async (chunk: readonly Candidate[]): Promise<void> => {
+        counts.found += chunk.length;
+        counts.resumed += chunk.filter((c) => c.resumed).length;
+        const decided = await mapLimit(chunk, concurrency, async (c: Candidate) => {
+          const { key, receivedAt } = c.entry;
+          if (receivedAt === undefined) return { c, decision: decideReplay(key, '', type) };
+          try {
+            const text = await store.read(c.resumed ? store.claimedKey(key) : key);
+            return { c, decision: decideReplay(key, text, type) };
+          } catch (err) {
+            if (err instanceof Error && err.name === 'NoSuchBucket') throw err;
+            return { c, error: `reading it failed (${errorText(err)})` };
           }
-          if (dryRun) {
-            counts.replayed += puts.length;
-            for (const p of puts) result.entries.replayed.push({ ...p.ref, rule });
-            continue;
-          }
-          const outcome = await putStreamRecords(kinesisClient(ctx), stream as string, puts, {
-            sleep: ctx.sleep,
-            maxAttempts: opts.maxAttempts,
-          });
-          for (const f of outcome.failed) fail(f.ref.key, `putting it on the stream failed: ${f.error}`);
-          const moved = await mapLimit(outcome.ok, concurrency, async (ref) => {
-            try {
-              return { ref, movedTo: await store.markReplayed(ref.key) };
-            } catch (err) {
-              return { ref, error: errorText(err) };
-            }
-          });
-          for (const m of moved) {
-            if (m.movedTo === undefined)
-              fail(
-                m.ref.key,
-                `re-ingested, but moving it to replayed/ failed (${m.error}); a later replay ingests it again`,
-              );
-            else {
-              counts.replayed += 1;
-              result.entries.replayed.push({ ...m.ref, rule, movedTo: m.movedTo });
-            }
+        });
+
+        const toPut: ToPut[] = [];
+        const leftInPlace: { c: Candidate; decision: Exclude<ReplayDecision, { kind: 'replay' }> }[] = [];
+        for (const d of decided) {
+          if ('error' in d) fail(d.c.entry.key, d.error ?? 'unknown error');
+          else if (d.decision.kind === 'replay')
+            toPut.push({
+              key: d.c.entry.key,
+              resumed: d.c.resumed,
+              thing: d.decision.thing,
+              record: d.decision.record,
+            });
+          else leftInPlace.push({ c: d.c, decision: d.decision });
+        }
+        // A claimed entry that is not to be put (it cannot be, unless the rules changed) goes back to its key.
+        const settled = await mapLimit(leftInPlace, concurrency, async (l) => {
+          let error: string | undefined;
+          if (l.c.resumed && !dryRun)
+            await store.release(l.c.entry.key).catch((err) => (error = errorText(err)));
+          return { ...l, error };
+        });
+        for (const l of settled) {
+          const key = l.c.entry.key;
+          if (l.error !== undefined)
+            fail(key, `moving it back from replaying/ failed (${l.error}); it stays under replaying/`);
+          else if (l.decision.kind === 'skip') {
+            counts.skipped += 1;
+            result.entries.skipped.push({ key, rule, reason: l.decision.reason });
+          } else {
+            counts.unreplayable += 1;
+            result.entries.unreplayable.push({ key, rule, problem: l.decision.problem });
           }
         }
-      }
-      for (const k of ['found', 'replayed', 'skipped', 'unreplayable', 'failed'] as const)
-        result.counts[k] += counts[k];
+
+        if (dryRun) {
+          counts.replayed += toPut.length;
+          for (const p of toPut)
+            result.entries.replayed.push({
+              key: p.key,
+              rule,
+              thing: p.thing,
+              ...(p.resumed ? { resumed: true } : {}),
+            });
+          return;
+        }
+
+        // Claim: an entry is under replaying/ before it can reach the stream.
+        const claims = await mapLimit(
+          toPut.filter((p) => !p.resumed),
+          concurrency,
+          async (p) => {
+            try {
+              await store.claim(p.key);
+              return { p };
+            } catch (err) {
+              return { p, error: errorText(err) };
+            }
+          },
+        );
+        for (const c of claims)
+          if (c.error !== undefined)
+            fail(
+              c.p.key,
+              `claiming it (moving it to replaying/) failed (${c.error}); left in place, not put`,
+            );
+        const claimed = [
+          ...toPut.filter((p) => p.resumed),
+          ...claims.filter((c) => c.error === undefined).map((c) => c.p),
+        ];
+
+        const outcome = await putStreamRecords(
+          kinesisClient(ctx),
+          stream as string,
+          claimed.map((p) => ({
+            ref: p,
+            partitionKey: p.thing,
+            data: Buffer.from(JSON.stringify(p.record), 'utf8'),
+          })),
+          { sleep: ctx.sleep, maxAttempts: opts.maxAttempts },
+        );
+        // Not on the stream: back to its key (or, failing that, left claimed for the next run).
+        const released = await mapLimit(outcome.failed, concurrency, async (f) => {
+          try {
+            await store.release(f.ref.key);
+            return { f };
+          } catch (err) {
+            return { f, error: errorText(err) };
+          }
+        });
+        for (const r of released)
+          fail(
+            r.f.ref.key,
+            `putting it on the stream failed: ${r.f.error}` +
+              (r.error === undefined
+                ? ''
+                : `; moving it back from replaying/ failed too (${r.error}), the next replay puts it`),
+          );
+        const moved = await mapLimit(outcome.ok, concurrency, async (p) => {
+          try {
+            return { p, movedTo: await store.markReplayed(p.key) };
+          } catch (err) {
+            return { p, error: errorText(err) };
+          }
+        });
+        for (const m of moved) {
+          if (m.movedTo === undefined)
+            fail(
+              m.p.key,
+              `re-ingested, but moving it from replaying/ to replayed/ failed (${m.error}); ` +
+                'the next replay puts it again (this entry may then be on the stream twice)',
+            );
+          else {
+            counts.replayed += 1;
+            result.entries.replayed.push({
+              key: m.p.key,
+              rule,
+              thing: m.p.thing,
+              movedTo: m.movedTo,
+              ...(m.p.resumed ? { resumed: true } : {}),
+            });
+          }
+        }
+      };
+
+      const chunks = async (
+        pages: AsyncIterable<ErrorStoreObject[]>,
+        resumed: boolean,
+        skip?: Set<string>,
+      ) => {
+        for await (const page of pages) {
+          const entries = skip ? page.filter((e) => !skip.has(e.key)) : page;
+          for (let start = 0; start < entries.length; start += chunkSize)
+            await step(entries.slice(start, start + chunkSize).map((entry) => ({ entry, resumed })));
+        }
+      };
+      // An interrupted run's claimed entries first, then the window (without them: one go each).
+      const resumedKeys = new Set<string>();
+      await chunks(
+        (async function* () {
+          for await (const page of store.listClaimed(rule)) {
+            for (const e of page) resumedKeys.add(e.key);
+            yield page;
+          }
+        })(),
+        true,
+      );
+      await chunks(store.list(rule, window), false, resumedKeys);
+      for (const k of COUNT_KEYS) result.counts[k] += counts[k];
+    }
+
+    // The time-series rule's entries: failed time-series writes the health rule's records fed.
+    if (selected.some((r) => r.type === 'health')) {
+      const rule = timeSeriesRuleName(rules.health);
+      result.timeSeries = { rule, found: await store.count(rule, window), reason: TIME_SERIES_REASON };
     }
   } catch (err) {
     throw setupError(err, bucket, stream);
@@ -450,6 +600,15 @@ function printReplay(result: ReplayResult, ctx: CliContext): void {
   };
   listing('unreplayable (left in place; fix or delete them by hand):', result.entries.unreplayable);
   listing('failed:', result.entries.failed);
+  const entries = (n: number): string => `${n} entr${n === 1 ? 'y' : 'ies'}`;
+  if (counts.resumed > 0)
+    ctx.out.info(
+      `${entries(counts.resumed)} of an interrupted replay (under replaying/) ${dryRun ? 'would be' : counts.resumed === 1 ? 'was' : 'were'} finished first: ` +
+        'put again, so those it had already put are on the stream twice',
+    );
+  const ts = result.timeSeries;
+  if (ts && ts.found > 0)
+    ctx.out.info(`time-series entries (${ts.rule}/, not replayed): ${entries(ts.found)}: ${ts.reason}`);
 
   if (dryRun)
     ctx.out.info(
@@ -513,10 +672,15 @@ The rules' error actions keep each message they could not deliver in the error b
 rebuilds the record the rule would have put (thing from the topic, receive time from the key,
 the rule's trace id, replayed: true), puts it on the stream (partition key: the thing, retrying
 refused records) and moves the object to replayed/<key>: a second replay does not ingest it again.
+Each entry is claimed (moved to replaying/<key>) before it is put: a run that finds entries an
+interrupted run left there finishes them first, so only the entries in flight when a run stopped
+can reach the stream twice. Run one replay at a time.
 Only entries whose Kinesis action failed are re-ingested; entries where only another action
-failed (e.g. Timestream) are skipped, and entries that cannot be rebuilt (payload not JSON, topic
-not dt/<prefix>/<thing>/<type>) are reported as unreplayable. Both stay where they are.
-Exit code 1 when any entry failed to be read, put or moved.
+failed (the republish of the time-series options) are skipped, and entries that cannot be rebuilt
+(payload not JSON, topic not dt/<prefix>/<thing>/<type>) are reported as unreplayable. Both stay
+where they are. The time-series rule's entries (<health rule>_timeseries/: failed Timestream or
+InfluxDB writes of records the stream has) are counted apart and never re-driven.
+Exit code 1 when any entry failed to be read, claimed, put or moved.
 Needs s3:ListBucket, s3:GetObject, s3:PutObject, s3:DeleteObject and kinesis:PutRecords.
 ${examples([
   'fleet telemetry replay --since 6h --dry-run',

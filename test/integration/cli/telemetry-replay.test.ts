@@ -1,7 +1,9 @@
 /**
  * `fleet telemetry replay` in-process against s3rver (the error bucket) and kinesalite (the
  * stream), both on random loopback ports: entries of the error store in the layout of the rules'
- * error actions are re-ingested in the rule's form, moved under replayed/, and never twice.
+ * error actions are claimed under replaying/, re-ingested in the rule's form, moved under
+ * replayed/, and never twice; an interrupted run is finished by the next; the time-series rule's
+ * entries are counted apart and left in place.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -32,7 +34,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { ERROR_STORE, ErrorActionMessage } from '../../../core/telemetry';
 import type { TelemetryRulesOutput } from '../../../core/stack-outputs';
-import { telemetryReplay } from '../../../cli/commands/telemetry';
+import { TIME_SERIES_REASON, telemetryReplay } from '../../../cli/commands/telemetry';
 import { CliContext, createContext, FleetClients, resolveResources } from '../../../cli/context';
 import { EXIT_CODES } from '../../../cli/errors';
 import { memorySink, MemorySink } from '../../../cli/output';
@@ -252,16 +254,17 @@ async function mixedStore(bucket: string) {
     at: hoursAgo(2),
     topic: 'dt/plant7/fleet-SN2/health',
     payload: healthPayload,
-    failures: ['KinesisAction', 'TimestreamAction'],
+    failures: ['KinesisAction', 'RepublishAction'],
     clientId: 'fleet-SN2',
     traceId: 'trace-2',
   });
+  // The health rule's republish to the time-series rule failed, its Kinesis action did not.
   const hTimestreamOnly = await seed(bucket, {
     rule: RULES.health,
     at: hoursAgo(2, 5),
     topic: 'dt/plant7/fleet-SN2/health',
     payload: healthPayload,
-    failures: ['TimestreamAction'],
+    failures: ['RepublishAction'],
   });
   const tNotJson = await seed(bucket, {
     rule: RULES.telemetry,
@@ -305,25 +308,42 @@ describe('telemetry replay', () => {
 
     const result = await telemetryReplay({}, ctx);
 
-    expect(result.counts).toEqual({ found: 6, replayed: 3, skipped: 1, unreplayable: 2, failed: 0 });
+    expect(result.counts).toEqual({
+      found: 6,
+      resumed: 0,
+      replayed: 3,
+      skipped: 1,
+      unreplayable: 2,
+      failed: 0,
+    });
     expect(result.exitCode).toBe(EXIT_CODES.ok);
     expect(result.byRule).toEqual([
       {
         rule: RULES.telemetry,
         type: 'telemetry',
         found: 4,
+        resumed: 0,
         replayed: 2,
         skipped: 0,
         unreplayable: 2,
         failed: 0,
       },
-      { rule: RULES.health, type: 'health', found: 2, replayed: 1, skipped: 1, unreplayable: 0, failed: 0 },
+      {
+        rule: RULES.health,
+        type: 'health',
+        found: 2,
+        resumed: 0,
+        replayed: 1,
+        skipped: 1,
+        unreplayable: 0,
+        failed: 0,
+      },
     ]);
     expect(result.entries.skipped).toEqual([
       {
         key: k.hTimestreamOnly,
         rule: RULES.health,
-        reason: 'only TimestreamAction failed; the stream has the record',
+        reason: 'only RepublishAction failed; the stream has the record',
       },
     ]);
     expect(result.entries.unreplayable).toEqual(
@@ -398,12 +418,19 @@ describe('telemetry replay', () => {
     expect(text).toMatch(/fleet_telemetry +telemetry +4 +2 +0 +2 +0/);
     expect(text).toMatch(/fleet_health +health +2 +1 +1 +0 +0/);
     expect(text).toMatch(/total +6 +3 +1 +2 +0/);
-    expect(text).toContain('1 x only TimestreamAction failed; the stream has the record');
+    expect(text).toContain('1 x only RepublishAction failed; the stream has the record');
     expect(text).toContain(`${k.tNotJson}  the payload is not JSON`);
 
     // Idempotent: nothing left to re-ingest, the stream is unchanged.
     const again = await telemetryReplay({ json: true }, context(where).ctx);
-    expect(again.counts).toEqual({ found: 3, replayed: 0, skipped: 1, unreplayable: 2, failed: 0 });
+    expect(again.counts).toEqual({
+      found: 3,
+      resumed: 0,
+      replayed: 0,
+      skipped: 1,
+      unreplayable: 2,
+      failed: 0,
+    });
     expect(await streamRecords(where.stream)).toHaveLength(3);
   });
 
@@ -456,6 +483,8 @@ describe('telemetry replay', () => {
       expect(result.entries.replayed.map((e) => e.key)).toEqual([inside]);
       expect(result.byRule.map((r) => r.rule)).toEqual([RULES.telemetry]);
       expect(lists).toEqual([
+        // An interrupted run's claimed entries first (none here), then the window.
+        { Bucket: where.bucket, Prefix: `replaying/${RULES.telemetry}/` },
         {
           Bucket: where.bucket,
           Prefix: `${RULES.telemetry}/`,
@@ -477,7 +506,14 @@ describe('telemetry replay', () => {
     const { ctx, out } = context(where);
     const result = await telemetryReplay({ dryRun: true }, ctx);
     expect(result.dryRun).toBe(true);
-    expect(result.counts).toEqual({ found: 6, replayed: 3, skipped: 1, unreplayable: 2, failed: 0 });
+    expect(result.counts).toEqual({
+      found: 6,
+      resumed: 0,
+      replayed: 3,
+      skipped: 1,
+      unreplayable: 2,
+      failed: 0,
+    });
     expect(result.entries.replayed.every((e) => e.movedTo === undefined)).toBe(true);
     expect(await keys(where.bucket)).toEqual(before);
     expect(await streamRecords(where.stream)).toEqual([]);
@@ -531,7 +567,14 @@ describe('telemetry replay', () => {
     try {
       const { ctx, sleeps } = context(where, { kinesis: flaky });
       const result = await telemetryReplay({ chunkSize: 5 }, ctx);
-      expect(result.counts).toEqual({ found: 12, replayed: 12, skipped: 0, unreplayable: 0, failed: 0 });
+      expect(result.counts).toEqual({
+        found: 12,
+        resumed: 0,
+        replayed: 12,
+        skipped: 0,
+        unreplayable: 0,
+        failed: 0,
+      });
       // Chunks of 5, 5 and 2 entries; the first one's 2 refused records went again after a backoff.
       expect(sent).toEqual([5, 2, 5, 2]);
       expect(sleeps).toHaveLength(1);
@@ -588,7 +631,14 @@ describe('telemetry replay', () => {
       const { ctx, out, sleeps } = context(where, { kinesis: throttled });
       const result = await telemetryReplay({ maxAttempts: 3 }, ctx);
       expect(result.exitCode).toBe(EXIT_CODES.failed);
-      expect(result.counts).toEqual({ found: 2, replayed: 1, skipped: 0, unreplayable: 0, failed: 1 });
+      expect(result.counts).toEqual({
+        found: 2,
+        resumed: 0,
+        replayed: 1,
+        skipped: 0,
+        unreplayable: 0,
+        failed: 1,
+      });
       expect(result.entries.failed).toEqual([
         {
           key: hot,
@@ -606,6 +656,117 @@ describe('telemetry replay', () => {
     expect(after).toContain(hot);
     expect(after).toContain(`replayed/${good}`);
     expect((await streamRecords(where.stream)).map((r) => r.partitionKey)).toEqual(['fleet-OK']);
+  });
+
+  test('a run stopped after its claim leaves the chunk under replaying/; the next run finishes it first, each record once', async () => {
+    const where = await place();
+    const seeded: string[] = [];
+    for (let i = 0; i < 3; i += 1)
+      seeded.push(
+        await seed(where.bucket, {
+          rule: RULES.health,
+          at: hoursAgo(1, i),
+          topic: `dt/plant7/fleet-R${i}/health`,
+          payload: healthPayload,
+          failures: ['KinesisAction'],
+        }),
+      );
+    // The first run stops at its first PutRecords (the process dies, or the call throws).
+    const dying = newKinesis();
+    dying.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'PutRecordsCommand')
+          throw Object.assign(new Error('the run stopped here'), { name: 'Interrupted' });
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    try {
+      await expect(telemetryReplay({ chunkSize: 2 }, context(where, { kinesis: dying }).ctx)).rejects.toThrow(
+        'the run stopped here',
+      );
+    } finally {
+      dying.destroy();
+    }
+    // The first chunk is claimed, the rest untouched; nothing reached the stream.
+    expect(await keys(where.bucket)).toEqual(
+      [`replaying/${seeded[0]}`, `replaying/${seeded[1]}`, seeded[2]].sort(),
+    );
+    expect(await streamRecords(where.stream)).toEqual([]);
+
+    const { ctx, out } = context(where);
+    const result = await telemetryReplay({ chunkSize: 2 }, ctx);
+    expect(result.counts).toEqual({
+      found: 3,
+      resumed: 2,
+      replayed: 3,
+      skipped: 0,
+      unreplayable: 0,
+      failed: 0,
+    });
+    expect(result.entries.replayed.map((e) => [e.key, e.resumed ?? false, e.movedTo])).toEqual([
+      [seeded[0], true, `replayed/${seeded[0]}`],
+      [seeded[1], true, `replayed/${seeded[1]}`],
+      [seeded[2], false, `replayed/${seeded[2]}`],
+    ]);
+    expect(out.lines.join('\n')).toContain(
+      '2 entries of an interrupted replay (under replaying/) were finished first',
+    );
+    expect(await keys(where.bucket)).toEqual(seeded.map((k) => `replayed/${k}`).sort());
+    expect((await streamRecords(where.stream)).map((r) => r.partitionKey).sort()).toEqual([
+      'fleet-R0',
+      'fleet-R1',
+      'fleet-R2',
+    ]);
+    // Nothing left: a third run puts nothing.
+    const again = await telemetryReplay({ json: true }, context(where).ctx);
+    expect(again.counts).toMatchObject({ found: 0, resumed: 0, replayed: 0 });
+    expect(await streamRecords(where.stream)).toHaveLength(3);
+  });
+
+  test('the time-series rule’s entries are reported as such on every run, never re-driven or listed as skipped', async () => {
+    const where = await place();
+    const tsRule = `${RULES.health}_timeseries`;
+    const tsKeys = [
+      await seed(where.bucket, {
+        rule: tsRule,
+        at: hoursAgo(1),
+        topic: 'fleet-internal/plant7/fleet-SN2/health',
+        payload: { uptimeS: 60, heapFreeB: 1, heapMinB: 1, rssiDbm: -60 },
+        failures: ['TimestreamAction'],
+      }),
+      await seed(where.bucket, {
+        rule: tsRule,
+        at: hoursAgo(1, 1),
+        topic: 'fleet-internal/plant7/fleet-SN3/health',
+        payload: { uptimeS: 61, heapFreeB: 1, heapMinB: 1, rssiDbm: -61 },
+        failures: ['TimestreamAction', 'InfluxDBAction'],
+      }),
+    ];
+    const kinesisEntry = await seed(where.bucket, {
+      rule: RULES.health,
+      at: hoursAgo(1, 2),
+      topic: 'dt/plant7/fleet-SN4/health',
+      payload: healthPayload,
+      failures: ['KinesisAction'],
+    });
+    for (let run = 0; run < 2; run += 1) {
+      const { ctx, out } = context(where);
+      const result = await telemetryReplay({}, ctx);
+      expect(result.timeSeries).toEqual({ rule: tsRule, found: 2, reason: TIME_SERIES_REASON });
+      expect(result.counts).toMatchObject({ found: 1 - run, replayed: 1 - run, skipped: 0 });
+      expect(result.entries.skipped).toEqual([]);
+      expect(out.lines.join('\n')).toContain(
+        `time-series entries (${tsRule}/, not replayed): 2 entries: ${TIME_SERIES_REASON}`,
+      );
+    }
+    const after = await keys(where.bucket);
+    for (const key of tsKeys) expect(after).toContain(key);
+    expect(after).toContain(`replayed/${kinesisEntry}`);
+    expect((await streamRecords(where.stream)).map((r) => r.partitionKey)).toEqual(['fleet-SN4']);
+    // Only the health rule's runs look at them.
+    const telemetryOnly = await telemetryReplay({ rule: 'telemetry', json: true }, context(where).ctx);
+    expect(telemetryOnly.timeSeries).toBeUndefined();
   });
 
   test('fleet telemetry replay resolves --bucket, --stream and --telemetry-rules and prints JSON', async () => {
@@ -660,7 +821,14 @@ describe('telemetry replay', () => {
     expect(stderr.join('')).toBe('');
     const [json] = out.values as [{ counts: unknown; stream: string; bucket: string }];
     expect(json).toMatchObject({ bucket: where.bucket, stream: where.stream });
-    expect(json.counts).toEqual({ found: 2, replayed: 1, skipped: 1, unreplayable: 0, failed: 0 });
+    expect(json.counts).toEqual({
+      found: 2,
+      resumed: 0,
+      replayed: 1,
+      skipped: 1,
+      unreplayable: 0,
+      failed: 0,
+    });
 
     // Without the stream (and no stack to read it from), the error names the flag and variable.
     const missing = argv.filter((a, i) => a !== '--stream' && argv[i - 1] !== '--stream');

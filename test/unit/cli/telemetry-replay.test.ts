@@ -15,6 +15,7 @@ import {
   checkTelemetryReplayOptions,
   decideReplay,
   replayRules,
+  TIME_SERIES_REASON,
   telemetryReplay,
   telemetryReplayNeeds,
 } from '../../../cli/commands/telemetry';
@@ -358,16 +359,56 @@ describe('ErrorStore', () => {
     expect(mock.commandCalls(ListObjectsV2Command)[0].args[0].input).toEqual({ Bucket: 'b', Prefix: 'r/' });
   });
 
-  test('markReplayed copies to replayed/<key>, then deletes', async () => {
+  test('claim, markReplayed and release move an entry through replaying/ (copy, then delete)', async () => {
     mock.on(CopyObjectCommand).resolves({}).on(DeleteObjectCommand).resolves({});
     const key = 'r/2026/07/10/06/1783663800000-a b+c.json';
-    expect(await new ErrorStore(s3, 'b').markReplayed(key)).toBe(`replayed/${key}`);
-    expect(mock.commandCalls(CopyObjectCommand)[0].args[0].input).toEqual({
-      Bucket: 'b',
-      Key: `replayed/${key}`,
-      CopySource: 'b/r/2026/07/10/06/1783663800000-a%20b%2Bc.json',
+    const store = new ErrorStore(s3, 'b');
+    expect(await store.claim(key)).toBe(`replaying/${key}`);
+    expect(await store.markReplayed(key)).toBe(`replayed/${key}`);
+    expect(await store.release(key)).toBe(key);
+    const moves = mock
+      .commandCalls(CopyObjectCommand)
+      .map((c) => [c.args[0].input.CopySource, c.args[0].input.Key]);
+    expect(moves).toEqual([
+      ['b/r/2026/07/10/06/1783663800000-a%20b%2Bc.json', `replaying/${key}`],
+      ['b/replaying/r/2026/07/10/06/1783663800000-a%20b%2Bc.json', `replayed/${key}`],
+      ['b/replaying/r/2026/07/10/06/1783663800000-a%20b%2Bc.json', key],
+    ]);
+    expect(mock.commandCalls(DeleteObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
+      key,
+      `replaying/${key}`,
+      `replaying/${key}`,
+    ]);
+  });
+
+  test('a move whose delete fails deletes the copy again and throws: the entry stays in one place', async () => {
+    const key = 'r/2026/07/10/06/1783663800000-x.json';
+    mock
+      .on(CopyObjectCommand)
+      .resolves({})
+      .on(DeleteObjectCommand, { Key: key })
+      .rejects(Object.assign(new Error('denied'), { name: 'AccessDenied' }))
+      .on(DeleteObjectCommand, { Key: `replaying/${key}` })
+      .resolves({});
+    await expect(new ErrorStore(s3, 'b').claim(key)).rejects.toThrow('denied');
+    expect(mock.commandCalls(DeleteObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
+      key,
+      `replaying/${key}`,
+    ]);
+  });
+
+  test('listClaimed lists replaying/<rule>/ whatever the time, with the entries’ own keys', async () => {
+    const at = Date.UTC(2026, 0, 2, 3);
+    mock.on(ListObjectsV2Command).resolves({
+      Contents: [{ Key: `replaying/r/2026/01/02/03/${at}-u.json` }, { Key: 'replaying/r/odd.txt' }],
     });
-    expect(mock.commandCalls(DeleteObjectCommand)[0].args[0].input).toEqual({ Bucket: 'b', Key: key });
+    const pages = [];
+    for await (const page of new ErrorStore(s3, 'b').listClaimed('r')) pages.push(page);
+    expect(pages).toEqual([[{ key: `r/2026/01/02/03/${at}-u.json`, receivedAt: at }, { key: 'r/odd.txt' }]]);
+    expect(mock.commandCalls(ListObjectsV2Command)[0].args[0].input).toEqual({
+      Bucket: 'b',
+      Prefix: 'replaying/r/',
+    });
   });
 });
 
@@ -423,14 +464,173 @@ describe('telemetryReplay', () => {
     );
   });
 
+  const withOut = () => {
+    const out = memorySink();
+    return {
+      c: createContext({
+        resources: { telemetryErrorBucket: 'b', telemetryStream: 's', telemetryRules: RULES },
+        clients: { s3, kinesis } as never,
+        out,
+        now: () => NOW,
+        sleep: async () => undefined,
+      }),
+      out,
+    };
+  };
+  const at = Date.UTC(2026, 6, 10, 11);
+  const entryKey = (rule: string, n: number) => `${rule}/2026/07/10/11/${at + n}-e${n}.json`;
+  const errorDoc = (thing: string) =>
+    JSON.stringify({
+      ruleName: RULES.health,
+      topic: `dt/fleet/${thing}/health`,
+      cloudwatchTraceId: `trace-${thing}`,
+      clientId: thing,
+      base64OriginalPayload: Buffer.from(JSON.stringify({ connection: 'lost' })).toString('base64'),
+      failures: [{ failedAction: 'KinesisAction', errorMessage: 'throttled' }],
+    });
+  const body = (text: string) => ({ Body: { transformToString: async () => text } as never });
+  /** S3 with these keys (by prefix) and these bodies; every call goes to `log` in order. */
+  function store(listed: Record<string, string[]>, log: string[]) {
+    s3mock.on(ListObjectsV2Command).callsFake((input: { Prefix: string }) => {
+      log.push(`list ${input.Prefix}`);
+      return { Contents: (listed[input.Prefix] ?? []).map((Key) => ({ Key })) };
+    });
+    s3mock.on(GetObjectCommand).callsFake((input: { Key: string }) => {
+      log.push(`get ${input.Key}`);
+      return body(errorDoc(input.Key.includes('e1') ? 'fleet-A' : 'fleet-B'));
+    });
+    s3mock.on(CopyObjectCommand).callsFake((input: { CopySource: string; Key: string }) => {
+      log.push(`copy ${decodeURIComponent(input.CopySource.slice(2))} -> ${input.Key}`);
+      return {};
+    });
+    s3mock.on(DeleteObjectCommand).callsFake((input: { Key: string }) => {
+      log.push(`delete ${input.Key}`);
+      return {};
+    });
+  }
+  const putsOk = (log: string[]) =>
+    kmock.on(PutRecordsCommand).callsFake((input: { Records: { PartitionKey: string }[] }) => {
+      log.push(`put ${input.Records.map((r) => r.PartitionKey).join(',')}`);
+      return { Records: input.Records.map((_, i) => ({ SequenceNumber: String(i), ShardId: 'shardId-0' })) };
+    });
+
+  test('claim, then put, then replayed/: an entry is under replaying/ before it can reach the stream', async () => {
+    const log: string[] = [];
+    const key = entryKey(RULES.health, 1);
+    store({ 'fleet_health/': [key] }, log);
+    putsOk(log);
+    const r = await telemetryReplay({ rule: 'health' }, ctx());
+    expect(r.counts).toEqual({ found: 1, resumed: 0, replayed: 1, skipped: 0, unreplayable: 0, failed: 0 });
+    expect(r.entries.replayed).toEqual([
+      { key, rule: RULES.health, thing: 'fleet-A', movedTo: `replayed/${key}` },
+    ]);
+    expect(log).toEqual([
+      'list replaying/fleet_health/',
+      'list fleet_health/',
+      `get ${key}`,
+      `copy ${key} -> replaying/${key}`,
+      `delete ${key}`,
+      'put fleet-A',
+      `copy replaying/${key} -> replayed/${key}`,
+      `delete replaying/${key}`,
+      'list fleet_health_timeseries/',
+    ]);
+  });
+
+  test('an interrupted run’s claimed entries are finished first, once, then the window', async () => {
+    const log: string[] = [];
+    const claimed = entryKey(RULES.health, 1);
+    const fresh = entryKey(RULES.health, 2);
+    store({ 'replaying/fleet_health/': [`replaying/${claimed}`], 'fleet_health/': [fresh] }, log);
+    putsOk(log);
+    const { c, out } = withOut();
+    const r = await telemetryReplay({ rule: 'health' }, c);
+    expect(r.counts).toEqual({ found: 2, resumed: 1, replayed: 2, skipped: 0, unreplayable: 0, failed: 0 });
+    expect(r.entries.replayed.map((e) => [e.key, e.resumed])).toEqual([
+      [claimed, true],
+      [fresh, undefined],
+    ]);
+    // The claimed entry is read and moved from replaying/, never claimed again.
+    expect(log.slice(0, 6)).toEqual([
+      'list replaying/fleet_health/',
+      `get replaying/${claimed}`,
+      'put fleet-A',
+      `copy replaying/${claimed} -> replayed/${claimed}`,
+      `delete replaying/${claimed}`,
+      'list fleet_health/',
+    ]);
+    expect(log.filter((l) => l.startsWith(`copy ${claimed}`))).toEqual([]);
+    expect(out.lines.join('\n')).toContain(
+      '1 entry of an interrupted replay (under replaying/) was finished first: put again',
+    );
+  });
+
+  test('an entry the stream refuses goes back from replaying/ to its key', async () => {
+    const log: string[] = [];
+    const key = entryKey(RULES.health, 1);
+    store({ 'fleet_health/': [key] }, log);
+    kmock.on(PutRecordsCommand).resolves({
+      Records: [{ ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'Rate exceeded' }],
+    });
+    const r = await telemetryReplay({ rule: 'health', maxAttempts: 1 }, ctx());
+    expect(r.counts).toMatchObject({ found: 1, replayed: 0, failed: 1 });
+    expect(r.entries.failed[0].problem).toBe(
+      'putting it on the stream failed: not accepted after 1 attempt(s) (ProvisionedThroughputExceededException: Rate exceeded)',
+    );
+    expect(log.filter((l) => l.startsWith('copy'))).toEqual([
+      `copy ${key} -> replaying/${key}`,
+      `copy replaying/${key} -> ${key}`,
+    ]);
+  });
+
+  test('the time-series rule’s entries are counted with their reason, apart from the rules’ counts', async () => {
+    const log: string[] = [];
+    const ts = 'fleet_health_timeseries';
+    store({ [`${ts}/`]: [entryKey(ts, 1), entryKey(ts, 2)] }, log);
+    const { c, out: o } = withOut();
+    const r = await telemetryReplay({}, c);
+    expect(r.timeSeries).toEqual({ rule: ts, found: 2, reason: TIME_SERIES_REASON });
+    expect(r.counts).toEqual({ found: 0, resumed: 0, replayed: 0, skipped: 0, unreplayable: 0, failed: 0 });
+    expect(r.entries.skipped).toEqual([]);
+    // Listed, never read or moved.
+    expect(log.filter((l) => !l.startsWith('list'))).toEqual([]);
+    expect(o.lines.join('\n')).toContain(
+      `time-series entries (${ts}/, not replayed): 2 entries: ${TIME_SERIES_REASON}`,
+    );
+    // The telemetry rule alone does not look at them.
+    const t = await telemetryReplay({ rule: 'telemetry' }, ctx());
+    expect(t.timeSeries).toBeUndefined();
+  });
+
+  test('the options are checked once, before any resource is required', async () => {
+    let nows = 0;
+    s3mock.on(ListObjectsV2Command).resolves({ Contents: [] });
+    const c = createContext({
+      resources: { telemetryErrorBucket: 'b', telemetryStream: 's', telemetryRules: RULES },
+      clients: { s3, kinesis } as never,
+      out: memorySink(),
+      now: () => {
+        nows += 1;
+        return NOW;
+      },
+      sleep: async () => undefined,
+    });
+    await telemetryReplay({ since: '1h' }, c);
+    expect(nows).toBe(1);
+    // A usage error wins over a missing resource.
+    await expect(
+      telemetryReplay({ since: 'yesterday' }, ctx({ telemetryStream: undefined, telemetryRules: undefined })),
+    ).rejects.toThrow(UsageError);
+  });
+
   test('an entry that cannot be read fails with its key; the others go on', async () => {
     const at = Date.UTC(2026, 6, 10, 11);
     const bad = `fleet_health/2026/07/10/11/${at}-a.json`;
     s3mock
+      .on(ListObjectsV2Command)
+      .resolves({ Contents: [] })
       .on(ListObjectsV2Command, { Prefix: 'fleet_health/' })
       .resolves({ Contents: [{ Key: bad }] })
-      .on(ListObjectsV2Command, { Prefix: 'fleet_telemetry/' })
-      .resolves({ Contents: [] })
       .on(GetObjectCommand)
       .rejects(Object.assign(new Error('gone'), { name: 'NoSuchKey' }));
     const r = await telemetryReplay({}, ctx());
