@@ -130,7 +130,7 @@ export function onFailureObjectKey(
   mappingUuid: string,
   shardId: string,
   at: Date,
-  id = randomUUID(),
+  id: string = randomUUID(),
 ): string {
   const iso = at.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
   const [date, time] = [iso.slice(0, 10), iso.slice(11, 19)];
