@@ -3,8 +3,11 @@ import {
   KinesisMapping,
   type KinesisEventRecord,
   type KinesisMappingConfig,
+  type KinesisMappingDeps,
 } from '../../../lab/runtime/kinesis-mapping';
 import { LambdaFunctionError, LambdaServiceError } from '../../../lab/runtime/lambda-runner';
+import { BISECTED_POISON_COUNTS, retriesExhaustedAfterFunctionError } from '../../helpers/kinesis-on-failure';
+import { until } from '../../helpers/wait';
 
 jest.setTimeout(20_000);
 
@@ -56,6 +59,7 @@ const docOf = (r: KinesisEventRecord): { fw?: string } =>
 function setup(
   config: Partial<KinesisMappingConfig>,
   handler: (event: { Records: KinesisEventRecord[] }, call: number) => unknown,
+  deps: Partial<KinesisMappingDeps> = {},
 ) {
   const { kinesis, put, state } = fakeKinesis();
   const calls: string[][] = [];
@@ -88,6 +92,7 @@ function setup(
       sendOnFailure: (_dest, body) => void onFailure.push(JSON.parse(body)),
       log: () => undefined,
       pollIntervalMs: 5,
+      ...deps,
     },
   );
   return { mapping, put, state, calls, onFailure };
@@ -160,35 +165,17 @@ describe('Kinesis event-source mapping', () => {
     expect(await t.mapping.caughtUp(5000)).toBe(true);
     expect(t.calls).toEqual([['1', '2', '3', '4'], ['1', '2'], ['3', '4'], ['3'], ['3'], ['4']]);
     expect(t.mapping.stats()).toMatchObject({
-      batches: 6,
-      functionErrors: 4,
-      bisections: 2,
-      retries: 1,
-      sentToOnFailure: 1,
-      onFailureMessages: 1,
+      ...BISECTED_POISON_COUNTS,
       shards: [{ checkpoint: '00000000000000000004' }],
     });
     expect(t.onFailure).toEqual([
-      {
-        requestContext: {
-          requestId: expect.stringMatching(/^[0-9a-f-]{36}$/),
-          functionArn: FN,
-          condition: 'RetryAttemptsExhausted',
-          approximateInvokeCount: 2,
-        },
-        responseContext: { statusCode: 200, executedVersion: '$LATEST', functionError: 'Unhandled' },
-        version: '1.0',
-        timestamp: expect.any(String),
-        KinesisBatchInfo: {
-          shardId: SHARD,
-          startSequenceNumber: '00000000000000000003',
-          endSequenceNumber: '00000000000000000003',
-          approximateArrivalOfFirstRecord: expect.any(String),
-          approximateArrivalOfLastRecord: expect.any(String),
-          batchSize: 1,
-          streamArn: STREAM_ARN,
-        },
-      },
+      retriesExhaustedAfterFunctionError(FN, 2, {
+        shardId: SHARD,
+        startSequenceNumber: '00000000000000000003',
+        endSequenceNumber: '00000000000000000003',
+        batchSize: 1,
+        streamArn: STREAM_ARN,
+      }),
     ]);
     const info = (t.onFailure[0] as { KinesisBatchInfo: { approximateArrivalOfFirstRecord: string } })
       .KinesisBatchInfo;
@@ -281,9 +268,9 @@ describe('Kinesis event-source mapping', () => {
     t.put({ n: 2 });
     t.put({ n: 3 });
     const readsBefore = t.state.reads;
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => t.mapping.stats().pollErrors > 0, 'a failed poll');
     expect(t.state.reads).toBeGreaterThan(readsBefore);
-    expect(t.mapping.stats().pollErrors).toBeGreaterThan(0);
+    expect(t.calls.flat()).toEqual(['1']); // nothing delivered while Kinesis is down
     t.state.down = false;
     expect(await t.mapping.caughtUp(5000)).toBe(true);
     expect(t.calls.flat()).toEqual(['1', '2', '3']);
@@ -310,7 +297,7 @@ describe('Kinesis event-source mapping', () => {
     mapping = t.mapping;
     t.put({ n: 1 });
     await t.mapping.start();
-    while (t.calls.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await until(() => t.calls.length > 0, 'the first invocation');
     const restarted = t.mapping.restart();
     release();
     await restarted;
@@ -319,14 +306,28 @@ describe('Kinesis event-source mapping', () => {
   });
 
   test('MaximumBatchingWindowInSeconds gathers records that arrive during the window', async () => {
-    const t = setup({ batchingWindowMs: 300 }, () => ({}));
+    const clock = { now: 1_760_000_000_000 };
+    const t = setup({ batchingWindowMs: 300 }, () => ({}), { now: () => clock.now });
     mapping = t.mapping;
+    /** Put a record and wait until the poller has read it and polled once more (its window is open). */
+    const arrive = async (n: number): Promise<void> => {
+      t.put({ n });
+      const reads = t.state.reads;
+      await until(() => t.state.reads >= reads + 2, `record ${n} read`);
+    };
     t.put({ n: 1 });
     await t.mapping.start();
-    setTimeout(() => t.put({ n: 2 }), 60);
-    setTimeout(() => t.put({ n: 3 }), 120);
-    await new Promise((r) => setTimeout(r, 500));
-    expect(await t.mapping.caughtUp(5000)).toBe(true);
+    await until(() => t.state.reads >= 1, 'the first read'); // record 1 read: the window opens
+    await arrive(2);
+    await arrive(3);
+    expect(t.calls).toEqual([]); // the window is still open
+    clock.now += 300;
+    await until(() => t.calls.length === 1, 'the window to close');
     expect(t.calls).toEqual([['1', '2', '3']]);
+    await arrive(4); // after the window: the next batch, with a window of its own
+    expect(t.calls).toHaveLength(1);
+    clock.now += 300;
+    await until(() => t.calls.length === 2, 'the second window to close');
+    expect(t.calls).toEqual([['1', '2', '3'], ['4']]);
   });
 });
