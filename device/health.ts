@@ -9,6 +9,7 @@
  */
 import { healthReportSchema, type HealthReport, type ResetReason } from '../core/telemetry';
 import type { RandomFn } from './backoff';
+import { conforming } from './contract';
 import type { BehaviourProfile } from './profiles';
 import { randomHex } from './seeded-random';
 
@@ -45,14 +46,7 @@ export function newBootId(random: RandomFn): string {
 
 /** Checks a report against the contract; throws naming every problem. */
 export function validHealth(report: HealthReport): HealthReport {
-  const parsed = healthReportSchema.safeParse(report);
-  if (!parsed.success)
-    throw new Error(
-      `simulator bug: health report breaks the contract: ${parsed.error.issues
-        .map((i) => `${i.path.map(String).join('.') || '(payload)'}: ${i.message}`)
-        .join('; ')}`,
-    );
-  return parsed.data;
+  return conforming(healthReportSchema, report, 'health report');
 }
 
 /** One boot of a device: what its health reports say until the next boot. */

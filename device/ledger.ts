@@ -187,12 +187,7 @@ export class DeviceLedger {
   }
 
   acked(entry: LedgerKey): void {
-    if (entry.state !== 'pending') throw new Error(`ledger: ${describe(entry)} is already ${entry.state}`);
-    entry.state = 'acked';
-    const c = this.counts(entry.kind);
-    c.acked++;
-    c.pending--;
-    if (entry.kind === 'telemetry') this.telemetry.readingsAcked += entry.readings ?? 0;
+    this.settle(entry, 'acked');
   }
 
   /** A PUBLISH of `entry` ended without PUBACK: it goes back to the buffer. */
@@ -204,12 +199,19 @@ export class DeviceLedger {
 
   /** `entry` was evicted from the full buffer. */
   dropped(entry: LedgerKey): void {
+    this.settle(entry, 'dropped');
+  }
+
+  /** A pending `entry` reaches its final state `to`; a telemetry message counts its readings there too. */
+  private settle(entry: LedgerKey, to: 'acked' | 'dropped'): void {
     if (entry.state !== 'pending') throw new Error(`ledger: ${describe(entry)} is already ${entry.state}`);
-    entry.state = 'dropped';
+    entry.state = to;
     const c = this.counts(entry.kind);
-    c.dropped++;
+    c[to]++;
     c.pending--;
-    if (entry.kind === 'telemetry') this.telemetry.readingsDropped += entry.readings ?? 0;
+    if (entry.kind !== 'telemetry') return;
+    if (to === 'acked') this.telemetry.readingsAcked += entry.readings ?? 0;
+    else this.telemetry.readingsDropped += entry.readings ?? 0;
   }
 
   /** Readings of a batch in progress died with the device. */

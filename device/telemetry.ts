@@ -12,6 +12,7 @@ import {
   type TelemetryPayload,
 } from '../core/telemetry';
 import type { RandomFn } from './backoff';
+import { conforming } from './contract';
 
 /** Values of one reading, by name (`temperature_c`, `humidity_pct`, `battery_v`). */
 export type ReadingValues = Record<string, number>;
@@ -49,14 +50,7 @@ export function checkReadingsPerMessage(n: number): void {
 
 /** Checks a payload against the contract; throws naming every problem. */
 export function validTelemetry(payload: TelemetryPayload): TelemetryPayload {
-  const parsed = telemetryPayloadSchema.safeParse(payload);
-  if (!parsed.success)
-    throw new Error(
-      `simulator bug: telemetry payload breaks the contract: ${parsed.error.issues
-        .map((i) => `${i.path.map(String).join('.') || '(payload)'}: ${i.message}`)
-        .join('; ')}`,
-    );
-  return parsed.data;
+  return conforming(telemetryPayloadSchema, payload, 'telemetry payload');
 }
 
 /** Packs readings into messages of `readingsPerMessage`. */
