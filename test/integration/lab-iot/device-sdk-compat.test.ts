@@ -11,22 +11,12 @@ import {
 import { iot, iotidentity, mqtt } from 'aws-iot-device-sdk-v2';
 import type { IotCore } from '../../../lab/iot';
 import '../../../lab/iot/ca';
-import { claimPolicy, connect, csr, devicePolicy, end, startCore } from './helpers';
+import { claimPolicy, connect, csr, devicePolicy, end, FLEET_THING_RESOURCES, startCore } from './helpers';
 
 const TEMPLATE = 'fleet-tpl';
 const body = JSON.stringify({
   Parameters: { SerialNumber: { Type: 'String' }, 'AWS::IoT::Certificate::Id': { Type: 'String' } },
-  Resources: {
-    thing: {
-      Type: 'AWS::IoT::Thing',
-      Properties: { ThingName: { 'Fn::Join': ['-', ['fleet', { Ref: 'SerialNumber' }]] } },
-    },
-    certificate: {
-      Type: 'AWS::IoT::Certificate',
-      Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' },
-    },
-    policy: { Type: 'AWS::IoT::Policy', Properties: { PolicyName: 'fleet-device' } },
-  },
+  Resources: FLEET_THING_RESOURCES,
   DeviceConfiguration: { fw: '1.0.0' },
 });
 

@@ -127,18 +127,26 @@ export function closed(c: MqttClient): Promise<void> {
 
 export const arn = (resource: string): string => `arn:aws:iot:${REGION}:${ACCOUNT}:${resource}`;
 
+/** The policy variable of the connected thing's name. */
+export const THING_NAME = '${iot:Connection.Thing.ThingName}';
+
+/** Allows connecting with the attached thing's name as client id; `condition` adds to IsAttached. */
+export function connectAsThing(condition: Record<string, unknown> = {}): unknown {
+  return {
+    Effect: 'Allow',
+    Action: 'iot:Connect',
+    Resource: arn(`client/${THING_NAME}`),
+    Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' }, ...condition },
+  };
+}
+
 /** The documented per-device policy (reference section 4.4), prefix `fleet`. */
 export function devicePolicy(): unknown {
-  const thing = '${iot:Connection.Thing.ThingName}';
+  const thing = THING_NAME;
   return {
     Version: '2012-10-17',
     Statement: [
-      {
-        Effect: 'Allow',
-        Action: 'iot:Connect',
-        Resource: arn(`client/${thing}`),
-        Condition: { Bool: { 'iot:Connection.Thing.IsAttached': 'true' } },
-      },
+      connectAsThing(),
       {
         Effect: 'Allow',
         Action: ['iot:Publish'],
@@ -178,6 +186,22 @@ export function claimPolicy(template: string): unknown {
     ],
   };
 }
+
+/**
+ * The resources of a provisioning template that names the thing `fleet-<SerialNumber>`,
+ * activates the certificate and attaches the `fleet-device` policy.
+ */
+export const FLEET_THING_RESOURCES = {
+  thing: {
+    Type: 'AWS::IoT::Thing',
+    Properties: { ThingName: { 'Fn::Join': ['-', ['fleet', { Ref: 'SerialNumber' }]] } },
+  },
+  certificate: {
+    Type: 'AWS::IoT::Certificate',
+    Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' },
+  },
+  policy: { Type: 'AWS::IoT::Policy', Properties: { PolicyName: 'fleet-device' } },
+};
 
 /** A certificate from CreateKeysAndCertificate (ACTIVE) with `policy` attached, optionally attached to a new thing. */
 export async function identity(

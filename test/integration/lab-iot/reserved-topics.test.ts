@@ -20,6 +20,7 @@ import {
   devicePolicy,
   endAll,
   flush,
+  FLEET_THING_RESOURCES,
   identity,
   openPolicy,
   publish,
@@ -33,17 +34,7 @@ import {
 const TEMPLATE = 'fleet-tpl';
 const templateBody = JSON.stringify({
   Parameters: { SerialNumber: { Type: 'String' }, 'AWS::IoT::Certificate::Id': { Type: 'String' } },
-  Resources: {
-    thing: {
-      Type: 'AWS::IoT::Thing',
-      Properties: { ThingName: { 'Fn::Join': ['', ['fleet-', { Ref: 'SerialNumber' }]] } },
-    },
-    certificate: {
-      Type: 'AWS::IoT::Certificate',
-      Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' },
-    },
-    policy: { Type: 'AWS::IoT::Policy', Properties: { PolicyName: 'fleet-device' } },
-  },
+  Resources: FLEET_THING_RESOURCES,
 });
 
 let core: IotCore;

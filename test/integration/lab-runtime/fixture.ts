@@ -45,6 +45,23 @@ export const code = (hash: string) => ({
   S3Key: `${hash}.zip`,
 });
 
+/** A Node.js function whose code is the asset `hash`, 10 s timeout. */
+export const nodeFunction = (hash: string) => ({
+  Type: 'AWS::Lambda::Function',
+  Properties: { Code: code(hash), Handler: 'index.handler', Runtime: 'nodejs22.x', Timeout: 10 },
+});
+
+/** An event-source mapping of the function `fn` (a logical id) on the stream `Stream`, from TRIM_HORIZON. */
+export const streamMapping = (fn: string, properties: Record<string, unknown>) => ({
+  Type: 'AWS::Lambda::EventSourceMapping',
+  Properties: {
+    FunctionName: { Ref: fn },
+    EventSourceArn: { 'Fn::GetAtt': ['Stream', 'Arn'] },
+    StartingPosition: 'TRIM_HORIZON',
+    ...properties,
+  },
+});
+
 /**
  * Write a cloud assembly with one stack `Lab` (its template) and directory assets (hash →
  * index.js source) to a new temporary directory; returns the directory.
@@ -195,16 +212,10 @@ export function writeFixtureAssembly(): string {
           },
         },
       },
-      ConsumerMapping: {
-        Type: 'AWS::Lambda::EventSourceMapping',
-        Properties: {
-          FunctionName: { Ref: 'Consumer' },
-          EventSourceArn: { 'Fn::GetAtt': ['Stream', 'Arn'] },
-          StartingPosition: 'TRIM_HORIZON',
-          BatchSize: 10,
-          FunctionResponseTypes: ['ReportBatchItemFailures'],
-        },
-      },
+      ConsumerMapping: streamMapping('Consumer', {
+        BatchSize: 10,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+      }),
       WorkerVersion: { Type: 'AWS::Lambda::Version', Properties: { FunctionName: { Ref: 'Worker' } } },
       WorkerLive: {
         Type: 'AWS::Lambda::Alias',

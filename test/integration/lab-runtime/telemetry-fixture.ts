@@ -10,7 +10,7 @@
  * with bisect, one retry and an SQS on-failure destination), and the types the lab only
  * acknowledges (alarm, bucket policy, KMS key, log group, secret, VPC, subnet, security group).
  */
-import { code, writeAssembly } from './fixture';
+import { nodeFunction, streamMapping, writeAssembly } from './fixture';
 
 const HEALTH_HASH = 'c'.repeat(64);
 const POISON_HASH = 'd'.repeat(64);
@@ -67,6 +67,22 @@ const errorKey = (rule: string) =>
   `${rule}/\${parse_time("yyyy/MM/dd/HH", timestamp(), "UTC")}/\${timestamp()}-\${newuuid()}.json`;
 const errorAction = (rule: string) => ({
   S3: { BucketName: { Ref: 'ErrorBucket' }, Key: errorKey(rule), RoleArn: ROLE },
+});
+/** A Firehose stream reading `Stream` into the bucket `bucket` (a logical id), as `destination` adds. */
+const archiveOfStream = (bucket: string, destination: Record<string, unknown>) => ({
+  Type: 'AWS::KinesisFirehose::DeliveryStream',
+  Properties: {
+    DeliveryStreamType: 'KinesisStreamAsSource',
+    KinesisStreamSourceConfiguration: {
+      KinesisStreamARN: { 'Fn::GetAtt': ['Stream', 'Arn'] },
+      RoleARN: ROLE,
+    },
+    ExtendedS3DestinationConfiguration: {
+      BucketARN: { 'Fn::GetAtt': [bucket, 'Arn'] },
+      RoleARN: ROLE,
+      ...destination,
+    },
+  },
 });
 
 export function writeTelemetryAssembly(): string {
@@ -186,114 +202,64 @@ export function writeTelemetryAssembly(): string {
           },
         },
       },
-      Archive: {
-        Type: 'AWS::KinesisFirehose::DeliveryStream',
-        Properties: {
-          DeliveryStreamType: 'KinesisStreamAsSource',
-          KinesisStreamSourceConfiguration: {
-            KinesisStreamARN: { 'Fn::GetAtt': ['Stream', 'Arn'] },
-            RoleARN: ROLE,
-          },
-          ExtendedS3DestinationConfiguration: {
-            BucketARN: { 'Fn::GetAtt': ['ArchiveBucket', 'Arn'] },
-            RoleARN: ROLE,
-            Prefix:
-              'records/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/',
-            ErrorOutputPrefix: 'errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/',
-            BufferingHints: { IntervalInSeconds: 300, SizeInMBs: 5 },
-            CompressionFormat: 'GZIP',
-            ProcessingConfiguration: {
-              Enabled: true,
-              Processors: [
-                {
-                  Type: 'AppendDelimiterToRecord',
-                  Parameters: [{ ParameterName: 'Delimiter', ParameterValue: '\\n' }],
-                },
-              ],
+      Archive: archiveOfStream('ArchiveBucket', {
+        Prefix:
+          'records/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/hour=!{timestamp:HH}/',
+        ErrorOutputPrefix: 'errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/',
+        BufferingHints: { IntervalInSeconds: 300, SizeInMBs: 5 },
+        CompressionFormat: 'GZIP',
+        ProcessingConfiguration: {
+          Enabled: true,
+          Processors: [
+            {
+              Type: 'AppendDelimiterToRecord',
+              Parameters: [{ ParameterName: 'Delimiter', ParameterValue: '\\n' }],
             },
-          },
+          ],
         },
-      },
+      }),
       ProcessedBucket: { Type: 'AWS::S3::Bucket', Properties: {} },
-      Transform: {
-        Type: 'AWS::Lambda::Function',
-        Properties: {
-          Code: code(TRANSFORM_HASH),
-          Handler: 'index.handler',
-          Runtime: 'nodejs22.x',
-          Timeout: 10,
-        },
-      },
-      Processed: {
-        Type: 'AWS::KinesisFirehose::DeliveryStream',
-        Properties: {
-          DeliveryStreamType: 'KinesisStreamAsSource',
-          KinesisStreamSourceConfiguration: {
-            KinesisStreamARN: { 'Fn::GetAtt': ['Stream', 'Arn'] },
-            RoleARN: ROLE,
-          },
-          ExtendedS3DestinationConfiguration: {
-            BucketARN: { 'Fn::GetAtt': ['ProcessedBucket', 'Arn'] },
-            RoleARN: ROLE,
-            Prefix: 'health/',
-            ErrorOutputPrefix: 'errors/!{firehose:error-output-type}/',
-            BufferingHints: { IntervalInSeconds: 60, SizeInMBs: 1 },
-            ProcessingConfiguration: {
-              Enabled: true,
-              Processors: [
-                {
-                  Type: 'Lambda',
-                  Parameters: [
-                    { ParameterName: 'LambdaArn', ParameterValue: { 'Fn::GetAtt': ['Transform', 'Arn'] } },
-                    { ParameterName: 'NumberOfRetries', ParameterValue: '1' },
-                  ],
-                },
-                { Type: 'AppendDelimiterToRecord', Parameters: [] },
+      Transform: nodeFunction(TRANSFORM_HASH),
+      Processed: archiveOfStream('ProcessedBucket', {
+        Prefix: 'health/',
+        ErrorOutputPrefix: 'errors/!{firehose:error-output-type}/',
+        BufferingHints: { IntervalInSeconds: 60, SizeInMBs: 1 },
+        ProcessingConfiguration: {
+          Enabled: true,
+          Processors: [
+            {
+              Type: 'Lambda',
+              Parameters: [
+                { ParameterName: 'LambdaArn', ParameterValue: { 'Fn::GetAtt': ['Transform', 'Arn'] } },
+                { ParameterName: 'NumberOfRetries', ParameterValue: '1' },
               ],
             },
-          },
+            { Type: 'AppendDelimiterToRecord', Parameters: [] },
+          ],
         },
-      },
-      Health: {
-        Type: 'AWS::Lambda::Function',
-        Properties: { Code: code(HEALTH_HASH), Handler: 'index.handler', Runtime: 'nodejs22.x', Timeout: 10 },
-      },
-      HealthMapping: {
-        Type: 'AWS::Lambda::EventSourceMapping',
-        Properties: {
-          FunctionName: { Ref: 'Health' },
-          EventSourceArn: { 'Fn::GetAtt': ['Stream', 'Arn'] },
-          StartingPosition: 'TRIM_HORIZON',
-          BatchSize: 50,
-          FunctionResponseTypes: ['ReportBatchItemFailures'],
-          BisectBatchOnFunctionError: true,
-          MaximumRetryAttempts: 1,
-          MaximumRecordAgeInSeconds: 3600,
-          ParallelizationFactor: 2,
-          DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': ['Dlq', 'Arn'] } } },
-          FilterCriteria: { Filters: [{ Pattern: '{"data":{"type":["health"]}}' }] },
+      }),
+      Health: nodeFunction(HEALTH_HASH),
+      HealthMapping: streamMapping('Health', {
+        BatchSize: 50,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        BisectBatchOnFunctionError: true,
+        MaximumRetryAttempts: 1,
+        MaximumRecordAgeInSeconds: 3600,
+        ParallelizationFactor: 2,
+        DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': ['Dlq', 'Arn'] } } },
+        FilterCriteria: { Filters: [{ Pattern: '{"data":{"type":["health"]}}' }] },
+      }),
+      Poison: nodeFunction(POISON_HASH),
+      PoisonMapping: streamMapping('Poison', {
+        BatchSize: 10,
+        MaximumBatchingWindowInSeconds: 5,
+        BisectBatchOnFunctionError: true,
+        MaximumRetryAttempts: 1,
+        DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': ['Dlq', 'Arn'] } } },
+        FilterCriteria: {
+          Filters: [{ Pattern: JSON.stringify({ data: { type: ['health'], fw: [{ prefix: '6.' }] } }) }],
         },
-      },
-      Poison: {
-        Type: 'AWS::Lambda::Function',
-        Properties: { Code: code(POISON_HASH), Handler: 'index.handler', Runtime: 'nodejs22.x', Timeout: 10 },
-      },
-      PoisonMapping: {
-        Type: 'AWS::Lambda::EventSourceMapping',
-        Properties: {
-          FunctionName: { Ref: 'Poison' },
-          EventSourceArn: { 'Fn::GetAtt': ['Stream', 'Arn'] },
-          StartingPosition: 'TRIM_HORIZON',
-          BatchSize: 10,
-          MaximumBatchingWindowInSeconds: 5,
-          BisectBatchOnFunctionError: true,
-          MaximumRetryAttempts: 1,
-          DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': ['Dlq', 'Arn'] } } },
-          FilterCriteria: {
-            Filters: [{ Pattern: JSON.stringify({ data: { type: ['health'], fw: [{ prefix: '6.' }] } }) }],
-          },
-        },
-      },
+      }),
       BacklogAlarm: {
         Type: 'AWS::CloudWatch::Alarm',
         Properties: {

@@ -13,6 +13,7 @@ import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
 import { cleanBundles, loadBundledHandler } from '../../helpers/bundle';
 import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';
 import { deviceRecord, PRESENCE_ENTRY, putDevice } from '../hook/fixtures';
+import { activeDevice, CERT, T } from './support';
 
 type Presence = (event: unknown) => Promise<string>;
 
@@ -71,9 +72,6 @@ async function startFaultyProxy(target: URL): Promise<Server> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
 }
-
-const CERT = 'c'.repeat(64);
-const T = 1_760_000_000_000;
 
 const lifecycle = (serial: string, over: Record<string, unknown> = {}): Record<string, unknown> => ({
   clientId: `fleet-${serial}`,
@@ -169,18 +167,7 @@ describe('an activation whose trail append failed is completed by the retry', ()
 
 test('a connectivity change whose append failed is completed by the retry', async () => {
   const serial = 'SN-RETRY-0004';
-  await putDevice(
-    db.doc,
-    tables,
-    deviceRecord(serial, 'LOT-A', {
-      status: 'ACTIVE',
-      certificateId: CERT,
-      revision: 2,
-      connected: true,
-      presenceVersion: 4,
-      presenceTimestamp: T,
-    }),
-  );
+  await putDevice(db.doc, tables, activeDevice(serial, { presenceVersion: 4 }));
   const disconnect = lifecycle(serial, {
     eventType: 'disconnected',
     versionNumber: 5,
@@ -208,15 +195,7 @@ test('a connect whose lastSeen a health report overtook between the read and the
   await putDevice(
     db.doc,
     tables,
-    deviceRecord(serial, 'LOT-A', {
-      status: 'ACTIVE',
-      certificateId: CERT,
-      revision: 2,
-      connected: false,
-      presenceVersion: 1,
-      presenceTimestamp: T,
-      lastSeen: new Date(T).toISOString(),
-    }),
+    activeDevice(serial, { connected: false, lastSeen: new Date(T).toISOString() }),
   );
   const healthSeen = new Date(T + 60_000).toISOString();
   // The health consumer moves lastSeen past the connect after the presence function read the item.

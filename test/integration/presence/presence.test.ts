@@ -8,6 +8,7 @@ import { Registry, RegistryTableNames } from '../../../lambda/shared/registry';
 import { cleanBundles, loadBundledHandler } from '../../helpers/bundle';
 import { createRegistryTables, LocalDynamo, readTrail, startDynalite } from '../../helpers/dynalite';
 import { deviceRecord, PRESENCE_ENTRY, putDevice } from '../hook/fixtures';
+import { activeDevice, CERT } from './support';
 
 type Presence = (event: unknown) => Promise<string>;
 
@@ -16,7 +17,6 @@ let tables: RegistryTableNames;
 let registry: Registry;
 let presence: Presence;
 
-const CERT = 'c'.repeat(64);
 const OLD_CERT = 'd'.repeat(64);
 
 const lifecycle = (serial: string, over: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -148,20 +148,7 @@ describe('disconnect reason and lastSeen', () => {
   const at = (ms: number): string => new Date(ms).toISOString();
 
   async function active(serial: string, over: Partial<DeviceRecord> = {}): Promise<void> {
-    await putDevice(
-      db.doc,
-      tables,
-      deviceRecord(serial, 'LOT-A', {
-        status: 'ACTIVE',
-        certificateId: CERT,
-        thingName: `fleet-${serial}`,
-        revision: 2,
-        connected: true,
-        presenceVersion: 1,
-        presenceTimestamp: t,
-        ...over,
-      }),
-    );
+    await putDevice(db.doc, tables, activeDevice(serial, { thingName: `fleet-${serial}`, ...over }));
   }
 
   test('the activating connect sets lastSeen in the same write', async () => {

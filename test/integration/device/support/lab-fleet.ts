@@ -8,31 +8,30 @@ import { AttachPolicyCommand, CreateKeysAndCertificateCommand, type IoTClient } 
 import type { TelemetryRulesOutput } from '../../../../core/stack-outputs';
 import { runFleet, type DeviceAgent, type FleetResult, type TlsCredentials } from '../../../../device';
 import type { IotCore, IotMessage } from '../../../../lab/iot';
-import { arn, claimPolicy, startCore } from '../../lab-iot/helpers';
+import {
+  arn,
+  claimPolicy,
+  connectAsThing,
+  FLEET_THING_RESOURCES,
+  startCore,
+  THING_NAME,
+} from '../../lab-iot/helpers';
 
 export const TEMPLATE = 'fleet-stream';
 export const TOPIC_PREFIX = 'fleet';
 export const RULES: TelemetryRulesOutput = { telemetry: 'fleet_telemetry', health: 'fleet_health' };
 
-const thing = '${iot:Connection.Thing.ThingName}';
-
 /** The device policy as lib/provisioning/device-policy.ts builds it, for prefix `fleet` and RULES. */
 export function streamingDevicePolicy(): unknown {
-  const ownDt = `dt/${TOPIC_PREFIX}/${thing}/*`;
+  const ownDt = `dt/${TOPIC_PREFIX}/${THING_NAME}/*`;
   return {
     Version: '2012-10-17',
     Statement: [
-      {
-        Effect: 'Allow',
-        Action: 'iot:Connect',
-        Resource: arn(`client/${thing}`),
-        Condition: {
-          Bool: { 'iot:Connection.Thing.IsAttached': 'true' },
-          'ForAllValues:StringEquals': {
-            'iot:ConnectAttributes': ['PersistentConnect', 'LastWill', 'MQTTv5'],
-          },
+      connectAsThing({
+        'ForAllValues:StringEquals': {
+          'iot:ConnectAttributes': ['PersistentConnect', 'LastWill', 'MQTTv5'],
         },
-      },
+      }),
       {
         Effect: 'Allow',
         Action: 'iot:Publish',
@@ -51,17 +50,7 @@ const templateBody = JSON.stringify({
     FirmwareVersion: { Type: 'String' },
     'AWS::IoT::Certificate::Id': { Type: 'String' },
   },
-  Resources: {
-    thing: {
-      Type: 'AWS::IoT::Thing',
-      Properties: { ThingName: { 'Fn::Join': ['-', ['fleet', { Ref: 'SerialNumber' }]] } },
-    },
-    certificate: {
-      Type: 'AWS::IoT::Certificate',
-      Properties: { CertificateId: { Ref: 'AWS::IoT::Certificate::Id' }, Status: 'ACTIVE' },
-    },
-    policy: { Type: 'AWS::IoT::Policy', Properties: { PolicyName: 'fleet-device' } },
-  },
+  Resources: FLEET_THING_RESOURCES,
 });
 
 export class LabFleet {
