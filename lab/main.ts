@@ -11,7 +11,17 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import { createHash } from 'node:crypto';
-import { accessSync, constants, createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  createWriteStream,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  type WriteStream,
+} from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
@@ -78,7 +88,7 @@ function parseArgs(argv: string[]): LabFlags {
     .option('--quiet', 'print only the start-up line and the summary')
     .option(
       '--stream-seconds <s>',
-      'seconds every ACTIVE unit streams telemetry and health after enrollment (0: enrollment only)',
+      'seconds every ACTIVE unit streams telemetry and health after enrollment: 10 to 3600, or 0 for enrollment only',
       streamSeconds,
       14,
     )
@@ -104,8 +114,49 @@ function parseArgs(argv: string[]): LabFlags {
   return program.opts<LabFlags>();
 }
 
+/**
+ * One lab per directory: a second run would overwrite the first one's CA, claims and buckets
+ * under it. `<labDir>/lab.pid` names the running lab; a file left by a lab that is gone is taken over.
+ */
+function claimLabDir(labDir: string): void {
+  const pidFile = join(labDir, 'lab.pid');
+  let other: number | undefined;
+  try {
+    other = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    other = undefined;
+  }
+  if (other && other !== process.pid && isAlive(other))
+    throw new LabUsageError(
+      `a lab is already running from ${labDir} (pid ${other}); stop it (Ctrl-C in its shell) or give this run its own directory, e.g. --lab-dir ${labDir}-2`,
+    );
+  try {
+    mkdirSync(labDir, { recursive: true });
+    writeFileSync(pidFile, `${process.pid}\n`);
+    process.once('exit', () => {
+      try {
+        if (readFileSync(pidFile, 'utf8').trim() === String(process.pid)) unlinkSync(pidFile);
+      } catch {
+        // Already gone.
+      }
+    });
+  } catch {
+    // An unwritable directory is reported by prepareLabDir with its fix.
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** The lab directory, created and writable, or a usage error naming the path and the fix. */
 function prepareLabDir(labDir: string): string {
+  claimLabDir(labDir);
   const logs = join(labDir, 'logs');
   try {
     mkdirSync(logs, { recursive: true });
@@ -184,6 +235,8 @@ function exportLines(lab: LabRuntime, caFile: string, labDir: string): string[] 
     `  DynamoDB       ${lab.endpoints.dynamodb}`,
     `  Kinesis        ${lab.endpoints.kinesis}`,
     `  IoT (control)  ${lab.endpoints.iot}`,
+    `  S3             ${lab.endpoints.s3}`,
+    `  SQS            ${lab.endpoints.sqs}`,
     `  MQTT (mTLS)    ${lab.endpoints.mqtt.host}:${lab.endpoints.mqtt.port}   CA ${caFile}`,
     '',
     'In another shell, paste:',
@@ -243,13 +296,20 @@ function prepareRun(flags: LabFlags): LabRun {
   const labLogFile = join(logsDir, 'lab.log');
   labLog = createWriteStream(labLogFile, { flags: 'w' });
   let stopping = false;
+  // A deliberate outage makes hundreds of identical warnings: the first of each kind is shown,
+  // then one line saying where the rest are.
+  const seen = new Map<string, number>();
   const log: LabLog = (e) => {
     labLog?.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
     if (e.level === 'error') errors.push(e.msg);
-    if (e.level !== 'info' && !flags.quiet && !stopping)
+    if (e.level === 'info' || flags.quiet || stopping) return;
+    const n = (seen.get(e.msg) ?? 0) + 1;
+    seen.set(e.msg, n);
+    if (n === 1)
       process.stderr.write(
         `lab ${e.level}: ${e.msg} ${JSON.stringify({ ...e, level: undefined, msg: undefined })}\n`,
       );
+    else if (n === 2) process.stderr.write(`lab ${e.level}: more "${e.msg}" go to ${labLogFile} only\n`);
   };
   return {
     flags,

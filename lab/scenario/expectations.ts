@@ -233,6 +233,10 @@ export function checkExpectations({
       ok: gaveUp.length <= allowedGiveUps,
       detail: gaveUp.length === 0 ? '0' : `${gaveUp.length}: ${list(gaveUp)}`,
     },
-    { name: 'no dead letters', ok: deadLetters === 0, detail: String(deadLetters) },
+    {
+      name: "no dead letters outside the health consumer's queue",
+      ok: deadLetters === 0,
+      detail: String(deadLetters),
+    },
   ];
 }

@@ -46,6 +46,7 @@ export function formatReport(r: ScenarioReport): string[] {
     );
   }
   if (r.telemetry) lines.push(...telemetryLines(r.telemetry));
+  else lines.push('Telemetry: not run (enrollment only)');
   lines.push(
     `Timings: synth ${s(r.timings.synthMs)}, lab start ${s(r.timings.labStartMs)}, factory set-up ${s(r.timings.factorySetupMs)}, ` +
       `enrollment ${s(r.timings.firstWaveMs)}, activation wait ${s(r.timings.activationWaitMs)}, clones ${s(r.timings.cloneWaveMs)}, recovery ${s(r.timings.recoveryWaveMs)}, telemetry ${s(r.timings.telemetryMs)}; scenario ${s(r.timings.scenarioMs)}`,
@@ -62,7 +63,11 @@ export function formatReport(r: ScenarioReport): string[] {
       `  ${rule.ruleName}: ${rule.matched} matched, ${rule.actionFailures} action failures, ${rule.errorActions} error actions`,
     );
   }
-  lines.push(`Dead letters: ${r.lab.deadLetters.length}`);
+  const byQueue = new Map<string, number>();
+  for (const d of r.lab.deadLetters) byQueue.set(d.queueName, (byQueue.get(d.queueName) ?? 0) + 1);
+  lines.push(
+    `Dead letters: ${r.lab.deadLetters.length}${byQueue.size ? ` (${[...byQueue].map(([q, n]) => `${q} ${n}`).join(', ')})` : ''}`,
+  );
   lines.push('');
   lines.push('Expectations:');
   for (const x of r.expectations)
