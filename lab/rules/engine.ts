@@ -63,6 +63,11 @@ export interface RuleEngineDeps {
    * resource-based permission for iot.amazonaws.com): the action then fails.
    */
   checkLambdaInvoke?(functionArn: string, ruleArn: string): string | undefined;
+  /**
+   * A server-side publish through the broker (the Republish action): its subscribers and every
+   * rule whose FROM matches the topic see the message, as in AWS, where a republished message is
+   * a message like any other.
+   */
   publish(topic: string, payload: Buffer, qos: number): Promise<void>;
   kinesisPutRecord?(streamName: string, partitionKey: string, data: Buffer): Promise<void>;
   sqsSendMessage?(queueUrl: string, body: string, meta: { ruleName: string; topic: string }): Promise<void>;
@@ -315,15 +320,8 @@ export class RulesEngine {
           },
         };
       }
-      case 'Republish': {
-        const topic = template(str(p.Topic, `${at}.Topic`, rule), `${at}.Topic`, rule);
-        const qos = typeof p.Qos === 'number' ? p.Qos : 0;
-        return {
-          name: 'RepublishAction',
-          resource: String(p.Topic),
-          run: async ({ ctx, doc, data }) => this.deps.publish(topic(ctx, doc), data, qos),
-        };
-      }
+      case 'Republish':
+        return this.republishAction(rule, p, at);
       case 'Kinesis': {
         const stream = str(p.StreamName, `${at}.StreamName`, rule);
         const put = this.deps.kinesisPutRecord;
@@ -380,6 +378,46 @@ export class RulesEngine {
           `${at}: action ${kind} is not supported by the lab (supported: ${SUPPORTED_ACTIONS.join(', ')})`,
         );
     }
+  }
+
+  /**
+   * Republish: the message (the SELECT output) to the Topic template, through the broker
+   * ({@link RuleEngineDeps.publish}), so subscribers and the rules whose FROM matches it see it, as
+   * in AWS. A reserved topic is written `$$…` (the action publishes `$…`); a single `$`, the
+   * reserved Jobs topics and the Basic Ingest topics (`$$aws/rules/…`) are refused at load. Qos 0
+   * (default) or 1. A topic that evaluates to nothing or to a wildcard fails the action.
+   */
+  private republishAction(rule: string, p: Record<string, unknown>, at: string): CompiledAction {
+    const text = str(p.Topic, `${at}.Topic`, rule);
+    if (text.startsWith('$') && !text.startsWith('$$'))
+      throw new RuleLoadError(
+        rule,
+        `${at}.Topic ${text}: write a reserved topic as $$… (a single $ is not a topic)`,
+      );
+    if (/^\$\$aws\/things\/[^/]+\/jobs\//.test(text))
+      throw new RuleLoadError(
+        rule,
+        `${at}.Topic ${text}: republishing to reserved Jobs topics is not supported`,
+      );
+    if (text.startsWith('$$aws/rules/'))
+      throw new RuleLoadError(
+        rule,
+        `${at}.Topic ${text}: a Basic Ingest topic ($aws/rules/…) is not a republish target; republish to a topic the target rule's FROM selects`,
+      );
+    const topic = template(text, `${at}.Topic`, rule);
+    const qos = p.Qos ?? 0;
+    if (qos !== 0 && qos !== 1)
+      throw new RuleLoadError(rule, `${at}.Qos ${String(qos)} is not valid (0 or 1)`);
+    return {
+      name: 'RepublishAction',
+      resource: text,
+      run: async ({ ctx, doc, data }) => {
+        const resolved = topic(ctx, doc).replace(/^\$\$/, '$');
+        if (resolved === '' || /[+#]/.test(resolved))
+          throw new Error(`the republish topic '${resolved}' is empty or holds a wildcard (+, #)`);
+        await this.deps.publish(resolved, data, qos);
+      },
+    };
   }
 
   /** S3: PutObject of the message (SELECT output, or the error-action message) at the Key template. */

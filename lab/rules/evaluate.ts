@@ -192,6 +192,8 @@ function call(name: string, args: unknown[], scope: EvalScope, raw: Expr[]): unk
       if (zone !== undefined && typeof zone !== 'string') return undefined;
       return formatTime(pattern, Math.trunc(epoch), zone);
     }
+    case 'isundefined':
+      return args[0] === undefined;
     case 'get_registry_data': {
       // The role ARN (third argument) is not checked: the lab does not evaluate IAM.
       const [api, thing] = args;

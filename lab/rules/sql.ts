@@ -56,6 +56,8 @@ export const SQL_FUNCTIONS: Record<string, number[]> = {
   get_or_default: [2],
   parse_time: [2, 3],
   get_registry_data: [3],
+  /** `isUndefined(x)`: true when x is Undefined (a missing field), else false. */
+  isundefined: [1],
 };
 
 /** The registry APIs get_registry_data() may call (AWS IoT SQL reference). */

@@ -1,5 +1,4 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import type * as iot from 'aws-cdk-lib/aws-iot';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { RECORD_TYPES, type RecordType } from '../../core/telemetry';
@@ -8,13 +7,14 @@ import type { TelemetryConfig } from '../config';
 import type { RegistryTables } from '../traceability/registry-tables';
 import { TelemetryErrorStore } from './error-store';
 import { HealthConsumer } from './health-consumer';
-import { INFLUXDB_TIMESTAMP_PROJECTION, InfluxDbSink } from './influxdb-sink';
-import { RegistryEnrichment } from './registry-enrichment';
+import type { InfluxDbSink } from './influxdb-sink';
+import type { RegistryEnrichment } from './registry-enrichment';
 import { StreamArchive } from './stream-archive';
 import { TelemetryAlarms } from './telemetry-alarms';
-import { TelemetryRule, type RuleExtensions } from './telemetry-rule';
+import { TelemetryRule } from './telemetry-rule';
 import { TelemetryStream } from './telemetry-stream';
-import { TimestreamSink } from './timestream-sink';
+import { TimeSeriesRule, type TimeSeriesRuleProps } from './time-series-rule';
+import type { TimestreamSink } from './timestream-sink';
 
 export interface FleetTelemetryProps {
   /** Telemetry settings (see `TelemetryConfig`; every default lives in FLEET_DEFAULTS.telemetry). */
@@ -34,8 +34,8 @@ export interface FleetTelemetryProps {
 /**
  * Telemetry and self-health capability: one topic rule per record type onto one Kinesis stream,
  * every rule's failures into the S3 error store, the Firehose archive of the stream (default on),
- * the health consumer with its dead-letter queue, the optional time-series actions on the health
- * rule (Timestream, InfluxDB; off by default), and the capability's alarms.
+ * the health consumer with its dead-letter queue, the optional time-series rule fed by the health
+ * rule's republish (Timestream, InfluxDB; off by default), and the capability's alarms.
  */
 export class FleetTelemetry extends Construct {
   public readonly stream: TelemetryStream;
@@ -44,7 +44,8 @@ export class FleetTelemetry extends Construct {
   public readonly consumer: HealthConsumer;
   /** Absent when `archive.enabled` is false. */
   public readonly archive?: StreamArchive;
-  /** Present when a time-series option is on. */
+  /** Present when a time-series option is on (docs/decisions.md D19). */
+  public readonly timeSeries?: TimeSeriesRule;
   public readonly enrichment?: RegistryEnrichment;
   public readonly timestream?: TimestreamSink;
   public readonly influxdb?: InfluxDbSink;
@@ -67,11 +68,15 @@ export class FleetTelemetry extends Construct {
       removalPolicy,
     });
 
-    const timeSeries = this.timeSeriesOptions(s, props.thingNamePrefix);
-    this.enrichment = timeSeries.enrichment;
-    this.timestream = timeSeries.timestream;
-    this.influxdb = timeSeries.influxdb;
-    const extensions: Record<RecordType, RuleExtensions> = { telemetry: {}, health: timeSeries.extensions };
+    this.timeSeries = this.timeSeriesRule(s, props.thingNamePrefix, props.topicPrefix);
+    this.enrichment = this.timeSeries?.enrichment;
+    this.timestream = this.timeSeries?.timestream;
+    this.influxdb = this.timeSeries?.influxdb;
+    // The health rule's SQL never changes; a time-series option only adds its republish.
+    const republish = this.timeSeries && {
+      actions: [this.timeSeries.republishAction],
+      actionRoles: [this.timeSeries.republishRole],
+    };
     const rules = {} as Record<RecordType, TelemetryRule>;
     for (const type of RECORD_TYPES) {
       rules[type] = new TelemetryRule(this, `${type.charAt(0).toUpperCase()}${type.slice(1)}Rule`, {
@@ -80,7 +85,7 @@ export class FleetTelemetry extends Construct {
         topicPrefix: props.topicPrefix,
         stream: this.stream,
         errorStore: this.errorStore,
-        ...extensions[type],
+        ...(type === 'health' ? republish : {}),
       });
     }
     this.rules = rules;
@@ -131,45 +136,29 @@ export class FleetTelemetry extends Construct {
   }
 
   /**
-   * The time-series options are actions of the health rule (Basic Ingest delivers a message to one
-   * rule only; docs/decisions.md D19), sharing its error action. Both need the registry enrichment.
+   * The time-series options: a rule of their own, fed by a republish action of the health rule
+   * (Basic Ingest delivers a message to the health rule only; docs/decisions.md D19).
    */
-  private timeSeriesOptions(s: TelemetryConfig, thingNamePrefix: string): TimeSeriesOptions {
-    if (!s.timestream.enabled && !s.influxdb.enabled) return { extensions: {} };
-    const ruleName = s.ruleNames.health;
-    const enrichment = new RegistryEnrichment(this, 'RegistryEnrichment', { thingNamePrefix });
-    const timestream = s.timestream.enabled
-      ? new TimestreamSink(this, 'Timestream', {
-          databaseName: s.timestream.databaseName,
-          tableName: s.timestream.tableName,
-          ruleName,
-          enrichment,
-        })
-      : undefined;
-    let influxdb: InfluxDbSink | undefined;
+  private timeSeriesRule(
+    s: TelemetryConfig,
+    thingNamePrefix: string,
+    topicPrefix: string,
+  ): TimeSeriesRule | undefined {
+    if (!s.timestream.enabled && !s.influxdb.enabled) return undefined;
+    let influxdb: TimeSeriesRuleProps['influxdb'];
     if (s.influxdb.enabled) {
       const { enabled: _enabled, ...influx } = s.influxdb;
-      influxdb = new InfluxDbSink(this, 'InfluxDb', { ...influx, ruleName, enrichment });
+      influxdb = influx;
     }
-    const actions: iot.CfnTopicRule.ActionProperty[] = [timestream?.action, influxdb?.action].filter(
-      (a): a is iot.CfnTopicRule.ActionProperty => a !== undefined,
-    );
-    return {
-      enrichment,
-      timestream,
+    return new TimeSeriesRule(this, 'TimeSeries', {
+      healthRuleName: s.ruleNames.health,
+      topicPrefix,
+      thingNamePrefix,
+      errorStore: this.errorStore,
+      timestream: s.timestream.enabled
+        ? { databaseName: s.timestream.databaseName, tableName: s.timestream.tableName }
+        : undefined,
       influxdb,
-      extensions: {
-        setClause: enrichment.setClause,
-        projections: influxdb ? [INFLUXDB_TIMESTAMP_PROJECTION] : [],
-        actions,
-      },
-    };
+    });
   }
-}
-
-interface TimeSeriesOptions {
-  readonly enrichment?: RegistryEnrichment;
-  readonly timestream?: TimestreamSink;
-  readonly influxdb?: InfluxDbSink;
-  readonly extensions: RuleExtensions;
 }

@@ -30,17 +30,17 @@ export interface InfluxDbSinkProps {
   readonly organization?: string;
   /** VPC of a private endpoint. @default - the endpoint is reached over the internet */
   readonly vpc?: InfluxDbVpcConfig;
-  /** The rule the action belongs to (its role trusts that rule only). */
+  /** The rule the action belongs to, the time-series rule (its role trusts that rule only). */
   readonly ruleName: string;
   readonly enrichment: RegistryEnrichment;
 }
 
 /**
- * InfluxDB (e.g. Amazon Timestream for InfluxDB) as an action of the health rule: an InfluxDB
+ * InfluxDB (e.g. Amazon Timestream for InfluxDB) as an action of the time-series rule: an InfluxDB
  * topic rule destination (endpoint, version, token secret; AWS IoT validates the endpoint before
  * it sends traffic), with VPC properties when the endpoint is private, and the `influxDb` action
- * writing one point per health report (fields: the report; tags: {@link timeSeriesTags}; time:
- * the report's `ts`, ms). The action's role may read the token secret only; the VPC role may
+ * writing one point per health report (fields: the measures the rule selects; tags:
+ * {@link timeSeriesTags}; time: the report's `ts`, ms). The action's role may read the token secret only; the VPC role may
  * manage the network interfaces AWS IoT puts into the given subnets
  * (https://docs.aws.amazon.com/iot/latest/developerguide/rule-destination.html).
  */

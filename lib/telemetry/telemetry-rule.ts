@@ -12,17 +12,7 @@ export const RULE_SQL_VERSION = '2016-03-23';
 /** Kinesis partition key of every record: the thing name (third topic level), so a device's records stay in order. */
 export const PARTITION_KEY = '${topic(3)}';
 
-/** Rule-level additions of the time-series options (see {@link RegistryEnrichment}). */
-export interface RuleExtensions {
-  /** A `SET @var = …` clause put before the SELECT. @default - none */
-  readonly setClause?: string;
-  /** Extra projections of the SELECT (passed to `ruleSql` as `extra`). @default - none */
-  readonly projections?: readonly string[];
-  /** Actions besides the Kinesis one. @default - none */
-  readonly actions?: readonly iot.CfnTopicRule.ActionProperty[];
-}
-
-export interface TelemetryRuleProps extends RuleExtensions {
+export interface TelemetryRuleProps {
   /** Fixed rule name: part of the device contract (Basic Ingest topics name it). */
   readonly ruleName: string;
   /** The record type the rule selects (`dt/<topicPrefix>/+/<type>`). */
@@ -30,6 +20,14 @@ export interface TelemetryRuleProps extends RuleExtensions {
   readonly topicPrefix: string;
   readonly stream: TelemetryStream;
   readonly errorStore: TelemetryErrorStore;
+  /**
+   * Actions besides the Kinesis one (the republish of the time-series options). The SQL never
+   * changes: a SQL function that fails drops the message before any action, error action included.
+   * @default - none
+   */
+  readonly actions?: readonly iot.CfnTopicRule.ActionProperty[];
+  /** Roles of those actions: the rule is created after them (and their policies). @default - none */
+  readonly actionRoles?: readonly iam.IRole[];
 }
 
 /** The role trust of everything a topic rule assumes: AWS IoT, for this rule of this account only. */
@@ -71,8 +69,7 @@ export class TelemetryRule extends Construct {
     errorStore.grantRuleErrors(this.role, ruleName);
     errorStore.acknowledgePrefixGrant(this.role, ruleName);
 
-    const select = ruleSql(recordType, props.topicPrefix, props.projections ?? []);
-    this.sql = props.setClause ? `${props.setClause} ${select}` : select;
+    this.sql = ruleSql(recordType, props.topicPrefix);
 
     this.rule = new iot.CfnTopicRule(this, 'Resource', {
       ruleName,
@@ -103,6 +100,6 @@ export class TelemetryRule extends Construct {
       },
     });
     // AWS IoT checks that it can assume the roles when the rule is created.
-    this.rule.node.addDependency(this.role);
+    this.rule.node.addDependency(this.role, ...(props.actionRoles ?? []));
   }
 }

@@ -10,18 +10,19 @@ export interface TimestreamSinkProps {
   readonly databaseName: string;
   /** Existing table of that database. */
   readonly tableName: string;
-  /** The rule the action belongs to (its role trusts that rule only). */
+  /** The rule the action belongs to, the time-series rule (its role trusts that rule only). */
   readonly ruleName: string;
   readonly enrichment: RegistryEnrichment;
 }
 
 /**
- * Timestream for LiveAnalytics as an action of the health rule (legacy option, off by default:
- * closed to new customers since 20 June 2025). Every attribute of the rule's SELECT becomes its own
- * measure record (uptimeS, heapFreeB, rssiDbm, …), with the dimensions of {@link timeSeriesTags}
- * and the report's own time (`ts`, ms). The role may write that table only, plus
- * `timestream:DescribeEndpoints`, which supports no resource scoping
- * (https://docs.aws.amazon.com/iot/latest/developerguide/timestream-rule-action.html).
+ * Timestream for LiveAnalytics as an action of the time-series rule (legacy option, off by
+ * default: closed to new customers since 20 June 2025). Every attribute of the rule's SELECT
+ * becomes its own, separately billed, measure record, so that rule selects the measures only
+ * (uptimeS, heapFreeB, heapMinB, rssiDbm; see `TIME_SERIES_MEASURES`), with the dimensions of
+ * {@link timeSeriesTags} and the report's own time (`ts`, ms). The role trusts that rule only and
+ * may write that table only, plus `timestream:DescribeEndpoints`, which supports no resource
+ * scoping (https://docs.aws.amazon.com/iot/latest/developerguide/timestream-rule-action.html).
  */
 export class TimestreamSink extends Construct {
   public readonly role: iam.Role;
@@ -59,8 +60,8 @@ export class TimestreamSink extends Construct {
         tableName: props.tableName,
         roleArn: this.role.roleArn,
         dimensions: Object.entries(tags).map(([name, value]) => ({ name, value })),
-        // The report's own time; a Last Will has none and is written at the time the rule received it.
-        timestamp: { value: '${get_or_default(ts, timestamp())}', unit: 'MILLISECONDS' },
+        // The report's own time (the time-series rule leaves Last Wills out).
+        timestamp: { value: '${ts}', unit: 'MILLISECONDS' },
       },
     };
   }

@@ -75,4 +75,25 @@ describe.each(CASES)('cdk-nag AwsSolutions (%s)', (name, extra) => {
       if (a.id.includes('IAM5')) expect(a.id).toMatch(/\[(Resource|Action)::.+\]$/);
     }
   });
+
+  if (name.includes('every telemetry option'))
+    test('the time-series rule’s roles acknowledge their own wildcard resources one by one', () => {
+      const ids = (path: string) =>
+        acknowledgements(stack)
+          .filter((a) => a.path === `NagFleet/Telemetry/TimeSeries/${path}`)
+          .map((a) => a.id.replace(/^Annotation::/, ''));
+      expect(ids('RepublishRole')).toEqual([
+        expect.stringMatching(
+          /^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:iot:.*:topic\/fleet-internal\/fleet\/\*\/health\]$/,
+        ),
+      ]);
+      expect(ids('Role')).toEqual([
+        expect.stringMatching(
+          /^AwsSolutions-IAM5\[Resource::<TelemetryErrorBucket\.Arn>\/fleet_health_timeseries\/\*\]$/,
+        ),
+      ]);
+      expect(ids('RegistryEnrichment/Role')).toEqual([
+        expect.stringMatching(/^AwsSolutions-IAM5\[Resource::arn:<AWS::Partition>:iot:.*:thing\/fleet-\*\]$/),
+      ]);
+    });
 });

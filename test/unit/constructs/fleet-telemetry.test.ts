@@ -602,6 +602,9 @@ describe('time-series options', () => {
   const timestream = { enabled: true, databaseName: 'fleet_db', tableName: 'health' };
   const healthActions = (t: Template): Loose[] =>
     ruleNamed(t, RULES.health).Properties.TopicRulePayload.Actions;
+  /** The time-series rule (test/unit/constructs/time-series-rule.test.ts covers its wiring). */
+  const TS_RULE = `${RULES.health}_timeseries`;
+  const tsActions = (t: Template): Loose[] => ruleNamed(t, TS_RULE).Properties.TopicRulePayload.Actions;
 
   test('absent by default: no extra actions, no destination, no registry enrichment, core SQL unchanged', () => {
     expect(healthActions(template).map((a) => Object.keys(a))).toEqual([['Kinesis']]);
@@ -616,47 +619,48 @@ describe('time-series options', () => {
 
   describe('Timestream (LiveAnalytics) enabled', () => {
     const { template: t } = synthFleet({ telemetry: { timestream } });
-    const rule = ruleNamed(t, RULES.health).Properties.TopicRulePayload;
-    const action = healthActions(t).find((a) => a.Timestream)?.Timestream;
+    const rule = ruleNamed(t, TS_RULE).Properties.TopicRulePayload;
+    const action = tsActions(t).find((a) => a.Timestream)?.Timestream;
 
-    test('the health rule gets a Timestream action (the telemetry rule does not), sharing the error action', () => {
-      expect(healthActions(t).map((a) => Object.keys(a)[0])).toEqual(['Kinesis', 'Timestream']);
+    test('the time-series rule gets the Timestream action with its own error action; the health rule only a republish', () => {
+      expect(healthActions(t).map((a) => Object.keys(a)[0])).toEqual(['Kinesis', 'Republish']);
+      expect(tsActions(t).map((a) => Object.keys(a)[0])).toEqual(['Timestream']);
       expect(ruleNamed(t, RULES.telemetry).Properties.TopicRulePayload.Actions).toHaveLength(1);
-      expect(rule.ErrorAction.S3.Key).toBe(ERROR_STORE.keyTemplate(RULES.health));
+      expect(rule.ErrorAction.S3.Key).toBe(ERROR_STORE.keyTemplate(TS_RULE));
       expect(action).toMatchObject({
         DatabaseName: 'fleet_db',
         TableName: 'health',
-        Timestamp: { Value: '${get_or_default(ts, timestamp())}', Unit: 'MILLISECONDS' },
+        Timestamp: { Value: '${ts}', Unit: 'MILLISECONDS' },
       });
     });
 
     test('dimensions: thing from the topic, firmware from the report, lot and ring from one registry call', () => {
       expect(action.Dimensions).toEqual([
         { Name: 'thingName', Value: '${topic(3)}' },
-        { Name: 'firmware', Value: "${get_or_default(fw, 'unknown')}" },
+        { Name: 'firmware', Value: '${fw}' },
         { Name: 'lot', Value: '${@registry.attributes.lot}' },
         { Name: 'ring', Value: '${@registry.attributes.ring}' },
       ]);
       const sql = flat(rule.Sql);
       expect(sql).toMatch(
-        /^SET @registry = get_registry_data\('DescribeThing', topic\(3\), '<TelemetryRegistryEnrichmentRole\w+\.Arn>'\) SELECT /,
+        /^SET @registry = get_registry_data\('DescribeThing', topic\(3\), '<TelemetryTimeSeriesRegistryEnrichmentRole\w+\.Arn>'\) SELECT /,
       );
-      expect(sql.endsWith(ruleSql('health', 'fleet'))).toBe(true);
       expect(sql.match(/get_registry_data/g)).toHaveLength(1);
+      expect(flat(ruleNamed(t, RULES.health).Properties.TopicRulePayload.Sql)).toBe(
+        ruleSql('health', 'fleet'),
+      );
     });
 
-    test('the Timestream role writes that table only (DescribeEndpoints has no resource scope) and trusts the health rule', () => {
+    test('the Timestream role writes that table only (DescribeEndpoints has no resource scope) and trusts the time-series rule', () => {
       const roleId = roleIdOf(action.RoleArn);
       expect(statementsOfRole(t, roleId).map((s) => [s.Action, flat(s.Resource)])).toEqual([
         ['timestream:WriteRecords', `arn:aws:timestream:${REGION}:${ACCOUNT}:database/fleet_db/table/health`],
         ['timestream:DescribeEndpoints', '*'],
       ]);
-      expect(flat(trustOf(t, roleId)[0].Condition.ArnEquals['aws:SourceArn'])).toBe(
-        arnOf('rule', RULES.health),
-      );
+      expect(flat(trustOf(t, roleId)[0].Condition.ArnEquals['aws:SourceArn'])).toBe(arnOf('rule', TS_RULE));
     });
 
-    test('the enrichment role may describe this fleet’s things only', () => {
+    test('the enrichment role may describe this fleet’s things only, for the time-series rule only', () => {
       const [roleId] = one(t, 'AWS::IAM::Role', 'RegistryEnrichment');
       expect(statementsOfRole(t, roleId).map((s) => [s.Action, flat(s.Resource)])).toEqual([
         ['iot:DescribeThing', arnOf('thing', 'fleet-*')],
@@ -664,6 +668,7 @@ describe('time-series options', () => {
       expect(trustOf(t, roleId)[0].Condition.StringEquals).toEqual({
         'aws:SourceAccount': { Ref: 'AWS::AccountId' },
       });
+      expect(flat(trustOf(t, roleId)[0].Condition.ArnEquals['aws:SourceArn'])).toBe(arnOf('rule', TS_RULE));
     });
 
     test('no Timestream database or table is created', () => {
@@ -679,7 +684,7 @@ describe('time-series options', () => {
     };
     const { template: t } = synthFleet({ telemetry: { influxdb: { ...influx, ...vpc } } });
     const [destinationId, destination] = one(t, 'AWS::IoT::TopicRuleDestination');
-    const action = healthActions(t).find((a) => a.InfluxDB ?? a.InfluxDb);
+    const action = tsActions(t).find((a) => a.InfluxDB ?? a.InfluxDb);
     const influxAction = action?.InfluxDB ?? action?.InfluxDb;
 
     test('a destination with the endpoint, version and token secret, inside the configured VPC', () => {
@@ -695,7 +700,7 @@ describe('time-series options', () => {
       });
     });
 
-    test('the health rule writes through it with thing, firmware, lot and ring tags and the report time', () => {
+    test('the time-series rule writes through it with thing, firmware, lot and ring tags and the report time', () => {
       expect(influxAction).toMatchObject({
         DestinationArn: { 'Fn::GetAtt': [destinationId, 'Arn'] },
         DatabaseName: 'fleet',
@@ -703,13 +708,16 @@ describe('time-series options', () => {
         TimestampUnit: 'ms',
         Tags: {
           thingName: '${topic(3)}',
-          firmware: "${get_or_default(fw, 'unknown')}",
+          firmware: '${fw}',
           lot: '${@registry.attributes.lot}',
           ring: '${@registry.attributes.ring}',
         },
       });
-      const sql = flat(ruleNamed(t, RULES.health).Properties.TopicRulePayload.Sql);
-      expect(sql.endsWith(ruleSql('health', 'fleet', [INFLUXDB_TIMESTAMP_PROJECTION]))).toBe(true);
+      const sql = flat(ruleNamed(t, TS_RULE).Properties.TopicRulePayload.Sql);
+      expect(sql).toContain(`, ${INFLUXDB_TIMESTAMP_PROJECTION} FROM `);
+      expect(flat(ruleNamed(t, RULES.health).Properties.TopicRulePayload.Sql)).toBe(
+        ruleSql('health', 'fleet'),
+      );
       expect(flat(ruleNamed(t, RULES.telemetry).Properties.TopicRulePayload.Sql)).toBe(
         ruleSql('telemetry', 'fleet'),
       );
@@ -753,21 +761,21 @@ describe('time-series options', () => {
       const [, d] = one(pub, 'AWS::IoT::TopicRuleDestination');
       expect(d.Properties.VpcProperties).toBeUndefined();
       expect(d.Properties.InfluxDBProperties.InfluxDBVersion).toBe('V2');
-      const a = healthActions(pub).find((x) => x.InfluxDB ?? x.InfluxDb);
+      const a = tsActions(pub).find((x) => x.InfluxDB ?? x.InfluxDb);
       expect((a.InfluxDB ?? a.InfluxDb).Organization).toBe('acme');
       expect(JSON.stringify(pub.toJSON())).not.toContain('ec2:');
     });
   });
 
-  test('both on: one registry call, one enrichment role, both actions on the health rule', () => {
+  test('both on: one registry call, one enrichment role, both actions on the time-series rule', () => {
     const { template: t } = synthFleet({ telemetry: { timestream, influxdb: influx } });
-    expect(healthActions(t).map((a) => Object.keys(a)[0])).toEqual([
-      'Kinesis',
+    expect(healthActions(t).map((a) => Object.keys(a)[0])).toEqual(['Kinesis', 'Republish']);
+    expect(tsActions(t).map((a) => Object.keys(a)[0])).toEqual([
       'Timestream',
       expect.stringMatching(/^InfluxD[Bb]$/),
     ]);
     expect(
-      flat(ruleNamed(t, RULES.health).Properties.TopicRulePayload.Sql).match(/get_registry_data/g),
+      flat(ruleNamed(t, TS_RULE).Properties.TopicRulePayload.Sql).match(/get_registry_data/g),
     ).toHaveLength(1);
     expect(
       Object.keys(resourcesOf(t, 'AWS::IAM::Role')).filter((id) => id.includes('RegistryEnrichment')),
