@@ -1,9 +1,12 @@
 /**
  * Fleet self-health, pure: what one health report says about its device (a new boot, an
  * unexpected reboot, a crash, low heap, a weak link) given the device's previous report, and the
- * aggregation of reports into counters per firmware version × ring. The health consumer emits
- * these counters as metrics, the lab reports them, and the rollout health gates compare cohorts
- * with them. No AWS SDK import, no I/O.
+ * aggregation of reports into counters per firmware version × ring. The cohort key (`cohortKey`)
+ * and the counting rule (`countFreshReport`: reports, active devices, reboots, crashes, low heap,
+ * weak RSSI) are defined here once: `aggregateHealth` (the lab's report; the rollout health gates
+ * to come) and the health consumer, which assesses each report once while it plans its registry
+ * writes and then counts the committed ones into its metrics, both group and count with them. No
+ * AWS SDK import, no I/O.
  *
  * A boot is new when its `bootId` differs from the previous report's, or when uptime went
  * backwards within the same boot id (a device that does not renew its boot id). A new boot is an
@@ -105,11 +108,19 @@ export interface CohortKey {
   ring: Ring | 'unknown';
 }
 
+/**
+ * The key of a cohort in a map: one string per firmware version × ring. The one cohort key of the
+ * fleet: `aggregateHealth`, `mergeCohorts` and the health consumer all group by it.
+ */
+export function cohortKey(firmware: string, ring: Ring | 'unknown'): string {
+  return `${firmware}\u0000${ring}`;
+}
+
 /** Counters of one cohort over a set of reports. */
 export interface CohortHealth extends CohortKey {
   /** Reports that were not stale. */
   reports: number;
-  /** Distinct devices that reported. */
+  /** Distinct devices with a report that was not stale. */
   activeDevices: number;
   unexpectedReboots: number;
   /** Unexpected reboots by WATCHDOG or PANIC. */
@@ -136,7 +147,47 @@ export interface HealthAggregation {
   states: Map<string, DeviceHealthState>;
 }
 
-const cohortId = (k: CohortKey): string => `${k.firmware}\u0000${k.ring}`;
+/** The counters of a cohort that a report that is not stale moves. */
+export type ReportCounters = Pick<
+  CohortHealth,
+  'reports' | 'activeDevices' | 'unexpectedReboots' | 'crashResets' | 'lowHeapReports' | 'weakRssiReports'
+>;
+
+/** A cohort's counters while reports are counted into it: `activeDevices` is the size of `devices`. */
+export interface CohortTally extends ReportCounters {
+  /** The devices (any one identifier per device: thing name or serial) counted so far. */
+  readonly devices: Set<string>;
+}
+
+/** An empty tally. */
+export function newTally(): CohortTally {
+  return {
+    reports: 0,
+    activeDevices: 0,
+    unexpectedReboots: 0,
+    crashResets: 0,
+    lowHeapReports: 0,
+    weakRssiReports: 0,
+    devices: new Set(),
+  };
+}
+
+/**
+ * The counting rule, the one `aggregateHealth` and the health consumer share: a report that is
+ * not stale counts once in its cohort (and its flags with it), and its device once per cohort.
+ * A stale report counts nowhere here (`aggregateHealth` keeps it apart, as `staleReports`).
+ */
+export function countFreshReport(c: CohortTally, device: string, a: ReportAssessment): void {
+  c.reports++;
+  if (!c.devices.has(device)) {
+    c.devices.add(device);
+    c.activeDevices++;
+  }
+  if (a.unexpectedReboot) c.unexpectedReboots++;
+  if (a.crash) c.crashResets++;
+  if (a.lowHeap) c.lowHeapReports++;
+  if (a.weakRssi) c.weakRssiReports++;
+}
 
 /**
  * Aggregate reports (in arrival order; a device's reports must be in its arrival order) per
@@ -149,48 +200,33 @@ export function aggregateHealth(
 ): HealthAggregation {
   const lookup = typeof previous === 'function' ? previous : (t: string) => previous.get(t);
   const states = new Map<string, DeviceHealthState>();
-  const cohorts = new Map<string, CohortHealth & { devices: Set<string> }>();
+  const cohorts = new Map<string, CohortHealth & CohortTally>();
   const assessments: ReportAssessment[] = [];
   for (const input of inputs) {
     const prior = states.has(input.thing) ? states.get(input.thing) : lookup(input.thing);
     const a = assessReport(input.report, prior, thresholds);
     assessments.push(a);
     states.set(input.thing, a.next);
-    const key: CohortKey = { firmware: input.report.fw, ring: input.ring ?? 'unknown' };
-    const id = cohortId(key);
-    let c = cohorts.get(id);
+    const firmware = input.report.fw;
+    const ring = input.ring ?? 'unknown';
+    const key = cohortKey(firmware, ring);
+    let c = cohorts.get(key);
     if (!c) {
-      c = { ...key, ...emptyCounters(), devices: new Set() };
-      cohorts.set(id, c);
+      c = { firmware, ring, ...newTally(), staleReports: 0, firmwareChanges: 0 };
+      cohorts.set(key, c);
     }
     if (a.stale) {
       c.staleReports++;
       continue;
     }
-    countFreshReport(c, a);
-    c.devices.add(input.thing);
+    countFreshReport(c, input.thing, a);
     if (a.firmwareChanged) c.firmwareChanges++;
   }
   return {
-    cohorts: [...cohorts.values()].map(({ devices, ...c }) => ({ ...c, activeDevices: devices.size })),
+    cohorts: [...cohorts.values()].map(({ devices: _devices, ...c }) => c),
     assessments,
     states,
   };
-}
-
-/** The counters of a cohort that one report that is not stale moves. */
-export type ReportCounters = Pick<
-  CohortHealth,
-  'reports' | 'unexpectedReboots' | 'crashResets' | 'lowHeapReports' | 'weakRssiReports'
->;
-
-/** Count a report that is not stale into its cohort's counters (as `aggregateHealth` does). */
-export function countFreshReport(c: ReportCounters, a: ReportAssessment): void {
-  c.reports++;
-  if (a.unexpectedReboot) c.unexpectedReboots++;
-  if (a.crash) c.crashResets++;
-  if (a.lowHeap) c.lowHeapReports++;
-  if (a.weakRssi) c.weakRssiReports++;
 }
 
 function emptyCounters(): Omit<CohortHealth, keyof CohortKey> {
@@ -210,11 +246,11 @@ function emptyCounters(): Omit<CohortHealth, keyof CohortKey> {
 export function mergeCohorts(...sets: readonly (readonly CohortHealth[])[]): CohortHealth[] {
   const out = new Map<string, CohortHealth>();
   for (const c of sets.flat()) {
-    const id = cohortId(c);
-    const acc = out.get(id) ?? { firmware: c.firmware, ring: c.ring, ...emptyCounters() };
+    const key = cohortKey(c.firmware, c.ring);
+    const acc = out.get(key) ?? { firmware: c.firmware, ring: c.ring, ...emptyCounters() };
     for (const k of Object.keys(emptyCounters()) as (keyof ReturnType<typeof emptyCounters>)[])
       acc[k] += c[k];
-    out.set(id, acc);
+    out.set(key, acc);
   }
   return [...out.values()];
 }

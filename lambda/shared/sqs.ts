@@ -6,13 +6,21 @@
  * Why not `@aws-sdk/client-sqs`: the health consumer needs this one call to hand records it
  * cannot use to its dead-letter queue, and its bundle shares the 300 KiB budget
  * (`MAX_BUNDLE_BYTES`) with the DynamoDB client and Powertools; the signer, the HTTP handler and
- * the credentials already come with the DynamoDB client, so this costs a few KiB.
+ * the credentials already come with the DynamoDB client, so this costs a few KiB
+ * (docs/decisions.md, D21).
  *
  * As the SDK does by default (`useQueueUrlAsEndpoint`), the request goes to the host of the queue
  * URL, unless `AWS_ENDPOINT_URL_SQS` or `AWS_ENDPOINT_URL` names another endpoint. Credentials,
  * region and the SHA-256 implementation come from an SDK client's resolved configuration (the
- * DynamoDB client's). As the SDK's
- * SQS client does, the MD5 digest SQS returns for each message body is checked.
+ * DynamoDB client's).
+ *
+ * The MD5 digest SQS returns for each message body is checked, but a mismatch does not make the
+ * message a failure: SQS answered it as Successful, so it is on the queue, and calling it failed
+ * would have the caller send it again (a duplicate dead letter on every retry). It is reported
+ * beside the result for the caller to log. The SDK's SQS client (`@aws-sdk/middleware-sdk-sqs`)
+ * instead rejects the whole call ("Invalid MD5 checksum on messages: …") after SQS took every
+ * message, which a retrying caller turns into duplicates too; it can only switch the check off
+ * (`md5: false`).
  */
 import { createHash } from 'node:crypto';
 import { HttpRequest } from '@smithy/core/protocols';
@@ -39,15 +47,23 @@ export interface SqsMessage {
   body: string;
 }
 
-/**
- * Send `messages` to the queue. Resolves with the messages that were NOT sent (caller's id ->
- * why); an empty map means every message is on the queue. Never rejects for a failed send.
- */
+/** What became of the messages of one send. */
+export interface SqsSendResult {
+  /** The messages that were NOT sent (caller's id -> why); empty when every message is on the queue. */
+  failed: Map<string, string>;
+  /**
+   * Messages SQS took (they are on the queue, and not in `failed`) whose MD5 digest in the answer
+   * does not match the body sent: worth a warning, not a second send.
+   */
+  digestMismatches: string[];
+}
+
+/** Send `messages` to the queue. Never rejects for a failed send: see {@link SqsSendResult}. */
 export type SqsBatchSender = (
   queueUrl: string,
   messages: readonly SqsMessage[],
   abortSignal?: AbortSignal,
-) => Promise<Map<string, string>>;
+) => Promise<SqsSendResult>;
 
 export interface SqsSenderOptions {
   /** HTTP handler with the caller's connect and request timeouts. */
@@ -171,13 +187,14 @@ export function createSqsBatchSender(opts: SqsSenderOptions): SqsBatchSender {
     );
   }
 
-  /** Send one chunk with retries; records what finally failed into `failed`. */
+  /** Send one chunk with retries; records what finally failed, and the digest mismatches, into `result`. */
   async function sendChunk(
     queueUrl: string,
     entries: SqsMessage[],
-    failed: Map<string, string>,
+    result: SqsSendResult,
     signal?: AbortSignal,
   ): Promise<void> {
+    const { failed } = result;
     let pending = entries;
     for (let attempt = 1; pending.length > 0; attempt++) {
       const last = attempt >= opts.maxAttempts;
@@ -198,8 +215,9 @@ export function createSqsBatchSender(opts: SqsSenderOptions): SqsBatchSender {
         const e = pending[Number(s.Id)];
         if (!e) continue;
         answered.add(s.Id);
+        // On the queue all the same: a warning for the caller, not a failure (see the module comment).
         if (s.MD5OfMessageBody !== undefined && s.MD5OfMessageBody !== md5(e.body))
-          failed.set(e.id, 'SQS returned an MD5 digest that does not match the message body');
+          result.digestMismatches.push(e.id);
       }
       for (const f of answer.Failed ?? []) {
         const e = pending[Number(f.Id)];
@@ -218,8 +236,8 @@ export function createSqsBatchSender(opts: SqsSenderOptions): SqsBatchSender {
   }
 
   return async (queueUrl, messages, signal) => {
-    const failed = new Map<string, string>();
-    await Promise.all(chunk(messages, failed).map((c) => sendChunk(queueUrl, c, failed, signal)));
-    return failed;
+    const result: SqsSendResult = { failed: new Map(), digestMismatches: [] };
+    await Promise.all(chunk(messages, result.failed).map((c) => sendChunk(queueUrl, c, result, signal)));
+    return result;
   };
 }

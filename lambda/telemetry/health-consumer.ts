@@ -12,13 +12,32 @@
  * 3. assess each device's reports in arrival order with core/health.ts's `assessReport`, and
  *    write each device at most once: a device with nothing to write is done at once, the writes
  *    go out together, at most `writeConcurrency` at a time;
- * 4. publish metrics for the devices whose work committed, and log one summary.
- * Records of a device whose registry read or write failed are batch item failures, reported the
- * way Powertools' BatchProcessor reports them (the response is built by `processPartialResponse`
- * from the outcome of each record), and the device leaves the cache, so the retry reads the
- * registry again. A report already applied (a retry, a duplicate, an older report arriving after
- * a newer one) is stale: it moves nothing back and is not counted again.
+ * 4. publish metrics for the devices whose work committed (per cohort, with core/health.ts's
+ *    cohort key and counting rule), and log one summary;
+ * 5. answer with Powertools' batch processing: `processPartialResponse` with a `BatchProcessor`
+ *    for Kinesis runs a record handler that throws, with the reason, for each record the steps
+ *    above failed, so the partial batch response, and the error thrown when every record failed,
+ *    are Powertools' own. The work itself is done per batch, not per record (reads and writes per
+ *    device), which is why the handler only reports the outcome.
+ * Records of a device whose registry read or write failed are batch item failures, and the device
+ * leaves the cache, so the retry reads the registry again. A report already applied (a retry, a
+ * duplicate, an older report arriving after a newer one) is stale: it moves nothing back and is
+ * not counted again by the container that applied it.
+ *
+ * What is exactly once and what is at least once: the registry state of a device (boot, firmware,
+ * lastSeen) is written with conditions that refuse an older report, and a FIRMWARE_CHANGED entry
+ * under a key the change determines, so a redelivered report never applies twice. The metrics are
+ * at least once across containers: after a partial batch failure Lambda redelivers the records
+ * from the lowest failed one, the committed ones after it included, and a container that did not
+ * process them (a new one, or one whose cache entry expired) judges them against the registry,
+ * whose report time moves only with the state writes and the throttled lastSeen writes; those
+ * reports count again (HealthReports, ActiveDevices, the rate samples, low heap, weak RSSI). A new
+ * boot is written at once, so its report is usually stale on redelivery; a container whose cached
+ * state is older than the registry's still counts it before its conditional write is refused.
+ * Exact counts would take a write per report (or per batch and shard), which is what the lastSeen
+ * throttle exists to avoid (docs/decisions.md, D18 and D21).
  */
+import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type {
   Context,
@@ -35,7 +54,6 @@ import {
 import { ENV, EnvError } from '../../core/env';
 import type { Ring } from '../../core/model';
 import type { FirmwareChangeMark, HealthRegistry } from '../shared/registry';
-import { kinesisBatchResponse } from '../shared/partial-batch';
 import { SQS_BATCH_LIMITS, type SqsBatchSender } from '../shared/sqs';
 import type { DeviceCache } from './device-cache';
 import { type EmfWriter, publishHealthMetrics } from './health-metrics';
@@ -130,6 +148,7 @@ export function createHealthConsumer(
   deps: HealthConsumerDeps,
 ): (event: KinesisStreamEvent, context?: Context) => Promise<KinesisStreamBatchResponse> {
   const { registry, cache, logger } = deps;
+  const processor = new BatchProcessor(EventType.KinesisDataStreams, { logger });
 
   /**
    * The batch's devices by serial: a group for each registered device, null for a serial the
@@ -254,7 +273,16 @@ export function createHealthConsumer(
         SQS_BATCH_LIMITS.bytes,
       ),
     }));
-    const notSent = await deps.sendDeadLetters(deps.deadLetterQueueUrl, messages);
+    const { failed: notSent, digestMismatches } = await deps.sendDeadLetters(
+      deps.deadLetterQueueUrl,
+      messages,
+    );
+    if (digestMismatches.length > 0) {
+      // SQS took them: on the queue, so not sent again (a retry would only add duplicates).
+      logger.warn('dead-letter queue answered an MD5 digest that does not match the message; taken as sent', {
+        records: digestMismatches.length,
+      });
+    }
     for (const [id, why] of notSent)
       failures.set(rejections[Number(id)].record, `dead-letter queue refused the record: ${why}`);
     if (notSent.size > 0) {
@@ -266,7 +294,7 @@ export function createHealthConsumer(
     return rejections.filter((_, i) => !notSent.has(String(i)));
   }
 
-  return async function consume(event) {
+  return async function consume(event, context) {
     const records = event.Records ?? [];
     const failures = new Map<KinesisStreamRecord, string>();
     const decoded = records.map((r) => decodeRecord(r, deps.thingNamePrefix));
@@ -304,6 +332,7 @@ export function createHealthConsumer(
           assessment,
           record,
           group,
+          serial: device.serial,
           ring: device.ring,
         };
         // A one-element array: a push onto an empty one would reserve room for 17.
@@ -388,7 +417,11 @@ export function createHealthConsumer(
       firmwareChanges: recordedChanges.length,
       failedRecords: failures.size,
     });
-    return kinesisBatchResponse(records, failures);
+    const recordHandler = (record: KinesisStreamRecord): void => {
+      const why = failures.get(record);
+      if (why !== undefined) throw new Error(why);
+    };
+    return processPartialResponse(event, recordHandler, processor, { context });
   };
 }
 

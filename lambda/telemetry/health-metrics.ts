@@ -13,10 +13,11 @@
  * The documents are those Powertools Metrics writes (the `service` dimension first, one value
  * as a number, several as an array), built here directly: Powertools takes one value per
  * `addMetric` call, copying the stored array and reading the environment on every call, which
- * cost the consumer about 2 µs per record; and it would weigh 10 KB in a bundle held to
- * MAX_BUNDLE_BYTES. Its environment settings are honoured: POWERTOOLS_METRICS_DISABLED, and
- * POWERTOOLS_DEV (metrics off unless POWERTOOLS_METRICS_DISABLED says otherwise; the global
- * console instead of stdout).
+ * cost the consumer about 2.3 µs per record; and it would weigh 10 KB in a bundle held to
+ * MAX_BUNDLE_BYTES (docs/decisions.md, D21). A test holds these documents byte-equal to
+ * Powertools' for the same metrics. Its environment settings are honoured:
+ * POWERTOOLS_METRICS_DISABLED, and POWERTOOLS_DEV (metrics off unless POWERTOOLS_METRICS_DISABLED
+ * says otherwise; the global console instead of stdout).
  */
 import { METRICS, type MetricSpec } from '../../core/metrics';
 import type { CohortMetrics, RejectReason } from './health-plan';
@@ -110,6 +111,7 @@ export function publishHealthMetrics(emf: EmfWriter, m: HealthBatchMetrics): voi
     const dimensions = { FirmwareVersion: c.firmware, Ring: c.ring };
     emf.emit(dimensions, [
       [METRICS.healthReports, c.reports],
+      [METRICS.activeDevices, c.activeDevices],
       [METRICS.unexpectedReboots, c.unexpectedReboots],
       [METRICS.crashResets, c.crashResets],
       [METRICS.lowHeapReports, c.lowHeapReports],

@@ -1,9 +1,9 @@
 /**
  * The health consumer's decisions, pure (no SDK, no I/O): what a batch's stream records are
  * (a report, a Last Will, or a rejection for the dead-letter queue), which registry write each
- * device needs, and the metric counters of the devices whose work committed. The counting rules
- * are core/health.ts's (`assessReport`, `countFreshReport`); this module only applies them to a
- * batch.
+ * device needs, and the metric counters of the devices whose work committed. The rules are
+ * core/health.ts's (`assessReport`; the cohort key `cohortKey` and the counting rule
+ * `countFreshReport`, shared with `aggregateHealth`); this module only applies them to a batch.
  *
  * Registry writes, at most one per device per batch:
  * - a new boot, a firmware change or a device's first report: the health state write (boot id,
@@ -18,11 +18,13 @@
 import type { KinesisStreamRecord } from 'aws-lambda';
 import {
   type CohortKey,
+  cohortKey,
+  type CohortTally,
   countFreshReport,
   type DeviceHealthState,
   type FirmwareDimensions,
+  newTally,
   type ReportAssessment,
-  type ReportCounters,
 } from '../../core/health';
 import { type Ring, serialFromThingName } from '../../core/model';
 import { type HealthReport, parseHealthRecord } from '../../core/telemetry';
@@ -186,7 +188,7 @@ export function firmwareChangeSkSuffix(mark: FirmwareChangeMark): string {
 }
 
 /** The published counters of one cohort (its firmware already the bounded dimension value). */
-export interface CohortCounters extends CohortKey, ReportCounters {
+export interface CohortCounters extends CohortKey, CohortTally {
   /** Devices whose firmware change to this version the registry recorded. */
   firmwareChanges: number;
 }
@@ -200,74 +202,56 @@ export interface CohortMetrics {
 
 /** One assessed report of a device whose work committed, for the cohort metrics. */
 export interface CountedReport {
+  /** The device's serial (what ActiveDevices counts). */
+  serial: string;
   ring?: Ring;
   report: HealthReport;
   assessment: ReportAssessment;
 }
 
 /**
- * Per-cohort counters of the reports of committed devices (in batch order), counted by
- * core/health.ts's rule (`countFreshReport`), with firmware versions past the cap collapsed by
- * `firmwareDimensions` and cohorts that then share a dimension set merged. Versions get their
- * dimension value in the order their cohorts first appear in the batch (only cohorts with a
- * report that is not stale), and the cohorts come out in that order. `firmwareChanges` counts
- * the devices whose firmware change the registry recorded (the metric's contract: the registry
- * held another version), by new version.
+ * Per-cohort counters of the reports of committed devices (in batch order), grouped by
+ * core/health.ts's cohort key and counted by its rule (`cohortKey`, `countFreshReport`: reports,
+ * active devices, reboots, crashes, low heap, weak RSSI), with firmware versions past the cap
+ * collapsed by `firmwareDimensions` and cohorts that then share a dimension set merged. Stale
+ * reports count nowhere; a version gets its dimension value at its first report that is not stale
+ * (so a retried batch of stale reports takes no place under the cap), and the cohorts come out in
+ * that order. `firmwareChanges` counts the devices whose firmware change the registry recorded
+ * (the metric's contract: the registry held another version), by new version.
  */
 export function cohortMetrics(
   reports: readonly CountedReport[],
   recordedChanges: readonly { firmware: string; ring?: Ring }[],
   firmwareDimensions: FirmwareDimensions,
 ): CohortMetrics[] {
-  interface Seen {
-    firmware: string;
-    ring: Ring | 'unknown';
-    fresh: boolean;
-    out?: CohortMetrics;
-  }
-  const key = (firmware: string, ring: string): string => `${firmware}\u0000${ring}`;
-  const seen = new Map<string, Seen>();
-  const of: Seen[] = new Array(reports.length);
-  reports.forEach((r, i) => {
-    const ring = r.ring ?? 'unknown';
-    const k = key(r.report.fw, ring);
-    let c = seen.get(k);
-    if (!c) seen.set(k, (c = { firmware: r.report.fw, ring, fresh: false }));
-    if (!r.assessment.stale) c.fresh = true;
-    of[i] = c;
-  });
-  const merged = new Map<string, CohortMetrics>();
-  for (const c of seen.values()) {
-    if (!c.fresh) continue;
-    const firmware = firmwareDimensions.of(c.firmware);
-    const k = key(firmware, c.ring);
-    let m = merged.get(k);
+  /** By the cohort key of the reported version, and by that of its dimension value. */
+  const byVersion = new Map<string, CohortMetrics>();
+  const byDimension = new Map<string, CohortMetrics>();
+  const cohortOf = (fw: string, ring: Ring | 'unknown'): CohortMetrics => {
+    const firmware = firmwareDimensions.of(fw);
+    const key = cohortKey(firmware, ring);
+    let m = byDimension.get(key);
     if (!m) {
-      const cohort: CohortCounters = {
-        firmware,
-        ring: c.ring,
-        reports: 0,
-        unexpectedReboots: 0,
-        crashResets: 0,
-        lowHeapReports: 0,
-        weakRssiReports: 0,
-        firmwareChanges: 0,
-      };
-      merged.set(k, (m = { cohort, rebootRateSamples: [] }));
+      m = { cohort: { firmware, ring, ...newTally(), firmwareChanges: 0 }, rebootRateSamples: [] };
+      byDimension.set(key, m);
     }
-    c.out = m;
-  }
-  reports.forEach(({ assessment: a }, i) => {
-    if (a.stale) return;
-    const m = of[i].out!;
-    countFreshReport(m.cohort, a);
+    return m;
+  };
+  for (const r of reports) {
+    const a = r.assessment;
+    if (a.stale) continue;
+    const ring = r.ring ?? 'unknown';
+    const key = cohortKey(r.report.fw, ring);
+    let m = byVersion.get(key);
+    if (!m) byVersion.set(key, (m = cohortOf(r.report.fw, ring)));
+    countFreshReport(m.cohort, r.serial, a);
     m.rebootRateSamples.push(a.unexpectedReboot ? 100 : 0);
-  });
+  }
   for (const change of recordedChanges) {
-    const m = merged.get(key(firmwareDimensions.of(change.firmware), change.ring ?? 'unknown'));
+    const m = byVersion.get(cohortKey(change.firmware, change.ring ?? 'unknown'));
     if (m) m.cohort.firmwareChanges++;
   }
-  return [...merged.values()];
+  return [...byDimension.values()];
 }
 
 /** Where a rejected record came from, for its dead-letter message. */

@@ -174,6 +174,7 @@ test("a failed registry write fails only that device's records, by their sequenc
   expect(await device('SN-H-0102')).toMatchObject({ healthTs: T0 + MIN });
   // The succeeded device's reports are counted, the failed one's are not.
   expect(sum(stdout.emf(), 'HealthReports')).toBe(2);
+  expect(sum(stdout.emf(), 'ActiveDevices')).toBe(1);
   expect(stdout.logs()).toContainEqual(
     expect.objectContaining({
       level: 'ERROR',
@@ -317,7 +318,7 @@ describe('records the consumer cannot use', () => {
     });
   });
 
-  test.each(['refuse', 'error500', 'badDigest'] as const)(
+  test.each(['refuse', 'error500'] as const)(
     'a dead-letter queue that does not take a record (%s) makes it a batch item failure',
     async (mode) => {
       const bad = kinesisRecord('nope', 'x');
@@ -328,11 +329,32 @@ describe('records the consumer cannot use', () => {
     },
   );
 
-  test('when every record of the batch failed, the whole batch fails (as Powertools does)', async () => {
-    sqs.mode = 'error500';
-    await expect(consume(kinesisEvent(kinesisRecord('nope', 'x'), kinesisRecord('[]', 'y')))).rejects.toThrow(
-      'All records failed processing. See individual errors below.',
+  test('a digest that does not match: the record is on the queue, so it is done, with a warning', async () => {
+    const bad = kinesisRecord('nope', 'x');
+    sqs.mode = 'badDigest';
+    expect(await consume(kinesisEvent(bad))).toEqual(OK);
+    expect(sqs.messages.map((m) => m.doc.sequenceNumber)).toEqual([seq(bad)]);
+    expect(sum(stdout.emf(), 'RejectedHealthRecords')).toBe(1);
+    expect(stdout.logs()).toContainEqual(
+      expect.objectContaining({
+        level: 'WARN',
+        message: expect.stringMatching(/MD5 digest that does not match/),
+        records: 1,
+      }),
     );
+  });
+
+  test("when every record of the batch failed, the whole batch fails with Powertools' error", async () => {
+    sqs.mode = 'error500';
+    const answer = consume(kinesisEvent(kinesisRecord('nope', 'x'), kinesisRecord('[]', 'y')));
+    await expect(answer).rejects.toThrow('All records failed processing. See individual errors below.');
+    await expect(answer).rejects.toMatchObject({
+      name: 'FullBatchFailureError',
+      recordErrors: [
+        expect.objectContaining({ message: expect.stringMatching(/^dead-letter queue refused the record/) }),
+        expect.objectContaining({ message: expect.stringMatching(/^dead-letter queue refused the record/) }),
+      ],
+    });
   });
 
   test('a huge record goes to the queue with its data cut', async () => {
@@ -664,6 +686,13 @@ describe('metrics and logs', () => {
   test('the cohort counters follow core/health.ts', () => {
     const broad = { FirmwareVersion: '3.0.0', Ring: 'broad' };
     expect(sum(docs, 'HealthReports', broad)).toBe(150);
+    // Distinct devices of the batch per cohort: four units reported 3.0.0 in the broad ring; one
+    // unit reported both versions past the cap, one device of the merged cohort.
+    expect(metricValues(docs, 'ActiveDevices')).toEqual([
+      { dims: { service: 'health-consumer', ...broad }, values: [4] },
+      { dims: { service: 'health-consumer', FirmwareVersion: '3.1.0', Ring: 'canary' }, values: [1] },
+      { dims: { service: 'health-consumer', FirmwareVersion: 'other', Ring: 'early' }, values: [1] },
+    ]);
     expect(sum(docs, 'UnexpectedReboots', broad)).toBe(15);
     expect(sum(docs, 'CrashResets', broad)).toBe(15);
     expect(sum(docs, 'LowHeapReports', broad)).toBe(50);

@@ -27,6 +27,7 @@ function publishWithPowertools(metrics: Metrics, m: HealthBatchMetrics): void {
     const dimensions = { FirmwareVersion: c.firmware, Ring: c.ring };
     metrics.addDimensions(dimensions);
     add(METRICS.healthReports, c.reports);
+    add(METRICS.activeDevices, c.activeDevices);
     add(METRICS.unexpectedReboots, c.unexpectedReboots);
     add(METRICS.crashResets, c.crashResets);
     add(METRICS.lowHeapReports, c.lowHeapReports);
@@ -82,6 +83,8 @@ const cohort = (
     firmware,
     ring,
     reports: samples.length,
+    activeDevices: Math.ceil(samples.length / 3),
+    devices: new Set(Array.from({ length: Math.ceil(samples.length / 3) }, (_, i) => `SN-${i}`)),
     unexpectedReboots: samples.filter((s) => s === 100).length,
     crashResets: 1,
     lowHeapReports: 2,

@@ -96,8 +96,8 @@ export interface QueuedMessage {
 /**
  * Loopback stand-in for Amazon SQS: answers SendMessageBatch in the AWS JSON 1.0 protocol with
  * each body's MD5. `mode`: `ok`; `refuse` (every entry Failed, SenderFault); `error500` (every
- * request answered 500 InternalError); `badDigest` (a wrong MD5 for every entry); `serverFaultOnce`
- * (every entry of the next request Failed without SenderFault, then `ok`).
+ * request answered 500 InternalError); `badDigest` (every entry taken, with a wrong MD5);
+ * `serverFaultOnce` (every entry of the next request Failed without SenderFault, then `ok`).
  */
 export interface FakeSqs {
   queueUrl: string;
@@ -144,7 +144,7 @@ export async function startFakeSqs(): Promise<FakeSqs> {
     }
     const Successful = body.Entries.map((e) => {
       const md5 = createHash('md5').update(e.MessageBody, 'utf8').digest('hex');
-      if (state.mode === 'ok') state.messages.push({ body: e.MessageBody, doc: JSON.parse(e.MessageBody) });
+      state.messages.push({ body: e.MessageBody, doc: JSON.parse(e.MessageBody) });
       return {
         Id: e.Id,
         MessageId: `m-${state.messages.length}`,

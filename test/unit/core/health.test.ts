@@ -1,17 +1,20 @@
 /**
  * core/health.ts: what one report says against the previous state (every reset reason on every
- * path), thresholds, firmware changes, cohort aggregation, merging, the rate helpers and the
- * firmware dimension cap.
+ * path), thresholds, firmware changes, the cohort key and the counting rule, cohort aggregation,
+ * merging, the rate helpers and the firmware dimension cap.
  */
 import {
   aggregateHealth,
   assessReport,
   CohortHealth,
+  cohortKey,
+  countFreshReport,
   DEFAULT_HEALTH_THRESHOLDS,
   DeviceHealthState,
   FirmwareDimensions,
   HealthInput,
   mergeCohorts,
+  newTally,
   OTHER_FIRMWARE_DIMENSION,
   rebootsPerDeviceHour,
   unexpectedRebootRate,
@@ -195,6 +198,38 @@ describe('firmware change', () => {
     ['a stale report of another version', { fw: '1.1.0', ts: previous.ts }, previous, false],
   ])('%s', (_name, over, prior, expected) => {
     expect(assessReport(report(over), prior).firmwareChanged).toBe(expected);
+  });
+});
+
+describe('the cohort key and the counting rule', () => {
+  test('one key per firmware x ring, whatever characters a version holds', () => {
+    expect(cohortKey('1.0.0', 'canary')).toBe(cohortKey('1.0.0', 'canary'));
+    const keys = [
+      cohortKey('1.0.0', 'canary'),
+      cohortKey('1.0.0', 'broad'),
+      cohortKey('1.0.1', 'canary'),
+      cohortKey('1.0.0-canary', 'unknown'),
+      cohortKey('1.0.0', 'unknown'),
+    ];
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  test('a report counts once, with its flags; its device once per cohort', () => {
+    const c = newTally();
+    const crash = assessReport(report({ bootId: 'x', resetReason: 'PANIC', heapFreeB: 1 }), previous);
+    const plain = assessReport(report({ rssiDbm: -100 }), undefined);
+    countFreshReport(c, 'd1', crash);
+    countFreshReport(c, 'd1', plain);
+    countFreshReport(c, 'd2', plain);
+    expect(c).toEqual({
+      reports: 3,
+      activeDevices: 2,
+      unexpectedReboots: 1,
+      crashResets: 1,
+      lowHeapReports: 1,
+      weakRssiReports: 2,
+      devices: new Set(['d1', 'd2']),
+    });
   });
 });
 
