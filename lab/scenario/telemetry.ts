@@ -13,11 +13,13 @@
  * - archived: identities in the Firehose archive bucket;
  * - lost: acknowledged identities on the stream neither directly nor replayed.
  *
- * Health cohorts come from the stream's health records through the pure aggregation of
- * core/health.ts, whose counting rule the consumer shares; the consumer's own metrics (its EMF
- * documents) are read from its log and checked too. The registry is checked for what the health
- * consumer must have written (running firmware, FIRMWARE_CHANGED, lastSeen), and the consumer's
- * dead-letter queue for the malformed report.
+ * Health cohorts come from the stream's health records through core/health.ts's `aggregateHealth`.
+ * The consumer does not call it (it assesses each report once while planning its registry
+ * writes) but groups and counts with the same `cohortKey` and `countFreshReport`; it counts only
+ * reports whose registry work committed, caps the firmware dimension and counts per batch. Its own
+ * EMF documents are read from its log and checked too. The registry is checked for what the
+ * consumer must have written (running firmware, FIRMWARE_CHANGED, lastSeen), and its dead-letter
+ * queue for the malformed report.
  */
 import { gunzipSync } from 'node:zlib';
 import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
