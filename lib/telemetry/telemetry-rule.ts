@@ -44,8 +44,9 @@ export function iotRulePrincipal(scope: Construct, ruleName: string): iam.IPrinc
 /**
  * One telemetry topic rule: the record type's SQL (`ruleSql` in core/telemetry.ts; it takes the
  * thing from the topic and the identity from the connection), a Kinesis action onto the telemetry
- * stream keyed by thing name, and an error action that writes what could not be delivered to the
- * error store under the rule's own prefix. The same rule serves the broker topic
+ * stream keyed by thing name (with a time-series option, the health rule also republishes to the
+ * time-series rule: `TimeSeriesRule`), and an error action that writes what could not be delivered
+ * to the error store under the rule's own prefix. The same rule serves the broker topic
  * `dt/<prefix>/<thing>/<type>` and its Basic Ingest form `$aws/rules/<ruleName>/dt/<prefix>/<thing>/<type>`
  * (https://docs.aws.amazon.com/iot/latest/developerguide/iot-basic-ingest.html). Its role may
  * put records on the stream and write under its prefix of the error store, nothing else.
