@@ -23,6 +23,7 @@ import {
   UNLISTED_RETENTION_DAYS,
 } from '../core/model';
 import type { RingShares } from '../core/rings';
+import { TIME_SERIES_RULE_SUFFIX, timeSeriesRuleName } from '../core/time-series';
 
 /** Deployment stages. `dev` is disposable; `staging` and `prod` retain data. */
 export const STAGES = ['dev', 'staging', 'prod'] as const;
@@ -744,13 +745,20 @@ function checkTelemetry(
     // A rule's error-store entries are listed under `<ruleName>/`; `aws/` holds the batches the
     // health consumer's mapping gave up on (aws/lambda/…), which are not rule errors.
     for (const type of ['telemetry', 'health'] as const) {
-      if (t.ruleNames[type] === 'aws')
+      const name = t.ruleNames[type];
+      if (name === 'aws' || name === 'replaying' || name === 'replayed')
         issue(
           at('ruleNames', type),
-          'aws',
-          "use another name: the error store keeps the health consumer's failed batches under aws/, where a rule named aws would list them as its entries",
+          name,
+          `use another name: the error store keeps ${name === 'aws' ? "the health consumer's failed batches under aws/" : `entries being or already replayed under ${name}/`}, where a rule named ${name} would list them as its entries`,
         );
     }
+    if (telemetry === timeSeriesRuleName(health))
+      issue(
+        at('ruleNames', 'telemetry'),
+        telemetry,
+        `use another name: ${telemetry} is the name of the health rule's time-series rule (<health rule>${TIME_SERIES_RULE_SUFFIX})`,
+      );
   }
 
   // Records the stream trims before the mapping gives up on them are skipped, not written to the
@@ -917,7 +925,17 @@ const MOVED_KEYS: Readonly<Record<string, string>> = {
     'the Basic Ingest rules are now telemetry.ruleNames ({"telemetry": "…", "health": "…"}, default <thingNamePrefix>_telemetry and _health)',
 };
 
+/** Keys of the `telemetry` section that were removed or moved: the message says so. */
+const REMOVED_TELEMETRY_KEYS: Readonly<Record<string, string>> = {
+  telemetryIntervalSeconds: 'was removed (nothing read it); delete it',
+  basicIngestRuleNames:
+    'the Basic Ingest rules are telemetry.ruleNames ({"telemetry": "…", "health": "…"}); use that key',
+};
+
 function unknownKeyIssue(path: readonly PropertyKey[], key: string): string {
+  const inTelemetry =
+    path.length === 1 && path[0] === 'telemetry' && Object.hasOwn(REMOVED_TELEMETRY_KEYS, key);
+  if (inTelemetry) return `telemetry: unknown key ${key}; ${REMOVED_TELEMETRY_KEYS[key]}`;
   const moved = path.length === 0 && Object.hasOwn(MOVED_KEYS, key) ? MOVED_KEYS[key] : undefined;
   if (moved !== undefined) return `unknown key ${key}; ${moved}`;
   const known = knownKeysAt(inputSchema, path);

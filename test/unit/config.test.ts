@@ -584,3 +584,37 @@ describe('CDK context keys', () => {
     );
   });
 });
+
+describe('telemetry rule names and removed keys', () => {
+  const problemsOf = (telemetry: unknown): readonly string[] => {
+    try {
+      resolveFleetConfig({ telemetry } as never);
+    } catch (e) {
+      if (e instanceof FleetConfigError) return e.issues;
+      throw e;
+    }
+    return [];
+  };
+
+  test.each(['aws', 'replaying', 'replayed'])(
+    'a rule named %s would list error-store entries that are not its own',
+    (name) => {
+      expect(problemsOf({ ruleNames: { telemetry: name } })).toEqual([
+        expect.stringContaining(`telemetry.ruleNames.telemetry: "${name}" is invalid; use another name`),
+      ]);
+    },
+  );
+
+  test("the telemetry rule cannot take the name of the health rule's time-series rule", () => {
+    expect(problemsOf({ ruleNames: { telemetry: 'x_health_timeseries', health: 'x_health' } })).toEqual([
+      expect.stringContaining("is the name of the health rule's time-series rule"),
+    ]);
+  });
+
+  test('a removed telemetry key says it was removed, not a look-alike', () => {
+    expect(problemsOf({ telemetryIntervalSeconds: 60 })).toEqual([
+      'telemetry: unknown key telemetryIntervalSeconds; was removed (nothing read it); delete it',
+    ]);
+    expect(problemsOf({ basicIngestRuleNames: ['a'] })[0]).toContain('use that key');
+  });
+});
