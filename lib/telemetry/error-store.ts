@@ -3,6 +3,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { secureBucket } from '../common/secure-bucket';
 import { ERROR_STORE } from '../../core/telemetry';
 import { acknowledgeWildcardResource } from '../common/nag';
 import { FLEET_DEFAULTS } from '../config';
@@ -53,12 +54,7 @@ export class TelemetryErrorStore extends Construct {
     super(scope, id);
     const days = Duration.days(props.retentionDays ?? FLEET_DEFAULTS.telemetry.errorStore.retentionDays);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
-    this.bucket = new s3.Bucket(this, 'Bucket', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      enforceSSL: true,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      versioned: true,
+    this.bucket = secureBucket(this, 'Bucket', {
       removalPolicy,
       autoDeleteObjects: false,
       lifecycleRules: [

@@ -4,6 +4,7 @@ import * as firehose from 'aws-cdk-lib/aws-kinesisfirehose';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { secureBucket } from '../common/secure-bucket';
 import { acknowledgeWildcardResource } from '../common/nag';
 import { ACCESS_LOG_REASON } from './error-store';
 import type { TelemetryStream } from './telemetry-stream';
@@ -66,12 +67,7 @@ export class StreamArchive extends Construct {
     const stack = Stack.of(this);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
 
-    this.bucket = new s3.Bucket(this, 'Bucket', {
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      enforceSSL: true,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      versioned: true,
+    this.bucket = secureBucket(this, 'Bucket', {
       removalPolicy,
       lifecycleRules: [
         {
