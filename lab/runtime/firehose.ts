@@ -27,9 +27,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { formatTime } from '../rules/evaluate';
 import { SqlError, timePatternTokens } from '../rules/sql';
-import type { KinesisRecord, LabKinesis } from './kinesis-client';
+import type { LabKinesis } from './kinesis-client';
 import type { LabS3 } from './s3-client';
-import { backoffMs, ShardCursor, Sleeper } from './shard-cursor';
+import { backoffMs, readShardOnce, ShardCursor, Sleeper, type ShardReadContext } from './shard-cursor';
 
 /** The prefix Firehose uses when none is configured. */
 export const DEFAULT_PREFIX = '!{timestamp:yyyy/MM/dd/HH}/';
@@ -220,42 +220,23 @@ export class FirehoseDelivery {
   }
 
   private async runShard(c: ShardCursor, generation: number): Promise<void> {
-    let failures = 0;
+    const state = { failures: 0 };
+    const context: ShardReadContext = {
+      sleeper: this.sleeper,
+      pollIntervalMs: this.deps.pollIntervalMs,
+      counters: this.counters,
+      emptyReads: this.emptyReads,
+      log: this.deps.log,
+      who: 'Firehose',
+      source: 'its source stream',
+      idKey: 'deliveryStream',
+      id: this.config.name,
+    };
     while (this.live(generation)) {
-      let records: KinesisRecord[];
-      try {
-        records = await c.read(10_000);
-      } catch (e) {
-        failures++;
-        this.counters.pollErrors++;
-        if (failures === 1)
-          this.deps.log({
-            level: 'warn',
-            msg: 'Firehose cannot read its source stream; retrying',
-            deliveryStream: this.config.name,
-            shardId: c.shardId,
-            error: (e as Error).message,
-          });
-        await this.sleeper.sleep(backoffMs(failures));
-        continue;
-      }
-      if (failures > 0)
-        this.deps.log({
-          level: 'info',
-          msg: 'Firehose reads its source stream again',
-          deliveryStream: this.config.name,
-          shardId: c.shardId,
-          failedPolls: failures,
-        });
-      failures = 0;
+      const records = await readShardOnce(c, () => c.read(10_000), state, context);
+      if (records === 'closed') return;
+      if (!records) continue;
       if (!this.live(generation)) return;
-      if (records.length === 0) {
-        this.emptyReads.set(c.shardId, (this.emptyReads.get(c.shardId) ?? 0) + 1);
-        if (c.closed) return;
-        await this.sleeper.sleep(this.deps.pollIntervalMs);
-        continue;
-      }
-      this.counters.recordsRead += records.length;
       for (const r of records) {
         const data = Buffer.from(r.Data, 'base64');
         if (this.buffer.length === 0) this.bufferOpenedAt = Date.now();

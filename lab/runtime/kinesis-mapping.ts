@@ -29,7 +29,14 @@
 import { randomUUID } from 'node:crypto';
 import type { KinesisRecord, LabKinesis } from './kinesis-client';
 import { LambdaFunctionError } from './lambda-runner';
-import { backoffMs, ShardCursor, Sleeper, type StartingPosition } from './shard-cursor';
+import {
+  backoffMs,
+  readShardOnce,
+  ShardCursor,
+  Sleeper,
+  type ShardReadContext,
+  type StartingPosition,
+} from './shard-cursor';
 
 export interface KinesisEventRecord {
   kinesis: {
@@ -230,42 +237,23 @@ export class KinesisMapping {
   }
 
   private async runShard(c: ShardCursor, generation: number): Promise<void> {
-    let failures = 0;
+    const state = { failures: 0 };
+    const context: ShardReadContext = {
+      sleeper: this.sleeper,
+      pollIntervalMs: this.deps.pollIntervalMs,
+      counters: this.counters,
+      emptyReads: this.emptyReads,
+      log: this.deps.log,
+      who: 'Kinesis event-source poller',
+      source: 'the stream',
+      idKey: 'mapping',
+      id: this.config.logicalId,
+    };
     while (this.live(generation)) {
-      let records: KinesisRecord[];
-      try {
-        records = await this.collect(c, generation);
-      } catch (e) {
-        failures++;
-        this.counters.pollErrors++;
-        if (failures === 1)
-          this.deps.log({
-            level: 'warn',
-            msg: 'Kinesis event-source poller cannot read the stream; retrying',
-            mapping: this.config.logicalId,
-            shardId: c.shardId,
-            error: (e as Error).message,
-          });
-        await this.sleeper.sleep(backoffMs(failures));
-        continue;
-      }
-      if (failures > 0)
-        this.deps.log({
-          level: 'info',
-          msg: 'Kinesis event-source poller reads the stream again',
-          mapping: this.config.logicalId,
-          shardId: c.shardId,
-          failedPolls: failures,
-        });
-      failures = 0;
+      const records = await readShardOnce(c, () => this.collect(c, generation), state, context);
+      if (records === 'closed') return;
+      if (!records) continue;
       if (!this.live(generation)) return;
-      if (records.length === 0) {
-        this.emptyReads.set(c.shardId, (this.emptyReads.get(c.shardId) ?? 0) + 1);
-        if (c.closed) return;
-        await this.sleeper.sleep(this.deps.pollIntervalMs);
-        continue;
-      }
-      this.counters.recordsRead += records.length;
       const kept = this.config.filter
         ? records.filter((r) => (this.config.filter as (d: Buffer) => boolean)(Buffer.from(r.Data, 'base64')))
         : records;

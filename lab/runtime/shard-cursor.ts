@@ -116,3 +116,66 @@ export class Sleeper {
 export function backoffMs(failures: number): number {
   return Math.min(2000, 250 * 2 ** Math.max(0, failures - 1));
 }
+
+/** What a stream poller needs around one read of a shard (see {@link readShardOnce}). */
+export interface ShardReadContext {
+  sleeper: Sleeper;
+  pollIntervalMs: number;
+  counters: { pollErrors: number; recordsRead: number };
+  /** Empty reads per shard (what `caughtUp` looks at). */
+  emptyReads: Map<string, number>;
+  log: (e: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
+  /** How the poller names itself: e.g. `Firehose` reading `its source stream`, logged under `deliveryStream: <id>`. */
+  who: string;
+  source: string;
+  idKey: string;
+  id: string;
+}
+
+/**
+ * One read of shard `c` as both stream pollers (event-source mappings, Firehose) do it: the
+ * records read; `undefined` after a failed read (logged once per run of failures, then backed
+ * off) or an empty one (after the poll interval); `'closed'` once the shard has ended. `state`
+ * carries the run of failures from one call to the next.
+ */
+export async function readShardOnce(
+  c: ShardCursor,
+  read: () => Promise<KinesisRecord[]>,
+  state: { failures: number },
+  x: ShardReadContext,
+): Promise<KinesisRecord[] | undefined | 'closed'> {
+  let records: KinesisRecord[];
+  try {
+    records = await read();
+  } catch (e) {
+    state.failures++;
+    x.counters.pollErrors++;
+    if (state.failures === 1)
+      x.log({
+        level: 'warn',
+        msg: `${x.who} cannot read ${x.source}; retrying`,
+        [x.idKey]: x.id,
+        shardId: c.shardId,
+        error: (e as Error).message,
+      });
+    await x.sleeper.sleep(backoffMs(state.failures));
+    return undefined;
+  }
+  if (state.failures > 0)
+    x.log({
+      level: 'info',
+      msg: `${x.who} reads ${x.source} again`,
+      [x.idKey]: x.id,
+      shardId: c.shardId,
+      failedPolls: state.failures,
+    });
+  state.failures = 0;
+  if (records.length === 0) {
+    x.emptyReads.set(c.shardId, (x.emptyReads.get(c.shardId) ?? 0) + 1);
+    if (c.closed) return 'closed';
+    await x.sleeper.sleep(x.pollIntervalMs);
+    return undefined;
+  }
+  x.counters.recordsRead += records.length;
+  return records;
+}
