@@ -161,15 +161,8 @@ export interface CohortTally extends ReportCounters {
 
 /** An empty tally. */
 export function newTally(): CohortTally {
-  return {
-    reports: 0,
-    activeDevices: 0,
-    unexpectedReboots: 0,
-    crashResets: 0,
-    lowHeapReports: 0,
-    weakRssiReports: 0,
-    devices: new Set(),
-  };
+  const { staleReports: _stale, firmwareChanges: _changes, ...counters } = emptyCounters();
+  return { ...counters, devices: new Set() };
 }
 
 /**
