@@ -12,6 +12,7 @@ import {
   ListThingPrincipalsCommand,
   UpdateCertificateCommand,
 } from '@aws-sdk/client-iot';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { DeviceEvent } from '../../../core/model';
 import { RegistryAdmin } from '../../../cli/registry-admin';
 import { deviceReset, deviceShow } from '../../../cli/commands/device';
@@ -257,3 +258,39 @@ test('the real entry point resets a stuck unit (DynamoDB and IoT calls) and ends
     previousCertificate: 'revoked',
   });
 }, 120_000);
+
+test('device show lists connectivity and health state in the table, not only with --json', async () => {
+  const f = await fixture();
+  await manifestImport(
+    { file: 'm.csv', content: 'serial,lot,hwRev,factoryFirmware\nSN-0009,L1,A,1.0.0\n' },
+    f.ctx,
+  );
+  await f.ctx.clients.doc.send(
+    new UpdateCommand({
+      TableName: f.tables.devices,
+      Key: { serial: 'SN-0009' },
+      UpdateExpression: 'SET #c = :c, #r = :r, #l = :l, #b = :b, #u = :u',
+      ExpressionAttributeNames: {
+        '#c': 'connected',
+        '#r': 'disconnectReason',
+        '#l': 'lastSeen',
+        '#b': 'healthBootId',
+        '#u': 'healthUptimeS',
+      },
+      ExpressionAttributeValues: {
+        ':c': false,
+        ':r': 'CONNECTION_LOST',
+        ':l': '2026-07-01T08:15:00.000Z',
+        ':b': 'boot-7',
+        ':u': 3600,
+      },
+    }),
+  );
+  await deviceShow({ serial: 'SN-0009' }, f.ctx);
+  const text = f.out.lines.join('\n');
+  expect(text).toMatch(/^connected\s+false$/m);
+  expect(text).toMatch(/^disconnectReason\s+CONNECTION_LOST$/m);
+  expect(text).toMatch(/^lastSeen\s+2026-07-01T08:15:00\.000Z$/m);
+  expect(text).toMatch(/^bootId\s+boot-7$/m);
+  expect(text).toMatch(/^uptimeS\s+3600$/m);
+});
