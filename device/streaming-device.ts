@@ -106,6 +106,9 @@ export const STREAM_DEFAULTS = {
   reconnectBackoff: { baseMs: 1_000, capMs: 30_000 },
 } as const;
 
+/** A session that lasts this long is not a sign of a refusal: a loss after it reconnects at once. */
+const STABLE_SESSION_MS = 10_000;
+
 type Power = 'running' | 'down' | 'stopped';
 type Link = 'online' | 'connecting' | 'offline';
 
@@ -143,6 +146,10 @@ export class StreamingDevice extends EventEmitter {
   readonly serial: string;
   readonly ledger: DeviceLedger;
   private readonly agent: DeviceAgent;
+  /** When the current session came up (scheduler time). */
+  private onlineAt?: number;
+  /** Sessions in a row the broker ended within {@link STABLE_SESSION_MS}. */
+  private shortSessions = 0;
   private readonly scheduler: Scheduler;
   private readonly random: RandomFn;
   private readonly sensor: Sensor;
@@ -460,6 +467,7 @@ export class StreamingDevice extends EventEmitter {
   private goOnline(session: MqttSession): void {
     this.session = session;
     this.link = 'online';
+    this.onlineAt = this.scheduler.now();
     void session.whenClosed.then(() => this.onSessionClosed(session));
     this.emitEvent({ type: 'online', thing: this.thing, bootId: this.boot!.bootId });
     this.reportHealth();
@@ -494,8 +502,17 @@ export class StreamingDevice extends EventEmitter {
     this.cancel(this.linkTimers);
     this.link = 'offline';
     this.emitEvent({ type: 'offline', thing: this.thing, cause: 'lost' });
-    if (!this.stopping && this.power === 'running')
-      this.connectLater(fullJitterDelayMs(0, this.backoff, this.random), 1);
+    if (!this.stopping && this.power === 'running') {
+      // A session the broker ends soon after it began (a policy refusal on the first publish, a
+      // duplicate client id) would otherwise be reopened at once, over and over: such losses in a
+      // row widen the backoff window as failed connects do; a session that lasted resets it.
+      const short = this.onlineAt !== undefined && this.scheduler.now() - this.onlineAt < STABLE_SESSION_MS;
+      this.shortSessions = short ? this.shortSessions + 1 : 0;
+      this.connectLater(
+        fullJitterDelayMs(this.shortSessions, this.backoff, this.random),
+        this.shortSessions + 1,
+      );
+    }
     this.checkIdle();
   }
 

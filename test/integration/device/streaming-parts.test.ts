@@ -305,3 +305,59 @@ describe('a device whose link never comes up (fake time, no broker)', () => {
     }
   });
 });
+
+describe('a device whose sessions the broker ends as soon as they begin (fake time, no broker)', () => {
+  test('each such loss in a row widens the reconnect backoff; it does not reconnect in a tight loop', async () => {
+    const clock = new ManualScheduler();
+    let connects = 0;
+    /** A session that closes right away, as after a policy refusal of the first publish. */
+    const shortSession = (): unknown => {
+      let close!: () => void;
+      const whenClosed = new Promise<void>((r) => (close = r));
+      const session = {
+        connected: true,
+        whenClosed,
+        publish: async () => {
+          session.connected = false;
+          close();
+          throw new TransportError('CONNECTION_LOST', 'closed', 'connection closed by the broker');
+        },
+        end: async () => close(),
+        kill: () => close(),
+      };
+      return session;
+    };
+    const agent = {
+      serial: 'SN-REF',
+      firmware: '1.0.0',
+      topicPrefix: 'fleet',
+      identityAfterEnrollment: { thingName: 'fleet-SN-REF' },
+      session: undefined,
+      reconnect: async () => {
+        connects++;
+        return shortSession();
+      },
+      close: async () => undefined,
+      dropConnection: () => undefined,
+    } as unknown as DeviceAgent;
+    const device = new StreamingDevice({
+      agent,
+      scheduler: clock,
+      delivery: 'direct',
+      readingIntervalMs: 60_000,
+      healthIntervalMs: 60_000,
+      random: () => 1,
+      reconnectBackoff: { baseMs: 1_000, capMs: 30_000 },
+    });
+    device.start();
+    for (let t = 0; t < 60_000; t += 250) {
+      clock.advance(250);
+      await device.whenSettled();
+    }
+    await device.stop();
+    // Windows 1, 2, 4, 8, 16, 30, 30 s… (random() = 1 takes the whole window): about six connects
+    // in a minute, where an immediate reconnect would make hundreds.
+    expect(connects).toBeGreaterThan(2);
+    expect(connects).toBeLessThan(10);
+  });
+});
