@@ -13,7 +13,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { FactoryIdentity } from '../../device/identity';
 import { formatLedger, silentDevices, type LedgerReport } from '../../device/ledger';
 import type { SimulateOptions, SimulateResult } from '../../device/simulate';
-import { BEHAVIOUR_PROFILES, parseFirmwareProfiles } from '../../device/profiles';
+import { BEHAVIOUR_PROFILES, DEFAULT_PROFILE_SETTINGS, parseFirmwareProfiles } from '../../device/profiles';
 import { TELEMETRY_LIMITS } from '../../core/telemetry';
 import { tlsMaterialProblem, type TlsMaterialPart } from '../../device/tls-material';
 import { detectFormat, formatIssue, parseManifest } from '../../core/manifest';
@@ -157,6 +157,29 @@ export function simStream(opts: SimOptions, ctx: CliContext): SimulateOptions['s
 }
 
 /**
+ * Profiles that cannot show within the run: a crash-looping unit first crashes
+ * `crashLooping.crashEveryMs` after its boot, a flaky link first drops after at least half of
+ * `flaky.dropEveryMs`. Said before streaming starts, so a quiet run is not mistaken for a healthy one.
+ */
+export function profileWarnings(profiles: Readonly<Record<string, string>>, streamSeconds: number): string[] {
+  const runMs = streamSeconds * 1000;
+  const out: string[] = [];
+  for (const [fw, profile] of Object.entries(profiles)) {
+    const firstMs =
+      profile === 'crash-looping'
+        ? DEFAULT_PROFILE_SETTINGS.crashLooping.crashEveryMs
+        : profile === 'flaky'
+          ? DEFAULT_PROFILE_SETTINGS.flaky.dropEveryMs / 2
+          : undefined;
+    if (firstMs !== undefined && runMs <= firstMs)
+      out.push(
+        `--profile ${fw}=${profile}: nothing will show in ${streamSeconds} s (the first ${profile === 'flaky' ? 'link drop' : 'crash'} comes about ${Math.round(firstMs / 1000)} s after a boot); use --stream-seconds ${Math.ceil((firstMs * 3) / 1000)} or more`,
+      );
+  }
+  return out;
+}
+
+/**
  * Check what `fleet sim` is given, without AWS and before any connection: the required flags, the
  * unit sources, the endpoint, and the PEM files (the claim certificate, its key, that they belong
  * together, and the CA). Throws a {@link UsageError} of one line naming the flag, the file and the fix.
@@ -253,6 +276,8 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   const { templateName: template, claimClientIdPrefix } = simTemplate(opts, ctx);
   const topicPrefix = requireResource(ctx, 'topicPrefix');
   const stream = simStream(opts, ctx);
+  if (stream)
+    for (const line of profileWarnings(stream.profiles ?? {}, opts.streamSeconds ?? 0)) ctx.out.warn(line);
   let identities: string | FactoryIdentity[] | undefined = opts.identities;
   if (opts.manifest) identities = await identitiesFromManifest(opts.manifest, ctx);
   let result: SimulateResult;

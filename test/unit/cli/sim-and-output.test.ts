@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import {
+  profileWarnings,
   checkSimOptions,
   checkStreamFlags,
   sim,
@@ -262,5 +263,17 @@ describe('consoleSink', () => {
     sink.warn('careful');
     expect(out.join('')).toBe('hello\n{\n  "a": 1\n}\n');
     expect(err.join('')).toBe('careful\n');
+  });
+});
+
+describe('fleet sim warns of profiles that cannot show within the run', () => {
+  test('crash-looping needs more than its crash interval, flaky more than half its drop interval', () => {
+    expect(profileWarnings({ '1.0.0': 'crash-looping' }, 10)).toEqual([
+      '--profile 1.0.0=crash-looping: nothing will show in 10 s (the first crash comes about 20 s after a boot); use --stream-seconds 60 or more',
+    ]);
+    expect(profileWarnings({ '1.0.0': 'flaky' }, 5)[0]).toMatch(/first link drop comes about 8 s/);
+    expect(profileWarnings({ '1.0.0': 'crash-looping', '1.0.1': 'flaky', '1.0.2': 'healthy' }, 60)).toEqual(
+      [],
+    );
   });
 });
