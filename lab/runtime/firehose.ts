@@ -29,7 +29,7 @@ import { formatTime } from '../rules/evaluate';
 import { SqlError, timePatternTokens } from '../rules/sql';
 import type { LabKinesis } from './kinesis-client';
 import type { LabS3 } from './s3-client';
-import { backoffMs, readShardOnce, ShardCursor, Sleeper, type ShardReadContext } from './shard-cursor';
+import { backoffMs, readShardOnce, ShardCursor, ShardLoops, type ShardReadContext } from './shard-cursor';
 
 /** The prefix Firehose uses when none is configured. */
 export const DEFAULT_PREFIX = '!{timestamp:yyyy/MM/dd/HH}/';
@@ -151,17 +151,22 @@ interface Buffered {
 }
 
 export class FirehoseDelivery {
-  private readonly cursors: ShardCursor[] = [];
-  private readonly sleeper = new Sleeper();
-  private readonly loops = new Set<Promise<void>>();
-  private readonly emptyReads = new Map<string, number>();
+  private readonly shards = new ShardLoops(
+    (c, generation) => this.runShard(c, generation),
+    (c, e) =>
+      this.deps.log({
+        level: 'error',
+        msg: 'Firehose source reader stopped',
+        deliveryStream: this.config.name,
+        shardId: c.shardId,
+        error: e.message,
+      }),
+  );
   private buffer: Buffered[] = [];
   private bufferBytes = 0;
   private bufferOpenedAt = 0;
   private delivering: Promise<void> = Promise.resolve();
   private timer?: NodeJS.Timeout;
-  private stopped = false;
-  private generation = 0;
   private readonly counters = {
     recordsRead: 0,
     objectsWritten: 0,
@@ -188,44 +193,22 @@ export class FirehoseDelivery {
   ) {}
 
   async start(): Promise<void> {
-    for (const shardId of await this.deps.kinesis.listShardIds(this.config.streamName)) {
-      const c = new ShardCursor(this.deps.kinesis, this.config.streamName, shardId, { type: 'LATEST' });
-      await c.open();
-      this.cursors.push(c);
-    }
+    await this.shards.start(this.deps.kinesis, this.config.streamName, { type: 'LATEST' });
     this.timer = setInterval(() => this.tick(), Math.max(50, Math.min(1000, this.config.intervalMs)));
     this.timer.unref();
-    this.launch();
-  }
-
-  private launch(): void {
-    const generation = this.generation;
-    for (const c of this.cursors) {
-      const loop = this.runShard(c, generation).catch((e: Error) =>
-        this.deps.log({
-          level: 'error',
-          msg: 'Firehose source reader stopped',
-          deliveryStream: this.config.name,
-          shardId: c.shardId,
-          error: e.message,
-        }),
-      );
-      this.loops.add(loop);
-      void loop.finally(() => this.loops.delete(loop));
-    }
   }
 
   private live(generation: number): boolean {
-    return !this.stopped && generation === this.generation;
+    return this.shards.live(generation);
   }
 
   private async runShard(c: ShardCursor, generation: number): Promise<void> {
     const state = { failures: 0 };
     const context: ShardReadContext = {
-      sleeper: this.sleeper,
+      sleeper: this.shards.sleeper,
       pollIntervalMs: this.deps.pollIntervalMs,
       counters: this.counters,
-      emptyReads: this.emptyReads,
+      emptyReads: this.shards.emptyReads,
       log: this.deps.log,
       who: 'Firehose',
       source: 'its source stream',
@@ -265,7 +248,7 @@ export class FirehoseDelivery {
     if (records.length === 0) return this.delivering;
     this.buffer = [];
     this.bufferBytes = 0;
-    const generation = this.generation;
+    const generation = this.shards.generation;
     this.delivering = this.delivering.then(() => this.write(records, generation));
     return this.delivering;
   }
@@ -300,7 +283,7 @@ export class FirehoseDelivery {
             key,
             error: (e as Error).message,
           });
-        await this.sleeper.sleep(backoffMs(failures));
+        await this.shards.sleeper.sleep(backoffMs(failures));
       }
     }
     return false;
@@ -438,7 +421,7 @@ export class FirehoseDelivery {
       this.lastObjectKey = key;
     }
     if (!this.live(generation)) return;
-    for (const c of this.cursors) {
+    for (const c of this.shards.cursors) {
       const mine = records.filter((r) => r.shardId === c.shardId);
       if (mine.length) c.commit(mine[mine.length - 1].sequenceNumber);
     }
@@ -446,37 +429,21 @@ export class FirehoseDelivery {
 
   /** Read every shard to its end, then deliver what is buffered; resolves once it is written. */
   async flush(timeoutMs = 30_000): Promise<void> {
-    const since = new Map(this.cursors.map((c) => [c.shardId, this.emptyReads.get(c.shardId) ?? 0]));
-    const until = Date.now() + timeoutMs;
-    while (
-      Date.now() < until &&
-      !this.stopped &&
-      !this.cursors.every(
-        (c) => c.closed || (this.emptyReads.get(c.shardId) ?? 0) > (since.get(c.shardId) ?? 0),
-      )
-    ) {
-      this.sleeper.wakeAll();
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await this.shards.readToEnd(timeoutMs, true);
     await this.deliver();
   }
 
   async restart(): Promise<void> {
-    this.generation++;
-    this.sleeper.wakeAll();
-    await Promise.allSettled([...this.loops]);
-    await this.delivering.catch(() => undefined);
-    this.buffer = [];
-    this.bufferBytes = 0;
-    for (const c of this.cursors) c.rewind();
-    if (!this.stopped) this.launch();
+    await this.shards.restart(async () => {
+      await this.delivering.catch(() => undefined);
+      this.buffer = [];
+      this.bufferBytes = 0;
+    });
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     clearInterval(this.timer);
-    this.sleeper.wakeAll();
-    await Promise.allSettled([...this.loops]);
+    await this.shards.stop();
     await this.delivering.catch(() => undefined);
   }
 

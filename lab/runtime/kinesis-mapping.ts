@@ -33,7 +33,7 @@ import {
   backoffMs,
   readShardOnce,
   ShardCursor,
-  Sleeper,
+  ShardLoops,
   type ShardReadContext,
   type StartingPosition,
 } from './shard-cursor';
@@ -155,12 +155,17 @@ type Outcome =
   | { kind: 'error'; functionError: boolean; counts: boolean; message: string };
 
 export class KinesisMapping {
-  private readonly cursors: ShardCursor[] = [];
-  private readonly sleeper = new Sleeper();
-  private readonly loops = new Set<Promise<void>>();
-  private readonly emptyReads = new Map<string, number>();
-  private stopped = false;
-  private generation = 0;
+  private readonly shards = new ShardLoops(
+    (c, generation) => this.runShard(c, generation),
+    (c, e) =>
+      this.deps.log({
+        level: 'error',
+        msg: 'Kinesis event-source poller stopped',
+        mapping: this.config.logicalId,
+        shardId: c.shardId,
+        error: e.message,
+      }),
+  );
   private readonly counters = {
     recordsRead: 0,
     filtered: 0,
@@ -183,39 +188,11 @@ export class KinesisMapping {
 
   /** Open every shard (the starting position is taken now) and start the pollers. */
   async start(): Promise<void> {
-    const shards = await this.deps.kinesis.listShardIds(this.config.streamName);
-    for (const shardId of shards) {
-      const c = new ShardCursor(
-        this.deps.kinesis,
-        this.config.streamName,
-        shardId,
-        this.config.startingPosition,
-      );
-      await c.open();
-      this.cursors.push(c);
-    }
-    this.launch();
-  }
-
-  private launch(): void {
-    const generation = this.generation;
-    for (const c of this.cursors) {
-      const loop = this.runShard(c, generation).catch((e: Error) =>
-        this.deps.log({
-          level: 'error',
-          msg: 'Kinesis event-source poller stopped',
-          mapping: this.config.logicalId,
-          shardId: c.shardId,
-          error: e.message,
-        }),
-      );
-      this.loops.add(loop);
-      void loop.finally(() => this.loops.delete(loop));
-    }
+    await this.shards.start(this.deps.kinesis, this.config.streamName, this.config.startingPosition);
   }
 
   private live(generation: number): boolean {
-    return !this.stopped && generation === this.generation;
+    return this.shards.live(generation);
   }
 
   /** Records for one batch: up to BatchSize, gathered for up to the batching window. */
@@ -226,7 +203,7 @@ export class KinesisMapping {
     const now = this.deps.now ?? Date.now;
     const until = now() + batchingWindowMs;
     while (records.length < batchSize && now() < until && this.live(generation)) {
-      await this.sleeper.sleep(Math.min(this.deps.pollIntervalMs, Math.max(1, until - now())));
+      await this.shards.sleeper.sleep(Math.min(this.deps.pollIntervalMs, Math.max(1, until - now())));
       try {
         records.push(...(await c.read(batchSize - records.length)));
       } catch {
@@ -239,10 +216,10 @@ export class KinesisMapping {
   private async runShard(c: ShardCursor, generation: number): Promise<void> {
     const state = { failures: 0 };
     const context: ShardReadContext = {
-      sleeper: this.sleeper,
+      sleeper: this.shards.sleeper,
       pollIntervalMs: this.deps.pollIntervalMs,
       counters: this.counters,
-      emptyReads: this.emptyReads,
+      emptyReads: this.shards.emptyReads,
       log: this.deps.log,
       who: 'Kinesis event-source poller',
       source: 'the stream',
@@ -364,7 +341,7 @@ export class KinesisMapping {
         await this.giveUp(c.shardId, batch, 'RetryAttemptsExhausted', invokeCount, last);
         break;
       }
-      await this.sleeper.sleep(
+      await this.shards.sleeper.sleep(
         backoffMs(Math.max(1, last.kind === 'error' && !last.counts ? invokeCount : retries)),
       );
     }
@@ -453,34 +430,17 @@ export class KinesisMapping {
    * Resolves once every shard was read to its end after the call and what was read is processed
    * (or `timeoutMs` passed; resolves false then).
    */
-  async caughtUp(timeoutMs = 30_000): Promise<boolean> {
-    const since = new Map(this.cursors.map((c) => [c.shardId, this.emptyReads.get(c.shardId) ?? 0]));
-    const until = Date.now() + timeoutMs;
-    while (Date.now() < until) {
-      if (
-        this.cursors.every(
-          (c) => c.closed || (this.emptyReads.get(c.shardId) ?? 0) > (since.get(c.shardId) ?? 0),
-        )
-      )
-        return true;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    return false;
+  caughtUp(timeoutMs = 30_000): Promise<boolean> {
+    return this.shards.readToEnd(timeoutMs);
   }
 
   /** Stop the pollers (the batch in flight finishes unacknowledged) and start again after the checkpoints. */
-  async restart(): Promise<void> {
-    this.generation++;
-    this.sleeper.wakeAll();
-    await Promise.allSettled([...this.loops]);
-    for (const c of this.cursors) c.rewind();
-    if (!this.stopped) this.launch();
+  restart(): Promise<void> {
+    return this.shards.restart();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.sleeper.wakeAll();
-    await Promise.allSettled([...this.loops]);
+  stop(): Promise<void> {
+    return this.shards.stop();
   }
 
   stats(): KinesisMappingStats {
@@ -489,7 +449,7 @@ export class KinesisMapping {
       functionArn: this.config.functionArn,
       source: this.config.streamArn,
       ...this.counters,
-      shards: this.cursors.map((c) => ({
+      shards: this.shards.cursors.map((c) => ({
         shardId: c.shardId,
         checkpoint: c.checkpoint,
         position: c.position,

@@ -179,3 +179,91 @@ export async function readShardOnce(
   x.counters.recordsRead += records.length;
   return records;
 }
+
+/**
+ * The shard loops a stream poller runs (event-source mappings, Firehose): one cursor and one loop
+ * per shard, a generation that a restart bumps so old loops end, and the wait for every shard to
+ * be read to its end. The poller supplies the loop body.
+ */
+export class ShardLoops {
+  readonly cursors: ShardCursor[] = [];
+  readonly sleeper = new Sleeper();
+  /** Empty reads per shard: a shard read to its end since a moment has more than it had then. */
+  readonly emptyReads = new Map<string, number>();
+  private readonly loops = new Set<Promise<void>>();
+  private stoppedFlag = false;
+  private gen = 0;
+
+  constructor(
+    private readonly body: (c: ShardCursor, generation: number) => Promise<void>,
+    private readonly onLoopError: (c: ShardCursor, e: Error) => void,
+  ) {}
+
+  get generation(): number {
+    return this.gen;
+  }
+
+  get stopped(): boolean {
+    return this.stoppedFlag;
+  }
+
+  /** Open a cursor on every shard of `stream` at `position`, then start the loops. */
+  async start(kinesis: LabKinesis, stream: string, position: StartingPosition): Promise<void> {
+    for (const shardId of await kinesis.listShardIds(stream)) {
+      const c = new ShardCursor(kinesis, stream, shardId, position);
+      await c.open();
+      this.cursors.push(c);
+    }
+    this.launch();
+  }
+
+  /** The loops of `generation` may go on (not stopped, not restarted since). */
+  live(generation: number): boolean {
+    return !this.stoppedFlag && generation === this.gen;
+  }
+
+  /**
+   * True once every shard was read to its end after the call; false after `timeoutMs` or a stop.
+   * With `wake`, sleeping loops are woken to read at once.
+   */
+  async readToEnd(timeoutMs: number, wake = false): Promise<boolean> {
+    const since = new Map(this.cursors.map((c) => [c.shardId, this.emptyReads.get(c.shardId) ?? 0]));
+    const until = Date.now() + timeoutMs;
+    while (Date.now() < until && !this.stoppedFlag) {
+      if (
+        this.cursors.every(
+          (c) => c.closed || (this.emptyReads.get(c.shardId) ?? 0) > (since.get(c.shardId) ?? 0),
+        )
+      )
+        return true;
+      if (wake) this.sleeper.wakeAll();
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return false;
+  }
+
+  /** End the loops, run `between` (drop what they held), then read again from the checkpoints. */
+  async restart(between?: () => Promise<void> | void): Promise<void> {
+    this.gen++;
+    this.sleeper.wakeAll();
+    await Promise.allSettled([...this.loops]);
+    await between?.();
+    for (const c of this.cursors) c.rewind();
+    if (!this.stoppedFlag) this.launch();
+  }
+
+  async stop(): Promise<void> {
+    this.stoppedFlag = true;
+    this.sleeper.wakeAll();
+    await Promise.allSettled([...this.loops]);
+  }
+
+  private launch(): void {
+    const generation = this.gen;
+    for (const c of this.cursors) {
+      const loop = this.body(c, generation).catch((e: Error) => this.onLoopError(c, e));
+      this.loops.add(loop);
+      void loop.finally(() => this.loops.delete(loop));
+    }
+  }
+}
