@@ -7,7 +7,10 @@
  * unchanged against AWS, the lab and the emulators of the tests.
  */
 import {
+  GetRecordsCommand,
+  GetShardIteratorCommand,
   KinesisClient,
+  ListShardsCommand,
   PutRecordsCommand,
   PutRecordsRequestEntry,
   PutRecordsResultEntry,
@@ -320,4 +323,38 @@ export async function putStreamRecords<T>(
       });
   }
   return outcome;
+}
+
+/**
+ * Every record now on `stream`, shard after shard from its start (TRIM_HORIZON) to its end: the
+ * partition key and the data as text. For checking what reached a stream (the lab, tests).
+ */
+export async function readStreamRecords(
+  kinesis: KinesisClient,
+  stream: string,
+): Promise<{ partitionKey: string; data: string }[]> {
+  const out: { partitionKey: string; data: string }[] = [];
+  const shards = (await kinesis.send(new ListShardsCommand({ StreamName: stream }))).Shards ?? [];
+  for (const shard of shards) {
+    let iterator = (
+      await kinesis.send(
+        new GetShardIteratorCommand({
+          StreamName: stream,
+          ShardId: shard.ShardId,
+          ShardIteratorType: 'TRIM_HORIZON',
+        }),
+      )
+    ).ShardIterator;
+    while (iterator) {
+      const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
+      for (const r of page.Records ?? [])
+        out.push({
+          partitionKey: r.PartitionKey ?? '',
+          data: Buffer.from(r.Data ?? new Uint8Array()).toString('utf8'),
+        });
+      if ((page.Records ?? []).length === 0 && (page.MillisBehindLatest ?? 0) === 0) break;
+      iterator = page.NextShardIterator;
+    }
+  }
+  return out;
 }

@@ -22,9 +22,9 @@
  * queue for the malformed report.
  */
 import { gunzipSync } from 'node:zlib';
-import { GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand } from '@aws-sdk/client-kinesis';
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { telemetryReplay, type ReplayResult } from '../../cli/commands/telemetry';
+import { readStreamRecords } from '../../cli/telemetry-store';
 import { kinesisClient, registryTables, requireResource, type CliContext } from '../../cli/context';
 import { aggregateHealth, type CohortHealth, type HealthInput } from '../../core/health';
 import { serialFromThingName, TABLES, type Ring } from '../../core/model';
@@ -372,27 +372,8 @@ async function publishMalformed(agent: DeviceAgent, ctx: CliContext): Promise<vo
 
 /** Every record of the stream, from the start of each shard to its end. */
 async function readStream(ctx: CliContext, stream: string): Promise<StreamContent> {
-  const kinesis = kinesisClient(ctx);
   const out: StreamContent = { direct: new Map(), replayed: new Set(), lastWills: 0, health: [], invalid: 0 };
-  const shards = (await kinesis.send(new ListShardsCommand({ StreamName: stream }))).Shards ?? [];
-  for (const shard of shards) {
-    let iterator = (
-      await kinesis.send(
-        new GetShardIteratorCommand({
-          StreamName: stream,
-          ShardId: shard.ShardId,
-          ShardIteratorType: 'TRIM_HORIZON',
-        }),
-      )
-    ).ShardIterator;
-    while (iterator) {
-      const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 10_000 }));
-      for (const r of page.Records ?? [])
-        addRecord(out, Buffer.from(r.Data ?? new Uint8Array()).toString('utf8'));
-      if ((page.Records ?? []).length === 0 && (page.MillisBehindLatest ?? 0) === 0) break;
-      iterator = page.NextShardIterator;
-    }
-  }
+  for (const r of await readStreamRecords(kinesisClient(ctx), stream)) addRecord(out, r.data);
   return out;
 }
 

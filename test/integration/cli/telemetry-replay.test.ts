@@ -16,8 +16,6 @@ import { IoTClient } from '@aws-sdk/client-iot';
 import {
   CreateStreamCommand,
   DescribeStreamCommand,
-  GetRecordsCommand,
-  GetShardIteratorCommand,
   KinesisClient,
   PutRecordsCommandInput,
   PutRecordsCommandOutput,
@@ -39,6 +37,7 @@ import { CliContext, createContext, FleetClients, resolveResources } from '../..
 import { EXIT_CODES } from '../../../cli/errors';
 import { memorySink, MemorySink } from '../../../cli/output';
 import { ContextFactory, main } from '../../../cli/program';
+import { readStreamRecords } from '../../../cli/telemetry-store';
 
 // Neither emulator ships type declarations.
 /* eslint-disable @typescript-eslint/no-require-imports */
@@ -176,33 +175,10 @@ async function keys(bucket: string): Promise<string[]> {
 async function streamRecords(
   stream: string,
 ): Promise<{ partitionKey: string; record: Record<string, unknown> }[]> {
-  const d = await kinesis.send(new DescribeStreamCommand({ StreamName: stream }));
-  const out: { partitionKey: string; record: Record<string, unknown> }[] = [];
-  for (const shard of d.StreamDescription?.Shards ?? []) {
-    let iterator = (
-      await kinesis.send(
-        new GetShardIteratorCommand({
-          StreamName: stream,
-          ShardId: shard.ShardId,
-          ShardIteratorType: 'TRIM_HORIZON',
-        }),
-      )
-    ).ShardIterator;
-    while (iterator) {
-      const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: iterator, Limit: 1000 }));
-      for (const r of page.Records ?? [])
-        out.push({
-          partitionKey: r.PartitionKey ?? '',
-          record: JSON.parse(Buffer.from(r.Data ?? new Uint8Array()).toString('utf8')) as Record<
-            string,
-            unknown
-          >,
-        });
-      if ((page.Records ?? []).length === 0) break;
-      iterator = page.NextShardIterator;
-    }
-  }
-  return out;
+  return (await readStreamRecords(kinesis, stream)).map((r) => ({
+    partitionKey: r.partitionKey,
+    record: JSON.parse(r.data) as Record<string, unknown>,
+  }));
 }
 
 function context(
