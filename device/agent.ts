@@ -14,10 +14,11 @@ import {
   type EnrollmentOptions,
   type EnrollmentResult,
 } from './enrollment';
-import { MqttSession, type LastWill } from './mqtt-session';
+import { DEFAULT_MQTT_VERSION } from './mqtt-protocol';
+import { MqttSession, type LastWill, type MqttVersion } from './mqtt-session';
 import { storeThingIdentity, type ThingIdentity } from './thing-identity';
 
-export type { Endpoint, TlsCredentials } from './mqtt-session';
+export type { Endpoint, MqttVersion, TlsCredentials } from './mqtt-session';
 export type { EnrollmentMethod } from './provisioning-client';
 export type { DeviceFaults } from './faults';
 export {
@@ -70,6 +71,11 @@ export class DeviceAgent {
   /** Firmware the unit left the factory with. */
   get firmware(): string {
     return this.options.identity.firmware;
+  }
+
+  /** The MQTT version of its sessions. */
+  get mqttVersion(): MqttVersion {
+    return this.options.mqttVersion ?? DEFAULT_MQTT_VERSION;
   }
 
   /** Topic prefix of its `dt/<prefix>/<thing>/…` topics. */
@@ -135,6 +141,7 @@ export class DeviceAgent {
       clientId: identity.thingName,
       connectTimeoutMs: o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       will,
+      mqttVersion: o.mqttVersion,
     });
   }
 }

@@ -26,7 +26,14 @@ import {
 import { createKeyAndCsr, type DeviceKeyPair } from './csr';
 import { proofSigningKey } from './faults';
 import type { FactoryIdentity } from './identity';
-import { RejectedError, TransportError, type Endpoint, type TlsCredentials } from './mqtt-session';
+import { isTransientRefusal } from './mqtt-protocol';
+import {
+  RejectedError,
+  TransportError,
+  type Endpoint,
+  type MqttVersion,
+  type TlsCredentials,
+} from './mqtt-session';
 import {
   InvalidAnswerError,
   PROVISIONING_API,
@@ -65,6 +72,8 @@ export interface EnrollmentOptions {
   backoff?: Partial<BackoffOptions>;
   /** TLS + CONNACK budget per connect. @default 10000 */
   connectTimeoutMs?: number;
+  /** MQTT version of every session of the device, claim and thing alike. @default '3.1.1' */
+  mqttVersion?: MqttVersion;
   /** Wait for an accepted/rejected answer. @default 15000 */
   responseTimeoutMs?: number;
   /** Reuse an ownership token younger than this on retry. @default 3_300_000 (55 min, inside the 1 h validity) */
@@ -160,7 +169,9 @@ const RETRYABLE_TRANSPORT = new Set([
 ]);
 
 /**
- * Throttling (429 / Throttling*), 5xx, timeouts and connection failures retry; the rest is final.
+ * Throttling (429 / Throttling*), 5xx, timeouts and connection failures retry, and so does a
+ * broker refusal whose reason code is transient (`0x97 Quota exceeded`, `0x89 Server busy`, …);
+ * the rest is final.
  * Only a final `rejected` answer of the service is a denial; every other final failure (a TLS
  * setup error, an unusable answer) ends in a give-up with its cause.
  */
@@ -182,7 +193,9 @@ export function classifyFailure(err: unknown): FailureClass {
   }
   if (err instanceof TransportError) {
     return {
-      retryable: RETRYABLE_TRANSPORT.has(err.failure),
+      retryable:
+        RETRYABLE_TRANSPORT.has(err.failure) ||
+        (err.reasonCode !== undefined && isTransientRefusal(err.reasonCode)),
       kind: 'transport',
       description: err.message,
       cause: err.reason,
@@ -381,6 +394,7 @@ export class Enrollment {
         templateName: o.templateName,
         connectTimeoutMs: o.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
         responseTimeoutMs: o.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS,
+        mqttVersion: o.mqttVersion,
       });
       const tokenMaxAge = o.ownershipTokenMaxAgeMs ?? DEFAULT_OWNERSHIP_TOKEN_MAX_AGE_MS;
       if (this.certificate && this.now() - this.certificate.obtainedAt >= tokenMaxAge)

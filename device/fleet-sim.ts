@@ -11,16 +11,20 @@ import {
   type EnrollmentResult,
   type Endpoint,
   type GaveUpResult,
+  type MqttVersion,
   type TlsCredentials,
 } from './agent';
 import { classifyFailure } from './enrollment';
 import { faultAgentOptions } from './faults';
 import { generateFactoryKey, type FactoryIdentity } from './identity';
+import { DEFAULT_MQTT_VERSION } from './mqtt-protocol';
 
-/** One device of a fleet run: its factory identity and optional fault modes. */
+/** One device of a fleet run: its factory identity, optional fault modes and MQTT version. */
 export interface DeviceSpec {
   identity: FactoryIdentity;
   faults?: DeviceFaults;
+  /** MQTT version of this device's sessions. @default the run's `mqttVersion` */
+  mqttVersion?: MqttVersion;
 }
 
 export interface ProgressEvent {
@@ -56,6 +60,8 @@ export interface RunFleetOptions {
   clonesLast?: boolean;
   connectTimeoutMs?: number;
   responseTimeoutMs?: number;
+  /** MQTT version of the devices whose spec names none. @default '3.1.1' */
+  mqttVersion?: MqttVersion;
   /** Per-device random delay before its first connect (see AgentOptions). @default 0 */
   startupJitterMs?: number;
   random?: RandomFn;
@@ -64,11 +70,12 @@ export interface RunFleetOptions {
   onEvent?: (event: AgentEvent) => void;
 }
 
-/** A device's result, with the spec's own serial and the fault modes it ran with. */
+/** A device's result, with the spec's own serial, the fault modes and MQTT version it ran with. */
 export type DeviceRunResult = EnrollmentResult & {
   /** Serial of the spec (differs from `serial` for a clone, which presents another serial). */
   specSerial: string;
   faults?: DeviceFaults;
+  mqttVersion: MqttVersion;
 };
 
 export interface FleetSummary {
@@ -255,6 +262,7 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
     while (next < total) {
       const index = next++;
       const { spec, identity, claim } = ordered[index];
+      const mqttVersion = spec.mqttVersion ?? options.mqttVersion ?? DEFAULT_MQTT_VERSION;
       const agent = new DeviceAgent({
         identity,
         claim,
@@ -265,6 +273,7 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
         backoff: options.backoff,
         connectTimeoutMs: options.connectTimeoutMs,
         responseTimeoutMs: options.responseTimeoutMs,
+        mqttVersion,
         startupJitterMs: options.startupJitterMs,
         topicPrefix: options.topicPrefix,
         lastWill: options.lastWill,
@@ -294,6 +303,7 @@ export async function runFleet(options: RunFleetOptions): Promise<FleetResult> {
         ...result,
         specSerial: spec.identity.serial,
         ...(spec.faults ? { faults: spec.faults } : {}),
+        mqttVersion,
       };
       results[index] = runResult;
       done++;

@@ -69,6 +69,7 @@ export function streamFleet(options: StreamFleetOptions): FleetStream {
         serial: d.serial,
         firmware: d.firmware,
         profile: d.profile,
+        mqttVersion: d.mqttVersion,
       })),
     );
 

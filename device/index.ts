@@ -19,6 +19,7 @@ export * from './ledger';
 export * from './outbox';
 export * from './streaming-device';
 export * from './fleet-stream';
+export * from './mqtt-protocol';
 export { MqttSession, RejectedError, TransportError, responseTopics } from './mqtt-session';
 export type { LastWill, SessionOptions, TransportFailure } from './mqtt-session';
 export { createKeyAndCsr } from './csr';

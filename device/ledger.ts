@@ -15,6 +15,7 @@
  * `attempts === 1` and state `acked` reached AWS IoT exactly once.
  */
 import type { RecordType, ResetReason } from '../core/telemetry';
+import { DEFAULT_MQTT_VERSION, type MqttVersion } from './mqtt-protocol';
 import type { BehaviourProfile } from './profiles';
 
 export type DataKind = RecordType;
@@ -49,13 +50,16 @@ export interface KindCounts {
   published: number;
   /** Messages PUBACKed (each once). */
   acked: number;
-  /** PUBLISH packets that ended without PUBACK (the link went down). */
+  /** PUBLISH packets that ended without PUBACK (the link went down), or with a refusal (MQTT 5). */
   failed: number;
   /** Messages that waited in the buffer (made while offline, or after a failed PUBLISH). */
   buffered: number;
   /** Buffered messages published again once the link was back. */
   resent: number;
-  /** Messages evicted from the full buffer (oldest first), never acked. */
+  /**
+   * Messages never acked: evicted from the full buffer (oldest first), or refused for good by the
+   * broker (an MQTT 5 PUBACK reason code such as `0x87 Not authorized`; `lastError` names it).
+   */
   dropped: number;
   /** Messages still buffered or in flight. */
   pending: number;
@@ -91,6 +95,8 @@ export interface DeviceLedgerReport {
   /** Firmware and profile running when the ledger was read. */
   firmware: string;
   profile: BehaviourProfile;
+  /** MQTT version of its sessions. */
+  mqttVersion: MqttVersion;
   /** Boot ids in order, the first boot's included. */
   bootIds: string[];
   telemetry: TelemetryCounts;
@@ -202,6 +208,13 @@ export class DeviceLedger {
     this.settle(entry, 'dropped');
   }
 
+  /** The broker refused the PUBLISH of `entry` for good (MQTT 5 PUBACK reason code): never re-sent. */
+  refused(entry: LedgerKey, error: string): void {
+    this.counts(entry.kind).failed++;
+    this.lastError = error;
+    this.settle(entry, 'dropped');
+  }
+
   /** A pending `entry` reaches its final state `to`; a telemetry message counts its readings there too. */
   private settle(entry: LedgerKey, to: 'acked' | 'dropped'): void {
     if (entry.state !== 'pending') throw new Error(`ledger: ${describe(entry)} is already ${entry.state}`);
@@ -233,7 +246,9 @@ export class DeviceLedger {
     this.lastError = error;
   }
 
-  ended(how: 'abrupt' | 'lost' | 'closed'): void {
+  /** A session ended; `error` says why when the broker said so (an MQTT 5 DISCONNECT). */
+  ended(how: 'abrupt' | 'lost' | 'closed', error?: string): void {
+    if (error) this.lastError = error;
     if (how === 'abrupt') this.links.abruptEnds++;
     else if (how === 'lost') this.links.lost++;
     else this.links.closes++;
@@ -269,6 +284,8 @@ export function ledgerReport(
     serial: string;
     firmware: string;
     profile: BehaviourProfile;
+    /** @default '3.1.1' */
+    mqttVersion?: MqttVersion;
   }>,
 ): LedgerReport {
   const telemetry = emptyTelemetry();
@@ -288,6 +305,7 @@ export function ledgerReport(
       serial: d.serial,
       firmware: d.firmware,
       profile: d.profile,
+      mqttVersion: d.mqttVersion ?? DEFAULT_MQTT_VERSION,
       bootIds: [...l.bootIds],
       telemetry: { ...l.telemetry },
       health: { ...l.health },

@@ -11,7 +11,13 @@
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { topics } from '../core/topics';
 import { thingNameProblem } from './thing-identity';
-import { MqttSession, responseTopics, type Endpoint, type TlsCredentials } from './mqtt-session';
+import {
+  MqttSession,
+  responseTopics,
+  type Endpoint,
+  type MqttVersion,
+  type TlsCredentials,
+} from './mqtt-session';
 
 /** Certificate-issuing API used during enrollment. */
 export type EnrollmentMethod = 'csr' | 'createKeys';
@@ -53,6 +59,8 @@ export interface ProvisioningClientOptions {
   connectTimeoutMs: number;
   /** Wait for an accepted/rejected answer, per request. */
   responseTimeoutMs: number;
+  /** MQTT version of the claim session. @default '3.1.1' */
+  mqttVersion?: MqttVersion;
 }
 
 function str(v: unknown): string | undefined {
@@ -105,6 +113,7 @@ export class ProvisioningClient {
       credentials: options.claim,
       clientId: options.clientId,
       connectTimeoutMs: options.connectTimeoutMs,
+      mqttVersion: options.mqttVersion,
     });
     return new ProvisioningClient(session, options);
   }

@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { BackoffOptions } from './backoff';
-import type { AgentEvent, DeviceFaults } from './agent';
+import type { AgentEvent, DeviceFaults, MqttVersion } from './agent';
 import { runFleet, formatSummary, type DeviceSpec, type FleetResult, type ProgressEvent } from './fleet-sim';
 import { streamFleet, type StreamFleetOptions } from './fleet-stream';
 import { generateFactoryKey, parseIdentities, type FactoryIdentity } from './identity';
@@ -67,6 +67,8 @@ export interface SimulateOptions {
   connectTimeoutMs?: number;
   /** @default 15000 */
   responseTimeoutMs?: number;
+  /** MQTT version of every session (claim and thing). @default '3.1.1' */
+  mqttVersion?: MqttVersion;
   /** Progress bar on stdout: `'auto'` draws it only on a TTY. @default 'auto' */
   progressBar?: boolean | 'auto';
   onProgress?: (event: ProgressEvent) => void;
@@ -188,6 +190,7 @@ export async function simulateAgainstEndpoint(options: SimulateOptions): Promise
     keepConnected: options.stream !== undefined,
     connectTimeoutMs: options.connectTimeoutMs,
     responseTimeoutMs: options.responseTimeoutMs,
+    mqttVersion: options.mqttVersion,
     startupJitterMs: options.startupJitterMs,
     progressBar: options.progressBar ?? 'auto',
     onProgress: options.onProgress,

@@ -30,7 +30,7 @@ import { classifyFailure } from './enrollment';
 import { checkRoute, dataTopics, type DataRoute, type DataTopics } from './data-topics';
 import { Boot, newBootId, PROFILE_CONDITIONS } from './health';
 import { DeviceLedger, type DataKind, type LedgerKey } from './ledger';
-import type { MqttSession } from './mqtt-session';
+import { TransportError, type MqttSession, type MqttVersion } from './mqtt-session';
 import { Outbox, type OutboxItem } from './outbox';
 import {
   BEHAVIOUR_PROFILES,
@@ -141,6 +141,13 @@ function shortError(err: unknown): string {
   return classifyFailure(err).cause;
 }
 
+/** A PUBLISH the broker refused with a reason code that retrying will not change. */
+function refusedForGood(err: unknown): boolean {
+  return (
+    err instanceof TransportError && err.failure === 'PUBLISH_REFUSED' && !classifyFailure(err).retryable
+  );
+}
+
 export class StreamingDevice extends EventEmitter {
   readonly thing: string;
   readonly serial: string;
@@ -225,6 +232,11 @@ export class StreamingDevice extends EventEmitter {
   /** Firmware running now. */
   get firmware(): string {
     return this.fw;
+  }
+
+  /** MQTT version of its sessions (the agent's). */
+  get mqttVersion(): MqttVersion {
+    return this.agent.mqttVersion;
   }
 
   /** Profile of the firmware running now. */
@@ -498,7 +510,7 @@ export class StreamingDevice extends EventEmitter {
     if (this.endedByUs.has(session) || this.session !== session) return;
     this.session = undefined;
     this.agent.dropConnection();
-    this.ledger.ended('lost');
+    this.ledger.ended('lost', session.serverDisconnect);
     this.cancel(this.linkTimers);
     this.link = 'offline';
     this.emitEvent({ type: 'offline', thing: this.thing, cause: 'lost' });
@@ -587,6 +599,12 @@ export class StreamingDevice extends EventEmitter {
         try {
           await session.publish(item.topic, item.payload, 1);
         } catch (err) {
+          if (refusedForGood(err)) {
+            // MQTT 5: the broker answered and will answer the same again; the link is fine.
+            this.ledger.refused(item.key, shortError(err));
+            this.emitEvent({ type: 'dropped', thing: this.thing, key: item.key });
+            continue;
+          }
           this.ledger.failed(item.key, shortError(err));
           this.emitEvent({ type: 'failed', thing: this.thing, key: item.key });
           this.dropAll(this.outbox.requeue(item));

@@ -298,7 +298,7 @@ test('registered but refused as the thing: gives up in thingConnect with the CON
     phase: 'thingConnect',
     retries: 1,
     thingName: 'thing-SN000015',
-    cause: 'CONNACK refused: Not authorized',
+    cause: 'CONNACK refused: 0x05 Not authorized',
   });
   expect(iot.connections.map((c) => c.clientId)).toEqual([
     'prov-SN000015',

@@ -61,14 +61,23 @@ test.each([
     'TLS: self-signed certificate in certificate chain',
   ],
   [
-    'CONNACK return code',
+    'CONNACK return code (3.1.1)',
     { code: 5, message: 'Connection refused: Not authorized' },
-    'CONNACK refused: Not authorized',
+    'CONNACK refused: 0x05 Not authorized',
   ],
   ["mqtt.js's own CONNACK timer", new Error('connack timeout'), `timeout waiting for CONNACK from ${TARGET}`],
   ['anything else', new Error('TLS not authorized'), 'TLS not authorized'],
 ])('describeConnectError: %s', (_name, err, cause) => {
   expect(describeConnectError(err, TARGET)).toBe(cause);
+});
+
+test.each([
+  [0x87, 'CONNACK refused: 0x87 Not authorized'],
+  [0x85, 'CONNACK refused: 0x85 Client Identifier not valid'],
+  [0x9f, 'CONNACK refused: 0x9f Connection rate exceeded'],
+  [0xa7, 'CONNACK refused: 0xa7 (unknown reason code)'],
+])('describeConnectError on MQTT 5: reason code %s', (code, cause) => {
+  expect(describeConnectError({ code, message: 'Connection refused: x' }, TARGET, '5')).toBe(cause);
 });
 
 test('a TransportError without a reason uses its message', () => {

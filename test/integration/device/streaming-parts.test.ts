@@ -198,6 +198,29 @@ describe('buffer and ledger', () => {
     expect([...snapshot.keys({ state: 'pending' })]).toHaveLength(1);
     expect(JSON.parse(JSON.stringify(snapshot)).keys).toHaveLength(4);
   });
+
+  test('a PUBLISH refused for good (MQTT 5 PUBACK code) is dropped, never re-sent; a DISCONNECT reason is the last error', () => {
+    const ledger = new DeviceLedger('thing');
+    const a = key(ledger, 1);
+    ledger.sent(a);
+    ledger.refused(a, 'publish refused on t: PUBACK 0x87 Not authorized');
+    expect(a.state).toBe('dropped');
+    let snapshot = ledgerReport([
+      { ledger, serial: 'SN1', firmware: '1.0.0', profile: 'healthy', mqttVersion: '5' },
+    ]);
+    expect(snapshot.telemetry).toMatchObject({ created: 1, published: 1, failed: 1, dropped: 1, pending: 0 });
+    expect(snapshot.byDevice.thing).toMatchObject({
+      mqttVersion: '5',
+      lastError: 'publish refused on t: PUBACK 0x87 Not authorized',
+    });
+    ledger.ended('lost', 'DISCONNECT 0x8e Session taken over');
+    snapshot = ledgerReport([{ ledger, serial: 'SN1', firmware: '1.0.0', profile: 'healthy' }]);
+    expect(snapshot.byDevice.thing).toMatchObject({
+      mqttVersion: '3.1.1',
+      lastError: 'DISCONNECT 0x8e Session taken over',
+    });
+    expect(snapshot.links.lost).toBe(1);
+  });
 });
 
 describe('a device whose link never comes up (fake time, no broker)', () => {
