@@ -1,5 +1,6 @@
 /**
- * The lab's MQTT message broker: aedes (MQTT 3.1.1) behind a mutual-TLS server.
+ * The lab's AWS IoT Core message broker: MQTT 3.1.1 and MQTT 5 on one mutual-TLS port
+ * (`mqtt/server.ts` speaks MQTT; this file is AWS IoT's identity and authorization on top).
  *
  * TLS: a client certificate that does not chain to the lab CA fails the handshake with a fatal
  * `unknown_ca` alert (see `client-certificate-gate.ts`; TLS 1.2, as the gate must read the
@@ -7,35 +8,42 @@
  *
  * Connect: the client certificate is looked up by its certificate id (SHA-256 of the DER);
  * unknown, INACTIVE, REVOKED and PENDING_ACTIVATION certificates are refused. Then every policy
- * attached to the certificate is evaluated for iot:Connect on `client/<clientId>`; later for
- * iot:Publish (`topic/…`), iot:RetainPublish as well for a RETAIN publish (`topic/…`),
- * iot:Subscribe (`topicfilter/<filter>`, MQTT wildcards literal) and iot:Receive (`topic/…`,
- * per message, retained messages included).
+ * attached to the certificate is evaluated for iot:Connect on `client/<clientId>` with the
+ * connect attributes (`PersistentConnect`, `LastWill`, `MQTTv5`); a Will message needs
+ * iot:Publish (and iot:RetainPublish when retained) on its topic at CONNECT. Later: iot:Publish
+ * (`topic/…`), iot:RetainPublish as well for a RETAIN publish, iot:Subscribe
+ * (`topicfilter/<filter>` as sent, `$share/<name>/…` included, MQTT wildcards literal) and
+ * iot:Receive (`topic/…`, per message, retained and queued messages included).
  *
- * Like AWS IoT Core with MQTT 3.1.1: an unauthorized PUBLISH (retained or not) closes the
- * connection (disconnectReason AUTH_ERROR) and nothing is stored or delivered; an unauthorized
- * SUBSCRIBE gets the SUBACK failure code 0x80; a message the subscriber may not receive is
- * dropped. Every denial is logged with the decision (action, resource, reason, deciding
- * statement).
+ * The same decisions on both protocol versions, answered as AWS IoT Core answers each: an
+ * unauthorized PUBLISH closes an MQTT 3.1.1 connection (disconnectReason AUTH_ERROR) and gets
+ * PUBACK 0x87 on MQTT 5 (a QoS 0 one is dropped); an unauthorized SUBSCRIBE gets SUBACK 0x80
+ * (3.1.1) or 0x87 (5); a message the subscriber may not receive is dropped. Every denial is
+ * logged with the decision (action, resource, reason, deciding statement).
  *
  * Reserved topics (`reserved-topics.ts`): Basic Ingest (`$aws/rules/…`) and fleet provisioning
  * requests are consumed by the service (rules engine, provisioning API) and never delivered to
- * a subscriber; subscribing to Basic Ingest or to a provisioning request topic gets 0x80;
- * publishing to lifecycle events or provisioning answers closes the connection. A message is
- * delivered only through a subscription that matches it under MQTT rules (a filter starting
- * with a wildcard never matches a `$` topic), retained and queued messages included.
+ * a subscriber; subscribing to Basic Ingest or to a provisioning request topic is refused;
+ * publishing to lifecycle events or provisioning answers closes the connection (both versions).
  *
  * Presence events `$aws/events/presence/connected|disconnected/<clientId>` are published through
  * the broker itself, so subscribers and `onMessage` listeners (the rules engine) see them.
  */
-import { randomUUID } from 'node:crypto';
-import { X509Certificate } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
 import { createSecureContext, SecureContext, TLSSocket } from 'node:tls';
-import type { Client, PublishPacket, Subscription } from 'aedes';
-import { loadAedes, type AedesBroker } from './aedes-loader';
+import type { IConnectPacket } from 'mqtt-packet';
+import type { MqttBrokerLimits } from './mqtt/limits';
 import { certificateIdOfDer, type LabCa } from './ca';
 import { ClientCertificateGate } from './client-certificate-gate';
+import { RC } from './mqtt/reason-codes';
+import {
+  MqttServer,
+  type Connection,
+  type Denial,
+  type Message,
+  type PublishProperties,
+} from './mqtt/server';
 import { evaluatePolicies, iotArn, type IotAction, type PolicyContext } from './policy-evaluator';
 import {
   isProvisioningRequestTopic,
@@ -45,13 +53,16 @@ import {
 } from './provisioning';
 import { isServiceConsumedTopic, reservedPublishRefusal, reservedSubscribeRefusal } from './reserved-topics';
 import type { IotRegistry } from './state';
-import { topicMatches } from '../rules/topic-filter';
 
 export interface BrokerMessage {
   topic: string;
   payload: Buffer;
   clientId?: string;
   principal?: string;
+  /** MQTT version of the publishing connection (none for the service's own messages). */
+  mqttVersion?: '3.1.1' | '5';
+  /** MQTT 5 properties of the PUBLISH (user properties, content type, response topic, …). */
+  properties?: PublishProperties;
 }
 
 export interface BrokerOptions {
@@ -61,46 +72,51 @@ export interface BrokerOptions {
   provisioning: ProvisioningApi;
   log?: Log;
   onMessage: (m: BrokerMessage) => void;
+  /** Overrides of AWS IoT Core's broker limits (tests only; the lab uses AWS's). */
+  limits?: Partial<MqttBrokerLimits>;
 }
 
-interface Session {
+/** What the broker knows of an accepted connection. */
+interface IotSession {
   clientId: string;
   certificateId: string;
   sessionIdentifier: string;
   versionNumber: number;
   ipAddress: string;
   ctx: PolicyContext;
-  connectAttributes: string[];
-  disconnectReason?: string;
-  announced: boolean;
 }
 
-type AuthError = Error & { returnCode: number };
-
-function authError(message: string): AuthError {
-  return Object.assign(new Error(message), { returnCode: 5 });
-}
+/** Client ids with `#` or `+` get no lifecycle events (AWS IoT Developer Guide, "Lifecycle events"). */
+const NO_LIFECYCLE_EVENTS = /[#+]/;
 
 export class IotBroker {
-  private aedes?: AedesBroker;
+  private mqtt?: MqttServer;
   private server?: NetServer;
   private readonly sockets = new Set<Socket>();
-  /** Remote address of each TLS connection (the TLS socket sits on the gate, not on TCP). */
-  private readonly remotes = new WeakMap<object, string>();
-  private readonly sessions = new WeakMap<Client, Session>();
-  private readonly pendingAttributes = new WeakMap<Client, string[]>();
-  private readonly byCertificate = new Map<string, Set<Client>>();
+  private readonly byCertificate = new Map<string, Set<Connection>>();
   private readonly versions = new Map<string, number>();
   port = 0;
 
   constructor(private readonly o: BrokerOptions) {}
 
   async start(): Promise<number> {
-    const aedes = await this.createAedes();
-    this.aedes = aedes;
-    this.watchAedes(aedes);
+    const mqtt = new MqttServer({
+      limits: this.o.limits,
+      log: this.o.log,
+      hooks: {
+        authenticate: (c, p) => this.authenticate(c, p),
+        authorizePublish: (c, m) => this.publishDenial(c, m),
+        authorizeSubscribe: (c, filter) => this.subscribeDenial(c, filter),
+        mayReceive: (c, m) => this.mayReceive(c, m),
+        isServiceConsumed: isServiceConsumedTopic,
+        onMessage: (m, from) => this.onMessage(m, from),
+        onConnected: (c) => this.onConnected(c),
+        onDisconnected: (c) => this.onDisconnected(c),
+      },
+    });
+    this.mqtt = mqtt;
     this.closeOnCertificateDisabled();
-    this.server = this.createTlsFront(aedes);
+    this.server = this.createTlsFront(mqtt);
     const server = this.server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -110,118 +126,31 @@ export class IotBroker {
     return this.port;
   }
 
-  /** aedes with the IoT Core checks as its hooks: certificate at CONNECT, then the policies. */
-  private createAedes(): Promise<AedesBroker> {
-    const { Aedes } = loadAedes();
-    const reg = this.o.registry;
-    return Aedes.createBroker({
-      maxClientsIdLength: 128,
-      heartbeatInterval: 60_000,
-      preConnect: (client, packet, cb) => {
-        const attrs: string[] = [];
-        if (packet.clean === false) attrs.push('PersistentConnect');
-        if (packet.will) attrs.push('LastWill');
-        this.pendingAttributes.set(client, attrs);
-        cb(null, true);
-      },
-      authenticate: (client, _u, _p, done) => {
-        try {
-          this.authenticate(client);
-          done(null, true);
-        } catch (e) {
-          done(e as AuthError, false);
-        }
-      },
-      authorizePublish: (client, packet, cb) => {
-        if (!client) return cb(null); // server-side publish
-        const s = this.sessions.get(client);
-        if (!s) return cb(new Error('not authenticated'));
-        const denied = this.publishDenial(s, packet);
-        if (denied) {
-          s.disconnectReason = 'AUTH_ERROR';
-          return cb(new Error(denied));
-        }
-        // The service consumes it (rules engine, provisioning API): there is nothing to retain.
-        if (isServiceConsumedTopic(packet.topic)) packet.retain = false;
-        cb(null);
-      },
-      authorizeSubscribe: (client, sub: Subscription, cb) => {
-        const s = this.sessions.get(client);
-        if (!s) return cb(new Error('not authenticated'), null);
-        const refusal = reservedSubscribeRefusal(sub.topic);
-        if (refusal) {
-          this.logDenial(s, 'iot:Subscribe', sub.topic, refusal);
-          return cb(null, null);
-        }
-        if (!this.check(s, 'iot:Subscribe', iotArn.topicFilter(reg.region, reg.accountId, sub.topic)))
-          return cb(null, null);
-        cb(null, sub);
-      },
-      authorizeForward: (client, packet) => {
-        const s = this.sessions.get(client);
-        if (!s) return null;
-        if (isServiceConsumedTopic(packet.topic)) return null;
-        if (!this.subscribedTo(client, packet.topic)) return null;
-        if (!this.check(s, 'iot:Receive', iotArn.topic(reg.region, reg.accountId, packet.topic))) return null;
-        return packet;
-      },
+  async stop(): Promise<void> {
+    const mqtt = this.mqtt;
+    const server = this.server;
+    this.mqtt = undefined;
+    this.server = undefined;
+    if (mqtt) await mqtt.stop();
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Server-side publish through the broker (subscribers, Receive policy, onMessage). */
+  publish(topic: string, payload: Buffer | string, qos: 0 | 1 = 0): Promise<void> {
+    const mqtt = this.mqtt;
+    if (!mqtt) return Promise.reject(new Error('broker is stopped'));
+    mqtt.publish({
+      topic,
+      payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+      qos,
+      retain: false,
     });
+    return Promise.resolve();
   }
 
-  /** Presence events, keep-alive timeouts, and accepted publishes (provisioning API or onMessage). */
-  private watchAedes(aedes: AedesBroker): void {
-    aedes.on('clientReady', (client) => this.onReady(client));
-    aedes.on('clientDisconnect', (client) => this.onDisconnect(client));
-    aedes.on('keepaliveTimeout', (client) => {
-      const s = this.sessions.get(client);
-      if (s) s.disconnectReason = 'MQTT_KEEP_ALIVE_TIMEOUT';
-    });
-    aedes.on('publish', (packet, client) => this.onPublish(packet, client));
-  }
-
-  private onPublish(packet: PublishPacket, client: Client | null): void {
-    if (packet.topic.startsWith('$SYS/')) return;
-    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
-    if (!client) {
-      this.emit({ topic: packet.topic, payload });
-      return;
-    }
-    const s = this.sessions.get(client);
-    if (!s) return;
-    if (isProvisioningRequestTopic(packet.topic)) {
-      this.provision(client, s, packet.topic, payload).catch((e: unknown) =>
-        this.o.log?.({
-          level: 'error',
-          msg: `fleet provisioning request failed: ${e instanceof Error ? e.message : String(e)}`,
-          clientId: s.clientId,
-          topic: packet.topic,
-        }),
-      );
-      return;
-    }
-    if (isProvisioningTopic(packet.topic)) return;
-    this.emit({ topic: packet.topic, payload, clientId: s.clientId, principal: s.certificateId });
-  }
-
-  /** A certificate leaving ACTIVE closes its connections at once. */
-  private closeOnCertificateDisabled(): void {
-    this.o.registry.onCertificateDisabled((certificateId) => {
-      for (const c of this.byCertificate.get(certificateId) ?? []) {
-        const s = this.sessions.get(c);
-        if (s) s.disconnectReason = 'SERVER_INITIATED_DISCONNECT';
-        this.o.log?.({
-          level: 'info',
-          msg: 'closing connection: certificate is no longer ACTIVE',
-          clientId: c.id,
-          certificateId,
-        });
-        c.close();
-      }
-    });
-  }
-
-  /** The TCP server whose connections go through the client-certificate gate and TLS to aedes. */
-  private createTlsFront(aedes: AedesBroker): NetServer {
+  /** The TCP server whose connections go through the client-certificate gate and TLS to MQTT. */
+  private createTlsFront(mqtt: MqttServer): NetServer {
     const secureContext = createSecureContext({
       key: this.o.ca.serverKeyPem,
       cert: this.o.ca.serverCertPem,
@@ -230,24 +159,14 @@ export class IotBroker {
       maxVersion: 'TLSv1.2',
     });
     const caCertificate = new X509Certificate(this.o.ca.caPem);
-    return createNetServer({ noDelay: true }, (tcp) => this.accept(aedes, tcp, secureContext, caCertificate));
-  }
-
-  async stop(): Promise<void> {
-    const aedes = this.aedes;
-    const server = this.server;
-    this.aedes = undefined;
-    this.server = undefined;
-    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    return createNetServer({ noDelay: true }, (tcp) => this.accept(mqtt, tcp, secureContext, caCertificate));
   }
 
   /**
    * One TCP connection: the client-certificate gate in front of a server-side TLS socket, and
-   * aedes on the TLS socket (its connect timeout also bounds a stalled handshake).
+   * MQTT on the TLS socket (its connect timeout also bounds a stalled handshake).
    */
-  private accept(aedes: AedesBroker, tcp: Socket, secureContext: SecureContext, ca: X509Certificate): void {
+  private accept(mqtt: MqttServer, tcp: Socket, secureContext: SecureContext, ca: X509Certificate): void {
     const remote = tcp.remoteAddress ?? 'unknown';
     this.sockets.add(tcp);
     tcp.on('close', () => this.sockets.delete(tcp));
@@ -268,33 +187,63 @@ export class IotBroker {
     });
     // The identity is fixed at CONNECT: no renegotiation to another certificate afterwards.
     socket.disableRenegotiation();
-    this.remotes.set(socket, remote);
     let established = false;
     socket.once('secure', () => (established = true));
     socket.on('error', (err) => {
       if (established || gate.refused) return;
       this.o.log?.({ level: 'info', msg: `TLS handshake refused: ${err.message}`, remote });
     });
-    aedes.handle(socket);
+    mqtt.handle(socket, remote);
   }
 
-  /** Server-side publish through the broker (subscribers, Receive policy, onMessage). */
-  publish(topic: string, payload: Buffer | string, qos: 0 | 1 = 0): Promise<void> {
-    const aedes = this.aedes;
-    if (!aedes) return Promise.reject(new Error('broker is stopped'));
-    return new Promise((resolve, reject) =>
-      aedes.publish(
-        {
-          cmd: 'publish',
-          topic,
-          payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
-          qos,
-          retain: false,
-          dup: false,
-        },
-        (err) => (err ? reject(err) : resolve()),
-      ),
-    );
+  /** A certificate leaving ACTIVE closes its connections at once. */
+  private closeOnCertificateDisabled(): void {
+    this.o.registry.onCertificateDisabled((certificateId) => {
+      for (const c of [...(this.byCertificate.get(certificateId) ?? [])]) {
+        this.o.log?.({
+          level: 'info',
+          msg: 'closing connection: certificate is no longer ACTIVE',
+          clientId: c.clientId,
+          certificateId,
+        });
+        this.mqtt?.disconnect(
+          c,
+          RC.NOT_AUTHORIZED,
+          'the certificate is no longer ACTIVE',
+          'SERVER_INITIATED_DISCONNECT',
+        );
+      }
+    });
+  }
+
+  private onMessage(m: Message, from: Connection | undefined): void {
+    if (m.topic.startsWith('$SYS/')) return;
+    if (!from) {
+      this.emit({ topic: m.topic, payload: m.payload });
+      return;
+    }
+    const s = from.data as IotSession | undefined;
+    if (!s) return;
+    if (isProvisioningRequestTopic(m.topic)) {
+      this.provision(from, s, m.topic, m.payload).catch((e: unknown) =>
+        this.o.log?.({
+          level: 'error',
+          msg: `fleet provisioning request failed: ${e instanceof Error ? e.message : String(e)}`,
+          clientId: s.clientId,
+          topic: m.topic,
+        }),
+      );
+      return;
+    }
+    if (isProvisioningTopic(m.topic)) return;
+    this.emit({
+      topic: m.topic,
+      payload: m.payload,
+      clientId: s.clientId,
+      principal: s.certificateId,
+      mqttVersion: from.version === 5 ? '5' : '3.1.1',
+      properties: m.properties,
+    });
   }
 
   private emit(m: BrokerMessage): void {
@@ -309,19 +258,19 @@ export class IotBroker {
     }
   }
 
-  private authenticate(client: Client): void {
+  /** CONNECT: the certificate, the thing, then iot:Connect with the connect attributes. */
+  private authenticate(c: Connection, p: IConnectPacket): Denial | undefined {
     const reg = this.o.registry;
-    const socket = client.conn as unknown as TLSSocket;
+    const socket = c.socket as TLSSocket;
     const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-    const remote = this.remotes.get(socket) ?? socket.remoteAddress ?? 'unknown';
     if (!peer || !peer.raw) {
       this.o.log?.({
         level: 'warn',
         msg: 'connect refused: no client certificate',
-        clientId: client.id,
-        remote,
+        clientId: c.clientId,
+        remote: c.remoteAddress,
       });
-      throw authError('client certificate required');
+      return { code: RC.NOT_AUTHORIZED, reason: 'client certificate required' };
     }
     const certificateId = certificateIdOfDer(peer.raw);
     const cert = reg.certificates.get(certificateId);
@@ -329,15 +278,14 @@ export class IotBroker {
       this.o.log?.({
         level: 'warn',
         msg: `connect refused: certificate ${cert ? `is ${cert.status}` : 'is not registered'}`,
-        clientId: client.id,
+        clientId: c.clientId,
         certificateId,
       });
-      throw authError('certificate not usable');
+      return { code: RC.NOT_AUTHORIZED, reason: 'certificate not usable' };
     }
-    const clientId = client.id;
+    const clientId = c.clientId;
     const thing = reg.things.get(clientId);
     const attached = thing !== undefined && reg.isThingAttached(clientId, certificateId);
-    const connectAttributes = this.pendingAttributes.get(client) ?? [];
     const ctx: PolicyContext = {
       region: reg.region,
       accountId: reg.accountId,
@@ -347,38 +295,25 @@ export class IotBroker {
         attached && thing
           ? { thingName: thing.thingName, thingTypeName: thing.thingTypeName, attributes: thing.attributes }
           : undefined,
-      connectAttributes,
+      connectAttributes: connectAttributes(c, p),
     };
     const version = (this.versions.get(clientId) ?? 0) + 1;
-    this.versions.set(clientId, version);
-    const session: Session = {
+    const session: IotSession = {
       clientId,
       certificateId,
       sessionIdentifier: randomUUID(),
       versionNumber: version,
-      ipAddress: remote.replace(/^::ffff:/, ''),
+      ipAddress: c.remoteAddress.replace(/^::ffff:/, ''),
       ctx,
-      connectAttributes,
-      announced: false,
     };
-    if (!this.check(session, 'iot:Connect', iotArn.client(reg.region, reg.accountId, clientId))) {
-      throw authError('connect denied by policy');
-    }
-    // A second connection with the same client id takes over (aedes closes the old one).
-    const previous = (this.aedes as unknown as { clients: Record<string, Client> } | undefined)?.clients[
-      clientId
-    ];
-    if (previous && previous !== client) {
-      const ps = this.sessions.get(previous);
-      if (ps) ps.disconnectReason = 'DUPLICATE_CLIENTID';
-    }
-    this.sessions.set(client, session);
-    let set = this.byCertificate.get(certificateId);
-    if (!set) this.byCertificate.set(certificateId, (set = new Set()));
-    set.add(client);
+    if (!this.check(session, 'iot:Connect', iotArn.client(reg.region, reg.accountId, clientId)))
+      return { code: RC.NOT_AUTHORIZED, reason: 'connect denied by policy' };
+    this.versions.set(clientId, version);
+    c.data = session;
+    return undefined;
   }
 
-  private check(s: Session, action: IotAction, resource: string): boolean {
+  private check(s: IotSession, action: IotAction, resource: string): boolean {
     const d = evaluatePolicies(
       this.o.registry.policiesForCertificate(s.certificateId),
       { action, resource },
@@ -399,33 +334,51 @@ export class IotBroker {
     return d.allowed;
   }
 
-  /** Why this PUBLISH is refused (reserved topic, iot:Publish, iot:RetainPublish), or undefined. */
-  private publishDenial(s: Session, packet: PublishPacket): string | undefined {
+  /** Why this PUBLISH (or Will) is refused (reserved topic, iot:Publish, iot:RetainPublish), or undefined. */
+  private publishDenial(c: Connection, m: Message): Denial | undefined {
+    const s = c.data as IotSession;
     const reg = this.o.registry;
-    const refusal = reservedPublishRefusal(packet.topic);
+    const refusal = reservedPublishRefusal(m.topic);
     if (refusal) {
-      this.logDenial(s, 'iot:Publish', packet.topic, refusal);
-      return `publish to ${packet.topic} refused: ${refusal}`;
+      this.logDenial(s, 'iot:Publish', m.topic, refusal);
+      // AWS: an unsupported publish to a reserved topic can terminate the connection.
+      return {
+        code: RC.NOT_AUTHORIZED,
+        reason: `publish to ${m.topic} refused: ${refusal}`,
+        disconnect: true,
+      };
     }
-    const resource = iotArn.topic(reg.region, reg.accountId, packet.topic);
-    if (!this.check(s, 'iot:Publish', resource)) return `publish to ${packet.topic} denied by policy`;
+    const resource = iotArn.topic(reg.region, reg.accountId, m.topic);
+    if (!this.check(s, 'iot:Publish', resource))
+      return { code: RC.NOT_AUTHORIZED, reason: `publish to ${m.topic} denied by policy` };
     // AWS IoT: a RETAIN publish needs iot:RetainPublish as well as iot:Publish on the topic.
-    if (packet.retain && !this.check(s, 'iot:RetainPublish', resource))
-      return `retained publish to ${packet.topic} denied by policy`;
+    if (m.retain && !isServiceConsumedTopic(m.topic) && !this.check(s, 'iot:RetainPublish', resource))
+      return { code: RC.NOT_AUTHORIZED, reason: `retained publish to ${m.topic} denied by policy` };
     return undefined;
   }
 
-  /**
-   * True when one of the client's subscriptions matches `topic` under MQTT rules. aedes already
-   * holds this for live messages, but its retained-message store and offline queue match `#`
-   * and `+` against `$` topics too.
-   */
-  private subscribedTo(client: Client, topic: string): boolean {
-    const subs = (client as unknown as { subscriptions: Record<string, unknown> }).subscriptions;
-    return Object.keys(subs).some((filter) => topicMatches(filter, topic));
+  private subscribeDenial(c: Connection, filter: string): Denial | undefined {
+    const s = c.data as IotSession;
+    const reg = this.o.registry;
+    const inner = filter.startsWith('$share/') ? filter.split('/').slice(2).join('/') : filter;
+    const refusal = reservedSubscribeRefusal(inner);
+    if (refusal) {
+      this.logDenial(s, 'iot:Subscribe', filter, refusal);
+      return { code: RC.NOT_AUTHORIZED, reason: refusal };
+    }
+    if (!this.check(s, 'iot:Subscribe', iotArn.topicFilter(reg.region, reg.accountId, filter)))
+      return { code: RC.NOT_AUTHORIZED, reason: `subscribe to ${filter} denied by policy` };
+    return undefined;
   }
 
-  private logDenial(s: Session, action: IotAction, resource: string, why: string): void {
+  private mayReceive(c: Connection, m: Message): boolean {
+    const s = c.data as IotSession | undefined;
+    if (!s) return false;
+    const reg = this.o.registry;
+    return this.check(s, 'iot:Receive', iotArn.topic(reg.region, reg.accountId, m.topic));
+  }
+
+  private logDenial(s: IotSession, action: IotAction, resource: string, why: string): void {
     this.o.log?.({
       level: 'warn',
       msg: `denied ${action} on ${resource}: ${why}`,
@@ -435,22 +388,21 @@ export class IotBroker {
     });
   }
 
-  private onReady(client: Client): void {
-    const s = this.sessions.get(client);
-    if (!s) return;
-    s.announced = true;
-    if (/[#+]/.test(s.clientId)) return;
+  private onConnected(c: Connection): void {
+    const s = c.data as IotSession;
+    let set = this.byCertificate.get(s.certificateId);
+    if (!set) this.byCertificate.set(s.certificateId, (set = new Set()));
+    set.add(c);
+    if (NO_LIFECYCLE_EVENTS.test(s.clientId)) return;
     void this.publishPresence('connected', s, {}).catch(() => undefined);
   }
 
-  private onDisconnect(client: Client): void {
-    const s = this.sessions.get(client);
+  private onDisconnected(c: Connection): void {
+    const s = c.data as IotSession | undefined;
     if (!s) return;
-    this.byCertificate.get(s.certificateId)?.delete(client);
-    if (!s.announced || /[#+]/.test(s.clientId) || !this.aedes) return;
-    const clientInitiated = (client as unknown as { _disconnected?: boolean })._disconnected === true;
-    const reason =
-      s.disconnectReason ?? (clientInitiated ? 'CLIENT_INITIATED_DISCONNECT' : 'CONNECTION_LOST');
+    this.byCertificate.get(s.certificateId)?.delete(c);
+    if (NO_LIFECYCLE_EVENTS.test(s.clientId) || !this.mqtt) return;
+    const reason = c.endReason ?? 'CONNECTION_LOST';
     void this.publishPresence('disconnected', s, {
       clientInitiatedDisconnect: reason === 'CLIENT_INITIATED_DISCONNECT',
       disconnectReason: reason,
@@ -460,7 +412,7 @@ export class IotBroker {
   /** Payload shape: AWS IoT Developer Guide, "Lifecycle events" (connect/disconnect). */
   private publishPresence(
     kind: 'connected' | 'disconnected',
-    s: Session,
+    s: IotSession,
     extra: Record<string, unknown>,
   ): Promise<void> {
     const payload = {
@@ -476,33 +428,36 @@ export class IotBroker {
     return this.publish(`$aws/events/presence/${kind}/${s.clientId}`, JSON.stringify(payload), 1);
   }
 
-  private async provision(client: Client, s: Session, topic: string, payload: Buffer): Promise<void> {
+  private async provision(c: Connection, s: IotSession, topic: string, payload: Buffer): Promise<void> {
     const res = await this.o.provisioning.handle(topic, payload, {
       clientId: s.clientId,
       certificateId: s.certificateId,
     });
-    if (!res || client.closed) return;
-    const subs = (client as unknown as { subscriptions: Record<string, { qos: number }> }).subscriptions;
-    const match = Object.entries(subs).find(([filter]) => topicMatches(filter, res.topic));
-    if (!match) {
+    if (!res || c.closed || !this.mqtt) return;
+    const sent = this.mqtt.sendTo(c, {
+      topic: res.topic,
+      payload: Buffer.from(JSON.stringify(res.payload)),
+      qos: 1,
+      retain: false,
+    });
+    if (!sent)
       this.o.log?.({
         level: 'info',
         msg: `fleet provisioning response dropped: the connection is not subscribed to ${res.topic}`,
         clientId: s.clientId,
       });
-      return;
-    }
-    const qos = Math.min(1, match[1].qos ?? 0) as 0 | 1;
-    client.publish(
-      {
-        cmd: 'publish',
-        topic: res.topic,
-        payload: Buffer.from(JSON.stringify(res.payload)),
-        qos,
-        retain: false,
-        dup: false,
-      },
-      () => undefined,
-    );
   }
+}
+
+/**
+ * `iot:ConnectAttributes` of a CONNECT: `PersistentConnect` (a session that outlives the
+ * connection), `LastWill` (a Will message) and `MQTTv5` (an MQTT 5 connection; see D22).
+ */
+function connectAttributes(c: Connection, p: IConnectPacket): string[] {
+  const attrs: string[] = [];
+  const persistent = c.version === 4 ? p.clean === false : (p.properties?.sessionExpiryInterval ?? 0) > 0;
+  if (persistent) attrs.push('PersistentConnect');
+  if (p.will) attrs.push('LastWill');
+  if (c.version === 5) attrs.push('MQTTv5');
+  return attrs;
 }
