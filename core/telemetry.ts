@@ -19,8 +19,12 @@ export type RecordType = (typeof RECORD_TYPES)[number];
 
 /** Limits of the device contract. */
 export const TELEMETRY_LIMITS = {
-  /** AWS IoT Core's largest MQTT payload (bytes). */
-  maxPayloadBytes: 128 * 1024,
+  /**
+   * Largest payload a device sends (bytes). AWS IoT Core refuses MQTT packets over 128 KiB,
+   * payload, topic and headers together; this leaves 1 KiB for the topic (at most 256 bytes),
+   * the fixed header and MQTT 5 properties.
+   */
+  maxPayloadBytes: 127 * 1024,
   /** AWS IoT Core meters messages in 5 KB steps: keep a message under this to pay for one. */
   meteredStepBytes: 5 * 1024,
   /** Readings one telemetry message may carry. */
