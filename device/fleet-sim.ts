@@ -17,7 +17,7 @@ import {
 import { classifyFailure } from './enrollment';
 import { faultAgentOptions } from './faults';
 import { generateFactoryKey, type FactoryIdentity } from './identity';
-import { DEFAULT_MQTT_VERSION } from './mqtt-protocol';
+import { DEFAULT_MQTT_VERSION, MQTT_VERSIONS } from './mqtt-protocol';
 
 /** One device of a fleet run: its factory identity, optional fault modes and MQTT version. */
 export interface DeviceSpec {
@@ -93,6 +93,8 @@ export interface FleetSummary {
   p99Ms: number;
   /** Wall time of the whole run. */
   wallMs: number;
+  /** Devices per MQTT version (of the results that name theirs). */
+  mqttVersions: Partial<Record<MqttVersion, number>>;
 }
 
 export interface FleetResult {
@@ -134,8 +136,12 @@ export function percentile(values: number[], p: number): number {
   return sorted[rank - 1];
 }
 
-export function summarize(results: EnrollmentResult[], wallMs = 0): FleetSummary {
+export function summarize(
+  results: Array<EnrollmentResult & { mqttVersion?: MqttVersion }>,
+  wallMs = 0,
+): FleetSummary {
   const deniedByReason: Record<string, number> = {};
+  const mqttVersions: FleetSummary['mqttVersions'] = {};
   const gaveUpByCause: Record<string, number> = {};
   const times: number[] = [];
   let enrolled = 0;
@@ -143,6 +149,7 @@ export function summarize(results: EnrollmentResult[], wallMs = 0): FleetSummary
   let retries = 0;
   for (const r of results) {
     retries += r.retries;
+    if (r.mqttVersion) mqttVersions[r.mqttVersion] = (mqttVersions[r.mqttVersion] ?? 0) + 1;
     if (r.outcome === 'enrolled') {
       enrolled++;
       times.push(r.enrollMs);
@@ -165,6 +172,7 @@ export function summarize(results: EnrollmentResult[], wallMs = 0): FleetSummary
     p50Ms: percentile(times, 50),
     p99Ms: percentile(times, 99),
     wallMs,
+    mqttVersions,
   };
 }
 
@@ -172,7 +180,7 @@ export function summarize(results: EnrollmentResult[], wallMs = 0): FleetSummary
 export function formatSummary(summary: FleetSummary): string {
   const lines = [
     `Enrollment: ${summary.enrolled}/${summary.attempted} enrolled, ${sumValues(summary.deniedByReason)} denied, ${summary.gaveUp} gave up, ${summary.retries} retries`,
-    `  enroll time: p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms; wall ${(summary.wallMs / 1000).toFixed(1)} s`,
+    `  enroll time: p50 ${summary.p50Ms} ms, p99 ${summary.p99Ms} ms; wall ${(summary.wallMs / 1000).toFixed(1)} s${mqttNote(summary.mqttVersions)}`,
   ];
   const reasons = Object.entries(summary.deniedByReason).sort(
     (a, b) => b[1] - a[1] || a[0].localeCompare(b[0]),
@@ -188,6 +196,14 @@ export function formatSummary(summary: FleetSummary): string {
   );
   for (const [cause, n] of causes) lines.push(`  gave up: ${n} (${cause})`);
   return lines.join('\n');
+}
+
+/** `; MQTT 5` for a run on one version, `; MQTT 3.1.1 ×3, 5 ×2` for a mixed one. */
+function mqttNote(versions: FleetSummary['mqttVersions']): string {
+  const used = MQTT_VERSIONS.flatMap((v) => (versions[v] ? [[v, versions[v]] as const] : []));
+  if (used.length === 0) return '';
+  if (used.length === 1) return `; MQTT ${used[0][0]}`;
+  return `; MQTT ${used.map(([v, n]) => `${v} ×${n}`).join(', ')}`;
 }
 
 function sumValues(m: Record<string, number>): number {

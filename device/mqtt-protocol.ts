@@ -117,14 +117,21 @@ export function reasonCodeName(code: number, packet: AckPacket, version: MqttVer
   return undefined;
 }
 
-/** `0x87 Not authorized`; a code nobody defined reads `0xa7 (unknown reason code)`. */
+/**
+ * `0x87 Not authorized`; a code nobody defined reads `0xa7 (unknown reason code)`. A server that
+ * speaks only MQTT 3.1.1 answers an MQTT 5 CONNECT with its return code 0x01; that answer says so:
+ * `0x01 Unacceptable protocol version (an MQTT 3.1.1 return code: the server does not speak MQTT 5)`.
+ */
 export function describeReasonCode(code: number, packet: AckPacket, version: MqttVersion): string {
-  return `${hexCode(code)} ${reasonCodeName(code, packet, version) ?? '(unknown reason code)'}`;
+  const name = reasonCodeName(code, packet, version);
+  if (name === undefined && version === '5' && packet === 'CONNACK' && MQTT311_CONNACK[code])
+    return `${hexCode(code)} ${MQTT311_CONNACK[code]} (an MQTT 3.1.1 return code: the server does not speak MQTT 5)`;
+  return `${hexCode(code)} ${name ?? '(unknown reason code)'}`;
 }
 
-/** Whether `code` is a refusal: a 3.1.1 CONNACK return code other than 0, or any code ≥ 0x80. */
-export function isRefusal(code: number, packet: AckPacket, version: MqttVersion): boolean {
-  return code >= 0x80 || (packet === 'CONNACK' && version === '3.1.1' && code !== 0);
+/** Whether `code` is a refusal: any CONNACK code but 0, or any other code of 0x80 or more. */
+export function isRefusal(code: number, packet: AckPacket): boolean {
+  return packet === 'CONNACK' ? code !== 0 : code >= 0x80;
 }
 
 /**

@@ -299,7 +299,7 @@ export class MqttSession {
       // Stays attached: mqtt.js may emit a socket error twice, and errors after CONNACK surface
       // as `close` (see the constructor).
       const onError = (err: Error) => {
-        if (connack && isRefusal(connack.code, 'CONNACK', version)) {
+        if (connack && isRefusal(connack.code, 'CONNACK')) {
           const refused = connackRefused(connack.code, version);
           fail(
             new TransportError(
@@ -364,7 +364,7 @@ export class MqttSession {
         if (codes?.length === filters.length) {
           const refused = filters.flatMap((filter, i) => {
             const code = typeof codes[i] === 'number' ? codes[i] : 0;
-            return isRefusal(code, 'SUBACK', this.mqttVersion) ? [{ filter, code }] : [];
+            return isRefusal(code, 'SUBACK') ? [{ filter, code }] : [];
           });
           if (refused.length > 0) {
             const list = refused

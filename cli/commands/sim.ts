@@ -14,6 +14,12 @@ import type { FactoryIdentity } from '../../device/identity';
 import { formatLedger, silentDevices, type LedgerReport } from '../../device/ledger';
 import type { SimulateOptions, SimulateResult } from '../../device/simulate';
 import { BEHAVIOUR_PROFILES, DEFAULT_PROFILE_SETTINGS, parseFirmwareProfiles } from '../../device/profiles';
+import {
+  DEFAULT_MQTT_VERSION,
+  MQTT_VERSIONS,
+  parseMqttVersion,
+  type MqttVersion,
+} from '../../device/mqtt-protocol';
 import { TELEMETRY_LIMITS } from '../../core/telemetry';
 import { tlsMaterialProblem, type TlsMaterialPart } from '../../device/tls-material';
 import { detectFormat, formatIssue, parseManifest } from '../../core/manifest';
@@ -73,6 +79,8 @@ export interface SimOptions {
   profiles?: string[];
   /** Seed of the simulation's random draws (same seed, same values and faults). */
   seed?: string;
+  /** MQTT version of every session, as given (`3.1.1` or `5`). @default '3.1.1' */
+  mqtt?: string;
 }
 
 export type SimResult = Omit<SimulateResult, 'agents' | 'close'> & {
@@ -124,6 +132,18 @@ export function checkStreamFlags(opts: SimOptions): void {
     parseFirmwareProfiles(opts.profiles ?? []);
   } catch (err) {
     throw new UsageError(`--profile ${(err as Error).message}`);
+  }
+}
+
+/** The MQTT version `--mqtt` names, or a UsageError naming the flag and the fix. */
+export function simMqttVersion(opts: Pick<SimOptions, 'mqtt'>): MqttVersion {
+  if (opts.mqtt === undefined) return DEFAULT_MQTT_VERSION;
+  try {
+    return parseMqttVersion(opts.mqtt);
+  } catch {
+    throw new UsageError(
+      `--mqtt "${opts.mqtt}" is not an MQTT version the simulator speaks; use ${MQTT_VERSIONS.map((v) => `--mqtt ${v}`).join(' or ')}`,
+    );
   }
 }
 
@@ -207,6 +227,7 @@ export async function checkSimOptions(opts: SimOptions): Promise<void> {
     }
   }
   checkStreamFlags(opts);
+  simMqttVersion(opts);
   // Loaded on demand: the MQTT/X.509 stack is only needed by this command.
   const { parseEndpoint } = await import('../../device/simulate');
   try {
@@ -278,6 +299,7 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   const stream = simStream(opts, ctx);
   if (stream)
     for (const line of profileWarnings(stream.profiles ?? {}, opts.streamSeconds ?? 0)) ctx.out.warn(line);
+  const mqttVersion = simMqttVersion(opts);
   let identities: string | FactoryIdentity[] | undefined = opts.identities;
   if (opts.manifest) identities = await identitiesFromManifest(opts.manifest, ctx);
   let result: SimulateResult;
@@ -302,6 +324,7 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
       ...(opts.servername ? { servername: opts.servername } : {}),
       ...(opts.certDir ? { certDir: opts.certDir } : {}),
       ...(opts.maxAttempts ? { backoff: { maxAttempts: opts.maxAttempts } } : {}),
+      mqttVersion,
       ...(stream ? { stream } : {}),
       // Streaming takes a while: say how enrollment went before it starts.
       ...(stream && !opts.json
@@ -448,6 +471,10 @@ export function registerSim(program: Command, run: RunCommand): void {
     )
     .option('--seed <text>', 'seed of the random draws: the same seed replays the same values and faults')
     .option(
+      '--mqtt <version>',
+      `MQTT version of every session, claim and thing: ${MQTT_VERSIONS.join(' or ')} (default ${DEFAULT_MQTT_VERSION})`,
+    )
+    .option(
       '--telemetry-rules <json>',
       `rule name per record type, {"telemetry":"…","health":"…"} (env ${CLI_ENV.telemetryRules}, output ${STACK_OUTPUTS.telemetryRules})`,
     )
@@ -478,6 +505,12 @@ behaviour: flaky (the link drops, the broker publishes the Last Will, buffered r
 re-sent after the reconnect) or crash-looping (reboots every 20 s with reset reason WATCHDOG).
 The summary adds what was made, acked, buffered, dropped and re-sent.
 
+MQTT version (--mqtt 3.1.1, the default, or --mqtt 5): every session of every unit, the claim
+session of enrollment and the thing session, speaks it. On MQTT 5 a session starts clean with no
+session expiry (as a 3.1.1 clean session), and a refusal names the broker's reason code: a give-up
+cause such as "CONNACK refused: 0x87 Not authorized", a publish refused with "PUBACK 0x87 Not
+authorized" (dropped, not re-sent), a session ended by "DISCONNECT 0x8e Session taken over".
+
 The claim certificate, its key (they must belong together) and the CA are checked before any
 connection; a problem with them is bad usage (exit 2). Exit code 0 when every unit enrolled, 1
 when any unit was denied (by the service) or gave up (the summary gives each denial reason and
@@ -487,6 +520,7 @@ ${examples([
   'fleet sim --endpoint localhost:8883 --ca lab-ca.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --manifest units.csv',
   OFFLINE_EXAMPLE,
   'fleet sim --endpoint localhost:8883 --ca lab-ca.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --devices 20 --firmware 1.1.0-rc1 --stream-seconds 120 --telemetry-interval 5 --profile 1.1.0-rc1=crash-looping',
+  'fleet sim --endpoint xxxx-ats.iot.eu-west-1.amazonaws.com --ca AmazonRootCA1.pem --claim-cert c/claim.cert.pem --claim-key c/claim.private.key --devices 5 --mqtt 5',
 ])}`,
     )
     .action(async (o, cmd: Command) => {
@@ -516,6 +550,7 @@ ${examples([
         direct: o.direct,
         profiles: o.profile,
         seed: o.seed,
+        mqtt: o.mqtt,
       };
       return run(
         cmd,

@@ -149,6 +149,23 @@ test('units that give up: exit 1, the cause grouped in the summary and in --json
   }
 });
 
+test('--mqtt 5 against a broker that speaks only MQTT 3.1.1: the give-up cause says so', async () => {
+  const h = harness();
+  expect(await h.run(['--serial', 'V5-0001', '--max-attempts', '1', '--mqtt', '5'])).toBe(EXIT_CODES.failed);
+  expect(h.out.lines[1]).toMatch(/; MQTT 5$/);
+  expect(h.out.lines).toContain(
+    '  gave up: 1 (CONNACK refused: 0x01 Unacceptable protocol version (an MQTT 3.1.1 return code: the server does not speak MQTT 5))',
+  );
+  // A bad version is bad usage (exit 2), before any connection.
+  const bad = harness();
+  const connections = iot.connections.length;
+  expect(await bad.run(['--serial', 'V5-0002', '--mqtt', '4'])).toBe(EXIT_CODES.usage);
+  expect(bad.stderr.join('')).toContain(
+    '--mqtt "4" is not an MQTT version the simulator speaks; use --mqtt 3.1.1 or --mqtt 5',
+  );
+  expect(iot.connections).toHaveLength(connections);
+});
+
 test('the real CLI against a closed port gives up, prints the cause and exits 1 on its own', async () => {
   const port = await closedLoopbackPort();
   const r = await outcome(

@@ -106,6 +106,7 @@ test('runFleet enrolls the good units and denies each bad case with its own reas
     enrolled: 7,
     gaveUp: 0,
     retries: 0,
+    mqttVersions: { '3.1.1': 11 },
     deniedByReason: {
       NOT_ON_ALLOWLIST: 1,
       ATTESTATION_INVALID: 2, // bad attestation and the clone (different factory key)
@@ -129,6 +130,7 @@ test('runFleet enrolls the good units and denies each bad case with its own reas
   const text = formatSummary(fleet.summary);
   expect(text).toContain('7/11 enrolled, 4 denied, 0 gave up, 0 retries');
   expect(text).toMatch(/ATTESTATION_INVALID\s+2/);
+  expect(text.split('\n')[1]).toMatch(/; MQTT 3\.1\.1$/);
 });
 
 test('keepConnected leaves the thing sessions open until close()', async () => {
@@ -279,8 +281,16 @@ test('summarize counts outcomes and nearest-rank percentiles', () => {
     p50Ms: 50,
     p99Ms: 99,
     wallMs: 5,
+    mqttVersions: {},
   });
   expect(percentile([], 50)).toBe(0);
+  const mixed = summarize([
+    { ...enrolled(1, 0), mqttVersion: '3.1.1' },
+    { ...enrolled(2, 0), mqttVersion: '5' },
+    { ...enrolled(3, 0), mqttVersion: '5' },
+  ]);
+  expect(mixed.mqttVersions).toEqual({ '3.1.1': 1, '5': 2 });
+  expect(formatSummary(mixed).split('\n')[1]).toMatch(/; MQTT 3\.1\.1 ×1, 5 ×2$/);
 });
 
 test('generated identities spread lots and revisions; the manifest never carries the private key', () => {

@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import {
   profileWarnings,
   checkSimOptions,
+  simMqttVersion,
   checkStreamFlags,
   sim,
   simNeeds,
@@ -60,6 +61,11 @@ describe('fleet sim argument checks (before any connection)', () => {
     [{}, /choose one with --template/],
     [{ template: 'zzz' }, /not one of the stack's provisioning templates/],
     [{ template: 'a', manifest: '/nonexistent.csv' }, /cannot read manifest \/nonexistent.csv/],
+    [
+      { template: 'a', mqtt: 'mqtt5' },
+      /^--mqtt "mqtt5" is not an MQTT version the simulator speaks; use --mqtt 3\.1\.1 or --mqtt 5$/,
+    ],
+    [{ template: 'a', mqtt: '4' }, /^--mqtt "4" is not an MQTT version/],
   ])('%j', async (given, message) => {
     const opts = { ...base, ...given };
     await expect(sim(opts, ctx())).rejects.toThrow(UsageError);
@@ -140,6 +146,14 @@ describe('fleet sim needs the stack templates only when --template and --claim-c
   ])('%j needs %j', (opts, needs) => {
     expect(simNeeds(opts)).toEqual(needs);
   });
+});
+
+test.each([
+  [undefined, '3.1.1'],
+  ['3.1.1', '3.1.1'],
+  ['5', '5'],
+] as const)('--mqtt %j runs every session on MQTT %s', (mqtt, version) => {
+  expect(simMqttVersion({ mqtt })).toBe(version);
 });
 
 describe('fleet sim streaming flags', () => {

@@ -41,19 +41,27 @@ test.each([
   [0x00, 'DISCONNECT', '5', '0x00 Normal disconnection'],
   [0x8e, 'DISCONNECT', '5', '0x8e Session taken over'],
   [0x06, 'CONNACK', '3.1.1', '0x06 (unknown reason code)'],
+  [
+    0x01,
+    'CONNACK',
+    '5',
+    '0x01 Unacceptable protocol version (an MQTT 3.1.1 return code: the server does not speak MQTT 5)',
+  ],
 ] as const)('describeReasonCode(%s, %s, MQTT %s) is %j', (code, packet, version, text) => {
   expect(describeReasonCode(code, packet, version)).toBe(text);
 });
 
 test.each([
-  [0x00, 'CONNACK', '5', false],
-  [0x05, 'CONNACK', '3.1.1', true],
-  [0x02, 'SUBACK', '5', false],
-  [0x80, 'SUBACK', '3.1.1', true],
-  [0x10, 'PUBACK', '5', false],
-  [0x87, 'PUBACK', '5', true],
-] as const)('isRefusal(%s, %s, MQTT %s) is %s', (code, packet, version, refused) => {
-  expect(isRefusal(code, packet, version)).toBe(refused);
+  [0x00, 'CONNACK', false],
+  [0x01, 'CONNACK', true],
+  [0x05, 'CONNACK', true],
+  [0x87, 'CONNACK', true],
+  [0x02, 'SUBACK', false],
+  [0x80, 'SUBACK', true],
+  [0x10, 'PUBACK', false],
+  [0x87, 'PUBACK', true],
+] as const)('isRefusal(%s, %s) is %s', (code, packet, refused) => {
+  expect(isRefusal(code, packet)).toBe(refused);
 });
 
 test.each([
