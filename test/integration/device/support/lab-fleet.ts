@@ -6,7 +6,13 @@
  */
 import { AttachPolicyCommand, CreateKeysAndCertificateCommand, type IoTClient } from '@aws-sdk/client-iot';
 import type { TelemetryRulesOutput } from '../../../../core/stack-outputs';
-import { runFleet, type DeviceAgent, type FleetResult, type TlsCredentials } from '../../../../device';
+import {
+  runFleet,
+  type DeviceAgent,
+  type FleetResult,
+  type MqttVersion,
+  type TlsCredentials,
+} from '../../../../device';
 import type { IotCore, IotMessage } from '../../../../lab/iot';
 import {
   arn,
@@ -88,11 +94,18 @@ export class LabFleet {
     return { host: this.core.mqtt.host, port: this.core.mqtt.port, caPem: this.core.mqtt.caPem };
   }
 
-  /** Enroll units (`serial` → firmware) and keep their thing sessions open. */
-  async enroll(units: Record<string, string>): Promise<FleetResult & { list: DeviceAgent[] }> {
+  /**
+   * Enroll units (`serial` → firmware) and keep their thing sessions open, on `mqtt` (one version
+   * for all, or per serial; 3.1.1 by default).
+   */
+  async enroll(
+    units: Record<string, string>,
+    mqtt: MqttVersion | Record<string, MqttVersion> = '3.1.1',
+  ): Promise<FleetResult & { list: DeviceAgent[] }> {
     const result = await runFleet({
       devices: Object.entries(units).map(([serial, firmware]) => ({
         identity: { serial, lot: 'LOT-A', hwRev: 'A', firmware },
+        mqttVersion: typeof mqtt === 'string' ? mqtt : (mqtt[serial] ?? '3.1.1'),
       })),
       endpoint: this.endpoint,
       claims: { 'LOT-A': this.claim },
