@@ -1,36 +1,15 @@
 /**
- * An mTLS aedes broker on a random loopback port with a scripted responder for the fleet
- * provisioning MQTT API. Answers go only to the requesting connection (as AWS IoT does), and
+ * An mTLS MQTT broker (the lab's MQTT server, without AWS IoT's policies) on a random loopback
+ * port with a scripted responder for the fleet provisioning MQTT API. Answers go only to the requesting connection (as AWS IoT does), and
  * only once the client has subscribed to the response topic.
  */
 import { createHash, randomUUID, X509Certificate } from 'node:crypto';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { certificateIdOf } from '../../../../core/attestation';
+import { RC } from '../../../../lab/iot/mqtt/reason-codes';
+import { MqttServer, type Connection } from '../../../../lab/iot/mqtt/server';
 import { TestCa, type IssuedPair } from './pki';
-
-/** aedes is ESM-only; load it with Node's own require (require(esm)), outside jest's registry. */
-interface AedesClient {
-  id: string;
-  conn: TLSSocket;
-  publish(packet: Record<string, unknown>, cb?: (err?: Error) => void): void;
-}
-interface AedesBroker {
-  handle: (conn: TLSSocket) => void;
-  close(cb: () => void): void;
-  on(
-    event: 'publish',
-    fn: (packet: { topic: string; payload: Buffer }, client: AedesClient | null) => void,
-  ): void;
-  on(event: 'subscribe', fn: (subs: Array<{ topic: string }>, client: AedesClient) => void): void;
-  on(event: 'client', fn: (client: AedesClient) => void): void;
-}
-function loadAedes(): { createBroker(opts?: Record<string, unknown>): Promise<AedesBroker> } {
-  const nodeModule = (
-    process as unknown as { getBuiltinModule(id: string): typeof import('node:module') }
-  ).getBuiltinModule('node:module');
-  return nodeModule.createRequire(__filename)('aedes').Aedes;
-}
 
 export interface RejectBody {
   statusCode: number;
@@ -86,12 +65,10 @@ export class ScriptedIot {
   onConnect?: (clientId: string) => 'accept' | 'notAuthorized';
   templateName = 'fleet-template';
 
-  private readonly subscriptions = new Map<AedesClient, Set<string>>();
-
   private constructor(
     readonly ca: TestCa,
     readonly server: Server,
-    private readonly broker: AedesBroker,
+    private readonly broker: MqttServer,
     readonly port: number,
     readonly serverCaPem: string,
   ) {}
@@ -99,26 +76,30 @@ export class ScriptedIot {
   static async start(): Promise<ScriptedIot> {
     const ca = await TestCa.create();
     const serverPair = await ca.issue('localhost', true);
-    const broker = await loadAedes().createBroker({
-      authenticate: (
-        client: AedesClient,
-        _user: unknown,
-        _pass: unknown,
-        cb: (e: Error | null, ok: boolean) => void,
-      ) => (iot.onConnect?.(client.id) === 'notAuthorized' ? cb(null, false) : cb(null, true)),
-      preConnect: (
-        client: AedesClient & { will?: unknown },
-        packet: Record<string, unknown>,
-        cb: (e: Error | null, ok: boolean) => void,
-      ) => {
-        const peer = client.conn.getPeerCertificate();
-        const will = packet.will as { topic: string; payload: Buffer } | undefined;
-        iot.connections.push({
-          clientId: String(packet.clientId),
-          certFingerprint: peer?.raw ? createHash('sha256').update(peer.raw).digest('hex') : '',
-          ...(will ? { will: { topic: will.topic, payload: will.payload.toString() } } : {}),
-        });
-        cb(null, true);
+    const broker: MqttServer = new MqttServer({
+      hooks: {
+        authenticate: (c, packet) => {
+          const peer = (c.socket as TLSSocket).getPeerCertificate();
+          const will = packet.will;
+          iot.connections.push({
+            clientId: packet.clientId,
+            certFingerprint: peer?.raw ? createHash('sha256').update(peer.raw).digest('hex') : '',
+            ...(will ? { will: { topic: will.topic, payload: String(will.payload) } } : {}),
+          });
+          return iot.onConnect?.(c.clientId) === 'notAuthorized'
+            ? { code: RC.NOT_AUTHORIZED, reason: 'scripted refusal' }
+            : undefined;
+        },
+        authorizePublish: () => undefined,
+        authorizeSubscribe: () => undefined,
+        mayReceive: () => true,
+        // Like AWS IoT: requests to the service and Basic Ingest reach no subscriber.
+        isServiceConsumed: (topic) => topic.startsWith('$aws/'),
+        onMessage: (m, from) => {
+          if (from) iot.onPublish(m.topic, m.payload, from);
+        },
+        onConnected: () => undefined,
+        onDisconnected: () => undefined,
       },
     });
     const server = createServer(
@@ -130,7 +111,7 @@ export class ScriptedIot {
         rejectUnauthorized: true,
         noDelay: true,
       },
-      (socket) => broker.handle(socket),
+      (socket) => broker.handle(socket, socket.remoteAddress ?? 'unknown'),
     );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const iot: ScriptedIot = new ScriptedIot(
@@ -140,7 +121,6 @@ export class ScriptedIot {
       (server.address() as AddressInfo).port,
       ca.certPem,
     );
-    iot.wire();
     return iot;
   }
 
@@ -154,54 +134,35 @@ export class ScriptedIot {
   }
 
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    await this.broker.stop();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private reply(client: AedesClient, topic: string, body: unknown): void {
-    const subscribed = this.subscriptions.get(client);
-    if (!subscribed?.has(topic)) return; // like AWS: no subscription, no answer
-    client.publish(
-      {
-        cmd: 'publish',
-        topic,
-        payload: Buffer.from(JSON.stringify(body)),
-        qos: 0,
-        retain: false,
-        dup: false,
-      },
-      () => undefined,
+  /** Answers to the requesting connection only, and only if it subscribed (as AWS IoT does). */
+  private reply(client: Connection, topic: string, body: unknown): void {
+    this.broker.sendTo(client, { topic, payload: Buffer.from(JSON.stringify(body)), qos: 0, retain: false });
+  }
+
+  private onPublish(topic: string, payload: Buffer, client: Connection): void {
+    // Device data: direct topics, and Basic Ingest (`$aws/rules/…`, which AWS IoT hands to the rule).
+    if (!topic.startsWith('$aws/') || topic.startsWith('$aws/rules/')) {
+      this.published.push({ topic, payload: payload.toString(), clientId: client.clientId });
+      return;
+    }
+    void this.handle(topic, payload, client).catch((err: Error) =>
+      this.reply(client, `${topic}/rejected`, {
+        statusCode: 500,
+        errorCode: 'InternalFailure',
+        errorMessage: err.message,
+      }),
     );
   }
 
-  private wire(): void {
-    this.broker.on('subscribe', (subs, client) => {
-      const set = this.subscriptions.get(client) ?? new Set<string>();
-      for (const s of subs) set.add(s.topic);
-      this.subscriptions.set(client, set);
-    });
-    this.broker.on('publish', (packet, client) => {
-      if (!client) return;
-      // Device data: direct topics, and Basic Ingest (`$aws/rules/…`, which AWS IoT hands to the rule).
-      if (!packet.topic.startsWith('$aws/') || packet.topic.startsWith('$aws/rules/')) {
-        this.published.push({ topic: packet.topic, payload: packet.payload.toString(), clientId: client.id });
-        return;
-      }
-      void this.handle(packet.topic, packet.payload, client).catch((err: Error) =>
-        this.reply(client, `${packet.topic}/rejected`, {
-          statusCode: 500,
-          errorCode: 'InternalFailure',
-          errorMessage: err.message,
-        }),
-      );
-    });
-  }
-
-  private async handle(topic: string, payload: Buffer, client: AedesClient): Promise<void> {
+  private async handle(topic: string, payload: Buffer, client: Connection): Promise<void> {
     const body = payload.length ? (JSON.parse(payload.toString()) as Record<string, unknown>) : {};
     if (topic === CSR || topic === KEYS) {
       const api = topic === CSR ? 'csr' : 'keys';
-      const index = this.createCalls.push({ clientId: client.id, api }) - 1;
+      const index = this.createCalls.push({ clientId: client.clientId, api }) - 1;
       const scripted = this.onCreate?.(api, index);
       if (scripted === 'ignore') return;
       if (scripted) return this.reply(client, `${topic}/rejected`, scripted);
@@ -243,7 +204,7 @@ export class ScriptedIot {
     }
     const token = String(body.certificateOwnershipToken ?? '');
     const call: RegisterCall = {
-      clientId: client.id,
+      clientId: client.clientId,
       certificateOwnershipToken: token,
       parameters: (body.parameters ?? {}) as Record<string, string>,
       certificateId: this.issued.get(token)?.certificateId,
