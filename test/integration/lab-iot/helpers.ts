@@ -8,7 +8,16 @@ import {
   CreateThingCommand,
   IoTClient,
 } from '@aws-sdk/client-iot';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import mqtt, { type MqttClient } from 'mqtt';
+import {
+  generate,
+  parser as createPacketParser,
+  type IConnackPacket,
+  type IConnectPacket,
+  type IDisconnectPacket,
+  type Packet,
+} from 'mqtt-packet';
 import { startIotCore, type IotCore, type IotCoreOptions } from '../../../lab/iot';
 
 export const REGION = 'us-east-1';
@@ -296,4 +305,231 @@ export async function request(
     outcome: m.topic.slice(topic.length + 1),
     payload: JSON.parse(m.payload.toString()) as Record<string, unknown>,
   };
+}
+
+// --- MQTT 5, reason codes and raw packets (issue 8) ----------------------------------------------
+
+/**
+ * Connect with mTLS (MQTT 3.1.1 unless `extra.protocolVersion` says 5) and resolve with the
+ * client and its CONNACK; rejects with mqtt.js's error on a refusal (`code` is the CONNACK
+ * reason code on 5, the return code on 3.1.1).
+ */
+export function connectWithAck(
+  core: IotCore,
+  creds: { cert: string; key: string },
+  clientId: string,
+  extra: mqtt.IClientOptions = {},
+): Promise<{ client: MqttClient; connack: IConnackPacket }> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect({
+      protocol: 'mqtts',
+      host: core.mqtt.host,
+      port: core.mqtt.port,
+      ca: core.mqtt.caPem,
+      cert: creds.cert,
+      key: creds.key,
+      clientId,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      ...extra,
+    });
+    const fail = (err: Error): void => {
+      c.end(true);
+      reject(err);
+    };
+    c.once('connect', (connack) => resolve({ client: c, connack }));
+    c.once('error', fail);
+    c.once('close', () => fail(new Error('connection closed before CONNACK')));
+  });
+}
+
+/** An MQTT 5 connection (mqtt.js), with its CONNACK. */
+export function connect5(
+  core: IotCore,
+  creds: { cert: string; key: string },
+  clientId: string,
+  extra: mqtt.IClientOptions = {},
+): Promise<{ client: MqttClient; connack: IConnackPacket }> {
+  return connectWithAck(core, creds, clientId, { protocolVersion: 5, ...extra });
+}
+
+/**
+ * A QoS 1 publish's PUBACK reason code (0 on success; on MQTT 3.1.1 always 0 when acknowledged).
+ * Rejects when the publish fails without a reason code (for example the connection closed).
+ */
+export function pubackCode(
+  c: MqttClient,
+  topic: string,
+  payload: string | Buffer,
+  opts: mqtt.IClientPublishOptions = {},
+): Promise<number> {
+  return new Promise((resolve, reject) =>
+    c.publish(topic, payload, { qos: 1, ...opts }, (err) => {
+      if (!err) return resolve(0);
+      const code = (err as Error & { code?: unknown }).code;
+      if (typeof code === 'number') return resolve(code);
+      reject(err);
+    }),
+  );
+}
+
+/** How a connection ended: the server's DISCONNECT (MQTT 5) if one came before the close. */
+export function ended(c: MqttClient): Promise<{ disconnect?: IDisconnectPacket }> {
+  let disconnect: IDisconnectPacket | undefined;
+  const onDisconnect = (p: IDisconnectPacket): void => void (disconnect = p);
+  c.on('disconnect', onDisconnect);
+  return new Promise((resolve) => {
+    const done = (): void => {
+      c.off('disconnect', onDisconnect);
+      resolve({ disconnect });
+    };
+    if (!c.connected && c.disconnected) done();
+    else c.once('close', done);
+  });
+}
+
+/** Log entries whose message matches. */
+export function logged(logs: LogEntry[], pattern: RegExp): LogEntry[] {
+  return logs.filter((l) => pattern.test(String(l.msg)));
+}
+
+/** A client that writes and reads MQTT packets as they are, with no client-side checks. */
+export interface RawMqtt {
+  readonly version: 4 | 5;
+  /** Every packet received, in order. */
+  readonly packets: Packet[];
+  /** Resolves when the connection has closed. */
+  readonly closed: Promise<void>;
+  isClosed(): boolean;
+  send(packet: Packet): void;
+  /** Writes several packets in one TCP write (so that they reach the broker together). */
+  sendAll(packets: Packet[]): void;
+  /** The first received packet matching (earlier ones included), or undefined if the connection closes first. */
+  waitFor(predicate: (p: Packet) => boolean): Promise<Packet | undefined>;
+  /** Closes the network connection without a DISCONNECT. */
+  destroy(): void;
+  /** Sends DISCONNECT and waits for the close. */
+  end(): Promise<void>;
+}
+
+/**
+ * Opens an mTLS connection and sends a CONNECT built from `connect` (client id, clean start,
+ * keep-alive 60 s by default). Resolves with the raw client and the CONNACK, or no CONNACK
+ * when the broker closes the connection without one. A 10 s guard bounds a broker that answers
+ * nothing.
+ */
+export function rawConnect(
+  core: IotCore,
+  creds: { cert: string; key: string },
+  connect: Partial<IConnectPacket> & { clientId: string },
+  version: 4 | 5 = 5,
+): Promise<{ raw: RawMqtt; connack?: IConnackPacket }> {
+  const packets: Packet[] = [];
+  const waiters = new Set<() => void>();
+  let isClosed = false;
+  const socket = tlsConnect({
+    host: core.mqtt.host,
+    port: core.mqtt.port,
+    ca: core.mqtt.caPem,
+    cert: creds.cert,
+    key: creds.key,
+    noDelay: true,
+  } as ConnectionOptions);
+  const parser = createPacketParser({ protocolVersion: version });
+  parser.on('packet', (p: Packet) => {
+    packets.push(p);
+    for (const w of [...waiters]) w();
+  });
+  parser.on('error', (e: Error) => socket.destroy(e));
+  socket.on('data', (b: Buffer) => parser.parse(b));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      isClosed = true;
+      for (const w of [...waiters]) w();
+      resolve();
+    }),
+  );
+  const write = (p: Packet): void => {
+    if (!isClosed) socket.write(generate(p, { protocolVersion: version }));
+  };
+  const raw: RawMqtt = {
+    version,
+    packets,
+    closed,
+    isClosed: () => isClosed,
+    send: write,
+    sendAll: (ps) => {
+      if (!isClosed) socket.write(Buffer.concat(ps.map((p) => generate(p, { protocolVersion: version }))));
+    },
+    waitFor: (predicate) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          const found = packets.find(predicate);
+          if (!found && !isClosed) return;
+          waiters.delete(check);
+          clearTimeout(guard);
+          resolve(found);
+        };
+        const guard = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error('no matching packet and no close within 10 s'));
+        }, 10_000);
+        waiters.add(check);
+        check();
+      }),
+    destroy: () => void socket.destroy(),
+    end: async () => {
+      write({ cmd: 'disconnect' });
+      socket.end();
+      await closed;
+    },
+  };
+  socket.once('secureConnect', () =>
+    write({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: version,
+      clean: true,
+      keepalive: 60,
+      ...connect,
+    }),
+  );
+  return raw
+    .waitFor((p) => p.cmd === 'connack')
+    .then((connack) => ({
+      raw,
+      connack: connack as IConnackPacket | undefined,
+    }));
+}
+
+/** Waits for the PUBACK of `messageId` on a raw connection (undefined when it closed first). */
+export async function rawPuback(raw: RawMqtt, messageId: number): Promise<number | undefined> {
+  const p = await raw.waitFor((x) => x.cmd === 'puback' && x.messageId === messageId);
+  return p ? ((p as { reasonCode?: number }).reasonCode ?? 0) : undefined;
+}
+
+/** SUBSCRIBE on a raw connection; resolves with the SUBACK's codes (undefined when it closed first). */
+export async function rawSubscribe(
+  raw: RawMqtt,
+  messageId: number,
+  filters: string[],
+  qos: 0 | 1 | 2 = 1,
+  properties?: Record<string, unknown>,
+): Promise<number[] | undefined> {
+  raw.send({
+    cmd: 'subscribe',
+    messageId,
+    subscriptions: filters.map((topic) => ({ topic, qos })),
+    ...(properties ? { properties } : {}),
+  } as Packet);
+  const p = await raw.waitFor((x) => x.cmd === 'suback' && x.messageId === messageId);
+  return p ? ((p as { granted: number[] }).granted as number[]) : undefined;
+}
+
+/** The server's DISCONNECT on a raw connection, once it has closed (undefined when none came). */
+export async function rawServerDisconnect(raw: RawMqtt): Promise<IDisconnectPacket | undefined> {
+  await raw.closed;
+  return raw.packets.find((p) => p.cmd === 'disconnect') as IDisconnectPacket | undefined;
 }
