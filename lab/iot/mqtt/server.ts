@@ -378,8 +378,11 @@ export class MqttServer {
     if (c.will) {
       // AWS checks the Will topic at CONNECT: a client that may not publish it cannot connect.
       const willDenied = this.hooks.authorizePublish(c, c.will.message);
-      if (willDenied)
-        return this.refuseConnect(c, { code: RC.NOT_AUTHORIZED, reason: `Last Will: ${willDenied.reason}` });
+      if (willDenied) {
+        const reason = `Last Will: ${willDenied.reason}`;
+        this.refuse(c, 'connect', reason, { code: RC.NOT_AUTHORIZED });
+        return this.refuseConnect(c, { code: RC.NOT_AUTHORIZED, reason });
+      }
     }
     this.accepted(c, p, assigned);
   }
