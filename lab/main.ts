@@ -30,7 +30,12 @@ import { assertWritableFile } from '../cli/files';
 import { positiveInt } from '../cli/registration';
 import { SynthError, startLabRuntime, type LabLog, type LabRuntime } from './runtime';
 import { labCliEnvironment, LabStackError, labStackName } from './scenario/context';
-import { MIN_DEVICES_WITH_BAD_CASES, PlanError } from './scenario/plan';
+import {
+  DEFAULT_MQTT5_SHARE,
+  MIN_DEVICES_WITH_BAD_CASES,
+  mqtt5ShareProblem,
+  PlanError,
+} from './scenario/plan';
 import { formatReport } from './scenario/report';
 import { runScenario, type ScenarioReport } from './scenario/run';
 
@@ -49,6 +54,7 @@ interface LabFlags {
   quiet?: boolean;
   streamSeconds: number;
   outage: boolean;
+  mqtt5Share: number;
   labDir: string;
   config?: string;
   stack?: string;
@@ -74,6 +80,16 @@ function streamSeconds(value: string): number {
   return n;
 }
 
+/** --mqtt5-share: a share of the fleet, 0 to 1. */
+function mqtt5Share(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d*\.?\d+\s*$/.test(value) || mqtt5ShareProblem(n))
+    throw new InvalidArgumentError(
+      `--mqtt5-share must be a number from 0 (every unit on MQTT 3.1.1) to 1 (every unit on MQTT 5); use e.g. --mqtt5-share ${DEFAULT_MQTT5_SHARE}`,
+    );
+  return n;
+}
+
 function parseArgs(argv: string[]): LabFlags {
   const program = new Command('npm run lab --')
     .description('Run the fleet stack offline from cdk.out and drive the enrollment scenario through it.')
@@ -93,6 +109,12 @@ function parseArgs(argv: string[]): LabFlags {
       14,
     )
     .option('--no-outage', 'stream without stopping the Kinesis emulator in the middle')
+    .option(
+      '--mqtt5-share <s>',
+      'share of the units that run on MQTT 5, the rest on MQTT 3.1.1: 0 to 1',
+      mqtt5Share,
+      DEFAULT_MQTT5_SHARE,
+    )
     .option('--lab-dir <dir>', 'working directory (claims, manifest, logs, CA)', '.lab')
     .option(
       '--config <file>',
@@ -379,6 +401,7 @@ async function scenarioExitCode(run: LabRun, lab: LabRuntime): Promise<number> {
       devices: flags.devices,
       concurrency: flags.concurrency,
       registerThingTps: flags.registerTps,
+      mqtt5Share: flags.mqtt5Share,
       labDir: run.labDir,
       progressBar: flags.quiet ? false : 'auto',
       log: run.progress,

@@ -26,8 +26,19 @@
  *   a LAB-B unit without a factory key whose RegisterThing answer is lost: its first attempt is
  *   allowed (ALLOWED), the device times out, retries with the same key and is allowed again as the
  *   same device → ALLOWED_RETRY_SAME_KEY. A genuine retry is never stranded.
+ *
+ * MQTT versions: a share of the units (`mqtt5Share`, half by default) runs every session on
+ * MQTT 5, the rest on 3.1.1, spread evenly over the good units and, apart, over the bad and
+ * recovery cases, so both versions enroll good units and meet denials.
  */
-import { generateIdentities, toManifestEntry, type DeviceSpec, type FactoryIdentity } from '../../device';
+import {
+  generateIdentities,
+  MQTT_VERSIONS,
+  toManifestEntry,
+  type DeviceSpec,
+  type FactoryIdentity,
+  type MqttVersion,
+} from '../../device';
 import type { AllowReason, DenyReason } from '../../core/model';
 
 export const LAB_LOTS = {
@@ -86,7 +97,14 @@ export interface ScenarioPlan {
   secondWave: PlannedDevice[];
   /** Enrolled last, with a fault injected into their RegisterThing answer. */
   recoveryWave: PlannedDevice[];
-  counts: { devices: number; good: number; bad: Record<BadCase, number>; recovery: number };
+  counts: {
+    devices: number;
+    good: number;
+    bad: Record<BadCase, number>;
+    recovery: number;
+    /** Units per MQTT version (every unit of every wave). */
+    mqtt: Record<MqttVersion, number>;
+  };
 }
 
 export interface PlanOptions {
@@ -96,6 +114,30 @@ export interface PlanOptions {
   badCases?: boolean;
   /** Provisioning template names of the stack, in order (from its ProvisioningTemplates output). */
   templates: readonly string[];
+  /** Share of the units on MQTT 5 (0 to 1), the others on 3.1.1. @default {@link DEFAULT_MQTT5_SHARE} */
+  mqtt5Share?: number;
+}
+
+/** Half the fleet on MQTT 5, half on 3.1.1: both versions in every run. */
+export const DEFAULT_MQTT5_SHARE = 0.5;
+
+/** Why `share` is not a share of the fleet (a number from 0 to 1), or undefined. */
+export function mqtt5ShareProblem(share: number): string | undefined {
+  return Number.isFinite(share) && share >= 0 && share <= 1
+    ? undefined
+    : `the MQTT 5 share must be a number from 0 to 1 (got ${share}); e.g. 0.5 for half the units`;
+}
+
+/**
+ * The i-th of a run of units is on MQTT 5 when the count of MQTT 5 units reaches the next whole
+ * number there: `share` 0.5 alternates 3.1.1, 5, 3.1.1, …; 0.25 puts every fourth unit on 5.
+ */
+function spreadMqttVersions(units: PlannedDevice[], share: number): PlannedDevice[] {
+  return units.map((u, i) => {
+    const five = Math.floor((i + 1) * share + 1e-9) > Math.floor(i * share + 1e-9);
+    const mqttVersion: MqttVersion = five ? '5' : '3.1.1';
+    return { ...u, spec: { ...u.spec, mqttVersion } };
+  });
 }
 
 /** Smallest fleet that holds one good unit per lot, one of each bad case and the recovery case. */
@@ -137,10 +179,14 @@ function planSettings(options: PlanOptions): {
   devices: number;
   withBad: boolean;
   templates: readonly string[];
+  mqtt5Share: number;
 } {
   const devices = options.devices ?? 200;
   const withBad = options.badCases ?? true;
   const templates = options.templates;
+  const mqtt5Share = options.mqtt5Share ?? DEFAULT_MQTT5_SHARE;
+  const shareProblem = mqtt5ShareProblem(mqtt5Share);
+  if (shareProblem) throw new PlanError(shareProblem);
   if (templates.length === 0)
     throw new PlanError('the stack declares no provisioning template; the scenario needs one');
   if (!Number.isInteger(devices) || devices < 1)
@@ -151,7 +197,7 @@ function planSettings(options: PlanOptions): {
       `a scenario${withBad ? ' with bad cases' : ''} over ${templates.length} template(s) needs at least ${minimum} devices (got ${devices}); use --devices ${minimum} or more`,
     );
   }
-  return { devices, withBad, templates };
+  return { devices, withBad, templates, mqtt5Share };
 }
 
 /** The lots, their templates dealt round-robin; the lot on hold only with bad cases. */
@@ -175,7 +221,7 @@ function plannedLots(templates: readonly string[], withBad: boolean): PlannedLot
 }
 
 /** How many units of each kind. */
-function unitCounts(devices: number, withBad: boolean): ScenarioPlan['counts'] {
+function unitCounts(devices: number, withBad: boolean): Omit<ScenarioPlan['counts'], 'mqtt'> {
   const perKind = withBad ? badCasesPerKind(devices) : 0;
   const bad: Record<BadCase, number> = {
     unknownSerial: perKind,
@@ -291,7 +337,7 @@ function recoveryIdentities(recovery: number): FactoryIdentity[] {
 }
 
 export function buildPlan(options: PlanOptions): ScenarioPlan {
-  const { devices, withBad, templates } = planSettings(options);
+  const { devices, withBad, templates, mqtt5Share } = planSettings(options);
   const lots = plannedLots(templates, withBad);
   const templateOfLot = new Map(lots.map((l) => [l.lot, l.template]));
   /** A unit enrolls through the template of the claim it presents. */
@@ -315,13 +361,26 @@ export function buildPlan(options: PlanOptions): ScenarioPlan {
     template: templateOf({ identity }),
   }));
 
+  // Versions: spread over the good units, and apart over the bad and recovery cases in plan order.
+  const good5 = spreadMqttVersions(goodUnits, mqtt5Share);
+  const others = spreadMqttVersions([...firstBad.units, ...secondWave, ...recoveryWave], mqtt5Share);
+  const [bad5, clones5, recovery5] = [
+    others.slice(0, firstBad.units.length),
+    others.slice(firstBad.units.length, firstBad.units.length + secondWave.length),
+    others.slice(firstBad.units.length + secondWave.length),
+  ];
+  const all = [...good5, ...others];
+  const mqtt = Object.fromEntries(
+    MQTT_VERSIONS.map((v) => [v, all.filter((u) => u.spec.mqttVersion === v).length]),
+  ) as Record<MqttVersion, number>;
+
   return {
     lots,
     manifest: [...good.open, ...good.attested, ...firstBad.onManifest, ...recovering],
-    firstWave: [...goodUnits, ...firstBad.units],
-    secondWave,
-    recoveryWave,
-    counts,
+    firstWave: [...good5, ...bad5],
+    secondWave: clones5,
+    recoveryWave: recovery5,
+    counts: { ...counts, mqtt },
   };
 }
 

@@ -1,4 +1,5 @@
 /** Readable summary of a scenario report (what `npm run lab` prints). */
+import type { MqttSection, MqttVersionSection } from './mqtt-versions';
 import type { ScenarioReport } from './run';
 import type { TelemetrySection } from './telemetry';
 
@@ -47,9 +48,10 @@ export function formatReport(r: ScenarioReport): string[] {
   }
   if (r.telemetry) lines.push(...telemetryLines(r.telemetry));
   else lines.push('Telemetry: not run (enrollment only)');
+  lines.push(...mqttLines(r.mqtt));
   lines.push(
     `Timings: synth ${s(r.timings.synthMs)}, lab start ${s(r.timings.labStartMs)}, factory set-up ${s(r.timings.factorySetupMs)}, ` +
-      `enrollment ${s(r.timings.firstWaveMs)}, activation wait ${s(r.timings.activationWaitMs)}, clones ${s(r.timings.cloneWaveMs)}, recovery ${s(r.timings.recoveryWaveMs)}, telemetry ${s(r.timings.telemetryMs)}; scenario ${s(r.timings.scenarioMs)}`,
+      `enrollment ${s(r.timings.firstWaveMs)}, activation wait ${s(r.timings.activationWaitMs)}, clones ${s(r.timings.cloneWaveMs)}, recovery ${s(r.timings.recoveryWaveMs)}, MQTT probe ${s(r.timings.mqttProbeMs)}, telemetry ${s(r.timings.telemetryMs)}; scenario ${s(r.timings.scenarioMs)}`,
   );
   lines.push('Functions:');
   for (const f of r.lab.functions) {
@@ -73,7 +75,72 @@ export function formatReport(r: ScenarioReport): string[] {
   for (const x of r.expectations)
     lines.push(`  ${x.ok ? 'ok  ' : 'FAIL'} ${x.name}${x.ok ? '' : `: ${x.detail}`}`);
   lines.push(r.ok ? 'All expectations met.' : `${r.failures.length} expectation(s) failed.`);
+  const note = mqttClosingNote(r.mqtt);
+  if (note) lines.push(note);
   return lines;
+}
+
+const rate = (n: number): string => n.toFixed(1);
+const ms = (n: number): string => (n < 10 ? n.toFixed(1) : n.toFixed(0));
+
+/** The per-version table: units, enrollment, the probe's bursts, streaming. */
+export function mqttLines(m: MqttSection): string[] {
+  const lines = [
+    `MQTT versions in the same run (${Math.round(m.mqtt5Share * 100)}% of the units on MQTT 5, the rest on 3.1.1)`,
+  ];
+  const header = [
+    'version',
+    'units',
+    'enrolled',
+    'active',
+    'enroll p50/p99 ms',
+    'connects/s',
+    'connect p50/p99 ms',
+    'messages/s',
+    'PUBACK p50/p99 ms',
+    'streamed',
+    'lost',
+  ];
+  const row = (v: MqttVersionSection): string[] => [
+    v.version,
+    String(v.units),
+    String(v.enrolled),
+    String(v.active),
+    `${v.enrollP50Ms}/${v.enrollP99Ms}`,
+    v.connect ? rate(v.connect.perSecond) : '-',
+    v.connect ? `${ms(v.connect.p50Ms)}/${ms(v.connect.p99Ms)}` : '-',
+    v.publish ? rate(v.publish.perSecond) : '-',
+    v.publish ? `${ms(v.publish.p50Ms)}/${ms(v.publish.p99Ms)}` : '-',
+    v.stream ? String(v.stream.acked) : '-',
+    v.stream ? String(v.stream.lost) : '-',
+  ];
+  const rows = [header, ...m.versions.map(row)];
+  const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  for (const r of rows)
+    lines.push(
+      `  ${r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')}`,
+    );
+  if (m.probe)
+    lines.push(
+      `  probe: a warm-up round, then ${m.probe.rounds} counted: each version's ACTIVE units connect ${m.probe.concurrency} at a time, then publish ${m.probe.messagesPerUnit} QoS 1 messages each (one in flight per unit) on dt/<prefix>/<thing>/probe; versions one after the other, taking turns to go first, the lab idle between bursts; devices and lab share one process`,
+    );
+  else lines.push('  probe: not run');
+  return lines;
+}
+
+/**
+ * The last line of the report: the lab's connect and publish throughput on MQTT 5 against 3.1.1,
+ * measured in this run. Undefined unless the probe ran on both versions.
+ */
+export function mqttClosingNote(m: MqttSection): string | undefined {
+  const [v3, v5] = (['3.1.1', '5'] as const).map((v) => m.versions.find((x) => x.version === v));
+  if (!v3?.connect || !v3.publish || !v5?.connect || !v5.publish) return undefined;
+  const ratio = (a: number, b: number): string => (b > 0 ? `×${(a / b).toFixed(2)}` : '×n/a');
+  return (
+    `MQTT 5 against 3.1.1 in this run: connects ${rate(v5.connect.perSecond)}/s against ${rate(v3.connect.perSecond)}/s (${ratio(v5.connect.perSecond, v3.connect.perSecond)}), ` +
+    `publishes ${rate(v5.publish.perSecond)}/s against ${rate(v3.publish.perSecond)}/s (${ratio(v5.publish.perSecond, v3.publish.perSecond)}); ` +
+    `connect p50 ${ms(v5.connect.p50Ms)} against ${ms(v3.connect.p50Ms)} ms, PUBACK p50 ${ms(v5.publish.p50Ms)} against ${ms(v3.publish.p50Ms)} ms`
+  );
 }
 
 function telemetryLines(t: TelemetrySection): string[] {

@@ -18,6 +18,10 @@
  *    out, retry with the same key, be allowed as the same device and end ACTIVE.
  * 4. Reasons come from the audit trail (`fleet enrollment list`), because on AWS a denied
  *    device only sees AccessDenied; they are cross-checked against the plan.
+ * 5. The MQTT probe (./mqtt-versions.ts): the plan runs a share of the fleet on MQTT 5 and the
+ *    rest on 3.1.1; the ACTIVE units of each version connect in a burst, then publish in a burst,
+ *    and the report compares the two versions' connect and publish throughput in the same run.
+ * 6. The telemetry phase (./telemetry.ts), on both versions.
  *
  * With several provisioning templates the plan deals its lots out over them (see ./plan.ts);
  * every template must see its good units enroll, and the report says per template what happened.
@@ -42,7 +46,16 @@ import {
   type UnitOutcome,
 } from './expectations';
 import { setUpFactory, type FactoryReport } from './factory';
-import { buildPlan, type BadCase, type RecoveryCase, type ScenarioPlan } from './plan';
+import {
+  checkProbeOptions,
+  mqttExpectations,
+  mqttSection,
+  runMqttProbe,
+  type MqttProbeOptions,
+  type MqttSection,
+  type ProbeResult,
+} from './mqtt-versions';
+import { buildPlan, DEFAULT_MQTT5_SHARE, type BadCase, type RecoveryCase, type ScenarioPlan } from './plan';
 import { labStackOutputs } from './context';
 import {
   runTelemetryPhase,
@@ -78,6 +91,10 @@ export interface ScenarioOptions {
   log?: (line: string) => void;
   /** Stream telemetry and health from every ACTIVE unit (`false`: enrollment only). @default {} */
   telemetry?: TelemetryPhaseOptions | false;
+  /** Share of the units on MQTT 5 (0 to 1), the others on 3.1.1. @default 0.5 */
+  mqtt5Share?: number;
+  /** Measure connect and publish throughput per MQTT version after enrollment (`false`: skip). @default {} */
+  mqttProbe?: MqttProbeOptions | false;
 }
 
 /** Retry policy for the default scenario: fast first retry, enough attempts for transient errors. */
@@ -126,6 +143,8 @@ export interface ScenarioReport {
   templates: TemplateSection[];
   /** The telemetry phase (absent when it did not run). */
   telemetry?: TelemetrySection;
+  /** Per MQTT version: units, enrollment, the probe's connect and publish throughput, streaming. */
+  mqtt: MqttSection;
   expectations: Expectation[];
   failures: string[];
   timings: {
@@ -136,6 +155,7 @@ export interface ScenarioReport {
     activationWaitMs: number;
     cloneWaveMs: number;
     recoveryWaveMs: number;
+    mqttProbeMs: number;
     telemetryMs: number;
     scenarioMs: number;
   };
@@ -165,7 +185,9 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
   try {
     const templates = (ctx.resources.provisioningTemplates ?? []).map((t) => t.templateName);
     if (templates.length === 0) throw new Error('the stack declares no provisioning template');
-    const plan = buildPlan({ devices: options.devices, badCases: options.badCases, templates });
+    const mqtt5Share = options.mqtt5Share ?? DEFAULT_MQTT5_SHARE;
+    const plan = buildPlan({ devices: options.devices, badCases: options.badCases, templates, mqtt5Share });
+    const probeOptions = options.mqttProbe === false ? undefined : checkProbeOptions(options.mqttProbe ?? {});
     const concurrency = options.concurrency ?? 32;
     const backoff: BackoffOptions = {
       ...(options.registerThingTps
@@ -175,7 +197,7 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     };
 
     log(
-      `factory: ${plan.lots.length} lots over ${templates.length} template(s) (${templates.join(', ')}), claim certificates, manifest of ${plan.manifest.length} units`,
+      `factory: ${plan.lots.length} lots over ${templates.length} template(s) (${templates.join(', ')}), claim certificates, manifest of ${plan.manifest.length} units (${plan.counts.mqtt['3.1.1']} on MQTT 3.1.1, ${plan.counts.mqtt['5']} on MQTT 5)`,
     );
     const t0 = Date.now();
     const factory = await setUpFactory(plan, ctx, labDir);
@@ -195,18 +217,26 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     };
     const enrollment = await enroll(plan, waves, log);
     const trail = await readTrail(ctx, trailSince);
+    const activeAgents = [...enrollment.agents]
+      .filter(([serial]) => enrollment.active.has(serial))
+      .map(([, a]) => a);
     const t1 = Date.now();
+    const probe = probeOptions
+      ? {
+          ...probeOptions,
+          result: await runMqttProbe(activeAgents, { ...probeOptions, settle: () => lab.idle(), log }),
+        }
+      : undefined;
+    const mqttProbeMs = Date.now() - t1;
+    const t2 = Date.now();
     const telemetry =
       options.telemetry === false
         ? undefined
-        : await runTelemetryPhase(
-            lab,
-            ctx,
-            waves.registry,
-            [...enrollment.agents].filter(([serial]) => enrollment.active.has(serial)).map(([, a]) => a),
-            { log, ...(options.telemetry ?? {}) },
-          );
-    const telemetryMs = Date.now() - t1;
+        : await runTelemetryPhase(lab, ctx, waves.registry, activeAgents, {
+            log,
+            ...(options.telemetry ?? {}),
+          });
+    const telemetryMs = Date.now() - t2;
     return assembleReport({
       lab,
       plan,
@@ -217,7 +247,9 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
       enrollment,
       trail,
       telemetry,
-      timings: { factorySetupMs, telemetryMs, started },
+      mqtt5Share,
+      probe,
+      timings: { factorySetupMs, mqttProbeMs, telemetryMs, started },
     });
   } finally {
     destroyContext(ctx);
@@ -287,7 +319,9 @@ function assembleReport(input: {
   enrollment: EnrollmentOutcome;
   trail: EnrollmentListResult;
   telemetry?: TelemetrySection;
-  timings: { factorySetupMs: number; telemetryMs: number; started: number };
+  mqtt5Share: number;
+  probe?: { result: ProbeResult } & Required<MqttProbeOptions>;
+  timings: { factorySetupMs: number; mqttProbeMs: number; telemetryMs: number; started: number };
 }): ScenarioReport {
   const { lab, plan, options, enrollment: e, trail } = input;
   const results = e.units.map((u) => u.result);
@@ -323,6 +357,13 @@ function assembleReport(input: {
     trail,
     e.active,
   );
+  const mqtt = mqttSection({
+    mqtt5Share: input.mqtt5Share,
+    units: e.units,
+    active: e.active,
+    probe: input.probe,
+    stream: input.telemetry?.byMqttVersion,
+  });
   const expectations = [
     ...checkExpectations({
       units: e.units,
@@ -334,6 +375,7 @@ function assembleReport(input: {
     }),
     ...templateExpectations(templates, e.units, e.active),
     ...(input.telemetry ? telemetryExpectations(input.telemetry) : []),
+    ...mqttExpectations(mqtt, e.units),
   ];
   const erroring = stats.functions
     .filter((f) => f.errors > 0)
@@ -353,6 +395,7 @@ function assembleReport(input: {
     enrollment: section,
     templates,
     ...(input.telemetry ? { telemetry: input.telemetry } : {}),
+    mqtt,
     expectations,
     failures,
     timings: {
@@ -363,6 +406,7 @@ function assembleReport(input: {
       activationWaitMs: e.first.activationWaitMs,
       cloneWaveMs: e.clones.wallMs,
       recoveryWaveMs: e.recovery.wallMs,
+      mqttProbeMs: input.timings.mqttProbeMs,
       telemetryMs: input.timings.telemetryMs,
       scenarioMs: Date.now() - input.timings.started,
     },

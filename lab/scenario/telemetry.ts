@@ -32,7 +32,7 @@ import { METRICS } from '../../core/metrics';
 import { STACK_OUTPUTS } from '../../core/stack-outputs';
 import { healthReportSchema, type HealthReport } from '../../core/telemetry';
 import { topics } from '../../core/topics';
-import { streamFleet, type DeviceAgent, type LedgerReport } from '../../device';
+import { streamFleet, type DeviceAgent, type LedgerReport, type MqttVersion } from '../../device';
 import type { Registry } from '../../lambda/shared/registry';
 import type { LabRuntime } from '../runtime';
 import { labStackOutputs } from './context';
@@ -115,6 +115,8 @@ export interface TelemetrySection {
   /** Stream records no ledger accounts for (the injected malformed report). */
   unledgered: number;
   byKind: { telemetry: MessageAccount; health: MessageAccount };
+  /** Per MQTT version of the units: streaming units, acknowledged messages, and those lost. */
+  byMqttVersion: Partial<Record<MqttVersion, { devices: number; acked: number; lost: number }>>;
   outage?: { atMs: number; forMs: number };
   replay: Pick<ReplayResult, 'counts'>;
   /** Health per firmware × ring, from the stream's reports. */
@@ -288,6 +290,7 @@ export async function runTelemetryPhase(
     lastWills: content.lastWills,
     unledgered: account.unledgered,
     byKind: { telemetry: account.telemetry, health: account.health },
+    byMqttVersion: accountByMqttVersion(ledger, content),
     outage,
     replay: { counts: replay.counts },
     cohorts,
@@ -463,6 +466,25 @@ function reconcile(
   const onStream = new Set([...content.direct.keys(), ...content.replayed]);
   const unledgered = [...onStream].filter((id) => !ledgered.has(id)).length + content.invalid;
   return { ...byKind, unledgered };
+}
+
+/** Streaming units, acknowledged messages and lost ones, per MQTT version of the units. */
+function accountByMqttVersion(
+  ledger: LedgerReport,
+  content: StreamContent,
+): TelemetrySection['byMqttVersion'] {
+  const out: TelemetrySection['byMqttVersion'] = {};
+  for (const d of Object.values(ledger.byDevice)) {
+    const v = (out[d.mqttVersion] ??= { devices: 0, acked: 0, lost: 0 });
+    v.devices++;
+    v.acked += d.telemetry.acked + d.health.acked;
+  }
+  for (const k of ledger.keys({ state: 'acked' })) {
+    const id = identity(k.thing, k.kind, k.ts);
+    const version = ledger.byDevice[k.thing]?.mqttVersion;
+    if (version && !content.direct.has(id) && !content.replayed.has(id)) out[version]!.lost++;
+  }
+  return out;
 }
 
 /** Health per firmware × ring from the stream's reports (rings from the registry). */

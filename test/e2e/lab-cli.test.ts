@@ -69,6 +69,11 @@ describe('npm run lab: bad input gets one line and the exit code convention (2 u
       ['--concurrency', 'many'],
       "error: option '--concurrency <c>' argument 'many' is invalid. use a positive whole number, e.g. 50",
     ],
+    [
+      ['--mqtt5-share', '1.5'],
+      "error: option '--mqtt5-share <s>' argument '1.5' is invalid. --mqtt5-share must be a number from 0 (every unit on MQTT 3.1.1) to 1 (every unit on MQTT 5); use e.g. --mqtt5-share 0.5",
+    ],
+    [['--mqtt5-share', 'half'], "error: option '--mqtt5-share <s>' argument 'half' is invalid."],
   ])('%j is a usage error', (args, message) => {
     const r = lab(...args);
     expect(r.code).toBe(2);

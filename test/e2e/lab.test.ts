@@ -124,6 +124,25 @@ describe('npm run lab scenario (12 units, every bad case)', () => {
     expect(run.report.lab.rules.reduce((a, r) => a + r.matched, 0)).toBeGreaterThanOrEqual(7);
   });
 
+  test('a mixed fleet: half the units on MQTT 5, and both versions enroll, pass the probe and stream with nothing lost', () => {
+    const m = run.report.mqtt;
+    expect(m.mqtt5Share).toBe(0.5);
+    expect(m.versions.map((v) => [v.version, v.units])).toEqual([
+      ['3.1.1', 6],
+      ['5', 6],
+    ]);
+    expect(m.versions.reduce((a, v) => a + v.active, 0)).toBe(7);
+    for (const v of m.versions) {
+      expect(v.active).toBeGreaterThan(0);
+      expect(v.connect).toMatchObject({ attempted: v.active * 2, succeeded: v.active * 2, failures: {} });
+      expect(v.publish).toMatchObject({ attempted: v.active * 40, succeeded: v.active * 40, failures: {} });
+      expect(v.connect!.perSecond).toBeGreaterThan(0);
+      expect(v.publish!.perSecond).toBeGreaterThan(0);
+      expect(v.stream).toMatchObject({ devices: v.active, lost: 0 });
+      expect(v.stream!.acked).toBeGreaterThan(0);
+    }
+  });
+
   test('the one template saw every unit', () => {
     expect(run.report.templates).toEqual([
       expect.objectContaining({ template: 'fleet-default', attempted: 12, enrolled: 7, activated: 7 }),

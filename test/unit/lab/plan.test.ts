@@ -40,3 +40,40 @@ test('a fleet too small for the templates, or a stack without a template, is a P
     buildPlan({ devices: minimumDevices(6), templates: ['1', '2', '3', '4', '5', '6'] }),
   ).not.toThrow();
 });
+
+describe('MQTT versions', () => {
+  const versions = (units: ReturnType<typeof ALL>) => units.map((u) => u.spec.mqttVersion);
+
+  test('by default half the good units and half the other cases run on MQTT 5, alternating', () => {
+    const plan = buildPlan({ devices: 12, templates: ['fleet-default'] });
+    const units = ALL(plan);
+    const good = units.filter((u) => u.kind === 'good');
+    const others = units.filter((u) => u.kind !== 'good');
+    expect(versions(good)).toEqual(['3.1.1', '5', '3.1.1', '5', '3.1.1', '5']);
+    expect(versions(others)).toEqual(['3.1.1', '5', '3.1.1', '5', '3.1.1', '5']);
+    // The recovery unit (last) runs on MQTT 5: its lost answer and retry happen there.
+    expect(plan.recoveryWave[0].spec.mqttVersion).toBe('5');
+    expect(plan.counts.mqtt).toEqual({ '3.1.1': 6, '5': 6 });
+  });
+
+  test.each([
+    [0, { '3.1.1': 200, '5': 0 }],
+    [1, { '3.1.1': 0, '5': 200 }],
+    // 182 good units → 45 on MQTT 5; 18 bad and recovery cases → 4.
+    [0.25, { '3.1.1': 151, '5': 49 }],
+  ])('an MQTT 5 share of %s gives %j', (mqtt5Share, counts) => {
+    const plan = buildPlan({ devices: 200, templates: ['fleet-default'], mqtt5Share });
+    expect(plan.counts.mqtt).toEqual(counts);
+    expect(versions(ALL(plan)).filter((v) => v === '5')).toHaveLength(counts['5']);
+  });
+
+  test.each([-0.1, 1.5, Number.NaN])(
+    'an MQTT 5 share of %s is a PlanError naming the range',
+    (mqtt5Share) => {
+      expect(() => buildPlan({ devices: 200, templates: ['t'], mqtt5Share })).toThrow(PlanError);
+      expect(() => buildPlan({ devices: 200, templates: ['t'], mqtt5Share })).toThrow(
+        /the MQTT 5 share must be a number from 0 to 1/,
+      );
+    },
+  );
+});
