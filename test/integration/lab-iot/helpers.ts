@@ -530,6 +530,7 @@ export async function rawSubscribe(
 
 /** The server's DISCONNECT on a raw connection, once it has closed (undefined when none came). */
 export async function rawServerDisconnect(raw: RawMqtt): Promise<IDisconnectPacket | undefined> {
-  await raw.closed;
+  // waits for the close (rejects after the 10 s guard when the broker keeps the connection)
+  await raw.waitFor(() => false);
   return raw.packets.find((p) => p.cmd === 'disconnect') as IDisconnectPacket | undefined;
 }
