@@ -149,13 +149,15 @@ test('units that give up: exit 1, the cause grouped in the summary and in --json
   }
 });
 
-test('--mqtt 5 against a broker that speaks only MQTT 3.1.1: the give-up cause says so', async () => {
+test('--mqtt 5: every session of the run on MQTT 5, said in the summary and in --json', async () => {
+  iot.onRegister = (call) => ({ accept: { thingName: `fleet-${call.parameters.SerialNumber}` } });
   const h = harness();
-  expect(await h.run(['--serial', 'V5-0001', '--max-attempts', '1', '--mqtt', '5'])).toBe(EXIT_CODES.failed);
+  expect(await h.run(['--serial', 'V5-0001,V5-0002', '--mqtt', '5'])).toBe(EXIT_CODES.ok);
+  expect(h.out.lines[0]).toMatch(/^Enrollment: 2\/2 enrolled, 0 denied, 0 gave up/);
   expect(h.out.lines[1]).toMatch(/; MQTT 5$/);
-  expect(h.out.lines).toContain(
-    '  gave up: 1 (CONNACK refused: 0x01 Unacceptable protocol version (an MQTT 3.1.1 return code: the server does not speak MQTT 5))',
-  );
+  const json = harness();
+  expect(await json.run(['--serial', 'V5-0003', '--mqtt', '5', '--json'])).toBe(EXIT_CODES.ok);
+  expect(json.out.values[0]).toMatchObject({ enrolled: 1, mqttVersions: { '5': 1 } });
   // A bad version is bad usage (exit 2), before any connection.
   const bad = harness();
   const connections = iot.connections.length;

@@ -47,6 +47,12 @@ class ScriptedPeer {
           this.connects.push(packet);
           version = packet.protocolVersion ?? 4;
           const refuse = packet.clientId.startsWith('refuse');
+          if (packet.clientId.startsWith('old-server')) {
+            // A server that speaks only 3.1.1 answers any other version with return code 1.
+            socket.write(Buffer.from([0x20, 0x02, 0x00, 0x01]));
+            socket.end();
+            return;
+          }
           if (version === 5)
             send({
               cmd: 'connack',
@@ -187,6 +193,15 @@ test('a CONNACK reason code is the cause, in hex with its name; the reason strin
   expect((err as Error).message).toContain('policy denies refuse-1');
   // A refused connect is retried, as on 3.1.1 (AWS may refuse a connect for a while).
   expect(classifyFailure(err).retryable).toBe(true);
+});
+
+test('a server that speaks only MQTT 3.1.1 answers MQTT 5 with return code 1: the cause says so', async () => {
+  const err = await failure(MqttSession.open(options('old-server-1')));
+  expect(err).toMatchObject({
+    failure: 'CONNECT_FAILED',
+    reason:
+      'CONNACK refused: 0x01 Unacceptable protocol version (an MQTT 3.1.1 return code: the server does not speak MQTT 5)',
+  });
 });
 
 test('a 3.1.1 CONNACK return code reads the same way', async () => {
