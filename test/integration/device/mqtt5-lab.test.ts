@@ -113,6 +113,35 @@ test('MQTT 5: a publish outside the policy gets PUBACK 0x87, a subscription SUBA
   await expect(session.publish('dt/fleet/fleet-V5R0001/health', '{}')).resolves.toBeUndefined();
 });
 
+test('MQTT 5: a streaming device whose telemetry the policy refuses drops it (PUBACK 0x87) and keeps its link and its health reports', async () => {
+  const { list } = await enroll({ V5D0001: '1.0.0' }, '5');
+  const clock = new ManualScheduler();
+  const fleet = streamFleet({
+    agents: list,
+    scheduler: clock,
+    // A rule the device policy does not name: its Basic Ingest topic is outside the policy.
+    rules: { ...RULES, telemetry: 'not_in_the_policy' },
+    seed: 'mqtt5-refused',
+    stagger: false,
+    readingIntervalMs: 1_000,
+    readingsPerMessage: 2,
+    healthIntervalMs: 3_000,
+  });
+  open.push(fleet);
+  for (let t = 0; t < 6_000; t += 250) {
+    clock.advance(250);
+    await fleet.whenSettled();
+  }
+  const report = await fleet.stop();
+  const d = report.byDevice['fleet-V5D0001'];
+  expect(d.telemetry).toMatchObject({ created: 3, acked: 0, dropped: 3, failed: 3, pending: 0 });
+  expect(d.health.acked).toBeGreaterThanOrEqual(2);
+  expect(d.links).toMatchObject({ connects: 1, lost: 0 });
+  expect(d.lastError).toBe(
+    'publish refused on $aws/rules/not_in_the_policy/dt/fleet/fleet-V5D0001/telemetry: PUBACK 0x87 Not authorized',
+  );
+});
+
 test('MQTT 5: the Last Will is published when the link drops', async () => {
   const { list } = await enroll({ V5W0001: '1.0.0' }, '5');
   lab.clear();
