@@ -319,6 +319,8 @@ export function connectWithAck(
   creds: { cert: string; key: string },
   clientId: string,
   extra: mqtt.IClientOptions = {},
+  /** Called with the client before it connects (to listen for messages sent right after the CONNACK). */
+  onClient?: (c: MqttClient) => void,
 ): Promise<{ client: MqttClient; connack: IConnackPacket }> {
   return new Promise((resolve, reject) => {
     const c = mqtt.connect({
@@ -338,6 +340,7 @@ export function connectWithAck(
       c.end(true);
       reject(err);
     };
+    onClient?.(c);
     c.once('connect', (connack) => resolve({ client: c, connack }));
     c.once('error', fail);
     c.once('close', () => fail(new Error('connection closed before CONNACK')));
@@ -350,8 +353,9 @@ export function connect5(
   creds: { cert: string; key: string },
   clientId: string,
   extra: mqtt.IClientOptions = {},
+  onClient?: (c: MqttClient) => void,
 ): Promise<{ client: MqttClient; connack: IConnackPacket }> {
-  return connectWithAck(core, creds, clientId, { protocolVersion: 5, ...extra });
+  return connectWithAck(core, creds, clientId, { protocolVersion: 5, ...extra }, onClient);
 }
 
 /**
