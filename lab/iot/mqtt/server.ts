@@ -205,11 +205,14 @@ export class MqttServer {
     const max = this.limits.maximumPacketBytes;
     parser._parseLength = () => {
       const done = parseLength();
-      if (done && parser.packet.length > max) {
-        parser._emitError(
-          Object.assign(new Error(`packet of ${parser.packet.length} bytes`), { tooLarge: true }),
-        );
-        return false;
+      if (done) {
+        // The whole packet: fixed header byte, the Remaining Length field, then the rest.
+        const rest = parser.packet.length;
+        const size = 1 + (rest < 128 ? 1 : rest < 16_384 ? 2 : rest < 2_097_152 ? 3 : 4) + rest;
+        if (size > max) {
+          parser._emitError(Object.assign(new Error(`packet of ${size} bytes`), { tooLarge: true }));
+          return false;
+        }
       }
       return done;
     };
