@@ -157,6 +157,24 @@ describe('QoS 2', () => {
     },
   );
 
+  test.each(versions)('%s: a Will message with QoS 2 is refused at CONNECT, logged', async (_n, version) => {
+    const id = `q2will-${version}`;
+    const { raw, connack } = await rawConnect(
+      core,
+      creds,
+      { clientId: id, will: { topic: `lim/q2will/${version}`, payload: 'gone', qos: 2, retain: false } },
+      version,
+    );
+    raws.push(raw);
+    // MQTT 5: CONNACK 0x9B; MQTT 3.1.1: no CONNACK, the connection is closed
+    if (version === 5) expect(connack?.reasonCode).toBe(0x9b);
+    else expect(connack).toBeUndefined();
+    await raw.waitFor(() => false);
+    expect(logs.some((l) => l.clientId === id && /connect refused: Will QoS 2/.test(String(l.msg)))).toBe(
+      true,
+    );
+  });
+
   test.each(versions)('%s: QoS 0 and QoS 1 are accepted', async (_n, version) => {
     const topic = `lim/q01/${version}`;
     const raw = await open(`q01-${version}`, version);

@@ -416,6 +416,133 @@ describe('application properties', () => {
   });
 });
 
+describe('Will messages (MQTT 5)', () => {
+  const will = (topic: string) => ({
+    topic,
+    payload: Buffer.from('gone'),
+    qos: 1 as const,
+    retain: false,
+    properties: { contentType: 'text/plain', userProperties: { why: 'lost' } },
+  });
+
+  /** Resolves once the lifecycle event of the client's disconnection has been published (after its Will). */
+  function disconnectedEvent(clientId: string): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void =>
+        void (messages.some((m) => m.topic === `$aws/events/presence/disconnected/${clientId}`) && resolve());
+      core.onMessage(check);
+      check();
+    });
+  }
+
+  /** What `sub` received on `topic` up to a marker published now. */
+  async function receivedUpToMarker(
+    sub: MqttClient,
+    topic: string,
+    got: IPublishPacket[],
+  ): Promise<IPublishPacket[]> {
+    const marker = new Promise<void>((resolve) => {
+      const on = (t: string, p: Buffer): void => {
+        if (t !== topic || p.toString() !== 'marker') return;
+        sub.off('message', on);
+        resolve();
+      };
+      sub.on('message', on);
+    });
+    await core.publish(topic, 'marker');
+    await marker;
+    return got.filter((p) => p.payload.toString() !== 'marker');
+  }
+
+  function packetsOn(sub: MqttClient, topic: string): IPublishPacket[] {
+    const got: IPublishPacket[] = [];
+    sub.on('message', (t, _p, packet: IPublishPacket) => t === topic && got.push(packet));
+    return got;
+  }
+
+  test('a connection lost without DISCONNECT publishes its Will, with its properties', async () => {
+    const topic = 'feat/will/lost';
+    const sub = await c5('will-sub-lost');
+    await subscribe(sub, topic);
+    const got = packetsOn(sub, topic);
+    const { raw, connack } = await rawConnect(core, creds, { clientId: 'will-lost', will: will(topic) }, 5);
+    raws.push(raw);
+    expect(connack?.reasonCode).toBe(0);
+    const gone = disconnectedEvent('will-lost');
+    raw.destroy();
+    await gone;
+    const wills = await receivedUpToMarker(sub, topic, got);
+    expect(wills.map((p) => p.payload.toString())).toEqual(['gone']);
+    expect(wills[0].properties).toEqual(
+      expect.objectContaining({ contentType: 'text/plain', userProperties: { why: 'lost' } }),
+    );
+  });
+
+  test('a normal DISCONNECT does not publish the Will', async () => {
+    const topic = 'feat/will/normal';
+    const sub = await c5('will-sub-normal');
+    await subscribe(sub, topic);
+    const got = packetsOn(sub, topic);
+    const { raw } = await rawConnect(core, creds, { clientId: 'will-normal', will: will(topic) }, 5);
+    raws.push(raw);
+    await raw.end();
+    expect(await receivedUpToMarker(sub, topic, got)).toEqual([]);
+  });
+
+  test('DISCONNECT with reason 0x04 (Disconnect with Will Message) publishes the Will', async () => {
+    const topic = 'feat/will/asked';
+    const sub = await c5('will-sub-asked');
+    await subscribe(sub, topic);
+    const got = packetsOn(sub, topic);
+    const { raw } = await rawConnect(core, creds, { clientId: 'will-asked', will: will(topic) }, 5);
+    raws.push(raw);
+    raw.send({ cmd: 'disconnect', reasonCode: 0x04 });
+    await raw.closed;
+    const wills = await receivedUpToMarker(sub, topic, got);
+    expect(wills.map((p) => p.payload.toString())).toEqual(['gone']);
+  });
+});
+
+describe('the client’s limits (MQTT 5)', () => {
+  test('Receive Maximum: no more unacknowledged QoS 1 messages in flight than the client allows', async () => {
+    const topic = 'feat/flow';
+    const { raw } = await rawConnect(core, creds, { clientId: 'flow', properties: { receiveMaximum: 2 } }, 5);
+    raws.push(raw);
+    expect(await rawSubscribe(raw, 1, [topic])).toEqual([1]);
+    const pub = await c5('flow-pub');
+    for (let i = 0; i < 5; i++) expect(await pubackCode(pub, topic, `q${i}`)).toBe(0);
+    // a QoS 0 message is not held back by the receive window: once it arrives, the QoS 1 ones
+    // the window allowed have arrived too
+    await core.publish(topic, 'qos0');
+    await raw.waitFor((p) => p.cmd === 'publish' && p.qos === 0);
+    const inFlight = rawPublishes(raw, topic).filter((p) => p.qos === 1);
+    expect(inFlight.map((p) => p.payload.toString())).toEqual(['q0', 'q1']);
+    // acknowledging one lets the next one in
+    raw.send({ cmd: 'puback', messageId: inFlight[0].messageId });
+    await raw.waitFor((p) => p.cmd === 'publish' && p.payload.toString() === 'q2');
+  });
+
+  test('Maximum Packet Size: a message larger than the client accepts is not sent to it, logged', async () => {
+    const topic = 'feat/mps';
+    const { raw } = await rawConnect(
+      core,
+      creds,
+      { clientId: 'mps', properties: { maximumPacketSize: 200 } },
+      5,
+    );
+    raws.push(raw);
+    expect(await rawSubscribe(raw, 1, [topic])).toEqual([1]);
+    const pub = await c5('mps-pub');
+    expect(await pubackCode(pub, topic, 'x'.repeat(500))).toBe(0);
+    expect(await pubackCode(pub, topic, 'small')).toBe(0);
+    await raw.waitFor((p) => p.cmd === 'publish' && p.payload.toString() === 'small');
+    expect(rawPublishes(raw, topic).map((p) => p.payload.toString())).toEqual(['small']);
+    expect(
+      logged(logs, /larger than the client's Maximum Packet Size/).some((l) => l.clientId === 'mps'),
+    ).toBe(true);
+  });
+});
+
 describe('cross-version delivery', () => {
   test.each([
     ['MQTT 3.1.1 to MQTT 5', 4, 5],
