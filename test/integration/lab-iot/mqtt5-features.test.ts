@@ -26,6 +26,8 @@ import {
   pubackCode,
   publish,
   rawConnect,
+  rawPuback,
+  rawServerDisconnect,
   rawSubscribe,
   startCore,
   stopCore,
@@ -198,6 +200,36 @@ describe('sessions: clean start and session expiry', () => {
     },
   );
 
+  test('a session ends when its Session Expiry Interval has passed', async () => {
+    const persistent = { clientId: 'sess-short', clean: false, properties: { sessionExpiryInterval: 1 } };
+    const first = await rawConnect(core, creds, persistent, 5);
+    raws.push(first.raw);
+    await first.raw.end();
+    // a short wait past the expiry; nothing asserts on how long anything took
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const again = await rawConnect(core, creds, persistent, 5);
+    raws.push(again.raw);
+    expect(again.connack?.sessionPresent).toBe(false);
+  });
+
+  test('DISCONNECT with Session Expiry Interval 0 ends a persistent session', async () => {
+    const persistent = { clientId: 'sess-end', clean: false, properties: { sessionExpiryInterval: 300 } };
+    const first = await rawConnect(core, creds, persistent, 5);
+    raws.push(first.raw);
+    first.raw.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
+    await first.raw.closed;
+    const again = await rawConnect(core, creds, persistent, 5);
+    raws.push(again.raw);
+    expect(again.connack?.sessionPresent).toBe(false);
+  });
+
+  test('DISCONNECT raising the Session Expiry Interval from 0 is a protocol error (DISCONNECT 0x82)', async () => {
+    const { raw } = await rawConnect(core, creds, { clientId: 'sess-raise' }, 5);
+    raws.push(raw);
+    raw.send({ cmd: 'disconnect', reasonCode: 0, properties: { sessionExpiryInterval: 60 } });
+    expect((await rawServerDisconnect(raw))?.reasonCode).toBe(0x82);
+  });
+
   test('a Session Expiry Interval within the limit is taken as asked', async () => {
     const { raw, connack } = await rawConnect(
       core,
@@ -292,6 +324,79 @@ describe('reason codes on every acknowledgement (MQTT 5)', () => {
   });
 });
 
+describe('reason strings and problem information (MQTT 5)', () => {
+  const EIGHT_SLASHES = 'feat/rs/2/3/4/5/6/7/8';
+
+  test('a refusal carries a Reason String, unless the client asked for no problem information', async () => {
+    const verbose = await rawConnect(core, creds, { clientId: 'rs-verbose' }, 5);
+    raws.push(verbose.raw);
+    verbose.raw.send({
+      cmd: 'publish',
+      messageId: 1,
+      topic: EIGHT_SLASHES,
+      payload: 'x',
+      qos: 1,
+      dup: false,
+      retain: false,
+    });
+    const withReason = await verbose.raw.waitFor((p) => p.cmd === 'puback');
+    expect(withReason).toEqual(
+      expect.objectContaining({
+        reasonCode: 0x90,
+        properties: { reasonString: expect.stringMatching(/slashes/) },
+      }),
+    );
+
+    const quiet = await rawConnect(
+      core,
+      creds,
+      { clientId: 'rs-quiet', properties: { requestProblemInformation: false } },
+      5,
+    );
+    raws.push(quiet.raw);
+    quiet.raw.send({
+      cmd: 'publish',
+      messageId: 1,
+      topic: EIGHT_SLASHES,
+      payload: 'x',
+      qos: 1,
+      dup: false,
+      retain: false,
+    });
+    const withoutReason = await quiet.raw.waitFor((p) => p.cmd === 'puback');
+    expect(withoutReason).toEqual(expect.objectContaining({ reasonCode: 0x90 }));
+    expect((withoutReason as { properties?: unknown }).properties).toBeUndefined();
+  });
+
+  test.each([
+    ['MQTT 5', 5],
+    ['MQTT 3.1.1', 4],
+  ] as const)(
+    '%s: a RETAIN publish without iot:RetainPublish is refused as any unauthorized publish',
+    async (_n, v) => {
+      core.registry.putPolicy('no-retain', openPolicy());
+      const noRetain = await identity(iot, 'no-retain');
+      const { raw } = await rawConnect(core, noRetain, { clientId: `noretain-${v}` }, v);
+      raws.push(raw);
+      raw.send({
+        cmd: 'publish',
+        messageId: 1,
+        topic: `feat/noretain/${v}`,
+        payload: 'x',
+        qos: 1,
+        dup: false,
+        retain: true,
+      });
+      if (v === 5) expect(await rawPuback(raw, 1)).toBe(0x87);
+      else {
+        await raw.closed;
+        expect(raw.packets.some((p) => p.cmd === 'puback')).toBe(false);
+      }
+      expect(messages.some((m) => m.topic === `feat/noretain/${v}`)).toBe(false);
+    },
+  );
+});
+
 describe('message expiry', () => {
   test('a retained message with Message Expiry Interval 1 is not replayed once it has expired', async () => {
     const topic = 'feat/expiry/retained';
@@ -320,6 +425,26 @@ describe('message expiry', () => {
     // retained messages are sent in the order of the filters: the kept one comes after the expired one would
     await late.raw.waitFor((p) => p.cmd === 'publish' && p.topic === keeper);
     expect(rawPublishes(late.raw, topic)).toEqual([]);
+  });
+
+  test('a queued message whose Message Expiry Interval has passed is not delivered when the session resumes', async () => {
+    const topic = 'feat/expiry/queued';
+    const persistent = { clientId: 'exp-queued', clean: false, properties: { sessionExpiryInterval: 300 } };
+    const first = await rawConnect(core, creds, persistent, 5);
+    raws.push(first.raw);
+    expect(await rawSubscribe(first.raw, 1, [topic])).toEqual([1]);
+    await first.raw.end();
+    const pub = await c5('exp-queued-pub');
+    expect(await pubackCode(pub, topic, 'short-lived', { properties: { messageExpiryInterval: 1 } })).toBe(0);
+    expect(await pubackCode(pub, topic, 'lasting')).toBe(0);
+    // a short wait past its expiry; nothing asserts on how long anything took
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const again = await rawConnect(core, creds, persistent, 5);
+    raws.push(again.raw);
+    expect(again.connack?.sessionPresent).toBe(true);
+    // queued messages come in order: the expired one would have come before the lasting one
+    await again.raw.waitFor((p) => p.cmd === 'publish' && p.payload.toString() === 'lasting');
+    expect(rawPublishes(again.raw, topic).map((p) => p.payload.toString())).toEqual(['lasting']);
   });
 
   test.each([
@@ -589,6 +714,44 @@ describe('server DISCONNECT with a reason (MQTT 5)', () => {
     const { disconnect } = await gone;
     expect(disconnect?.reasonCode).toBe(0x87);
     await expect(connect5(core, own, 'deactivated')).rejects.toThrow(/Not authorized/i);
+  });
+});
+
+describe('Last Will authorization, the same on both versions', () => {
+  test.each([
+    ['MQTT 5', 5, 0x87],
+    ['MQTT 3.1.1', 4, 5],
+  ] as const)('%s: a Will on a topic the client may not publish refuses the CONNECT', async (_n, v, code) => {
+    core.registry.putPolicy('will-limited', {
+      Version: '2012-10-17',
+      Statement: [
+        { Effect: 'Allow', Action: 'iot:Connect', Resource: arn('client/*') },
+        { Effect: 'Allow', Action: 'iot:Publish', Resource: arn('topic/feat/will-ok/*') },
+      ],
+    });
+    const limited = await identity(iot, 'will-limited');
+    const refused = await rawConnect(
+      core,
+      limited,
+      {
+        clientId: `will-denied-${v}`,
+        will: { topic: 'feat/will-other/x', payload: 'x', qos: 1, retain: false },
+      },
+      v,
+    );
+    raws.push(refused.raw);
+    expect(refused.connack?.reasonCode ?? refused.connack?.returnCode).toBe(code);
+    const accepted = await rawConnect(
+      core,
+      limited,
+      {
+        clientId: `will-allowed-${v}`,
+        will: { topic: 'feat/will-ok/x', payload: 'x', qos: 1, retain: false },
+      },
+      v,
+    );
+    raws.push(accepted.raw);
+    expect(accepted.connack?.reasonCode ?? accepted.connack?.returnCode).toBe(0);
   });
 });
 
