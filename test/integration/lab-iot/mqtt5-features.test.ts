@@ -755,6 +755,31 @@ describe('Last Will authorization, the same on both versions', () => {
   });
 });
 
+describe('reserved topics on MQTT 5', () => {
+  test('publishing a lifecycle event ends the connection with DISCONNECT 0x87, nothing routed', async () => {
+    const { raw } = await rawConnect(core, creds, { clientId: 'reserved-pub' }, 5);
+    raws.push(raw);
+    const topic = '$aws/events/presence/connected/someone-else';
+    raw.send({ cmd: 'publish', messageId: 1, topic, payload: '{}', qos: 1, dup: false, retain: false });
+    expect((await rawServerDisconnect(raw))?.reasonCode).toBe(0x87);
+    expect(raw.packets.some((p) => p.cmd === 'puback')).toBe(false);
+    expect(messages.some((m) => m.topic === topic)).toBe(false);
+  });
+
+  test('Basic Ingest and provisioning request topics cannot be subscribed to, shared or not (SUBACK 0x87)', async () => {
+    const { raw } = await rawConnect(core, creds, { clientId: 'reserved-sub' }, 5);
+    raws.push(raw);
+    const filters = [
+      '$aws/rules/my_rule/x',
+      '$share/g/$aws/rules/my_rule/x',
+      '$aws/certificates/create/json',
+      '$share/g/$aws/certificates/create/json',
+    ];
+    expect(await rawSubscribe(raw, 1, filters)).toEqual([0x87, 0x87, 0x87, 0x87]);
+    expect(await rawSubscribe(raw, 2, ['$aws/events/presence/connected/+'])).toEqual([1]);
+  });
+});
+
 describe('the MQTTv5 connect attribute', () => {
   beforeAll(async () => {
     core.registry.putPolicy('persistent-only', {
