@@ -468,9 +468,11 @@ describe('publishes per second per connection: 100', () => {
     const topic = 'lim/rate/4';
     const raw = await open(id, 4);
     raw.sendAll(Array.from({ length: N }, (_, i) => publishPacket(i + 1, topic, String(i + 1)) as Packet));
-    // every one is acknowledged (3.1.1 has no reason code), then the connection is still usable
-    const codes = await Promise.all(Array.from({ length: N }, (_, i) => rawPuback(raw, i + 1)));
-    expect(codes.every((c) => c === 0)).toBe(true);
+    // the broker handles a connection's packets in order: its PINGRESP comes after all 300
+    // publishes were taken or discarded (whether a discarded one is acknowledged is not asserted),
+    // and the connection is still open
+    raw.send({ cmd: 'pingreq' });
+    expect(await raw.waitFor((p) => p.cmd === 'pingresp')).toBeDefined();
     await settle();
     const got = delivered(topic);
     expect(got.length).toBeGreaterThan(0);
