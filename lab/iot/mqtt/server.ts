@@ -1003,7 +1003,8 @@ export class MqttServer {
     if (!c.connected) return;
     const s = c.session!;
     if (this.live.get(c.clientId) === c) this.live.delete(c.clientId);
-    if (c.will && c.endReason !== 'CLIENT_INITIATED_DISCONNECT' && !this.stopping) {
+    // A client's DISCONNECT has already dropped its Will, unless it asked for it (reason 0x04).
+    if (c.will && !this.stopping) {
       const { message, expirySeconds } = c.will;
       this.accept(
         {
