@@ -197,7 +197,7 @@ export async function runScenario(lab: LabRuntime, options: ScenarioOptions): Pr
     };
 
     log(
-      `factory: ${plan.lots.length} lots over ${templates.length} template(s) (${templates.join(', ')}), claim certificates, manifest of ${plan.manifest.length} units (${plan.counts.mqtt['3.1.1']} on MQTT 3.1.1, ${plan.counts.mqtt['5']} on MQTT 5)`,
+      `factory: ${plan.lots.length} lots over ${templates.length} template(s) (${templates.join(', ')}), claim certificates, manifest of ${plan.manifest.length} units; of all ${plan.counts.mqtt['3.1.1'] + plan.counts.mqtt['5']} simulated units ${plan.counts.mqtt['3.1.1']} on MQTT 3.1.1, ${plan.counts.mqtt['5']} on MQTT 5`,
     );
     const t0 = Date.now();
     const factory = await setUpFactory(plan, ctx, labDir);

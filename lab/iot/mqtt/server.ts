@@ -93,6 +93,9 @@ export interface ServerOptions {
   connectTimeoutMs?: number;
 }
 
+/** Bytes waiting to be written to a connection beyond which QoS 0 messages to it are dropped. */
+const OUTBOUND_BUFFER_BYTES = 4 * 1024 * 1024;
+
 type Entry = { kind: 'client'; sub: Subscription } | { kind: 'shared'; group: SharedGroup };
 
 interface SharedGroup {
@@ -156,6 +159,7 @@ export class Connection {
   publishRate?: Bucket;
   byteRate?: Bucket;
   readonly remoteAddress: string;
+  slowReaderLogged = false;
 
   constructor(
     readonly socket: Duplex,
@@ -177,12 +181,40 @@ export class MqttServer {
   private readonly groups = new Map<string, SharedGroup>();
   private readonly retained = new Map<string, Message>();
   private stopping = false;
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(o: ServerOptions) {
     this.hooks = o.hooks;
     this.log = o.log;
     this.limits = { ...MQTT_BROKER_LIMITS, ...o.limits };
     this.connectTimeoutMs = o.connectTimeoutMs ?? 30_000;
+    this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, this.limits.qos1RetryMs / 4));
+    this.sweeper.unref();
+  }
+
+  /**
+   * Drops what AWS drops while a client stays connected: QoS 1 messages unacknowledged for
+   * longer than the retry period (their room in the window goes to the next ones), messages and
+   * retained messages past their expiry.
+   */
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.live.values()) {
+      const s = c.session;
+      if (!s) continue;
+      const before = s.inflight.size;
+      s.prune(now, this.limits.qos1RetryMs);
+      if (s.inflight.size < before) {
+        this.log?.({
+          level: 'info',
+          msg: `${before - s.inflight.size} QoS 1 message(s) dropped: no PUBACK within ${this.limits.qos1RetryMs / 1000} s`,
+          clientId: c.clientId,
+        });
+        this.fill(c, s);
+      }
+    }
+    for (const [topic, m] of this.retained)
+      if (m.expiresAt !== undefined && m.expiresAt <= now) this.retained.delete(topic);
   }
 
   /** The connection of a connected client id. */
@@ -232,16 +264,16 @@ export class MqttServer {
     parser.on('error', (err: Error & { tooLarge?: boolean }) => {
       if (c.closed) return;
       if (err.tooLarge) {
-        this.refuse(
+        this.violation(
           c,
           'packet',
           `${err.message} is over AWS IoT Core's maximum packet size of ${max} bytes (payload limit 128 KB)`,
+          RC.PACKET_TOO_LARGE,
+          `packet larger than ${max} bytes`,
         );
-        this.disconnect(c, RC.PACKET_TOO_LARGE, `packet larger than ${max} bytes`, 'CLIENT_ERROR');
         return;
       }
-      this.refuse(c, 'packet', `malformed packet: ${err.message}`);
-      this.disconnect(c, RC.MALFORMED_PACKET, err.message, 'CLIENT_ERROR');
+      this.violation(c, 'packet', `malformed packet: ${err.message}`, RC.MALFORMED_PACKET, err.message);
     });
     socket.on('data', (chunk: Buffer) => {
       if (c.closed) return;
@@ -295,6 +327,7 @@ export class MqttServer {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.sweeper);
     for (const c of [...this.connections])
       this.disconnect(c, RC.SERVER_SHUTTING_DOWN, 'the lab is stopping', 'SERVER_INITIATED_DISCONNECT');
     for (const s of this.sessions.values()) if (s.expiryTimer) clearTimeout(s.expiryTimer);
@@ -333,19 +366,25 @@ export class MqttServer {
         return this.onClientDisconnect(c, packet);
       default:
         // PUBREC, PUBREL, PUBCOMP (QoS 2) and AUTH are not supported by AWS IoT Core.
-        this.refuse(
+        this.violation(
           c,
           'packet',
           `${packet.cmd.toUpperCase()} is not supported by AWS IoT Core (QoS 2 and AUTH are not)`,
+          RC.PROTOCOL_ERROR,
+          `${packet.cmd.toUpperCase()} is not supported`,
         );
-        this.disconnect(c, RC.PROTOCOL_ERROR, `${packet.cmd.toUpperCase()} is not supported`, 'CLIENT_ERROR');
     }
   }
 
   private onConnect(c: Connection, p: IConnectPacket): void {
     if (c.connect) {
-      this.refuse(c, 'connect', 'a second CONNECT on the same connection');
-      this.disconnect(c, RC.PROTOCOL_ERROR, 'second CONNECT', 'CLIENT_ERROR');
+      this.violation(
+        c,
+        'connect',
+        'a second CONNECT on the same connection',
+        RC.PROTOCOL_ERROR,
+        'second CONNECT',
+      );
       return;
     }
     c.connect = p;
@@ -393,6 +432,11 @@ export class MqttServer {
   /** Protocol-level reasons to refuse a CONNECT (before identity). */
   private connectRefusal(c: Connection, p: IConnectPacket): Denial | undefined {
     const props = p.properties ?? {};
+    if (props.receiveMaximum === 0)
+      return {
+        code: RC.PROTOCOL_ERROR,
+        reason: 'Receive Maximum 0 is a protocol error (MQTT 5.0, 3.1.2.11.3)',
+      };
     if (props.authenticationMethod !== undefined)
       return {
         code: RC.BAD_AUTHENTICATION_METHOD,
@@ -481,7 +525,8 @@ export class MqttServer {
       );
     }
     let session = this.sessions.get(c.clientId);
-    // Cross-version persistent sessions are not supported by AWS IoT Core.
+    // "Cross MQTT version (MQTT 3 and MQTT 5) persistent sessions are not supported" (AWS IoT
+    // Developer Guide, "MQTT persistent sessions").
     const resumable = session !== undefined && !cleanStart && session.version === c.version;
     if (session && !resumable) this.endSession(session);
     if (!resumable) {
@@ -521,7 +566,10 @@ export class MqttServer {
     if (resumable) this.resume(c, session);
   }
 
-  /** A resumed session: unacknowledged messages again (DUP), then the stored ones at AWS's pace. */
+  /**
+   * A resumed session: unacknowledged messages again (new packet identifiers, DUP 0: AWS IoT Core
+   * does not support the DUP flag), then the stored ones at AWS's pace.
+   */
   private resume(c: Connection, s: Session): void {
     const now = Date.now();
     s.prune(now, this.limits.qos1RetryMs);
@@ -544,17 +592,22 @@ export class MqttServer {
   private onPublish(c: Connection, p: IPublishPacket): void {
     const s = c.session!;
     if (p.qos > this.limits.maximumQos) {
-      this.refuse(c, 'publish', `QoS ${p.qos} PUBLISH to ${p.topic}: AWS IoT Core supports QoS 0 and 1 only`);
-      return this.disconnect(c, RC.QOS_NOT_SUPPORTED, 'QoS 2 is not supported', 'CLIENT_ERROR');
+      return this.violation(
+        c,
+        'publish',
+        `QoS ${p.qos} PUBLISH to ${p.topic}: AWS IoT Core supports QoS 0 and 1 only`,
+        RC.QOS_NOT_SUPPORTED,
+        'QoS 2 is not supported',
+      );
     }
     const props = p.properties ?? {};
     if (props.subscriptionIdentifier !== undefined) {
-      this.refuse(c, 'publish', 'a client PUBLISH carries a Subscription Identifier');
-      return this.disconnect(
+      return this.violation(
         c,
+        'publish',
+        'a client PUBLISH carries a Subscription Identifier',
         RC.PROTOCOL_ERROR,
         'Subscription Identifier in a client PUBLISH',
-        'CLIENT_ERROR',
       );
     }
     // Topic alias (MQTT 5): set or use one of at most topicAliasMaximum.
@@ -562,19 +615,24 @@ export class MqttServer {
     if (props.topicAlias !== undefined) {
       const alias = props.topicAlias;
       if (alias < 1 || alias > this.limits.topicAliasMaximum) {
-        this.refuse(c, 'publish', `topic alias ${alias} is outside 1..${this.limits.topicAliasMaximum}`);
-        return this.disconnect(
+        return this.violation(
           c,
+          'publish',
+          `topic alias ${alias} is outside 1..${this.limits.topicAliasMaximum}`,
           RC.TOPIC_ALIAS_INVALID,
           `topic alias ${alias} over the maximum ${this.limits.topicAliasMaximum}`,
-          'CLIENT_ERROR',
         );
       }
       if (topic === '') {
         const known = c.aliases.get(alias);
         if (known === undefined) {
-          this.refuse(c, 'publish', `topic alias ${alias} was never set on this connection`);
-          return this.disconnect(c, RC.PROTOCOL_ERROR, `unknown topic alias ${alias}`, 'CLIENT_ERROR');
+          return this.violation(
+            c,
+            'publish',
+            `topic alias ${alias} was never set on this connection`,
+            RC.PROTOCOL_ERROR,
+            `unknown topic alias ${alias}`,
+          );
         }
         topic = known;
       } else c.aliases.set(alias, topic);
@@ -657,29 +715,41 @@ export class MqttServer {
   private onSubscribe(c: Connection, p: ISubscribePacket): void {
     const s = c.session!;
     if (p.properties?.subscriptionIdentifier !== undefined) {
-      this.refuse(c, 'subscribe', 'Subscription Identifiers are not supported by AWS IoT Core');
-      return this.disconnect(
+      return this.violation(
         c,
+        'subscribe',
+        'Subscription Identifiers are not supported by AWS IoT Core',
         RC.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
         'Subscription Identifiers are not supported',
-        'CLIENT_ERROR',
       );
     }
     if (p.subscriptions.some((sub) => sub.qos > this.limits.maximumQos)) {
       const filters = p.subscriptions
         .filter((sub) => sub.qos > this.limits.maximumQos)
         .map((sub) => sub.topic);
-      this.refuse(
+      // AWS sends no SUBACK for QoS 2 and ends the connection.
+      return this.violation(
         c,
         'subscribe',
         `QoS 2 SUBSCRIBE to ${filters.join(', ')}: AWS IoT Core supports QoS 0 and 1 only`,
+        RC.QOS_NOT_SUPPORTED,
+        'QoS 2 is not supported',
       );
-      // AWS sends no SUBACK for QoS 2 and ends the connection.
-      return this.disconnect(c, RC.QOS_NOT_SUPPORTED, 'QoS 2 is not supported', 'CLIENT_ERROR');
     }
+    const sharedNoLocal = p.subscriptions.find((sub) => sub.nl && sub.topic.startsWith('$share/'));
+    if (sharedNoLocal)
+      return this.violation(
+        c,
+        'subscribe',
+        `No Local on the shared subscription ${sharedNoLocal.topic} is a protocol error (MQTT 5.0, 3.8.3.1)`,
+        RC.PROTOCOL_ERROR,
+        'No Local on a shared subscription',
+      );
     const codes: number[] = [];
     const tooMany = p.subscriptions.length > this.limits.subscriptionsPerSubscribe;
     let closeAfter = false;
+    // Retain Handling 1 sends retained messages only for a subscription that did not exist.
+    const existed = p.subscriptions.map((req) => s.subscriptions.has(req.topic));
     for (const req of p.subscriptions) {
       const code = tooMany
         ? this.subscribeRefusal(
@@ -703,8 +773,9 @@ export class MqttServer {
     this.write(c, { cmd: 'suback', messageId: p.messageId, granted });
     // Retained messages after the SUBACK.
     for (let i = 0; i < p.subscriptions.length; i++) {
-      if (codes[i] > 1) continue;
-      this.sendRetained(s, p.subscriptions[i].topic, codes[i] as 0 | 1, p.subscriptions[i].rh ?? 0);
+      const rh = p.subscriptions[i].rh ?? 0;
+      if (codes[i] > 1 || rh === 2 || (rh === 1 && existed[i])) continue;
+      this.sendRetained(s, p.subscriptions[i].topic, codes[i] as 0 | 1);
     }
   }
 
@@ -729,13 +800,6 @@ export class MqttServer {
     }
     const problem = this.topicProblem(req.topic, 'topic filter');
     if (problem) return this.subscribeRefusal(c, req.topic, problem, RC.TOPIC_FILTER_INVALID);
-    if (parsed.share !== undefined && req.nl)
-      return this.subscribeRefusal(
-        c,
-        req.topic,
-        'No Local on a shared subscription is a protocol error',
-        RC.PROTOCOL_ERROR,
-      );
     const exists = s.subscriptions.has(req.topic);
     if (!exists && s.subscriptions.size >= this.limits.subscriptionsPerConnection) {
       this.refuse(
@@ -803,8 +867,8 @@ export class MqttServer {
    * Retained messages for a new subscription. AWS IoT Core sends them only when the filter is
    * the retained message's exact topic (no wildcards), and never to a shared subscription.
    */
-  private sendRetained(s: Session, filter: string, qos: 0 | 1, retainHandling: number): void {
-    if (retainHandling === 2 || filter.startsWith('$share/') || /[+#]/.test(filter)) return;
+  private sendRetained(s: Session, filter: string, qos: 0 | 1): void {
+    if (filter.startsWith('$share/') || /[+#]/.test(filter)) return;
     const m = this.retained.get(filter);
     if (!m) return;
     if (m.expiresAt !== undefined && m.expiresAt <= Date.now()) {
@@ -828,12 +892,12 @@ export class MqttServer {
     const next = p.properties?.sessionExpiryInterval;
     if (next !== undefined) {
       if (s.expirySeconds === 0 && next > 0) {
-        this.refuse(c, 'packet', 'DISCONNECT sets a Session Expiry Interval on a session that had 0');
-        return this.disconnect(
+        return this.violation(
           c,
+          'packet',
+          'DISCONNECT sets a Session Expiry Interval on a session that had 0',
           RC.PROTOCOL_ERROR,
           'Session Expiry Interval cannot be raised from 0',
-          'CLIENT_ERROR',
         );
       }
       s.expirySeconds = Math.min(next, this.limits.sessionExpiryDefaultSeconds);
@@ -937,6 +1001,19 @@ export class MqttServer {
     const now = Date.now();
     if (m.expiresAt !== undefined && m.expiresAt <= now) return;
     if (!this.hooks.mayReceive(c, m)) return;
+    if (qos === 0 && c.socket.writableLength > OUTBOUND_BUFFER_BYTES) {
+      // A subscriber that does not read: QoS 0 is dropped rather than buffered without bound
+      // (QoS 1 is bounded by the in-flight window).
+      if (!c.slowReaderLogged) {
+        c.slowReaderLogged = true;
+        this.log?.({
+          level: 'warn',
+          msg: `QoS 0 messages dropped: the client reads slower than it is sent to (over ${OUTBOUND_BUFFER_BYTES} bytes waiting)`,
+          clientId: c.clientId,
+        });
+      }
+      return;
+    }
     const packet: IPublishPacket = {
       cmd: 'publish',
       topic: m.topic,
@@ -1076,6 +1153,18 @@ export class MqttServer {
     if (c.closed) return;
     const bytes = this.encode(c, packet);
     if (bytes) c.socket.write(bytes);
+  }
+
+  /** A protocol violation or a limit that ends the connection: logged with its code, then DISCONNECT. */
+  private violation(
+    c: Connection,
+    what: 'connect' | 'publish' | 'subscribe' | 'packet',
+    reason: string,
+    code: number,
+    short: string,
+  ): void {
+    this.refuse(c, what, reason, { code });
+    this.disconnect(c, code, short, 'CLIENT_ERROR');
   }
 
   /** Logs a refusal made by the server itself (limits and protocol rules). */

@@ -75,7 +75,7 @@ describe('npm run bench', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/^usage: npm run bench \[-- NAME\]\n/);
     expect(r.stdout).toContain(
-      'benchmarks: bundles, enrollment, health-consumer, hook, lab-scale, telemetry-pipeline',
+      'benchmarks: broker, bundles, enrollment, health-consumer, hook, lab-scale, telemetry-pipeline',
     );
   });
 
@@ -83,7 +83,7 @@ describe('npm run bench', () => {
     const r = run('bench/run.ts', ['nosuch']);
     expect(r.code).toBe(EXIT_CODES.usage);
     expect(r.stderr).toBe(
-      'bench: no benchmark matches "nosuch"; use one of bundles, enrollment, health-consumer, hook, lab-scale, telemetry-pipeline, or none to run all\n',
+      'bench: no benchmark matches "nosuch"; use one of broker, bundles, enrollment, health-consumer, hook, lab-scale, telemetry-pipeline, or none to run all\n',
     );
     expect(r.stdout).toBe('');
   });
