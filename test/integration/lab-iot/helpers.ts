@@ -56,28 +56,7 @@ export function connect(
   clientId: string,
   extra: mqtt.IClientOptions = {},
 ): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const c = mqtt.connect({
-      protocol: 'mqtts',
-      host: core.mqtt.host,
-      port: core.mqtt.port,
-      ca: core.mqtt.caPem,
-      cert: creds.cert,
-      key: creds.key,
-      clientId,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-      connectTimeout: 5000,
-      ...extra,
-    });
-    const fail = (err: Error): void => {
-      c.end(true);
-      reject(err);
-    };
-    c.once('connect', () => resolve(c));
-    c.once('error', fail);
-    c.once('close', () => fail(new Error('connection closed before CONNACK')));
-  });
+  return connectWithAck(core, creds, clientId, extra).then((r) => r.client);
 }
 
 export function end(c: MqttClient | undefined): Promise<void> {
