@@ -87,7 +87,12 @@ interface Round {
   messagesPerSecond: number;
 }
 
-async function round(core: IotCore, creds: Credentials, version: Version, seen: () => number): Promise<Round> {
+async function round(
+  core: IotCore,
+  creds: Credentials,
+  version: Version,
+  seen: () => number,
+): Promise<Round> {
   const t0 = performance.now();
   const clients = await Promise.all(
     Array.from({ length: CLIENTS }, (_, i) => open(core, creds, `bench-${version}-${i}`, version)),

@@ -20,8 +20,32 @@ function matches(index: SubscriptionIndex<string>, topic: string): string[] {
 }
 
 describe('SubscriptionIndex', () => {
-  const filters = ['a/b', 'a/+', 'a/#', '#', '+/b', '+', 'a/b/c', '$aws/things/+/shadow', '$aws/#', 'a/+/c', 'x'];
-  const topics = ['a', 'a/b', 'a/b/c', 'a/x/c', 'b', '$aws/things/t/shadow', '$aws/rules/r/x', 'x', 'x/y', 'a//c', '/b'];
+  const filters = [
+    'a/b',
+    'a/+',
+    'a/#',
+    '#',
+    '+/b',
+    '+',
+    'a/b/c',
+    '$aws/things/+/shadow',
+    '$aws/#',
+    'a/+/c',
+    'x',
+  ];
+  const topics = [
+    'a',
+    'a/b',
+    'a/b/c',
+    'a/x/c',
+    'b',
+    '$aws/things/t/shadow',
+    '$aws/rules/r/x',
+    'x',
+    'x/y',
+    'a//c',
+    '/b',
+  ];
 
   test.each(topics)('matches %s exactly as topicMatches does', (topic) => {
     const index = new SubscriptionIndex<string>();
@@ -94,7 +118,9 @@ describe("AWS IoT Core's broker limits", () => {
   test('a payload of the device contract fits a packet with the longest topic', () => {
     // fixed header (5) + topic length (2) + topic + packet identifier (2) + properties (up to 512)
     const overhead = 5 + 2 + MQTT_BROKER_LIMITS.topicMaxBytes + 2 + 512;
-    expect(TELEMETRY_LIMITS.maxPayloadBytes + overhead).toBeLessThanOrEqual(MQTT_BROKER_LIMITS.maximumPacketBytes);
+    expect(TELEMETRY_LIMITS.maxPayloadBytes + overhead).toBeLessThanOrEqual(
+      MQTT_BROKER_LIMITS.maximumPacketBytes,
+    );
   });
 });
 
