@@ -273,6 +273,18 @@ export class MqttServer {
         );
         return;
       }
+      if (!c.connect && /protocol version|protocolId/i.test(err.message)) {
+        // A CONNECT of a protocol this broker does not speak: answered as an MQTT 3.1.1 server
+        // answers one (CONNACK return code 1), which MQTT 5 clients understand too.
+        this.refuse(
+          c,
+          'connect',
+          `${err.message}: AWS IoT Core speaks MQTT 3.1.1 (level 4) and MQTT 5 (level 5)`,
+        );
+        this.write(c, { cmd: 'connack', returnCode: 1, sessionPresent: false });
+        this.close(c, 'CLIENT_ERROR');
+        return;
+      }
       this.violation(c, 'packet', `malformed packet: ${err.message}`, RC.MALFORMED_PACKET, err.message);
     });
     socket.on('data', (chunk: Buffer) => {

@@ -171,3 +171,13 @@ test('a QoS 1 message left unacknowledged past the retry period is dropped, and 
   const second = (await sub.next('publish')) as { payload: Buffer };
   expect(second.payload.toString()).toBe('second');
 });
+
+test('a CONNECT of an unknown protocol level gets CONNACK return code 1 and is closed', async () => {
+  const c = await raw();
+  // CONNECT, remaining length 12: protocol name "MQTT", level 6, flags 2 (clean), keep-alive 60, empty client id
+  const connect = Buffer.from([0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 6, 2, 0, 60, 0, 0]);
+  sockets[sockets.length - 1].write(connect);
+  const ack = (await c.next('connack')) as { returnCode?: number; reasonCode?: number };
+  expect(ack.returnCode ?? ack.reasonCode).toBe(1);
+  await c.closed;
+});
