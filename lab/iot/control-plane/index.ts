@@ -19,6 +19,8 @@ import type { AddressInfo } from 'node:net';
 import { IotError, invalidRequest } from '../errors';
 import { registerCertificateOperations } from './certificates';
 import { registerEndpointOperations } from './endpoint';
+import { registerJobOperations } from './jobs';
+import { registerPackageOperations } from './packages';
 import { registerPolicyOperations } from './policies';
 import { registerProvisioningTemplateOperations } from './provisioning-templates';
 import { compilePath, Router, type ControlPlaneDeps, type OperationFamily } from './router';
@@ -37,6 +39,8 @@ const FAMILIES: OperationFamily[] = [
   registerThingOperations,
   registerThingGroupOperations,
   registerEndpointOperations,
+  registerJobOperations,
+  registerPackageOperations,
   registerProvisioningTemplateOperations,
 ];
 
