@@ -28,6 +28,11 @@
  *
  * Presence events `$aws/events/presence/connected|disconnected/<clientId>` are published through
  * the broker itself, so subscribers and `onMessage` listeners (the rules engine) see them.
+ *
+ * Jobs device API requests (`$aws/things/<thing>/jobs/get|start-next|<jobId>/get|<jobId>/update`)
+ * go to the Jobs service (`jobs/device-api.ts`); its `…/accepted|rejected` answers go to the
+ * requesting connection alone, like provisioning answers. `notify`/`notify-next` and job events
+ * are server-side publishes (normal, policy-checked delivery).
  */
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { AddressInfo, createServer as createNetServer, Server as NetServer, Socket } from 'node:net';
@@ -36,6 +41,7 @@ import type { IConnectPacket } from 'mqtt-packet';
 import type { MqttBrokerLimits } from './mqtt/limits';
 import { certificateIdOfDer, type LabCa } from './ca';
 import { ClientCertificateGate } from './client-certificate-gate';
+import { isJobsRequestTopic, type JobsDeviceApi } from './jobs/device-api';
 import { RC } from './mqtt/reason-codes';
 import {
   MqttServer,
@@ -70,6 +76,8 @@ export interface BrokerOptions {
   ca: LabCa;
   host: string;
   provisioning: ProvisioningApi;
+  /** The Jobs device MQTT API; without it, Jobs topics are plain topics. */
+  jobs?: JobsDeviceApi;
   log?: Log;
   onMessage: (m: BrokerMessage) => void;
   /** Overrides of AWS IoT Core's broker limits (tests only; the lab uses AWS's). */
@@ -236,6 +244,10 @@ export class IotBroker {
       return;
     }
     if (isProvisioningTopic(m.topic)) return;
+    if (this.o.jobs && isJobsRequestTopic(m.topic)) {
+      this.answerJobs(from, s, m.topic, m.payload);
+      return;
+    }
     this.emit({
       topic: m.topic,
       payload: m.payload,
@@ -426,6 +438,36 @@ export class IotBroker {
       versionNumber: s.versionNumber,
     };
     return this.publish(`$aws/events/presence/${kind}/${s.clientId}`, JSON.stringify(payload), 1);
+  }
+
+  /** A Jobs API request: the answers go to the requesting connection alone. */
+  private answerJobs(c: Connection, s: IotSession, topic: string, payload: Buffer): void {
+    let answers;
+    try {
+      answers = this.o.jobs?.handle(topic, payload) ?? [];
+    } catch (e) {
+      this.o.log?.({
+        level: 'error',
+        msg: `Jobs request failed: ${e instanceof Error ? e.message : String(e)}`,
+        clientId: s.clientId,
+        topic,
+      });
+      return;
+    }
+    for (const a of answers) {
+      const m = {
+        topic: a.topic,
+        payload: Buffer.from(JSON.stringify(a.payload)),
+        qos: 1 as const,
+        retain: false,
+      };
+      if (!this.mqtt || c.closed || !this.mayReceive(c, m) || !this.mqtt.sendTo(c, m))
+        this.o.log?.({
+          level: 'info',
+          msg: `Jobs answer dropped: the connection is not subscribed to ${a.topic} or may not receive it`,
+          clientId: s.clientId,
+        });
+    }
   }
 
   private async provision(c: Connection, s: IotSession, topic: string, payload: Buffer): Promise<void> {

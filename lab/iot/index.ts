@@ -6,6 +6,14 @@
 import { IotBroker } from './broker';
 import { LabCa } from './ca';
 import { ControlPlane } from './control-plane';
+import {
+  bindJobsService,
+  JobsDeviceApi,
+  JobsService,
+  jobTemplateFromCloudFormation,
+  type PresignUrl,
+} from './jobs';
+import type { JobTemplateInput } from './jobs/templates';
 import { ProvisioningApi } from './provisioning';
 import { IotRegistry, type ProvisioningTemplateInput } from './state';
 
@@ -18,6 +26,19 @@ export interface IotCoreOptions {
   /** RegisterThing quota in TPS; unset = unlimited. Excess requests get AWS's throttling rejection. */
   registerThingTps?: number;
   log?: (entry: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
+  /**
+   * The Jobs service's clock (epoch ms); default `Date.now`. Tests pass a fake clock and call
+   * `jobs.tick()` after moving it, so minute-scale rollouts and timeouts run without waiting.
+   */
+  clock?: () => number;
+  /** How often the lab applies due Jobs timers on its own (ms); default 1000, 0 = only on `jobs.tick()` and requests. */
+  jobsTickMs?: number;
+  /**
+   * Presigns an S3 GET for the `${aws:iot:s3-presigned-url:…}` placeholders of job documents
+   * (wired by the lab runtime to its S3 emulator). Without it the placeholder is left as is and
+   * a warning is logged.
+   */
+  presignUrl?: PresignUrl;
 }
 
 /** One accepted PUBLISH as the rules engine sees it. */
@@ -53,6 +74,18 @@ export interface IotRegistryApi {
   ): { thingGroups: { groupName: string; groupArn: string }[] } | undefined;
 }
 
+/** AWS IoT Jobs: what the cdk.out loader creates, and the clock hook tests drive. */
+export interface IotJobsApi {
+  /** CreateJobTemplate from an `AWS::IoT::JobTemplate`'s resolved Properties (PascalCase). */
+  putJobTemplateFromCloudFormation(properties: Record<string, unknown>): { jobTemplateArn: string };
+  /** CreateJobTemplate with the API's input (camelCase). */
+  putJobTemplate(jobTemplateId: string, input: JobTemplateInput): { jobTemplateArn: string };
+  /** Enables or disables event types (`JOB`, `JOB_EXECUTION`, …) as UpdateEventConfigurations does. */
+  setEventConfiguration(type: string, enabled: boolean): void;
+  /** Applies everything due at the clock's current time (rollout, timeouts, schedules). */
+  tick(): void;
+}
+
 export interface IotCore {
   /** http://127.0.0.1:<port>, used as AWS_ENDPOINT_URL_IOT. */
   controlPlaneUrl: string;
@@ -64,6 +97,8 @@ export interface IotCore {
   /** Server-side publish (used by republish rule actions and internal events). */
   publish(topic: string, payload: Buffer | string): Promise<void>;
   stats(): { registerThing: { accepted: number; throttled: number; rejected: number } };
+  /** AWS IoT Jobs (always present on a started core; optional so fakes of IotCore need not have it). */
+  jobs?: IotJobsApi;
   /** Fault injection for scenarios and tests. */
   faults: {
     /** The next RegisterThing of this client id succeeds, but its answer is lost. */
@@ -74,7 +109,7 @@ export interface IotCore {
 
 type Listener = Parameters<IotCore['onMessage']>[0];
 
-export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
+export async function startIotCore(opts: IotCoreOptions): Promise<IotCore & { jobs: IotJobsApi }> {
   const host = opts.host ?? '127.0.0.1';
   const registry = new IotRegistry(opts.region, opts.accountId);
   const ca = await LabCa.create();
@@ -86,17 +121,32 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
     log: opts.log,
   });
   const listeners: Listener[] = [];
+  let publishJobs = (_topic: string, _payload: unknown): void => undefined;
+  const jobs = new JobsService({
+    registry,
+    clock: opts.clock ?? Date.now,
+    publish: (topic, payload) => publishJobs(topic, payload),
+    log: opts.log,
+  });
+  bindJobsService(registry, jobs);
+  const jobsApi = new JobsDeviceApi({ service: jobs, presignUrl: opts.presignUrl, log: opts.log });
   const broker = new IotBroker({
     registry,
     ca,
     host,
     provisioning,
+    jobs: jobsApi,
     log: opts.log,
     onMessage: (m) => {
       for (const l of listeners) l(m);
     },
   });
   const port = await broker.start();
+  publishJobs = (topic, payload) =>
+    void broker.publish(topic, JSON.stringify(payload), 1).catch(() => undefined);
+  const tickMs = opts.jobsTickMs ?? 1000;
+  const ticker = tickMs > 0 ? setInterval(() => jobs.tick(), tickMs) : undefined;
+  ticker?.unref();
   const controlPlane = new ControlPlane({
     registry,
     ca,
@@ -108,6 +158,7 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
   try {
     controlPlaneUrl = await controlPlane.start();
   } catch (e) {
+    clearInterval(ticker);
     await broker.stop();
     throw e;
   }
@@ -144,10 +195,23 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore> {
     onMessage: (l) => void listeners.push(l),
     publish: (topic, payload) => broker.publish(topic, payload),
     stats: () => ({ registerThing: { ...provisioning.stats.registerThing } }),
+    jobs: {
+      putJobTemplateFromCloudFormation: (properties) => {
+        const { jobTemplateId, input } = jobTemplateFromCloudFormation(properties);
+        return { jobTemplateArn: jobs.createJobTemplate(jobTemplateId, input).jobTemplateArn };
+      },
+      putJobTemplate: (id, input) => ({ jobTemplateArn: jobs.createJobTemplate(id, input).jobTemplateArn }),
+      setEventConfiguration: (type, enabled) => {
+        jobs.eventConfigurations.set(type, enabled);
+        jobs.eventConfigurationsModified = jobs.now();
+      },
+      tick: () => jobs.tick(),
+    },
     faults: {
       loseNextRegisterThingAnswer: (clientId) => provisioning.loseNextRegisterThingAnswer(clientId),
     },
     stop: async () => {
+      clearInterval(ticker);
       await Promise.all([broker.stop(), controlPlane.stop()]);
     },
   };

@@ -11,8 +11,13 @@
  *   service consumes them (they may carry an ownership token); they are never delivered to a
  *   subscriber. Their `…/accepted|rejected` answers are subscribe only and go to the requesting
  *   connection alone.
- * - Lifecycle events (`$aws/events/…`): subscribe only; AWS IoT publishes them.
+ * - Lifecycle, job and job-execution events (`$aws/events/…`): subscribe only; AWS IoT publishes them.
+ * - Jobs device API (`$aws/things/<thing>/jobs/…`, "Jobs device MQTT API operations"): requests
+ *   (`get`, `start-next`, `<jobId>/get`, `<jobId>/update`) are consumed by the Jobs service and
+ *   never delivered to a subscriber; answers (`…/accepted|rejected`) and `notify`/`notify-next`
+ *   are published by the service only.
  */
+import { isJobsRequestTopic, isJobsServiceTopic } from './jobs/device-api';
 import { isProvisioningRequestTopic, isProvisioningTopic } from './provisioning';
 
 const BASIC_INGEST_PREFIX = '$aws/rules/';
@@ -24,10 +29,10 @@ export function isBasicIngestTopic(topic: string): boolean {
 
 /**
  * True when the service consumes messages on `topic` itself and the broker never delivers them
- * to a subscriber: Basic Ingest and fleet provisioning requests.
+ * to a subscriber: Basic Ingest, fleet provisioning requests and Jobs API requests.
  */
 export function isServiceConsumedTopic(topic: string): boolean {
-  return isBasicIngestTopic(topic) || isProvisioningRequestTopic(topic);
+  return isBasicIngestTopic(topic) || isProvisioningRequestTopic(topic) || isJobsRequestTopic(topic);
 }
 
 /** Why a client may not PUBLISH to `topic` whatever its policy says, or undefined. */
@@ -35,6 +40,8 @@ export function reservedPublishRefusal(topic: string): string | undefined {
   if (topic.startsWith('$aws/events/')) return 'reserved topic: clients cannot publish lifecycle events';
   if (isProvisioningTopic(topic) && !isProvisioningRequestTopic(topic))
     return 'reserved topic: fleet provisioning answers are published by AWS IoT only';
+  if (isJobsServiceTopic(topic))
+    return 'reserved topic: Jobs answers and notifications are published by AWS IoT Jobs only';
   return undefined;
 }
 

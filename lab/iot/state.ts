@@ -88,6 +88,8 @@ export interface ProvisioningTemplateRecord {
 export interface RegistryEvents {
   /** A certificate left ACTIVE (or was deleted): open connections using it must be closed. */
   certificateDisabled: (certificateId: string) => void;
+  /** A thing joined or left a thing group (continuous jobs follow their groups). */
+  thingGroupMembershipChanged: (thingName: string, groupName: string) => void;
 }
 
 /** A provisioning template as the cdk.out loader declares it. */
@@ -397,6 +399,7 @@ export class IotRegistry {
     const g = this.getThingGroup(groupName);
     g.things.add(thingName);
     t.groups.add(groupName);
+    this.events.emit('thingGroupMembershipChanged', thingName, groupName);
   }
 
   removeThingFromGroup(thingName: string, groupName: string): void {
@@ -404,6 +407,7 @@ export class IotRegistry {
     const g = this.getThingGroup(groupName);
     g.things.delete(thingName);
     t.groups.delete(groupName);
+    this.events.emit('thingGroupMembershipChanged', thingName, groupName);
   }
 
   // ---------------------------------------------------------------- policies
