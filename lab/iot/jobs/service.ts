@@ -478,15 +478,17 @@ export class JobsService {
     return Math.min(r, cfg.maximumPerMinute ?? 1000);
   }
 
-  /** Notifies waiting things as the rollout rate allows. */
+  /**
+   * Notifies waiting things as the rollout rate allows. The rate is fixed for each one-minute
+   * window when the window opens (an exponential rate grows from one window to the next).
+   */
   private release(job: JobRecord, now: number): void {
     if (job.status !== 'IN_PROGRESS' || job.rolloutStopped) return;
-    if (now - job.window.start >= MINUTE) {
-      job.window = { start: now - ((now - job.window.start) % MINUTE), count: 0 };
+    if (job.window.rate === undefined || now - job.window.start >= MINUTE) {
+      const start = job.window.rate === undefined ? now : now - ((now - job.window.start) % MINUTE);
+      job.window = { start, count: 0, rate: this.rate(job) ?? Infinity };
     }
-    while (job.waiting.length > 0) {
-      const rate = this.rate(job);
-      if (rate !== undefined && job.window.count >= rate) break;
+    while (job.waiting.length > 0 && job.window.count < (job.window.rate ?? Infinity)) {
       const name = job.waiting.shift() as string;
       job.window.count += 1;
       this.queueExecution(job, name, 0, 1);

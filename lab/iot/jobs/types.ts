@@ -117,8 +117,11 @@ export interface JobRecord extends JobConfigs {
   notified: Set<string>;
   /** Retries used per thing. */
   retries: Map<string, number>;
-  /** Rate window of the rollout: its start (ms) and how many things it notified. */
-  window: { start: number; count: number };
+  /**
+   * Rate window of the rollout: its start (ms), how many things it notified and the rate fixed
+   * when it opened (undefined until the rollout starts).
+   */
+  window: { start: number; count: number; rate?: number };
   /** The rollout stopped notifying things (endTime with STOP_ROLLOUT). */
   rolloutStopped?: boolean;
 }

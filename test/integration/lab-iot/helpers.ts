@@ -517,3 +517,35 @@ export async function rawServerDisconnect(raw: RawMqtt): Promise<IDisconnectPack
   await raw.waitFor(() => false);
   return raw.packets.find((p) => p.cmd === 'disconnect') as IDisconnectPacket | undefined;
 }
+
+// --- AWS IoT Jobs (issue 9) -------------------------------------------------------------------
+
+/** A fake clock for the Jobs service: `now()` for the core, `advance(ms)` to move it. */
+export function fakeClock(start = Date.UTC(2026, 0, 1)): {
+  now: () => number;
+  advance: (ms: number) => void;
+} {
+  let t = start;
+  return { now: () => t, advance: (ms) => void (t += ms) };
+}
+
+/** A new thing with a certificate carrying `policy`, connected with the thing name as client id. */
+export async function jobsDevice(
+  core: IotCore,
+  iot: IoTClient,
+  thingName: string,
+  policy = 'fleet-device',
+): Promise<MqttClient> {
+  const creds = await identity(iot, policy, thingName);
+  return connect(core, creds, thingName);
+}
+
+/** One Jobs API request of `thing` (`get`, `start-next`, `<jobId>/get`, `<jobId>/update`) and its answer. */
+export function jobsRequest(
+  c: MqttClient,
+  thing: string,
+  op: string,
+  body: unknown = {},
+): Promise<{ outcome: string; payload: Record<string, unknown> }> {
+  return request(c, `$aws/things/${thing}/jobs/${op}`, body);
+}
