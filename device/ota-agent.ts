@@ -66,10 +66,19 @@ export function streamingFirmwareHost(device: {
   };
 }
 
+/**
+ * What the agent needs of a Jobs transport: the MQTT {@link JobsClient}, or any other transport
+ * with the same calls (an HTTPS data-plane client would poll `$next` for `onNextChanged`).
+ */
+export type OtaJobsTransport = Pick<
+  JobsClient,
+  'start' | 'onNextChanged' | 'startNext' | 'describe' | 'updateWithVersion'
+>;
+
 /** Options of {@link OtaAgent}. */
 export interface OtaAgentOptions {
   /** The thing's Jobs client (started or not; the agent starts it). */
-  jobs: JobsClient;
+  jobs: OtaJobsTransport;
   /** The device's serial (draws of the OTA profiles are per serial). */
   serial: string;
   /** The device's hardware revision, checked against the document's `hwRevs`. */
@@ -168,7 +177,7 @@ function other(slot: 'A' | 'B'): 'A' | 'B' {
 export class OtaAgent {
   /** Every execution handled, oldest first. */
   readonly outcomes: OtaOutcome[] = [];
-  private readonly jobs: JobsClient;
+  private readonly jobs: OtaJobsTransport;
   private readonly options: OtaAgentOptions;
   private readonly stepTimeout: number;
   private state: SlotState;
