@@ -25,6 +25,14 @@ export const STACK_OUTPUTS = {
   telemetryArchiveBucket: 'TelemetryArchiveBucketName',
   /** SQS queue of health records the consumer could not use and batches it gave up on. */
   healthDeadLetterQueue: 'HealthDeadLetterQueueUrl',
+  /** Versioned S3 bucket of the firmware images (see {@link firmwareObjectKey}). */
+  firmwareBucket: 'FirmwareBucketName',
+  /** Software Package Catalog package of the firmware. */
+  firmwarePackage: 'FirmwarePackageName',
+  /** JSON {@link JobTemplatesOutput}: job template ARN per stage class. */
+  otaJobTemplates: 'OtaJobTemplates',
+  /** Role AWS IoT Jobs presigns firmware URLs with. */
+  otaPresignedUrlRole: 'OtaPresignedUrlRoleArn',
 } as const;
 
 /** The `TelemetryRules` output: topic rule name per record type. */
@@ -47,3 +55,18 @@ export interface ProvisioningTemplateOutput {
 
 /** Default stack name (bin/app.ts) and CLI default. */
 export const DEFAULT_STACK_NAME = 'IotFleetStack';
+
+/** The `OtaJobTemplates` output: job template ARN per stage class. */
+export interface JobTemplatesOutput {
+  canary: string;
+  early: string;
+  broad: string;
+}
+
+/** Key prefix of the firmware images in the firmware bucket; the presigned-URL role reads only below it. */
+export const FIRMWARE_KEY_PREFIX = 'firmware/';
+
+/** Object key of a firmware image: `firmware/<version>/image.bin`. */
+export function firmwareObjectKey(version: string): string {
+  return `${FIRMWARE_KEY_PREFIX}${version}/image.bin`;
+}

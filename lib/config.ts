@@ -84,6 +84,38 @@ export const FLEET_DEFAULTS = {
     timestream: { enabled: false },
     influxdb: { enabled: false, version: 'V3' },
   },
+  ota: {
+    /** The default package name is `<thingNamePrefix>-firmware`: see {@link defaultPackageName}. */
+    packageNameSuffix: 'firmware',
+    presignedUrlExpiresInSec: 3600,
+    manageJobEvents: true,
+    stageClasses: {
+      canary: {
+        rollout: { maximumPerMinute: 10 },
+        abort: [{ failureType: 'ALL', thresholdPercentage: 20, minNumberOfExecutedThings: 3 }],
+        inProgressTimeoutMinutes: 60,
+        retries: { FAILED: 0, TIMED_OUT: 0 },
+      },
+      early: {
+        rollout: {
+          maximumPerMinute: 100,
+          exponential: { baseRatePerMinute: 20, incrementFactor: 2, numberOfSucceededThings: 50 },
+        },
+        abort: [{ failureType: 'ALL', thresholdPercentage: 10, minNumberOfExecutedThings: 10 }],
+        inProgressTimeoutMinutes: 120,
+        retries: { FAILED: 1, TIMED_OUT: 0 },
+      },
+      broad: {
+        rollout: {
+          maximumPerMinute: 500,
+          exponential: { baseRatePerMinute: 50, incrementFactor: 2, numberOfSucceededThings: 200 },
+        },
+        abort: [{ failureType: 'ALL', thresholdPercentage: 5, minNumberOfExecutedThings: 50 }],
+        inProgressTimeoutMinutes: 240,
+        retries: { FAILED: 2, TIMED_OUT: 1 },
+      },
+    },
+  },
 } as const;
 
 /** Default provisioning template name of a stack: `<thingNamePrefix>-default`. */
@@ -102,6 +134,10 @@ export const defaultRuleNames = (thingNamePrefix: string): Record<RecordType, st
   const { telemetry, health } = FLEET_DEFAULTS.telemetry.ruleNameSuffixes;
   return { telemetry: `${base}_${telemetry}`, health: `${base}_${health}` };
 };
+
+/** Default Software Package Catalog package of a stack's firmware: `<thingNamePrefix>-firmware`. */
+export const defaultPackageName = (thingNamePrefix: string): string =>
+  `${thingNamePrefix}-${FLEET_DEFAULTS.ota.packageNameSuffix}`;
 
 /** Settings of one template's pre-provisioning hook function. */
 export interface HookConfig {
@@ -300,6 +336,68 @@ export interface TelemetryConfig {
   readonly influxdb: InfluxDbConfig;
 }
 
+/** Stage classes of a staged rollout: one AWS IoT job template each. */
+export const STAGE_CLASSES = ['canary', 'early', 'broad'] as const;
+export type StageClass = (typeof STAGE_CLASSES)[number];
+
+/** Failure types an abort criterion counts (AWS IoT `AbortCriteria.failureType`). */
+export const ABORT_FAILURE_TYPES = ['FAILED', 'REJECTED', 'TIMED_OUT', 'ALL'] as const;
+
+/** One abort criterion of a job template: cancel the job once the threshold is met. */
+export interface AbortCriterionConfig {
+  /** Which outcomes count. */
+  readonly failureType: (typeof ABORT_FAILURE_TYPES)[number];
+  /** Percentage of executed things with that outcome that aborts the job (at most 100, two decimals). */
+  readonly thresholdPercentage: number;
+  /** Things that must have been notified before the job can abort (at least 1). */
+  readonly minNumberOfExecutedThings: number;
+}
+
+/**
+ * Rollout rate of a job template: a constant `maximumPerMinute`, or an exponential rate that
+ * starts at `baseRatePerMinute` and grows by `incrementFactor` each time the named count is
+ * reached, capped by `maximumPerMinute`.
+ */
+export interface RolloutRateConfig {
+  /** Most things notified per minute (1 to 1000). */
+  readonly maximumPerMinute: number;
+  /** Exponential rate. @default - constant rate */
+  readonly exponential?: {
+    readonly baseRatePerMinute: number;
+    readonly incrementFactor: number;
+    /** Exactly one of the two criteria. */
+    readonly numberOfNotifiedThings?: number;
+    readonly numberOfSucceededThings?: number;
+  };
+}
+
+/** The job template settings of one stage class. */
+export interface StageClassConfig {
+  readonly rollout: RolloutRateConfig;
+  /** Abort criteria (1 to 4, one per failure type). */
+  readonly abort: readonly AbortCriterionConfig[];
+  /** Minutes a device has from IN_PROGRESS to a terminal status before it is TIMED_OUT (1 to 10080). */
+  readonly inProgressTimeoutMinutes: number;
+  /** Retries per device after FAILED and after TIMED_OUT (0 to 10 each, 10 combined at most). */
+  readonly retries: { readonly FAILED: number; readonly TIMED_OUT: number };
+}
+
+/** Firmware releases and staged OTA (issue 9). */
+export interface OtaConfig {
+  /** Software Package Catalog package of the firmware. @default '<thingNamePrefix>-firmware' */
+  readonly packageName: string;
+  /** Lifetime of the presigned firmware URLs devices get in their job documents (60 to 3600 s). @default 3600 */
+  readonly presignedUrlExpiresInSec: number;
+  /**
+   * Enable the account's JOB and JOB_EXECUTION event messages with a custom resource (and restore
+   * the previous settings when the stack is deleted). Turn off when another stack of the account
+   * manages the event configuration. @default true
+   */
+  readonly manageJobEvents: boolean;
+  /** Job template settings per stage class. @default FLEET_DEFAULTS.ota.stageClasses */
+  readonly stageClasses: Readonly<Record<StageClass, StageClassConfig>>;
+}
+
 /** Fully resolved fleet configuration. */
 export interface FleetConfig {
   readonly stage: Stage;
@@ -317,6 +415,8 @@ export interface FleetConfig {
   readonly provisioning: { readonly templates: readonly ProvisioningTemplateConfig[] };
   /** Telemetry and self-health: topic rules, stream, archive, error store, consumer, alarms, time-series options. */
   readonly telemetry: TelemetryConfig;
+  /** Firmware releases and staged OTA: package, job templates, job events. */
+  readonly ota: OtaConfig;
   /** Retention of the functions' log groups (days). @default 30 */
   readonly logRetentionDays: (typeof LOG_RETENTION_DAYS)[number];
   readonly trail: {
@@ -579,6 +679,126 @@ const telemetrySchema = z.strictObject({
 
 type TelemetryInput = z.output<typeof telemetrySchema>;
 
+const O = FLEET_DEFAULTS.ota;
+const PACKAGE_NAME_RE = /^[a-zA-Z0-9_.-]{1,128}$/;
+const positive = (max: number, fix: string) => int(1, max, fix);
+
+const exponentialSchema = z
+  .strictObject({
+    baseRatePerMinute: positive(1000, 'use an integer between 1 and 1000'),
+    incrementFactor: z
+      .number({ error: 'use a number between 1.1 and 5 with one decimal, e.g. 2' })
+      .min(1.1, { error: 'use a number between 1.1 and 5 with one decimal, e.g. 2' })
+      .max(5, { error: 'use a number between 1.1 and 5 with one decimal, e.g. 2' })
+      .refine((n) => Number.isInteger(Math.round(n * 10)) && Math.abs(n * 10 - Math.round(n * 10)) < 1e-9, {
+        error: 'use one decimal at most, e.g. 1.5 (AWS IoT takes one digit after the point)',
+      }),
+    numberOfNotifiedThings: positive(1_000_000, 'use a positive integer').optional(),
+    numberOfSucceededThings: positive(1_000_000, 'use a positive integer').optional(),
+  })
+  .superRefine((e, ctx) => {
+    const set = [e.numberOfNotifiedThings, e.numberOfSucceededThings].filter((v) => v !== undefined).length;
+    if (set !== 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        input: e,
+        message:
+          'set exactly one of numberOfNotifiedThings and numberOfSucceededThings (the count that raises the rate)',
+      });
+  });
+
+const rolloutSchema = z
+  .strictObject({
+    maximumPerMinute: positive(1000, 'use an integer between 1 and 1000 (things notified per minute)'),
+    exponential: exponentialSchema.optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.exponential && r.exponential.baseRatePerMinute > r.maximumPerMinute)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['exponential', 'baseRatePerMinute'],
+        input: r.exponential.baseRatePerMinute,
+        message: `keep it at most maximumPerMinute (${r.maximumPerMinute}), or raise maximumPerMinute`,
+      });
+  });
+
+const abortCriterionSchema = z.strictObject({
+  failureType: z.enum(ABORT_FAILURE_TYPES, { error: `use one of ${ABORT_FAILURE_TYPES.join(', ')}` }),
+  thresholdPercentage: z
+    .number({ error: 'use a percentage above 0 and at most 100, two decimals at most' })
+    .gt(0, { error: 'use a percentage above 0 and at most 100, two decimals at most' })
+    .max(100, { error: 'use a percentage above 0 and at most 100, two decimals at most' }),
+  minNumberOfExecutedThings: positive(
+    1_000_000,
+    'use a positive integer (things notified before the job may abort)',
+  ),
+});
+
+const stageClassSchema = (d: StageClassConfig) =>
+  z
+    .strictObject({
+      rollout: rolloutSchema.default(d.rollout as z.input<typeof rolloutSchema>),
+      abort: z
+        .array(abortCriterionSchema, { error: 'use a list of abort criteria' })
+        .min(1, { error: 'keep at least one abort criterion: a stage without one never stops on failures' })
+        .max(4, { error: 'use at most 4 criteria, one per failure type' })
+        .superRefine((list, ctx) => {
+          const seen = new Set<string>();
+          list.forEach((c, i) => {
+            if (seen.has(c.failureType))
+              ctx.addIssue({
+                code: 'custom',
+                path: [i, 'failureType'],
+                input: c.failureType,
+                message: 'use each failure type once (AWS IoT keeps one criterion per type)',
+              });
+            seen.add(c.failureType);
+          });
+        })
+        .default(d.abort.map((c) => ({ ...c }))),
+      inProgressTimeoutMinutes: positive(
+        10_080,
+        'use an integer number of minutes between 1 and 10080 (7 days)',
+      ).default(d.inProgressTimeoutMinutes),
+      retries: z
+        .strictObject({
+          FAILED: int(0, 10, 'use an integer between 0 and 10').default(d.retries.FAILED),
+          TIMED_OUT: int(0, 10, 'use an integer between 0 and 10').default(d.retries.TIMED_OUT),
+        })
+        .superRefine((r, ctx) => {
+          if (r.FAILED + r.TIMED_OUT > 10)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['TIMED_OUT'],
+              input: r.TIMED_OUT,
+              message: `keep FAILED + TIMED_OUT (now ${r.FAILED + r.TIMED_OUT}) at most 10: AWS IoT allows 10 retries per device in all`,
+            });
+        })
+        .prefault({}),
+    })
+    .prefault({});
+
+const otaSchema = z.strictObject({
+  packageName: str(
+    PACKAGE_NAME_RE,
+    'use 1-128 characters of a-z A-Z 0-9 _ . - (Software Package Catalog name)',
+  ).optional(),
+  presignedUrlExpiresInSec: int(
+    60,
+    3600,
+    'use an integer number of seconds between 60 and 3600 (AWS IoT presigned URL lifetime)',
+  ).default(O.presignedUrlExpiresInSec),
+  manageJobEvents: z.boolean({ error: 'use true or false' }).default(O.manageJobEvents),
+  stageClasses: z
+    .strictObject({
+      canary: stageClassSchema(O.stageClasses.canary),
+      early: stageClassSchema(O.stageClasses.early),
+      broad: stageClassSchema(O.stageClasses.broad),
+    })
+    .prefault({}),
+});
+
 const baseSchema = z.strictObject({
   stage: z.enum(STAGES, { error: `use one of ${STAGES.join(', ')}` }).default(FLEET_DEFAULTS.stage),
   topicPrefix: str(PREFIX_RE, 'use 1-32 characters of A-Z a-z 0-9 _ - (one MQTT topic level)').default(
@@ -638,6 +858,7 @@ const baseSchema = z.strictObject({
     })
     .prefault({}),
   telemetry: telemetrySchema.prefault({}),
+  ota: otaSchema.prefault({}),
 });
 
 const inputSchema = baseSchema
@@ -993,6 +1214,10 @@ export function resolveFleetConfig(input: unknown = {}): FleetConfig {
     ...cfg,
     provisioning: { templates },
     telemetry: resolveTelemetry(cfg.telemetry, prefix),
+    ota: {
+      ...cfg.ota,
+      packageName: cfg.ota.packageName ?? defaultPackageName(prefix),
+    } as OtaConfig,
     logRetentionDays: cfg.logRetentionDays as FleetConfig['logRetentionDays'],
     removalPolicy: cfg.stage === 'dev' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     deletionProtection: cfg.stage === 'prod',

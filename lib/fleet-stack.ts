@@ -5,6 +5,7 @@ import { RINGS, thingGroupNames } from '../core/model';
 import { formatRingShares } from '../core/rings';
 import { STACK_OUTPUTS } from '../core/stack-outputs';
 import { FleetConfig, FleetConfigError } from './config';
+import { FleetOta } from './ota/fleet-ota';
 import { FleetProvisioning } from './provisioning/fleet-provisioning';
 import { FleetTelemetry } from './telemetry/fleet-telemetry';
 import { RegistryTables } from './traceability/registry-tables';
@@ -26,6 +27,8 @@ export function fixedNamesOf(config: FleetConfig): string[] {
     ...[...new Set(config.provisioning.templates.map((t) => t.thingTypeName))].map((n) => `thing type ${n}`),
     ...RINGS.map((r) => `thing group ${thingGroupNames.ring(p, r)}`),
     ...Object.values(config.telemetry.ruleNames).map((n) => `topic rule ${n}`),
+    `software package ${config.ota.packageName}`,
+    `job templates ${p}-ota-*`,
     `thing group ${thingGroupNames.quarantine(p)}`,
     `lot groups ${thingGroupNames.lot(p, '*')}`,
     `things ${p}-*`,
@@ -38,6 +41,7 @@ export class FleetStack extends Stack {
   public readonly registry: RegistryTables;
   public readonly provisioning: FleetProvisioning;
   public readonly telemetry: FleetTelemetry;
+  public readonly ota: FleetOta;
 
   constructor(scope: Construct, id: string, props: FleetStackProps) {
     super(scope, id, props);
@@ -69,6 +73,13 @@ export class FleetStack extends Stack {
       registry: this.registry,
       thingNamePrefix: config.thingNamePrefix,
       topicPrefix: config.topicPrefix,
+      logRetention,
+      removalPolicy: config.removalPolicy,
+    });
+
+    this.ota = new FleetOta(this, 'Ota', {
+      settings: config.ota,
+      thingNamePrefix: config.thingNamePrefix,
       logRetention,
       removalPolicy: config.removalPolicy,
     });
@@ -126,6 +137,26 @@ export class FleetStack extends Stack {
       STACK_OUTPUTS.healthDeadLetterQueue,
       this.telemetry.consumer.deadLetterQueue.queueUrl,
       'SQS queue of health records the consumer could not use and batches it gave up on',
+    );
+    out(
+      STACK_OUTPUTS.firmwareBucket,
+      this.ota.firmware.bucket.bucketName,
+      'S3 bucket of the firmware images (firmware/<version>/image.bin, versioned)',
+    );
+    out(
+      STACK_OUTPUTS.firmwarePackage,
+      this.ota.package.packageName,
+      'Software Package Catalog package of the firmware (fleet firmware publish adds its versions)',
+    );
+    out(
+      STACK_OUTPUTS.otaJobTemplates,
+      this.toJsonString(this.ota.templateArns()),
+      'JSON {canary, early, broad}: job template ARN per stage class',
+    );
+    out(
+      STACK_OUTPUTS.otaPresignedUrlRole,
+      this.ota.jobTemplates.presignedUrlRole.roleArn,
+      'Role AWS IoT Jobs presigns firmware download URLs with',
     );
   }
 
