@@ -70,6 +70,8 @@ export interface GateInputs {
 }
 
 const MINUTE = 60_000;
+/** What the abort criteria count (as AWS does): install outcomes; silence is its own gate. */
+const INSTALL_FAILURES: readonly DeviceOutcome[] = FAILURE_OUTCOMES.filter((o) => o !== 'SILENT');
 const HOUR = 3_600_000;
 
 const sum = (cs: HealthObservation['updated']) =>
@@ -131,7 +133,7 @@ export function abortReason(
   const executed = devices.filter((d) => !['QUEUED', 'CANCELED', 'REMOVED'].includes(d.outcome));
   for (const c of stage.abort) {
     const failed = executed.filter((d) =>
-      c.failureType === 'ALL' ? FAILURE_OUTCOMES.includes(d.outcome) : d.outcome === c.failureType,
+      c.failureType === 'ALL' ? INSTALL_FAILURES.includes(d.outcome) : d.outcome === c.failureType,
     ).length;
     if (
       failed > 0 &&

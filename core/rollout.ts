@@ -438,15 +438,8 @@ function startStage(p: Pass, index: number): RolloutDecision {
     sp.jobId = jobId;
     sp.startedAt = iso(p.now);
     s.status = 'RUNNING';
-    p.actions.push(
-      stageJob(
-        s,
-        i,
-        jobId,
-        sel.targets.map((t) => t.thing),
-        p.now,
-      ),
-    );
+    const things = sel.targets.map((t) => t.thing);
+    if (!p.obs.jobs[jobId]) p.actions.push(stageJob(s, i, jobId, things, p.now));
     return { kind: 'start-stage', stage: i };
   }
   s.status = 'SUCCEEDED';
