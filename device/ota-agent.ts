@@ -12,9 +12,9 @@
  *  notify-next naming another job, or none, while one runs ─→ force-canceled: abort and revert
  * ```
  *
- * Every IN_PROGRESS report carries `step` and `progress` in `statusDetails` and renews the step
- * timer (`stepTimeoutInMinutes`), so a device that stops answering ends TIMED_OUT on the service
- * side. Updates use `expectedVersion`; a VersionMismatch is recovered by reading the execution
+ * Every IN_PROGRESS report carries `step` and `progress` (overall percent) in `statusDetails`
+ * and renews the step timer (`stepTimeoutInMinutes`), so a device that stops answering ends
+ * TIMED_OUT on the service side. Updates use `expectedVersion`; a VersionMismatch is recovered by reading the execution
  * again (jobs-client.ts). What each version does on this device comes from its OTA profile
  * (ota-profiles.ts). Composed with a {@link FirmwareHost} (a streaming device), the trial boot and
  * the revert reboot that device into the version, and a silent version stops it.
@@ -165,6 +165,20 @@ function detail(text: string): string {
   return text.length === 0 ? '-' : text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+/** Overall progress (percent) when each step starts. */
+const STEP_PROGRESS: Record<OtaStep, string> = {
+  download: '0',
+  verify: '40',
+  install: '50',
+  reboot: '80',
+  selftest: '90',
+};
+
+/** An execution's identity: its job id and execution number (a retry has a new number). */
+function executionKey(e: Pick<JobExecution, 'jobId' | 'executionNumber'>): string {
+  return `${e.jobId}#${e.executionNumber ?? 0}`;
+}
+
 /** The other slot. */
 function other(slot: 'A' | 'B'): 'A' | 'B' {
   return slot === 'A' ? 'B' : 'A';
@@ -185,6 +199,7 @@ export class OtaAgent {
   private looping?: Promise<void>;
   private again = false;
   private silenced = false;
+  /** Executions this device stopped answering (a retry is a new execution number and runs again). */
   private readonly abandoned = new Set<string>();
   private readonly waiters: Array<{ match: (o: OtaOutcome) => boolean; resolve: (o: OtaOutcome) => void }> =
     [];
@@ -240,7 +255,7 @@ export class OtaAgent {
       run.canceled = next ? `notify-next announced ${next.jobId}` : 'notify-next announced no job';
       run.abort.abort();
     }
-    if (next && !this.abandoned.has(next.jobId)) this.kick();
+    if (next && !this.abandoned.has(executionKey(next))) this.kick();
   }
 
   private kick(): void {
@@ -270,7 +285,7 @@ export class OtaAgent {
       } catch {
         return; // the link is gone or the service refused: the next notify-next tries again
       }
-      if (!exec || this.abandoned.has(exec.jobId)) return;
+      if (!exec || this.abandoned.has(executionKey(exec))) return;
       const outcome = await this.execute(exec);
       this.outcomes.push(outcome);
       for (const w of [...this.waiters])
@@ -322,7 +337,7 @@ export class OtaAgent {
       );
       if (behaviour === 'hang') {
         // Started (with its step timer), then nothing more: the service times it out.
-        this.abandoned.add(exec.jobId);
+        this.abandoned.add(executionKey(exec));
         return done({ version: doc.version, status: 'ABANDONED', step: 'download', behaviour });
       }
       await this.installAndCommit(run, doc, behaviour);
@@ -416,7 +431,7 @@ export class OtaAgent {
   private async step<T>(run: Run, step: OtaStep, common: StatusDetails, work: () => Promise<T>): Promise<T> {
     this.checkCanceled(run);
     run.step = step;
-    await this.report(run, 'IN_PROGRESS', { ...common, step, progress: '0' });
+    await this.report(run, 'IN_PROGRESS', { ...common, step, progress: STEP_PROGRESS[step] });
     this.checkCanceled(run);
     const result = await work().catch((err: unknown) => {
       this.checkCanceled(run);

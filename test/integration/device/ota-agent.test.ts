@@ -129,6 +129,10 @@ test('a good update: download, verify, install, trial boot, self-test, SUCCEEDED
     'IN_PROGRESS:selftest',
     'SUCCEEDED:commit',
   ]);
+  const progress = jobs.updates
+    .filter((u) => u.jobId === 'job-good' && u.body.status === 'IN_PROGRESS')
+    .map((u) => (u.body.statusDetails as Record<string, string>).progress);
+  expect(progress).toEqual(['0', '40', '50', '80', '90']);
   const e = jobs.execution(thing, 'job-good');
   expect(e.status).toBe('SUCCEEDED');
   expect(agent.firmware).toBe('2.0.0');
@@ -287,6 +291,12 @@ describe('profiles', () => {
     const e = jobs.execution(thing, 'job-hang');
     expect(e).toMatchObject({ status: 'IN_PROGRESS', stepTimeoutInMinutes: 10 });
     expect(jobs.updates.filter((u) => u.thing === thing)).toEqual([]);
+    jobs.timeOut(thing, 'job-hang');
+    // A retry is a new execution: the device starts it and hangs again.
+    jobs.retry(thing, 'job-hang');
+    const retried = await agent.waitForOutcome((o) => o.jobId === 'job-hang' && o !== outcome);
+    expect(retried).toMatchObject({ status: 'ABANDONED' });
+    expect(jobs.execution(thing, 'job-hang')).toMatchObject({ status: 'IN_PROGRESS', executionNumber: 2 });
     jobs.timeOut(thing, 'job-hang');
     jobs.queue(thing, 'job-after', release('2.0.0'));
     expect(await agent.waitForOutcome((o) => o.jobId === 'job-after')).toMatchObject({ status: 'SUCCEEDED' });

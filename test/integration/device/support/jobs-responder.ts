@@ -153,6 +153,20 @@ export class ScriptedJobs {
     this.change(thing, () => this.setTerminal(this.execution(thing, jobId), 'TIMED_OUT'));
   }
 
+  /** A retry of a FAILED or TIMED_OUT execution: QUEUED again with the next execution number. */
+  retry(thing: string, jobId: string): void {
+    this.change(thing, () => {
+      const e = this.execution(thing, jobId);
+      e.status = 'QUEUED';
+      e.executionNumber++;
+      e.versionNumber = 1;
+      delete e.statusDetails;
+      delete e.startedAt;
+      e.queuedAt = this.tick();
+      e.lastUpdatedAt = this.clock;
+    });
+  }
+
   /** Someone else changed the execution (its version goes up, its status stays). */
   bumpVersion(thing: string, jobId: string): void {
     const e = this.execution(thing, jobId);
