@@ -201,12 +201,10 @@ export class JobsDeviceApi {
     )
       throw new JobsRejection('InvalidRequest', 'executionNumber must be an integer');
     const job = this.o.service.job(jobId);
-    const e = job?.executions
-      .filter(
-        (x) =>
-          x.thingName === thing && (executionNumber === undefined || x.executionNumber === executionNumber),
-      )
-      .pop();
+    const e =
+      executionNumber === undefined
+        ? job?.latest.get(thing)
+        : job?.executions.find((x) => x.thingName === thing && x.executionNumber === executionNumber);
     if (!e) throw new JobsRejection('ResourceNotFound', `No execution of job ${jobId} on thing ${thing}`);
     return e;
   }

@@ -72,6 +72,9 @@ export class JobsService {
   private readonly eventConfigurationsCreated: number;
   /** Per thing: the last pending list and next execution its notify topics announced. */
   private readonly announced = new Map<string, { pending: string; next: string }>();
+  /** Things whose queue may have changed, and jobs that may have completed, since the last settle. */
+  private readonly dirtyThings = new Set<string>();
+  private readonly dirtyJobs = new Set<JobRecord>();
   /** The document a device receives (the device API replaces presigned URL placeholders). */
   renderDocument: (e: JobExecutionRecord) => unknown = (e) => {
     const d = this.jobs.get(e.jobId)?.document;
@@ -182,11 +185,13 @@ export class JobsService {
       lastUpdatedAt: now,
       waiting: [],
       executions: [],
+      latest: new Map(),
       notified: new Set(),
       retries: new Map(),
       window: { start: now, count: 0 },
     };
     this.jobs.set(jobId, job);
+    this.dirtyJobs.add(job);
     if (job.status === 'IN_PROGRESS') this.startRollout(job);
     this.settle();
     return job;
@@ -201,9 +206,7 @@ export class JobsService {
 
   /** The latest execution of each thing (ListJobExecutionsForJob), optionally of one status. */
   latestExecutions(job: JobRecord, status?: string | null): JobExecutionRecord[] {
-    const latest = new Map<string, JobExecutionRecord>();
-    for (const e of job.executions) latest.set(e.thingName, e);
-    return [...latest.values()].filter((e) => !status || e.status === status);
+    return [...job.latest.values()].filter((e) => !status || e.status === status);
   }
 
   /** Every execution of a thing, across jobs (ListJobExecutionsForThing), latest per job. */
@@ -295,6 +298,7 @@ export class JobsService {
         `Job ${jobId} is IN_PROGRESS: pass force=true to delete it`,
       );
     job.status = 'DELETION_IN_PROGRESS';
+    for (const t of job.latest.keys()) this.dirtyThings.add(t);
     this.jobEvent(job, 'deletion_in_progress');
     this.jobs.delete(jobId);
     this.jobEvent(job, 'deleted');
@@ -336,6 +340,7 @@ export class JobsService {
         if (t) e.inProgressDeadline = now + t * MINUTE;
       }
       e.status = 'IN_PROGRESS';
+      this.dirtyThings.add(e.thingName);
       e.lastUpdatedAt = now;
       e.versionNumber += 1;
       this.setStepTimer(e, stepTimeoutInMinutes, now);
@@ -397,7 +402,7 @@ export class JobsService {
       }
       if (job.targetSelection === 'CONTINUOUS' && job.status === 'IN_PROGRESS') this.syncMembership(job);
       this.release(job, now);
-      for (const e of job.executions) {
+      for (const e of job.latest.values()) {
         if (e.status !== 'IN_PROGRESS') continue;
         const due = Math.min(e.stepDeadline ?? Infinity, e.inProgressDeadline ?? Infinity);
         if (due <= now) this.finish(job, e, 'TIMED_OUT');
@@ -409,6 +414,7 @@ export class JobsService {
   // ------------------------------------------------------------------ internals
 
   private startRollout(job: JobRecord): void {
+    this.dirtyJobs.add(job);
     const things = new Set<string>();
     for (const t of job.targets) for (const name of this.resolveTarget(t)) things.add(name);
     job.waiting = [...things];
@@ -503,7 +509,7 @@ export class JobsService {
   ): void {
     const now = this.now();
     job.notified.add(thingName);
-    job.executions.push({
+    const e: JobExecutionRecord = {
       jobId: job.jobId,
       thingName,
       thingArn: this.arn(`thing/${thingName}`),
@@ -514,8 +520,12 @@ export class JobsService {
       lastUpdatedAt: now,
       versionNumber: 1,
       retryAttempt,
-    });
+    };
+    job.executions.push(e);
+    job.latest.set(thingName, e);
     job.lastUpdatedAt = now;
+    this.dirtyThings.add(thingName);
+    this.dirtyJobs.add(job);
   }
 
   /** An execution reaches a terminal state: event, retry, abort check. */
@@ -527,6 +537,8 @@ export class JobsService {
   ): void {
     const now = this.now();
     e.status = status;
+    this.dirtyThings.add(e.thingName);
+    this.dirtyJobs.add(job);
     e.lastUpdatedAt = now;
     e.versionNumber += 1;
     e.stepDeadline = undefined;
@@ -593,7 +605,10 @@ export class JobsService {
 
   /** Completion of SNAPSHOT jobs and the notify topics of every thing whose queue changed. */
   private settle(): void {
-    for (const job of this.jobs.values()) {
+    const jobs = [...this.dirtyJobs];
+    this.dirtyJobs.clear();
+    for (const job of jobs) {
+      if (!this.jobs.has(job.jobId)) continue;
       if (job.status !== 'IN_PROGRESS' || job.targetSelection !== 'SNAPSHOT' || job.waiting.length > 0)
         continue;
       if (job.executions.some((e) => !TERMINAL.has(e.status))) continue;
@@ -606,8 +621,8 @@ export class JobsService {
   }
 
   private announce(): void {
-    const things = new Set<string>(this.announced.keys());
-    for (const j of this.jobs.values()) for (const e of j.executions) things.add(e.thingName);
+    const things = [...this.dirtyThings];
+    this.dirtyThings.clear();
     const ts = Math.floor(this.now() / 1000);
     for (const thing of things) {
       const pending = this.pending(thing);
@@ -715,9 +730,7 @@ export class JobsService {
 }
 
 function latestOf(job: JobRecord, thingName: string): JobExecutionRecord | undefined {
-  for (let i = job.executions.length - 1; i >= 0; i--)
-    if (job.executions[i].thingName === thingName) return job.executions[i];
-  return undefined;
+  return job.latest.get(thingName);
 }
 
 export function summaryOf(e: JobExecutionRecord): Record<string, unknown> {

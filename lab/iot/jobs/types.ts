@@ -113,6 +113,8 @@ export interface JobRecord extends JobConfigs {
   waiting: string[];
   /** Every execution of the job, retries included, in creation order. */
   executions: JobExecutionRecord[];
+  /** The latest execution of each thing. */
+  latest: Map<string, JobExecutionRecord>;
   /** Things the rollout has notified (an execution was created for them). */
   notified: Set<string>;
   /** Retries used per thing. */
