@@ -1,7 +1,8 @@
 /**
  * The lab's AWS IoT Core emulation: registry, local CA, control-plane facade (REST-JSON for
  * `@aws-sdk/client-iot`), mutual-TLS MQTT broker with policy enforcement, fleet provisioning
- * MQTT API and lifecycle presence events. See the module files for the AWS behaviours followed.
+ * MQTT API, lifecycle presence events and AWS IoT Jobs (control plane, device MQTT API, job
+ * events). See the module files for the AWS behaviours followed.
  */
 import { IotBroker } from './broker';
 import { LabCa } from './ca';
