@@ -172,7 +172,7 @@ export function abortReason(
 
 /**
  * Devices whose silence window ran out: they succeeded (or started installing) and sent no
- * health report since, for `silenceMinutes`. Undefined when the gate is off or no report times
+ * health report since, for `silenceMinutes`. Empty when the gate is off or no report times
  * were observed.
  */
 export function newlySilent(stage: Stage, devices: readonly GateDevice[], inputs: GateInputs): string[] {

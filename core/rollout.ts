@@ -312,7 +312,13 @@ export function step(state: RolloutState, observation: RolloutObservation, now: 
     decision = { kind: 'final' };
   } else {
     ingestExecutions(p);
-    decision = applyCommands(p) ?? decide(p);
+    const command = applyCommands(p);
+    if (command?.kind === 'abort') decision = command;
+    else {
+      // The gates run in a pass with a command too: a pause never hides an abort.
+      const decided = decide(p);
+      decision = decided.kind === 'abort' || !command ? decided : command;
+    }
   }
   if (JSON.stringify(p.s) !== JSON.stringify(state)) {
     p.s.revision = state.revision + 1;
@@ -377,7 +383,8 @@ function applyCommands(p: Pass): RolloutDecision | undefined {
       p.s.status = p.s.pausedFrom ?? 'RUNNING';
       delete p.s.pausedFrom;
       const sp = p.s.stages[p.s.stage];
-      if (sp.restartBudget <= sp.restarts) sp.restartBudget = sp.restarts + 1;
+      const canceled = sp.jobId !== undefined && p.obs.jobs[sp.jobId]?.status === 'CANCELED';
+      if (canceled && sp.restartBudget <= sp.restarts) sp.restartBudget = sp.restarts + 1;
       decision = undefined;
     } else if (c.kind === 'approve' && c.stage !== undefined && p.s.stages[c.stage]) {
       p.s.stages[c.stage].approvedBy ??= c.by;
@@ -559,7 +566,8 @@ function runStage(p: Pass): RolloutDecision {
   const shortfall = abortOnDone(stage, gates);
   if (shortfall) return abort(p, shortfall);
   if (s.status === 'PAUSED') {
-    p.reasons.push({ code: 'OPERATOR_PAUSE', detail: 'paused: promotion is held until resume' });
+    if (!p.reasons.some((r) => r.code === 'OPERATOR_PAUSE'))
+      p.reasons.push({ code: 'OPERATOR_PAUSE', detail: 'paused: promotion is held until resume' });
     return { kind: 'wait' };
   }
   const blockers = promotionBlockers(stage, gates, inputs);
@@ -740,6 +748,42 @@ function rollbackJob(
         }
       : {}),
   };
+}
+
+/**
+ * Unique devices that reached (or may have reached) the new version: succeeded, silent or
+ * mid-install, across all stages (the lab's `maxDevicesOnBadVersion` is its peak).
+ */
+export function devicesOnNewVersion(state: RolloutState): number {
+  return rollbackDevices(state).length;
+}
+
+/** A start request for a release that already has a running rollout under a different plan. */
+export class RolloutConflictError extends Error {}
+
+/**
+ * The rollout a start request gives: the existing one when the same release and plan was
+ * started before (whatever its state), a new PENDING one otherwise. A different plan for a
+ * release whose rollout is still active is a conflict: abort that one first.
+ */
+export function resolveStart(
+  existing: readonly RolloutState[],
+  release: ReleaseRecord,
+  plan: RolloutPlan,
+  now: Date,
+): { rollout: RolloutState; created: boolean } {
+  const id = rolloutIdFor(release.version, plan);
+  const same = existing.find((r) => r.rolloutId === id);
+  if (same) return { rollout: same, created: false };
+  const active = existing.find(
+    (r) => r.release.version === release.version && !FINAL_ROLLOUT_STATES.includes(r.status),
+  );
+  if (active) {
+    throw new RolloutConflictError(
+      `release ${release.version} already has rollout ${active.rolloutId} (${active.status}) under another plan; abort it first or start with the same plan`,
+    );
+  }
+  return { rollout: newRollout(release, plan, now), created: true };
 }
 
 /** Per-stage unique-device counts of a rollout (status output, the lab report). */

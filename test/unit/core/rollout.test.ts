@@ -4,7 +4,10 @@
  */
 import { firmwareJobDocument, rolloutJobId, type ReleaseRecord } from '../../../core/ota';
 import {
+  devicesOnNewVersion,
   newRollout,
+  resolveStart,
+  RolloutConflictError,
   stageCounts,
   step,
   type CreateJobAction,
@@ -819,5 +822,49 @@ describe('step', () => {
     expect(skip.decision).toEqual({ kind: 'complete' });
     expect(skip.state.stages[1].status).toBe('SKIPPED');
     expect(codes(skip)).toEqual(['STAGE_EMPTY']);
+  });
+
+  test('a pause in a pass whose gates fail still aborts', () => {
+    const { state, base } = canaryDone();
+    const r = step(
+      state,
+      { ...base, alarms: { 'fleet-errors': 'ALARM' }, commands: [{ id: 'p', kind: 'pause', by: 'ops' }] },
+      at(20),
+    );
+    expect(r.decision).toEqual({ kind: 'abort', rollback: true });
+    expect(r.state.status).toBe('ROLLING_BACK');
+    expect(devicesOnNewVersion(r.state)).toBe(3);
+  });
+});
+
+describe('resolveStart', () => {
+  const other = planWith({ soak: { minMinutes: 5, minDeviceHours: 0 } });
+  test.each<[string, () => ReturnType<typeof newRollout>[], RolloutPlan, boolean | 'conflict']>([
+    ['nothing yet: a new PENDING rollout', () => [], PLAN, true],
+    [
+      'the same release and plan again: the same rollout',
+      () => [newRollout(RELEASE, PLAN, at(0))],
+      PLAN,
+      false,
+    ],
+    ['another plan while the first runs: conflict', () => [started().state], other, 'conflict'],
+    [
+      'another plan after the first ended: a new rollout',
+      () => [{ ...started().state, status: 'ROLLED_BACK' as const }],
+      other,
+      true,
+    ],
+  ])('%s', (_name, existing, plan, expected) => {
+    const rollouts = existing();
+    if (expected === 'conflict') {
+      expect(() => resolveStart(rollouts, RELEASE, plan, at(5))).toThrow(RolloutConflictError);
+      expect(() => resolveStart(rollouts, RELEASE, plan, at(5))).toThrow('abort it first');
+      return;
+    }
+    const r = resolveStart(rollouts, RELEASE, plan, at(5));
+    expect(r.created).toBe(expected);
+    expect(r.rollout.rolloutId).toBe(rolloutIdFor('2.0.0', plan));
+    if (!expected) expect(r.rollout).toBe(rollouts[0]);
+    else expect(r.rollout.status).toBe('PENDING');
   });
 });
