@@ -786,6 +786,12 @@ export function resolveStart(
   return { rollout: newRollout(release, plan, now), created: true };
 }
 
+/** Every job id the rollout has created or will look for: what the observer describes each pass. */
+export function jobIdsOf(state: RolloutState): string[] {
+  const stageJobs = state.stages.flatMap((sp) => (sp.jobId ? [sp.jobId] : []));
+  return [...stageJobs, ...(state.rollback?.groups ?? []).map((g) => g.jobId)];
+}
+
 /** Per-stage unique-device counts of a rollout (status output, the lab report). */
 export function stageCounts(
   state: RolloutState,

@@ -5,6 +5,7 @@
 import { firmwareJobDocument, rolloutJobId, type ReleaseRecord } from '../../../core/ota';
 import {
   devicesOnNewVersion,
+  jobIdsOf,
   newRollout,
   resolveStart,
   RolloutConflictError,
@@ -628,6 +629,7 @@ describe('step', () => {
     const { state, base } = canaryDone();
     const promoted = step(state, base, at(60));
     const stage1 = creates(promoted)[0].jobId;
+    expect(jobIdsOf(promoted.state)).toEqual([base.executions[0].jobId, stage1]);
     const repeat = step(promoted.state, { ...base, jobs: { ...base.jobs, ...jobsOf(stage1) } }, at(61));
     expect(creates(repeat)).toEqual([]);
   });
