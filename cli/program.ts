@@ -10,6 +10,7 @@ import { ENV } from '../core/env';
 import { registerClaim } from './commands/claim';
 import { registerDevice } from './commands/device';
 import { registerEnrollment } from './commands/enrollment';
+import { registerFirmware } from './commands/firmware';
 import { registerLot } from './commands/lot';
 import { registerManifestImport } from './commands/manifest-import';
 import { registerManifestValidate } from './commands/manifest-validate';
@@ -137,6 +138,7 @@ ${examples([
   registerDevice(program, run);
   registerSim(program, run);
   registerTelemetry(program, run);
+  registerFirmware(program, run);
 
   // `fleet --help` lists every command, including the subcommands of each group.
   program.addHelpText('after', () => {
