@@ -14,7 +14,11 @@ import {
   type EventConfigApi,
   type JobEventSettings,
 } from '../../../lambda/ota/event-configuration';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { handle, type CustomResourceEvent } from '../../../lambda/ota/event-configuration.handler';
+import { createEventConfigurationsApi } from '../../../lambda/ota/iot-event-configurations';
+import { httpHandler } from '../../../lambda/shared/clients';
 
 const OFF: JobEventSettings = { JOB: false, JOB_EXECUTION: false };
 const ON: JobEventSettings = { JOB: true, JOB_EXECUTION: true };
@@ -175,5 +179,117 @@ describe('handler', () => {
     const account = fakeAccount(OFF);
     await applyEventConfig({ RequestType: 'Delete', PhysicalResourceId: FAILED_PHYSICAL_ID }, account);
     expect(account.calls).toEqual([]);
+  });
+});
+
+describe('signed IoT adapter (loopback server in place of AWS IoT)', () => {
+  const seen: Array<{ method?: string; url?: string; auth?: string; body: string }> = [];
+  let server: Server;
+  let endpoint: string;
+  let state: JobEventSettings = { JOB: false, JOB_EXECUTION: true };
+  let throttleNext = 0;
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        seen.push({ method: req.method, url: req.url, auth: req.headers.authorization, body });
+        if (throttleNext > 0) {
+          throttleNext -= 1;
+          res.writeHead(429, {
+            'x-amzn-ErrorType': 'ThrottlingException',
+            'content-type': 'application/json',
+          });
+          res.end(JSON.stringify({ message: 'Rate exceeded' }));
+          return;
+        }
+        if (req.method === 'GET' && req.url === '/event-configurations') {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(
+            JSON.stringify({
+              eventConfigurations: {
+                JOB: { Enabled: state.JOB },
+                JOB_EXECUTION: { Enabled: state.JOB_EXECUTION },
+                THING: { Enabled: true },
+              },
+            }),
+          );
+          return;
+        }
+        if (req.method === 'PATCH' && req.url === '/event-configurations') {
+          const e = JSON.parse(body).eventConfigurations;
+          state = { JOB: e.JOB.Enabled, JOB_EXECUTION: e.JOB_EXECUTION.Enabled };
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end('{}');
+          return;
+        }
+        res.writeHead(403, {
+          'x-amzn-ErrorType': 'AccessDeniedException',
+          'content-type': 'application/json',
+        });
+        res.end(JSON.stringify({ message: 'User is not authorized' }));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createEventConfigurationsApi } =
+    require('../../../lambda/ota/iot-event-configurations') as typeof import('../../../lambda/ota/iot-event-configurations');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { httpHandler } =
+    require('../../../lambda/shared/clients') as typeof import('../../../lambda/shared/clients');
+  const api = () =>
+    createEventConfigurationsApi({
+      handler: httpHandler({ connectionTimeoutMs: 1000, requestTimeoutMs: 2000, maxAttempts: 3 }),
+      settings: {
+        credentials: async () => ({ accessKeyId: 'AKIDTEST', secretAccessKey: 'secret' }),
+        region: async () => 'eu-west-1',
+        useFipsEndpoint: async () => false,
+        useDualstackEndpoint: async () => false,
+      },
+      maxAttempts: 3,
+      env: { AWS_ENDPOINT_URL_IOT: endpoint },
+    });
+
+  test('reads and writes with SigV4 (service iot), retrying throttling', async () => {
+    const iot = api();
+    throttleNext = 1;
+    expect(await iot.read()).toEqual({ JOB: false, JOB_EXECUTION: true });
+    await iot.write({ JOB: true, JOB_EXECUTION: true });
+    expect(state).toEqual({ JOB: true, JOB_EXECUTION: true });
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual([
+      'GET /event-configurations',
+      'GET /event-configurations',
+      'PATCH /event-configurations',
+    ]);
+    expect(seen[2].auth).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=AKIDTEST\/\d{8}\/eu-west-1\/iot\/aws4_request/,
+    );
+    expect(JSON.parse(seen[2].body)).toEqual({
+      eventConfigurations: { JOB: { Enabled: true }, JOB_EXECUTION: { Enabled: true } },
+    });
+  });
+
+  test('a refusal is not retried and names the call', async () => {
+    const refusing = createEventConfigurationsApi({
+      handler: httpHandler({ connectionTimeoutMs: 1000, requestTimeoutMs: 2000, maxAttempts: 3 }),
+      settings: {
+        credentials: async () => ({ accessKeyId: 'AKIDTEST', secretAccessKey: 'secret' }),
+        region: async () => 'eu-west-1',
+        useFipsEndpoint: async () => false,
+        useDualstackEndpoint: async () => false,
+      },
+      maxAttempts: 3,
+      env: { AWS_ENDPOINT_URL_IOT: `${endpoint}/denied` },
+    });
+    const before = seen.length;
+    await expect(refusing.read()).rejects.toThrow(
+      'AWS IoT DescribeEventConfigurations answered 403 AccessDeniedException: User is not authorized',
+    );
+    expect(seen.length - before).toBe(1);
   });
 });
