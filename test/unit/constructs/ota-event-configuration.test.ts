@@ -236,12 +236,6 @@ describe('signed IoT adapter (loopback server in place of AWS IoT)', () => {
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createEventConfigurationsApi } =
-    require('../../../lambda/ota/iot-event-configurations') as typeof import('../../../lambda/ota/iot-event-configurations');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { httpHandler } =
-    require('../../../lambda/shared/clients') as typeof import('../../../lambda/shared/clients');
   const api = () =>
     createEventConfigurationsApi({
       handler: httpHandler({ connectionTimeoutMs: 1000, requestTimeoutMs: 2000, maxAttempts: 3 }),
