@@ -5,9 +5,11 @@
  * IAM, the outputs, and the synth-time errors of the constructs.
  */
 import { App, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { STACK_OUTPUTS } from '../../../core/stack-outputs';
 import { FLEET_DEFAULTS, resolveFleetConfig } from '../../../lib/config';
+import { FleetStack } from '../../../lib/fleet-stack';
 import { FirmwareBucket, FIRMWARE_BUCKET_LOGICAL_ID } from '../../../lib/ota/firmware-bucket';
 import { FirmwarePackage, FIRMWARE_PACKAGE_LOGICAL_ID } from '../../../lib/ota/firmware-package';
 import { JOB_EVENTS_RESOURCE_TYPE } from '../../../lib/ota/job-event-configuration';
@@ -302,5 +304,42 @@ describe('construct errors name the fix', () => {
     new FirmwareBucket(s, 'B');
     const bucket = Template.fromStack(s).toJSON().Resources[FIRMWARE_BUCKET_LOGICAL_ID];
     expect(bucket.DeletionPolicy).toBe('Retain');
+  });
+});
+
+describe('grants', () => {
+  test('grantPublishReleases: images of this bucket, this package and its versions, nothing else', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+    const stack = new FleetStack(app, 'TestFleet', { config: resolveFleetConfig({}) });
+    const role = new iam.Role(stack, 'ReleaseRole', { assumedBy: new iam.AccountRootPrincipal() });
+    stack.ota.grantPublishReleases(role);
+    const template = Template.fromStack(stack);
+    const policies = Object.values(resourcesOf(template, 'AWS::IAM::Policy')).filter((p) =>
+      p.Properties.Roles.some((r: Loose) => String(r.Ref).startsWith('ReleaseRole')),
+    );
+    const statements = policies.flatMap((p) => p.Properties.PolicyDocument.Statement as PolicyStatement[]);
+    expect(
+      statements.map((s) => ({
+        actions: asArray(s.Action),
+        resources: asArray(s.Resource).map((r) => flat(r)),
+      })),
+    ).toEqual([
+      {
+        actions: ['s3:PutObject', 's3:GetObject', 's3:GetObjectVersion'],
+        resources: [`<${FIRMWARE_BUCKET_LOGICAL_ID}.Arn>/firmware/*`],
+      },
+      {
+        actions: [
+          'iot:GetPackage',
+          'iot:GetPackageVersion',
+          'iot:CreatePackageVersion',
+          'iot:UpdatePackageVersion',
+        ],
+        resources: [
+          `<${FIRMWARE_PACKAGE_LOGICAL_ID}.PackageArn>`,
+          'arn:aws:iot:eu-west-1:111122223333:package/fleet-firmware/version/*',
+        ],
+      },
+    ]);
   });
 });
