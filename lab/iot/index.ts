@@ -123,10 +123,13 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore & { jo
   });
   const listeners: Listener[] = [];
   let publishJobs = (_topic: string, _payload: unknown): void => undefined;
+  let catalogUrl = '';
   const jobs = new JobsService({
     registry,
     clock: opts.clock ?? Date.now,
     publish: (topic, payload) => publishJobs(topic, payload),
+    // The Jobs service asks the Software Package Catalog through its public API (GetPackageVersion).
+    packageVersion: (pkg, version) => getPackageVersion(catalogUrl, pkg, version),
     log: opts.log,
   });
   bindJobsService(registry, jobs);
@@ -158,6 +161,7 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore & { jo
   let controlPlaneUrl: string;
   try {
     controlPlaneUrl = await controlPlane.start();
+    catalogUrl = controlPlaneUrl;
   } catch (e) {
     clearInterval(ticker);
     await broker.stop();
@@ -216,6 +220,20 @@ export async function startIotCore(opts: IotCoreOptions): Promise<IotCore & { jo
       await Promise.all([broker.stop(), controlPlane.stop()]);
     },
   };
+}
+
+/** GetPackageVersion on the lab's control plane: the version, or undefined when it does not exist. */
+async function getPackageVersion(
+  url: string,
+  pkg: string,
+  version: string,
+): Promise<{ status?: string; attributes?: Record<string, string> } | undefined> {
+  const res = await fetch(
+    `${url}/packages/${encodeURIComponent(pkg)}/versions/${encodeURIComponent(version)}`,
+  );
+  if (res.status === 404) return undefined;
+  if (!res.ok) throw new Error(`GetPackageVersion ${pkg}/${version} answered HTTP ${res.status}`);
+  return (await res.json()) as { status?: string; attributes?: Record<string, string> };
 }
 
 export { IotRegistry } from './state';

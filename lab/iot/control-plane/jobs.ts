@@ -124,8 +124,8 @@ export function registerJobOperations(router: Router, deps: ControlPlaneDeps): v
     return s;
   };
 
-  router.add('CreateJob', 'PUT', '/jobs/{jobId}', ({ params, body }) => {
-    const j = svc().createJob(params.jobId, body as CreateJobInput);
+  router.add('CreateJob', 'PUT', '/jobs/{jobId}', async ({ params, body }) => {
+    const j = await svc().createJob(params.jobId, body as CreateJobInput);
     return { jobArn: j.jobArn, jobId: j.jobId, description: j.description };
   });
   router.add('DescribeJob', 'GET', '/jobs/{jobId}', ({ params }) => {
@@ -133,9 +133,10 @@ export function registerJobOperations(router: Router, deps: ControlPlaneDeps): v
     const j = s.getJob(params.jobId);
     return { documentSource: j.documentSource, job: jobOut(s, j) };
   });
-  router.add('GetJobDocument', 'GET', '/jobs/{jobId}/job-document', ({ params }) => ({
-    document: svc().getJob(params.jobId).document,
-  }));
+  router.add('GetJobDocument', 'GET', '/jobs/{jobId}/job-document', ({ params, query }) => {
+    const j = svc().getJob(params.jobId);
+    return { document: bool(query.get('beforeSubstitution')) ? j.documentBeforeSubstitution : j.document };
+  });
   router.add('ListJobs', 'GET', '/jobs', ({ query }) => {
     const s = svc();
     s.tick();

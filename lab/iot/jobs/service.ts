@@ -26,6 +26,7 @@ import {
   type JobTemplateRecord,
   type SchedulingConfig,
 } from './types';
+import { substitutePackageParameters, type PackageVersionLookup } from './package-substitution';
 import { validateJobConfigs, validateScheduling } from './validate';
 
 type Log = (entry: { level: 'info' | 'warn' | 'error'; msg: string; [k: string]: unknown }) => void;
@@ -40,6 +41,8 @@ export interface JobsServiceOptions {
   clock: () => number;
   /** Publish a message through the broker (notify topics and job events). */
   publish: (topic: string, payload: unknown) => void;
+  /** The Software Package Catalog, for destinationPackageVersions and substitution parameters. */
+  packageVersion?: PackageVersionLookup;
   log?: Log;
 }
 
@@ -137,7 +140,55 @@ export class JobsService {
 
   // ------------------------------------------------------------------ jobs
 
-  createJob(jobId: string, input: CreateJobInput): JobRecord {
+  /**
+   * CreateJob: checks the input, merges the template, substitutes package parameters (async:
+   * the catalog is asked), then creates the job and starts its rollout unless it is scheduled.
+   */
+  async createJob(jobId: string, input: CreateJobInput): Promise<JobRecord> {
+    const { configs, targets } = this.checkCreateJob(jobId, input);
+    let document = configs.document as string;
+    const lookup = this.o.packageVersion;
+    if (lookup) {
+      document = await substitutePackageParameters(document, configs.destinationPackageVersions, lookup);
+    } else if (document.includes('${aws:iot:package:')) {
+      this.o.log?.({
+        level: 'warn',
+        msg: 'job document has package substitution parameters but no package catalog is configured: left unchanged',
+        jobId,
+      });
+    }
+    if (this.jobs.has(jobId)) throw alreadyExists(`Job ${jobId} already exists`);
+    const now = this.now();
+    const scheduling = input.schedulingConfig;
+    const job: JobRecord = {
+      ...configs,
+      document,
+      documentBeforeSubstitution: configs.document,
+      jobId,
+      jobArn: this.arn(`job/${jobId}`),
+      targets: [...targets],
+      targetSelection: input.targetSelection ?? 'SNAPSHOT',
+      jobTemplateArn: input.jobTemplateArn,
+      schedulingConfig: scheduling,
+      status: scheduleTime(scheduling?.startTime) > now ? 'SCHEDULED' : 'IN_PROGRESS',
+      createdAt: now,
+      lastUpdatedAt: now,
+      waiting: [],
+      executions: [],
+      latest: new Map(),
+      notified: new Set(),
+      retries: new Map(),
+      window: { start: now, count: 0 },
+    };
+    this.jobs.set(jobId, job);
+    this.dirtyJobs.add(job);
+    if (job.status === 'IN_PROGRESS') this.startRollout(job);
+    this.settle();
+    return job;
+  }
+
+  /** CreateJob's synchronous checks and the template merge. */
+  private checkCreateJob(jobId: string, input: CreateJobInput): { configs: JobConfigs; targets: string[] } {
     this.tick();
     if (!JOB_ID.test(jobId)) throw invalidRequest(`jobId ${jobId} must be 1-64 characters of [a-zA-Z0-9_-]`);
     if (this.jobs.has(jobId)) throw alreadyExists(`Job ${jobId} already exists`);
@@ -171,30 +222,7 @@ export class JobsService {
     const scheduling = input.schedulingConfig;
     if (scheduling) validateScheduling(scheduling);
     for (const t of targets) this.resolveTarget(t); // validates each target
-    const now = this.now();
-    const job: JobRecord = {
-      ...configs,
-      jobId,
-      jobArn: this.arn(`job/${jobId}`),
-      targets: [...targets],
-      targetSelection: input.targetSelection ?? 'SNAPSHOT',
-      jobTemplateArn: input.jobTemplateArn,
-      schedulingConfig: scheduling,
-      status: scheduleTime(scheduling?.startTime) > now ? 'SCHEDULED' : 'IN_PROGRESS',
-      createdAt: now,
-      lastUpdatedAt: now,
-      waiting: [],
-      executions: [],
-      latest: new Map(),
-      notified: new Set(),
-      retries: new Map(),
-      window: { start: now, count: 0 },
-    };
-    this.jobs.set(jobId, job);
-    this.dirtyJobs.add(job);
-    if (job.status === 'IN_PROGRESS') this.startRollout(job);
-    this.settle();
-    return job;
+    return { configs, targets };
   }
 
   getJob(jobId: string): JobRecord {

@@ -101,6 +101,8 @@ export interface JobRecord extends JobConfigs {
   targets: string[];
   targetSelection: 'SNAPSHOT' | 'CONTINUOUS';
   jobTemplateArn?: string;
+  /** The document as given, before package substitution parameters were replaced. */
+  documentBeforeSubstitution?: string;
   schedulingConfig?: SchedulingConfig;
   status: JobStatus;
   forceCanceled?: boolean;

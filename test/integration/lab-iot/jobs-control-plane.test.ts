@@ -9,6 +9,8 @@ import {
   CancelJobExecutionCommand,
   CreateJobCommand,
   CreateJobTemplateCommand,
+  CreatePackageCommand,
+  CreatePackageVersionCommand,
   CreateThingCommand,
   CreateThingGroupCommand,
   DeleteJobCommand,
@@ -24,6 +26,7 @@ import {
   ListJobTemplatesCommand,
   RemoveThingFromThingGroupCommand,
   UpdateEventConfigurationsCommand,
+  UpdatePackageVersionCommand,
   type IoTClient,
   type Job,
 } from '@aws-sdk/client-iot';
@@ -101,8 +104,23 @@ async function update(d: { name: string; c: MqttClient }, jobId: string, body: R
   return jobsRequest(d.c, d.name, `${jobId}/update`, body);
 }
 
+/** A package version with `attributes`, PUBLISHED unless `publish` is false; returns its ARN. */
+async function packageVersion(
+  packageName: string,
+  versionName: string,
+  attributes: Record<string, string>,
+  publish = true,
+): Promise<string> {
+  await iot.send(new CreatePackageCommand({ packageName })).catch(() => undefined);
+  const v = await iot.send(new CreatePackageVersionCommand({ packageName, versionName, attributes }));
+  if (publish)
+    await iot.send(new UpdatePackageVersionCommand({ packageName, versionName, action: 'PUBLISH' }));
+  return v.packageVersionArn as string;
+}
+
 test('CreateJob, DescribeJob, ListJobs, executions listing with status filter and pages, DescribeJobExecution, GetJobDocument, DeleteJob', async () => {
   const [a, b, c] = await things(3);
+  await packageVersion('fw', '2.0.0', {});
   await iot.send(new CreateThingGroupCommand({ thingGroupName: 'crud-group' }));
   await iot.send(new AddThingToThingGroupCommand({ thingGroupName: 'crud-group', thingName: b }));
   await iot.send(new AddThingToThingGroupCommand({ thingGroupName: 'crud-group', thingName: c }));
@@ -197,6 +215,76 @@ test('CreateJob refuses bad input with the field named', async () => {
   ).rejects.toMatchObject({
     name: 'ResourceAlreadyExistsException',
   });
+});
+
+test('package substitution parameters are filled from the destination package version at creation', async () => {
+  const [a] = await things(1);
+  const attr = (k: string): string => `\${aws:iot:package::version::attributes:${k}}`;
+  const document = JSON.stringify({
+    operation: 'firmware-update',
+    version: attr('version'),
+    image: {
+      url: `\${aws:iot:s3-presigned-url:https://s3.amazonaws.com/${attr('s3Bucket')}/${attr('s3Key')}}`,
+      note: attr('note'),
+    },
+  });
+  const published = await packageVersion('fw-sub', '3.0.0', {
+    version: '3.0.0',
+    s3Bucket: 'fw-bucket',
+    s3Key: 'fw/3.0.0.bin',
+    note: 'say "hi"',
+  });
+  await iot.send(
+    new CreateJobCommand({
+      jobId: 'subst-1',
+      targets: [arn(`thing/${a}`)],
+      document,
+      destinationPackageVersions: [published],
+    }),
+  );
+  const got = JSON.parse(
+    (await iot.send(new GetJobDocumentCommand({ jobId: 'subst-1' }))).document as string,
+  ) as {
+    version: string;
+    image: { url: string; note: string };
+  };
+  expect(got).toEqual({
+    operation: 'firmware-update',
+    version: '3.0.0',
+    image: {
+      url: '${aws:iot:s3-presigned-url:https://s3.amazonaws.com/fw-bucket/fw/3.0.0.bin}',
+      note: 'say "hi"',
+    },
+  });
+  expect(
+    (await iot.send(new GetJobDocumentCommand({ jobId: 'subst-1', beforeSubstitution: true }))).document,
+  ).toBe(document);
+
+  const draft = await packageVersion('fw-sub', '3.1.0', { version: '3.1.0' }, false);
+  await expect(
+    iot.send(
+      new CreateJobCommand({
+        jobId: 'subst-2',
+        targets: [arn(`thing/${a}`)],
+        document,
+        destinationPackageVersions: [draft],
+      }),
+    ),
+  ).rejects.toThrow(/DRAFT: publish it/);
+  await expect(
+    iot.send(new CreateJobCommand({ jobId: 'subst-3', targets: [arn(`thing/${a}`)], document })),
+  ).rejects.toThrow(/exactly one destinationPackageVersions/);
+  const sparse = await packageVersion('fw-sub', '3.2.0', { version: '3.2.0' });
+  await expect(
+    iot.send(
+      new CreateJobCommand({
+        jobId: 'subst-4',
+        targets: [arn(`thing/${a}`)],
+        document,
+        destinationPackageVersions: [sparse],
+      }),
+    ),
+  ).rejects.toThrow(/no attribute s3Bucket/);
 });
 
 test('job templates: create, describe, list, delete; CreateJob from a template merges its configs; the cdk.out loader path', async () => {
