@@ -343,3 +343,109 @@ describe('grants', () => {
     ]);
   });
 });
+
+describe('ota config section', () => {
+  const issues = (input: Record<string, unknown>): string[] => {
+    try {
+      resolveFleetConfig(input);
+      return [];
+    } catch (err) {
+      return [...(err as { issues: string[] }).issues];
+    }
+  };
+
+  test('defaults: package <prefix>-firmware, 3600 s URLs, job events managed, conservative stage classes', () => {
+    const ota = resolveFleetConfig({ thingNamePrefix: 'acme' }).ota;
+    expect(ota.packageName).toBe('acme-firmware');
+    expect(ota.presignedUrlExpiresInSec).toBe(3600);
+    expect(ota.manageJobEvents).toBe(true);
+    expect(ota.stageClasses.canary).toEqual({
+      rollout: { maximumPerMinute: 10 },
+      abort: [{ failureType: 'ALL', thresholdPercentage: 20, minNumberOfExecutedThings: 3 }],
+      inProgressTimeoutMinutes: 60,
+      retries: { FAILED: 0, TIMED_OUT: 0 },
+    });
+    // A partial stage class keeps the other defaults of its class.
+    const early = resolveFleetConfig({ ota: { stageClasses: { early: { inProgressTimeoutMinutes: 30 } } } })
+      .ota.stageClasses.early;
+    expect(early).toEqual({ ...FLEET_DEFAULTS.ota.stageClasses.early, inProgressTimeoutMinutes: 30 });
+  });
+
+  test.each([
+    [
+      { ota: { presignedUrlExpiresInSec: 10 } },
+      'ota.presignedUrlExpiresInSec: 10 is invalid; use an integer number of seconds between 60 and 3600 (AWS IoT presigned URL lifetime)',
+    ],
+    [
+      { ota: { packageName: 'a b' } },
+      'ota.packageName: "a b" is invalid; use 1-128 characters of a-z A-Z 0-9 _ . - (Software Package Catalog name)',
+    ],
+    [
+      { ota: { stageClasses: { canary: { abort: [] } } } },
+      'ota.stageClasses.canary.abort: [] is invalid; keep at least one abort criterion: a stage without one never stops on failures',
+    ],
+    [
+      { ota: { stageClasses: { broad: { retries: { FAILED: 6, TIMED_OUT: 5 } } } } },
+      'ota.stageClasses.broad.retries.TIMED_OUT: 5 is invalid; keep FAILED + TIMED_OUT (now 11) at most 10: AWS IoT allows 10 retries per device in all',
+    ],
+    [
+      {
+        ota: {
+          stageClasses: {
+            early: {
+              rollout: {
+                maximumPerMinute: 10,
+                exponential: { baseRatePerMinute: 20, incrementFactor: 2, numberOfSucceededThings: 5 },
+              },
+            },
+          },
+        },
+      },
+      'ota.stageClasses.early.rollout.exponential.baseRatePerMinute: 20 is invalid; keep it at most maximumPerMinute (10), or raise maximumPerMinute',
+    ],
+    [
+      {
+        ota: {
+          stageClasses: {
+            early: {
+              rollout: { maximumPerMinute: 10, exponential: { baseRatePerMinute: 2, incrementFactor: 1.25 } },
+            },
+          },
+        },
+      },
+      'ota.stageClasses.early.rollout.exponential.incrementFactor: 1.25 is invalid; use one decimal at most, e.g. 1.5 (AWS IoT takes one digit after the point)',
+    ],
+    [
+      {
+        ota: {
+          stageClasses: {
+            canary: {
+              abort: [
+                { failureType: 'FAILED', thresholdPercentage: 5, minNumberOfExecutedThings: 1 },
+                { failureType: 'FAILED', thresholdPercentage: 9, minNumberOfExecutedThings: 1 },
+              ],
+            },
+          },
+        },
+      },
+      'ota.stageClasses.canary.abort[1].failureType: "FAILED" is invalid; use each failure type once (AWS IoT keeps one criterion per type)',
+    ],
+  ])('%j is refused naming the fix', (input, message) => {
+    expect(issues(input)).toContain(message);
+  });
+
+  test('an exponential rate needs exactly one rate-increase criterion', () => {
+    const found = issues({
+      ota: {
+        stageClasses: {
+          early: {
+            rollout: { maximumPerMinute: 10, exponential: { baseRatePerMinute: 2, incrementFactor: 2 } },
+          },
+        },
+      },
+    });
+    expect(found.join('\n')).toContain(
+      'set exactly one of numberOfNotifiedThings and numberOfSucceededThings (the count that raises the rate)',
+    );
+  });
+});
