@@ -483,7 +483,9 @@ export class JobsService {
       }
     }
     for (const name of members) {
-      if (!job.notified.has(name) && !job.waiting.includes(name)) this.queueExecution(job, name, 0, 1);
+      if (job.notified.has(name) || job.waiting.includes(name)) continue;
+      // A thing that joins again gets the next execution number.
+      this.queueExecution(job, name, 0, (job.latest.get(name)?.executionNumber ?? 0) + 1);
     }
     for (const e of this.latestExecutions(job)) {
       if (members.has(e.thingName)) continue;

@@ -585,6 +585,9 @@ test('continuous job: a thing that joins the group later gets an execution, one 
   expect(await statuses('cont-1')).toEqual({ [a]: 'QUEUED', [b]: 'QUEUED' });
   await iot.send(new RemoveThingFromThingGroupCommand({ thingGroupName: 'cont-group', thingName: a }));
   expect(await statuses('cont-1')).toEqual({ [a]: 'REMOVED', [b]: 'QUEUED' });
+  await iot.send(new AddThingToThingGroupCommand({ thingGroupName: 'cont-group', thingName: a }));
+  const again = await iot.send(new DescribeJobExecutionCommand({ jobId: 'cont-1', thingName: a }));
+  expect(again.execution).toEqual(expect.objectContaining({ status: 'QUEUED', executionNumber: 2 }));
   expect((await job('cont-1')).status).toBe('IN_PROGRESS');
 });
 
