@@ -345,11 +345,11 @@ export const ABORT_FAILURE_TYPES = ['FAILED', 'REJECTED', 'TIMED_OUT', 'ALL'] as
 
 /** One abort criterion of a job template: cancel the job once the threshold is met. */
 export interface AbortCriterionConfig {
-  /** Which outcomes count. */
+  /** Which outcomes count. @default 'ALL' in every stage class */
   readonly failureType: (typeof ABORT_FAILURE_TYPES)[number];
-  /** Percentage of executed things with that outcome that aborts the job (at most 100, two decimals). */
+  /** Percentage of executed things with that outcome that aborts the job (at most 100, two decimals). @default 20 / 10 / 5 (canary / early / broad) */
   readonly thresholdPercentage: number;
-  /** Things that must have been notified before the job can abort (at least 1). */
+  /** Things that must have been notified before the job can abort (at least 1). @default 3 / 10 / 50 (canary / early / broad) */
   readonly minNumberOfExecutedThings: number;
 }
 
@@ -359,9 +359,13 @@ export interface AbortCriterionConfig {
  * reached, capped by `maximumPerMinute`.
  */
 export interface RolloutRateConfig {
-  /** Most things notified per minute (1 to 1000). */
+  /** Most things notified per minute (1 to 1000). @default 10 / 100 / 500 (canary / early / broad) */
   readonly maximumPerMinute: number;
-  /** Exponential rate. @default - constant rate */
+  /**
+   * Exponential rate (base 1 to 1000 per minute, factor 1.1 to 5 with one decimal, exactly one of
+   * the two counts that raise it). @default - canary: constant rate; early: base 20, factor 2 per 50
+   * succeeded; broad: base 50, factor 2 per 200 succeeded
+   */
   readonly exponential?: {
     readonly baseRatePerMinute: number;
     readonly incrementFactor: number;
@@ -373,12 +377,13 @@ export interface RolloutRateConfig {
 
 /** The job template settings of one stage class. */
 export interface StageClassConfig {
+  /** Rollout rate. @default see {@link RolloutRateConfig} */
   readonly rollout: RolloutRateConfig;
-  /** Abort criteria (1 to 4, one per failure type). */
+  /** Abort criteria (1 to 4, one per failure type). @default one ALL criterion per class (see above) */
   readonly abort: readonly AbortCriterionConfig[];
-  /** Minutes a device has from IN_PROGRESS to a terminal status before it is TIMED_OUT (1 to 10080). */
+  /** Minutes a device has from IN_PROGRESS to a terminal status before it is TIMED_OUT (1 to 10080). @default 60 / 120 / 240 */
   readonly inProgressTimeoutMinutes: number;
-  /** Retries per device after FAILED and after TIMED_OUT (0 to 10 each, 10 combined at most). */
+  /** Retries per device after FAILED and after TIMED_OUT (0 to 10 each, 10 combined at most). @default 0+0 / 1+0 / 2+1 */
   readonly retries: { readonly FAILED: number; readonly TIMED_OUT: number };
 }
 
@@ -415,7 +420,7 @@ export interface FleetConfig {
   readonly provisioning: { readonly templates: readonly ProvisioningTemplateConfig[] };
   /** Telemetry and self-health: topic rules, stream, archive, error store, consumer, alarms, time-series options. */
   readonly telemetry: TelemetryConfig;
-  /** Firmware releases and staged OTA: package, job templates, job events. */
+  /** Firmware releases and staged OTA: package, job templates, job events. @default - see {@link OtaConfig} */
   readonly ota: OtaConfig;
   /** Retention of the functions' log groups (days). @default 30 */
   readonly logRetentionDays: (typeof LOG_RETENTION_DAYS)[number];
