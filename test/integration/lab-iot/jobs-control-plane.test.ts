@@ -621,6 +621,8 @@ test('job events: off by default; UpdateEventConfigurations turns them on; paylo
   open.push(monitor);
   await subscribe(monitor, ['$aws/events/job/#', '$aws/events/jobExecution/#', 'marker/events']);
   const got = collect(monitor);
+  const ruleTopics: string[] = [];
+  core.onMessage((m) => void (m.topic.startsWith('$aws/events/job') && ruleTopics.push(m.topic)));
   const d = await device();
 
   const before = await iot.send(new DescribeEventConfigurationsCommand({}));
@@ -661,6 +663,8 @@ test('job events: off by default; UpdateEventConfigurations turns them on; paylo
     '$aws/events/jobExecution/loud-3/canceled',
     '$aws/events/job/loud-3/canceled',
   ]);
+  // the rules engine (onMessage listeners) sees the same events
+  expect(ruleTopics).toEqual(events.map((m) => m.topic));
   const payload = (topic: string): Record<string, unknown> =>
     JSON.parse(events.find((m) => m.topic === topic)?.payload ?? '{}') as Record<string, unknown>;
   expect(payload('$aws/events/jobExecution/loud-1/succeeded')).toEqual(
