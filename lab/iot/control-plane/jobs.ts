@@ -1,6 +1,6 @@
 /**
  * IoT Jobs control-plane operations, served by the lab's Jobs emulation (`../jobs`):
- * CreateJob, DescribeJob, ListJobs, CancelJob, DeleteJob, GetJobDocument,
+ * CreateJob, DescribeJob, ListJobs, UpdateJob, AssociateTargetsWithJob, CancelJob, DeleteJob, GetJobDocument,
  * ListJobExecutionsForJob, ListJobExecutionsForThing, DescribeJobExecution, CancelJobExecution,
  * CreateJobTemplate, DescribeJobTemplate, ListJobTemplates, DeleteJobTemplate, and the account's
  * event configuration (DescribeEventConfigurations, UpdateEventConfigurations), which switches the
@@ -132,6 +132,19 @@ export function registerJobOperations(router: Router, deps: ControlPlaneDeps): v
     const s = svc();
     const j = s.getJob(params.jobId);
     return { documentSource: j.documentSource, job: jobOut(s, j) };
+  });
+  router.add('UpdateJob', 'PATCH', '/jobs/{jobId}', ({ params, body }) => {
+    svc().updateJob(params.jobId, body);
+    return {};
+  });
+  router.add('AssociateTargetsWithJob', 'POST', '/jobs/{jobId}/targets', ({ params, body }) => {
+    const targets = Array.isArray(body.targets) ? (body.targets as string[]) : [];
+    const j = svc().associateTargets(
+      params.jobId,
+      targets,
+      typeof body.comment === 'string' ? body.comment : undefined,
+    );
+    return { jobArn: j.jobArn, jobId: j.jobId, description: j.description };
   });
   router.add('GetJobDocument', 'GET', '/jobs/{jobId}/job-document', ({ params, query }) => {
     const j = svc().getJob(params.jobId);

@@ -225,6 +225,47 @@ export class JobsService {
     return { configs, targets };
   }
 
+  /**
+   * UpdateJob: description and the rollout, abort, timeout, retry and presigned URL configs of a
+   * job that is not finished. A new rollout rate applies from the next one-minute window; a new
+   * abort config is checked at once.
+   */
+  updateJob(jobId: string, input: JobConfigs): JobRecord {
+    const job = this.getJob(jobId);
+    if (job.status === 'COMPLETED' || job.status === 'CANCELED' || job.status === 'DELETION_IN_PROGRESS')
+      throw invalidRequest(`Job ${jobId} is ${job.status} and cannot be updated`);
+    const changes = stripUndefined({
+      description: input.description,
+      presignedUrlConfig: input.presignedUrlConfig,
+      jobExecutionsRolloutConfig: input.jobExecutionsRolloutConfig,
+      abortConfig: input.abortConfig,
+      timeoutConfig: input.timeoutConfig,
+      jobExecutionsRetryConfig: input.jobExecutionsRetryConfig,
+    });
+    validateJobConfigs(changes);
+    Object.assign(job, changes);
+    job.lastUpdatedAt = this.now();
+    this.checkAbort(job);
+    this.settle();
+    return job;
+  }
+
+  /** AssociateTargetsWithJob: more targets for a CONTINUOUS job that is IN_PROGRESS (≤ 100 in all). */
+  associateTargets(jobId: string, targets: string[], comment?: string): JobRecord {
+    const job = this.getJob(jobId);
+    if (job.targetSelection !== 'CONTINUOUS' || job.status !== 'IN_PROGRESS')
+      throw invalidRequest('AssociateTargetsWithJob needs a CONTINUOUS job that is IN_PROGRESS');
+    const added = targets.filter((t) => !job.targets.includes(t));
+    if (job.targets.length + added.length > MAX_TARGETS)
+      throw invalidRequest(`A job has at most ${MAX_TARGETS} targets`);
+    for (const t of added) this.resolveTarget(t);
+    job.targets.push(...added);
+    if (comment !== undefined) job.comment = comment;
+    job.lastUpdatedAt = this.now();
+    this.tick();
+    return job;
+  }
+
   getJob(jobId: string): JobRecord {
     this.tick();
     const j = this.jobs.get(jobId);

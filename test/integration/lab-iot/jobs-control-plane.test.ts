@@ -5,6 +5,7 @@
  */
 import {
   AddThingToThingGroupCommand,
+  AssociateTargetsWithJobCommand,
   CancelJobCommand,
   CancelJobExecutionCommand,
   CreateJobCommand,
@@ -26,6 +27,7 @@ import {
   ListJobTemplatesCommand,
   RemoveThingFromThingGroupCommand,
   UpdateEventConfigurationsCommand,
+  UpdateJobCommand,
   UpdatePackageVersionCommand,
   type IoTClient,
   type Job,
@@ -694,4 +696,50 @@ test('job events: off by default; UpdateEventConfigurations turns them on; paylo
       eventConfigurations: { JOB: { Enabled: false }, JOB_EXECUTION: { Enabled: false } },
     }),
   );
+});
+
+test('UpdateJob changes the rollout rate from the next window and can tighten the abort config', async () => {
+  const names = await things(6);
+  await iot.send(
+    new CreateJobCommand({
+      jobId: 'update-1',
+      targets: names.map((x) => arn(`thing/${x}`)),
+      document: DOC,
+      jobExecutionsRolloutConfig: { maximumPerMinute: 1 },
+    }),
+  );
+  expect(Object.keys(await statuses('update-1'))).toHaveLength(1);
+  await iot.send(
+    new UpdateJobCommand({ jobId: 'update-1', jobExecutionsRolloutConfig: { maximumPerMinute: 3 } }),
+  );
+  expect(Object.keys(await statuses('update-1'))).toHaveLength(1);
+  clock.advance(MINUTE);
+  core.jobs.tick();
+  expect(Object.keys(await statuses('update-1'))).toHaveLength(4);
+  await expect(
+    iot.send(new UpdateJobCommand({ jobId: 'update-1', timeoutConfig: { inProgressTimeoutInMinutes: 0 } })),
+  ).rejects.toThrow(/inProgressTimeoutInMinutes/);
+  await iot.send(new CancelJobCommand({ jobId: 'update-1' }));
+  await expect(iot.send(new UpdateJobCommand({ jobId: 'update-1', description: 'late' }))).rejects.toThrow(
+    /CANCELED/,
+  );
+});
+
+test('AssociateTargetsWithJob adds targets to a continuous job only', async () => {
+  const [a, b] = await things(2);
+  await iot.send(
+    new CreateJobCommand({
+      jobId: 'assoc-1',
+      targets: [arn(`thing/${a}`)],
+      targetSelection: 'CONTINUOUS',
+      document: DOC,
+    }),
+  );
+  await iot.send(new AssociateTargetsWithJobCommand({ jobId: 'assoc-1', targets: [arn(`thing/${b}`)] }));
+  expect(await statuses('assoc-1')).toEqual({ [a]: 'QUEUED', [b]: 'QUEUED' });
+  expect((await job('assoc-1')).targets).toEqual([arn(`thing/${a}`), arn(`thing/${b}`)]);
+  await iot.send(new CreateJobCommand({ jobId: 'assoc-2', targets: [arn(`thing/${a}`)], document: DOC }));
+  await expect(
+    iot.send(new AssociateTargetsWithJobCommand({ jobId: 'assoc-2', targets: [arn(`thing/${b}`)] })),
+  ).rejects.toThrow(/CONTINUOUS/);
 });
