@@ -799,7 +799,9 @@ describe('time-series options', () => {
     );
     for (const s of statements.filter((x) => asArray(x.Resource).includes('*'))) {
       for (const a of asArray(s.Action))
-        expect(a).toMatch(/^(xray:Put|timestream:DescribeEndpoints$|ec2:Describe)/);
+        expect(a).toMatch(
+          /^(xray:Put|timestream:DescribeEndpoints$|ec2:Describe|iot:(Describe|Update)EventConfigurations$)/,
+        );
     }
     for (const s of statements) for (const a of asArray(s.Action)) expect(a).not.toContain('*');
   });
