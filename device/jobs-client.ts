@@ -138,6 +138,7 @@ export interface JobUpdate {
 
 interface Pending {
   api: string;
+  session: MqttSession;
   resolve: (body: Record<string, unknown>) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -158,8 +159,13 @@ function executionStateOf(v: unknown): JobExecutionState | undefined {
 }
 
 /**
- * The Jobs MQTT API of one thing on one session. Call {@link start} once (it subscribes), then
- * use the requests; {@link onNextChanged} listeners hear every `notify-next`.
+ * The Jobs MQTT API of one thing. Call {@link start} once (it subscribes), then use the
+ * requests; {@link onNextChanged} listeners hear every `notify-next`.
+ *
+ * A device has one connection, which a reboot ends: {@link attach} moves the client to the
+ * device's new session (it subscribes again, then asks `$next/get` and tells the listeners, since
+ * a `notify-next` sent while the device was offline is lost). Requests made while no session is
+ * connected wait for one, within the response timeout.
  */
 export class JobsClient {
   private readonly base: string;
@@ -169,9 +175,11 @@ export class JobsClient {
   private readonly token: () => string;
   private readonly onMessage = (topic: string, payload: Buffer): void => this.dispatch(topic, payload);
   private started = false;
+  private session?: MqttSession;
+  private sessionWaiters: Array<() => void> = [];
 
   constructor(
-    private readonly session: MqttSession,
+    session: MqttSession | undefined,
     /** The thing whose executions these are. */
     readonly thingName: string,
     options: JobsClientOptions = {},
@@ -179,6 +187,7 @@ export class JobsClient {
     this.base = `$aws/things/${thingName}/jobs`;
     this.responseTimeoutMs = options.responseTimeoutMs ?? 10_000;
     this.token = options.clientToken ?? randomUUID;
+    this.session = session;
   }
 
   /** The topic filters {@link start} subscribes to (the device policy must allow them). */
@@ -198,14 +207,52 @@ export class JobsClient {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    this.session.client.on('message', this.onMessage);
-    void this.session.whenClosed.then(() => this.failAll());
-    await this.session.subscribe(this.subscriptions);
+    if (this.session) await this.listen(this.session);
+  }
+
+  /**
+   * Moves the client to `session` (the device's new connection, after a reboot or a reconnect):
+   * subscribes there, releases the requests waiting for a session, then reads `$next` and tells
+   * the {@link onNextChanged} listeners what is next now.
+   */
+  async attach(session: MqttSession): Promise<void> {
+    if (this.session === session) return;
+    this.session?.client.off('message', this.onMessage);
+    this.session = session;
+    if (!this.started) return;
+    await this.listen(session);
+    const next = await this.describe('$next', { includeJobDocument: false });
+    if (this.session === session) for (const l of [...this.listeners]) l(next);
+  }
+
+  private async listen(session: MqttSession): Promise<void> {
+    session.client.on('message', this.onMessage);
+    void session.whenClosed.then(() => this.failAll(session));
+    await session.subscribe(this.subscriptions);
+    for (const w of this.sessionWaiters.splice(0)) w();
+  }
+
+  /** The connected session, or the next one attached within the response timeout. */
+  private async connectedSession(api: string): Promise<MqttSession> {
+    const deadline = Date.now() + this.responseTimeoutMs;
+    for (;;) {
+      if (this.session?.connected) return this.session;
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new TransportError('CONNECTION_LOST', 'not connected', `not connected when sending ${api}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.sessionWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   /** Stops listening; requests in flight fail. The session stays open (the caller owns it). */
   close(): void {
-    this.session.client.off('message', this.onMessage);
+    this.session?.client.off('message', this.onMessage);
     this.failAll();
   }
 
@@ -295,6 +342,7 @@ export class JobsClient {
     payload: Record<string, unknown>,
   ): Promise<Record<string, unknown>> {
     if (!this.started) throw new Error(`JobsClient for ${this.thingName}: call start() before ${api}`);
+    const session = await this.connectedSession(api);
     const clientToken = this.token();
     const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -307,11 +355,11 @@ export class JobsClient {
           ),
         );
       }, this.responseTimeoutMs);
-      this.pending.set(clientToken, { api, resolve, reject, timer });
+      this.pending.set(clientToken, { api, session, resolve, reject, timer });
     });
     answer.catch(() => undefined);
     try {
-      await this.session.publish(topic, JSON.stringify({ ...payload, clientToken }));
+      await session.publish(topic, JSON.stringify({ ...payload, clientToken }));
     } catch (err) {
       const p = this.pending.get(clientToken);
       if (p) clearTimeout(p.timer);
@@ -354,8 +402,10 @@ export class JobsClient {
       );
   }
 
-  private failAll(): void {
+  /** Fails the requests in flight (on `session` only, when given). */
+  private failAll(session?: MqttSession): void {
     for (const [token, p] of this.pending) {
+      if (session && p.session !== session) continue;
       this.pending.delete(token);
       clearTimeout(p.timer);
       p.reject(new TransportError('CONNECTION_LOST', 'connection closed', `connection lost during ${p.api}`));
