@@ -333,3 +333,81 @@ describe('profiles', () => {
     expect(jobs.execution(thing, 'job-rb5').status).toBe('QUEUED');
   });
 });
+
+describe('one connection for the device (the Jobs client follows it across reboots)', () => {
+  /** A device whose reboot ends its only session; it comes back on a new one, attached to the client. */
+  async function singleConnectionDevice(whileDown?: (thing: string) => void): Promise<{
+    thing: string;
+    agent: OtaAgent;
+    boots: string[];
+    /** Resolves once the last reboot's reconnection is attached. */
+    reconnected: () => Promise<unknown>;
+  }> {
+    const thing = `ota-thing-${++thingCount}`;
+    const pair = await jobs.device(thing);
+    const open = async (): Promise<MqttSession> => {
+      const s = await MqttSession.open({
+        endpoint: jobs.endpoint,
+        credentials: pair,
+        clientId: thing,
+        connectTimeoutMs: 5000,
+      });
+      sessions.push(s);
+      return s;
+    };
+    let session = await open();
+    const client = new JobsClient(session, thing);
+    const boots: string[] = [];
+    let reconnecting: Promise<unknown> = Promise.resolve();
+    const host: FirmwareHost = {
+      firmware: '1.0.0',
+      async setFirmware(v) {
+        boots.push(v);
+        await session.end();
+        whileDown?.(thing);
+        // Down now; the boot that follows connects again (not awaited, as a real reboot).
+        reconnecting = open().then((s) => {
+          session = s;
+          return client.attach(s);
+        });
+      },
+    };
+    const agent = new OtaAgent({
+      jobs: client,
+      serial: `SN-${thingCount}`,
+      hwRev: 'revA',
+      publicKey: PUBLIC_PEM,
+      host,
+    });
+    await agent.start();
+    return { thing, agent, boots, reconnected: () => reconnecting };
+  }
+
+  test('the trial boot ends the session; self-test and SUCCEEDED go out on the new one', async () => {
+    const { thing, agent, boots, reconnected } = await singleConnectionDevice();
+    jobs.queue(thing, 'job-one-conn', release('2.0.0'));
+    expect(await agent.waitForOutcome((o) => o.jobId === 'job-one-conn')).toMatchObject({
+      status: 'SUCCEEDED',
+    });
+    expect(steps(thing, 'job-one-conn').slice(-2)).toEqual(['IN_PROGRESS:selftest', 'SUCCEEDED:commit']);
+    expect(boots).toEqual(['2.0.0']);
+    await reconnected();
+  });
+
+  test('a force-cancel while the device reboots: notify-next is lost, $next/get on reconnect reveals it', async () => {
+    let canceled = false;
+    const { thing, agent, boots, reconnected } = await singleConnectionDevice((t) => {
+      if (canceled) return;
+      canceled = true;
+      jobs.forceCancel(t, 'job-offline-cancel');
+    });
+    jobs.queue(thing, 'job-offline-cancel', release('2.0.0'));
+    const outcome = await agent.waitForOutcome((o) => o.jobId === 'job-offline-cancel');
+    // The cancel is learnt from `$next/get` once the device is back, before its self-test report.
+    expect(outcome).toMatchObject({ status: 'CANCELED', step: 'selftest' });
+    expect(steps(thing, 'job-offline-cancel').at(-1)).toBe('IN_PROGRESS:reboot');
+    expect(agent.slots).toEqual({ active: 'A', slots: { A: '1.0.0' } });
+    expect(boots).toEqual(['2.0.0', '1.0.0']);
+    await reconnected();
+  });
+});
