@@ -27,6 +27,11 @@ import {
   lambdaPermissionHandler,
   lambdaVersionHandler,
 } from './handlers/lambda';
+import {
+  iotJobEventConfigurationHandler,
+  iotJobTemplateHandler,
+  iotSoftwarePackageHandler,
+} from './handlers/iot-ota';
 import { kinesisStreamHandler } from './handlers/kinesis';
 import { s3BucketHandler } from './handlers/s3';
 import { sqsQueueHandler } from './handlers/sqs';
@@ -68,6 +73,9 @@ export const DEFAULT_HANDLERS: ResourceHandler[] = [
   iotProvisioningTemplateHandler,
   iotTopicRuleHandler,
   iotTopicRuleDestinationHandler,
+  iotJobTemplateHandler,
+  iotSoftwarePackageHandler,
+  iotJobEventConfigurationHandler,
   lambdaFunctionHandler,
   lambdaVersionHandler,
   lambdaAliasHandler,
@@ -551,6 +559,9 @@ const LABELS: Record<string, string> = {
   'AWS::Timestream::Database': 'ts database',
   'AWS::Timestream::Table': 'ts table',
   'AWS::IoT::TopicRuleDestination': 'rule dest.',
+  'AWS::IoT::JobTemplate': 'job template',
+  'AWS::IoT::SoftwarePackage': 'sw package',
+  'Custom::IotJobEventConfiguration': 'job events',
 };
 
 function summarize(t: Topology, warnings: string[]): string[] {

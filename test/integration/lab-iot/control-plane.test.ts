@@ -33,7 +33,7 @@ import {
   ResourceNotFoundException,
   UpdateCertificateCommand,
   UpdateThingCommand,
-  ListJobsCommand,
+  ListAuditFindingsCommand,
   type IoTClient,
 } from '@aws-sdk/client-iot';
 import type { IotCore } from '../../../lab/iot';
@@ -192,9 +192,9 @@ describe('control plane with the real @aws-sdk/client-iot', () => {
   });
 
   test('an operation the lab does not serve names itself', async () => {
-    const err = await iot.send(new ListJobsCommand({})).catch((x: unknown) => x);
+    const err = await iot.send(new ListAuditFindingsCommand({})).catch((x: unknown) => x);
     expect(err).toBeInstanceOf(IoTServiceException);
     expect((err as Error).name).toBe('NotImplementedException');
-    expect((err as Error).message).toContain('ListJobs');
+    expect((err as Error).message).toContain('ListAuditFindings');
   });
 });
