@@ -60,7 +60,8 @@ export class JobDocumentError extends Error {}
 /** Parses a job document a device received; a clear error names each bad field. */
 export function parseFirmwareJobDocument(doc: unknown): FirmwareJobDocument {
   const r = firmwareJobDocumentSchema.safeParse(doc);
-  if (!r.success) throw new JobDocumentError(`job document is not a firmware update: ${describeIssues(r.error.issues)}`);
+  if (!r.success)
+    throw new JobDocumentError(`job document is not a firmware update: ${describeIssues(r.error.issues)}`);
   return r.data;
 }
 
