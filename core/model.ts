@@ -114,7 +114,21 @@ export const TABLES = {
     /** TTL attribute (epoch seconds): set only on entries of serials that are not on the manifest. */
     expiresAt: 'expiresAt',
   },
+  /** Staged OTA rollouts: one item per rollout, its controller state guarded by `revision`. */
+  rollouts: {
+    partitionKey: 'rolloutId',
+    /**
+     * Sparse GSI of the rollouts the controller still drives: `active` is set (to
+     * {@link ACTIVE_ROLLOUT_MARK}) only while the rollout is not in a final state.
+     */
+    activeIndex: 'byActive',
+    activeKey: 'active',
+    activeSortKey: 'rolloutId',
+  },
 } as const;
+
+/** Value of the rollouts table's sparse `active` attribute while a rollout is not final. */
+export const ACTIVE_ROLLOUT_MARK = 'ACTIVE';
 
 /** Bounds of the retention of unlisted serials' trail entries (TTL `expiresAt`), in days. */
 export const UNLISTED_RETENTION_DAYS = { min: 1, max: 3650 } as const;
