@@ -32,6 +32,7 @@ import { LabKinesis } from './kinesis-client';
 import type { KinesisMappingStats } from './kinesis-mapping';
 import { LambdaRunner, LambdaServiceError, type FunctionStats } from './lambda-runner';
 import { QueueStore, type QueueMessage } from './queues';
+import { PresignedUrlServer } from './presigned-urls';
 import { LabS3 } from './s3-client';
 import { SqsApi } from './sqs-api';
 import { TimeSeriesStore, type TimeSeriesStats } from './time-series';
@@ -65,6 +66,13 @@ export interface LabRuntimeOptions {
   region?: string;
   /** @default '123456789012' */
   accountId?: string;
+  /**
+   * The clock of IoT Jobs (rollouts, timeouts, scheduling) and of presigned-URL expiry (epoch ms).
+   * Tests pass a fake clock, move it and call `iot.jobs.tick()`. @default Date.now
+   */
+  clock?: () => number;
+  /** How often Jobs timers are applied on their own (ms); 0 = only on `iot.jobs.tick()` and requests. @default 1000 */
+  jobsTickMs?: number;
   /** Enforce the RegisterThing quota (transactions per second). @default off */
   registerThingTps?: number;
   log?: LabLog;
@@ -111,6 +119,8 @@ export interface LabEndpoints {
   sqs: string;
   /** IoT control plane (AWS_ENDPOINT_URL_IOT). */
   iot: string;
+  /** The file server behind the presigned URLs of job documents (see presigned-urls.ts). */
+  presignedUrls: string;
   mqtt: { host: string; port: number; caPem: string };
 }
 
@@ -161,6 +171,11 @@ export interface LabRuntime {
   queues: QueueStore;
   /** The S3 emulator through the SDK (buckets under `<labDir>/s3/`). */
   s3: LabS3;
+  /**
+   * A GET URL for an object of the S3 emulator, valid `expiresInSec` by the lab's clock: what a
+   * job document's `${aws:iot:s3-presigned-url:…}` becomes when a device receives it.
+   */
+  presignUrl(bucket: string, key: string, expiresInSec: number): string;
   /** The local Timestream and InfluxDB stores (counts in stats().timeSeries). */
   timeSeries: TimeSeriesStore;
   faults: LabFaults;
@@ -247,6 +262,8 @@ interface Backends {
    */
   ruleKinesis: LabKinesis;
   s3: LabS3;
+  presignedUrls: PresignedUrlServer;
+  presignedUrlsBase: string;
   timeSeries: TimeSeriesStore;
   queues: QueueStore;
   runner: LambdaRunner;
@@ -292,6 +309,20 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
     onLog: opts.onFunctionLog,
   });
   const s3 = new LabS3(emulators.s3, s.region);
+  const presignedUrls = new PresignedUrlServer({
+    getObject: (bucket, key) => s3.getObject(bucket, key),
+    clock: opts.clock,
+  });
+  let presignedUrlsBase: string;
+  try {
+    presignedUrlsBase = await presignedUrls.start();
+  } catch (e) {
+    s3.destroy();
+    await runner.stop();
+    await sqsApi.stop();
+    await emulators.stop();
+    throw e;
+  }
   return {
     emulators,
     sqs,
@@ -304,6 +335,8 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
       ),
     }),
     s3,
+    presignedUrls,
+    presignedUrlsBase,
     timeSeries: new TimeSeriesStore(s.labDir),
     queues,
     runner,
@@ -314,6 +347,7 @@ async function startBackends(opts: LabRuntimeOptions, s: LabSettings): Promise<B
       () => dynamodb.destroy(),
       () => s3.destroy(),
       () => runner.stop(),
+      () => presignedUrls.stop(),
     ],
   };
 }
@@ -354,12 +388,16 @@ async function startIot(
   s: LabSettings,
   runner: LambdaRunner,
   permissions: () => Permissions,
+  presignUrl: StartIotCoreOptions['presignUrl'],
 ): Promise<IotCoreLike> {
   const iotOpts: StartIotCoreOptions = {
     region: s.region,
     accountId: s.accountId,
     invokeLambda: iotLambdaInvoker(runner, s, permissions),
     registerThingTps: opts.registerThingTps,
+    clock: opts.clock,
+    jobsTickMs: opts.jobsTickMs,
+    presignUrl,
     log: s.log,
   };
   if (typeof opts.iotCore === 'function') return opts.iotCore(iotOpts);
@@ -510,7 +548,9 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
     const b = await startBackends(opts, s);
     stoppers.push(...b.stoppers);
     let permissions: Permissions = [];
-    const iot = await startIot(opts, s, b.runner, () => permissions);
+    const presignUrl = (bucket: string, key: string, expiresInSec: number): string =>
+      b.presignedUrls.presign(bucket, key, expiresInSec);
+    const iot = await startIot(opts, s, b.runner, () => permissions, presignUrl);
     stoppers.push(() => iot.stop());
     b.endpointMap.IOT = iot.controlPlaneUrl;
     const rules = createRulesEngine(opts, s, b, iot, () => permissions);
@@ -549,6 +589,7 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       s3: b.emulators.s3,
       sqs: b.sqs,
       iot: iot.controlPlaneUrl,
+      presignedUrls: b.presignedUrlsBase,
       mqtt: iot.mqtt,
     };
     const startMs = Date.now() - started;
@@ -576,6 +617,7 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
       rules,
       queues: b.queues,
       s3: b.s3,
+      presignUrl,
       timeSeries: b.timeSeries,
       faults: {
         pauseKinesis: () => b.emulators.faults.pauseKinesis(),
