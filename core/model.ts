@@ -84,6 +84,8 @@ export const EVENT_TYPES = [
   'RMA_CLOSED',
   /** The device reported a firmware version other than the registry held. */
   'FIRMWARE_CHANGED',
+  /** A staged OTA rollout recorded the device's outcome in one job (update or rollback). */
+  'OTA_OUTCOME',
 ] as const;
 export type DeviceEventType = (typeof EVENT_TYPES)[number];
 
