@@ -38,6 +38,14 @@ export const ENV = {
   maxFirmwareDimensions: 'FLEET_MAX_FIRMWARE_DIMENSIONS',
   /** URL of the SQS queue the health consumer sends records it cannot use to. */
   healthDeadLetterQueueUrl: 'FLEET_HEALTH_DLQ_URL',
+  /** The staged OTA rollouts table (the rollout API and controller). */
+  rolloutsTable: 'FLEET_ROLLOUTS_TABLE',
+  /** Name of the firmware package in the AWS IoT Software Package Catalog. */
+  firmwarePackage: 'FLEET_FIRMWARE_PACKAGE',
+  /** JSON object: job template ARN per stage class (`{"canary":"arn:…:jobtemplate/…"}`). */
+  jobTemplateArns: 'FLEET_JOB_TEMPLATE_ARNS',
+  /** `arn:<partition>:iot:<region>:<account>:`, the prefix of the things, groups and packages jobs name. */
+  iotArnPrefix: 'FLEET_IOT_ARN_PREFIX',
 } as const;
 
 /** Bounds of FLEET_HOOK_BUDGET_MS and of the config's `hook.budgetMs`, in milliseconds. */
