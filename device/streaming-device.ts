@@ -252,6 +252,15 @@ export class StreamingDevice extends EventEmitter {
     return this.link === 'online';
   }
 
+  /**
+   * The device's MQTT session while it is online (its only connection: AWS IoT ends an older one
+   * that shares the client id). Each new one is also announced with a `session` event, so a
+   * client on the same connection (the Jobs client) can follow it across reboots and reconnects.
+   */
+  get connection(): MqttSession | undefined {
+    return this.link === 'online' ? this.session : undefined;
+  }
+
   /** Messages waiting in the buffer (the one in flight not included). */
   get buffered(): number {
     return this.outbox.length;
@@ -481,6 +490,7 @@ export class StreamingDevice extends EventEmitter {
     this.link = 'online';
     this.onlineAt = this.scheduler.now();
     void session.whenClosed.then(() => this.onSessionClosed(session));
+    this.emit('session', session);
     this.emitEvent({ type: 'online', thing: this.thing, bootId: this.boot!.bootId });
     this.reportHealth();
     if (this.profile === 'flaky') {

@@ -134,6 +134,8 @@ export interface LabStats {
   deliveryStreams: FirehoseStats[];
   /** Timestream records and InfluxDB points the rules wrote. */
   timeSeries: TimeSeriesStats;
+  /** Downloads through presigned URLs: served, and refused (expired, altered, missing object). */
+  presignedUrls: { served: number; refused: number };
   iot: unknown;
 }
 
@@ -657,6 +659,7 @@ export async function startLabRuntime(opts: LabRuntimeOptions = {}): Promise<Lab
         eventSourceMappings: topology.eventSourceMappings.flatMap((m) => (m.stats ? [m.stats()] : [])),
         deliveryStreams: topology.deliveryStreams.map((d) => d.stats()),
         timeSeries: b.timeSeries.stats(),
+        presignedUrls: b.presignedUrls.stats(),
         iot: iot.stats(),
       }),
       summary: () => [
