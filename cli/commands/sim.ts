@@ -10,7 +10,10 @@
  * names the reason of each denial, the cause of each give-up and the error of each silent unit.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { FactoryIdentity } from '../../device/identity';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { FleetOtaOptions } from '../../device/fleet-stream';
+import { parseIdentities, type FactoryIdentity } from '../../device/identity';
+import { OTA_PROFILES, parseOtaProfiles } from '../../device/ota-profiles';
 import { formatLedger, silentDevices, type LedgerReport } from '../../device/ledger';
 import type { SimulateOptions, SimulateResult } from '../../device/simulate';
 import { BEHAVIOUR_PROFILES, DEFAULT_PROFILE_SETTINGS, parseFirmwareProfiles } from '../../device/profiles';
@@ -81,7 +84,18 @@ export interface SimOptions {
   seed?: string;
   /** MQTT version of every session, as given (`3.1.1` or `5`). @default '3.1.1' */
   mqtt?: string;
+  /** `<firmware>=<profile>[:<percent>]` of the OTA agent, repeatable (see ota-profiles.ts). */
+  otaProfiles?: string[];
+  /** Release public key (PEM file or text): with it every streaming unit runs firmware-update jobs. */
+  releaseKey?: string;
+  /** Step timer of the OTA agent's IN_PROGRESS reports, minutes. @default 10 */
+  otaStepTimeoutMin?: number;
 }
+
+/** Default of --ota-step-timeout, minutes. */
+export const SIM_OTA_STEP_TIMEOUT_MIN = 10;
+/** Largest stepTimeoutInMinutes AWS IoT Jobs accepts (7 days). */
+const MAX_STEP_TIMEOUT_MIN = 10_080;
 
 export type SimResult = Omit<SimulateResult, 'agents' | 'close'> & {
   /** 0 when every unit enrolled (and, streaming, every unit got a message acked); 1 otherwise. */
@@ -99,6 +113,9 @@ const STREAM_FLAGS = [
   ['--direct', 'direct'],
   ['--profile', 'profiles'],
   ['--seed', 'seed'],
+  ['--release-key', 'releaseKey'],
+  ['--ota-profile', 'otaProfiles'],
+  ['--ota-step-timeout', 'otaStepTimeoutMin'],
 ] as const;
 
 /** Check the streaming flags (no AWS, no connection). Throws a UsageError naming the flag and the fix. */
@@ -133,6 +150,76 @@ export function checkStreamFlags(opts: SimOptions): void {
   } catch (err) {
     throw new UsageError(`--profile ${(err as Error).message}`);
   }
+  checkOtaFlags(opts);
+}
+
+/** Check the OTA flags (no file read). Throws a UsageError naming the flag and the fix. */
+export function checkOtaFlags(
+  opts: Pick<SimOptions, 'otaProfiles' | 'releaseKey' | 'otaStepTimeoutMin'>,
+): void {
+  const given = [
+    opts.otaProfiles?.length ? '--ota-profile' : undefined,
+    opts.otaStepTimeoutMin !== undefined ? '--ota-step-timeout' : undefined,
+  ].filter(Boolean);
+  if (!opts.releaseKey && given.length > 0)
+    throw new UsageError(
+      `${given.join(', ')} only apply to firmware updates; add --release-key FILE (the release public key PEM devices verify images with)`,
+    );
+  try {
+    parseOtaProfiles(opts.otaProfiles ?? []);
+  } catch (err) {
+    throw new UsageError(`--ota-profile ${(err as Error).message}`);
+  }
+  const t = opts.otaStepTimeoutMin;
+  if (t !== undefined && (!Number.isInteger(t) || t < 1 || t > MAX_STEP_TIMEOUT_MIN))
+    throw new UsageError(
+      `--ota-step-timeout "${t}" must be a whole number of minutes from 1 to ${MAX_STEP_TIMEOUT_MIN}, e.g. --ota-step-timeout ${SIM_OTA_STEP_TIMEOUT_MIN}`,
+    );
+}
+
+/** The release public key of --release-key: an ECDSA P-256 public key, or a UsageError naming the fix. */
+export async function simReleaseKey(value: string): Promise<KeyObject> {
+  const { pem, name } = await simPem(value, 'release public key', '--release-key');
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new UsageError(
+      `${name} is not a public key in PEM; give the release public key (openssl ec -in release.key -pubout -out release.pub.pem)`,
+    );
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new UsageError(
+      `${name} is not an ECDSA P-256 key; releases are signed with P-256 (fleet firmware publish --signing-key), give its public half`,
+    );
+  return key;
+}
+
+/**
+ * The OTA options of the streaming units for `opts` (after checkSimOptions), or undefined without
+ * --release-key. Hardware revisions come from the units' identities, else --hw-rev (default A).
+ */
+export async function simOta(
+  opts: SimOptions,
+  identities: string | FactoryIdentity[] | undefined,
+): Promise<FleetOtaOptions | undefined> {
+  if (!opts.releaseKey || opts.streamSeconds === undefined) return undefined;
+  const list =
+    typeof identities === 'string'
+      ? parseIdentities(
+          await readInputFile({ path: identities, what: 'identities file', flag: '--identities' }),
+          identities,
+        )
+      : identities;
+  const hwRevs = new Map((list ?? []).map((id) => [id.serial, id.hwRev]));
+  const fallback = opts.hwRev ?? 'A';
+  return {
+    publicKey: await simReleaseKey(opts.releaseKey),
+    hwRevOf: (serial) => hwRevs.get(serial) ?? fallback,
+    profiles: parseOtaProfiles(opts.otaProfiles ?? []),
+    stepTimeoutInMinutes: opts.otaStepTimeoutMin ?? SIM_OTA_STEP_TIMEOUT_MIN,
+    ...(opts.seed ? { seed: opts.seed } : {}),
+  };
 }
 
 /** The MQTT version `--mqtt` names, or a UsageError naming the flag and the fix. */
@@ -238,6 +325,7 @@ export async function checkSimOptions(opts: SimOptions): Promise<void> {
     );
   }
   await checkSimPem(opts);
+  if (opts.releaseKey) await simReleaseKey(opts.releaseKey);
 }
 
 /** One PEM input of `fleet sim`: its text, and how messages name it. */
@@ -302,6 +390,7 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
   const mqttVersion = simMqttVersion(opts);
   let identities: string | FactoryIdentity[] | undefined = opts.identities;
   if (opts.manifest) identities = await identitiesFromManifest(opts.manifest, ctx);
+  const ota = stream ? await simOta(opts, identities) : undefined;
   let result: SimulateResult;
   let enrollmentPrinted = false;
   try {
@@ -325,7 +414,7 @@ export async function sim(opts: SimOptions, ctx: CliContext): Promise<SimResult>
       ...(opts.certDir ? { certDir: opts.certDir } : {}),
       ...(opts.maxAttempts ? { backoff: { maxAttempts: opts.maxAttempts } } : {}),
       mqttVersion,
-      ...(stream ? { stream } : {}),
+      ...(stream ? { stream: { ...stream, ...(ota ? { ota } : {}) } } : {}),
       // Streaming takes a while: say how enrollment went before it starts.
       ...(stream && !opts.json
         ? {
@@ -396,6 +485,7 @@ function simFiles(o: Record<string, string | undefined>): InputFile[] {
     ['claimKey', 'claim key', '--claim-key'],
     ['manifest', 'manifest', '--manifest'],
     ['identities', 'identities file', '--identities'],
+    ['releaseKey', 'release public key', '--release-key'],
   ] as const) {
     const path = o[key];
     if (path && !path.includes('-----BEGIN')) files.push({ path, what, flag });
@@ -471,6 +561,20 @@ export function registerSim(program: Command, run: RunCommand): void {
     )
     .option('--seed <text>', 'seed of the random draws: the same seed replays the same values and faults')
     .option(
+      '--release-key <file>',
+      'release public key (ECDSA P-256 PEM): every streaming unit runs the firmware-update jobs AWS IoT Jobs sends it',
+    )
+    .option(
+      '--ota-profile <fw=profile>',
+      `what a firmware version does when installed: ${OTA_PROFILES.join(', ')}; install-failure takes a percent (3.0.0=install-failure:30) (repeatable; default good)`,
+      collect,
+    )
+    .option(
+      '--ota-step-timeout <minutes>',
+      `step timer of each IN_PROGRESS report (default ${SIM_OTA_STEP_TIMEOUT_MIN})`,
+      positiveInt,
+    )
+    .option(
       '--mqtt <version>',
       `MQTT version of every session, claim and thing: ${MQTT_VERSIONS.join(' or ')} (default ${DEFAULT_MQTT_VERSION})`,
     )
@@ -504,6 +608,17 @@ stays on the direct health topic. --profile 1.1.0-rc1=crash-looping gives that f
 behaviour: flaky (the link drops, the broker publishes the Last Will, buffered readings are
 re-sent after the reconnect) or crash-looping (reboots every 20 s with reset reason WATCHDOG).
 The summary adds what was made, acked, buffered, dropped and re-sent.
+
+Firmware updates (--release-key FILE, with --stream-seconds): every streaming unit also runs an
+OTA agent on its own thing session (one connection per unit): it takes the firmware-update jobs
+of AWS IoT Jobs (notify-next, start-next), downloads the image through the presigned URL,
+verifies size, sha256 and the release signature with the key, reboots into the new version on
+trial, self-tests, then reports SUCCEEDED, or FAILED and reverts. Each IN_PROGRESS report renews
+a step timer of --ota-step-timeout minutes. --ota-profile 3.0.0=install-failure:30 makes 30 % of
+the units fail that version's install; never-answers stops answering (the job times out);
+crash-after-success reports SUCCEEDED, then crash-loops (the crash-looping profile);
+silent-after-success reports SUCCEEDED, then sends nothing more. The device policy must let the
+thing publish, subscribe to and receive its own $aws/things/<thing>/jobs/* topics.
 
 MQTT version (--mqtt 3.1.1, the default, or --mqtt 5): every session of every unit, the claim
 session of enrollment and the thing session, speaks it. On MQTT 5 a session starts clean with no
@@ -551,6 +666,9 @@ ${examples([
         profiles: o.profile,
         seed: o.seed,
         mqtt: o.mqtt,
+        releaseKey: o.releaseKey,
+        otaProfiles: o.otaProfile,
+        otaStepTimeoutMin: o.otaStepTimeout,
       };
       return run(
         cmd,
