@@ -33,6 +33,10 @@ export const STACK_OUTPUTS = {
   otaJobTemplates: 'OtaJobTemplates',
   /** Role AWS IoT Jobs presigns firmware URLs with. */
   otaPresignedUrlRole: 'OtaPresignedUrlRoleArn',
+  /** Table of the staged OTA rollouts (controller state and operator commands). */
+  rolloutsTable: 'RolloutsTableName',
+  /** Rollout API function (`aws lambda invoke` with `{"action": …}`; the console's test events). */
+  rolloutApiFunction: 'RolloutApiFunctionName',
 } as const;
 
 /** The `TelemetryRules` output: topic rule name per record type. */

@@ -6,6 +6,8 @@ import { formatRingShares } from '../core/rings';
 import { STACK_OUTPUTS } from '../core/stack-outputs';
 import { FleetConfig, FleetConfigError } from './config';
 import { FleetOta } from './ota/fleet-ota';
+import { RolloutController } from './ota/rollout-controller';
+import { RolloutTable } from './ota/rollout-table';
 import { FleetProvisioning } from './provisioning/fleet-provisioning';
 import { FleetTelemetry } from './telemetry/fleet-telemetry';
 import { RegistryTables } from './traceability/registry-tables';
@@ -42,6 +44,8 @@ export class FleetStack extends Stack {
   public readonly provisioning: FleetProvisioning;
   public readonly telemetry: FleetTelemetry;
   public readonly ota: FleetOta;
+  public readonly rollouts: RolloutTable;
+  public readonly rolloutController: RolloutController;
 
   constructor(scope: Construct, id: string, props: FleetStackProps) {
     super(scope, id, props);
@@ -79,6 +83,19 @@ export class FleetStack extends Stack {
 
     this.ota = new FleetOta(this, 'Ota', {
       settings: config.ota,
+      thingNamePrefix: config.thingNamePrefix,
+      logRetention,
+      removalPolicy: config.removalPolicy,
+    });
+
+    this.rollouts = new RolloutTable(this, 'Rollouts', {
+      removalPolicy: config.removalPolicy,
+      deletionProtection: config.deletionProtection,
+    });
+    this.rolloutController = new RolloutController(this, 'RolloutController', {
+      table: this.rollouts,
+      registry: this.registry,
+      ota: this.ota,
       thingNamePrefix: config.thingNamePrefix,
       logRetention,
       removalPolicy: config.removalPolicy,
@@ -157,6 +174,12 @@ export class FleetStack extends Stack {
       STACK_OUTPUTS.otaPresignedUrlRole,
       this.ota.jobTemplates.presignedUrlRole.roleArn,
       'Role AWS IoT Jobs presigns firmware download URLs with',
+    );
+    out(STACK_OUTPUTS.rolloutsTable, this.rollouts.table.tableName, 'Table of the staged OTA rollouts');
+    out(
+      STACK_OUTPUTS.rolloutApiFunction,
+      this.rolloutController.api.functionName,
+      'Rollout API function: invoke with {"action":"start"|"status"|"pause"|"resume"|"approve"|"abort"|"list", …}',
     );
   }
 

@@ -327,7 +327,14 @@ describe('fleet stack', () => {
     });
 
     test('every Lambda permission for AWS IoT is scoped by source account', () => {
-      const perms = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Permission');
+      const all = Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Permission');
+      // The rollout controller's schedule (EventBridge) is the one other invoker, scoped by its rule.
+      const others = all.filter((r) => r.Properties.Principal !== 'iot.amazonaws.com');
+      for (const p of others) {
+        expect(p.Properties.Principal).toBe('events.amazonaws.com');
+        expect(p.Properties.SourceArn).toBeDefined();
+      }
+      const perms = all.filter((r) => r.Properties.Principal === 'iot.amazonaws.com');
       expect(perms.length).toBeGreaterThanOrEqual(2);
       for (const p of perms) {
         expect(p.Properties.Principal).toBe('iot.amazonaws.com');
