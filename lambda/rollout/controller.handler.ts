@@ -7,12 +7,13 @@
  */
 import { Logger } from '@aws-lambda-powertools/logger';
 import { readEnv } from '../../core/env';
+import type { RolloutState } from '../../core/rollout';
 import { createDocumentClient, httpHandler } from '../shared/clients';
 import '../shared/issue-messages';
 import { runControllerPass, type PassOutcome } from './controller';
 import { parseJobTemplateArns } from './controller-settings';
 import { createIotJobsApi } from './iot-jobs';
-import { readCandidates, trailAppender } from './registry-adapters';
+import { readCandidates, readLastHealthReports, trailAppender } from './registry-adapters';
 import { RolloutStore } from './rollout-store';
 
 const logger = new Logger({ serviceName: 'rollout-controller' });
@@ -45,6 +46,10 @@ const deps = {
   packageName: env.firmwarePackage,
   jobTemplateArns,
   iotArnPrefix: env.iotArnPrefix,
+  // Health aggregates and alarms are not observed yet: their gates hold promotion (fail closed).
+  observeMore: async (state: RolloutState) => ({
+    lastHealthReportAt: await readLastHealthReports(doc, env.devicesTable, Object.values(state.ledger)),
+  }),
   log: (message: string, detail: Record<string, unknown>) => logger.info(message, detail),
 };
 

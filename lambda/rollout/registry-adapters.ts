@@ -69,6 +69,50 @@ async function lotsOnHold(doc: DynamoDBDocumentClient, table: string, lots: stri
 }
 
 /**
+ * The time (epoch ms) of each device's last health report the registry holds: the later of the
+ * report's own time (`healthTs`, written with every recorded report) and `lastSeen`. Devices with
+ * neither are left out (the silence gate then counts them as silent once their window passes).
+ */
+export async function readLastHealthReports(
+  doc: DynamoDBDocumentClient,
+  devicesTable: string,
+  devices: readonly { thing: string; serial: string }[],
+): Promise<Record<string, number>> {
+  const thingOf = new Map(devices.map((d) => [d.serial, d.thing]));
+  const serials = [...thingOf.keys()];
+  const out: Record<string, number> = {};
+  for (let i = 0; i < serials.length; i += 100) {
+    let keys: Record<string, unknown>[] | undefined = serials.slice(i, i + 100).map((serial) => ({ serial }));
+    for (let attempt = 0; keys && keys.length > 0 && attempt < 5; attempt++) {
+      const res: BatchGetCommandOutput = await doc.send(
+        new BatchGetCommand({
+          RequestItems: {
+            [devicesTable]: {
+              Keys: keys,
+              ProjectionExpression: '#s, #t, #l',
+              ExpressionAttributeNames: { '#s': 'serial', '#t': 'healthTs', '#l': 'lastSeen' },
+            },
+          },
+        }),
+      );
+      for (const d of (res.Responses?.[devicesTable] ?? []) as Pick<
+        DeviceRecord,
+        'serial' | 'healthTs' | 'lastSeen'
+      >[]) {
+        const seen = d.lastSeen ? Date.parse(d.lastSeen) : undefined;
+        const times = [d.healthTs, seen].filter(
+          (t): t is number => typeof t === 'number' && Number.isFinite(t),
+        );
+        const thing = thingOf.get(d.serial);
+        if (thing && times.length > 0) out[thing] = Math.max(...times);
+      }
+      keys = res.UnprocessedKeys?.[devicesTable]?.Keys;
+    }
+  }
+  return out;
+}
+
+/**
  * Appends the outcome to the device's trail at `at` (the stepped-from state's time), keyed by job
  * and outcome, so a retried or concurrent pass of the same step writes nothing twice.
  */

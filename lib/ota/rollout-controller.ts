@@ -109,7 +109,7 @@ export class RolloutController extends Construct {
     props.table.grantControl(this.controller);
     iam.Grant.addToPrincipal({
       grantee: this.controller,
-      actions: ['dynamodb:Scan'],
+      actions: ['dynamodb:Scan', 'dynamodb:BatchGetItem'],
       resourceArns: [props.registry.devices.tableArn],
     });
     iam.Grant.addToPrincipal({

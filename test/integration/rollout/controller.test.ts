@@ -199,3 +199,31 @@ test('two concurrent passes and a third create the canary job once, for the cana
   expect(stored.state.status).toBe('RUNNING');
   expect(stored.state.stages[0].jobId).toBe(created[0]);
 });
+
+test('last health report times come from the registry: the later of healthTs and lastSeen', async () => {
+  const { UpdateCommand } = await import('@aws-sdk/lib-dynamodb');
+  const { readLastHealthReports } = await import('../../../lambda/rollout/registry-adapters');
+  const table = 'DevicesCtl';
+  await dynamo.doc.send(
+    new UpdateCommand({
+      TableName: table,
+      Key: { serial: 'SN000' },
+      UpdateExpression: 'SET healthTs = :t, lastSeen = :l',
+      ExpressionAttributeValues: { ':t': 5_000, ':l': new Date(2_000).toISOString() },
+    }),
+  );
+  await dynamo.doc.send(
+    new UpdateCommand({
+      TableName: table,
+      Key: { serial: 'SN001' },
+      UpdateExpression: 'SET lastSeen = :l',
+      ExpressionAttributeValues: { ':l': new Date(9_000).toISOString() },
+    }),
+  );
+  const got = await readLastHealthReports(dynamo.doc, table, [
+    { thing: 'fleet-SN000', serial: 'SN000' },
+    { thing: 'fleet-SN001', serial: 'SN001' },
+    { thing: 'fleet-SN002', serial: 'SN002' },
+  ]);
+  expect(got).toEqual({ 'fleet-SN000': 5_000, 'fleet-SN001': 9_000 });
+});
