@@ -8,7 +8,6 @@
  * (core/ota.ts FIRMWARE_SIGNATURE_ALGORITHM); devices verify it with the matching public key.
  */
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { FIRMWARE_SIGNATURE_ALGORITHM, type ReleaseRecord } from '../core/ota';
 import { FIRMWARE_PATTERN, HW_REV_PATTERN } from '../core/model';
 import { DEFAULT_STACK_NAME, STACK_OUTPUTS } from '../core/stack-outputs';
 import { CLI_ENV, type StackOutputReader } from './context';
@@ -94,43 +93,7 @@ export function verifyImage(image: Buffer, signature: string, key: KeyObject): b
   return verify('sha256', image, { key: publicKey, dsaEncoding: 'der' }, Buffer.from(signature, 'base64'));
 }
 
-/**
- * The package-version attributes of a release (strings; at most 3 KB together). The job
- * templates' document reads them by name (lib/ota/job-templates.ts).
- */
-export function releaseAttributes(r: ReleaseRecord): Record<string, string> {
-  return {
-    version: r.version,
-    hwRevs: r.hwRevs.join(','),
-    sizeBytes: String(r.sizeBytes),
-    sha256: r.sha256,
-    signature: r.signature,
-    signatureAlgorithm: r.signatureAlgorithm,
-    s3Bucket: r.s3.bucket,
-    s3Key: r.s3.key,
-    ...(r.s3.versionId ? { s3VersionId: r.s3.versionId } : {}),
-    publishedAt: r.publishedAt,
-  };
-}
-
-/** The release recorded in a package version's attributes, or undefined when they hold none. */
-export function releaseFromAttributes(
-  versionName: string,
-  attributes: Record<string, string> | undefined,
-): ReleaseRecord | undefined {
-  const a = attributes ?? {};
-  if (!a.sha256 || !a.s3Bucket || !a.s3Key) return undefined;
-  return {
-    version: a.version ?? versionName,
-    hwRevs: (a.hwRevs ?? '').split(',').filter(Boolean),
-    sizeBytes: Number(a.sizeBytes ?? 0),
-    sha256: a.sha256,
-    signature: a.signature ?? '',
-    signatureAlgorithm: FIRMWARE_SIGNATURE_ALGORITHM,
-    s3: { bucket: a.s3Bucket, key: a.s3Key, ...(a.s3VersionId ? { versionId: a.s3VersionId } : {}) },
-    publishedAt: a.publishedAt ?? '',
-  };
-}
+export { releaseAttributes, releaseFromAttributes } from '../core/ota';
 
 /** Where the firmware commands publish to. */
 export interface FirmwareResources {

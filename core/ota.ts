@@ -110,3 +110,44 @@ export function rolloutJobId(rolloutId: string, release: string, stage: number |
   const head = `ota-${safeRelease}`.slice(0, MAX_JOB_ID_LENGTH - hash.length - suffix.length - 2);
   return `${head}-${hash}-${suffix}`;
 }
+
+/**
+ * The package-version attributes of a release (strings; at most 3 KB together), as
+ * `fleet firmware publish` records them. The job templates' document reads them by name
+ * (lib/ota/job-templates.ts), and the rollout functions read them back with
+ * {@link releaseFromAttributes}.
+ */
+export function releaseAttributes(r: ReleaseRecord): Record<string, string> {
+  return {
+    version: r.version,
+    hwRevs: r.hwRevs.join(','),
+    sizeBytes: String(r.sizeBytes),
+    sha256: r.sha256,
+    signature: r.signature,
+    signatureAlgorithm: r.signatureAlgorithm,
+    s3Bucket: r.s3.bucket,
+    s3Key: r.s3.key,
+    ...(r.s3.versionId ? { s3VersionId: r.s3.versionId } : {}),
+    publishedAt: r.publishedAt,
+  };
+}
+
+/** The release a package version's attributes record, or undefined when they hold none. */
+export function releaseFromAttributes(
+  versionName: string,
+  attributes: Readonly<Record<string, string>> | undefined,
+): ReleaseRecord | undefined {
+  const a = attributes ?? {};
+  if (!a.sha256 || !a.s3Bucket || !a.s3Key || !a.signature) return undefined;
+  if (a.signatureAlgorithm && a.signatureAlgorithm !== FIRMWARE_SIGNATURE_ALGORITHM) return undefined;
+  return {
+    version: a.version ?? versionName,
+    hwRevs: (a.hwRevs ?? '').split(',').filter(Boolean),
+    sizeBytes: Number(a.sizeBytes ?? 0),
+    sha256: a.sha256,
+    signature: a.signature,
+    signatureAlgorithm: FIRMWARE_SIGNATURE_ALGORITHM,
+    s3: { bucket: a.s3Bucket, key: a.s3Key, ...(a.s3VersionId ? { versionId: a.s3VersionId } : {}) },
+    publishedAt: a.publishedAt ?? '',
+  };
+}

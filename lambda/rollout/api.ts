@@ -16,7 +16,7 @@ import {
 } from '../../core/rollout';
 import { parseRolloutRequest, RolloutPlanError } from '../../core/rollout-plan';
 import type { IotJobsApi } from './iot-jobs';
-import { releaseOfPackageVersion } from './release-attributes';
+import { releaseFromAttributes as releaseOfPackageVersion } from '../../core/ota';
 import { RolloutNotFoundError, type RolloutStore, type StoredRollout } from './rollout-store';
 
 const by = z.optional(

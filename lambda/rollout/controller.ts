@@ -20,7 +20,7 @@ import {
 } from '../../core/rollout';
 import type { RolloutCandidate } from '../../core/rollout-targets';
 import type { IotJobsApi } from './iot-jobs';
-import { releaseOfPackageVersion } from './release-attributes';
+import { releaseFromAttributes as releaseOfPackageVersion } from '../../core/ota';
 import { RolloutRevisionConflictError, type StoredRollout } from './rollout-store';
 
 /** Most things one job names directly; beyond it the job targets a static thing group. */

@@ -1,7 +1,7 @@
 /** The controller reads back exactly the release `fleet firmware publish` records. */
 import { releaseAttributes } from '../../../cli/firmware-release';
 import type { ReleaseRecord } from '../../../core/ota';
-import { releaseOfPackageVersion } from '../../../lambda/rollout/release-attributes';
+import { releaseFromAttributes as releaseOfPackageVersion } from '../../../core/ota';
 
 const base: ReleaseRecord = {
   version: '2.0.0',
